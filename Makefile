@@ -1,0 +1,18 @@
+# One venv in .venv; `make demo` runs the server with a demo order, `make test` runs every test.
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install demo test
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/chatd demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q

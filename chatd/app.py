@@ -1,0 +1,68 @@
+"""The composition root: the one place that knows every piece and wires them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from aiohttp import web
+
+from chatd import http, ws
+from chatd.appkeys import CHAT, CONFIG, SOCKETS
+from chatd.chat import Chat
+from chatd.config import Config
+from chatd.errors import CloseCode
+from chatd.rooms.broker import LocalBroker
+from chatd.rooms.hub import Hub
+from chatd.store.sqlite import SqliteStore
+
+log = logging.getLogger("chatd")
+
+
+def make_broker(cfg: Config):
+    if cfg.broker.url:
+        raise SystemExit("[broker] url: the Redis relay is not available in this build")
+    return LocalBroker()
+
+
+async def _resources(app: web.Application):
+    """Store, broker, hub and chat: opened in order, closed in reverse."""
+    cfg = app[CONFIG]
+    store = SqliteStore(cfg.store.path, cfg.store.synchronous, cfg.store.max_batch)
+    await store.open()
+    broker = make_broker(cfg)
+    hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
+              on_room_idle=broker.watch_room, on_user_idle=broker.watch_user)
+    chat = Chat(store, hub, broker, cfg.limits)
+    await broker.start(hub)
+    await chat.start()
+    app[CHAT] = chat
+    try:
+        yield
+    finally:
+        await chat.aclose()
+        await broker.aclose()
+        await store.aclose()  # flushes every queued write first
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
+    sockets = list(app[SOCKETS])
+    if sockets:
+        await asyncio.gather(
+            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
+              for ws in sockets),
+            return_exceptions=True,
+        )
+
+
+def create_app(cfg: Config) -> web.Application:
+    app = web.Application(middlewares=[http.errors_middleware], client_max_size=1 << 20)
+    app[CONFIG] = cfg
+    app[SOCKETS] = weakref.WeakSet()
+    app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", ws.handle)
+    http.add_routes(app)
+    return app

@@ -1,0 +1,51 @@
+"""Who may do what on which order: pure functions of plain values.
+
+A user's role *in an order* is the participant slot they hold (buyer,
+supplier, sales_rep); otherwise `staff` everywhere, or `bot` where the token's
+`orders` claim covers the order; otherwise nothing, and the caller answers
+`not_found` so outsiders cannot learn the order exists.
+"""
+
+from __future__ import annotations
+
+NOTE_READERS = frozenset({"supplier", "sales_rep", "staff", "bot"})
+STATUS_SETTERS = frozenset({"supplier", "staff", "bot"})
+DISPUTE_OPENERS = frozenset({"buyer", "staff"})
+RATE_EXEMPT = frozenset({"staff", "bot"})
+
+
+def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) -> str | None:
+    """The role `user_id` acts in on this order, or None if they have no access.
+
+    `slots` is (buyer_id, supplier_id, sales_rep_id or None). The buyer slot
+    wins if one id holds several, so a misconfigured order never shows notes
+    to a buyer.
+    """
+    buyer, supplier, rep = slots
+    if user_id == buyer:
+        return "buyer"
+    if user_id == supplier:
+        return "supplier"
+    if rep is not None and user_id == rep:
+        return "sales_rep"
+    if token_role == "staff":
+        return "staff"
+    if token_role == "bot" and (bot_orders == "*" or (bot_orders and order_id in bot_orders)):
+        return "bot"
+    return None
+
+
+def sees_notes(role: str) -> bool:
+    return role in NOTE_READERS
+
+
+def may_set_status(role: str) -> bool:
+    return role in STATUS_SETTERS
+
+
+def may_open_dispute(role: str) -> bool:
+    return role in DISPUTE_OPENERS
+
+
+def may_close_dispute(role: str, user_id: str, opened_by: str | None) -> bool:
+    return role == "staff" or (opened_by is not None and user_id == opened_by)

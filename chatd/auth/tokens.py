@@ -1,0 +1,86 @@
+"""Connection tokens: HS256 JWTs signed by the host platform (PyJWT).
+
+The clock and the secret are passed in, so this is testable without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from chatd.errors import Unauthorized
+
+ROLES = frozenset({"buyer", "supplier", "sales_rep", "staff", "bot"})
+
+
+class Identity:
+    """A verified token: the user, their role, a bot's order claim, expiry (s)."""
+
+    __slots__ = ("id", "name", "role", "orders", "exp")
+
+    def __init__(self, id: str, name: str, role: str, orders, exp: float) -> None:
+        self.id = id
+        self.name = name
+        self.role = role
+        self.orders = orders  # None, "*", or a frozenset of order ids (bots)
+        self.exp = exp
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.exp
+
+
+def verify(token: str, secret: str, now: float | None = None) -> Identity:
+    """Check signature, expiry and claims; raise `Unauthorized` otherwise."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "role", "exp"], "verify_exp": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from exc
+    sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("token sub must be a non-empty string")
+    if role not in ROLES:
+        raise Unauthorized(f"token role must be one of {sorted(ROLES)}")
+    if not isinstance(exp, (int, float)) or (time.time() if now is None else now) >= exp:
+        raise Unauthorized("token expired")
+    name = claims.get("name")
+    if not isinstance(name, str) or not name:
+        name = sub
+    orders = None
+    if role == "bot":
+        raw = claims.get("orders")
+        if raw == "*":
+            orders = "*"
+        elif isinstance(raw, list) and all(isinstance(o, str) for o in raw):
+            orders = frozenset(raw)
+        else:
+            orders = frozenset()
+    return Identity(sub, name, role, orders, float(exp))
+
+
+def issue(
+    secret: str,
+    sub: str,
+    role: str,
+    name: str | None = None,
+    ttl_s: float = 3600,
+    orders=None,
+    now: float | None = None,
+) -> str:
+    """Sign a token (development, bots, tests); the host platform does this in production."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}")
+    claims = {
+        "sub": sub,
+        "name": name or sub,
+        "role": role,
+        "exp": int((time.time() if now is None else now) + ttl_s),
+    }
+    if orders is not None:
+        claims["orders"] = orders
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,303 @@
+"""The chat service: what each request does, for the WebSocket and REST edges alike.
+
+It checks permissions, writes through the store, and only after the store
+has committed publishes the encoded frames through the broker, in seq order.
+It knows nothing of aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from chatd.auth import permissions
+from chatd.auth.tokens import Identity
+from chatd.config import LimitsConfig
+from chatd.errors import BadRequest, CloseCode, NotFound, TooLarge
+from chatd.rooms.broker import Broker
+from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.hub import Conn, Hub
+from chatd.store.records import OrderChange, OrderRecord, Posted
+from chatd.store.sqlite import Actor, SqliteStore
+from chatd.wire import (
+    Ack,
+    HistoryPage,
+    InboxEntry,
+    InboxPage,
+    Joined,
+    Left,
+    OrderState,
+    Presence,
+    Receipt,
+    TypingEvent,
+    Unread,
+    UserRef,
+    encode,
+    encode_frame,
+    frame,
+)
+
+PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
+
+
+class Disconnect(Exception):
+    """Close this connection with `code` (the edge does it)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def actor_of(ident: Identity) -> Actor:
+    return Actor(ident.id, ident.name, ident.role, ident.orders)
+
+
+class Chat:
+    def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
+        self.store = store
+        self.hub = hub
+        self.broker = broker
+        self.limits = limits
+        self._typing_rooms: set[str] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
+
+    async def aclose(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    # --- access -------------------------------------------------------------
+
+    def _order_and_role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
+        order = self.store.get_order(order_id)
+        if order is None:
+            raise NotFound("no such order", ref=order_id)
+        role = permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+        if role is None:
+            raise NotFound("no such order", ref=order_id)  # same answer as a missing order
+        return order, role
+
+    # --- rooms ----------------------------------------------------------------
+
+    def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
+        ident = conn.ident
+        if ident.expired():
+            raise Disconnect(CloseCode.UNAUTHORIZED, "token expired")
+        order, role = self._order_and_role(ident, order_id)
+        sees = permissions.sees_notes(role)
+        if limit is None:
+            limit = self.limits.replay_default if since is None else self.limits.replay_since_default
+        if limit < 0 or (since is not None and since < 0):
+            raise BadRequest("since and limit must not be negative", ref=order_id)
+        member, first = self.hub.join(conn, order_id, sees)
+        if first and role in PARTICIPANT_ROLES:
+            self.broker.publish_room(RoomEvent(order_id, encode_frame(Presence(order_id, ident.id, True))))
+        # Subscribed before reading: anything published from here on waits in
+        # member.pending and is released without what the replay covers.
+        msgs, truncated = self.store.replay(order_id, sees, since, limit)
+        read_seq, unread, last_visible = self.store.marker(order_id, ident.id, sees, order.last_seq)
+        joined = Joined(
+            order=order_id,
+            status=order.status,
+            dispute=order.dispute,
+            participants=order.participants(self.hub.online(order_id)),
+            last_seq=last_visible,
+            read_seq=read_seq,
+            unread=unread,
+            truncated=truncated,
+        )
+        send = self.hub.send
+        send(conn, encode_frame(joined))
+        for m in msgs:
+            send(conn, encode_frame(m))
+        top = max(order.last_seq, msgs[-1].seq if msgs else 0)
+        self.hub.release(conn, member, top)
+
+    def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
+        joined = order_id in conn.rooms
+        last = self.hub.leave(conn, order_id)
+        self.hub.send(conn, encode_frame(Left(order_id, reason)))
+        if joined and last:
+            self._offline(conn.ident, order_id)
+
+    def went_away(self, conn: Conn) -> None:
+        """A connection closed: presence for the rooms its user has now left."""
+        for order_id in self.hub.remove_conn(conn):
+            self._offline(conn.ident, order_id)
+
+    def _offline(self, ident: Identity, order_id: str) -> None:
+        if ident.role in ("staff", "bot"):
+            return
+        order = self.store.get_order(order_id)
+        if order is None or ident.id not in order.slots:
+            return
+        self.broker.publish_room(RoomEvent(order_id, encode_frame(Presence(order_id, ident.id, False))))
+
+    # --- messages ---------------------------------------------------------------
+
+    def _check_text(self, text: str, ref: str | None, allow_empty: bool = False) -> None:
+        if len(text) > self.limits.max_text_chars:
+            raise TooLarge(f"text is longer than {self.limits.max_text_chars} characters", ref=ref)
+        if not allow_empty and not text.strip():
+            raise BadRequest("text is empty", ref=ref)
+
+    async def send(self, actor: Actor, order_id: str, client_id: str, text: str, kind: str,
+                   attachments: list[str] | None = None) -> Ack:
+        if not client_id:
+            raise BadRequest("client_id is required", ref=order_id)
+        if attachments:
+            raise BadRequest("attachments are not supported by this server yet", ref=client_id)
+        self._check_text(text, client_id)
+        posted = await self.store.post(actor, order_id, text, client_id, kind)
+        self.publish_posted(posted)
+        m = posted.message
+        return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
+
+    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
+                         text: str | None) -> Ack:
+        if not status or len(status) > 64:
+            raise BadRequest("status must be 1 to 64 characters", ref=client_id)
+        if text is not None:
+            self._check_text(text, client_id, allow_empty=True)
+        posted = await self.store.set_status(actor, order_id, status, client_id, text)
+        self.publish_posted(posted)
+        return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
+
+    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
+                      reason: str | None) -> Ack:
+        if reason is not None:
+            self._check_text(reason, client_id, allow_empty=True)
+        posted = await self.store.dispute(actor, order_id, action, client_id, reason)
+        self.publish_posted(posted)
+        return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
+
+    def publish_posted(self, posted: Posted) -> None:
+        """Fan a committed message out: room, then each reader's unread and notify."""
+        if posted.duplicate:
+            return
+        m = posted.message
+        raw = encode(m)
+        self.broker.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
+        notify = frame(b'{"type":"notify","order":' + encode(m.order) + b',"message":' + raw + b"}")
+        publish_user = self.broker.publish_user
+        for ch in posted.unread:
+            data = encode_frame(Unread(m.order, ch.count, ch.total))
+            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b""))
+        if posted.order is not None:
+            self.publish_order(posted.order)
+
+    def publish_order(self, order: OrderRecord) -> None:
+        state = OrderState(order.id, order.status, order.dispute, order.participants(self.hub.online(order.id)))
+        self.broker.publish_room(RoomEvent(order.id, encode_frame(state)))
+
+    def publish_change(self, change: OrderChange) -> None:
+        """After an order upsert: cut removed users off, then tell the room."""
+        order_id = change.order.id
+        left = encode_frame(Left(order_id, "removed"))
+        for user in change.removed:
+            self.broker.publish_user(UserEvent(user, order=order_id, removed=left))
+        if change.state_changed and not change.created:
+            self.publish_order(change.order)
+
+    # --- typing, read, history, inbox -----------------------------------------------
+
+    def typing(self, conn: Conn, order_id: str, active: bool) -> None:
+        if order_id not in conn.rooms:
+            raise BadRequest("join the order before sending typing", ref=order_id)
+        room = self.hub.rooms[order_id]
+        limits = self.limits
+        if room.typing_update(conn.user, active, time.monotonic(), limits.typing_ttl_s, 1.0 / limits.typing_per_s):
+            self._publish_typing(conn.ident, order_id, active)
+        if room.typing:
+            self._typing_rooms.add(order_id)
+
+    def _publish_typing(self, ident: Identity, order_id: str, active: bool) -> None:
+        role = ident.role
+        room_role = self._role_hint(ident, order_id)
+        ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or role), active)
+        self.broker.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
+
+    def _role_hint(self, ident: Identity, order_id: str) -> str | None:
+        order = self.store.get_order(order_id)
+        if order is None:
+            return None
+        return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+
+    async def _sweep_typing(self) -> None:
+        """Send `active: false` for typists whose refresh did not come in time."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for order_id in list(self._typing_rooms):
+                room = self.hub.rooms.get(order_id)
+                if room is None:
+                    self._typing_rooms.discard(order_id)
+                    continue
+                for user in room.typing_expired(now):
+                    ident = self._ident_in_room(room, user)
+                    if ident is not None:
+                        self._publish_typing(ident, order_id, False)
+                if not room.typing:
+                    self._typing_rooms.discard(order_id)
+
+    @staticmethod
+    def _ident_in_room(room, user: str) -> Identity | None:
+        for conn in room.members:
+            if conn.ident.id == user:
+                return conn.ident
+        return None
+
+    async def read(self, conn: Conn, order_id: str, seq: int) -> None:
+        if seq < 0:
+            raise BadRequest("seq must not be negative", ref=order_id)
+        ident = conn.ident
+        marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
+        if marker is None:
+            return
+        self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        if marker.role in PARTICIPANT_ROLES:
+            self.broker.publish_room(RoomEvent(order_id, encode_frame(Receipt(order_id, ident.id, marker.read_seq))))
+
+    async def set_marker(self, order_id: str, user: str, seq: int) -> dict:
+        """REST: an operator sets a user's marker (may move backward: mark unread)."""
+        marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
+        if marker is None:
+            read_seq, unread, _ = self.store.marker(order_id, user, True, 0)
+            return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
+                    "total": self.store.total_unread(user)}
+        self.broker.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
+                "total": marker.total}
+
+    def history(self, ident: Identity, order_id: str, before: int | None, after: int | None,
+                limit: int | None) -> HistoryPage:
+        _, role = self._order_and_role(ident, order_id)
+        limit = self._page_limit(limit)
+        msgs, more = self.store.history(order_id, permissions.sees_notes(role), before, after, limit)
+        return HistoryPage(order_id, msgs, more)
+
+    def _page_limit(self, limit: int | None) -> int:
+        if limit is None:
+            return self.limits.history_default
+        if limit < 1:
+            raise BadRequest("limit must be at least 1")
+        return min(limit, self.limits.history_max)
+
+    def inbox(self, conn: Conn, limit: int | None, cursor: str | None) -> InboxPage:
+        conn.inbox = True
+        if limit is None:
+            limit = 50
+        if limit < 1:
+            raise BadRequest("limit must be at least 1")
+        entries, total, next_cursor = self.store.inbox(conn.user, min(limit, self.limits.inbox_max), cursor)
+        return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
+
+
+def to_builtins(obj) -> object:
+    return msgspec.to_builtins(obj)

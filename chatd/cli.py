@@ -1,0 +1,140 @@
+"""The `chatd` command: serve, demo, token."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from chatd import config as config_mod
+from chatd.auth.tokens import issue
+
+log = logging.getLogger("chatd")
+
+DEMO_ORDER = "demo-1001"
+DEMO_PEOPLE = {
+    "buyer": ("bea", "Bea Buyer"),
+    "supplier": ("sam", "Sam Supplier"),
+    "sales_rep": ("rita", "Rita Rep"),
+}
+
+
+def _load(path: str | None) -> config_mod.Config:
+    if path is not None and not Path(path).exists():
+        raise SystemExit(f"chatd: config file {path} not found")
+    return config_mod.load(path if path is not None else "config.toml")
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _tune_gc(app: web.Application) -> None:
+    """Start-up objects never die: move them out of the collector's sight, and
+    collect the young generation less often, so thousands of connections do
+    not turn into long pauses of the loop."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
+def serve(cfg: config_mod.Config, on_startup=None) -> None:
+    from chatd.app import create_app
+
+    if cfg.dev_secret:
+        log.warning(
+            "no [auth] secret configured: using a generated development secret and api key "
+            "(kept in %s); set [auth] secret and api_key for anything but development",
+            Path(cfg.store.path).parent / "dev-secrets.json",
+        )
+    _use_uvloop()
+    app = create_app(cfg)
+    if on_startup is not None:
+        app.on_startup.append(on_startup)
+    app.on_startup.append(_tune_gc)
+    web.run_app(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        shutdown_timeout=cfg.server.shutdown_timeout_s,
+        access_log=None,
+        print=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
+    )
+
+
+def _demo_startup(cfg: config_mod.Config):
+    async def start(app: web.Application) -> None:
+        from chatd.appkeys import CHAT
+        from chatd.store.records import Person
+
+        chat = app[CHAT]
+        p = DEMO_PEOPLE
+        change = await chat.store.put_order(
+            DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
+        )
+        chat.publish_change(change)
+        base = f"http://{cfg.server.host}:{cfg.server.port}"
+        lines = [f"chatd demo: order {DEMO_ORDER} at {base}"]
+        for role, (uid, name) in p.items():
+            token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
+            lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
+        bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
+        lines.append(f"  bot token: {bot}")
+        lines.append(f"  api key:   {cfg.auth.api_key}")
+        print("\n".join(lines), flush=True)
+
+    return start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="chatd", description="Realtime chat for e-commerce orders.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = sub.add_parser("serve", help="run the server")
+    p_serve.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
+    p_serve.add_argument("--host")
+    p_serve.add_argument("--port", type=int)
+
+    p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
+    p_demo.add_argument("--config")
+    p_demo.add_argument("--port", type=int)
+
+    p_token = sub.add_parser("token", help="print a signed connection token")
+    p_token.add_argument("--config")
+    p_token.add_argument("--sub", required=True, help="user id")
+    p_token.add_argument("--role", required=True, choices=["buyer", "supplier", "sales_rep", "staff", "bot"])
+    p_token.add_argument("--name")
+    p_token.add_argument("--ttl-s", type=float, default=3600)
+    p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = _load(args.config)
+    if args.command in ("serve", "demo"):
+        import msgspec
+
+        server = cfg.server
+        if getattr(args, "host", None):
+            server = msgspec.structs.replace(server, host=args.host)
+        if args.port is not None:
+            server = msgspec.structs.replace(server, port=args.port)
+        cfg = msgspec.structs.replace(cfg, server=server)
+        serve(cfg, _demo_startup(cfg) if args.command == "demo" else None)
+    elif args.command == "token":
+        orders = None
+        if args.orders is not None:
+            orders = "*" if args.orders == "*" else [o for o in args.orders.split(",") if o]
+        print(issue(cfg.auth.secret, args.sub, args.role, args.name, args.ttl_s, orders))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Configuration: frozen msgspec Structs loaded once from config.toml.
+
+Every field has a default (documented in the repo's config.toml), so a missing
+file means "embedded defaults". Secrets may come from the environment.
+Imports no chatd module.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    shutdown_timeout_s: float = 5.0
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    secret: str = ""  # HS256 key for connection tokens; env CHATD_AUTH_SECRET overrides
+    api_key: str = ""  # server-to-server REST key; env CHATD_API_KEY overrides
+
+
+class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str = "data/chatd.sqlite3"
+    synchronous: str = "normal"  # "normal" survives kill -9; "full" also power loss
+    max_batch: int = 512  # most writes grouped into one transaction
+
+
+class BrokerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = ""  # "" = in-process relay; "redis://host:port/db" across instances
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_frame_bytes: int = 65536  # larger inbound frame: close 1009
+    max_text_chars: int = 4000  # longer message text: error too_large
+    auth_timeout_s: float = 5.0  # no valid auth by then: close 4401
+    rate_per_s: float = 20.0  # send/set_status/dispute sustained, per connection
+    rate_burst: int = 60  # ... and burst; staff and bot are exempt
+    rate_abuse_closes: int = 200  # rate_limited errors in a row before close 4429
+    typing_per_s: float = 1.0  # typing frames forwarded per user and order
+    typing_ttl_s: float = 6.0  # typing expires without a refresh
+    max_conns_per_user: int = 20  # one more: close 4429
+    outbound_queue_frames: int = 1000  # frames held for a slow reader: close 1013
+    outbound_buffer_bytes: int = 262144  # socket backlog before frames are held
+    heartbeat_s: float = 30.0  # server pings; no pong within it: closed
+    history_max: int = 200  # history page cap
+    history_default: int = 50
+    replay_default: int = 50  # join without since
+    replay_since_default: int = 500  # join with since
+    inbox_max: int = 200
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
+    broker: BrokerConfig = BrokerConfig()
+    limits: LimitsConfig = LimitsConfig()
+    dev_secret: bool = False  # set when the secret was generated at start
+
+
+def _dev_secrets(folder: Path) -> tuple[str, str]:
+    """A generated secret and api key kept beside the database, so the
+    development server and `chatd token` agree across restarts."""
+    path = folder / "dev-secrets.json"
+    if path.exists():
+        data = msgspec.json.decode(path.read_bytes())
+        return data["secret"], data["api_key"]
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
+    path.write_bytes(msgspec.json.encode(data))
+    path.chmod(0o600)
+    return data["secret"], data["api_key"]
+
+
+def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
+    """Read `path` (missing file: defaults), apply env overrides, fill secrets.
+
+    A config without a secret or api key gets generated ones, kept in
+    `dev-secrets.json` beside the database (`dev_secret` says so).
+    """
+    env = os.environ if environ is None else environ
+    raw: dict = {}
+    if path is not None and Path(path).exists():
+        raw = tomllib.loads(Path(path).read_text())
+    cfg = msgspec.convert(raw, Config)
+    auth = cfg.auth
+    secret = env.get("CHATD_AUTH_SECRET") or auth.secret
+    api_key = env.get("CHATD_API_KEY") or auth.api_key
+    dev = False
+    if not secret or not api_key:
+        dev_secret, dev_key = _dev_secrets(Path(cfg.store.path).parent)
+        if not secret:
+            secret, dev = dev_secret, True
+        api_key = api_key or dev_key
+    if env.get("CHATD_BROKER_URL"):
+        cfg = msgspec.structs.replace(cfg, broker=BrokerConfig(url=env["CHATD_BROKER_URL"]))
+    if cfg.store.synchronous not in ("normal", "full"):
+        raise ValueError("[store] synchronous must be \"normal\" or \"full\"")
+    return msgspec.structs.replace(
+        cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev
+    )

@@ -1,0 +1,69 @@
+"""The relay between instances: a small contract, and the in-process default.
+
+A broker delivers published events to the hub of every instance that has an
+interest (a local member of the room, a local connection of the user). It
+never knows the hub: it calls the `Handler` it was given.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chatd.rooms.events import RoomEvent, UserEvent
+
+
+class Handler(Protocol):
+    def deliver_room(self, ev: RoomEvent) -> None: ...
+
+    def deliver_user(self, ev: UserEvent) -> None: ...
+
+
+class Broker(Protocol):
+    """Relay contract.
+
+    `publish_*` never blocks and never raises: events of one publisher are
+    delivered in publish order; delivery to other instances is best effort
+    (the store is the truth, and gaps are refilled from it). `healthy` is
+    False while the relay cannot deliver across instances.
+    """
+
+    healthy: bool
+
+    def publish_room(self, ev: RoomEvent) -> None: ...
+
+    def publish_user(self, ev: UserEvent) -> None: ...
+
+    def watch_room(self, order: str, on: bool) -> None: ...
+
+    def watch_user(self, user: str, on: bool) -> None: ...
+
+    async def start(self, handler: Handler) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalBroker:
+    """One process: publishing is delivering, synchronously and in order."""
+
+    healthy = True
+
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def publish_room(self, ev: RoomEvent) -> None:
+        self._handler.deliver_room(ev)
+
+    def publish_user(self, ev: UserEvent) -> None:
+        self._handler.deliver_user(ev)
+
+    def watch_room(self, order: str, on: bool) -> None:
+        pass
+
+    def watch_user(self, user: str, on: bool) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self._handler = None

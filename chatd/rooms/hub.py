@@ -1,0 +1,231 @@
+"""Local connections per room and per user, and the bounded outbound path.
+
+Fan-out never awaits: a frame is encoded once, the same bytes are appended to
+each recipient's outbound list, and one callback per loop iteration writes
+each dirty connection's frames to its transport in a single write. A socket
+whose kernel and transport buffers are full keeps frames here; past
+`outbound_queue_frames` that connection is closed with 1013 and the room
+goes on without it (see websockets' broadcast topic for why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from chatd.errors import CloseCode
+from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.room import Member, Room
+
+log = logging.getLogger("chatd.hub")
+
+
+class Conn:
+    """One WebSocket connection as the hub sees it. Few objects, all slots."""
+
+    __slots__ = (
+        "ident", "transport", "closer", "rooms", "inbox", "out", "closed",
+        "tokens", "stamp", "strikes", "__weakref__",
+    )
+
+    def __init__(self, ident, transport, closer: Callable[[int], None]) -> None:
+        self.ident = ident  # auth.tokens.Identity
+        self.transport = transport
+        self.closer = closer  # closes the socket with a code, asynchronously
+        self.rooms: dict[str, Member] = {}
+        self.inbox = False
+        self.out: list[bytes] | None = None
+        self.closed = False
+        self.tokens = 0.0
+        self.stamp = 0.0
+        self.strikes = 0
+
+    @property
+    def user(self) -> str:
+        return self.ident.id
+
+
+class Hub:
+    """Who is here, and delivery to them. Implements `broker.Handler`."""
+
+    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None) -> None:
+        self.queue_frames = queue_frames
+        self.buffer_bytes = buffer_bytes
+        self.rooms: dict[str, Room] = {}
+        self.users: dict[str, set[Conn]] = {}
+        self._dirty: list[Conn] = []
+        self._held: list[Conn] = []
+        self._scheduled = False
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_event_loop()
+        self.slow_closes = 0
+        # called with (key, on) when the first / last local interest appears
+        self.on_room_idle = on_room_idle or (lambda order, on: None)
+        self.on_user_idle = on_user_idle or (lambda user, on: None)
+
+    # --- connections -----------------------------------------------------
+
+    def count(self, user: str) -> int:
+        return len(self.users.get(user, ()))
+
+    def add_conn(self, conn: Conn) -> None:
+        conns = self.users.get(conn.user)
+        if conns is None:
+            conns = self.users[conn.user] = set()
+            self.on_user_idle(conn.user, True)
+        conns.add(conn)
+
+    def remove_conn(self, conn: Conn) -> list[str]:
+        """Forget a connection; return the orders where its user is now offline."""
+        conn.closed = True
+        conn.out = None
+        offline = [order for order in list(conn.rooms) if self.leave(conn, order)]
+        conns = self.users.get(conn.user)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.users[conn.user]
+                self.on_user_idle(conn.user, False)
+        return offline
+
+    def join(self, conn: Conn, order: str, sees_notes: bool) -> tuple[Member, bool]:
+        """Subscribe before reading the store: live events wait in `pending`.
+
+        Returns the membership and whether the user is now newly online here.
+        A repeated join replaces the old membership.
+        """
+        room = self.rooms.get(order)
+        if room is None:
+            room = self.rooms[order] = Room(order)
+            self.on_room_idle(order, True)
+        if order in conn.rooms:
+            room.remove(conn, conn.user)
+        member = Member(sees_notes)
+        conn.rooms[order] = member
+        return member, room.add(conn, conn.user, member)
+
+    def release(self, conn: Conn, member: Member, replayed_to: int) -> None:
+        """The replay up to `replayed_to` was queued: deliver what waited, newer only."""
+        member.seq = max(member.seq, replayed_to)
+        pending, member.pending = member.pending, None
+        for ev in pending or ():
+            self._deliver_one(conn, member, ev)
+
+    def leave(self, conn: Conn, order: str) -> bool:
+        """End a membership; True if the user has no connection left in the room."""
+        member = conn.rooms.pop(order, None)
+        room = self.rooms.get(order)
+        if member is None or room is None:
+            return False
+        last = room.remove(conn, conn.user)
+        if room.empty():
+            del self.rooms[order]
+            self.on_room_idle(order, False)
+        return last
+
+    def online(self, order: str) -> frozenset[str]:
+        room = self.rooms.get(order)
+        return frozenset(room.online) if room else frozenset()
+
+    # --- delivery (broker.Handler) ------------------------------------------
+
+    def deliver_room(self, ev: RoomEvent) -> None:
+        room = self.rooms.get(ev.order)
+        if room is None:
+            return
+        for conn, member in room.members.items():
+            self._deliver_one(conn, member, ev)
+
+    def _deliver_one(self, conn: Conn, member: Member, ev: RoomEvent) -> None:
+        if ev.notes and not member.sees_notes:
+            return
+        if ev.skip_user is not None and ev.skip_user == conn.ident.id:
+            return
+        if member.pending is not None:
+            member.pending.append(ev)
+            return
+        if ev.seq:
+            if ev.seq <= member.seq:
+                return  # the replay (or an earlier copy) had it
+            member.seq = ev.seq
+        self.push(conn, ev.data)
+
+    def deliver_user(self, ev: UserEvent) -> None:
+        conns = self.users.get(ev.user)
+        if not conns:
+            return
+        for conn in list(conns):
+            if ev.removed:
+                if ev.order in conn.rooms:
+                    self.leave(conn, ev.order)
+                    self.push(conn, ev.removed)
+                continue
+            if ev.data:
+                self.push(conn, ev.data)
+            if ev.notify and conn.inbox and ev.order not in conn.rooms:
+                self.push(conn, ev.notify)
+
+    def send(self, conn: Conn, data: bytes) -> None:
+        """A frame for one connection only (answers, acks, errors)."""
+        self.push(conn, data)
+
+    # --- the outbound path ---------------------------------------------------
+
+    def push(self, conn: Conn, data: bytes) -> None:
+        out = conn.out
+        if out is None:
+            if conn.closed:
+                return
+            conn.out = [data]
+            self._dirty.append(conn)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self._flush)
+        else:
+            out.append(data)
+            if len(out) > self.queue_frames:
+                self.close_slow(conn)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        limit = self.buffer_bytes
+        for conn in dirty:
+            out = conn.out
+            if out is None:
+                continue
+            transport = conn.transport
+            if transport is None or transport.is_closing():
+                conn.out = None
+                continue
+            if transport.get_write_buffer_size() > limit:
+                self._held.append(conn)  # kernel and transport full: hold, count
+                continue
+            conn.out = None
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._held and self._held_timer is None:
+            self._held_timer = self._loop.call_later(0.02, self._retry_held)
+
+    def _retry_held(self) -> None:
+        self._held_timer = None
+        held, self._held = self._held, []
+        for conn in held:
+            if conn.out is not None and not conn.closed:
+                self._dirty.append(conn)
+        if self._dirty and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def close_slow(self, conn: Conn) -> None:
+        """Its outbound queue is full: drop what it has not taken and close with 1013."""
+        if conn.closed:
+            return
+        self.slow_closes += 1
+        log.info("closing slow reader %s (%d frames queued)", conn.user, len(conn.out or ()))
+        conn.out = None
+        conn.closed = True
+        conn.closer(CloseCode.TRY_AGAIN_LATER)
+
+    def all_conns(self) -> list[Conn]:
+        return [c for conns in self.users.values() for c in conns]

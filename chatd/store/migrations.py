@@ -1,0 +1,116 @@
+"""Numbered schema migrations, applied in order inside one transaction each.
+
+`PRAGMA user_version` holds the number of the last one applied. Append new
+migrations; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: orders, messages, per-(order, user) read markers and per-user totals.
+    # Triggers keep unread counters and totals in step with every write, so
+    # neither inbox nor an unread update ever scans the messages table.
+    """
+    CREATE TABLE orders (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        buyer_id TEXT NOT NULL, buyer_name TEXT NOT NULL,
+        supplier_id TEXT NOT NULL, supplier_name TEXT NOT NULL,
+        rep_id TEXT, rep_name TEXT,
+        dispute_open INTEGER NOT NULL DEFAULT 0,
+        dispute_reason TEXT, dispute_by TEXT, dispute_ts INTEGER,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        last_ts INTEGER NOT NULL DEFAULT 0,
+        created_ts INTEGER NOT NULL
+    );
+    CREATE TABLE messages (
+        order_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        sender_id TEXT NOT NULL, sender_name TEXT NOT NULL, sender_role TEXT NOT NULL,
+        client_id TEXT,
+        text TEXT NOT NULL,
+        status TEXT,
+        attachments TEXT,
+        PRIMARY KEY (order_id, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_client_id ON messages (order_id, sender_id, client_id)
+        WHERE client_id IS NOT NULL;
+    CREATE TABLE read_markers (
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        sees_notes INTEGER NOT NULL,
+        read_seq INTEGER NOT NULL DEFAULT 0,
+        unread INTEGER NOT NULL DEFAULT 0,
+        last_seq INTEGER NOT NULL DEFAULT 0,   -- newest message this user may see
+        activity_ts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, order_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX read_markers_order ON read_markers (order_id);
+    CREATE INDEX read_markers_inbox ON read_markers (user_id, activity_ts, order_id);
+    CREATE TABLE user_stats (
+        user_id TEXT PRIMARY KEY,
+        unread_total INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER messages_after_insert AFTER INSERT ON messages BEGIN
+        UPDATE orders SET last_seq = NEW.seq, last_ts = NEW.ts WHERE id = NEW.order_id;
+        UPDATE read_markers
+           SET unread = unread + (user_id != NEW.sender_id),
+               last_seq = NEW.seq, activity_ts = NEW.ts
+         WHERE order_id = NEW.order_id AND (NEW.kind != 'note' OR sees_notes);
+        UPDATE read_markers SET read_seq = NEW.seq, unread = 0
+         WHERE order_id = NEW.order_id AND user_id = NEW.sender_id;
+    END;
+    CREATE TRIGGER markers_after_insert AFTER INSERT ON read_markers BEGIN
+        INSERT OR IGNORE INTO user_stats (user_id) VALUES (NEW.user_id);
+        UPDATE user_stats SET unread_total = unread_total + NEW.unread
+         WHERE user_id = NEW.user_id AND NEW.unread != 0;
+    END;
+    CREATE TRIGGER markers_after_update AFTER UPDATE OF unread ON read_markers
+    WHEN NEW.unread != OLD.unread BEGIN
+        UPDATE user_stats SET unread_total = unread_total + NEW.unread - OLD.unread
+         WHERE user_id = NEW.user_id;
+    END;
+    CREATE TRIGGER markers_after_delete AFTER DELETE ON read_markers
+    WHEN OLD.unread != 0 BEGIN
+        UPDATE user_stats SET unread_total = unread_total - OLD.unread
+         WHERE user_id = OLD.user_id;
+    END;
+    CREATE TABLE health (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL);
+    """,
+]
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema up to date; return the version now in place."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # executescript would commit first; run statements one by one instead.
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script on complete statements (triggers contain semicolons)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,76 @@
+"""Record types the store hands out: plain values, no I/O."""
+
+from __future__ import annotations
+
+import msgspec
+
+from chatd.wire import DisputeState, Message, Participant
+
+
+class Person(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+
+
+class OrderRecord(msgspec.Struct):
+    id: str
+    status: str
+    buyer: Person
+    supplier: Person
+    sales_rep: Person | None
+    dispute: DisputeState | None
+    last_seq: int
+    last_ts: int
+    created_ts: int
+
+    @property
+    def slots(self) -> tuple[str, str, str | None]:
+        return (self.buyer.id, self.supplier.id, self.sales_rep.id if self.sales_rep else None)
+
+    def participants(self, online=frozenset()) -> list[Participant]:
+        out = [
+            Participant(self.buyer.id, self.buyer.name, "buyer", self.buyer.id in online),
+            Participant(self.supplier.id, self.supplier.name, "supplier", self.supplier.id in online),
+        ]
+        if self.sales_rep:
+            rep = self.sales_rep
+            out.append(Participant(rep.id, rep.name, "sales_rep", rep.id in online))
+        return out
+
+    def roles(self) -> dict[str, str]:
+        """Participant id -> slot role (buyer wins a clash, see permissions)."""
+        out = {}
+        if self.sales_rep:
+            out[self.sales_rep.id] = "sales_rep"
+        out[self.supplier.id] = "supplier"
+        out[self.buyer.id] = "buyer"
+        return out
+
+
+class UnreadChange(msgspec.Struct, array_like=True):
+    user: str
+    count: int
+    total: int
+
+
+class Posted(msgspec.Struct):
+    """A message durably stored (or found again for a repeated client_id)."""
+
+    message: Message
+    duplicate: bool
+    unread: list[UnreadChange]
+    order: OrderRecord | None = None  # set when the post changed order state
+
+
+class OrderChange(msgspec.Struct):
+    order: OrderRecord
+    created: bool
+    state_changed: bool  # status, dispute or participants differ
+    removed: list[str]  # users whose access ended (or whose role changed)
+
+
+class ReadMarker(msgspec.Struct):
+    read_seq: int
+    unread: int
+    total: int
+    role: str = ""  # the reader's role on the order ("" when the api key set it)

@@ -1,0 +1,192 @@
+"""The WebSocket edge: authenticate, decode, dispatch to `Chat`, map errors.
+
+One coroutine per connection reads frames in order; everything it sends goes
+through the hub's outbound path, so a reply never overtakes a broadcast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from chatd import wire
+from chatd.appkeys import CHAT, CONFIG, SOCKETS
+from chatd.auth import permissions
+from chatd.auth.tokens import verify
+from chatd.chat import Chat, Disconnect, actor_of
+from chatd.errors import ChatError, CloseCode, RateLimited, Unauthorized
+from chatd.rooms.hub import Conn
+
+log = logging.getLogger("chatd.ws")
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro) -> None:
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None:
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
+    except (asyncio.TimeoutError, ConnectionError):
+        pass
+
+
+def _error(exc: ChatError) -> bytes:
+    return wire.encode_frame(wire.ErrorFrame(exc.code, exc.message, exc.ref))
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    chat: Chat = app[CHAT]
+    cfg = app[CONFIG]
+    limits = cfg.limits
+    ws = web.WebSocketResponse(
+        heartbeat=limits.heartbeat_s,
+        max_msg_size=limits.max_frame_bytes,
+        compress=False,
+        timeout=5.0,
+    )
+    await ws.prepare(request)
+    sockets = app[SOCKETS]
+    sockets.add(ws)
+    conn: Conn | None = None
+    try:
+        ident = await _authenticate(request, ws, cfg)
+        if ident is None:
+            return ws
+        hub = chat.hub
+        if hub.count(ident.id) >= limits.max_conns_per_user:
+            await _close(ws, CloseCode.TOO_MANY, "too many connections")
+            return ws
+        conn = Conn(ident, request.transport, lambda code: _spawn(_close(ws, code)))
+        conn.tokens = float(limits.rate_burst)
+        conn.stamp = time.monotonic()
+        hub.add_conn(conn)
+        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)))
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                if conn.closed:
+                    break
+                try:
+                    await _dispatch(chat, conn, msg.data, cfg)
+                except Disconnect as d:
+                    await _close(ws, d.code, d.reason)
+                    break
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+    except Exception:
+        log.exception("connection failed")
+        await _close(ws, CloseCode.INTERNAL, "internal error")
+    finally:
+        sockets.discard(ws)
+        if conn is not None:
+            chat.went_away(conn)
+    return ws
+
+
+async def _authenticate(request, ws, cfg):
+    """The first frame (or ?token=) must be a valid `auth` within the timeout."""
+    token = request.query.get("token")
+    if token is None:
+        try:
+            msg = await ws.receive(timeout=cfg.limits.auth_timeout_s)
+        except asyncio.TimeoutError:
+            await _close(ws, CloseCode.UNAUTHORIZED, "no auth in time")
+            return None
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return None
+        try:
+            first = wire.decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            first = None
+        if not isinstance(first, wire.Auth):
+            await ws.send_str(wire.encode(wire.ErrorFrame("unauthorized", "the first frame must be auth")).decode())
+            await _close(ws, CloseCode.UNAUTHORIZED, "auth first")
+            return None
+        token = first.token
+    try:
+        return verify(token, cfg.auth.secret)
+    except Unauthorized as exc:
+        await ws.send_str(wire.encode(wire.ErrorFrame(exc.code, exc.message)).decode())
+        await _close(ws, CloseCode.UNAUTHORIZED, "invalid token")
+        return None
+
+
+def _take_token(conn: Conn, limits) -> None:
+    """Token bucket per connection for posting frames; staff and bots are exempt."""
+    if conn.ident.role in permissions.RATE_EXEMPT:
+        return
+    now = time.monotonic()
+    conn.tokens = min(float(limits.rate_burst), conn.tokens + (now - conn.stamp) * limits.rate_per_s)
+    conn.stamp = now
+    if conn.tokens < 1.0:
+        conn.strikes += 1
+        if conn.strikes > limits.rate_abuse_closes:
+            raise Disconnect(CloseCode.TOO_MANY, "rate limit abused")
+        raise RateLimited("too many messages; slow down")
+    conn.tokens -= 1.0
+    conn.strikes = 0
+
+
+PONG = wire.encode_frame(wire.Pong())
+
+
+async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
+    send = chat.hub.send
+    limits = cfg.limits
+    frame = None
+    try:
+        frame = wire.decoder.decode(data)
+        match frame:
+            case wire.Send():
+                _take_token(conn, limits)
+                ack = await chat.send(actor_of(conn.ident), frame.order, frame.client_id, frame.text,
+                                      frame.kind, frame.attachments)
+                send(conn, wire.encode_frame(ack))
+            case wire.Typing():
+                chat.typing(conn, frame.order, frame.active)
+            case wire.Read():
+                await chat.read(conn, frame.order, frame.seq)
+            case wire.Join():
+                chat.join(conn, frame.order, frame.since, frame.limit)
+            case wire.Leave():
+                chat.leave(conn, frame.order)
+            case wire.History():
+                send(conn, wire.encode_frame(chat.history(conn.ident, frame.order, frame.before, frame.after,
+                                                          frame.limit)))
+            case wire.Inbox():
+                send(conn, wire.encode_frame(chat.inbox(conn, frame.limit, frame.cursor)))
+            case wire.SetStatus():
+                _take_token(conn, limits)
+                ack = await chat.set_status(actor_of(conn.ident), frame.order, frame.status, frame.client_id,
+                                            frame.text)
+                send(conn, wire.encode_frame(ack))
+            case wire.Dispute():
+                _take_token(conn, limits)
+                ack = await chat.dispute(actor_of(conn.ident), frame.order, frame.action, frame.client_id,
+                                         frame.reason)
+                send(conn, wire.encode_frame(ack))
+            case wire.Ping():
+                send(conn, PONG)
+            case wire.Auth():
+                ident = verify(frame.token, cfg.auth.secret)
+                if ident.id != conn.ident.id or ident.role != conn.ident.role:
+                    raise Unauthorized("a refreshed token must be for the same user and role")
+                conn.ident = ident
+                send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
+                                                        limits.heartbeat_s)))
+    except ChatError as exc:
+        if exc.ref is None:
+            exc.ref = getattr(frame, "client_id", None) or getattr(frame, "order", None)
+        send(conn, _error(exc))
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}")))
+
