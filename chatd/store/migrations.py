@@ -39,18 +39,19 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX messages_client_id ON messages (order_id, sender_id, client_id)
         WHERE client_id IS NOT NULL;
+    -- Clustered by order: a new message updates its order's few markers in
+    -- one page. The user index changes only when markers come and go.
     CREATE TABLE read_markers (
-        user_id TEXT NOT NULL,
         order_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
         sees_notes INTEGER NOT NULL,
         read_seq INTEGER NOT NULL DEFAULT 0,
         unread INTEGER NOT NULL DEFAULT 0,
         last_seq INTEGER NOT NULL DEFAULT 0,   -- newest message this user may see
         activity_ts INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (user_id, order_id)
+        PRIMARY KEY (order_id, user_id)
     ) WITHOUT ROWID;
-    CREATE INDEX read_markers_order ON read_markers (order_id);
-    CREATE INDEX read_markers_inbox ON read_markers (user_id, activity_ts, order_id);
+    CREATE INDEX read_markers_user ON read_markers (user_id);
     CREATE TABLE user_stats (
         user_id TEXT PRIMARY KEY,
         unread_total INTEGER NOT NULL DEFAULT 0

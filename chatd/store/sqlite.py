@@ -121,6 +121,8 @@ class SqliteStore:
         self.max_batch = max_batch
         self._queue: list[_Op] = []
         self._wakeup = asyncio.Event()
+        self._write_lock = asyncio.Lock()  # held per batch; a checkpoint's tail holds it too
+        self._written_since_checkpoint = 0
         self._writer_task: asyncio.Task | None = None
         self._checkpoint_task: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -141,6 +143,7 @@ class SqliteStore:
         db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         db.execute("PRAGMA foreign_keys = OFF")
         db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run off the loop
+        db.execute("PRAGMA journal_size_limit = 67108864")  # a reset WAL shrinks back to 64 MiB
         return db
 
     async def open(self) -> None:
@@ -196,9 +199,10 @@ class SqliteStore:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                await self._commit(batch)
+                async with self._write_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                    await self._commit(batch)
             if self._closing:
                 return
 
@@ -221,6 +225,7 @@ class SqliteStore:
                 delay = min(delay * 2, 0.05)
         self.batches += 1
         self.writes += len(batch)
+        self._written_since_checkpoint += len(batch)
         for op, result in zip(batch, results):
             if op.future.done():
                 continue
@@ -261,11 +266,20 @@ class SqliteStore:
             log.exception("write failed")
             return Internal(f"store error: {exc}")
 
-    async def _run_checkpoints(self) -> None:
+    async def _run_checkpoints(self, interval_s: float = 1.0) -> None:
+        """Keep the WAL short. A checkpoint that runs beside a busy writer never
+        catches up, and SQLite only rewinds the WAL after one that did, so:
+        copy the bulk while writes go on, then the short tail with the writer
+        paused (writes queue meanwhile and commit as one batch), on a thread."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval_s)
+            if not self._written_since_checkpoint:
+                continue
+            self._written_since_checkpoint = 0
             try:
                 await self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                async with self._write_lock:
+                    await self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:  # busy: try again next round
                 log.debug("checkpoint: %s", exc)
 
