@@ -16,13 +16,16 @@ from chatd.errors import CloseCode
 from chatd.rooms.broker import LocalBroker
 from chatd.rooms.hub import Hub
 from chatd.store.sqlite import SqliteStore
+from chatd.web import add_routes as add_web_routes
 
 log = logging.getLogger("chatd")
 
 
 def make_broker(cfg: Config):
     if cfg.broker.url:
-        raise SystemExit("[broker] url: the Redis relay is not available in this build")
+        from chatd.rooms.redis import RedisBroker
+
+        return RedisBroker(cfg.broker.url)
     return LocalBroker()
 
 
@@ -35,8 +38,9 @@ async def _resources(app: web.Application):
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
               on_room_idle=broker.watch_room, on_user_idle=broker.watch_user)
     chat = Chat(store, hub, broker, cfg.limits)
-    await broker.start(hub)
-    await chat.start()
+    hub.gap_reader = chat.read_gap
+    await broker.start(chat)
+    await chat.start(catch_up_s=2.0 if cfg.broker.url else 0.0)
     app[CHAT] = chat
     try:
         yield
@@ -48,6 +52,7 @@ async def _resources(app: web.Application):
 
 async def _close_sockets(app: web.Application) -> None:
     """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
+    app[CHAT].closing = True
     sockets = list(app[SOCKETS])
     if sockets:
         await asyncio.gather(
@@ -65,4 +70,5 @@ def create_app(cfg: Config) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws.handle)
     http.add_routes(app)
+    add_web_routes(app)  # /widget.js, /widget.css, /demo (files from web/)
     return app

@@ -63,14 +63,64 @@ class Chat:
         self.limits = limits
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task | None = None
+        self._catcher: asyncio.Task | None = None
+        self.closing = False  # shutdown began: /readyz fails
+        self.deliver_room = hub.deliver_room
 
-    async def start(self) -> None:
+    async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
+        if catch_up_s:
+            self._catcher = asyncio.create_task(self._run_catch_up(catch_up_s), name="chatd-catch-up")
 
     async def aclose(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        tasks = [t for t in (self._sweeper, self._catcher) if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def online(self, order_id: str) -> frozenset[str]:
+        """Participants with a connection joined to the order, on any instance."""
+        return self.hub.online(order_id) | self.broker.online(order_id)
+
+    # --- the broker's handler -------------------------------------------------
+
+    def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
+        """Stored messages with after < seq < before, as room events (gap filling)."""
+        out = []
+        while True:
+            msgs, more = self.store.history(order_id, True, None, after, min(before - after - 1, 500))
+            for m in msgs:
+                if m.seq >= before:
+                    return out
+                out.append(RoomEvent(order_id, encode_frame(m), m.seq, notes=m.kind == "note"))
+            if not more or not msgs:
+                return out
+            after = msgs[-1].seq
+
+    def deliver_user(self, ev: UserEvent) -> None:
+        if not ev.removed:
+            self.hub.deliver_user(ev)
+            return
+        # access ended: the user's connections here leave the room, and the room
+        # hears that they stopped typing and went offline
+        here = next((c for c in self.hub.users.get(ev.user, ()) if ev.order in c.rooms), None)
+        self.hub.deliver_user(ev)
+        if here is not None:
+            self._offline(here.ident, ev.order, removed=True)
+
+    def resync(self, orders=None) -> None:
+        """After the relay (re)subscribed: active rooms catch up from the store."""
+        for order_id in list(self.hub.rooms if orders is None else orders):
+            order = self.store.get_order(order_id)
+            if order is not None:
+                self.hub.catch_up(order_id, order.last_seq)
+
+    async def _run_catch_up(self, interval_s: float) -> None:
+        """Pub/sub may drop a message without a later one to reveal the gap:
+        compare each active room with the store now and then."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.resync()
 
     # --- access -------------------------------------------------------------
 
@@ -85,7 +135,7 @@ class Chat:
 
     # --- rooms ----------------------------------------------------------------
 
-    def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
+    async def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
         ident = conn.ident
         if ident.expired():
             raise Disconnect(CloseCode.UNAUTHORIZED, "token expired")
@@ -96,8 +146,9 @@ class Chat:
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
         member, first = self.hub.join(conn, order_id, sees)
+        await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in PARTICIPANT_ROLES:
-            self.broker.publish_room(RoomEvent(order_id, encode_frame(Presence(order_id, ident.id, True))))
+            self.broker.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
         msgs, truncated = self.store.replay(order_id, sees, since, limit)
@@ -106,7 +157,7 @@ class Chat:
             order=order_id,
             status=order.status,
             dispute=order.dispute,
-            participants=order.participants(self.hub.online(order_id)),
+            participants=order.participants(self.online(order_id)),
             last_seq=last_visible,
             read_seq=read_seq,
             unread=unread,
@@ -117,7 +168,7 @@ class Chat:
         for m in msgs:
             send(conn, encode_frame(m))
         top = max(order.last_seq, msgs[-1].seq if msgs else 0)
-        self.hub.release(conn, member, top)
+        self.hub.release(conn, order_id, member, top)
 
     def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
         joined = order_id in conn.rooms
@@ -131,13 +182,18 @@ class Chat:
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id)
 
-    def _offline(self, ident: Identity, order_id: str) -> None:
+    def _offline(self, ident: Identity, order_id: str, removed: bool = False) -> None:
+        """The user's last connection left the room: they stop typing, and go offline."""
+        room = self.hub.rooms.get(order_id)
+        if room is not None and room.typing_update(ident.id, False, 0.0, 0.0, 0.0):
+            self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
         if ident.role in ("staff", "bot"):
             return
-        order = self.store.get_order(order_id)
-        if order is None or ident.id not in order.slots:
-            return
-        self.broker.publish_room(RoomEvent(order_id, encode_frame(Presence(order_id, ident.id, False))))
+        if not removed:
+            order = self.store.get_order(order_id)
+            if order is None or ident.id not in order.slots:
+                return
+        self.broker.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
 
     # --- messages ---------------------------------------------------------------
 
@@ -193,7 +249,7 @@ class Chat:
             self.publish_order(posted.order)
 
     def publish_order(self, order: OrderRecord) -> None:
-        state = OrderState(order.id, order.status, order.dispute, order.participants(self.hub.online(order.id)))
+        state = OrderState(order.id, order.status, order.dispute, order.participants(self.online(order.id)))
         self.broker.publish_room(RoomEvent(order.id, encode_frame(state)))
 
     def publish_change(self, change: OrderChange) -> None:
@@ -202,6 +258,8 @@ class Chat:
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
             self.broker.publish_user(UserEvent(user, order=order_id, removed=left))
+        for ch in change.totals:  # their unread on this order is gone from their total
+            self.broker.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total))))
         if change.state_changed and not change.created:
             self.publish_order(change.order)
 

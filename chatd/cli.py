@@ -1,10 +1,11 @@
-"""The `chatd` command: serve, demo, token."""
+"""The `chatd` command: serve, demo, token; tail, say, history (chatd.tools)."""
 
 from __future__ import annotations
 
 import argparse
 import gc
 import logging
+import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -47,7 +48,7 @@ async def _tune_gc(app: web.Application) -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def serve(cfg: config_mod.Config, on_startup=None) -> None:
+def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
     from chatd.app import create_app
 
     if cfg.dev_secret:
@@ -67,6 +68,7 @@ def serve(cfg: config_mod.Config, on_startup=None) -> None:
         port=cfg.server.port,
         shutdown_timeout=cfg.server.shutdown_timeout_s,
         access_log=None,
+        reuse_port=reuse_port or None,
         print=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
     )
 
@@ -82,17 +84,33 @@ def _demo_startup(cfg: config_mod.Config):
             DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
         )
         chat.publish_change(change)
+        from chatd.web import add_demo_bot
+
+        add_demo_bot(app, DEMO_ORDER)  # POST /demo/bot (startup runs before the router freezes)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
         lines = [f"chatd demo: order {DEMO_ORDER} at {base}"]
         for role, (uid, name) in p.items():
             token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
             lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
         bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
+        lines.append("  demo bot:  the \"Post ... as the demo bot\" button on each page posts a status update")
         lines.append(f"  bot token: {bot}")
         lines.append(f"  api key:   {cfg.auth.api_key}")
         print("\n".join(lines), flush=True)
 
     return start
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
+    p_serve.add_argument("--workers", type=int, default=1,
+                         help="processes sharing the port (needs [broker] url = redis://...)")
+    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
     p_demo.add_argument("--config")
@@ -116,7 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--ttl-s", type=float, default=3600)
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
 
+    from chatd import tools
+
+    tools.register(sub)  # tail, say, history: clients of a running server
+
     args = parser.parse_args(argv)
+    if getattr(args, "tool", None) is not None:
+        raise SystemExit(tools.run(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(args.config)
     if args.command in ("serve", "demo"):
@@ -128,7 +155,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.port is not None:
             server = msgspec.structs.replace(server, port=args.port)
         cfg = msgspec.structs.replace(cfg, server=server)
-        serve(cfg, _demo_startup(cfg) if args.command == "demo" else None)
+        workers_n = getattr(args, "workers", 1)
+        if workers_n != 1:
+            from chatd import workers
+
+            workers.check(workers_n, cfg.broker.url)
+            child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"]
+            child = _without_option(child, "--workers")
+            raise SystemExit(workers.run(workers_n, child))
+        serve(cfg, _demo_startup(cfg) if args.command == "demo" else None,
+              reuse_port=getattr(args, "reuse_port", False))
     elif args.command == "token":
         orders = None
         if args.orders is not None:

@@ -6,6 +6,7 @@ Errors answer `{"error": {"code", "message"}}` with the status of the code.
 from __future__ import annotations
 
 import hmac
+import os
 import logging
 
 import msgspec
@@ -201,7 +202,22 @@ async def healthz(request: web.Request) -> web.Response:
     except (ChatError, Exception) as exc:  # noqa: BLE001 - any failure means "cannot serve"
         log.warning("health check: store not writable: %s", exc)
         return _json({"status": "unavailable", "store": "error", "relay": relay}, 503)
-    return _json({"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay})
+    return _json({"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay,
+                  "pid": os.getpid()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """For load balancers: 503 while this instance cannot take connections
+    (shutting down, or the store refuses writes). A degraded relay still
+    serves: messages are stored and local rooms work."""
+    chat: Chat = request.app[CHAT]
+    if chat.closing:
+        return _json({"ready": False, "reason": "shutting down"}, 503)
+    try:
+        await chat.store.check_writable()
+    except Exception as exc:  # noqa: BLE001
+        return _json({"ready": False, "reason": f"store: {exc}"}, 503)
+    return _json({"ready": True, "relay": "ok" if chat.broker.healthy else "degraded"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -211,4 +227,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/orders/{order}/messages", post_message)
     app.router.add_post("/api/v1/orders/{order}/read", post_read)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
 

@@ -246,3 +246,14 @@ def frame(payload: bytes) -> bytes:
 def encode_frame(msg: Struct) -> bytes:
     """Encode a server frame and wrap it for the socket: done once per event."""
     return frame(_encoder.encode(msg))
+
+
+# --- decoding server frames (clients: the SDK, tests) -----------------------
+
+ServerFrame = Union[
+    Ready, Joined, Left, Message, Ack, TypingEvent, Receipt, Unread, Presence, OrderState,
+    HistoryPage, InboxPage, Notify, ErrorFrame, Pong,
+]
+
+# Only server-side Structs: `typing`, `history` and `inbox` name a frame in each direction.
+server_decoder = msgspec.json.Decoder(ServerFrame)

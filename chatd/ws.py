@@ -156,7 +156,7 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
             case wire.Read():
                 await chat.read(conn, frame.order, frame.seq)
             case wire.Join():
-                chat.join(conn, frame.order, frame.since, frame.limit)
+                await chat.join(conn, frame.order, frame.since, frame.limit)
             case wire.Leave():
                 chat.leave(conn, frame.order)
             case wire.History():
@@ -184,8 +184,11 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                 send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
                                                         limits.heartbeat_s)))
     except ChatError as exc:
-        if exc.ref is None:
-            exc.ref = getattr(frame, "client_id", None) or getattr(frame, "order", None)
+        # a posting frame's error names its client_id (what the client waits on), even
+        # when the store named the order (not_found): one answer per pending send
+        cid = getattr(frame, "client_id", None)
+        if cid or exc.ref is None:
+            exc.ref = cid or getattr(frame, "order", None)
         send(conn, _error(exc))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}")))

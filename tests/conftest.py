@@ -38,8 +38,8 @@ class Server:
         async with aiohttp.ClientSession() as s:
             async with s.request(method, self.base + path, json=json, headers=headers, **kw) as r:
                 body = await r.read()
-                ctype = r.headers.get("Content-Type", "")
-                data = msgspec.json.decode(body) if "json" in ctype and body else body
+                # one JSON document; anything else (ndjson, text) comes back as bytes
+                data = msgspec.json.decode(body) if r.content_type == "application/json" and body else body
                 return r.status, data
 
     async def order(self, order: str, buyer="buyer1", supplier="supplier1", rep: str | None = "rep1", status=None):

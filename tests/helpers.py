@@ -109,3 +109,29 @@ class Client:
     async def close(self) -> None:
         await self.ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def request(client: Client, frame: dict, *types: str) -> dict:
+    """Send a frame; return the next untaken frame of one of `types`, or an `error`."""
+    await client.send(frame)
+    return await client._next_of((*types, "error"))
+
+
+async def settled(client: Client) -> None:
+    """Wait until every frame sent so far on this connection has been handled.
+
+    The server answers frames in order and every reply shares one outbound
+    path, so once the `pong` arrives, whatever those frames caused for this
+    connection has arrived before it.
+    """
+    await request(client, {"type": "ping"}, "pong")
+
+
+def short_token(sub: str, role: str, valid_s: float) -> tuple[str, float]:
+    """A token that expires `valid_s` seconds from now (fractional exp), and that moment."""
+    import time
+
+    import jwt
+
+    exp = time.time() + valid_s
+    return jwt.encode({"sub": sub, "name": sub.title(), "role": role, "exp": exp}, SECRET, algorithm="HS256"), exp

@@ -17,6 +17,10 @@ class Handler(Protocol):
 
     def deliver_user(self, ev: UserEvent) -> None: ...
 
+    def resync(self, orders=None) -> None:
+        """The relay (re)subscribed to these rooms (None: all): refill from the
+        store what may have been missed."""
+
 
 class Broker(Protocol):
     """Relay contract.
@@ -32,6 +36,17 @@ class Broker(Protocol):
     def publish_room(self, ev: RoomEvent) -> None: ...
 
     def publish_user(self, ev: UserEvent) -> None: ...
+
+    def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
+        """A user's first (last) connection on this instance joined (left) `order`.
+        The room gets `data` (a `presence` frame) only if that made them online
+        (offline) across all instances."""
+
+    def online(self, order: str) -> frozenset[str]:
+        """Users online in `order` on other instances, as far as known."""
+
+    async def load_room(self, order: str) -> None:
+        """Wait until `online(order)` is known (a room just watched)."""
 
     def watch_room(self, order: str, on: bool) -> None: ...
 
@@ -58,6 +73,15 @@ class LocalBroker:
 
     def publish_user(self, ev: UserEvent) -> None:
         self._handler.deliver_user(ev)
+
+    def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
+        self._handler.deliver_room(RoomEvent(order, data))
+
+    def online(self, order: str) -> frozenset[str]:
+        return frozenset()  # the local hub knows everyone
+
+    async def load_room(self, order: str) -> None:
+        return None  # nothing to wait for: join stays free of suspension points
 
     def watch_room(self, order: str, on: bool) -> None:
         pass

@@ -49,7 +49,8 @@ class Conn:
 class Hub:
     """Who is here, and delivery to them. Implements `broker.Handler`."""
 
-    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None) -> None:
+    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
+                 gap_reader=None) -> None:
         self.queue_frames = queue_frames
         self.buffer_bytes = buffer_bytes
         self.rooms: dict[str, Room] = {}
@@ -63,6 +64,8 @@ class Hub:
         # called with (key, on) when the first / last local interest appears
         self.on_room_idle = on_room_idle or (lambda order, on: None)
         self.on_user_idle = on_user_idle or (lambda user, on: None)
+        # (order, after, before) -> RoomEvents of the stored messages in between
+        self.gap_reader = gap_reader or (lambda order, after, before: [])
 
     # --- connections -----------------------------------------------------
 
@@ -99,14 +102,22 @@ class Hub:
         if room is None:
             room = self.rooms[order] = Room(order)
             self.on_room_idle(order, True)
-        if order in conn.rooms:
+        rejoin = order in conn.rooms
+        if rejoin:
             room.remove(conn, conn.user)
         member = Member(sees_notes)
         conn.rooms[order] = member
-        return member, room.add(conn, conn.user, member)
+        first = room.add(conn, conn.user, member)
+        return member, first and not rejoin  # a rejoin was online all along
 
-    def release(self, conn: Conn, member: Member, replayed_to: int) -> None:
-        """The replay up to `replayed_to` was queued: deliver what waited, newer only."""
+    def release(self, conn: Conn, order: str, member: Member, replayed_to: int) -> None:
+        """The replay up to `replayed_to` was queued: deliver what waited, newer only.
+
+        A room new on this instance starts counting at `replayed_to`; an older
+        one keeps its count, so members joined before still get every message."""
+        room = self.rooms.get(order)
+        if room is not None and room.seq < 0:
+            room.seq = replayed_to
         member.seq = max(member.seq, replayed_to)
         pending, member.pending = member.pending, None
         for ev in pending or ():
@@ -134,6 +145,29 @@ class Hub:
         room = self.rooms.get(ev.order)
         if room is None:
             return
+        if ev.seq:
+            # Messages reach a room here in seq order, exactly once: older copies
+            # are dropped, and a gap (lost or not yet relayed) is filled from the
+            # store first. Several instances commit to one store, so a local
+            # publish can overtake a remote one.
+            if ev.seq <= room.seq:
+                return
+            if room.seq >= 0 and ev.seq > room.seq + 1:
+                for missed in self.gap_reader(ev.order, room.seq, ev.seq):
+                    self._deliver_all(room, missed)
+            room.seq = ev.seq
+        self._deliver_all(room, ev)
+
+    def catch_up(self, order: str, last_seq: int) -> None:
+        """The store's newest seq for a room is `last_seq`: deliver what is missing."""
+        room = self.rooms.get(order)
+        if room is not None and 0 <= room.seq < last_seq:
+            for missed in self.gap_reader(order, room.seq, last_seq + 1):
+                self._deliver_all(room, missed)
+
+    def _deliver_all(self, room: Room, ev: RoomEvent) -> None:
+        if ev.seq > room.seq:
+            room.seq = ev.seq
         for conn, member in room.members.items():
             self._deliver_one(conn, member, ev)
 

@@ -23,10 +23,11 @@ class Member:
 
 
 class Room:
-    __slots__ = ("order", "members", "online", "typing", "typing_sent")
+    __slots__ = ("order", "seq", "members", "online", "typing", "typing_sent")
 
     def __init__(self, order: str) -> None:
         self.order = order
+        self.seq = -1  # newest message seq delivered here; -1 until the first join read the store
         self.members: dict = {}  # connection -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, float] = {}  # user id -> deadline (monotonic s)

@@ -87,20 +87,26 @@ MIGRATIONS: list[str] = [
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema up to date; return the version now in place."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    """Bring the schema up to date; return the version now in place.
+
+    Each step reads the version inside its own write transaction, so several
+    processes starting on one file at once apply every migration exactly once.
+    """
+    while True:
         db.execute("BEGIN IMMEDIATE")
         try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version >= len(MIGRATIONS):
+                db.execute("COMMIT")
+                return version
             # executescript would commit first; run statements one by one instead.
-            for statement in _statements(script):
+            for statement in _statements(MIGRATIONS[version]):
                 db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number}")
+            db.execute(f"PRAGMA user_version = {version + 1}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
 
 
 def _statements(script: str) -> list[str]:

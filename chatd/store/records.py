@@ -67,6 +67,7 @@ class OrderChange(msgspec.Struct):
     created: bool
     state_changed: bool  # status, dispute or participants differ
     removed: list[str]  # users whose access ended (or whose role changed)
+    totals: list[UnreadChange] = []  # their unread on the order, now 0, and new totals
 
 
 class ReadMarker(msgspec.Struct):

@@ -137,8 +137,8 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=0, cached_statements=256
-        )
+            self.path, isolation_level=None, check_same_thread=False, timeout=10, cached_statements=256
+        )  # several processes may open (and migrate) one file at once; the writer drops the wait later
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         db.execute("PRAGMA foreign_keys = OFF")
@@ -149,7 +149,6 @@ class SqliteStore:
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._w = self._connect()
-        self._w.execute("PRAGMA busy_timeout = 5000")  # migrations only; reset below
         migrate(self._w)
         self._w.execute("PRAGMA busy_timeout = 0")
         self._r = self._connect()
@@ -457,14 +456,19 @@ class SqliteStore:
             new_roles = new.roles()
             removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
             added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
+            totals = []
             for user in removed:
-                db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ?", (user, order_id))
+                gone = db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread",
+                                  (user, order_id)).fetchone()
+                if gone and gone[0]:
+                    totals.append(UnreadChange(user, 0, self._total(db, user)))
             for user in added:
                 self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
             changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
                 old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
             )
-            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed)
+            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
+                               totals=totals)
 
         return await self._write(op)
 

@@ -1,0 +1,529 @@
+"""The asyncio client: one WebSocket at a time, replaced when it drops.
+
+A runner task reads frames and hands them to the bookkeeping in
+`chatd.client.state`; when the socket closes it reconnects with backoff and
+jitter, authenticates again (with a fresh token from the callable when the
+old one was refused), rejoins every order from the last seq it handed out,
+and writes again every request that got no reply: sends keep their
+`client_id`, so the server stores each message exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from chatd import wire
+from chatd.client.errors import ChatdError, ClientClosed, ConnectionFailed, TooLarge, Unauthorized
+from chatd.client.handshake import UNAUTHORIZED_CLOSE, handshake, token_exp
+from chatd.client.state import ACK, HISTORY, INBOX, JOINED, LEFT, PONG, READY, Request, Requests, Room
+from chatd.client.urls import ws_url
+
+log = logging.getLogger("chatd.client")
+
+TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
+Event = (wire.Message | wire.Joined | wire.Left | wire.TypingEvent | wire.Receipt | wire.Unread
+         | wire.Presence | wire.OrderState | wire.Notify)
+
+STABLE_S = 10.0  # a connection that lived this long resets the backoff
+_END = object()  # ends iteration
+
+
+class Client:
+    """A chatd connection that survives disconnects. Make one with `connect()`.
+
+    Use it as `async with connect(url, token) as c:` (or `c = await
+    connect(...)` and `await c.aclose()`), call the request methods, and
+    iterate it for events: `async for event in c:` yields wire Structs
+    (`Message`, `Joined`, `Left`, `TypingEvent`, `Receipt`, `Unread`,
+    `Presence`, `OrderState`, `Notify`). Messages of joined orders come in
+    `seq` order, each once, across reconnects. One consumer should iterate;
+    events are queued until it does.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: TokenSource,
+        *,
+        reconnect: bool = True,
+        retry_initial: bool = False,
+        reconnect_delay_s: float = 0.25,
+        max_reconnect_delay_s: float = 15.0,
+        reconnect_timeout_s: float | None = None,
+        open_timeout_s: float = 10.0,
+        max_frame_bytes: int = 65536,
+        typing_interval_s: float = 3.0,
+    ) -> None:
+        self.url = ws_url(url)
+        self.user: wire.UserRef | None = None  # who the server says we are (from `ready`)
+        self.reconnects = 0  # how many times a lost connection was replaced
+        self._token_source = token
+        self._token: str | None = token if isinstance(token, str) else None
+        self._token_stale = False  # the server refused the cached token
+        self._reconnect = reconnect
+        self._retry_initial = retry_initial
+        self._delay = reconnect_delay_s
+        self._max_delay = max_reconnect_delay_s
+        self._give_up_s = reconnect_timeout_s
+        self._open_timeout = open_timeout_s
+        self._max_frame = max_frame_bytes
+        self._typing_interval = typing_interval_s
+
+        self._ws: ClientConnection | None = None
+        self._conn_no = 0
+        self._open = False  # requests go out as they are made
+        self._opened_at = 0.0
+        self._attempt = 0
+        self._wlock = asyncio.Lock()  # the table's order is the order on the wire
+        self._auth_lock = asyncio.Lock()
+        self._requests = Requests()
+        self._rooms: dict[str, Room] = {}
+        self._fills: dict[str, asyncio.Task] = {}
+        self._inbox = False
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._runner: asyncio.Task | None = None
+        self._closed = False  # no more requests: closed by the user or given up
+        self._closing = False  # aclose() ran
+        self._fatal: ChatdError | None = None
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> "Client":
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    def __await__(self):
+        return self._start_and_return().__await__()
+
+    async def _start_and_return(self) -> "Client":
+        await self._start()
+        return self
+
+    async def _start(self) -> None:
+        if self._runner is not None:
+            return
+        try:
+            ws, ready = await self._open_connection()
+        except ConnectionFailed:
+            if not self._retry_initial:
+                raise
+            ws, ready = await self._reconnect_loop()
+        self.user = ready.user
+        self._ws = ws
+        await self._resume()
+        self._runner = asyncio.create_task(self._run(ws), name="chatd-client")
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is up and requests go straight out."""
+        return self._open
+
+    async def aclose(self) -> None:
+        """Close the socket and end iteration; requests still waiting fail with
+        `ClientClosed`. Idempotent."""
+        if self._closing:
+            return
+        self._closing = self._closed = True
+        self._open = False
+        tasks = [t for t in (self._runner, *self._fills.values()) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        self._fail_requests(self._fatal or ClientClosed("the client is closed"))
+        self._events.put_nowait(_END)
+
+    def _fail_requests(self, exc: ChatdError) -> None:
+        for req in self._requests.take_all():
+            if req.waiter is not None and not req.waiter.done():
+                req.waiter.set_exception(exc)
+
+    def _give_up(self, exc: ChatdError) -> None:
+        """A fatal error: fail every request and end iteration with it."""
+        self._fatal = exc
+        self._closed = True
+        self._open = False
+        for t in self._fills.values():
+            t.cancel()
+        self._fail_requests(exc)
+        self._events.put_nowait(_END)
+
+    # --- events --------------------------------------------------------------
+
+    def __aiter__(self) -> "Client":
+        return self
+
+    async def __anext__(self) -> Event:
+        ev = await self._events.get()
+        if ev is _END:
+            self._events.put_nowait(_END)  # every later call ends too
+            if self._fatal is not None:
+                raise self._fatal
+            raise StopAsyncIteration
+        return ev
+
+    def _emit(self, ev: Any) -> None:
+        self._events.put_nowait(ev)
+
+    # --- requests -------------------------------------------------------------
+
+    async def join(self, order: str, since: int | None = None, limit: int | None = None) -> wire.Joined:
+        """Receive the order's events; replays messages after `since` (or the
+        newest few without it). Rejoined with the right `since` after every
+        reconnect, until `leave`."""
+        await self._refresh_auth_if_expired()
+        room = self._rooms.get(order)
+        created = room is None
+        if created:
+            room = self._rooms[order] = Room(order)
+        try:
+            return await self._request(wire.Join(order, since, limit), JOINED)
+        except ChatdError:
+            if created and self._rooms.get(order) is room:
+                del self._rooms[order]
+            raise
+
+    async def leave(self, order: str) -> wire.Left:
+        self._rooms.pop(order, None)
+        self._stop_fill(order)
+        return await self._request(wire.Leave(order), LEFT)
+
+    async def send(self, order: str, text: str, kind: Literal["text", "note"] = "text",
+                   client_id: str | None = None, attachments: list[str] | None = None) -> wire.Ack:
+        """Post a message; returns the `ack` once it is stored (`duplicate` if
+        this `client_id` was stored before). Survives reconnects."""
+        frame = wire.Send(order, client_id or str(uuid.uuid4()), text, kind, attachments or [])
+        return await self._request(frame, ACK)
+
+    async def set_status(self, order: str, status: str, text: str | None = None,
+                         client_id: str | None = None) -> wire.Ack:
+        """Change the order's status (supplier, staff, bot); posts a `status` message."""
+        return await self._request(wire.SetStatus(order, status, client_id or str(uuid.uuid4()), text), ACK)
+
+    async def dispute(self, order: str, action: Literal["open", "close"], reason: str | None = None,
+                      client_id: str | None = None) -> wire.Ack:
+        """Open or close the order's dispute; posts a `dispute` message."""
+        return await self._request(wire.Dispute(order, action, client_id or str(uuid.uuid4()), reason), ACK)
+
+    async def read(self, order: str, seq: int) -> None:
+        """Move this user's read marker forward to `seq`."""
+        await self._request(wire.Read(order, seq), PONG)
+
+    async def history(self, order: str, before: int | None = None, after: int | None = None,
+                      limit: int | None = None) -> wire.HistoryPage:
+        return await self._request(wire.History(order, before, after, limit), HISTORY)
+
+    async def inbox(self, limit: int | None = None, cursor: str | None = None) -> wire.InboxPage:
+        """The user's orders; also subscribes this client to `Notify` events
+        (kept across reconnects)."""
+        self._inbox = True
+        return await self._request(wire.Inbox(limit, cursor), INBOX)
+
+    async def ping(self) -> None:
+        """Round trip: every request made before it has been handled."""
+        await self._request(wire.Ping(), PONG)
+
+    @contextlib.asynccontextmanager
+    async def typing(self, order: str) -> AsyncIterator[None]:
+        """Show this user typing in `order` while the block runs (refreshed
+        every few seconds), and stop it at the end. The order must be joined."""
+        await self._request(wire.Typing(order, True), PONG)
+        keeper = asyncio.create_task(self._keep_typing(order))
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            if not self._closed:
+                await self._request(wire.Typing(order, False), PONG, wait=False)
+
+    async def _keep_typing(self, order: str) -> None:
+        while True:
+            await asyncio.sleep(self._typing_interval)
+            await self._request(wire.Typing(order, True), PONG, wait=False)
+
+    async def _request(self, frame: Any, expect: str, wait: bool = True) -> Any:
+        if self._closed:
+            raise self._fatal or ClientClosed("the client is closed")
+        if isinstance(frame, (wire.Send, wire.SetStatus, wire.Dispute)) and len(wire.encode(frame)) > self._max_frame:
+            raise TooLarge(f"the frame is larger than {self._max_frame} bytes", ref=frame.client_id)
+        waiter = asyncio.get_running_loop().create_future() if wait else None
+        # Typing is only worth sending now; everything else is written again after a reconnect.
+        req = Request(frame, expect, waiter, resend=not isinstance(frame, wire.Typing))
+        async with self._wlock:
+            if not self._open and not req.resend:
+                return None
+            self._requests.add(req)
+            if self._open:
+                await self._write(req)
+        if waiter is None:
+            return None
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if req.sent_on != self._conn_no or not self._open:
+                self._requests.remove(req)  # no reply can come for it
+            raise
+
+    async def _write(self, req: Request) -> None:
+        """Write a request on the current socket; a closed socket is the
+        runner's business (it resends after reconnecting)."""
+        ws = self._ws
+        req.sent_on = self._conn_no
+        try:
+            for f in req.frames():
+                await ws.send(wire.encode(f), text=True)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def _refresh_auth_if_expired(self) -> None:
+        """Before a join: the server closes the socket (4401) if the token it
+        holds has expired, so hand it a fresh one first when we can."""
+        if isinstance(self._token_source, str):
+            return
+        async with self._auth_lock:
+            exp = token_exp(self._token)
+            if exp is None or exp - time.time() > 1.0:
+                return
+            token = await self._get_token(fresh=True)
+            await self._request(wire.Auth(token), READY)
+
+    async def _get_token(self, fresh: bool) -> str:
+        src = self._token_source
+        if isinstance(src, str):
+            return src
+        if self._token is None or fresh:
+            token = src()
+            if inspect.isawaitable(token):
+                token = await token
+            self._token = token
+        return self._token
+
+    # --- frames in ---------------------------------------------------------------
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        try:
+            frame = wire.server_decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.debug("ignoring a frame this client does not know: %s", exc)
+            return
+        match frame:
+            case wire.Message():
+                room = self._rooms.get(frame.order)
+                if room is not None and room.offer(frame):
+                    self._emit(frame)
+            case wire.Joined():
+                req = self._reply(frame)
+                room = self._rooms.get(frame.order)
+                if room is not None:
+                    since = req.frame.since if req is not None else None
+                    self._stop_fill(frame.order)
+                    if room.joined(frame, since):
+                        self._fills[frame.order] = asyncio.create_task(self._fill(room))
+                    self._emit(frame)
+            case wire.Left():
+                if frame.reason == "leave":
+                    self._reply(frame)
+                else:
+                    self._rooms.pop(frame.order, None)
+                    self._stop_fill(frame.order)
+                self._emit(frame)
+            case wire.Ack() | wire.ErrorFrame() | wire.Pong() | wire.HistoryPage() | wire.InboxPage() | wire.Ready():
+                self._reply(frame)
+            case _:
+                self._emit(frame)
+
+    def _reply(self, frame: Any) -> Request | None:
+        found = self._requests.match(frame)
+        if found is None:
+            if isinstance(frame, wire.ErrorFrame):
+                log.warning("error from chatd: %s: %s (ref %s)", frame.code, frame.message, frame.ref)
+            return None
+        req, outcome = found
+        w = req.waiter
+        if w is not None and not w.done():
+            if isinstance(outcome, ChatdError):
+                w.set_exception(outcome)
+            else:
+                w.set_result(outcome)
+        return req
+
+    # --- gaps: a truncated replay is completed from history ------------------------
+
+    def _stop_fill(self, order: str) -> None:
+        task = self._fills.pop(order, None)
+        if task is not None:
+            task.cancel()
+
+    async def _fill(self, room: Room) -> None:
+        """Page history from the last seq handed out up to the first replayed
+        one, then release the messages that waited."""
+        order = room.order
+        cursor = room.delivered
+        try:
+            while True:
+                page = await self.history(order, after=cursor, limit=200)
+                stop = room.fill_stop()  # the replay arrived before this answer
+                done = not page.has_more or not page.messages
+                for m in page.messages:
+                    if stop is not None and m.seq >= stop:
+                        done = True
+                        break
+                    if room.take(m):
+                        self._emit(m)
+                    cursor = m.seq
+                if done:
+                    break
+        except ChatdError as exc:
+            log.warning("could not fill the gap in %s from history: %s", order, exc)
+        if self._rooms.get(order) is room:
+            for m in room.fill_done():
+                self._emit(m)
+        if self._fills.get(order) is asyncio.current_task():
+            del self._fills[order]
+
+    # --- the connection ---------------------------------------------------------
+
+    async def _open_connection(self) -> tuple[ClientConnection, wire.Ready]:
+        """Connect and authenticate; a refused token is replaced once by the callable."""
+        fresh = self._token_stale
+        while True:
+            try:
+                token = await self._get_token(fresh)
+            except Exception as exc:  # noqa: BLE001 - the caller's function: retried like a network error
+                raise ConnectionFailed(f"the token function failed: {exc!r}", self.url) from exc
+            opened = await handshake(self.url, token, self._open_timeout)
+            if not isinstance(opened, str):
+                self._token_stale = False
+                return opened
+            if isinstance(self._token_source, str) or fresh:
+                raise Unauthorized(opened)  # the server's reason, e.g. "token expired"
+            fresh = True
+
+    async def _resume(self) -> None:
+        """On a fresh socket: rejoin, resubscribe, and write every request that
+        is still waiting, in their original order, before anything new."""
+        async with self._wlock:
+            self._conn_no += 1
+            # typing is stale by now, and nobody waits for a cancelled request
+            old = [r for r in self._requests.take_all()
+                   if r.resend and (r.waiter is None or not r.waiter.done())]
+            joining = {r.order for r in old if r.expect == JOINED}
+            todo: list[Request] = []
+            for order, room in self._rooms.items():
+                if order not in joining:
+                    todo.append(self._internal(wire.Join(order, room.resume_since()), JOINED))
+            if self._inbox and not any(r.expect == INBOX for r in old):
+                todo.append(self._internal(wire.Inbox(limit=1), INBOX))
+            for r in old:
+                room = self._rooms.get(r.order) if r.expect == JOINED else None
+                if room is not None and room.delivered and r.frame.since is None:
+                    r.frame = wire.Join(r.order, room.resume_since(), r.frame.limit)  # no gap after the outage
+            for req in todo + old:
+                self._requests.add(req)
+                await self._write(req)
+            self._open = True
+            self._opened_at = time.monotonic()
+
+    def _internal(self, frame: Any, expect: str) -> Request:
+        """A request the client makes for itself; a refused rejoin means the
+        order is gone for this user (as if removed)."""
+        fut = asyncio.get_running_loop().create_future()
+        order = getattr(frame, "order", None)
+
+        def done(f: asyncio.Future) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None and isinstance(frame, wire.Join) and order in self._rooms:
+                log.warning("cannot rejoin %s: %s", order, exc)
+                del self._rooms[order]
+                self._emit(wire.Left(order, "removed"))
+
+        fut.add_done_callback(done)
+        return Request(frame, expect, fut)
+
+    async def _run(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._serve(ws)
+                if self._closed:
+                    return
+                if not self._reconnect:
+                    raise ClientClosed("the connection closed (reconnect is off)")
+                ws, ready = await self._reconnect_loop()
+                self._ws, self.user = ws, ready.user  # aclose() closes it from here on
+                self.reconnects += 1
+                await self._resume()
+        except ChatdError as exc:
+            log.error("chatd client stops: %s", exc)
+            self._give_up(exc)
+        except Exception as exc:
+            log.exception("chatd client failed")
+            self._give_up(ClientClosed(f"the client failed: {exc!r}"))
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """Read frames until the socket closes."""
+        try:
+            async for raw in ws:
+                self._on_frame(raw)
+        except websockets.ConnectionClosed:
+            pass
+        self._open = False
+        for order in list(self._fills):
+            self._stop_fill(order)
+        for room in self._rooms.values():
+            room.buffer = None
+        code = ws.close_code
+        if code == UNAUTHORIZED_CLOSE:
+            self._token_stale = True
+        if time.monotonic() - self._opened_at >= STABLE_S:
+            self._attempt = 0
+        if not self._closed:
+            log.info("disconnected from %s (close code %s); reconnecting", self.url, code)
+
+    async def _reconnect_loop(self) -> tuple[ClientConnection, wire.Ready]:
+        """Connect again with exponential backoff and jitter, until it works,
+        the token is refused for good, or `reconnect_timeout_s` passes."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            base = min(self._max_delay, self._delay * (2 ** min(self._attempt, 16)))
+            await asyncio.sleep(base * random.uniform(0.5, 1.0))
+            self._attempt += 1
+            try:
+                ws, ready = await self._open_connection()
+            except ConnectionFailed as exc:
+                if self._give_up_s is not None and loop.time() - started > self._give_up_s:
+                    raise ClientClosed(f"gave up reconnecting after {self._give_up_s:g}s: {exc.message}") from exc
+                log.debug("reconnect attempt %d failed: %s", self._attempt, exc)
+                continue
+            log.info("reconnected to %s", self.url)
+            return ws, ready
+
+
+def connect(url: str, token: TokenSource, **options: Any) -> Client:
+    """A client for the chatd at `url` (`http://host:port` or `ws://host:port/ws`).
+
+    `token` is a connection token, or a function (plain or async) that returns
+    a fresh one; it is called again whenever the server refuses the current
+    token (expired). Use as `async with connect(...) as c:` or `c = await
+    connect(...)`. See `Client` for the options.
+    """
+    return Client(url, token, **options)

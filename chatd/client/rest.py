@@ -1,0 +1,94 @@
+"""The REST side of the client (aiohttp): history export and bot posts.
+
+A credential is the api key (server to server) or a connection token; both
+go in `Authorization: Bearer`. Failures come back as the same `ChatdError`
+tree as the socket's: a JSON error body becomes the class of its code, an
+unreachable server `ConnectionFailed`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+
+from chatd import wire
+from chatd.client.errors import ConnectionFailed, error_for
+from chatd.client.urls import http_url
+
+_message = msgspec.json.Decoder(wire.Message)
+_CODE_OF_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                   409: "conflict", 413: "too_large", 429: "rate_limited", 503: "unavailable"}
+
+
+async def _raise_for(resp: aiohttp.ClientResponse) -> None:
+    if resp.status < 400:
+        return
+    body = await resp.read()
+    try:
+        err = msgspec.json.decode(body)["error"]
+        raise error_for(err["code"], err["message"])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        pass
+    code = _CODE_OF_STATUS.get(resp.status, "internal")
+    raise error_for(code, f"HTTP {resp.status}: {body[:200].decode(errors='replace')}")
+
+
+class Rest:
+    """A small REST client: `async with Rest(url, credential) as api: ...`."""
+
+    def __init__(self, url: str, credential: str, timeout_s: float = 30.0) -> None:
+        self.base = http_url(url)
+        self._headers = {"Authorization": f"Bearer {credential}"}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "Rest":
+        self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._session.close()
+
+    def _url(self, order: str, tail: str = "") -> str:
+        return f"{self.base}/api/v1/orders/{quote(order, safe='')}{tail}"
+
+    async def export_lines(self, order: str) -> AsyncIterator[bytes]:
+        """The order's whole history as NDJSON lines (one message each,
+        ascending seq), streamed: `format=ndjson`."""
+        try:
+            async with self._session.get(self._url(order, "/messages"), params={"format": "ndjson"}) as resp:
+                await _raise_for(resp)
+                async for line in resp.content:
+                    if line.strip():
+                        yield line.rstrip(b"\r\n")
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionFailed(f"cannot connect to {self.base}: {_describe(exc)}", self.base) from exc
+
+    async def export(self, order: str) -> AsyncIterator[wire.Message]:
+        """The order's whole history as `Message`s, ascending seq."""
+        async for line in self.export_lines(order):
+            yield _message.decode(line)
+
+    async def post(self, order: str, text: str, kind: str = "text", client_id: str | None = None) -> wire.Ack:
+        """Post as the bot (token) or the system (api key); same `client_id` rule."""
+        body = {"client_id": client_id or str(uuid.uuid4()), "text": text, "kind": kind}
+        try:
+            async with self._session.post(self._url(order, "/messages"), json=body) as resp:
+                await _raise_for(resp)
+                return msgspec.json.decode(await resp.read(), type=wire.Ack)
+        except aiohttp.ClientConnectionError as exc:
+            raise ConnectionFailed(f"cannot connect to {self.base}: {_describe(exc)}", self.base) from exc
+
+
+def _describe(exc: aiohttp.ClientConnectionError) -> str:
+    cause = getattr(exc, "os_error", None) or exc.__cause__
+    if isinstance(cause, ConnectionRefusedError) or "refused" in str(exc).lower():
+        return "connection refused"
+    return str(exc) or type(exc).__name__
+
+
+__all__ = ["Rest"]

@@ -1,0 +1,311 @@
+"""RedisBroker: relays events between chatd instances over Redis pub/sub.
+
+Events are delivered to the local hub at once (also while Redis is down) and
+published for the others. Each instance subscribes only to the rooms and users
+it has local connections for, in batches. Pub/sub is best effort: the store is
+the truth, and after a reconnect the handler's `resync()` refills what was
+missed. A canary published through Redis every second proves the round trip
+for `/healthz`. Presence counts per (order, user) live in Redis hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from chatd.rooms.events import RoomEvent, UserEvent
+
+log = logging.getLogger("chatd.relay")
+
+ROOM, USER, PRESENCE = 0, 1, 2
+_MAX_BACKLOG = 100_000  # publishes queued while Redis is slow or down; oldest dropped
+
+
+class PresenceNote(msgspec.Struct, array_like=True):
+    """Who went online or offline anywhere (PRESENCE envelopes)."""
+
+    user: str
+    online: bool
+
+
+class Envelope(msgspec.Struct, array_like=True):
+    origin: str
+    kind: int
+    room: RoomEvent | None = None
+    user: UserEvent | None = None
+    presence: PresenceNote | None = None
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Envelope).decode
+
+
+def room_channel(order: str) -> str:
+    return f"chatd:room:{order}"
+
+
+def user_channel(user: str) -> str:
+    return f"chatd:user:{user}"
+
+
+class RedisBroker:
+    """See chatd.rooms.broker.Broker for the contract."""
+
+    def __init__(self, url: str, canary_interval_s: float = 1.0) -> None:
+        self.url = url
+        self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.canary_interval_s = canary_interval_s
+        self.healthy = False
+        self._handler = None
+        self._redis: aioredis.Redis | None = None
+        self._queue: list[tuple] = []  # (channel, payload) or ("hincrby", ...)
+        self._queue_event = asyncio.Event()
+        self._wanted: set[str] = set()
+        self._subscribed: set[str] = set()
+        self._sub_event = asyncio.Event()
+        self._pubsub = None
+        self._connected = False
+        self._last_canary = 0.0
+        self._canary_channel = f"chatd:canary:{self.instance}"
+        self._tasks: list[asyncio.Task] = []
+        self._online: dict[str, set[str]] = {}  # order -> users online anywhere (rooms we watch)
+        self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
+        self.dropped = 0
+
+    # --- lifecycle --------------------------------------------------------
+
+    async def start(self, handler) -> None:
+        self._handler = handler
+        self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        self._wanted.add(self._canary_channel)
+        self._tasks = [
+            asyncio.create_task(self._run_subscriber(), name="chatd-relay-sub"),
+            asyncio.create_task(self._run_publisher(), name="chatd-relay-pub"),
+            asyncio.create_task(self._run_canary(), name="chatd-relay-canary"),
+        ]
+
+    async def aclose(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._handler = None
+
+    # --- publishing ----------------------------------------------------------
+
+    def publish_room(self, ev: RoomEvent) -> None:
+        self._handler.deliver_room(ev)
+        self._enqueue(room_channel(ev.order), _encode(Envelope(self.instance, ROOM, room=ev)))
+
+    def publish_user(self, ev: UserEvent) -> None:
+        self._handler.deliver_user(ev)
+        self._enqueue(user_channel(ev.user), _encode(Envelope(self.instance, USER, user=ev)))
+
+    def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
+        """A user's first (last) local connection joined (left) `order`: count it
+        in Redis; only the instance that moves the count across 0 tells the room."""
+        self._queue.append(("presence", order, user, online, data))
+        self._queue_event.set()
+
+    def online(self, order: str) -> frozenset[str]:
+        return frozenset(self._online.get(order, ()))
+
+    def _enqueue(self, channel: str, payload: bytes) -> None:
+        if len(self._queue) >= _MAX_BACKLOG:
+            del self._queue[0]
+            self.dropped += 1
+        self._queue.append(("publish", channel, payload))
+        self._queue_event.set()
+
+    async def _run_publisher(self) -> None:
+        while True:
+            await self._queue_event.wait()
+            self._queue_event.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._send(batch)
+                except (RedisError, OSError) as exc:
+                    self._mark_down(f"publish failed: {exc}")
+                    await asyncio.sleep(0.5)  # best effort: the store fills the gaps later
+
+    async def _send(self, batch: list[tuple]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        presence = []
+        for item in batch:
+            if item[0] == "publish":
+                pipe.publish(item[1], item[2])
+            else:
+                _, order, user, online, data = item
+                pipe.hincrby(f"chatd:presence:{order}", user, 1 if online else -1)
+                presence.append((len(pipe.command_stack) - 1, order, user, online, data))
+        results = await pipe.execute()
+        for index, order, user, online, data in presence:
+            count = results[index]
+            if (online and count == 1) or (not online and count <= 0):
+                ev = RoomEvent(order, data)
+                self._apply_presence(order, user, online)
+                self._handler.deliver_room(ev)
+                env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
+                self._enqueue(room_channel(order), _encode(env))
+
+    def _apply_presence(self, order: str, user: str, online: bool) -> None:
+        users = self._online.get(order)
+        if users is None:
+            return
+        if online:
+            users.add(user)
+        else:
+            users.discard(user)
+
+    # --- subscriptions ---------------------------------------------------------
+
+    def watch_room(self, order: str, on: bool) -> None:
+        self._watch(room_channel(order), on)
+        if on:
+            self._online.setdefault(order, set())
+            self._loading[order] = asyncio.get_running_loop().create_task(self._load_presence(order))
+        else:
+            self._online.pop(order, None)
+            task = self._loading.pop(order, None)
+            if task is not None:
+                task.cancel()
+
+    async def load_room(self, order: str) -> None:
+        task = self._loading.get(order)
+        if task is not None:
+            await asyncio.wait([task], timeout=2.0)  # Redis down: go on without it
+
+    async def _load_presence(self, order: str) -> None:
+        try:
+            counts = await self._redis.hgetall(f"chatd:presence:{order}")
+        except (RedisError, OSError):
+            self._loading.pop(order, None)
+            return
+        users = self._online.get(order)
+        if users is not None:
+            users.update(k.decode() for k, v in counts.items() if int(v) > 0)
+        self._loading.pop(order, None)
+
+    def watch_user(self, user: str, on: bool) -> None:
+        self._watch(user_channel(user), on)
+
+    def _watch(self, channel: str, on: bool) -> None:
+        if on:
+            self._wanted.add(channel)
+        else:
+            self._wanted.discard(channel)
+        self._sub_event.set()
+
+    async def _run_subscriber(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self._redis.pubsub()
+            self._pubsub = pubsub
+            self._subscribed = set()
+            try:
+                await self._sync_subscriptions(pubsub)
+                self._connected = True
+                since = time.monotonic()
+                delay = 0.1
+                log.info("relay subscribed (%d channels)", len(self._subscribed))
+                self._handler.resync()  # whatever was missed while down comes from the store
+                sync = asyncio.create_task(self._keep_subscriptions(pubsub))
+                try:
+                    while True:
+                        msg = await pubsub.get_message(timeout=self.canary_interval_s)
+                        now = time.monotonic()
+                        stale = 3 * self.canary_interval_s
+                        if now - max(self._last_canary, since) > stale:
+                            # a half-dead connection can block reads for ever
+                            raise ConnectionError("no canary through the subscription")
+                        if msg is None:
+                            continue
+                        if msg.get("type") == "message":
+                            self._on_message(msg["channel"], msg["data"])
+                        elif msg.get("type") == "subscribe" and msg["channel"].startswith(b"chatd:room:"):
+                            # From here on the room's events come through Redis;
+                            # what was published before is in the store.
+                            self._handler.resync([msg["channel"][11:].decode()])
+                finally:
+                    sync.cancel()
+                    await asyncio.gather(sync, return_exceptions=True)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._mark_down(f"subscriber: {exc}")
+            except Exception:  # noqa: BLE001 - keep relaying whatever happened
+                log.exception("relay subscriber failed")
+                self._mark_down("subscriber crashed")
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _keep_subscriptions(self, pubsub) -> None:
+        while True:
+            await self._sub_event.wait()
+            await self._sync_subscriptions(pubsub)
+
+    async def _sync_subscriptions(self, pubsub) -> None:
+        """Subscribe and unsubscribe in batches until what is wanted is what we have."""
+        self._sub_event.clear()
+        add = list(self._wanted - self._subscribed)
+        drop = list(self._subscribed - self._wanted)
+        for i in range(0, len(add), 500):
+            await pubsub.subscribe(*add[i : i + 500])
+        for i in range(0, len(drop), 500):
+            await pubsub.unsubscribe(*drop[i : i + 500])
+        self._subscribed.update(add)
+        self._subscribed.difference_update(drop)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        if channel == self._canary_channel.encode():
+            self._last_canary = time.monotonic()
+            if not self.healthy:
+                log.info("relay healthy: canary came through Redis")
+            self.healthy = True
+            return
+        env = _decode(data)
+        if env.origin == self.instance:
+            return  # delivered locally when published
+        if env.kind == ROOM:
+            self._handler.deliver_room(env.room)
+        elif env.kind == USER:
+            self._handler.deliver_user(env.user)
+        elif env.kind == PRESENCE:
+            self._apply_presence(env.room.order, env.presence.user, env.presence.online)
+            self._handler.deliver_room(env.room)
+
+    # --- health ------------------------------------------------------------------
+
+    async def _run_canary(self) -> None:
+        while True:
+            try:
+                await self._redis.publish(self._canary_channel, b"1")
+            except (RedisError, OSError) as exc:
+                self._mark_down(f"canary: {exc}")
+            await asyncio.sleep(self.canary_interval_s)
+            if time.monotonic() - self._last_canary > 3 * self.canary_interval_s:
+                if self.healthy:
+                    log.warning("relay degraded: no canary through Redis for %.1fs",
+                                time.monotonic() - self._last_canary)
+                self.healthy = False
+
+    def _mark_down(self, why: str) -> None:
+        if self._connected or self.healthy:
+            log.warning("relay down: %s", why)
+        self._connected = False
+        self.healthy = False

@@ -1,0 +1,41 @@
+"""`chatd serve --workers N`: N server processes on one port (SO_REUSEPORT).
+
+Python runs one core per process; the kernel spreads new connections over the
+workers, which share one SQLite file and relay through Redis. This parent only
+starts them, forwards SIGTERM/SIGINT, and exits when they have.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+
+def check(workers: int, broker_url: str) -> None:
+    if workers < 1:
+        raise SystemExit("chatd: --workers must be at least 1")
+    if workers > 1 and not broker_url:
+        raise SystemExit(
+            "chatd: --workers > 1 needs a Redis relay: set [broker] url = \"redis://host:port/db\" "
+            "(or CHATD_BROKER_URL), so that participants on different workers see each other"
+        )
+    if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise SystemExit("chatd: --workers > 1 needs SO_REUSEPORT, which this OS does not have")
+
+
+def run(workers: int, child_args: list[str]) -> int:
+    """Run `workers` children of `python -m chatd serve <child_args> --reuse-port`."""
+    cmd = [sys.executable, "-m", "chatd", "serve", *child_args, "--reuse-port"]
+    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [p.wait() for p in procs]
+    return max((abs(c) for c in codes), default=0)

@@ -1,0 +1,197 @@
+"""Browser fixtures: Playwright's async API driving Chromium against a real chatd.
+
+The async API runs in the test's own event loop (pytest-asyncio, auto mode),
+next to the in-process `server` fixture. Chromium is Debian's `chromium` when
+installed (found on PATH), else Playwright's own build if one was installed.
+Every wait is a DOM condition (`expect`), never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]' installs playwright")
+
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect  # noqa: E402
+
+from tests.helpers import API_KEY  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+WAIT_MS = 10_000
+expect.set_options(timeout=WAIT_MS)
+
+# A host page as an embedder writes it, on its own origin: one script tag, one call.
+HOST_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"><title>host page</title>
+<style>html, body { height: 100%; margin: 0; background: #eef0f4; } #chat { height: 100vh; }</style>
+</head><body>
+<div id="chat"></div>
+<script src="CHATD/widget.js"></script>
+<script>
+  var q = new URLSearchParams(location.search);
+  window.widget = ChatdWidget.mount(document.getElementById('chat'),
+    {url: q.get('chatd'), order: q.get('order'), token: q.get('token')});
+</script>
+</body></html>
+"""
+
+
+async def _host_page(request: web.Request) -> web.Response:
+    chatd = request.query["chatd"]
+    assert chatd.startswith("http://127.0.0.1:") and '"' not in chatd
+    return web.Response(text=HOST_PAGE.replace("CHATD", chatd), content_type="text/html")
+
+
+# Lets a test hide the page (document.visibilityState), as a background tab is.
+VISIBILITY_SHIM = """
+(() => {
+  let hidden = false;
+  Object.defineProperty(Document.prototype, 'visibilityState', {configurable: true, get() { return hidden ? 'hidden' : 'visible'; }});
+  Object.defineProperty(Document.prototype, 'hidden', {configurable: true, get() { return hidden; }});
+  window.__setHidden = (h) => { hidden = !!h; document.dispatchEvent(new Event('visibilitychange')); };
+})();
+"""
+
+PEOPLE = {
+    "buyer": ("bea", "Bea Buyer"),
+    "supplier": ("sam", "Sam Supplier"),
+    "sales_rep": ("rita", "Rita Rep"),
+}
+
+
+def chromium_executable() -> str | None:
+    """Debian's chromium if on PATH; None lets Playwright use its own browser."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def api(base: str, method: str, path: str, body=None, auth: str = API_KEY):
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, base + path, json=body, headers={"Authorization": f"Bearer {auth}"}) as r:
+            data = await r.json(content_type=None)
+            return r.status, data
+
+
+async def put_order(base: str, order: str) -> None:
+    """An order with Bea (buyer), Sam (supplier) and Rita (sales rep)."""
+    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()}
+    status, data = await api(base, "PUT", f"/api/v1/orders/{order}", body)
+    assert status in (200, 201), data
+
+
+class ChatPage:
+    """One browser context with the widget mounted for one user."""
+
+    def __init__(self, context: BrowserContext, page: Page) -> None:
+        self.context = context
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.console: list[str] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("dialog", self._dialog)
+        self.root = page.locator(".chatd")
+        self.input = page.get_by_label("Message", exact=True)
+        self.send_button = page.get_by_role("button", name="Send", exact=True)
+        self.list = page.locator(".chatd-list")
+        self.messages = page.locator(".chatd-list [data-seq]")
+        self.pending = page.locator(".chatd-list [data-cid]")
+        self.badge = page.locator(".chatd-badge")
+        self.typing = page.locator(".chatd-typing")
+        self.conn = page.locator(".chatd-conn")
+        self.divider = page.locator(".chatd-divider")
+        self.note_toggle = page.locator(".chatd-note-toggle")
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        asyncio.ensure_future(dialog.dismiss())
+
+    def message(self, text: str):
+        """The list item (message or event) whose text contains `text`."""
+        return self.list.locator("[role=listitem]").filter(has_text=text)
+
+    async def online(self) -> None:
+        await expect(self.root).to_have_attribute("data-state", "online")
+
+    async def say(self, text: str) -> None:
+        await self.input.fill(text)
+        await self.input.press("Enter")
+
+    async def set_hidden(self, hidden: bool) -> None:
+        await self.page.evaluate("h => window.__setHidden(h)", hidden)
+
+    async def texts(self) -> list[str]:
+        return await self.messages.locator(".chatd-text").all_inner_texts()
+
+    async def screenshot(self, name: str, **kw) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        await self.page.screenshot(path=str(path), **kw)
+        return path
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as p:
+        b: Browser = await p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest.fixture
+async def host_site(aiohttp_server):
+    """An embedding web site on its own origin (another port), serving /host."""
+    app = web.Application()
+    app.router.add_get("/host", _host_page)
+    srv = await aiohttp_server(app)
+    return f"http://127.0.0.1:{srv.port}"
+
+
+@pytest.fixture
+async def open_chat(browser, host_site):
+    """open_chat(base, order, token, width=, height=, path=) -> ChatPage, online.
+
+    path "/host" (default): a page of another web site embedding the widget,
+    without any CSP, so the widget alone must keep data from running.
+    path "/demo": chatd's own demo order page.
+    """
+    opened: list[ChatPage] = []
+
+    async def open_(base: str, order: str, token: str, *, width: int = 1000, height: int = 720,
+                    path: str = "/host", wait_online: bool = True) -> ChatPage:
+        ctx = await browser.new_context(viewport={"width": width, "height": height}, locale="en-GB",
+                                        timezone_id="Europe/Berlin")
+        await ctx.add_init_script(VISIBILITY_SHIM)
+        page = await ctx.new_page()
+        chat = ChatPage(ctx, page)
+        opened.append(chat)
+        if path == "/host":
+            url = f"{host_site}/host?{urlencode({'chatd': base, 'order': order, 'token': token})}"
+        else:
+            url = f"{base}{path}?{urlencode({'order': order, 'token': token})}"
+        await page.goto(url)
+        if wait_online:
+            await chat.online()
+        return chat
+
+    yield open_
+    for chat in opened:
+        await chat.context.close()
+    errors = [e for chat in opened for e in chat.errors]
+    assert not errors, f"uncaught errors in the page: {errors}"
+

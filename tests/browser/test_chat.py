@@ -1,0 +1,289 @@
+"""The widget in Chromium against an in-process chatd: two people chatting live."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import put_order
+from tests.helpers import token
+
+BEA = token("bea", "buyer", "Bea Buyer")
+SAM = token("sam", "supplier", "Sam Supplier")
+RITA = token("rita", "sales_rep", "Rita Rep")
+
+
+async def test_buyer_and_supplier_exchange_messages_live(server, open_chat):
+    await put_order(server.base, "o-live")
+    buyer = await open_chat(server.base, "o-live", BEA)
+    supplier = await open_chat(server.base, "o-live", SAM)
+
+    await buyer.say("Hello Sam, is the order on track?")  # Enter sends
+    got = supplier.message("is the order on track?")
+    await expect(got).to_be_visible()
+    await expect(got.locator(".chatd-name")).to_have_text("Bea Buyer")
+    await expect(got.locator(".chatd-role")).to_have_text("Buyer")
+    await expect(got.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT"))
+    await expect(got).not_to_have_class(re.compile("chatd-msg--own"))
+    # the sender's copy: their own, stored (acked), no longer pending
+    mine = buyer.message("is the order on track?")
+    await expect(mine).to_have_class(re.compile("chatd-msg--own"))
+    await expect(mine).to_have_attribute("data-seq", "1")
+    await expect(mine.locator(".chatd-msg-foot")).to_have_text("Sent")
+    await expect(buyer.pending).to_have_count(0)
+
+    # Send button; Shift+Enter is a new line, not a send
+    await supplier.input.fill("Yes: it ships tomorrow.")
+    await supplier.send_button.click()
+    await supplier.input.press_sequentially("Line one")
+    await supplier.input.press("Shift+Enter")
+    await supplier.input.press_sequentially("line two")
+    await expect(supplier.input).to_have_value("Line one\nline two")
+    await supplier.input.press("Enter")
+    await expect(supplier.input).to_have_value("")
+
+    await expect(buyer.message("line two")).to_be_visible()
+    await expect(buyer.message("line two").locator(".chatd-text")).to_have_text("Line one\nline two")
+    await expect(buyer.message("ships tomorrow").locator(".chatd-name")).to_have_text("Sam Supplier")
+    want = ["Hello Sam, is the order on track?", "Yes: it ships tomorrow.", "Line one\nline two"]
+    for page in (buyer, supplier):
+        await expect(page.messages).to_have_count(3)
+        assert await page.texts() == want
+    # screen readers hear new messages from others
+    await expect(buyer.page.locator(".chatd-sr[aria-live=polite]")).to_contain_text("Sam Supplier: Line one")
+    # the other participants, with presence
+    await expect(buyer.page.locator(".chatd-person--online").filter(has_text="Sam")).to_have_count(1)
+
+
+async def test_typing_indicator_shows_and_clears(server, open_chat):
+    await put_order(server.base, "o-typing")
+    buyer = await open_chat(server.base, "o-typing", BEA)
+    supplier = await open_chat(server.base, "o-typing", SAM)
+
+    await expect(buyer.typing).to_be_hidden()
+    await supplier.input.press_sequentially("Let me check")
+    await expect(buyer.typing).to_be_visible()
+    await expect(buyer.typing).to_have_text("Sam is typing…")
+    await expect(supplier.typing).to_be_hidden()  # never for oneself
+
+    await supplier.input.press("Enter")  # sending stops it
+    await expect(buyer.message("Let me check")).to_be_visible()
+    await expect(buyer.typing).to_be_hidden()
+
+    await supplier.input.press_sequentially("One more thing")
+    await expect(buyer.typing).to_have_text("Sam is typing…")
+    await supplier.input.blur()  # leaving the field stops it
+    await expect(buyer.typing).to_be_hidden()
+
+    await supplier.input.focus()
+    await supplier.input.press_sequentially("…")
+    await expect(buyer.typing).to_be_visible()
+    await supplier.input.fill("")  # emptying the field stops it
+    await expect(buyer.typing).to_be_hidden()
+
+
+async def test_unread_badge_counts_and_clears_when_read(server, open_chat):
+    await put_order(server.base, "o-unread")
+    buyer = await open_chat(server.base, "o-unread", BEA)
+    supplier = await open_chat(server.base, "o-unread", SAM)
+    await buyer.say("First question")
+    await expect(supplier.message("First question")).to_be_visible()
+    await expect(supplier.badge).to_be_hidden()  # seen at once: the page is visible
+
+    await supplier.set_hidden(True)  # a background tab: nothing is seen
+    for i in range(1, 4):
+        await buyer.say(f"Unseen {i}")
+    await expect(supplier.message("Unseen 3")).to_be_attached()
+    await expect(supplier.badge).to_be_visible()
+    await expect(supplier.badge).to_have_text("3")
+    await expect(supplier.badge).to_have_attribute("aria-label", "3 unread messages")
+    # the divider sits right before the first unseen message
+    await expect(supplier.divider).to_have_text("New messages")
+    after = supplier.page.locator(".chatd-divider + [role=listitem]")
+    await expect(after).to_contain_text("Unseen 1")
+
+    await supplier.set_hidden(False)  # back to the tab: on screen, so read
+    await expect(supplier.badge).to_be_hidden()
+    c = await server.client("sam", "supplier", name="Sam Supplier")
+    joined = await c.join("o-unread")
+    assert joined["unread"] == 0 and joined["read_seq"] == 4
+
+    # coming back later: the badge counts what came meanwhile, the divider marks it
+    await supplier.context.close()
+    await buyer.say("While you were away")
+    await buyer.say("And another one")
+    again = await open_chat(server.base, "o-unread", SAM)
+    await expect(again.page.locator(".chatd-divider + [role=listitem]")).to_contain_text("While you were away")
+    await expect(again.badge).to_be_hidden()  # on screen in a visible page: read
+
+
+async def test_read_waits_until_scrolled_into_view(server, open_chat):
+    await put_order(server.base, "o-scroll-read")
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 41):
+        assert (await bot.post("o-scroll-read", f"Line {i:02d}"))["type"] == "ack"
+    supplier = await open_chat(server.base, "o-scroll-read", SAM, height=520)
+    # 40 unread: the chat opens at the divider, and only what is on screen is read
+    await expect(supplier.page.locator(".chatd-divider + [role=listitem]")).to_contain_text("Line 01")
+    await expect(supplier.message("Line 01")).to_be_in_viewport()
+    await expect(supplier.message("Line 40")).not_to_be_in_viewport()
+    await expect(supplier.badge).to_have_text(re.compile(r"^[1-3]\d$"))
+    unread = int(await supplier.badge.inner_text())
+    assert 0 < unread < 40
+    jump = supplier.page.locator(".chatd-jump")
+    await expect(jump).to_have_text(f"{unread} new")
+    await jump.click()  # to the newest: now everything was on screen
+    await expect(supplier.message("Line 40")).to_be_in_viewport()
+    await expect(supplier.badge).to_be_hidden()
+    await expect(jump).to_be_hidden()
+
+    await supplier.messages.first.scroll_into_view_if_needed()  # reading the start again
+    await expect(jump).to_have_text("Latest")
+    await bot.post("o-scroll-read", "Below the fold")
+    await expect(supplier.badge).to_have_text("1")  # arrived, but not on screen
+    await expect(jump).to_have_text("1 new")
+    await jump.click()
+    await expect(supplier.message("Below the fold")).to_be_in_viewport()
+    await expect(supplier.badge).to_be_hidden()
+
+
+async def test_buyer_never_sees_a_note(server, open_chat):
+    await put_order(server.base, "o-notes")
+    rita = await server.client("rita", "sales_rep", name="Rita Rep")
+    await rita.post("o-notes", "NOTE-BEFORE: key account", kind="note")
+    buyer = await open_chat(server.base, "o-notes", BEA)
+    supplier = await open_chat(server.base, "o-notes", SAM)
+    await expect(buyer.note_toggle).to_be_hidden()  # buyers cannot write notes
+    await expect(supplier.note_toggle).to_be_visible()
+
+    await buyer.set_hidden(True)
+    await supplier.note_toggle.click()
+    await expect(supplier.note_toggle).to_have_attribute("aria-pressed", "true")
+    await supplier.say("NOTE-LIVE: check stock first")
+    await supplier.note_toggle.click()
+    await supplier.say("Public reply after the notes")
+
+    note = supplier.message("NOTE-LIVE")
+    await expect(note).to_have_class(re.compile("chatd-msg--note"))
+    await expect(note).to_contain_text("Internal note")
+    await expect(supplier.message("NOTE-BEFORE")).to_contain_text("Internal note")
+
+    # the public message came after the notes, so any note would be here by now
+    await expect(buyer.message("Public reply after the notes")).to_be_visible()
+    await expect(buyer.badge).to_have_text("1")  # notes are not counted either
+    await expect(buyer.page.locator(".chatd-msg--note")).to_have_count(0)
+    await expect(buyer.root).not_to_contain_text("NOTE-")
+    await expect(buyer.root).not_to_contain_text("Internal note")
+
+    await buyer.page.reload()  # and not from history either
+    await buyer.online()
+    await expect(buyer.message("Public reply after the notes")).to_be_visible()
+    await expect(buyer.root).not_to_contain_text("NOTE-")
+    assert await buyer.texts() == ["Public reply after the notes"]
+
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+async def test_message_html_is_shown_as_text_and_runs_nothing(server, open_chat):
+    await put_order(server.base, "o-xss")
+    evil_name = "Sam <img src=x onerror=alert('name')>"
+    buyer = await open_chat(server.base, "o-xss", BEA)
+    supplier = await open_chat(server.base, "o-xss", token("sam", "supplier", evil_name))
+
+    await buyer.say(XSS)
+    await supplier.say("<script>alert('script')</script><b>bold?</b>")
+    await supplier.say("<img src=x onerror=\"window.__xss = 1\"><svg onload=alert('svg')>")
+    bot = await server.client("bot1", "bot", name="<img src=x onerror=alert('bot')>", orders="*")
+    await bot.send({"type": "set_status", "order": "o-xss", "status": "<b>shipped</b>",
+                    "client_id": "s1", "text": "<img src=x onerror=alert('status')>"})
+    await bot.expect("ack")
+    await buyer.page.evaluate("() => window.widget.openDispute('<img src=x onerror=alert(\"dispute\")>')")
+    links = "Links: https://example.com/a?b=1&c=2 javascript:alert('link') http://safe.example/x."
+    await supplier.say(links)
+
+    for page in (buyer, supplier):
+        await expect(page.message("Links:")).to_be_visible()
+        await expect(page.message(XSS).locator(".chatd-text")).to_have_text(XSS)
+        await expect(page.message("<script>").locator(".chatd-text")).to_have_text(
+            "<script>alert('script')</script><b>bold?</b>")
+        await expect(page.page.locator(".chatd-dispute")).to_contain_text('<img src=x onerror=alert("dispute")>')
+        await expect(page.page.locator(".chatd-status")).to_contain_text("<b>shipped</b>")
+        await expect(page.page.locator(".chatd-event--status")).to_contain_text("<img src=x onerror=alert('status')>")
+        # nothing from the data became markup
+        for tag in ("img", "script", "b", "svg:not(.chatd-icon)"):
+            await expect(page.root.locator(tag)).to_have_count(0)
+        assert await page.page.evaluate("() => window.__xss") is None
+        # links: only http(s), opened safely, built as elements
+        anchors = page.message("Links:").locator("a")
+        await expect(anchors).to_have_count(2)
+        assert await anchors.evaluate_all("as => as.map(a => a.href)") == [
+            "https://example.com/a?b=1&c=2", "http://safe.example/x"]
+        for rel in await anchors.evaluate_all("as => as.map(a => a.rel)"):
+            assert "noopener" in rel and "noreferrer" in rel
+        await expect(page.message("Links:")).to_contain_text("javascript:alert('link')")
+    await expect(buyer.message("<script>").locator(".chatd-name")).to_have_text(evil_name)
+    await expect(buyer.page.locator(".chatd-person").filter(has_text="Sam")).to_be_visible()
+    for page in (buyer, supplier):
+        assert page.dialogs == []
+
+
+async def test_history_pages_load_when_scrolling_up(server, open_chat):
+    await put_order(server.base, "o-paging")
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    rita = await server.client("rita", "sales_rep", name="Rita Rep")
+    for i in range(1, 121):
+        assert (await bot.post("o-paging", f"Message {i:03d}"))["type"] == "ack"
+        if i % 25 == 0:  # notes in between: invisible to the buyer, gaps in her seqs
+            await rita.post("o-paging", f"note after {i}", kind="note")
+    buyer = await open_chat(server.base, "o-paging", BEA, height=640)
+
+    await expect(buyer.message("Message 120")).to_be_in_viewport()
+    await expect(buyer.messages).to_have_count(50)  # the newest page first
+    await expect(buyer.message("Message 070")).to_have_count(0)
+
+    scroller = buyer.page.locator(".chatd-scroll")
+    await scroller.hover()
+    await buyer.page.mouse.wheel(0, -100_000)
+    await expect(buyer.messages).to_have_count(100)
+    await expect(buyer.message("Message 071")).to_be_in_viewport()  # the reader's place is kept
+    await buyer.page.mouse.wheel(0, -100_000)
+    await expect(buyer.messages).to_have_count(120)
+    await expect(buyer.page.locator(".chatd-top")).to_have_text("Beginning of the conversation")
+
+    texts = await buyer.texts()
+    assert texts == [f"Message {i:03d}" for i in range(1, 121)]
+    seqs = [int(s) for s in await buyer.messages.evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == sorted(set(seqs))
+    await expect(buyer.root).not_to_contain_text("note after")
+
+    # live messages still land at the bottom, once
+    await bot.post("o-paging", "Message 121")
+    await expect(buyer.messages).to_have_count(121)
+    assert (await buyer.texts())[-1] == "Message 121"
+
+
+async def test_status_and_dispute_are_shown_apart(server, open_chat):
+    await put_order(server.base, "o-state")
+    buyer = await open_chat(server.base, "o-state", BEA)
+    supplier = await open_chat(server.base, "o-state", SAM)
+    await expect(buyer.page.locator(".chatd-status")).to_have_text("Order status: Open")
+    await expect(buyer.page.locator(".chatd-dispute")).to_be_hidden()
+
+    await supplier.page.evaluate("() => window.widget.setStatus('shipped', 'Shipped with Parcel Express')")
+    status = buyer.page.locator(".chatd-event--status")
+    await expect(status).to_contain_text("Shipped with Parcel Express")
+    await expect(status).to_contain_text("Sam Supplier")
+    await expect(buyer.page.locator(".chatd-status")).to_have_text("Order status: Shipped")
+
+    await buyer.page.evaluate("() => window.widget.openDispute('Two panels arrived cracked')")
+    banner = supplier.page.locator(".chatd-dispute")
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("Dispute open")
+    await expect(banner).to_contain_text("opened by Bea Buyer")
+    await expect(banner).to_contain_text("Two panels arrived cracked")
+    await expect(supplier.page.locator(".chatd-event--dispute")).to_contain_text("Dispute opened")
+
+    await buyer.page.evaluate("() => window.widget.closeDispute('Replacement agreed')")
+    await expect(banner).to_be_hidden()

@@ -1,0 +1,279 @@
+"""Limits and bad input (issue 2, point 8): errors that keep the connection, and the close codes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.helpers import Client, request, settled, short_token, token
+
+
+def lim(**kw):
+    return pytest.mark.parametrize("limits", [kw], ids=["-".join(f"{k}={v}" for k, v in kw.items())])
+
+
+async def _still_open(client) -> None:
+    await settled(client)
+    assert client.close_code is None
+
+
+@pytest.mark.parametrize("raw", [
+    b"{not json",
+    b"",
+    b"[1, 2]",
+    b'"just a string"',
+    b'{"no": "type"}',
+    b'{"type": "shout", "order": "o1"}',
+    b'{"type": "join"}',
+    b'{"type": "join", "order": 5}',
+    b'{"type": "join", "order": "o1", "since": "yesterday"}',
+    b'{"type": "send", "order": "o1", "client_id": "c", "text": 42}',
+    b'{"type": "send", "order": "o1", "client_id": "c", "text": "hi", "kind": "shout"}',
+    b'{"type": "typing", "order": "o1", "active": "yes"}',
+    b'{"type": "read", "order": "o1", "seq": 1.5}',
+    b'{"type": "dispute", "order": "o1", "action": "reopen", "client_id": "c"}',
+    b'\xff\xfe',
+], ids=lambda r: r.decode("latin-1")[:40] or "empty")
+async def test_malformed_frames_get_bad_request_and_stay_open(server, raw):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.ws.send(raw.decode("latin-1") if raw != b"\xff\xfe" else raw)
+    err = await buyer.expect("error")
+    assert err["code"] == "bad_request" and err["message"]
+    await _still_open(buyer)
+    # and it still works
+    assert (await buyer.post("o1", "still here"))["type"] == "ack"
+
+
+async def test_bad_values_get_bad_request(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    for frame in (
+        {"type": "read", "order": "o1", "seq": -1},
+        {"type": "history", "order": "o1", "limit": -1},
+        {"type": "inbox", "limit": 0},
+        {"type": "set_status", "order": "o1", "status": "", "client_id": "c1"},
+    ):
+        await buyer.send(frame)
+        err = await buyer.expect("error")
+        assert err["code"] in ("bad_request", "forbidden"), (frame, err)
+    await _still_open(buyer)
+
+
+@lim(max_text_chars=10)
+async def test_too_long_text_is_refused_and_not_stored(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    cid = str(uuid.uuid4())
+    r = await buyer.post("o1", "x" * 11, client_id=cid)
+    assert r["type"] == "error" and r["code"] == "too_large" and r["ref"] == cid
+    assert (await buyer.post("o1", "é" * 10))["seq"] == 1  # characters, not bytes
+    r = await request(buyer, {"type": "set_status", "order": "o1", "status": "x", "client_id": "s",
+                              "text": "y" * 11}, "ack")
+    assert r["code"] == "too_large"
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages")
+    assert [m["seq"] for m in page["messages"]] == [1]
+    st, body = await server.api("POST", "/api/v1/orders/o1/messages", {"client_id": "r", "text": "z" * 11})
+    assert st == 413 and body["error"]["code"] == "too_large"
+    await _still_open(buyer)
+
+
+@lim(rate_per_s=0.001, rate_burst=3, rate_abuse_closes=1000)
+async def test_rate_limit(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    for i in range(3):
+        assert (await buyer.post("o1", f"m{i}"))["type"] == "ack"
+    cid = str(uuid.uuid4())
+    r = await buyer.post("o1", "one too many", client_id=cid)
+    assert r["type"] == "error" and r["code"] == "rate_limited" and r["ref"] == cid
+    r = await request(buyer, {"type": "dispute", "order": "o1", "action": "open", "client_id": "d"}, "ack")
+    assert r["code"] == "rate_limited"
+    # nothing stored, connection open, other frames still served
+    page = await request(buyer, {"type": "history", "order": "o1"}, "history")
+    assert [m["seq"] for m in page["messages"]] == [1, 2, 3]
+    await _still_open(buyer)
+    # the bucket is per connection
+    other = await server.client("buyer1", "buyer")
+    assert (await other.post("o1", "from another tab"))["type"] == "ack"
+    # staff and bots are exempt
+    staff = await server.client("staff1", "staff")
+    bot = await server.client("bot1", "bot", orders="*")
+    for i in range(10):
+        assert (await staff.post("o1", f"s{i}"))["type"] == "ack"
+        assert (await bot.post("o1", f"b{i}"))["type"] == "ack"
+
+
+@lim(rate_per_s=0.001, rate_burst=2, rate_abuse_closes=3)
+async def test_rate_limit_abuse_closes_4429(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    for i in range(2):
+        assert (await buyer.post("o1", f"m{i}"))["type"] == "ack"
+    for _ in range(3):
+        assert (await buyer.post("o1", "spam"))["code"] == "rate_limited"
+    await buyer.send({"type": "send", "order": "o1", "client_id": "last", "text": "spam"})
+    assert await buyer.closed() == 4429
+
+
+@lim(max_frame_bytes=1024)
+async def test_frame_too_large_closes_1009(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    bystander = await server.client("supplier1", "supplier")
+    await buyer.send({"type": "send", "order": "o1", "client_id": "c", "text": "x" * 900})
+    await buyer.expect("ack")
+    await buyer.send({"type": "send", "order": "o1", "client_id": "c2", "text": "x" * 2000})
+    assert await buyer.closed() == 1009
+    await _still_open(bystander)
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages")
+    assert [m["client_id"] for m in page["messages"]] == ["c"]
+
+
+@lim(auth_timeout_s=0.2)
+async def test_no_auth_in_time_closes_4401(server):
+    c = await server.raw_client()
+    started = time.monotonic()
+    assert await c.closed(timeout=5) == 4401
+    assert time.monotonic() - started >= 0.15
+    # a client that authenticates in time is fine, and later frames are not timed
+    ok = await server.client("buyer1", "buyer")
+    await server.order("o1")
+    await ok.join("o1")
+    other = await server.client("supplier1", "supplier")
+    await other.post("o1", "hi")
+    await ok.expect("message", seq=1)
+    assert ok.close_code is None
+
+
+@pytest.mark.parametrize("first", [
+    {"type": "ping"},
+    {"type": "join", "order": "o1"},
+    {"type": "auth", "token": "not.a.jwt"},
+    {"type": "auth", "token": "EXPIRED"},
+    {"type": "auth", "token": "WRONG_SECRET"},
+])
+async def test_bad_or_missing_auth_closes_4401(server, first):
+    import jwt
+
+    if first.get("token") == "EXPIRED":
+        first = {"type": "auth", "token": token("buyer1", "buyer", ttl_s=-10)}
+    elif first.get("token") == "WRONG_SECRET":
+        first = {"type": "auth", "token": jwt.encode(
+            {"sub": "buyer1", "role": "buyer", "exp": time.time() + 60}, "another-secret-0123456789abcdef0123",
+            algorithm="HS256")}
+    c = await server.raw_client()
+    await c.send(first)
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized"
+    assert await c.closed() == 4401
+
+
+async def test_token_in_query_string(server):
+    await server.order("o1")
+    c = await Client.open(server.ws_url + "?token=" + token("bot1", "bot", orders=["o1"]))
+    server.clients.append(c)
+    await c.expect("ready")
+    assert (await c.join("o1"))["order"] == "o1"
+    bad = await Client.open(server.ws_url + "?token=garbage")
+    server.clients.append(bad)
+    assert await bad.closed() == 4401
+
+
+async def _past(exp: float) -> None:
+    while time.time() < exp:  # bounded: the token's own expiry, at most a second away
+        await asyncio.sleep(exp - time.time() + 0.01)
+
+
+async def test_expired_token_at_join_closes_4401(server):
+    for o in ("o1", "o2", "o3"):
+        await server.order(o)
+    tok, exp = short_token("buyer1", "buyer", 0.5)
+    c = await server.raw_client()
+    await c.send({"type": "auth", "token": tok})
+    ready = await c.expect("ready")
+    assert ready["user"]["id"] == "buyer1"
+    await c.join("o1")
+    # a refreshed token keeps the connection going past the first expiry ...
+    tok2, exp2 = short_token("buyer1", "buyer", 1.0)
+    await c.send({"type": "auth", "token": tok2})
+    await c.expect("ready")
+    # ... but a token for someone else is refused without closing
+    r = await request(c, {"type": "auth", "token": token("supplier1", "supplier")}, "ready")
+    assert r["type"] == "error" and r["code"] == "unauthorized"
+    await _past(exp)
+    assert (await c.join("o2"))["order"] == "o2"
+    await _past(exp2)
+    await c.send({"type": "join", "order": "o3"})
+    assert await c.closed() == 4401
+    assert not c.of_type("joined", order="o3")
+
+
+@lim(max_conns_per_user=2)
+async def test_too_many_connections_closes_4429(server):
+    a = await server.client("buyer1", "buyer")
+    b = await server.client("buyer1", "buyer")
+    c = await server.raw_client()
+    await c.send({"type": "auth", "token": token("buyer1", "buyer")})
+    assert await c.closed() == 4429
+    assert not c.of_type("ready")
+    # other users are not affected, and a slot frees when a connection closes
+    await server.client("supplier1", "supplier")
+    await a.close()
+    for _ in range(50):  # bounded: the server notices the close on its own schedule
+        d = await Client.open(server.ws_url)
+        server.clients.append(d)
+        await d.send({"type": "auth", "token": token("buyer1", "buyer")})
+        try:
+            await d.expect("ready", timeout=2)
+            break
+        except (AssertionError, asyncio.TimeoutError):
+            assert d.close_code == 4429
+    else:
+        raise AssertionError("the freed slot was never reusable")
+    await _still_open(b)
+
+
+async def test_ws_connect_works_with_plain_websockets(server):
+    """Sanity: the endpoint speaks standard WebSocket (no subprotocol needed)."""
+    async with connect(server.ws_url) as ws:
+        await ws.send('{"type": "auth", "token": "%s"}' % token("x", "buyer"))
+        assert '"ready"' in await ws.recv()
+
+
+@lim(heartbeat_s=0.2)
+async def test_heartbeat_pings_and_drops_a_silent_peer(server):
+    from tests.rawws import RawWS
+
+    port = int(server.base.rsplit(":", 1)[1])
+    peer = await RawWS.open(port)
+    try:
+        await peer.send({"type": "auth", "token": token("buyer1", "buyer")})
+        ready = (await peer.until("ready"))[-1]
+        assert ready["heartbeat_s"] == 0.2
+        # a peer that answers stays connected across several pings
+        for _ in range(3):
+            opcode, payload = await asyncio.wait_for(_next_control(peer), 5)
+            assert opcode == 0x9
+            await peer._send_raw(0xA, payload)
+        # one that stops answering is dropped
+        assert (await asyncio.wait_for(_next_control(peer), 5))[0] == 0x9
+        while True:
+            f = await asyncio.wait_for(peer.next_frame(), 5)
+            if f is None or f[0] == 0x8:
+                break
+    finally:
+        peer.close()
+
+
+async def _next_control(peer):
+    while True:
+        f = await peer.next_frame()
+        if f is None:
+            raise ConnectionError("closed")
+        if f[0] in (0x8, 0x9):
+            return f

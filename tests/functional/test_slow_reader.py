@@ -1,0 +1,60 @@
+"""A reader that stops reading is closed with 1013; the room goes on without it (issue 2, point 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from chatd.appkeys import CHAT
+from tests.helpers import token
+from tests.rawws import RawWS
+
+QUEUE_FRAMES = 16
+BUFFER_BYTES = 16384
+TEXT = "x" * 60000  # about 60 KB a frame: a few MB of kernel buffers fill after some dozens
+MAX_MESSAGES = 2000  # the poster gives up here: the slow reader must be gone long before
+
+
+@pytest.fixture
+def limits():
+    return {"outbound_queue_frames": QUEUE_FRAMES, "outbound_buffer_bytes": BUFFER_BYTES,
+            "max_text_chars": len(TEXT) + 10}
+
+
+async def test_slow_reader_is_closed_1013_and_others_get_everything(server):
+    await server.order("s1")
+    member = await server.client("supplier1", "supplier")
+    await member.join("s1")
+    poster = await server.client("staff1", "staff")  # staff: exempt from the rate limit
+
+    port = int(server.base.rsplit(":", 1)[1])
+    slow = await RawWS.open(port, rcvbuf=4096)
+    await slow.send({"type": "auth", "token": token("buyer1", "buyer")})
+    await slow.send({"type": "join", "order": "s1"})
+    await slow.until("joined")  # ... and from here on it reads nothing
+
+    hub = server.app[CHAT].hub
+    sent = 0
+    # post until the server gives up on the slow reader (bounded), then a few more
+    while hub.slow_closes == 0 and sent < MAX_MESSAGES:
+        sent += 1
+        ack = await poster.post("s1", TEXT + str(sent))
+        assert ack["type"] == "ack" and ack["seq"] == sent
+    assert hub.slow_closes == 1, f"slow reader still open after {sent} messages"
+    for _ in range(20):
+        sent += 1
+        assert (await poster.post("s1", TEXT + str(sent)))["seq"] == sent
+
+    # the member in the same room got every message, in order
+    await member.expect("message", seq=sent)
+    assert [m["seq"] for m in member.of_type("message")] == list(range(1, sent + 1))
+    assert member.close_code is None
+
+    # the slow reader, reading at last, finds a prefix of the stream and then 1013
+    frames, code = await asyncio.wait_for(slow.drain(), 20)
+    slow.close()
+    assert code == 1013
+    got = [f["seq"] for f in frames if f.get("type") == "message"]
+    assert got == list(range(1, len(got) + 1)) and len(got) < sent

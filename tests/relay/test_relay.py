@@ -1,0 +1,309 @@
+"""Several chatd processes relayed through a real Redis server started by the tests.
+
+Participants are spread over instances; none of them may be able to tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.helpers import API_KEY, Client, token
+from tests.procs import ServerProc, free_port
+from tests.redis_server import RedisProc
+
+ORDER = {
+    "buyer": {"id": "buyer1", "name": "Bea"},
+    "supplier": {"id": "supplier1", "name": "Sam"},
+    "sales_rep": {"id": "rep1", "name": "Rita"},
+}
+
+
+@pytest.fixture
+def redis_proc(tmp_path):
+    d = tmp_path / "redis"
+    d.mkdir()
+    r = RedisProc(d)
+    r.start()
+    yield r
+    r.stop()
+
+
+def health(base: str) -> dict:
+    try:
+        with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+            return json.loads(r.read())
+    except OSError:
+        return {}
+
+
+async def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
+    """Poll a condition with a bounded wait (used only where no event exists)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.02
+    while True:
+        value = await asyncio.to_thread(cond) if not asyncio.iscoroutinefunction(cond) else await cond()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+class Cluster:
+    def __init__(self, tmp_path, redis_url: str, n: int, limits: dict | None = None) -> None:
+        db = tmp_path / "shared.sqlite3"
+        self.nodes = []
+        for i in range(n):
+            d = tmp_path / f"node{i}"
+            d.mkdir()
+            sections = {"store": {"path": str(db)}, "broker": {"url": redis_url}}
+            if limits:
+                sections["limits"] = limits
+            self.nodes.append(ServerProc(d, sections))
+        self.clients: list[Client] = []
+
+    async def start(self) -> None:
+        for n in self.nodes:
+            n.spawn()
+        for n in self.nodes:
+            await n.await_ready()
+        for n in self.nodes:
+            await wait_for(lambda n=n: health(n.base).get("relay") == "ok", what=f"relay on {n.base}")
+
+    async def client(self, i: int, sub: str, role: str, **kw) -> Client:
+        c = await Client.open(self.nodes[i].ws_url, token(sub, role, **kw))
+        self.clients.append(c)
+        return c
+
+    async def api(self, i: int, method: str, path: str, body=None):
+        async with aiohttp.ClientSession() as s:
+            async with s.request(method, self.nodes[i].base + path, json=body,
+                                 headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                return r.status, await r.json(content_type=None)
+
+    async def stop(self) -> None:
+        for c in self.clients:
+            await c.close()
+        for n in self.nodes:
+            await asyncio.to_thread(n.stop)
+
+
+@pytest.fixture
+async def cluster_factory(tmp_path, redis_proc):
+    made: list[Cluster] = []
+
+    async def make(n: int, limits: dict | None = None) -> Cluster:
+        c = Cluster(tmp_path, redis_proc.url, n, limits)
+        made.append(c)
+        await c.start()
+        return c
+
+    yield make
+    for c in made:
+        await c.stop()
+
+
+def seqs(client: Client, order: str) -> list[int]:
+    return [f["seq"] for f in client.frames if f.get("type") == "message" and f.get("order") == order]
+
+
+async def test_contract_across_two_instances(cluster_factory):
+    c = await cluster_factory(2, {"typing_ttl_s": 0.3})
+    st, _ = await c.api(0, "PUT", "/api/v1/orders/o1", ORDER)
+    assert st == 201
+    buyer = await c.client(0, "buyer1", "buyer", name="Bea")
+    rep = await c.client(0, "rep1", "sales_rep", name="Rita")
+    supplier = await c.client(1, "supplier1", "supplier", name="Sam")
+    buyer_inbox = await c.client(1, "buyer1", "buyer", name="Bea")  # second tab, other instance
+
+    await buyer.join("o1")
+    await rep.join("o1")
+    joined = await supplier.join("o1")
+    # presence is global: the supplier on B sees the buyer and rep joined on A
+    online = {p["id"]: p["online"] for p in joined["participants"]}
+    assert online == {"buyer1": True, "supplier1": True, "rep1": True}
+    p = await buyer.expect("presence", user="supplier1")
+    assert p["online"] is True
+
+    await buyer_inbox.send({"type": "inbox"})
+    await buyer_inbox.expect("inbox")
+
+    # a message from B reaches A, with unread counts and notify
+    ack = await supplier.post("o1", "Your order ships Tuesday")
+    assert ack["seq"] == 1
+    for cl in (buyer, rep, supplier):
+        m = await cl.expect("message", seq=1)
+        assert m["text"] == "Your order ships Tuesday"
+    u = await buyer.expect("unread", order="o1")
+    assert (u["count"], u["total"]) == (1, 1)
+    n = await buyer_inbox.expect("notify", order="o1")
+    assert n["message"]["seq"] == 1
+    await buyer_inbox.expect("unread", order="o1")
+
+    # a note from A never reaches the buyer, on any instance
+    await rep.post("o1", "internal: margin is thin", kind="note")
+    await supplier.expect("message", seq=2)
+    # typing from B reaches A, not B's own user, and expires by itself
+    await supplier.send({"type": "typing", "order": "o1", "active": True})
+    t = await buyer.expect("typing", active=True)
+    assert t["user"]["id"] == "supplier1"
+    t = await buyer.expect("typing", active=False)
+    assert t["user"]["id"] == "supplier1"
+
+    # read receipt from A reaches B
+    await buyer.send({"type": "read", "order": "o1", "seq": 1})
+    r = await supplier.expect("receipt", user="buyer1")
+    assert r["seq"] == 1
+    u = await buyer_inbox.expect("unread", order="o1", count=0)
+    assert u["total"] == 0
+
+    # status change on B shows on A (message and order frame)
+    await supplier.send({"type": "set_status", "order": "o1", "status": "shipped", "client_id": "s1"})
+    await supplier.expect("ack", client_id="s1")
+    o = await buyer.expect("order", order="o1")
+    assert o["status"] == "shipped"
+    m = await buyer.expect("message", seq=3)
+    assert m["kind"] == "status"
+
+    # the buyer saw 1 and 3, never the note
+    assert seqs(buyer, "o1") == [1, 3]
+    assert all(f.get("kind") != "note" for f in buyer_inbox.frames if f.get("type") == "notify")
+
+    # replacing the rep through instance B's REST cuts the rep on A off at once
+    body = dict(ORDER, sales_rep={"id": "rep2", "name": "Ron"})
+    st, _ = await c.api(1, "PUT", "/api/v1/orders/o1", body)
+    assert st == 200
+    left = await rep.expect("left", order="o1")
+    assert left["reason"] == "removed"
+    await rep.send({"type": "join", "order": "o1"})
+    err = await rep.expect("error")
+    assert err["code"] == "not_found"
+
+    # presence: the supplier leaves on B, the buyer on A sees it
+    await supplier.send({"type": "leave", "order": "o1"})
+    p = await buyer.expect("presence", user="supplier1", online=False)
+    assert p["order"] == "o1"
+
+
+async def test_three_instances_exact_sequence(cluster_factory):
+    c = await cluster_factory(3)
+    await c.api(0, "PUT", "/api/v1/orders/o2", ORDER)
+    watchers = []
+    for i in range(3):
+        w = await c.client(i, "supplier1", "supplier")
+        await w.join("o2")
+        watchers.append(w)
+    bots = [await c.client(i, f"bot{i}", "bot", orders=["o2"]) for i in range(3)]
+
+    async def burst(bot: Client, n: int) -> list[int]:
+        acks = []
+        for k in range(n):
+            a = await bot.post("o2", f"{bot}-{k}")
+            assert a["type"] == "ack", a
+            acks.append(a["seq"])
+        return acks
+
+    results = await asyncio.gather(*(burst(b, 40) for b in bots))
+    all_acked = sorted(s for r in results for s in r)
+    assert all_acked == list(range(1, 121))
+    for w in watchers:
+        await w.expect("message", seq=120)
+        assert seqs(w, "o2") == list(range(1, 121))
+
+
+async def test_four_processes_write_one_order_gapless(cluster_factory):
+    c = await cluster_factory(4)
+    await c.api(0, "PUT", "/api/v1/orders/o3", ORDER)
+
+    async def writer(i: int) -> list[int]:
+        out = []
+        for k in range(50):
+            st, ack = await c.api(i, "POST", "/api/v1/orders/o3/messages",
+                                  {"client_id": f"w{i}-{k}", "text": f"from {i} #{k}"})
+            assert st == 201, ack
+            out.append(ack["seq"])
+        return out
+
+    seq_lists = await asyncio.gather(*(writer(i) for i in range(4)))
+    flat = sorted(s for lst in seq_lists for s in lst)
+    assert flat == list(range(1, 201))
+    st, page = await c.api(2, "GET", "/api/v1/orders/o3/messages?after=0&limit=200")
+    assert [m["seq"] for m in page["messages"]] == list(range(1, 201))
+    assert len({m["client_id"] for m in page["messages"]}) == 200
+
+
+async def test_redis_killed_and_restarted_loses_nothing(cluster_factory, redis_proc):
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o4", ORDER)
+    a = await c.client(0, "buyer1", "buyer")
+    b = await c.client(1, "supplier1", "supplier")
+    poster_a = await c.client(0, "botA", "bot", orders="*")
+    poster_b = await c.client(1, "botB", "bot", orders="*")
+    await a.join("o4")
+    await b.join("o4")
+
+    async def post(bot: Client, n: int, tag: str) -> None:
+        for k in range(n):
+            ack = await bot.post("o4", f"{tag}{k}")
+            assert ack["type"] == "ack", ack
+
+    await asyncio.gather(post(poster_a, 20, "a"), post(poster_b, 20, "b"))
+    await asyncio.to_thread(redis_proc.kill)
+    for node in c.nodes:
+        await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
+    # while Redis is down: persistence and local delivery go on
+    await asyncio.gather(post(poster_a, 20, "c"), post(poster_b, 20, "d"))
+    await asyncio.to_thread(redis_proc.start)
+    for node in c.nodes:
+        await wait_for(lambda node=node: health(node.base).get("relay") == "ok", what="relay back")
+    await asyncio.gather(post(poster_a, 10, "e"), post(poster_b, 10, "f"))
+    for cl in (a, b):
+        await cl.expect("message", seq=100, timeout=20)
+        assert seqs(cl, "o4") == list(range(1, 101))
+
+
+async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
+    d = tmp_path / "w"
+    d.mkdir()
+    proc = ServerProc(d, {"broker": {"url": redis_proc.url}}, port=free_port())
+    proc.args = ["--workers", "2"]
+    await proc.astart()
+    clients: list[Client] = []
+    try:
+        # both workers answer on the one port
+        pids = set()
+
+        def saw_both():
+            pids.add(health(proc.base).get("pid"))
+            return len(pids - {None}) >= 2
+
+        await wait_for(saw_both, what="two worker pids")
+        await wait_for(lambda: health(proc.base).get("relay") == "ok", what="relay")
+        async with aiohttp.ClientSession() as s:
+            async with s.put(proc.base + "/api/v1/orders/o5", json=ORDER,
+                             headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                assert r.status == 201
+        for i in range(6):
+            role, sub = [("buyer", "buyer1"), ("supplier", "supplier1")][i % 2]
+            cl = await Client.open(proc.ws_url, token(sub, role))
+            clients.append(cl)
+            await cl.join("o5")
+        for i, cl in enumerate(clients):
+            ack = await cl.post("o5", f"hello {i} {uuid.uuid4()}")
+            assert ack["seq"] == i + 1
+        for cl in clients:
+            await cl.expect("message", seq=6)
+            assert seqs(cl, "o5") == [1, 2, 3, 4, 5, 6]
+    finally:
+        for cl in clients:
+            await cl.close()
+        code = await asyncio.to_thread(proc.stop)
+        assert code == 0, proc.log()

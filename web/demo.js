@@ -1,0 +1,65 @@
+// The demo order page: ?order=…&token=… mounts the widget as that user.
+(function () {
+  'use strict';
+  var q = new URLSearchParams(location.search);
+  var order = q.get('order');
+  var token = q.get('token');
+  var $ = function (id) { return document.getElementById(id); };
+
+  if (!order || !token) {
+    document.querySelector('main').hidden = true;
+    $('missing').hidden = false;
+    return;
+  }
+
+  // Only for the page header: the server checks the token, the page just reads its claims.
+  var claims = {};
+  try {
+    var part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    claims = JSON.parse(decodeURIComponent(escape(atob(part))));
+  } catch (e) { claims = {}; }
+  var roles = { buyer: 'Buyer', supplier: 'Supplier', sales_rep: 'Sales rep', staff: 'Staff', bot: 'Bot' };
+  $('who').textContent = (claims.name || claims.sub || '') + (claims.role ? ' · ' + (roles[claims.role] || claims.role) : '');
+  $('order-id').textContent = order;
+  $('crumb-order').textContent = order;
+  document.title = 'Order ' + order + ' · ' + (claims.name || 'chat');
+
+  var humanize = function (s) {
+    s = String(s || '').replace(/[_-]+/g, ' ');
+    return s.charAt(0).toUpperCase() + s.slice(1);
+  };
+
+  var widget = ChatdWidget.mount($('chat'), { url: location.origin, order: order, token: token });
+  window.chatdDemoWidget = widget;
+  widget.on('order', function (d) {
+    $('order-status').textContent = humanize(d.status);
+    if (!$('bot').hidden) refreshBot();
+  });
+  widget.on('unread', function (d) {
+    document.title = (d.count ? '(' + d.count + ') ' : '') + 'Order ' + order + ' · ' + (claims.name || 'chat');
+  });
+
+  // The demo bot exists only under `chatd demo`.
+  var auth = { Authorization: 'Bearer ' + token };
+  var label = function (next) { $('bot-post').textContent = 'Post “' + humanize(next) + '” as the demo bot'; };
+  var refreshBot = function () {
+    fetch('/demo/bot', { headers: auth }).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (i) { if (i) label(i.next); }).catch(function () {});
+  };
+  fetch('/demo/bot', { headers: auth }).then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
+    if (!info) return;
+    $('bot').hidden = false;
+    label(info.next);
+    $('bot-post').addEventListener('click', function () {
+      var btn = this;
+      btn.disabled = true;
+      fetch('/demo/bot', { method: 'POST', headers: auth })
+        .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
+        .then(function (res) {
+          $('bot-result').textContent = res.ok ? 'Posted: ' + humanize(res.body.status) : 'Failed: ' + (res.body.error && res.body.error.message);
+        })
+        .catch(function (e) { $('bot-result').textContent = 'Failed: ' + e; })
+        .then(function () { btn.disabled = false; });
+    });
+  }).catch(function () { /* no bot */ });
+})();
