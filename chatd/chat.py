@@ -12,10 +12,11 @@ import time
 
 import msgspec
 
+from chatd import contact_filter, metrics
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, CloseCode, NotFound, TooLarge
+from chatd.errors import BadRequest, ChatError, CloseCode, NotFound, TooLarge
 from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
@@ -56,6 +57,10 @@ def actor_of(ident: Identity) -> Actor:
 
 
 class Chat:
+    # Optional features, set by the composition root (chatd.features).
+    attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
+    contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
+
     def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
         self.store = store
         self.hub = hub
@@ -207,13 +212,36 @@ class Chat:
                    attachments: list[str] | None = None) -> Ack:
         if not client_id:
             raise BadRequest("client_id is required", ref=order_id)
+        started = time.perf_counter()
+        refs = None
         if attachments:
-            raise BadRequest("attachments are not supported by this server yet", ref=client_id)
-        self._check_text(text, client_id)
-        posted = await self.store.post(actor, order_id, text, client_id, kind)
+            if self.attachments is None:
+                raise BadRequest("attachments are not supported by this server", ref=client_id)
+            refs = self.attachments.resolve(actor.id, order_id, attachments, client_id)
+        self._check_text(text, client_id, allow_empty=bool(refs))
+        text = self._screen(actor, order_id, text, kind, client_id)
+        posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs)
         self.publish_posted(posted)
         m = posted.message
+        metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
+
+    def _screen(self, actor: Actor, order_id: str, text: str | None, kind: str, ref: str) -> str | None:
+        """The contact filter ([filter] mode) for text crossing the buyer/supplier line."""
+        if self.contact_filter == "off" or not text:
+            return text
+        order = self.store.get_order(order_id)
+        if order is None or not contact_filter.applies(actor.role_in(order), kind):
+            return text
+        try:
+            screened, found = contact_filter.screen(text, self.contact_filter)
+        except ChatError as exc:
+            metrics.CONTACT_FILTER.labels("blocked").inc()
+            exc.ref = ref
+            raise
+        if found:
+            metrics.CONTACT_FILTER.labels("masked").inc()
+        return screened
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
                          text: str | None) -> Ack:
@@ -221,6 +249,7 @@ class Chat:
             raise BadRequest("status must be 1 to 64 characters", ref=client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
+        text = self._screen(actor, order_id, text, "status", client_id)
         posted = await self.store.set_status(actor, order_id, status, client_id, text)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -229,6 +258,7 @@ class Chat:
                       reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
+        reason = self._screen(actor, order_id, reason, "dispute", client_id)
         posted = await self.store.dispute(actor, order_id, action, client_id, reason)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -238,6 +268,7 @@ class Chat:
         if posted.duplicate:
             return
         m = posted.message
+        metrics.message_in(m.kind)
         raw = encode(m)
         self.broker.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
         notify = frame(b'{"type":"notify","order":' + encode(m.order) + b',"message":' + raw + b"}")

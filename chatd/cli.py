@@ -46,6 +46,21 @@ async def _tune_gc(app: web.Application) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    gc.callbacks.append(_log_long_collections)
+
+
+_gc_started = [0.0]
+
+
+def _log_long_collections(phase: str, info: dict) -> None:
+    """A collection that stops the loop for more than 20 ms is worth a log line."""
+    import time
+
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    elif (pause := time.perf_counter() - _gc_started[0]) > 0.02:
+        log.warning("gc generation %d paused the loop for %.0f ms (%d collected)",
+                    info["generation"], pause * 1000, info["collected"])
 
 
 def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: the server said {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (`| head`): not an error
+        # the reader went away (`| head`): not an error, and nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 2
 

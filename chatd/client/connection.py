@@ -266,17 +266,19 @@ class Client:
         waiter = asyncio.get_running_loop().create_future() if wait else None
         # Typing is only worth sending now; everything else is written again after a reconnect.
         req = Request(frame, expect, waiter, resend=not isinstance(frame, wire.Typing))
-        async with self._wlock:
-            if not self._open and not req.resend:
-                return None
-            self._requests.add(req)
-            if self._open:
-                await self._write(req)
-        if waiter is None:
-            return None
         try:
+            async with self._wlock:
+                if not self._open and not req.resend:
+                    return None
+                self._requests.add(req)
+                if self._open:
+                    await self._write(req)
+            if waiter is None:
+                return None
             return await waiter
         except asyncio.CancelledError:
+            if waiter is not None:
+                waiter.cancel()  # a late reply is dropped, and it is not sent again
             if req.sent_on != self._conn_no or not self._open:
                 self._requests.remove(req)  # no reply can come for it
             raise

@@ -61,6 +61,7 @@ class Hub:
         self._held_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
         self.slow_closes = 0
+        self.messages_out = 0  # message frames handed to connections (read by /metrics)
         # called with (key, on) when the first / last local interest appears
         self.on_room_idle = on_room_idle or (lambda order, on: None)
         self.on_user_idle = on_user_idle or (lambda user, on: None)
@@ -183,6 +184,7 @@ class Hub:
             if ev.seq <= member.seq:
                 return  # the replay (or an earlier copy) had it
             member.seq = ev.seq
+            self.messages_out += 1
         self.push(conn, ev.data)
 
     def deliver_user(self, ev: UserEvent) -> None:
