@@ -109,9 +109,10 @@ class Chat:
         # access ended: the user's connections here leave the room, and the room
         # hears that they stopped typing and went offline
         here = next((c for c in self.hub.users.get(ev.user, ()) if ev.order in c.rooms), None)
+        room = self.hub.rooms.get(ev.order)
         self.hub.deliver_user(ev)
         if here is not None:
-            self._offline(here.ident, ev.order, removed=True)
+            self._offline(here.ident, ev.order, room, removed=True)
 
     def resync(self, orders=None) -> None:
         """After the relay (re)subscribed: active rooms catch up from the store."""
@@ -177,19 +178,20 @@ class Chat:
 
     def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
         joined = order_id in conn.rooms
+        room = self.hub.rooms.get(order_id)  # gone from the hub once its last member leaves
         last = self.hub.leave(conn, order_id)
         self.hub.send(conn, encode_frame(Left(order_id, reason)))
         if joined and last:
-            self._offline(conn.ident, order_id)
+            self._offline(conn.ident, order_id, room)
 
     def went_away(self, conn: Conn) -> None:
         """A connection closed: presence for the rooms its user has now left."""
+        rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
         for order_id in self.hub.remove_conn(conn):
-            self._offline(conn.ident, order_id)
+            self._offline(conn.ident, order_id, rooms.get(order_id))
 
-    def _offline(self, ident: Identity, order_id: str, removed: bool = False) -> None:
+    def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""
-        room = self.hub.rooms.get(order_id)
         if room is not None and room.typing_update(ident.id, False, 0.0, 0.0, 0.0):
             self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
         if ident.role in ("staff", "bot"):

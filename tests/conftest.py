@@ -1,4 +1,11 @@
-"""Fixtures: a real chatd app on a real port (127.0.0.1, port 0) over a real SQLite file."""
+"""Fixtures: a real chatd app on a real port (127.0.0.1, port 0) over a real SQLite file.
+
+Modules that set `BACKENDS = ("single", "cluster")` run every test twice: once
+against one in-process server, once against two chatd processes sharing one
+SQLite file and relaying through a real Redis server, with each new client
+connected to the next instance in turn. Participants spread over instances
+must not be able to tell.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +30,16 @@ class Server:
     def app(self):
         return self.srv.app
 
+    def next_ws_url(self) -> str:
+        return self.ws_url
+
     async def client(self, sub: str, role: str, **kw) -> Client:
-        c = await Client.open(self.ws_url, token(sub, role, **kw))
+        c = await Client.open(self.next_ws_url(), token(sub, role, **kw))
         self.clients.append(c)
         return c
 
     async def raw_client(self) -> Client:
-        c = await Client.open(self.ws_url)
+        c = await Client.open(self.next_ws_url())
         self.clients.append(c)
         return c
 
@@ -66,11 +76,99 @@ def limits():
     return {}
 
 
+class ClusterServer(Server):
+    """Two chatd processes over one SQLite file and one Redis, behind the `Server` face.
+
+    REST goes to the first instance; WebSocket clients alternate between them.
+    """
+
+    def __init__(self, nodes, cfg) -> None:
+        self.nodes = nodes
+        self.cfg = cfg
+        self.base = nodes[0].base
+        self.ws_url = nodes[0].ws_url
+        self.clients = []
+        self._turn = 0
+
+    @property
+    def app(self):
+        raise RuntimeError("a cluster test cannot reach into an app")
+
+    def next_ws_url(self) -> str:
+        url = self.nodes[self._turn % len(self.nodes)].ws_url
+        self._turn += 1
+        return url
+
+
+def pytest_generate_tests(metafunc):
+    if "server" in metafunc.fixturenames and "backend" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "BACKENDS", ("single",))
+        metafunc.parametrize("backend", backends, scope="function")
+
+
 @pytest.fixture
-async def server(tmp_path, aiohttp_server, limits):
-    cfg = make_config(tmp_path, **limits)
-    srv = await aiohttp_server(create_app(cfg))
-    s = Server(srv, cfg)
+def backend():
+    return "single"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """One Redis server for the session's cluster tests (each test uses its own db number)."""
+    from tests.redis_server import RedisProc
+
+    r = RedisProc(tmp_path_factory.mktemp("redis"))
+    r.start()
+    yield r.url
+    r.stop()
+
+
+_db_numbers = iter(range(1, 1 << 30))
+
+
+async def _cluster(tmp_path, request, limits) -> ClusterServer:
+    from tests.procs import ServerProc
+
+    url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{next(_db_numbers) % 16}"
+    nodes = []
+    for i in range(2):
+        d = tmp_path / f"node{i}"
+        d.mkdir()
+        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "broker": {"url": url}}
+        if limits:
+            sections["limits"] = dict(limits)
+        nodes.append(ServerProc(d, sections))
+    for n in nodes:
+        n.spawn()
+    for n in nodes:
+        await n.await_ready()
+    for n in nodes:
+        await _relay_ok(n)
+    return ClusterServer(nodes, make_config(tmp_path, **limits))
+
+
+async def _relay_ok(node, timeout: float = 15.0) -> None:
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(node.base + "/healthz") as r:
+                if (await r.json()).get("relay") == "ok":
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"relay of {node.base} not healthy:\n{node.log()}")
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def server(tmp_path, aiohttp_server, limits, backend, request):
+    if backend == "cluster":
+        s = await _cluster(tmp_path, request, limits)
+    else:
+        cfg = make_config(tmp_path, **limits)
+        s = Server(await aiohttp_server(create_app(cfg)), cfg)
     yield s
     for c in s.clients:
         await c.close()
+    for n in getattr(s, "nodes", ()):
+        n.stop()

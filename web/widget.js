@@ -336,6 +336,7 @@
     this.typers.forEach(function (t) { clearTimeout(t.timer); });
     this.listeners.forEach(function (l) { l[0].removeEventListener(l[1], l[2]); });
     if (this.io) this.io.disconnect();
+    if (this.ro) this.ro.disconnect();
     if (this.ws) { this._detach(this.ws); this.ws.close(1000); }
     this.ws = null;
     if (this.root.parentNode) this.root.parentNode.removeChild(this.root);
@@ -429,15 +430,15 @@
     row.appendChild(this.$input);
     row.appendChild(this.$send);
     var foot = el('div', 'chatd-compose-foot');
+    // appended only for roles that may write notes (see _onJoined)
     this.$note = el('button', 'chatd-note-toggle', null, {
-      type: 'button', 'aria-pressed': 'false', hidden: '',
+      type: 'button', 'aria-pressed': 'false',
       title: 'Internal notes are seen by the supplier, sales rep and staff, never by the buyer'
     });
     this.$note.appendChild(icon('lock'));
     this.$note.appendChild(el('span', null, 'Internal note'));
     this.$hint = el('span', 'chatd-hint', 'Enter to send · Shift+Enter for a new line', { id: id + '-hint' });
     this.$count = el('span', 'chatd-count', null, { 'aria-live': 'polite' });
-    foot.appendChild(this.$note);
     foot.appendChild(this.$hint);
     foot.appendChild(this.$count);
     form.appendChild(row);
@@ -468,6 +469,14 @@
       self._listen(root, t, function () { self.initialAnchor = false; }, { passive: true });
     });
 
+    // The banner, the typing line or the host page can shrink the list: a
+    // reader at the newest message stays there.
+    if (typeof ResizeObserver === 'function') {
+      this.ro = new ResizeObserver(function () {
+        if (self.stick) self._scrollTo(self.$scroll.scrollHeight);
+      });
+      this.ro.observe(this.$scroll);
+    }
     if (typeof IntersectionObserver === 'function') {
       this.io = new IntersectionObserver(function (entries) { self._onIntersect(entries); }, { threshold: [0, 0.5, 1] });
     }
@@ -482,7 +491,11 @@
       }
     });
     this._listen(global, 'online', function () {
-      if (!self.ws && !self.fatal && !self.destroyed) { self.attempt = 0; self._connect(); }
+      if (!self.ws && !self.fatal && !self.destroyed) {
+        clearTimeout(self.timers.reconnect);
+        self.attempt = 0;
+        self._connect();
+      }
     });
     this.heartbeat = setInterval(function () { self._checkAlive(); }, 5000);
   };
@@ -544,6 +557,8 @@
     this.loadingMore = false;
     this._typingStop();
     this._clearTypers();
+    this.people.forEach(function (p) { p.online = false; }); // unknown until we are back
+    this._renderPeople();
     if (this.destroyed || this.fatal) return;
     if (code === 4401) {
       if (typeof this.opts.token === 'function' && !this.authRetried) {
@@ -603,8 +618,7 @@
     this.$closed.hidden = false;
     this.$form.hidden = true;
     this.$typing.hidden = true;
-    this.$empty.hidden = this.msgs.size > 0;
-    this.$empty.textContent = '';
+    this.$empty.hidden = true;
     this._emit('error', { code: this.fatal, message: text, fatal: true });
   };
 
@@ -654,31 +668,38 @@
     if (first && f.unread > 0) this.dividerAfter = f.read_seq;
     if (first) {
       var self = this;
-      this._timer('anchor', function () { self.initialAnchor = false; }, 800);
+      // Kept while the replay arrives; ends after the first render past this.
+      this.awaitReplay = f.last_seq > 0;
+      this._timer('anchor', function () { self.anchorExpired = true; self._scheduleRender(); }, 800);
     }
     this._setPeople(f.participants);
     this._setOrder(f.status, f.dispute);
     this._setUnread(f.unread, null);
     this.$empty.hidden = true;
-    this.$note.hidden = !this._mayWriteNotes();
+    if (this._mayWriteNotes()) {
+      if (!this.$note.parentNode) this.$hint.parentNode.insertBefore(this.$note, this.$hint);
+    } else if (this.$note.parentNode) {
+      this.$note.parentNode.removeChild(this.$note);
+      this._setNoteMode(false);
+    }
     this._setState('online');
     this._flushOutbox();
-    if (this.$input.value.trim()) this._onInput();
   };
 
   W._onMessage = function (m, fromHistory) {
     if (typeof m.seq !== 'number' || this.msgs.has(m.seq)) return; // dedupe by seq
-    this._beginMutation();
     var own = this.me && m.sender && m.sender.id === this.me.id;
+    var live = !fromHistory && m.seq > this.liveAfter;
+    this._beginMutation(own && live); // one's own doing (also from another tab): show it
     if (m.sender) this.names.set(m.sender.id, m.sender.name);
     if (own && m.client_id && this.outbox.has(m.client_id)) this._settle(m.client_id);
-    var live = !fromHistory && m.seq > this.liveAfter;
     if (live && !own) {
       if (this.unread === 0 && (document.visibilityState !== 'visible' || !this.snap.stick)) this.dividerAfter = m.seq - 1;
       this._stopTyper(m.sender.id);
       this._announce(m);
     }
     this._insertMessage(m);
+    this.awaitReplay = false;
     this._emit('message', { message: m, own: !!own, live: live });
   };
 
@@ -1171,6 +1192,7 @@
       var sc = this.$scroll, anchor = null, offset = 0;
       var top = sc.getBoundingClientRect().top;
       for (var n = this.$list.firstElementChild; n; n = n.nextElementSibling) {
+        if (!this.recs.has(n)) continue; // separators move around; messages stay put
         var r = n.getBoundingClientRect();
         if (r.bottom > top) { anchor = n; offset = r.top - top; break; }
       }
@@ -1195,18 +1217,21 @@
     this._decorate();
     var sc = this.$scroll;
     if (this.initialAnchor && this.$divider.parentNode) {
-      sc.scrollTop = this._offsetIn(this.$divider) - 12;
+      this._scrollTo(this._offsetIn(this.$divider) - 12);
     } else if (this.initialAnchor || (snap && snap.stick)) {
-      sc.scrollTop = sc.scrollHeight;
+      this._scrollTo(sc.scrollHeight);
     } else if (snap && snap.anchor && snap.anchor.isConnected) {
       var delta = snap.anchor.getBoundingClientRect().top - sc.getBoundingClientRect().top - snap.offset;
-      sc.scrollTop += delta;
+      this._scrollTo(sc.scrollTop + delta);
     }
+    if (this.anchorExpired && !this.awaitReplay) this.initialAnchor = false;
     this.stick = this._nearBottom();
     this._renderTop();
     this._renderJump();
     this._renderOwnState();
-    if (this._canLoadMore() && sc.scrollTop < LOAD_MORE_PX) this._loadMore();
+    // An earlier page when the reader is at the top (or the list does not fill
+    // the view), once the replay after `joined` has settled.
+    if (!this.initialAnchor && this._canLoadMore() && sc.scrollTop < LOAD_MORE_PX) this._loadMore();
   };
 
   W._offsetIn = function (node) {
@@ -1269,7 +1294,7 @@
   W._renderOwnState = function () {
     var last = null, self = this;
     this.msgs.forEach(function (v, seq) {
-      if (v.el.classList.contains('chatd-msg--own') && (!last || seq > last.seq)) last = { seq: seq, el: v.el };
+      if (v.el.classList.contains('chatd-msg--own') && (!last || seq > last.seq)) last = { seq: seq, el: v.el, kind: v.m.kind };
     });
     if (this.$lastOwn && (!last || this.$lastOwn !== last.el)) {
       var old = this.$lastOwn.querySelector('.chatd-msg-foot');
@@ -1280,7 +1305,11 @@
     var foot = last.el.querySelector('.chatd-msg-foot');
     if (!foot) return;
     var seen = [];
-    this.receipts.forEach(function (seq, user) { if (seq >= last.seq) seen.push(firstName(self._nameOf(user))); });
+    this.receipts.forEach(function (seq, user) {
+      var p = self.people.get(user);
+      if (last.kind === 'note' && p && p.role === 'buyer') return; // a buyer's marker passes notes unseen
+      if (seq >= last.seq) seen.push(firstName(self._nameOf(user)));
+    });
     foot.textContent = '';
     foot.appendChild(icon(seen.length ? 'checks' : 'check'));
     foot.appendChild(el('span', null, seen.length ? 'Seen by ' + seen.join(', ') : 'Sent'));
@@ -1308,15 +1337,15 @@
     if (box.hidden) return;
     box.appendChild(icon('alert', 'chatd-dispute-icon'));
     var text = el('div', 'chatd-dispute-text');
-    text.appendChild(el('strong', null, 'Dispute open'));
-    var meta = el('span', 'chatd-dispute-meta', ' · opened by ' + this._nameOf(d.by) + (d.ts ? ' · ' + this.fmt.short(d.ts) : ''));
-    text.appendChild(meta);
+    var title = el('div', 'chatd-dispute-title');
+    title.appendChild(el('strong', null, d.reason ? 'Dispute open: ' : 'Dispute open'));
     if (d.reason) {
-      var reason = el('div', 'chatd-dispute-reason');
-      reason.appendChild(el('span', 'chatd-sr', 'Reason: '));
-      reason.appendChild(document.createTextNode(d.reason));
-      text.appendChild(reason);
+      title.appendChild(el('span', 'chatd-sr', 'reason: '));
+      title.appendChild(el('span', 'chatd-dispute-reason', d.reason));
     }
+    text.appendChild(title);
+    text.appendChild(el('div', 'chatd-dispute-meta',
+      'Opened by ' + this._nameOf(d.by) + (d.ts ? ' · ' + this.fmt.short(d.ts) : '')));
     box.appendChild(text);
   };
 
@@ -1331,16 +1360,28 @@
     var sc = this.$scroll;
     var reduce = global.matchMedia && global.matchMedia('(prefers-reduced-motion: reduce)').matches;
     if (smooth && !reduce && sc.scrollTo) sc.scrollTo({ top: sc.scrollHeight, behavior: 'smooth' });
-    else sc.scrollTop = sc.scrollHeight;
+    else this._scrollTo(sc.scrollHeight);
     this.stick = true;
     this.initialAnchor = false;
     this._renderJump();
   };
 
+  /** Scroll the list ourselves; the `scroll` event that follows is not the reader's. */
+  W._scrollTo = function (top) {
+    this.$scroll.scrollTop = top;
+    this.lastTop = this.$scroll.scrollTop;
+  };
+
   W._onScroll = function () {
+    // Only the reader's own scrolling says whether they are at the bottom. Our
+    // scrolls and layout changes (a banner appearing) also fire `scroll`, a
+    // frame later, when the geometry may have changed meanwhile.
+    var top = this.$scroll.scrollTop;
+    if (top === this.lastTop) return;
+    this.lastTop = top;
     this.stick = this._nearBottom();
     this._renderJump();
-    if (this._canLoadMore() && this.$scroll.scrollTop < LOAD_MORE_PX) this._loadMore();
+    if (!this.initialAnchor && this._canLoadMore() && this.$scroll.scrollTop < LOAD_MORE_PX) this._loadMore();
   };
 
   W._canLoadMore = function () {
@@ -1374,6 +1415,7 @@
     this.intersecting.forEach(function (s) { if (s > max) max = s; });
     if (max <= this.readSeq) return;
     this.pendingRead = Math.max(this.pendingRead || 0, max);
+    if (this.timers.read) return; // one `read` per READ_DEBOUNCE_MS, with the newest seq
     this._timer('read', function () {
       var seq = this.pendingRead;
       this.pendingRead = 0;

@@ -164,7 +164,7 @@ async def host_site(aiohttp_server):
 
 @pytest.fixture
 async def open_chat(browser, host_site):
-    """open_chat(base, order, token, width=, height=, path=) -> ChatPage, online.
+    """open_chat(base, order, token, width=, height=, path=, setup=) -> ChatPage, online.
 
     path "/host" (default): a page of another web site embedding the widget,
     without any CSP, so the widget alone must keep data from running.
@@ -173,10 +173,12 @@ async def open_chat(browser, host_site):
     opened: list[ChatPage] = []
 
     async def open_(base: str, order: str, token: str, *, width: int = 1000, height: int = 720,
-                    path: str = "/host", wait_online: bool = True) -> ChatPage:
+                    path: str = "/host", wait_online: bool = True, setup=None) -> ChatPage:
         ctx = await browser.new_context(viewport={"width": width, "height": height}, locale="en-GB",
                                         timezone_id="Europe/Berlin")
         await ctx.add_init_script(VISIBILITY_SHIM)
+        if setup is not None:  # e.g. ctx.route_web_socket(...), before the page connects
+            await setup(ctx)
         page = await ctx.new_page()
         chat = ChatPage(ctx, page)
         opened.append(chat)

@@ -6,7 +6,7 @@ import re
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import put_order
+from tests.browser.conftest import api, put_order
 from tests.helpers import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -30,7 +30,7 @@ async def test_buyer_and_supplier_exchange_messages_live(server, open_chat):
     mine = buyer.message("is the order on track?")
     await expect(mine).to_have_class(re.compile("chatd-msg--own"))
     await expect(mine).to_have_attribute("data-seq", "1")
-    await expect(mine.locator(".chatd-msg-foot")).to_have_text("Sent")
+    await expect(mine.locator(".chatd-msg-foot")).to_have_text("Seen by Sam")  # his page shows it: read
     await expect(buyer.pending).to_have_count(0)
 
     # Send button; Shift+Enter is a new line, not a send
@@ -154,7 +154,7 @@ async def test_buyer_never_sees_a_note(server, open_chat):
     await rita.post("o-notes", "NOTE-BEFORE: key account", kind="note")
     buyer = await open_chat(server.base, "o-notes", BEA)
     supplier = await open_chat(server.base, "o-notes", SAM)
-    await expect(buyer.note_toggle).to_be_hidden()  # buyers cannot write notes
+    await expect(buyer.note_toggle).to_have_count(0)  # buyers cannot write notes
     await expect(supplier.note_toggle).to_be_visible()
 
     await buyer.set_hidden(True)
@@ -237,6 +237,8 @@ async def test_history_pages_load_when_scrolling_up(server, open_chat):
         assert (await bot.post("o-paging", f"Message {i:03d}"))["type"] == "ack"
         if i % 25 == 0:  # notes in between: invisible to the buyer, gaps in her seqs
             await rita.post("o-paging", f"note after {i}", kind="note")
+    status, _ = await api(server.base, "POST", "/api/v1/orders/o-paging/read", {"user": "bea", "seq": 124})
+    assert status == 200
     buyer = await open_chat(server.base, "o-paging", BEA, height=640)
 
     await expect(buyer.message("Message 120")).to_be_in_viewport()
@@ -281,9 +283,22 @@ async def test_status_and_dispute_are_shown_apart(server, open_chat):
     banner = supplier.page.locator(".chatd-dispute")
     await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("Dispute open")
-    await expect(banner).to_contain_text("opened by Bea Buyer")
+    await expect(banner).to_contain_text("Opened by Bea Buyer")
     await expect(banner).to_contain_text("Two panels arrived cracked")
     await expect(supplier.page.locator(".chatd-event--dispute")).to_contain_text("Dispute opened")
 
     await buyer.page.evaluate("() => window.widget.closeDispute('Replacement agreed')")
     await expect(banner).to_be_hidden()
+
+
+async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_chat):
+    await put_order(server.base, "o-closed")
+    outsider = await open_chat(server.base, "o-closed", token("mallory", "buyer", "Mallory"), wait_online=False)
+    await expect(outsider.root).to_have_attribute("data-state", "closed")
+    await expect(outsider.page.get_by_role("alert")).to_have_text("This order’s chat is not available.")
+    await expect(outsider.input).to_be_hidden()
+
+    expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10),
+                              wait_online=False)
+    await expect(expired.root).to_have_attribute("data-state", "closed")
+    await expect(expired.page.get_by_role("alert")).to_contain_text("session has expired")

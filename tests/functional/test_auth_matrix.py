@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import request, settled
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 OK, FORBIDDEN, NOT_FOUND = "ok", "forbidden", "not_found"
 
 # identity -> (sub, token role, bot orders claim), expected outcome per action

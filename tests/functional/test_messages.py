@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import request, settled
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 
 async def _history(client, order, **kw) -> list[dict]:
     page = await request(client, {"type": "history", "order": order, **kw}, "history")

@@ -10,6 +10,8 @@ import json
 
 from tests.helpers import request, settled, token
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 ORDER = "n1"
 
 

@@ -12,6 +12,8 @@ import uuid
 
 from tests.helpers import request, settled
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 ORDER = "burst"
 N = 300
 

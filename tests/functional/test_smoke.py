@@ -1,4 +1,8 @@
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
+
 async def test_send_receive_ack(server):
+
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
     supplier = await server.client("supplier1", "supplier")

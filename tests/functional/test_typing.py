@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import settled
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 TTL = 0.3
 
 

@@ -7,6 +7,8 @@ import time
 
 from tests.helpers import request, settled
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 
 async def _next_ms(ts: int) -> None:
     """Wait (bounded) until the wall clock has passed `ts`, so activities get distinct times."""

@@ -1,0 +1,125 @@
+"""`chatd demo`: the order page, the demo bot, and screenshots of what people see.
+
+The screenshots land in artifacts/browser/ (gitignored): look at them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from chatd.app import create_app
+from chatd.cli import DEMO_ORDER, _demo_startup
+from tests.browser.conftest import api
+from tests.conftest import make_config
+from tests.helpers import token
+
+BEA = token("bea", "buyer", "Bea Buyer")
+SAM = token("sam", "supplier", "Sam Supplier")
+RITA = token("rita", "sales_rep", "Rita Rep")
+
+
+@pytest.fixture
+async def demo(aiohttp_server, tmp_path):
+    """The app exactly as `chatd demo` starts it (demo order, demo bot)."""
+    cfg = make_config(tmp_path)
+    app = create_app(cfg)
+    app.on_startup.append(_demo_startup(cfg))
+    srv = await aiohttp_server(app)
+    return f"http://127.0.0.1:{srv.port}"
+
+
+async def test_demo_page_and_bot_status_update(demo, open_chat):
+    buyer = await open_chat(demo, DEMO_ORDER, BEA, path="/demo")
+    supplier = await open_chat(demo, DEMO_ORDER, SAM, path="/demo")
+    await expect(buyer.page.locator("#who")).to_have_text("Bea Buyer · Buyer")
+    await expect(buyer.page.locator("#order-status")).to_have_text("Open")
+
+    bot = supplier.page.get_by_role("button", name=re.compile("as the demo bot"))
+    await expect(bot).to_have_text("Post “Confirmed” as the demo bot")
+    await bot.click()
+    for page in (buyer, supplier):
+        update = page.page.locator(".chatd-event--status")
+        await expect(update).to_contain_text("Order confirmed")
+        await expect(update).to_contain_text("Delivery Bot")
+        await expect(page.page.locator(".chatd-status")).to_have_text("Order status: Confirmed")
+        await expect(page.page.locator("#order-status")).to_have_text("Confirmed")
+    await expect(bot).to_have_text("Post “Packed” as the demo bot")
+    await expect(buyer.page.get_by_role("button", name=re.compile("as the demo bot"))).to_have_text(
+        "Post “Packed” as the demo bot")
+
+    await buyer.say("Works under the demo page's CSP too")
+    await expect(supplier.message("CSP too")).to_be_visible()
+    for page in (buyer, supplier):
+        assert not [m for m in page.console if "Content Security Policy" in m], page.console
+
+
+async def test_demo_endpoints(demo):
+    async def get(path, auth=None):
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+        async with aiohttp.ClientSession() as s, s.get(demo + path, headers=headers) as r:
+            return r.status, r.headers, await r.read()
+
+    status, headers, body = await get("/widget.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b"ChatdWidget" in body
+    status, headers, _ = await get("/widget.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+    status, headers, body = await get("/demo")
+    assert status == 200 and "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+    assert (await get("/demo/bot"))[0] == 401
+    outsider = token("mallory", "buyer", "Mallory")
+    assert (await get("/demo/bot", outsider))[0] == 404
+    assert (await get("/demo/bot", BEA))[0] == 200
+    st, data = await api(demo, "POST", "/demo/bot", auth=outsider)
+    assert st == 404, data
+
+
+async def test_screenshots_of_buyer_and_supplier(demo, open_chat):
+    """A realistic conversation, photographed as the buyer (phone) and supplier (desktop)."""
+    supplier = await open_chat(demo, DEMO_ORDER, SAM, path="/demo", width=1280, height=820)
+    buyer = await open_chat(demo, DEMO_ORDER, BEA, path="/demo", width=390, height=844)
+    rep = await open_chat(demo, DEMO_ORDER, RITA, width=900, height=700)
+
+    await buyer.say("Hi Sam, could you confirm the delivery date for the LED panels? "
+                    "We need them on site by Friday.")
+    await expect(supplier.message("on site by Friday")).to_be_visible()
+    await supplier.say("Hi Bea! They ship tomorrow morning, so Thursday delivery is realistic.\n"
+                       "I'll post the tracking link here.")
+    await rep.note_toggle.click()
+    await rep.say("Key account: please prioritise, and double-check the mounting kits are in stock.")
+    await expect(supplier.message("Key account")).to_be_visible()
+    await supplier.page.get_by_role("button", name=re.compile("as the demo bot")).click()
+    await expect(buyer.page.locator(".chatd-event--status")).to_be_visible()
+    await supplier.page.get_by_role("button", name=re.compile("as the demo bot")).click()
+    await supplier.page.get_by_role("button", name=re.compile("as the demo bot")).click()
+    await expect(buyer.page.locator(".chatd-event--status")).to_have_count(3)
+    await buyer.say("Great, thanks! The tracking link works: https://tracking.example.com/PX-1001-DE")
+
+    await expect(supplier.message("tracking link works")).to_be_visible()
+    await expect(supplier.badge).to_be_hidden()  # all seen
+    await supplier.set_hidden(True)  # Sam switches tabs; Bea finds a problem
+    await buyer.say("Hmm, one panel from the previous delivery arrived with a cracked frame.")
+    await buyer.page.evaluate("() => window.chatdDemoWidget.openDispute('Cracked frame on 1 of 2 panels "
+                              "(previous delivery)')")
+    await expect(buyer.page.locator(".chatd-dispute")).to_be_visible()
+    await expect(supplier.badge).to_have_text("2")
+    await expect(supplier.divider).to_be_attached()
+    await expect(supplier.page.locator(".chatd-dispute")).to_contain_text("Cracked frame")
+
+    await supplier.input.press_sequentially("Sorry about that, Bea. I")
+    await expect(buyer.typing).to_have_text("Sam is typing…")
+
+    for page in (buyer, supplier):
+        await expect(page.pending).to_have_count(0)
+    shot = await supplier.screenshot("supplier.png")
+    assert shot.stat().st_size > 10_000
+    await buyer.screenshot("buyer.png")
+    await buyer.page.locator(".chatd").screenshot(path=str(shot.parent / "buyer-widget.png"))
+    await rep.screenshot("sales-rep.png")
