@@ -8,7 +8,7 @@ import weakref
 
 from aiohttp import web
 
-from chatd import http, ws
+from chatd import features, http, http_ext, ws
 from chatd.appkeys import CHAT, CONFIG, SOCKETS
 from chatd.chat import Chat
 from chatd.config import Config
@@ -67,8 +67,10 @@ def create_app(cfg: Config) -> web.Application:
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(features.resources)  # attachments, webhooks, metrics (issue 5)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws.handle)
     http.add_routes(app)
+    http_ext.add_routes(app)  # threads, attachments, /metrics
     add_web_routes(app)  # /widget.js, /widget.css, /demo (files from web/)
     return app

@@ -56,12 +56,43 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     inbox_max: int = 200
 
 
+class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    dir: str = ""  # "" = "attachments" beside the SQLite file; files named by sha256
+    max_bytes: int = 20 * 1024 * 1024  # larger upload: 413 too_large
+    unreferenced_ttl_s: float = 86400.0  # an upload no message carries is deleted after this
+    cleanup_interval_s: float = 300.0  # how often expired uploads are looked for
+    max_per_message: int = 10  # attachment ids in one send
+
+
+class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: str = "off"  # contact details between buyer and supplier side: "off", "mask", "block"
+
+
+class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    url: str = ""  # "" = no webhooks (nothing is queued)
+    secret: str = ""  # HMAC-SHA256 key; env CHATD_WEBHOOK_SECRET overrides; required with url
+    timeout_s: float = 10.0  # one delivery attempt
+    backoff_initial_s: float = 1.0  # first retry after this, doubling each time
+    backoff_max_s: float = 600.0  # ... up to this
+    max_attempts: int = 30  # then the event is kept as dead (metrics) and no longer sent
+    concurrency: int = 8  # deliveries in flight at once
+
+
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    port: int = 0  # 0 = GET /metrics on the main port; otherwise only on this listener
+    host: str = "127.0.0.1"  # the metrics listener's address (with port)
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     broker: BrokerConfig = BrokerConfig()
     limits: LimitsConfig = LimitsConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
+    filter: FilterConfig = FilterConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    metrics: MetricsConfig = MetricsConfig()
     dev_secret: bool = False  # set when the secret was generated at start
 
 
@@ -101,6 +132,13 @@ def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
         api_key = api_key or dev_key
     if env.get("CHATD_BROKER_URL"):
         cfg = msgspec.structs.replace(cfg, broker=BrokerConfig(url=env["CHATD_BROKER_URL"]))
+    if env.get("CHATD_WEBHOOK_SECRET"):
+        cfg = msgspec.structs.replace(
+            cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"]))
+    if cfg.filter.mode not in ("off", "mask", "block"):
+        raise ValueError("[filter] mode must be \"off\", \"mask\" or \"block\"")
+    if cfg.webhooks.url and not cfg.webhooks.secret:
+        raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError("[store] synchronous must be \"normal\" or \"full\"")
     return msgspec.structs.replace(

@@ -90,3 +90,9 @@ class Unavailable(ChatError):
 
 class Internal(ChatError):
     code = "internal"
+
+
+class BlockedContent(ChatError):
+    """The text carries what the deployment forbids (contact details between buyer and supplier)."""
+
+    code = "blocked_content"

@@ -13,7 +13,7 @@ import time
 import msgspec
 from aiohttp import WSMsgType, web
 
-from chatd import wire
+from chatd import metrics, wire
 from chatd.appkeys import CHAT, CONFIG, SOCKETS
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
@@ -32,6 +32,8 @@ def _spawn(coro) -> None:
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None:
+    if not ws.closed:
+        metrics.closed(code, "server")
     try:
         await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
     except (asyncio.TimeoutError, ConnectionError):
@@ -81,6 +83,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
                     await _close(ws, d.code, d.reason)
                     break
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                if msg.type is WSMsgType.CLOSE:
+                    metrics.closed(msg.data, "client")
+                elif msg.type is WSMsgType.ERROR:  # e.g. 1009, a frame too large: aiohttp closed it
+                    metrics.closed(ws.close_code, "server")
                 break
     except Exception:
         log.exception("connection failed")

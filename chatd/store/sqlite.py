@@ -132,6 +132,14 @@ class SqliteStore:
         self._closing = False
         self.batches = 0
         self.writes = 0
+        # Feature hooks (attachments, webhooks, metrics; wired in chatd.features).
+        # message_hooks(db, order, message) and order_hooks(db, old, new) run inside
+        # the write transaction, right after the row is written: what they write
+        # commits or rolls back with it. They must not raise ChatError (the op's
+        # own writes would still commit); any other exception fails the op whole.
+        self.message_hooks: list[Callable[[sqlite3.Connection, OrderRecord, Message], None]] = []
+        self.order_hooks: list[Callable[[sqlite3.Connection, OrderRecord | None, OrderRecord], None]] = []
+        self.on_batch: Callable[[int, float], None] | None = None  # (ops, seconds) per commit
 
     # --- lifecycle ------------------------------------------------------
 
@@ -139,7 +147,14 @@ class SqliteStore:
         db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10, cached_statements=256
         )  # several processes may open (and migrate) one file at once; the writer drops the wait later
-        db.execute("PRAGMA journal_mode = WAL")
+        for attempt in range(100):  # two processes opening a new file race for the switch to WAL
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
         db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         db.execute("PRAGMA foreign_keys = OFF")
         db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run off the loop
@@ -207,6 +222,7 @@ class SqliteStore:
 
     async def _commit(self, batch: list[_Op]) -> None:
         delay = 0.0005
+        started = time.perf_counter()
         while True:
             try:
                 if self._executor is None:
@@ -224,6 +240,8 @@ class SqliteStore:
                 delay = min(delay * 2, 0.05)
         self.batches += 1
         self.writes += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
         self._written_since_checkpoint += len(batch)
         for op, result in zip(batch, results):
             if op.future.done():
@@ -281,6 +299,19 @@ class SqliteStore:
                     await self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:  # busy: try again next round
                 log.debug("checkpoint: %s", exc)
+
+    # --- for feature modules (threads, attachments, webhooks) ---------------
+
+    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+        """Run `fn(db)` in the next group-commit transaction; the future
+        resolves to its result once committed. `fn` raises ChatError only
+        before it has written anything."""
+        return self._write(fn)
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """The inline read connection (WAL: never waits for the writer)."""
+        return self._r
 
     # --- reads (inline) ---------------------------------------------------
 
@@ -467,6 +498,8 @@ class SqliteStore:
             changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
                 old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
             )
+            for hook in self.order_hooks:
+                hook(db, old, new)
             return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
                                totals=totals)
 
@@ -526,6 +559,8 @@ class SqliteStore:
             )
         ]
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status)
+        for hook in self.message_hooks:
+            hook(db, order, msg)
         return Posted(message=msg, duplicate=False, unread=unread)
 
     def _duplicate(self, db, order_id: str, sender_id: str, client_id: str) -> Posted:

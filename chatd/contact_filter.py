@@ -1,0 +1,490 @@
+"""Contact details in chat text: find them, mask them, or refuse the message.
+
+Pure functions, no I/O. `scan` finds e-mail addresses, phone numbers
+(international and local formats, with spaces, dots, dashes and brackets, or
+spelled out: "five five five ..."), links and messenger handles. Numbers that
+are not phones (order and invoice numbers, quantities, prices, dates, times,
+SKUs, ranges) are recognised first and left alone. `screen` applies a
+deployment's mode (`off`, `mask`, `block`); `applies` says which messages the
+filter is for: buyer side <-> supplier side, never staff, bots or notes.
+
+Precision and recall on the test corpus: docs/contact-filter.md.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from chatd.errors import BlockedContent
+
+MODES = ("off", "mask", "block")
+FILTERED_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
+
+LABELS = {"email": "e-mail address", "phone": "phone number", "url": "link", "handle": "messenger handle"}
+PLACEHOLDERS = {
+    "email": "[e-mail removed]",
+    "phone": "[phone removed]",
+    "url": "[link removed]",
+    "handle": "[contact removed]",
+}
+_PRIORITY = {"email": 0, "url": 1, "handle": 2, "phone": 3}
+
+
+class Finding(NamedTuple):
+    kind: str  # email, phone, url, handle
+    start: int
+    end: int
+    text: str
+
+
+# --- policy ---------------------------------------------------------------------
+
+
+def applies(sender_role: str, kind: str) -> bool:
+    """Whether a message of `kind` by a sender with this order role is screened.
+
+    Buyer, supplier and sales rep write across the buyer/supplier line; staff
+    and bots are exempt; notes never reach the buyer, so they are not screened.
+    """
+    return sender_role in FILTERED_ROLES and kind != "note"
+
+
+def describe(findings: list[Finding]) -> str:
+    """'phone number, e-mail address': what was found, in order of appearance."""
+    seen: list[str] = []
+    for f in findings:
+        label = LABELS[f.kind]
+        if label not in seen:
+            seen.append(label)
+    return ", ".join(seen)
+
+
+def screen(text: str, mode: str) -> tuple[str, list[Finding]]:
+    """Apply `mode` to `text`: the text to store and what was found.
+
+    `block` raises BlockedContent naming what was found; `mask` returns the
+    text with each finding replaced; `off` returns it unchanged.
+    """
+    if mode == "off" or not text:
+        return text, []
+    found = scan(text)
+    if not found:
+        return text, []
+    if mode == "block":
+        raise BlockedContent(f"contact details are not allowed here: {describe(found)}")
+    return mask(text, found), found
+
+
+def mask(text: str, findings: list[Finding] | None = None) -> str:
+    """`text` with every finding replaced by a placeholder naming its kind."""
+    if findings is None:
+        findings = scan(text)
+    out, pos = [], 0
+    for f in findings:
+        out.append(text[pos:f.start])
+        out.append(PLACEHOLDERS[f.kind])
+        pos = f.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# --- vocabulary -------------------------------------------------------------------
+
+# Top-level domains a bare "name.tld" must end in to count as a link. Common
+# words that are also TLDs and appear glued in business text ("Ref.No",
+# "do.it", "log.in") are left out on purpose.
+_TLDS = (
+    "com net org info biz io co me app dev ai xyz online site store shop top club pro live email cloud "
+    "tech space website page link blog news world today group company business market tv ly gl gg cc "
+    "ru su ua by kz uz de uk fr es pt nl pl cz sk ch se dk fi gr tr ro hu bg rs hr lt lv ee ie eu "
+    "cn jp kr vn th sg hk tw au nz ca us mx br ar cl pe ng za ke eg ae sa il ir pk bd lk"
+).split()
+_TLD = "(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + ")"
+
+_MESSENGERS = (
+    "telegram", "whatsapp", "whats app", "viber", "wechat", "weixin", "skype", "instagram", "insta",
+    "discord", "snapchat", "facebook", "kik", "threema", "icq", "zalo", "kakaotalk", "kakao", "tiktok",
+    "vkontakte", "imessage", "facetime",
+)
+# short or everyday words: only with "id"/"handle" or a colon and a handle-like name
+_MESSENGERS_WEAK = ("tg", "wa", "ig", "fb", "vk", "line", "signal", "snap", "messenger", "teams")
+
+# Words that make a following number something else than a phone.
+_NOT_PHONE_WORDS = (
+    "order", "orders", "ord", "po", "p.o", "invoice", "inv", "sku", "item", "items", "article", "art",
+    "ref", "reference", "tracking", "track", "awb", "waybill", "batch", "lot", "model", "part", "pn",
+    "code", "ticket", "case", "parcel", "shipment", "container", "account", "acct", "iban", "serial",
+    "sn", "s/n", "barcode", "ean", "upc", "gtin", "hs", "vin", "qty", "quantity", "quantities", "size",
+    "sizes", "total", "price", "prices", "amount", "cost", "budget", "sum", "id", "receipt", "contract",
+    "version", "ver", "catalog", "catalogue", "page", "pages", "room", "box", "boxes", "pallet",
+    "pallets", "unit", "units", "pcs", "pieces", "year", "years", "zip", "postcode", "postal",
+    "bank", "swift", "bic", "card", "vat", "tax", "inn", "ogrn", "kpp", "okpo", "ssn", "passport",
+)
+# Words that, right before the number, say it is a phone whatever its shape.
+_STRONG_PHONE = re.compile(
+    r"(?:\b(?:phone|telephone|tel|mobile|mob|cell|cellphone|fax|hotline|whatsapp|viber|telegram|signal|"
+    r"sms|wa|tg)\b|\bcall(?:\s+me)?(?:\s+(?:at|on))?|\btext\s+me(?:\s+(?:at|on))?|\bring\s+me|"
+    r"\breach\s+me(?:\s+(?:at|on))?|\bmy\s+(?:number|no|nr|cell|mobile)|\bcontact\s+(?:number|no|me(?:\s+(?:at|on))?)|"
+    r"\bnumber)(?:\s+is)?\W{0,4}$",
+    re.I,
+)
+# "item number 448-221", "part no. 1234-5678": the number of something else
+_OTHER_NUMBER = re.compile(r"\b(" + "|".join(re.escape(w) for w in _NOT_PHONE_WORDS) + r")\s+(?:number|no|nr)\b", re.I)
+_WEAK_BEFORE = re.compile(r"(?:^|[\s(\[,;:])(" + "|".join(re.escape(w) for w in _NOT_PHONE_WORDS) + r")\b[^\w]{0,3}"
+                          r"(?:[\w./-]{0,12}[^\w]{0,3})?$", re.I)
+
+_UNITS = (
+    r"(?:pcs|pc|pieces?|units?|items?|kg|kgs|g|gr|grams?|lbs?|oz|t|tons?|tonnes?|m|cm|mm|km|m2|m3|sqm|ml|l|"
+    r"litres?|liters?|boxes|box|cartons?|ctns?|pallets?|sets?|pairs?|rolls?|bags?|sheets?|packs?|bottles?|"
+    r"meters?|metres?|inch(?:es)?|in|ft|feet|yards?|yd|days?|hours?|hrs?|h|mins?|minutes?|weeks?|months?|"
+    r"years?|%|x|pax|people|persons?|orders?|skus?|models?|colou?rs?|sizes?|times|mb|gb|kb|w|kw|v|mah|rpm)"
+)
+_CURRENCY = (
+    r"(?:\$|€|£|¥|₽|₹|₴|₸|usd|eur|euro?s?|gbp|rub|rur|uah|cny|rmb|yuan|inr|kzt|aed|uzs|pln|chf|jpy|"
+    r"dollars?|bucks|rubles?|roubles?|pounds?|руб\.?|р\.)"
+)
+
+# --- patterns -----------------------------------------------------------------------
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+_AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s*@\s*)"
+_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+|\.)"
+_EMAIL_SPELLED = re.compile(
+    r"(?<![\w.+-])[\w.+-]{2,64}" + _AT + r"[A-Za-z0-9-]{2,63}(?:" + _DOT + r"[A-Za-z0-9-]{2,63})*" + _DOT + _TLD + r"\b",
+    re.I,
+)
+_SPELLED_MARK = re.compile(r"[(\[{<]\s*(?:at|dot)\s*[)\]}>]|\sdot\s", re.I)
+_URL_SCHEME = re.compile(
+    r"\b(?:https?|ftp)://[^\s<>\"']+|\b(?:viber|skype|tg|whatsapp|weixin|telegram|fb-messenger)://[^\s<>\"']+"
+    r"|\bskype:[\w.\-]+(?:\?\w+)?|\bwww\.[^\s<>\"']+",
+    re.I,
+)
+_URL_BARE = re.compile(
+    r"(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+" + _TLD + r"(?![\w\-])(?:/[^\s<>\"']*)?",
+    re.I,
+)
+_URL_SPELLED = re.compile(r"\b[a-z0-9][a-z0-9\-]{1,62}\s*(?:[(\[{<]\s*dot\s*[)\]}>]|\s+dot\s+)\s*" + _TLD + r"\b", re.I)
+
+_HANDLE_AT = re.compile(r"(?<![\w@.+\-/])@[A-Za-z_][A-Za-z0-9_.]{2,31}(?<!\.)")
+_HANDLE_NAME = r"@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,31}(?<![.\-])"
+_M_STRONG = "(?:" + "|".join(re.escape(m).replace(r"\ ", r"\s?") for m in _MESSENGERS) + ")"
+_M_ALL = "(?:" + "|".join(re.escape(m).replace(r"\ ", r"\s?") for m in _MESSENGERS + _MESSENGERS_WEAK) + ")"
+_ID_WORD = r"(?:id|handle|username|user\s?name|user|nick(?:name)?|login|account|acc|name|contact)"
+_HANDLE_RULES = [
+    # "telegram: john_doe", "whatsapp - shop.x", "skype = j.smith"
+    (re.compile(r"\b" + _M_STRONG + r"(?:\s*" + _ID_WORD + r")?\s*[:=\-–]\s*(" + _HANDLE_NAME + r")", re.I), False),
+    # "wechat id abc123", "line id: shop01", "ig handle shop_x"
+    (re.compile(r"\b" + _M_ALL + r"\s*" + _ID_WORD + r"\s*(?:is\s+)?[:=\-–]?\s*(" + _HANDLE_NAME + r")", re.I), False),
+    # "my telegram is john_doe", "our instagram: shopx", "my insta shop_x"
+    (re.compile(r"\b(?:my|our)\s+" + _M_ALL + r"(?:\s*" + _ID_WORD + r")?\s*(?:is\s+|[:=\-–]\s*)?(" + _HANDLE_NAME + r")",
+                re.I), False),
+    # "tg: @shop", "ig: shop_x" (weak names need a handle-like name)
+    (re.compile(r"\b" + _M_ALL + r"\s*[:=]\s*(" + _HANDLE_NAME + r")", re.I), True),
+    # "find me on telegram shop_x" (the name must look like a handle)
+    (re.compile(r"\b(?:on|via|in|at|through)\s+" + _M_STRONG + r"\s*[:,\-]?\s*(" + _HANDLE_NAME + r")", re.I), True),
+]
+_NOT_HANDLES = frozenset(
+    "down not blocked broken working busy off on the a an same below above here there fine ok okay available "
+    "active new old disabled banned private open closed empty full slow great good bad me you him her us them "
+    "it is and or but please too also only app account group chat call calls message messages now later today "
+    "tomorrow instead as well number phone for with from to please thanks thank".split()
+)
+
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "nought": "0", "nil": "0", "one": "1", "two": "2", "three": "3",
+    "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}
+_MULTIPLIERS = {"double": 2, "triple": 3}
+
+# Numbers that are something else; blanked before phone detection.
+_DATE = re.compile(r"(?<![\d.\-/])(\d{1,4})([./\-])(\d{1,2})\2(\d{2,4})(?![\d]|[./\-]\d)")
+_DAY_MONTH_RANGE = re.compile(r"(?<![\d.])(\d{1,2})[./](\d{1,2})\s?[\-–]\s?(\d{1,2})[./](\d{1,2})(?![\d.])")
+_TIME = re.compile(r"(?<!\d)\d{1,2}[:h]\d{2}(?::\d{2})?(?:\s?[\-–]\s?\d{1,2}[:h.]\d{2})?(?!\d)", re.I)
+_TIME_DOTS = re.compile(r"(?<![\d.])([01]?\d|2[0-3])\.([0-5]\d)\s?[\-–]\s?([01]?\d|2[0-3])\.([0-5]\d)(?![\d.])")
+_NUM = r"\d[\d,.'\u00a0\u202f]*"
+# Prices: found from the currency outwards (a scan for numbers first is slow on long texts).
+_CURRENCY_TOKEN = re.compile(r"(?<![^\W\d_])" + _CURRENCY + r"(?![^\W\d_])", re.I)
+_AMOUNT = r"(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d{1,2})?|" + _NUM + r")"
+_MULT = r"(?:k|m|mln|thousand|million)"
+_MONEY_AFTER = re.compile(r"\s?" + _AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?(?:\s?" + _MULT + r"\b)?", re.I)
+_MONEY_BEFORE = re.compile(_AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?\s?(?:" + _MULT + r"\s?)?$", re.I)
+_QUANTITY = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:[ ,.\u00a0]\d{3})+|\d+(?:[.,]\d+)?)(?:\s?[\-–x×]\s?(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?))?"
+    r"\s?" + _UNITS + r"(?!\w)",
+    re.I,
+)
+_PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
+_ORDINAL_HASH = re.compile(r"(?:#|№|\bno\.|\bnr\.)\s?\d[\d\-/ ]*\d", re.I)
+
+_RUN_SEPARATORS = " \t.-/()\u2010\u2011\u2012\u2013\u2014\u00a0"
+MAX_PRICES = 64  # currency amounts recognised per message
+_BLANK = "\u00a4"  # replaces protected spans: breaks runs, never a digit or separator
+
+
+_WORD = re.compile(r"[a-z]+")
+_ANY_DIGIT = re.compile(r"\d")
+_SPELLED_AT_WORDS = frozenset({"at", "dot"})
+_MESSENGER_WORDS = frozenset(w for m in _MESSENGERS + _MESSENGERS_WEAK for w in m.split())
+_SPELLED_DIGIT_WORDS = frozenset(w for w in _DIGIT_WORDS if w not in ("o", "oh"))
+
+# --- scanning -----------------------------------------------------------------------
+
+
+def scan(text: str) -> list[Finding]:
+    """Every contact detail in `text`, in order, overlaps merged.
+
+    Cheap substring and word checks decide which patterns can match at all,
+    so a long message without, say, any messenger name never runs those.
+    """
+    found: list[Finding] = []
+    lower = text.lower()
+    words = set(_WORD.findall(lower))
+    has_at = "@" in text
+    if has_at:
+        for m in _EMAIL.finditer(text):
+            found.append(Finding("email", m.start(), m.end(), m.group()))
+    if has_at or words & _SPELLED_AT_WORDS:
+        for m in _EMAIL_SPELLED.finditer(text):
+            if "@" in m.group() and _EMAIL.search(m.group()):
+                continue  # a plain address, found above
+            if not _SPELLED_MARK.search(m.group()) and not re.search(r"[\d._+\-]", m.group().split()[0]):
+                continue  # "look at acme.com": a link (found below), not an address
+            found.append(Finding("email", m.start(), m.end(), m.group()))
+    url_patterns = []
+    if "://" in text or "www." in lower or "skype:" in lower:
+        url_patterns.append(_URL_SCHEME)
+    if "." in text:
+        url_patterns.append(_URL_BARE)
+    if "dot" in words:
+        url_patterns.append(_URL_SPELLED)
+    for rx in url_patterns:
+        for m in rx.finditer(text):
+            end = m.end()
+            while end > m.start() and text[end - 1] in ".,;:!?)]}'\"":
+                end -= 1
+            found.append(Finding("url", m.start(), end, text[m.start():end]))
+    if has_at:
+        for m in _HANDLE_AT.finditer(text):
+            found.append(Finding("handle", m.start(), m.end(), m.group()))
+    if words & _MESSENGER_WORDS:
+        for rx, handle_like in _HANDLE_RULES:
+            for m in rx.finditer(text):
+                name = m.group(1)
+                bare = name.lstrip("@")
+                if bare.lower() in _NOT_HANDLES or not re.search(r"[A-Za-z_]", bare):
+                    continue  # a plain word, or digits (a phone: found below)
+                if handle_like and not name.startswith("@") and not re.search(r"[\d_.]", bare):
+                    continue
+                found.append(Finding("handle", m.start(), m.end(), m.group()))
+    if _ANY_DIGIT.search(text):
+        found.extend(_phones(text))
+    if len(words & _SPELLED_DIGIT_WORDS) >= 1:
+        found.extend(_spelled_phones(text))
+    return _merge(found)
+
+
+def _merge(found: list[Finding]) -> list[Finding]:
+    found.sort(key=lambda f: (f.start, _PRIORITY[f.kind], -f.end))
+    out: list[Finding] = []
+    for f in found:
+        if out and f.start < out[-1].end:
+            last = out[-1]
+            if f.end > last.end:
+                out[-1] = Finding(last.kind, last.start, f.end, last.text + f.text[last.end - f.start:])
+            continue
+        out.append(f)
+    return out
+
+
+def _protect(text: str) -> str:
+    """`text` with dates, times, prices, quantities and #numbers blanked out."""
+    chars = list(text)
+
+    def blank(a: int, b: int) -> None:
+        for i in range(a, b):
+            chars[i] = _BLANK
+
+    for m in _DATE.finditer(text):
+        if _is_date(m.group(1), m.group(3), m.group(4)):
+            blank(m.start(), m.end())
+    for m in _DAY_MONTH_RANGE.finditer(text):
+        d1, m1, d2, m2 = (int(x) for x in m.groups())
+        if 1 <= d1 <= 31 and 1 <= m1 <= 12 and 1 <= d2 <= 31 and 1 <= m2 <= 12:
+            blank(m.start(), m.end())
+    lower = text.lower()
+    for rx, needed in ((_TIME, ":h"), (_TIME_DOTS, "."), (_QUANTITY, None), (_PERCENT, "%"),
+                       (_ORDINAL_HASH, "#№."), ):
+        if needed is not None and not any(c in lower for c in needed):
+            continue
+        for m in rx.finditer(text):
+            blank(m.start(), m.end())
+    for n, m in enumerate(_CURRENCY_TOKEN.finditer(text)):
+        if n == MAX_PRICES:
+            break  # a price list that long: the rest stays as it is (bounded work per message)
+        after = _MONEY_AFTER.match(text, m.end())
+        if after:
+            blank(m.start(), after.end())
+        head = text[max(0, m.start() - 48):m.start()]
+        if head.rstrip()[-1:].isalnum():  # a number (or 5k) right before the currency
+            before = _MONEY_BEFORE.search(head)
+            if before:
+                blank(m.start() - len(head) + before.start(), m.end())
+    return "".join(chars)
+
+
+def _is_date(a: str, b: str, c: str) -> bool:
+    x, y, z = int(a), int(b), int(c)
+    if len(a) == 4:  # y-m-d
+        return 1900 <= x <= 2100 and 1 <= y <= 12 and 1 <= z <= 31
+    if len(c) not in (2, 4) or (len(c) == 4 and not 1900 <= z <= 2100):
+        return False
+    return (1 <= x <= 31 and 1 <= y <= 12) or (1 <= x <= 12 and 1 <= y <= 31)
+
+
+def _runs(work: str):
+    """(start, end) of maximal digit runs joined by phone separators (at most 3 in a row)."""
+    n, i = len(work), 0
+    while i < n:
+        c = work[i]
+        if not c.isdigit() or not c.isascii():
+            i += 1
+            continue
+        start = i
+        end = i + 1
+        j = end
+        while j < n:
+            k = j
+            while k < n and work[k] in _RUN_SEPARATORS and k - j < 3:
+                k += 1
+            if k < n and work[k].isdigit() and work[k].isascii():
+                while k < n and work[k].isdigit() and work[k].isascii():
+                    k += 1
+                end = j = k
+            else:
+                break
+        # a leading "(" and "+" belong to the run: "+7 (916) ...", "(555) 123-4567"
+        k = start
+        while k > 0 and work[k - 1] == " " and start - k < 2:
+            k -= 1
+        if k > 0 and work[k - 1] == "(":
+            start = k = k - 1
+            while k > 0 and work[k - 1] == " " and start - k < 2:
+                k -= 1
+        if k > 0 and work[k - 1] == "+":
+            start = k - 1
+        if end < n and work[end] == ")" and work[start:end].count("(") > work[start:end].count(")"):
+            end += 1
+        yield start, end
+        i = end
+
+
+def _phones(text: str) -> list[Finding]:
+    work = _protect(text)
+    out = []
+    for start, end in _runs(work):
+        run = work[start:end]
+        groups = re.findall(r"\d+", run)
+        if _is_phone(work, text, start, end, run, groups):
+            out.append(Finding("phone", start, end, text[start:end]))
+    return out
+
+
+def _is_phone(work: str, text: str, start: int, end: int, run: str, groups: list[str]) -> bool:
+    digits = sum(len(g) for g in groups)
+    intl = run.startswith("+") or (run.startswith("00") and len(groups[0]) >= 3 and digits >= 10)
+    if digits > 15 or digits < 6:
+        return False
+    # glued to a code: "SKU-1234-5678", "A12345678", "1234567-XL", "INV/2024/555123"
+    before = text[start - 1] if start > 0 else " "
+    before2 = text[start - 2] if start > 1 else " "
+    after = text[end] if end < len(text) else " "
+    after2 = text[end + 1] if end + 1 < len(text) else " "
+    if before.isalnum() or before in "_#№" or (before in "-/." and before2.isalnum()):
+        return False
+    if after.isalnum() or after in "_" or (after in "-/" and after2.isalnum()):
+        return False
+    head = text[max(0, start - 48):start].split("\n")[-1]
+    strong_m = _STRONG_PHONE.search(head)
+    strong = strong_m is not None and not _OTHER_NUMBER.search(head[max(0, strong_m.start() - 16):])
+    weak = _WEAK_BEFORE.search(head) is not None or (strong_m is not None and not strong)
+    if strong and digits >= 6:
+        return True
+    if intl:
+        return digits >= 8
+    if weak or digits < 7:
+        return False
+    if len(groups) == 1:
+        return digits in (10, 11)  # a bare 10-11 digit number: a phone more often than not
+    return _phone_shaped(run, groups)
+
+
+def _phone_shaped(run: str, groups: list[str]) -> bool:
+    """Several digit groups that look like a phone, not like another number."""
+    seps = re.findall(r"\D+", run.strip("()+ "))
+    nums = [int(g) for g in groups]
+    if all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3 and all(s in (" ", ".", ",", "\u00a0") for s in seps):
+        if len(groups) >= 3 and len(groups[0]) == 3:
+            pass  # 3-3-3(-3): grouped like a phone as often as like a big number
+        else:
+            return False  # 1 000 000, 12.500.000
+    if len(groups) == 2 and any("-" in s or "–" in s for s in seps):
+        a, b = nums
+        if (a % 10 == 0 and b % 10 == 0) or (1900 <= a <= 2100 and 1900 <= b <= 2100) or b <= a // 10:
+            return False  # a range: 2000-3000, 2023-2024
+    if len(groups) == 4 and all(s == "." for s in seps) and all(n <= 255 for n in nums):
+        return False  # an IPv4 address
+    if len(groups) >= 3 and all(len(g) == len(groups[0]) for g in groups) and all(
+        nums[i + 1] - nums[i] in (1, -1) for i in range(len(nums) - 1)
+    ):
+        return False  # a list of sizes: 38 39 40 41
+    if max(len(g) for g in groups) > 8:
+        return False
+    return True
+
+
+def _spelled_phones(text: str) -> list[Finding]:
+    """Digits spelled out ("five five five one two three four"), possibly mixed with numerals."""
+    out = []
+    tokens = list(re.finditer(r"[A-Za-z]+|\d+", text))
+    i = 0
+    while i < len(tokens):
+        seq: list[str] = []
+        spelled = 0
+        first = last = None
+        j = i
+        mult = 1
+        while j < len(tokens):
+            tok = tokens[j]
+            word = tok.group().lower()
+            if last is not None:
+                gap = text[last.end():tok.start()]
+                if len(gap) > 3 or any(ch not in " ,.-/()\t" for ch in gap):
+                    break
+            if word in _MULTIPLIERS and j + 1 < len(tokens) and tokens[j + 1].group().lower() in _DIGIT_WORDS:
+                mult = _MULTIPLIERS[word]
+            elif word in _DIGIT_WORDS and (word not in ("o", "oh") or seq):
+                seq.append(_DIGIT_WORDS[word] * mult)
+                spelled += 1
+                mult = 1
+            elif word.isdigit() and seq:
+                seq.append(word)
+            elif word.isdigit() and j + 1 < len(tokens) and tokens[j + 1].group().lower() in _DIGIT_WORDS:
+                seq.append(word)
+            else:
+                break
+            first = first or tok
+            last = tok
+            j += 1
+        digits = "".join(seq)
+        if spelled >= 3 and 7 <= len(digits) <= 15 and not _counting(digits):
+            out.append(Finding("phone", first.start(), last.end(), text[first.start():last.end()]))
+            i = j
+        else:
+            i = max(j, i + 1) if seq else i + 1
+    return out
+
+
+def _counting(digits: str) -> bool:
+    """1234567: counting, not a number anyone would call."""
+    return all(int(digits[k + 1]) - int(digits[k]) == 1 for k in range(len(digits) - 1))

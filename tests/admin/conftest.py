@@ -1,0 +1,116 @@
+"""Fixtures for issue 5 (admin threads, attachments, contact filter, webhooks, metrics).
+
+`server` is the shared real-app fixture with extra config sections: override
+the `sections` fixture (e.g. `{"filter": {"mode": "block"}}`) in a module or
+parametrize it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from chatd.app import create_app
+from tests.conftest import Server, make_config
+from tests.helpers import token
+
+
+@pytest.fixture
+def sections():
+    """Extra config sections for `server`: {section: {key: value}}."""
+    return {}
+
+
+def with_sections(cfg, sections: dict):
+    for name, values in sections.items():
+        cfg = msgspec.structs.replace(cfg, **{name: msgspec.structs.replace(getattr(cfg, name), **values)})
+    return cfg
+
+
+@pytest.fixture
+async def server(tmp_path, aiohttp_server, limits, sections):
+    cfg = with_sections(make_config(tmp_path, **limits), sections)
+    srv = await aiohttp_server(create_app(cfg))
+    s = Server(srv, cfg)
+    yield s
+    for c in s.clients:
+        await c.close()
+
+
+def bearer(sub: str, role: str, **kw) -> str:
+    return token(sub, role, **kw)
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records webhook requests.
+
+    `fail_next` requests are answered 500 first; `got` wakes waiters.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.fail_next = 0
+        self.attempts = 0
+        self.refused: list[str] = []  # event ids answered 500
+        self._new = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.attempts += 1
+        self._new.set()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self.refused.append(request.headers.get("X-Chatd-Event-Id"))
+            return web.Response(status=500, text="try again")
+        self.requests.append({"headers": dict(request.headers), "body": body, "json": msgspec.json.decode(body)})
+        return web.Response(status=204)
+
+    async def start(self, port: int = 0) -> "Receiver":
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def wait_for(self, pred, timeout: float = 10.0) -> list[dict]:
+        """Wait until `pred(requests)` is true; return the requests."""
+
+        async def loop():
+            while not pred(self.requests):
+                self._new.clear()
+                await self._new.wait()
+            return self.requests
+
+        return await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.fixture
+async def receiver():
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+async def get(url: str, auth: str | None = None, **kw) -> tuple[int, dict, bytes]:
+    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=headers, **kw) as r:
+            return r.status, dict(r.headers), await r.read()

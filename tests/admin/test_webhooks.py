@@ -1,0 +1,247 @@
+"""Webhooks (issue 5, point 4): events to a real local receiver, signed, addressed to
+participants without a live connection, retried with backoff, delivered after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from chatd.features import WEBHOOKS
+from chatd.webhooks import sign, verify
+from tests.admin.conftest import Receiver, get
+from tests.helpers import API_KEY, request
+
+SECRET = "webhook-secret-for-tests"
+
+
+@pytest.fixture
+def sections(receiver):
+    return {"webhooks": {"url": receiver.url, "secret": SECRET, "backoff_initial_s": 0.05,
+                         "backoff_max_s": 0.2, "timeout_s": 2.0}}
+
+
+def check_signature(req: dict) -> None:
+    h = req["headers"]
+    assert h["X-Chatd-Signature"] == sign(SECRET, h["X-Chatd-Timestamp"], req["body"])
+    assert verify(SECRET, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time())
+    assert not verify("wrong secret", h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time())
+    assert not verify(SECRET, h["X-Chatd-Timestamp"], req["body"] + b" ", h["X-Chatd-Signature"], time.time())
+    # a replay much later is refused by its timestamp
+    assert not verify(SECRET, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time() + 3600)
+    assert h["X-Chatd-Event-Id"] == req["json"]["id"] and h["X-Chatd-Event"] == req["json"]["type"]
+
+
+def events(receiver: Receiver, kind: str | None = None) -> list[dict]:
+    return [r["json"] for r in receiver.requests if kind is None or r["json"]["type"] == kind]
+
+
+async def settle(server, receiver: Receiver) -> None:
+    """Wait (bounded) until the outbox is empty: every event so far has been delivered."""
+    hooks = server.app[WEBHOOKS]
+    deadline = time.monotonic() + 10
+    while hooks.backlog()[0]:
+        assert time.monotonic() < deadline, "webhook outbox did not drain"
+        await asyncio.sleep(0.01)
+
+
+async def test_events_are_signed_and_addressed_to_offline_participants(server, receiver):
+    await server.order("W-1")
+    supplier = await server.client("supplier1", "supplier")
+    await supplier.join("W-1")
+
+    # supplier online (joined), buyer and rep offline: both get message.created
+    ack = await supplier.post("W-1", "your parcel is ready")
+    await receiver.wait_for(lambda rs: len(rs) >= 2)
+    await settle(server, receiver)
+    created = events(receiver, "message.created")
+    assert sorted(e["recipient"]["id"] for e in created) == ["buyer1", "rep1"]
+    for e in created:
+        assert e["order"] == "W-1" and e["message"]["seq"] == ack["seq"]
+        assert e["message"]["text"] == "your parcel is ready" and e["message"]["sender"]["id"] == "supplier1"
+    assert {e["recipient"]["role"] for e in created} == {"buyer", "sales_rep"}
+    for r in receiver.requests:
+        check_signature(r)
+    assert len({e["id"] for e in events(receiver)}) == len(receiver.requests)  # one id per event
+
+    # a note never goes to the buyer
+    receiver.requests.clear()
+    await supplier.post("W-1", "internal margin talk", kind="note")
+    await receiver.wait_for(lambda rs: len(rs) >= 1)
+    await settle(server, receiver)
+    assert [e["recipient"]["id"] for e in events(receiver, "message.created")] == ["rep1"]
+
+    # the buyer connects but does not join: still no live connection *on the order*
+    receiver.requests.clear()
+    buyer = await server.client("buyer1", "buyer")
+    await supplier.post("W-1", "are you there?")
+    await receiver.wait_for(lambda rs: len(rs) >= 2)
+    # ...then joins: only the rep is notified now
+    await buyer.join("W-1")
+    receiver.requests.clear()
+    await supplier.post("W-1", "now you are here")
+    await receiver.wait_for(lambda rs: len(rs) >= 1)
+    await settle(server, receiver)
+    assert [e["recipient"]["id"] for e in events(receiver, "message.created")] == ["rep1"]
+
+    # disputes and status changes
+    receiver.requests.clear()
+    r = await request(buyer, {"type": "dispute", "order": "W-1", "action": "open", "client_id": "d1",
+                              "reason": "wrong colour"}, "ack")
+    assert r["type"] == "ack"
+    await receiver.wait_for(lambda rs: any(x["json"]["type"] == "dispute.opened" for x in rs))
+    staff = await server.client("boss", "staff")
+    r = await request(staff, {"type": "dispute", "order": "W-1", "action": "close", "client_id": "d2"}, "ack")
+    await receiver.wait_for(lambda rs: any(x["json"]["type"] == "dispute.closed" for x in rs))
+    r = await request(supplier, {"type": "set_status", "order": "W-1", "status": "shipped", "client_id": "s1"},
+                      "ack")
+    await receiver.wait_for(lambda rs: any(x["json"]["type"] == "order.status_changed" for x in rs))
+    st, _ = await server.api("PUT", "/api/v1/orders/W-1", {"status": "delivered"})
+    await receiver.wait_for(lambda rs: len([x for x in rs if x["json"]["type"] == "order.status_changed"]) == 2)
+    await settle(server, receiver)
+    opened = events(receiver, "dispute.opened")[0]
+    assert opened["dispute"]["open"] is True and opened["dispute"]["reason"] == "wrong colour"
+    assert opened["by"]["id"] == "buyer1"
+    closed = events(receiver, "dispute.closed")[0]
+    assert closed["dispute"]["open"] is False and closed["by"]["id"] == "boss"
+    changes = events(receiver, "order.status_changed")
+    assert changes[0]["status"] == "shipped" and changes[0]["by"]["id"] == "supplier1"
+    assert changes[0]["message"]["kind"] == "status"
+    assert changes[1] == {**changes[1], "status": "delivered", "previous_status": "shipped", "by": None}
+    for r in receiver.requests:
+        check_signature(r)
+    # repeating a client_id stores nothing new, so it announces nothing new
+    n = len(receiver.requests)
+    assert (await supplier.post("W-1", "again", client_id="same"))["duplicate"] is False
+    await receiver.wait_for(lambda rs: len(rs) >= n + 1)
+    await settle(server, receiver)
+    n = len(receiver.requests)
+    assert (await supplier.post("W-1", "again", client_id="same"))["duplicate"] is True
+    await settle(server, receiver)
+    assert len(receiver.requests) == n
+
+
+async def test_failed_deliveries_are_retried_with_backoff(server, receiver):
+    await server.order("W-2")
+    receiver.fail_next = 3
+    st, ack = await server.api("POST", "/api/v1/orders/W-2/messages", {"client_id": "c1", "text": "hello"})
+    assert st == 201
+    got = await receiver.wait_for(lambda rs: len(rs) >= 3)  # buyer, supplier, rep: the system wrote it
+    assert receiver.attempts >= 6  # three refused attempts, then three delivered
+    await settle(server, receiver)
+    assert sorted(e["recipient"]["id"] for e in events(receiver)) == ["buyer1", "rep1", "supplier1"]
+    retried = [r for r in got if int(r["headers"]["X-Chatd-Attempt"]) > 1]
+    assert retried, "no event needed a second attempt"
+    # a retry is the same event: same id (the receiver's idempotency key)
+    assert {r["json"]["id"] for r in retried} <= set(receiver.refused)
+    assert len({r["json"]["id"] for r in got}) == 3
+    for r in got:
+        check_signature(r)  # re-signed with the attempt's timestamp, same event id and body
+
+    # failures are visible in /metrics
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.base + "/metrics") as r:
+            text = await r.text()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    results = {s.labels["result"]: s.value for s in fams["chatd_webhook_deliveries"].samples
+               if s.name.endswith("_total")}
+    assert results["failed"] >= 3 and results["delivered"] >= 3
+    assert [s.value for s in fams["chatd_webhook_backlog"].samples] == [0.0]
+
+
+@pytest.mark.parametrize("sections", [{"webhooks": {"url": "http://127.0.0.1:9/hook", "secret": "s",
+                                                    "max_attempts": 2, "backoff_initial_s": 0.01}}],
+                         ids=["unreachable"])
+async def test_events_are_given_up_after_max_attempts(server):
+    await server.order("W-3")
+    await server.api("POST", "/api/v1/orders/W-3/messages", {"client_id": "c1", "text": "hello"})
+    hooks = server.app[WEBHOOKS]
+    deadline = time.monotonic() + 10
+    while hooks.backlog() != (0, 3):
+        assert time.monotonic() < deadline, hooks.backlog()
+        await asyncio.sleep(0.02)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.base + "/metrics") as r:
+            fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
+    assert [s.value for s in fams["chatd_webhook_dead"].samples] == [3.0]
+
+
+async def test_delivered_after_a_restart(tmp_path):
+    """The event is queued while the receiver is down, the server is killed (-9), the
+    receiver comes up, the server restarts: the event arrives, signed, exactly as queued."""
+    from tests.procs import ServerProc, free_port
+
+    port = free_port()
+    proc = ServerProc(tmp_path, {"webhooks": {"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET,
+                                              "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "timeout_s": 1.0}})
+    await proc.astart()
+    receiver = Receiver()
+    try:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with aiohttp.ClientSession() as s:
+            async with s.put(f"{proc.base}/api/v1/orders/R-1", headers=headers, json={
+                "buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}}) as r:
+                assert r.status == 201
+            async with s.post(f"{proc.base}/api/v1/orders/R-1/messages", headers=headers,
+                              json={"client_id": "c1", "text": "parcel left the warehouse"}) as r:
+                ack = await r.json()
+                assert r.status == 201
+            # wait until a delivery attempt has failed (nobody listens on the port yet)
+            deadline = time.monotonic() + 10
+            while True:
+                async with s.get(f"{proc.base}/metrics") as r:
+                    fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
+                failed = sum(x.value for x in fams["chatd_webhook_deliveries"].samples
+                             if x.name.endswith("_total") and x.labels["result"] == "failed")
+                backlog = fams["chatd_webhook_backlog"].samples[0].value
+                if failed >= 1:
+                    break
+                assert time.monotonic() < deadline, "no failed attempt seen"
+                await asyncio.sleep(0.05)
+            assert backlog == 2
+        await proc.akill()
+        await receiver.start(port)
+        await proc.astart()
+        got = await receiver.wait_for(lambda rs: len(rs) >= 2, timeout=15)
+        assert sorted(r["json"]["recipient"]["id"] for r in got) == ["buyer1", "supplier1"]
+        for r in got:
+            check_signature(r)
+            assert r["json"]["message"]["seq"] == ack["seq"]
+            assert r["json"]["message"]["text"] == "parcel left the warehouse"
+            assert int(r["headers"]["X-Chatd-Attempt"]) >= 2
+    finally:
+        proc.stop()
+        await receiver.stop()
+
+
+async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, receiver):
+    """With [store] synchronous = "full" the batches (and the hooks) run on the writer thread."""
+    from chatd.app import create_app
+    from tests.admin.conftest import with_sections
+    from tests.admin.samples import png
+    from tests.admin.test_attachments import send, upload
+    from tests.conftest import Server, make_config
+    from tests.helpers import token
+
+    cfg = with_sections(make_config(tmp_path), {
+        "store": {"synchronous": "full"},
+        "webhooks": {"url": receiver.url, "secret": SECRET, "backoff_initial_s": 0.05}})
+    server = Server(await aiohttp_server(create_app(cfg)), cfg)
+    await server.order("FS-1")
+    buyer = await server.client("buyer1", "buyer")
+    try:
+        st, att = await upload(server.base, "FS-1", png(), "p.png", token("buyer1", "buyer"))
+        assert st == 201
+        ack = await send(buyer, "FS-1", "photo", [att["id"]])
+        assert ack["type"] == "ack"
+        got = await receiver.wait_for(lambda rs: len(rs) >= 2)
+        assert sorted(r["json"]["recipient"]["id"] for r in got) == ["rep1", "supplier1"]
+        assert got[0]["json"]["message"]["attachments"] == [att]
+        st, headers, body = await get(f"{server.base}/api/v1/attachments/{att['id']}", token("rep1", "sales_rep"))
+        assert st == 200 and body == png()
+    finally:
+        for c in server.clients:
+            await c.close()
