@@ -102,6 +102,8 @@ class Threads:
 
     async def apage(self, query: ThreadQuery, scope_user: str | None = None) -> dict:
         """`page` on a worker thread; participants' `online` filled in on the loop."""
+        if query.q:
+            await self.store.index_search()  # a search sees every message stored before it
         result = await asyncio.to_thread(self.page, query, scope_user)
         for t in result["threads"]:
             online = self.online(t["order"])

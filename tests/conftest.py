@@ -137,12 +137,17 @@ async def _cluster(tmp_path, request, limits) -> ClusterServer:
         if limits:
             sections["limits"] = dict(limits)
         nodes.append(ServerProc(d, sections))
-    for n in nodes:
-        n.spawn()
-    for n in nodes:
-        await n.await_ready()
-    for n in nodes:
-        await _relay_ok(n)
+    try:
+        for n in nodes:
+            n.spawn()
+        for n in nodes:
+            await n.await_ready()
+        for n in nodes:
+            await _relay_ok(n)
+    except BaseException:
+        for n in nodes:
+            n.stop()
+        raise
     return ClusterServer(nodes, make_config(tmp_path, **limits))
 
 

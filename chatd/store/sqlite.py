@@ -125,6 +125,7 @@ class SqliteStore:
         self._written_since_checkpoint = 0
         self._writer_task: asyncio.Task | None = None
         self._checkpoint_task: asyncio.Task | None = None
+        self._indexer_task: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
@@ -174,6 +175,7 @@ class SqliteStore:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chatd-writer")
         self._writer_task = asyncio.create_task(self._run_writer(), name="chatd-writer")
         self._checkpoint_task = asyncio.create_task(self._run_checkpoints(), name="chatd-checkpoint")
+        self._indexer_task = asyncio.create_task(self._run_indexer(), name="chatd-search-indexer")
 
     async def aclose(self) -> None:
         """Flush every queued write, then close. Idempotent."""
@@ -183,9 +185,10 @@ class SqliteStore:
         self._wakeup.set()
         if self._writer_task:
             await self._writer_task
-        if self._checkpoint_task:
-            self._checkpoint_task.cancel()
-            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+        for task in (self._checkpoint_task, self._indexer_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._aux:
             try:
                 await self._aux.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -299,6 +302,38 @@ class SqliteStore:
                     await self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:  # busy: try again next round
                 log.debug("checkpoint: %s", exc)
+
+    async def index_search(self, chunk: int = 5000) -> None:
+        """Add every message not yet in the full-text index, in bulk.
+
+        Runs through the writer (so several processes never index a message
+        twice), a chunk per transaction so the loop is never held for long.
+        Search is at most `_run_indexer`'s interval behind; a search first
+        calls this to read its own writes."""
+
+        def op(db):
+            done = db.execute("SELECT indexed_to FROM search_state WHERE id = 1").fetchone()[0]
+            top = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
+            upto = min(top, done + chunk)
+            if upto > done:
+                db.execute(
+                    "INSERT INTO messages_fts (rowid, text) SELECT l.id, m.text FROM message_log l "
+                    "JOIN messages m ON m.order_id = l.order_id AND m.seq = l.seq WHERE l.id > ? AND l.id <= ?",
+                    (done, upto),
+                )
+                db.execute("UPDATE search_state SET indexed_to = ? WHERE id = 1", (upto,))
+            return upto < top
+
+        while await self._write(op):
+            pass
+
+    async def _run_indexer(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.index_search()
+            except ChatError as exc:  # store trouble: the next round tries again
+                log.warning("search indexer: %s", exc.message)
 
     # --- for feature modules (threads, attachments, webhooks) ---------------
 

@@ -261,6 +261,10 @@ async def test_redis_killed_and_restarted_loses_nothing(cluster_factory, redis_p
         await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
     # while Redis is down: persistence and local delivery go on
     await asyncio.gather(post(poster_a, 20, "c"), post(poster_b, 20, "d"))
+    local = [f["text"] for f in a.frames if f.get("type") == "message" and f["text"].startswith("c")]
+    assert local == [f"c{k}" for k in range(20)]  # A's own messages reached A's member at once
+    st, page = await c.api(1, "GET", "/api/v1/orders/o4/messages?after=0&limit=200")
+    assert [m["seq"] for m in page["messages"]] == list(range(1, 81))  # and all were stored
     await asyncio.to_thread(redis_proc.start)
     for node in c.nodes:
         await wait_for(lambda node=node: health(node.base).get("relay") == "ok", what="relay back")
@@ -307,3 +311,60 @@ async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
             await cl.close()
         code = await asyncio.to_thread(proc.stop)
         assert code == 0, proc.log()
+
+
+async def test_subscriptions_follow_local_interest(cluster_factory, redis_proc):
+    """Each instance subscribes to the rooms and users it has connections for, not to a pattern."""
+    import redis.asyncio as aioredis
+
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o6", ORDER)
+    r = aioredis.from_url(redis_proc.url)
+    try:
+        async def channels():
+            return {ch.decode() for ch in await r.pubsub_channels("chatd:*")}
+
+        assert "chatd:room:o6" not in await channels()
+        assert await r.execute_command("PUBSUB", "NUMPAT") == 0
+        buyer = await c.client(0, "buyer1", "buyer")
+        await wait_for(channels_has(r, "chatd:user:buyer1"), what="user channel")
+        await buyer.join("o6")
+        await wait_for(channels_has(r, "chatd:room:o6"), what="room channel")
+        assert (await r.pubsub_numsub("chatd:room:o6"))[0][1] == 1  # only the instance with a member
+        await buyer.send({"type": "leave", "order": "o6"})
+        await buyer.expect("left")
+        await wait_for(channels_has(r, "chatd:room:o6", present=False), what="room unsubscribed")
+        await buyer.close()
+        await wait_for(channels_has(r, "chatd:user:buyer1", present=False), what="user unsubscribed")
+    finally:
+        await r.aclose()
+
+
+def channels_has(r, channel: str, present: bool = True):
+    async def check():
+        names = {ch.decode() for ch in await r.pubsub_channels("chatd:*")}
+        return (channel in names) == present
+
+    return check
+
+
+async def test_workers_need_a_redis_relay(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.procs import ROOT, child_env
+
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "chatd", "serve", "--workers", "2"],
+        cwd=tmp_path, env=child_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode != 0
+    assert "--workers > 1 needs a Redis relay" in out.stderr
+
+
+async def test_readyz_reports_relay(cluster_factory):
+    c = await cluster_factory(2)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(c.nodes[1].base + "/readyz") as r:
+            assert r.status == 200
+            assert await r.json() == {"ready": True, "relay": "ok"}
