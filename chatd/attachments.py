@@ -30,7 +30,8 @@ from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
 from chatd.errors import BadRequest, NotFound, TooLarge
 from chatd.store.records import OrderRecord
-from chatd.store.sqlite import SqliteStore, now_ms
+from chatd.store.rows import now_ms
+from chatd.store.sqlite import SqliteStore
 from chatd.wire import AttachmentRef, Message
 
 log = logging.getLogger("chatd.attachments")

@@ -21,7 +21,8 @@ from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.store.records import OrderChange, OrderRecord, Posted
-from chatd.store.sqlite import Actor, SqliteStore
+from chatd.store.rows import Actor
+from chatd.store.sqlite import SqliteStore
 from chatd.wire import (
     Ack,
     HistoryPage,

@@ -18,7 +18,7 @@ from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat
 from chatd.errors import BadRequest, ChatError, Forbidden, NotFound, Unauthorized
 from chatd.store.records import OrderRecord, Person
-from chatd.store.sqlite import Actor
+from chatd.store.rows import Actor
 from chatd.wire import encode
 
 log = logging.getLogger("chatd.http")

@@ -25,7 +25,8 @@ import msgspec
 
 from chatd.errors import BadRequest, Conflict
 from chatd.store.records import OrderRecord
-from chatd.store.sqlite import _MSG_COLS, SqliteStore, _message, _order
+from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.store.sqlite import SqliteStore
 from chatd.wire import Message
 
 _ORDER_COLS = (
@@ -137,7 +138,7 @@ class Threads:
                 rows = self._first(db, where, args, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
-            threads = [self._entry(db, _order(r[:15]), r[15], query) for r in rows]
+            threads = [self._entry(db, order_from_row(r[:15]), r[15], query) for r in rows]
             if fts is not None and rows:
                 self._add_matches(db, threads, fts)
         finally:
@@ -212,7 +213,7 @@ class Threads:
         return rows[:n]
 
     def _entry(self, db, order: OrderRecord, activity: int, query: ThreadQuery) -> dict:
-        last = self._message(db, order.id, order.last_seq) if order.last_seq else None
+        last = self.message_from_row(db, order.id, order.last_seq) if order.last_seq else None
         entry = {
             "order": order.id,
             "status": order.status,
@@ -243,9 +244,9 @@ class Threads:
         for t in threads:
             seqs = found.get(t["order"], [])
             t["match_count"] = len(seqs)
-            t["matches"] = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := self._message(db, t["order"], seq))]
+            t["matches"] = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := self.message_from_row(db, t["order"], seq))]
 
     @staticmethod
-    def _message(db, order_id: str, seq: int) -> Message | None:
-        row = db.execute(f"SELECT {_MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
-        return _message(order_id, row) if row else None
+    def message_from_row(db, order_id: str, seq: int) -> Message | None:
+        row = db.execute(f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
+        return message_from_row(order_id, row) if row else None

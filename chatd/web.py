@@ -21,7 +21,7 @@ from chatd.appkeys import CHAT, CONFIG
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
 from chatd.errors import NotFound, Unauthorized
-from chatd.store.sqlite import Actor
+from chatd.store.rows import Actor
 
 log = logging.getLogger("chatd.web")
 

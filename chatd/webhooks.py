@@ -34,7 +34,8 @@ import msgspec
 from chatd import metrics
 from chatd.config import WebhooksConfig
 from chatd.store.records import OrderRecord
-from chatd.store.sqlite import SqliteStore, now_ms
+from chatd.store.rows import now_ms
+from chatd.store.sqlite import SqliteStore
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.webhooks")

@@ -243,7 +243,8 @@ async def test_full_text_search_words_prefixes_and_notes(server):
 
 async def test_search_index_survives_restart_and_backfills(tmp_path):
     """The index is kept by a trigger in the message's transaction: what is stored is searchable."""
-    from chatd.store.sqlite import Actor, SqliteStore
+    from chatd.store.rows import Actor
+    from chatd.store.sqlite import SqliteStore
     from chatd.store.records import Person
     from chatd.threads import Threads, ThreadQuery
 
