@@ -124,6 +124,9 @@ class SqliteStore(Reads, Writes):
                 await asyncio.gather(task, return_exceptions=True)
         if self._aux:
             try:
+                # Leave a short WAL behind, but never wait for it: another
+                # process on the same file may be busy (or shutting down too).
+                await self._aux.execute("PRAGMA busy_timeout = 0")
                 await self._aux.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass

@@ -309,7 +309,7 @@ async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
     finally:
         for cl in clients:
             await cl.close()
-        code = await asyncio.to_thread(proc.stop)
+        code = await asyncio.to_thread(proc.stop, 30)
         assert code == 0, proc.log()
 
 
