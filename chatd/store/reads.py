@@ -11,6 +11,9 @@ from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_
 from chatd.wire import Message
 
 
+_NO_END = 1 << 62  # above every seq
+
+
 class Reads:
     """Mixed into SqliteStore: needs `self._r` (sqlite3) and `self._aux` (aiosqlite)."""
 
@@ -18,47 +21,37 @@ class Reads:
         row = self._r.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
         return order_from_row(row) if row else None
 
+    def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
+              newest: bool) -> tuple[list[Message], bool]:
+        """Up to `limit` messages with above < seq < below, ascending, taken from the
+        newest end or the oldest; and whether more were left out."""
+        notes = "" if sees_notes else " AND kind != 'note'"
+        rows = self._r.execute(
+            f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ? AND seq < ?{notes} "
+            f"ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
+            (order_id, above, below, limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if newest:
+            rows.reverse()
+        return [message_from_row(order_id, r) for r in rows], more
+
     def history(
         self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         """The newest `limit` below `before`, or the oldest `limit` above `after`."""
-        notes = "" if sees_notes else " AND kind != 'note'"
         if after is not None:
-            rows = self._r.execute(
-                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} "
-                "ORDER BY seq LIMIT ?",
-                (order_id, after, limit + 1),
-            ).fetchall()
-            more = len(rows) > limit
-            rows = rows[:limit]
-        else:
-            rows = self._r.execute(
-                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq < ?{notes} "
-                "ORDER BY seq DESC LIMIT ?",
-                (order_id, before if before is not None else 1 << 62, limit + 1),
-            ).fetchall()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            rows.reverse()
-        return [message_from_row(order_id, r) for r in rows], more
+            return self._page(order_id, sees_notes, after, _NO_END, limit, newest=False)
+        return self._page(order_id, sees_notes, 0, _NO_END if before is None else before, limit, newest=True)
 
     def replay(
         self, order_id: str, sees_notes: bool, since: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        """Messages after `since` (all of them up to `limit`, newest kept), or the newest `limit`."""
-        if since is None:
-            msgs, _ = self.history(order_id, sees_notes, None, None, limit)
-            return msgs, False
-        notes = "" if sees_notes else " AND kind != 'note'"
-        rows = self._r.execute(
-            f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} "
-            "ORDER BY seq DESC LIMIT ?",
-            (order_id, since, limit + 1),
-        ).fetchall()
-        truncated = len(rows) > limit
-        rows = rows[:limit]
-        rows.reverse()
-        return [message_from_row(order_id, r) for r in rows], truncated
+        """Messages after `since` (all of them up to `limit`, newest kept; the flag
+        says some were left out), or without `since` the newest `limit`."""
+        msgs, more = self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
+        return msgs, more and since is not None
 
     def marker(self, order_id: str, user_id: str, sees_notes: bool, last_seq: int) -> tuple[int, int, int]:
         """(read_seq, unread, last visible seq) for a user on an order."""
