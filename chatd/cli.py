@@ -64,7 +64,12 @@ def _log_long_collections(phase: str, info: dict) -> None:
 
 
 def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
+    import faulthandler
+    import signal
+
     from chatd.app import create_app
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack
 
     if cfg.dev_secret:
         log.warning(
