@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 
 def check(workers: int, broker_url: str) -> None:
@@ -25,17 +26,31 @@ def check(workers: int, broker_url: str) -> None:
         raise SystemExit("chatd: --workers > 1 needs SO_REUSEPORT, which this OS does not have")
 
 
-def run(workers: int, child_args: list[str]) -> int:
-    """Run `workers` children of `python -m chatd serve <child_args> --reuse-port`."""
+def run(workers: int, child_args: list[str], grace_s: float = 20.0) -> int:
+    """Run `workers` children of `python -m chatd serve <child_args> --reuse-port`.
+
+    SIGTERM/SIGINT are passed on; a worker still running `grace_s` after that
+    is killed (what it acknowledged is already stored), so a stop is bounded.
+    """
     cmd = [sys.executable, "-m", "chatd", "serve", *child_args, "--reuse-port"]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    stop_by: list[float] = []
 
     def forward(signum, _frame):
+        if not stop_by:
+            stop_by.append(time.monotonic() + grace_s)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [p.wait() for p in procs]
-    return max((abs(c) for c in codes), default=0)
+    while any(p.poll() is None for p in procs):
+        if stop_by and time.monotonic() > stop_by[0]:
+            for p in procs:
+                if p.poll() is None:
+                    print(f"chatd: worker {p.pid} did not stop in {grace_s:.0f}s; killing it",
+                          file=sys.stderr, flush=True)
+                    p.kill()
+        time.sleep(0.2)
+    return max((abs(p.returncode) for p in procs), default=0)

@@ -94,11 +94,14 @@ class RedisBroker:
     async def aclose(self) -> None:
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-        if self._redis is not None:
-            await self._redis.aclose()
+        # A connection wedged under load must not hold up the shutdown.
+        await asyncio.wait(self._tasks, timeout=2.0)
+        for closing in (self._pubsub, self._redis):
+            if closing is not None:
+                try:
+                    await asyncio.wait_for(closing.aclose(), 2.0)
+                except (TimeoutError, RedisError, OSError) as exc:
+                    log.warning("relay close: %r", exc)
         self._handler = None
 
     # --- publishing ----------------------------------------------------------
@@ -223,7 +226,9 @@ class RedisBroker:
                 sync = asyncio.create_task(self._keep_subscriptions(pubsub))
                 try:
                     while True:
-                        msg = await pubsub.get_message(timeout=self.canary_interval_s)
+                        # bounded twice: a wedged read must not outlive the canary check
+                        msg = await asyncio.wait_for(pubsub.get_message(timeout=self.canary_interval_s),
+                                                     3 * self.canary_interval_s)
                         now = time.monotonic()
                         stale = 3 * self.canary_interval_s
                         if now - max(self._last_canary, since) > stale:
@@ -248,7 +253,7 @@ class RedisBroker:
                 log.exception("relay subscriber failed")
                 self._mark_down("subscriber crashed")
             try:
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), 2.0)
             except Exception:  # noqa: BLE001
                 pass
             await asyncio.sleep(delay)
