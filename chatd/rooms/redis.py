@@ -227,8 +227,9 @@ class RedisBroker:
                 try:
                     while True:
                         # bounded twice: a wedged read must not outlive the canary check
-                        msg = await asyncio.wait_for(pubsub.get_message(timeout=self.canary_interval_s),
-                                                     3 * self.canary_interval_s)
+                        # (asyncio.timeout: no task per message, unlike wait_for)
+                        async with asyncio.timeout(3 * self.canary_interval_s):
+                            msg = await pubsub.get_message(timeout=self.canary_interval_s)
                         now = time.monotonic()
                         stale = 3 * self.canary_interval_s
                         if now - max(self._last_canary, since) > stale:
