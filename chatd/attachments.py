@@ -32,6 +32,7 @@ from chatd.errors import BadRequest, NotFound, TooLarge
 from chatd.store.records import OrderRecord
 from chatd.store.rows import now_ms
 from chatd.store.sqlite import SqliteStore
+from chatd.tasks import stop
 from chatd.wire import AttachmentRef, Message
 
 log = logging.getLogger("chatd.attachments")
@@ -264,10 +265,8 @@ class Attachments:
         self._task = asyncio.create_task(self._run_cleanup(), name="chatd-attachments-cleanup")
 
     async def aclose(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop(self._task)
+        self._task = None
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256

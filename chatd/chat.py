@@ -23,6 +23,7 @@ from chatd.rooms.hub import Conn, Hub
 from chatd.store.records import OrderChange, OrderRecord, Posted
 from chatd.store.rows import Actor
 from chatd.store.sqlite import SqliteStore
+from chatd.tasks import stop
 from chatd.wire import (
     Ack,
     HistoryPage,
@@ -79,10 +80,7 @@ class Chat:
             self._catcher = asyncio.create_task(self._run_catch_up(catch_up_s), name="chatd-catch-up")
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._sweeper, self._catcher) if t]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(self._sweeper, self._catcher)
 
     def online(self, order_id: str) -> frozenset[str]:
         """Participants with a connection joined to the order, on any instance."""

@@ -36,6 +36,7 @@ from chatd.config import WebhooksConfig
 from chatd.store.records import OrderRecord
 from chatd.store.rows import now_ms
 from chatd.store.sqlite import SqliteStore
+from chatd.tasks import stop
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.webhooks")
@@ -93,10 +94,8 @@ class Webhooks:
 
     async def aclose(self) -> None:
         """Stop delivering; events in flight stay in the outbox and go out after a restart."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop(self._task)
+        self._task = None
         if self._session:
             await self._session.close()
             self._session = None

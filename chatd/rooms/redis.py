@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.tasks import stop
 
 log = logging.getLogger("chatd.relay")
 
@@ -244,8 +245,7 @@ class RedisBroker:
                             # what was published before is in the store.
                             self._handler.resync([msg["channel"][11:].decode()])
                 finally:
-                    sync.cancel()
-                    await asyncio.gather(sync, return_exceptions=True)
+                    await stop(sync)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

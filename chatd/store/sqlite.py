@@ -32,6 +32,7 @@ from chatd.store.migrations import migrate
 from chatd.store.reads import Reads
 from chatd.store.records import OrderRecord
 from chatd.store.writes import Writes
+from chatd.tasks import stop
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.store")
@@ -118,10 +119,7 @@ class SqliteStore(Reads, Writes):
         self._wakeup.set()
         if self._writer_task:
             await self._writer_task
-        for task in (self._checkpoint_task, self._indexer_task):
-            if task:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await stop(self._checkpoint_task, self._indexer_task)
         if self._aux:
             try:
                 # Leave a short WAL behind, but never wait for it: another
