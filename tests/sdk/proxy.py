@@ -12,7 +12,7 @@ class Proxy:
         self.target_port = target_port
         self.port = 0
         self.refuse = False  # new connections are closed at once
-        self.drop_replies = False  # bytes from the server are thrown away
+        self._muted: set[asyncio.StreamWriter] = set()  # clients the server's bytes no longer reach
         self.upstream_bytes = 0  # bytes the clients have sent, in total
         self._sent = asyncio.Condition()
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
@@ -57,10 +57,15 @@ class Proxy:
                     async with self._sent:
                         self.upstream_bytes += len(data)
                         self._sent.notify_all()
-                elif not self.drop_replies:
+                elif dst not in self._muted:
                     dst.write(data)
         except (ConnectionError, OSError):
             pass
+
+    def mute(self) -> None:
+        """From now on, nothing the server says on the open connections reaches
+        their clients, even bytes already read; later connections are not muted."""
+        self._muted.update(client for client, _ in self._pairs)
 
     def _close(self, pair) -> None:
         self._pairs.discard(pair)

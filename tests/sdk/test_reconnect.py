@@ -111,12 +111,11 @@ async def test_send_whose_ack_was_lost_is_retried_and_stored_once(own_proc):
                 client.connect(own_proc.base, token("bot1", "bot", **BOT), reconnect=False) as watcher:
             await watcher.join(order)
             await sender.send(order, "before")
-            proxy.drop_replies = True  # from here on nothing the server says reaches the sender
+            proxy.mute()  # from here on nothing the server says reaches the sender
             sending = asyncio.create_task(sender.send(order, "exactly once", client_id="cid-lost-ack"))
             stored = [m for m in await messages(watcher, 2) if m.text == "exactly once"]
             assert len(stored) == 1 and not sending.done()
             own_proc.kill()
-            proxy.drop_replies = False
             await own_proc.astart()
             ack = await asyncio.wait_for(sending, 30)
         assert (ack.seq, ack.duplicate, ack.client_id) == (stored[0].seq, True, "cid-lost-ack")
