@@ -186,28 +186,32 @@ class Threads:
     @staticmethod
     def _after(db, where: list[str], args: list, as_of: int, act: int, oid: str, n: int) -> list:
         """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
-        changed = [r[0] for r in db.execute(
-            "SELECT DISTINCT order_id FROM message_log WHERE id > ? LIMIT ?", (as_of, MAX_CHANGED + 1)
-        )]
+        # each thread with news since the snapshot, and its first seq after it
+        changed = dict(db.execute(
+            "SELECT order_id, MIN(seq) FROM message_log WHERE id > ? GROUP BY order_id LIMIT ?",
+            (as_of, MAX_CHANGED + 1),
+        ).fetchall())
         if len(changed) > MAX_CHANGED:
             raise Conflict("the cursor is too old: start again from the first page")
+        changed_json = msgspec.json.encode(changed).decode()
         cond = " AND ".join(where) or "1"
         keyset = f"({_ACTIVITY} < ? OR ({_ACTIVITY} = ? AND o.id < ?))"
         # threads without news since the snapshot: their activity now is their activity then
         rows = db.execute(
             f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} AND {keyset} "
-            "AND NOT EXISTS (SELECT 1 FROM message_log l WHERE l.order_id = o.id AND l.id > ?) "
+            "AND o.id NOT IN (SELECT key FROM json_each(?)) "
             f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
-            (*args, act, act, oid, as_of, n),
+            (*args, act, act, oid, changed_json, n),
         ).fetchall()
         if changed:
-            # threads with news: their activity as of the snapshot
+            # threads with news: their activity as of the snapshot is their last
+            # message before the first one after it (seq and log id grow together)
             rows += db.execute(
-                f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT l.ts FROM message_log l "
-                "WHERE l.order_id = o.id AND l.id <= ? ORDER BY l.id DESC LIMIT 1), o.created_ts) AS act "
-                f"FROM orders o WHERE o.id IN (SELECT value FROM json_each(?)) AND {cond}) "
+                f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT m.ts FROM messages m "
+                "WHERE m.order_id = o.id AND m.seq = c.value - 1), o.created_ts) AS act "
+                f"FROM json_each(?) c JOIN orders o ON o.id = c.key WHERE {cond}) "
                 "WHERE act < ? OR (act = ? AND id < ?)",
-                (as_of, msgspec.json.encode(changed).decode(), *args, act, act, oid),
+                (changed_json, *args, act, act, oid),
             ).fetchall()
             rows.sort(key=lambda r: (r[15], r[0]), reverse=True)
         return rows[:n]
