@@ -258,6 +258,7 @@
     this.unread = 0;
     this.readSeq = 0;             // our read marker as far as we know
     this.dividerAfter = null;     // "new messages" divider before the first unread above this seq
+    this.unreadPages = 0;         // earlier pages fetched to reach the first unread on opening
     this.receipts = new Map();    // user id -> seq
     this.typers = new Map();      // user id -> {name, timer}
     this.typingActive = false;
@@ -1224,7 +1225,14 @@
       var delta = snap.anchor.getBoundingClientRect().top - sc.getBoundingClientRect().top - snap.offset;
       this._scrollTo(sc.scrollTop + delta);
     }
-    if (this.anchorExpired && !this.awaitReplay) this.initialAnchor = false;
+    // More unread than the replay holds: fetch earlier pages (at most 10) until
+    // the first unread is loaded, so the chat opens on the divider, not above it.
+    if (this.initialAnchor && this.dividerAfter !== null && this.oldestSeq !== null &&
+        this.oldestSeq > this.dividerAfter + 1 && this._canLoadMore() && !this.loadingMore && this.unreadPages < 10) {
+      this.unreadPages++;
+      this._loadMore();
+    }
+    if (this.anchorExpired && !this.awaitReplay && !this.loadingMore) this.initialAnchor = false;
     this.stick = this._nearBottom();
     this._renderTop();
     this._renderJump();

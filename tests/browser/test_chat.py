@@ -148,6 +148,24 @@ async def test_read_waits_until_scrolled_into_view(server, open_chat):
     await expect(supplier.badge).to_be_hidden()
 
 
+async def test_more_unread_than_a_page_opens_at_the_first_unread(server, open_chat):
+    """The join replays the newest 50; with 120 unread the widget fetches back
+    to the first unread so the divider sits on it, in view."""
+    await put_order(server.base, "o-many-unread")
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 131):
+        assert (await bot.post("o-many-unread", f"Update {i:03d}"))["type"] == "ack"
+    st, _ = await api(server.base, "POST", "/api/v1/orders/o-many-unread/read", {"user": "sam", "seq": 10})
+    assert st == 200
+    supplier = await open_chat(server.base, "o-many-unread", SAM, height=520)
+    first_unread = supplier.page.locator(".chatd-divider + [role=listitem]")
+    await expect(first_unread).to_contain_text("Update 011")
+    await expect(supplier.message("Update 011")).to_be_in_viewport()
+    await expect(supplier.message("Update 130")).not_to_be_in_viewport()
+    await expect(supplier.message("Update 010")).to_be_attached()  # read ones above it are loaded too
+    await expect(supplier.badge).to_have_text("99+")  # only what was on screen was read
+
+
 async def test_buyer_never_sees_a_note(server, open_chat):
     await put_order(server.base, "o-notes")
     rita = await server.client("rita", "sales_rep", name="Rita Rep")
