@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
+from chatd import contact_filter
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
@@ -256,6 +257,7 @@ class Attachments:
         self.ttl_ms = int(cfg.unreferenced_ttl_s * 1000)
         self.interval_s = cfg.cleanup_interval_s
         self.max_per_message = cfg.max_per_message
+        self.contact_filter = "off"  # [filter] mode, set by chatd.features
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task | None = None
 
@@ -281,11 +283,19 @@ class Attachments:
             raise NotFound("no such order", ref=order_id)
         return order, role
 
+    def _screen_name(self, name: str, role: str) -> str:
+        """A file name reaches the other side with the message, like its text:
+        the contact filter applies to it (whether the file will go with a note
+        is not known yet). `block` refuses the upload, `mask` keeps the masked name."""
+        if self.contact_filter == "off" or not contact_filter.applies(role, "text"):
+            return name
+        return contact_filter.screen(name, self.contact_filter)[0]
+
     async def upload(self, ident: Identity, order_id: str, filename: str | None,
                      chunks: AsyncIterator[bytes]) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
-        self._role(ident, order_id)
-        name = clean_name(filename)
+        _, role = self._role(ident, order_id)
+        name = self._screen_name(clean_name(filename), role)
         tmp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         text = TextCheck()

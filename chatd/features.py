@@ -36,6 +36,7 @@ async def resources(app: web.Application):
     chat = app[CHAT]
     store = chat.store
     attachments = Attachments(store, attachments_dir(cfg), cfg.attachments)
+    attachments.contact_filter = cfg.filter.mode
     await attachments.start()
     store.message_hooks.append(attachments.on_message)
     chat.attachments = attachments

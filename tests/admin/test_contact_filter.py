@@ -14,7 +14,9 @@ import pytest
 
 from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
-from tests.helpers import request
+from tests.admin import samples
+from tests.admin.test_attachments import upload
+from tests.helpers import request, token
 
 HERE = Path(__file__).parent
 
@@ -211,3 +213,23 @@ async def test_mask_applies_to_status_text_and_rest_is_exempt(server):
     assert r["type"] == "ack"
     st, page = await server.api("GET", "/api/v1/orders/CF-3/messages")
     assert page["messages"][0]["text"] == "shipped, call [phone removed]"
+
+
+@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
+                         ids=["block", "mask"])
+async def test_attachment_names_are_screened(server, sections):
+    """A file name travels with the message: "call me 555 123 4567.pdf" is
+    refused or masked like text; staff are exempt; ordinary names pass."""
+    await server.order("CF-F")
+    mode = sections["filter"]["mode"]
+    contact = "call me 555 123 4567.pdf"
+    st, body = await upload(server.base, "CF-F", samples.pdf(2000), contact, token("buyer1", "buyer"))
+    if mode == "block":
+        assert st == 422 and body["error"]["code"] == "blocked_content" and "phone" in body["error"]["message"]
+    else:
+        assert st == 201 and "555" not in body["name"] and body["name"].endswith(".pdf")
+    st, body = await upload(server.base, "CF-F", samples.pdf(2000), contact, token("boss", "staff"))
+    assert st == 201 and body["name"] == contact
+    for name in ("IMG_20240315_123456.jpg", "Screenshot 2024-03-15 at 10.22.33.png", "order 12345.pdf"):
+        st, body = await upload(server.base, "CF-F", samples.pdf(2000), name, token("supplier1", "supplier"))
+        assert st == 201 and body["name"] == name
