@@ -53,7 +53,7 @@ class SqliteStore(Reads, Writes):
         self.path = path
         self.synchronous = synchronous
         self.max_batch = max_batch
-        self.checkpoint_interval_s = 1.0
+        self.checkpoint_interval_s = 0.5  # 6,000 msgs/s: p99 16-31 ms; at 1 s 23-71 ms (6 runs each)
         self._queue: list[_Op] = []
         self._wakeup = asyncio.Event()
         self._write_lock = asyncio.Lock()  # held per batch; a checkpoint's tail holds it too
@@ -226,7 +226,7 @@ class SqliteStore(Reads, Writes):
             log.exception("write failed")
             return Internal(f"store error: {exc}")
 
-    async def _run_checkpoints(self, interval_s: float = 1.0, tail_frames: int = 512) -> None:
+    async def _run_checkpoints(self, interval_s: float, tail_frames: int = 512) -> None:
         """Keep the WAL short. A checkpoint that runs beside a busy writer never
         catches up, and SQLite only rewinds the WAL after one that did, so:
         copy while writes go on until what is left is short, then that tail
