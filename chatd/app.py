@@ -16,16 +16,21 @@ from chatd.errors import CloseCode
 from chatd.rooms.broker import LocalBroker
 from chatd.rooms.hub import Hub
 from chatd.store.sqlite import SqliteStore
+from chatd.wire import Presence, encode_frame
 from chatd.web import add_routes as add_web_routes
 
 log = logging.getLogger("chatd")
+
+
+def presence_frame(order: str, user: str, online: bool) -> bytes:
+    return encode_frame(Presence(order, user, online))
 
 
 def make_broker(cfg: Config):
     if cfg.broker.url:
         from chatd.rooms.redis import RedisBroker
 
-        return RedisBroker(cfg.broker.url)
+        return RedisBroker(cfg.broker.url, presence_frame)
     return LocalBroker()
 
 

@@ -5,7 +5,8 @@ published for the others. Each instance subscribes only to the rooms and users
 it has local connections for, in batches. Pub/sub is best effort: the store is
 the truth, and after a reconnect the handler's `resync()` refills what was
 missed. A canary published through Redis every second proves the round trip
-for `/healthz`. Presence counts per (order, user) live in Redis hashes.
+for `/healthz`, and doubles as this instance's heartbeat for presence
+(chatd.rooms.redis_presence: a crashed instance's users go offline).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from chatd.rooms import redis_presence as rp
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.tasks import stop
 
@@ -59,8 +61,9 @@ def user_channel(user: str) -> str:
 class RedisBroker:
     """See chatd.rooms.broker.Broker for the contract."""
 
-    def __init__(self, url: str, canary_interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
         self.url = url
+        self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.canary_interval_s = canary_interval_s
         self.healthy = False
@@ -78,6 +81,8 @@ class RedisBroker:
         self._tasks: list[asyncio.Task] = []
         self._online: dict[str, set[str]] = {}  # order -> users online anywhere (rooms we watch)
         self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
+        self._mine: set[tuple[str, str]] = set()  # (order, user) with a connection here
+        self._synced = False  # our holdings were put in Redis since we (re)connected
         self.dropped = 0
 
     # --- lifecycle --------------------------------------------------------
@@ -85,6 +90,9 @@ class RedisBroker:
     async def start(self, handler) -> None:
         self._handler = handler
         self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        self._change = self._redis.register_script(rp.CHANGE)
+        self._reap = self._redis.register_script(rp.REAP)
+        self._sync = self._redis.register_script(rp.SYNC)
         self._wanted.add(self._canary_channel)
         self._tasks = [
             asyncio.create_task(self._run_subscriber(), name="chatd-relay-sub"),
@@ -97,6 +105,11 @@ class RedisBroker:
             t.cancel()
         # A connection wedged under load must not hold up the shutdown.
         await asyncio.wait(self._tasks, timeout=2.0)
+        try:  # leave the cluster now rather than when the heartbeat runs out
+            async with asyncio.timeout(2.0):
+                await self._reap_instance(self.instance, deliver=False)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("relay: leaving presence: %r", exc)
         for closing in (self._pubsub, self._redis):
             if closing is not None:
                 try:
@@ -117,7 +130,11 @@ class RedisBroker:
 
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
         """A user's first (last) local connection joined (left) `order`: count it
-        in Redis; only the instance that moves the count across 0 tells the room."""
+        in Redis; only the instance that moves the user across nobody/somebody tells the room."""
+        if online:
+            self._mine.add((order, user))
+        else:
+            self._mine.discard((order, user))
         self._queue.append(("presence", order, user, online, data))
         self._queue_event.set()
 
@@ -146,22 +163,93 @@ class RedisBroker:
     async def _send(self, batch: list[tuple]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         presence = []
+        keys = [rp.REGISTRY, rp.owned_key(self.instance)]
         for item in batch:
             if item[0] == "publish":
                 pipe.publish(item[1], item[2])
             else:
                 _, order, user, online, data = item
-                pipe.hincrby(f"chatd:presence:{order}", user, 1 if online else -1)
+                await self._change(keys=keys, args=[self.instance, rp.member(order, user), int(online)], client=pipe)
                 presence.append((len(pipe.command_stack) - 1, order, user, online, data))
         results = await pipe.execute()
         for index, order, user, online, data in presence:
-            count = results[index]
-            if (online and count == 1) or (not online and count <= 0):
-                ev = RoomEvent(order, data)
-                self._apply_presence(order, user, online)
-                self._handler.deliver_room(ev)
-                env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
-                self._enqueue(room_channel(order), _encode(env))
+            if results[index] == 0:  # no other live instance holds them here
+                self._announce(order, user, online, data)
+
+    def _announce(self, order: str, user: str, online: bool, data: bytes | None = None,
+                  deliver: bool = True) -> None:
+        """`user` went online (offline) in `order` across all instances: tell the room everywhere."""
+        ev = RoomEvent(order, data or self.presence_frame(order, user, online))
+        self._apply_presence(order, user, online)
+        if deliver:
+            self._handler.deliver_room(ev)
+        env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
+        self._enqueue(room_channel(order), _encode(env))
+
+    # --- presence bookkeeping (see chatd.rooms.redis_presence) -------------------
+
+    async def _heartbeat(self) -> None:
+        """Keep our `alive` key fresh; take over the holdings of instances whose key ran out."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(rp.alive_key(self.instance), b"1", px=rp.ALIVE_MS)
+        pipe.sismember(rp.REGISTRY, self.instance)
+        pipe.smembers(rp.REGISTRY)
+        _, registered, instances = await pipe.execute()
+        if not registered and self._synced:
+            await self._sync_presence()  # taken for dead while cut off: put our holdings back
+        others = [i.decode() for i in instances if i.decode() != self.instance]
+        if not others:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for i in others:
+            pipe.exists(rp.alive_key(i))
+        for inst, alive in zip(others, await pipe.execute()):
+            if not alive:
+                await self._reap_instance(inst)
+
+    async def _reap_instance(self, inst: str, deliver: bool = True) -> None:
+        gone = await self._reap(keys=[rp.REGISTRY, rp.owned_key(inst)], args=[inst])
+        if gone:
+            log.info("relay: instance %s is gone; %d room presences ended", inst, len(gone))
+        for m in gone:
+            order, user = rp.split(m)
+            self._announce(order, user, False, deliver=deliver)
+        if not deliver and self._queue:
+            await self._send(self._queue)  # the publisher has stopped: send the news ourselves
+            self._queue = []
+
+    async def _sync_presence(self) -> None:
+        """Make Redis hold exactly what we hold (after a reconnect: Redis may have
+        restarted empty, or another instance may have taken us for dead)."""
+        self._synced = True
+        members = [rp.member(o, u) for o, u in self._mine]
+        on, off = await self._sync(keys=[rp.REGISTRY, rp.owned_key(self.instance)], args=[self.instance, *members])
+        for m in on:
+            self._announce(*rp.split(m), True)
+        for m in off:
+            self._announce(*rp.split(m), False)
+
+    async def _reload_presence(self) -> None:
+        """Re-read who is online in every watched room; tell our members about
+        changes they missed while the relay was down."""
+        orders = list(self._online)
+        if not orders:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for o in orders:
+            pipe.hkeys(rp.presence_key(o))
+        pipe.smembers(rp.REGISTRY)
+        *fields, registered = await pipe.execute()
+        for order, f in zip(orders, fields):
+            users = self._online.get(order)
+            if users is None:
+                continue
+            now = rp.holders(f, registered)
+            for user in now ^ users:
+                if (order, user) not in self._mine:  # ours: the local hub knows already
+                    self._handler.deliver_room(RoomEvent(order, self.presence_frame(order, user, user in now)))
+            users.clear()
+            users.update(now)
 
     def _apply_presence(self, order: str, user: str, online: bool) -> None:
         users = self._online.get(order)
@@ -192,13 +280,16 @@ class RedisBroker:
 
     async def _load_presence(self, order: str) -> None:
         try:
-            counts = await self._redis.hgetall(f"chatd:presence:{order}")
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hkeys(rp.presence_key(order))
+            pipe.smembers(rp.REGISTRY)
+            fields, registered = await pipe.execute()
         except (RedisError, OSError):
             self._loading.pop(order, None)
             return
         users = self._online.get(order)
         if users is not None:
-            users.update(k.decode() for k, v in counts.items() if int(v) > 0)
+            users.update(rp.holders(fields, registered))
         self._loading.pop(order, None)
 
     def watch_user(self, user: str, on: bool) -> None:
@@ -223,6 +314,9 @@ class RedisBroker:
                 since = time.monotonic()
                 delay = 0.1
                 log.info("relay subscribed (%d channels)", len(self._subscribed))
+                async with asyncio.timeout(5.0):
+                    await self._sync_presence()
+                    await self._reload_presence()
                 self._handler.resync()  # whatever was missed while down comes from the store
                 sync = asyncio.create_task(self._keep_subscriptions(pubsub))
                 try:
@@ -301,7 +395,9 @@ class RedisBroker:
         while True:
             try:
                 await self._redis.publish(self._canary_channel, b"1")
-            except (RedisError, OSError) as exc:
+                async with asyncio.timeout(5.0):
+                    await self._heartbeat()
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._mark_down(f"canary: {exc}")
             await asyncio.sleep(self.canary_interval_s)
             if time.monotonic() - self._last_canary > 3 * self.canary_interval_s:

@@ -279,6 +279,62 @@ async def test_redis_killed_and_restarted_loses_nothing(cluster_factory, redis_p
         assert seqs(cl, "o4") == list(range(1, 101))
 
 
+def online_in(joined: dict) -> dict[str, bool]:
+    return {p["id"]: p["online"] for p in joined["participants"]}
+
+
+async def test_a_crashed_instance_takes_its_users_offline(cluster_factory):
+    """Instance A is killed (no goodbye): within its heartbeat's lifetime B
+    takes over A's presence, and B's members see A's users go offline."""
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o-crash", ORDER)
+    buyer = await c.client(0, "buyer1", "buyer")
+    supplier = await c.client(1, "supplier1", "supplier")
+    await buyer.join("o-crash")
+    joined = await supplier.join("o-crash")
+    if not online_in(joined)["buyer1"]:
+        await supplier.expect("presence", user="buyer1", online=True)
+    await c.nodes[0].akill()
+    await supplier.expect("presence", user="buyer1", online=False, timeout=20)
+    rep = await c.client(1, "rep1", "sales_rep")
+    assert online_in(await rep.join("o-crash")) == {"buyer1": False, "supplier1": True, "rep1": True}
+
+
+async def test_presence_is_right_again_after_redis_restarts_empty(cluster_factory, redis_proc):
+    """Redis dies and comes back with nothing: the instances put back what they
+    hold, and changes made during the outage reach the other instance."""
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o-rr", ORDER)
+    buyer = await c.client(0, "buyer1", "buyer")
+    rep = await c.client(0, "rep1", "sales_rep")
+    supplier = await c.client(1, "supplier1", "supplier")
+    for cl in (buyer, rep):
+        await cl.join("o-rr")
+    joined = await supplier.join("o-rr")
+    for user in ("buyer1", "rep1"):
+        if not online_in(joined)[user]:
+            await supplier.expect("presence", user=user, online=True)
+    await asyncio.to_thread(redis_proc.kill)
+    for node in c.nodes:
+        await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
+    await buyer.close()  # goes offline while nothing can carry the news
+    await asyncio.to_thread(redis_proc.start)
+    await supplier.expect("presence", user="buyer1", online=False, timeout=20)
+
+    async def settled() -> bool:  # a fresh join on B sees what is true: rep on A online, buyer gone
+        probe = await c.client(1, "supplier1", "supplier")
+        try:
+            return online_in(await probe.join("o-rr")) == {"buyer1": False, "supplier1": True, "rep1": True}
+        finally:
+            await probe.close()
+
+    await wait_for(settled, timeout=20, what="presence after the restart")
+    # and presence keeps working across instances afterwards
+    buyer2 = await c.client(0, "buyer1", "buyer")
+    await buyer2.join("o-rr")
+    await supplier.expect("presence", user="buyer1", online=True)
+
+
 async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
     d = tmp_path / "w"
     d.mkdir()
