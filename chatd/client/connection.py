@@ -40,6 +40,18 @@ STABLE_S = 10.0  # a connection that lived this long resets the backoff
 _END = object()  # ends iteration
 
 
+def _state_key(ev: Any) -> tuple | None:
+    """What a newer event of the same kind replaces (None: every one counts)."""
+    match ev:
+        case wire.Unread() | wire.OrderState() | wire.Notify():
+            return (type(ev), ev.order)
+        case wire.TypingEvent():
+            return (type(ev), ev.order, ev.user.id)
+        case wire.Presence() | wire.Receipt():
+            return (type(ev), ev.order, ev.user)
+    return None
+
+
 class Client:
     """A chatd connection that survives disconnects. Make one with `connect()`.
 
@@ -65,6 +77,7 @@ class Client:
         open_timeout_s: float = 10.0,
         max_frame_bytes: int = 65536,
         typing_interval_s: float = 3.0,
+        max_queued_events: int = 10_000,
     ) -> None:
         self.url = ws_url(url)
         self.user: wire.UserRef | None = None  # who the server says we are (from `ready`)
@@ -93,6 +106,14 @@ class Client:
         self._fills: dict[str, asyncio.Task] = {}
         self._inbox = False
         self._events: asyncio.Queue = asyncio.Queue()
+        # Messages waiting for the application are bounded: past the bound a
+        # room's messages are dropped, and once the application has read half
+        # of what waits, the room is rejoined from its last delivered seq.
+        self._max_queued = max_queued_events
+        self._overflowed: set[str] = set()
+        self._rejoins: set[asyncio.Task] = set()
+        self._latest: dict[tuple, Any] = {}  # state events held while the queue is full: the newest of each
+        self._drained = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self._closed = False  # no more requests: closed by the user or given up
         self._closing = False  # aclose() ran
@@ -129,6 +150,12 @@ class Client:
         self._runner = asyncio.create_task(self._run(ws), name="chatd-client")
 
     @property
+    def queued(self) -> int:
+        """Events waiting for `async for`: at most about `max_queued_events`
+        (more messages wait on the server and are replayed in order)."""
+        return self._events.qsize()
+
+    @property
     def connected(self) -> bool:
         """Whether a socket is up and requests go straight out."""
         return self._open
@@ -140,7 +167,7 @@ class Client:
             return
         self._closing = self._closed = True
         self._open = False
-        tasks = [t for t in (self._runner, *self._fills.values()) if t is not None]
+        tasks = [t for t in (self._runner, *self._fills.values(), *self._rejoins) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -171,6 +198,13 @@ class Client:
 
     async def __anext__(self) -> Event:
         ev = await self._events.get()
+        if self._events.qsize() <= self._max_queued // 2:
+            self._drained.set()
+            latest, self._latest = self._latest, {}
+            for held in latest.values():
+                self._events.put_nowait(held)
+            if self._overflowed:
+                self._rejoin_overflowed()
         if ev is _END:
             self._events.put_nowait(_END)  # every later call ends too
             if self._fatal is not None:
@@ -179,6 +213,10 @@ class Client:
         return ev
 
     def _emit(self, ev: Any) -> None:
+        if self._events.qsize() >= self._max_queued and (key := _state_key(ev)) is not None:
+            self._latest.pop(key, None)
+            self._latest[key] = ev  # only the newest state matters; it comes once the reader catches up
+            return
         self._events.put_nowait(ev)
 
     # --- requests -------------------------------------------------------------
@@ -328,7 +366,14 @@ class Client:
         match frame:
             case wire.Message():
                 room = self._rooms.get(frame.order)
-                if room is not None and room.offer(frame):
+                if room is None or room.overflow:
+                    return  # an overflowed room's rejoin replays it
+                if room.buffer is None and self._events.qsize() >= self._max_queued:
+                    room.overflow = True
+                    self._overflowed.add(room.order)
+                    self._drained.clear()
+                    return
+                if room.offer(frame):
                     self._emit(frame)
             case wire.Joined():
                 req = self._reply(frame)
@@ -366,6 +411,34 @@ class Client:
                 w.set_result(outcome)
         return req
 
+    # --- the bound on waiting events --------------------------------------------
+
+    def _rejoin_overflowed(self) -> None:
+        """The application caught up: rejoin each overflowed room from the last
+        message it was given (on a new socket `_resume` does that anyway)."""
+        orders, self._overflowed = self._overflowed, set()
+        if not self._open:
+            return
+        for order in orders:
+            room = self._rooms.get(order)
+            if room is not None and room.overflow:
+                task = asyncio.create_task(self._rejoin(room))
+                self._rejoins.add(task)
+                task.add_done_callback(self._rejoins.discard)
+
+    async def _rejoin(self, room: Room) -> None:
+        req = self._internal(wire.Join(room.order, room.resume_since()), JOINED)
+        async with self._wlock:
+            if self._open:
+                self._requests.add(req)
+                await self._write(req)
+
+    async def _space(self) -> None:
+        """Wait until the application has read enough of what waits."""
+        while self._events.qsize() >= self._max_queued:
+            self._drained.clear()
+            await self._drained.wait()
+
     # --- gaps: a truncated replay is completed from history ------------------------
 
     def _stop_fill(self, order: str) -> None:
@@ -380,6 +453,7 @@ class Client:
         cursor = room.delivered
         try:
             while True:
+                await self._space()
                 page = await self.history(order, after=cursor, limit=200)
                 stop = room.fill_stop()  # the replay arrived before this answer
                 done = not page.has_more or not page.messages
@@ -490,6 +564,8 @@ class Client:
         self._open = False
         for order in list(self._fills):
             self._stop_fill(order)
+        for task in list(self._rejoins):
+            task.cancel()  # `_resume` rejoins every room
         for room in self._rooms.values():
             room.buffer = None
         code = ws.close_code

@@ -135,16 +135,19 @@ class Room:
     `floor` is where a resume starts when nothing was delivered yet (the
     `since` of the join, or the order's last seq when the join asked for
     recent context only). While `buffer` is a list, a truncated replay is
-    being completed from history and live messages wait there.
+    being completed from history and live messages wait there. While
+    `overflow` is set, the application had too many events waiting: the
+    room's messages are dropped until a rejoin from `delivered` replays them.
     """
 
-    __slots__ = ("order", "delivered", "floor", "buffer")
+    __slots__ = ("order", "delivered", "floor", "buffer", "overflow")
 
     def __init__(self, order: str) -> None:
         self.order = order
         self.delivered = 0
         self.floor = 0
         self.buffer: list[wire.Message] | None = None
+        self.overflow = False
 
     def resume_since(self) -> int:
         return self.delivered if self.delivered else self.floor
@@ -161,6 +164,7 @@ class Room:
         else:
             self.floor = frame.last_seq
         self.buffer = None
+        self.overflow = False  # the server goes on from here, in order
         if frame.truncated and since is not None:
             self.buffer = []
             return True

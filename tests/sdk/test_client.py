@@ -193,3 +193,32 @@ async def test_many_concurrent_requests_get_their_own_answers(chatd_proc, api):
             assert sorted(a.seq for a in acks if a.order == o) == list(range(1, 11))
         assert [p.order for p in rest[:3]] == orders
         assert all(isinstance(x, client.NotFound) for x in rest[3:])
+
+
+async def test_a_reader_that_falls_behind_is_bounded_and_misses_nothing(chatd_proc, api):
+    """The application stops reading while 700 messages arrive: the client
+    keeps at most `max_queued_events` waiting, and once read, the rest comes
+    by rejoining from the last one handed out: every message once, in order."""
+    order = await api.order()
+    async with client.connect(chatd_proc.base, token("buyer1", "buyer"), max_queued_events=40) as reader, \
+            client.connect(chatd_proc.base, token("bot1", "bot", **BOT)) as bot:
+        await reader.join(order)
+        for start in range(0, 700, 50):
+            await asyncio.gather(*(bot.send(order, f"m{i}") for i in range(start, start + 50)))
+        await reader.history(order, limit=1)  # answered after every message frame before it
+        assert reader.queued <= 41  # the joined event and 40 messages
+        got, unread = [], []
+        async with asyncio.timeout(30):
+            async for ev in reader:
+                if isinstance(ev, wire.Message):
+                    got.append(ev)
+                elif isinstance(ev, wire.Unread):
+                    unread.append(ev.count)
+                if len(got) == 700 and unread and unread[-1] == 700:
+                    break
+        assert [m.seq for m in got] == list(range(1, 701))
+        assert len(unread) < 700  # held unread counts were folded into the newest
+        assert sorted(m.text for m in got) == sorted(f"m{i}" for i in range(700))
+        await bot.send(order, "live")
+        (m,) = await messages(reader, 1)
+        assert (m.seq, m.text) == (701, "live")
