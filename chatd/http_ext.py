@@ -109,10 +109,39 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=metrics.exposition(request.app[METRICS]), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
+# The widget runs on the host platform's pages, another origin than chatd's,
+# and uploads and downloads attachments with the participant's bearer token
+# (no cookies): those two routes answer any origin, errors included.
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Expose-Headers": "Content-Disposition",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def _is_attachment_route(path: str) -> bool:
+    return path.startswith("/api/v1/attachments/") or (
+        path.startswith("/api/v1/orders/") and path.endswith("/attachments"))
+
+
+async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    if _is_attachment_route(request.path):
+        response.headers.update(_CORS)
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/threads", get_threads)
     app.router.add_post("/api/v1/orders/{order}/attachments", post_attachment)
     app.router.add_get("/api/v1/attachments/{id}", get_attachment)
+    app.router.add_route("OPTIONS", "/api/v1/orders/{order}/attachments", _preflight)
+    app.router.add_route("OPTIONS", "/api/v1/attachments/{id}", _preflight)
+    app.on_response_prepare.append(_add_cors)
     if not app[CONFIG].metrics.port:
         app.router.add_get("/metrics", get_metrics)
 

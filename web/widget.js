@@ -191,6 +191,8 @@
     checks: 'M2.5 12.5L7 17l9.5-9.5M11.5 16l1 1L22 7.5',
     down: 'M12 5v14M6 13l6 6 6-6',
     file: 'M6 3h8l4 4v14H6zM14 3v4h4',
+    clip: 'M20 11.5l-7.8 7.8a5 5 0 01-7.1-7.1l8.2-8.2a3.3 3.3 0 014.7 4.7l-8.1 8.1a1.7 1.7 0 01-2.4-2.4l7.4-7.4',
+    x: 'M6 6l12 12M18 6L6 18',
     wifi: 'M4.5 10.5a11 11 0 0115 0M7.5 13.5a6.5 6.5 0 019 0M12 17v.01'
   };
 
@@ -264,6 +266,7 @@
     this.typingActive = false;
     this.typingSentAt = 0;
     this.noteMode = false;
+    this.attached = [];           // files for the next message: {name, size, state, ref, error}
 
     // view
     this.recs = new WeakMap();    // list element -> {ts, sender, kind, own}
@@ -289,9 +292,11 @@
   /** Send a message (as the composer does). Returns its client_id. */
   W.send = function (text, options) {
     text = String(text == null ? '' : text).trim();
-    if (!text || text.length > this.maxLength || this.fatal) return null;
+    var atts = (options && options.attachments) || [];
+    if ((!text && !atts.length) || text.length > this.maxLength || this.fatal) return null;
     var note = !!(options && options.note) && this._mayWriteNotes();
-    var item = { client_id: uuid(), text: text, kind: note ? 'note' : 'text', created: Date.now(), state: 'queued' };
+    var item = { client_id: uuid(), text: text, kind: note ? 'note' : 'text', created: Date.now(), state: 'queued',
+                 attachments: atts };
     this.outbox.set(item.client_id, item);
     this._saveOutbox();
     this.dividerAfter = null;
@@ -427,7 +432,13 @@
     this.$send = el('button', 'chatd-send', null, { type: 'submit', 'aria-label': 'Send', disabled: '' });
     this.$send.appendChild(icon('send'));
     this.$send.appendChild(el('span', 'chatd-send-label', 'Send'));
+    this.$attach = el('button', 'chatd-attach', null, { type: 'button', 'aria-label': 'Attach files', title: 'Attach files' });
+    this.$attach.appendChild(icon('clip'));
+    this.$file = el('input', 'chatd-sr', null, { type: 'file', multiple: '', tabindex: '-1', 'aria-hidden': 'true' });
+    this.$chips = el('ul', 'chatd-chips', null, { 'aria-label': 'Files to send', hidden: '' });
     row.appendChild(label);
+    row.appendChild(this.$attach);
+    row.appendChild(this.$file);
     row.appendChild(this.$input);
     row.appendChild(this.$send);
     var foot = el('div', 'chatd-compose-foot');
@@ -442,6 +453,7 @@
     this.$count = el('span', 'chatd-count', null, { 'aria-live': 'polite' });
     foot.appendChild(this.$hint);
     foot.appendChild(this.$count);
+    form.appendChild(this.$chips);
     form.appendChild(row);
     form.appendChild(foot);
 
@@ -462,6 +474,11 @@
     this._listen(this.$input, 'input', function () { self._onInput(); });
     this._listen(this.$input, 'blur', function () { self._typingStop(); });
     this._listen(this.$note, 'click', function () { self._setNoteMode(!self.noteMode); });
+    this._listen(this.$attach, 'click', function () { self.$file.click(); });
+    this._listen(this.$file, 'change', function () {
+      Array.prototype.forEach.call(self.$file.files || [], function (f) { self._attach(f); });
+      self.$file.value = '';
+    });
     this._listen(this.$jump, 'click', function () { self._scrollToBottom(true); self.$input.focus({ preventScroll: true }); });
     this._listen(this.$scroll, 'scroll', function () { self._onScroll(); }, { passive: true });
     // The first screen is kept on the "new messages" divider while the replay
@@ -715,7 +732,7 @@
       // earlier attempt): show it as stored; the `message` frame dedupes by seq.
       this._insertMessage({
         order: this.order, seq: f.seq, ts: f.ts, kind: item.kind, text: item.text, client_id: item.client_id,
-        sender: { id: this.me.id, name: this.me.name, role: this.role || this.me.role }, attachments: []
+        sender: { id: this.me.id, name: this.me.name, role: this.role || this.me.role }, attachments: item.attachments || []
       });
     }
   };
@@ -848,7 +865,9 @@
     if (!key || this.opts.persist === false) return;
     var items = [];
     this.outbox.forEach(function (it) {
-      if (it.state !== 'failed') items.push({ client_id: it.client_id, text: it.text, kind: it.kind, created: it.created });
+      if (it.state !== 'failed') {
+        items.push({ client_id: it.client_id, text: it.text, kind: it.kind, created: it.created, attachments: it.attachments || [] });
+      }
     });
     try {
       if (items.length) global.localStorage.setItem(key, JSON.stringify(items));
@@ -867,8 +886,11 @@
     var self = this;
     items.forEach(function (it) {
       if (!it || typeof it.client_id !== 'string' || typeof it.text !== 'string' || self.outbox.has(it.client_id)) return;
+      var atts = Array.isArray(it.attachments) ? it.attachments.filter(function (a) {
+        return a && typeof a.id === 'string' && typeof a.name === 'string';
+      }) : [];
       var item = { client_id: it.client_id, text: it.text, kind: it.kind === 'note' ? 'note' : 'text',
-                   created: +it.created || Date.now(), state: 'queued' };
+                   created: +it.created || Date.now(), state: 'queued', attachments: atts };
       self.outbox.set(item.client_id, item);
       self._beginMutation();
       self._renderPending(item);
@@ -878,7 +900,9 @@
 
   W._transmit = function (item) {
     if (item.state === 'failed') return;
-    if (this._sendFrame({ type: 'send', order: this.order, client_id: item.client_id, text: item.text, kind: item.kind })) {
+    var f = { type: 'send', order: this.order, client_id: item.client_id, text: item.text, kind: item.kind };
+    if (item.attachments && item.attachments.length) f.attachments = item.attachments.map(function (a) { return a.id; });
+    if (this._sendFrame(f)) {
       item.state = 'sending';
     } else {
       item.state = 'queued';
@@ -909,12 +933,75 @@
 
   W._submit = function () {
     var text = this.$input.value;
-    if (!text.trim() || text.trim().length > this.maxLength || this.fatal) return;
+    var ready = this.attached.filter(function (a) { return a.state === 'ready'; });
+    if (this._uploading() || (!text.trim() && !ready.length) || text.trim().length > this.maxLength || this.fatal) return;
     this._typingStop();
-    this.send(text, { note: this.noteMode });
+    this.send(text, { note: this.noteMode, attachments: ready.map(function (a) { return a.ref; }) });
     this.$input.value = '';
+    this.attached = [];
+    this._renderChips();
     this._autosize();
     this._updateComposer();
+  };
+
+  // --- attachments in the composer --------------------------------------------------
+
+  W._uploading = function () {
+    return this.attached.some(function (a) { return a.state === 'uploading'; });
+  };
+
+  /** Upload a chosen file at once (the server checks its content, not its name). */
+  W._attach = function (file) {
+    var self = this, a = { name: file.name || 'file', size: file.size, state: 'uploading', ref: null, error: null };
+    this.attached.push(a);
+    this._renderChips();
+    this._updateComposer();
+    var tok = this.opts.token;
+    Promise.resolve(typeof tok === 'function' ? tok() : tok).then(function (token) {
+      var body = new FormData();
+      body.append('file', file, a.name);
+      return fetch(self.baseUrl + '/api/v1/orders/' + encodeURIComponent(self.order) + '/attachments', {
+        method: 'POST', body: body, headers: { Authorization: 'Bearer ' + token }
+      });
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (!r.ok) throw new Error((data && data.error && data.error.message) || ('upload failed (HTTP ' + r.status + ')'));
+        return data;
+      });
+    }).then(function (ref) {
+      a.state = 'ready';
+      a.ref = { id: ref.id, name: ref.name, mime: ref.mime, size: ref.size };
+      a.name = ref.name;
+    }).catch(function (e) {
+      a.state = 'failed';
+      a.error = String(e && e.message || e);
+    }).then(function () {
+      if (self.destroyed) return;
+      self._renderChips();
+      self._updateComposer();
+    });
+  };
+
+  W._renderChips = function () {
+    var self = this, ul = this.$chips;
+    ul.textContent = '';
+    ul.hidden = !this.attached.length;
+    this.attached.forEach(function (a) {
+      var li = el('li', 'chatd-chip chatd-chip--' + a.state);
+      li.appendChild(icon(a.state === 'failed' ? 'alert' : 'file'));
+      li.appendChild(el('span', 'chatd-att-name', a.name));
+      li.appendChild(el('span', 'chatd-att-size', a.state === 'uploading' ? 'uploading…'
+        : a.state === 'failed' ? a.error : formatSize(a.size || 0)));
+      var rm = el('button', 'chatd-chip-remove', null, { type: 'button', 'aria-label': 'Remove ' + a.name });
+      rm.appendChild(icon('x'));
+      rm.addEventListener('click', function () {
+        self.attached = self.attached.filter(function (x) { return x !== a; });
+        self._renderChips();
+        self._updateComposer();
+      });
+      li.appendChild(rm);
+      ul.appendChild(li);
+    });
   };
 
   W._onInput = function () {
@@ -947,7 +1034,8 @@
 
   W._updateComposer = function () {
     var n = this.$input.value.trim().length;
-    this.$send.disabled = n === 0 || n > this.maxLength;
+    var files = this.attached.some(function (a) { return a.state === 'ready'; });
+    this.$send.disabled = (n === 0 && !files) || n > this.maxLength || this._uploading();
     var left = this.maxLength - n;
     this.$count.textContent = left < 200 ? (left >= 0 ? left + ' characters left' : 'Too long by ' + (-left) + ' characters') : '';
     this.$count.classList.toggle('chatd-count--over', left < 0);
@@ -1142,7 +1230,8 @@
       tag.appendChild(el('span', null, 'Internal note'));
       bubble.appendChild(tag);
     }
-    bubble.appendChild(this._textEl(item.text));
+    if (item.text) bubble.appendChild(this._textEl(item.text));
+    if (item.attachments && item.attachments.length) bubble.appendChild(this._attachmentsEl(item.attachments));
     main.appendChild(bubble);
     main.appendChild(el('div', 'chatd-msg-foot'));
     node.appendChild(main);

@@ -331,3 +331,33 @@ def test_clean_name_and_content_disposition():
     assert clean_name("a" * 300 + ".pdf").endswith(".pdf") and len(clean_name("a" * 300 + ".pdf")) == 200
     assert content_disposition('x";\\evil.pdf') == (
         "attachment; filename=\"x___evil.pdf\"; filename*=UTF-8''x%22%3B%5Cevil.pdf")
+
+
+async def test_attachment_routes_answer_other_origins(server):
+    """The widget runs on the platform's pages: its uploads and downloads are
+    cross-origin, with a bearer token. Those routes (errors included) allow any
+    origin; the rest of the API does not."""
+    await server.order("A-CORS")
+    async with aiohttp.ClientSession() as s:
+        for path in ("/api/v1/orders/A-CORS/attachments", "/api/v1/attachments/some-id"):
+            async with s.options(server.base + path, headers={
+                "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            }) as r:
+                assert r.status == 204
+                assert r.headers["Access-Control-Allow-Origin"] == "*"
+                assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        async with s.get(server.base + "/api/v1/threads", headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
+    st, body = await upload(server.base, "A-CORS", samples.exe(), "x.pdf", BUYER)
+    assert st == 415
+    st, att = await upload(server.base, "A-CORS", samples.png(), "p.png", BUYER)
+    assert st == 201
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{server.base}/api/v1/orders/A-CORS/attachments", data=b"x",
+                          headers={"Authorization": f"Bearer {BUYER}", "Origin": "https://shop.example"}) as r:
+            assert r.status >= 400 and r.headers["Access-Control-Allow-Origin"] == "*"  # the error is readable
+        async with s.get(f"{server.base}/api/v1/attachments/{att['id']}",
+                         headers={"Authorization": f"Bearer {BUYER}"}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Content-Disposition" in r.headers["Access-Control-Expose-Headers"]

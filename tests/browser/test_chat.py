@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.async_api import expect
 
+from tests.admin import samples
 from tests.browser.conftest import api, put_order
 from tests.helpers import token
 
@@ -164,6 +166,39 @@ async def test_more_unread_than_a_page_opens_at_the_first_unread(server, open_ch
     await expect(supplier.message("Update 130")).not_to_be_in_viewport()
     await expect(supplier.message("Update 010")).to_be_attached()  # read ones above it are loaded too
     await expect(supplier.badge).to_have_text("99+")  # only what was on screen was read
+
+
+async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tmp_path):
+    """The paperclip uploads at once; a refused file says why and can be
+    removed; the message carries the accepted one, which the other side
+    downloads byte for byte."""
+    await put_order(server.base, "o-files")
+    buyer = await open_chat(server.base, "o-files", BEA)
+    supplier = await open_chat(server.base, "o-files", SAM)
+    photo = tmp_path / "damaged pallet.png"
+    photo.write_bytes(samples.png())
+    disguised = tmp_path / "invoice.pdf"
+    disguised.write_bytes(samples.exe())
+    await buyer.page.set_input_files(".chatd-composer input[type=file]", [str(photo), str(disguised)])
+    await expect(buyer.page.locator(".chatd-chip--ready")).to_contain_text("damaged pallet.png")
+    await expect(buyer.page.locator(".chatd-chip--failed")).to_contain_text("executables are not accepted")
+    await buyer.screenshot("buyer-composer-files.png")
+    await buyer.page.get_by_role("button", name="Remove invoice.pdf").click()
+    await expect(buyer.page.locator(".chatd-chip")).to_have_count(1)
+    await buyer.input.fill("Photo of the damage")
+    await buyer.send_button.click()
+    await expect(buyer.page.locator(".chatd-chip")).to_have_count(0)
+    mine = buyer.message("Photo of the damage")
+    await expect(mine).to_have_attribute("data-seq", "1")  # stored, with its file
+    await expect(mine.locator(".chatd-att-name")).to_have_text("damaged pallet.png")
+    got = supplier.message("Photo of the damage")
+    await expect(got.locator(".chatd-att-name")).to_have_text("damaged pallet.png")
+    async with supplier.page.expect_download() as info:
+        await got.locator(".chatd-att").click()
+    download = await info.value
+    assert download.suggested_filename == "damaged pallet.png"
+    assert Path(await download.path()).read_bytes() == samples.png()
+    await buyer.screenshot("buyer-attachment.png")
 
 
 async def test_buyer_never_sees_a_note(server, open_chat):
