@@ -29,7 +29,7 @@ from chatd import contact_filter
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
-from chatd.errors import BadRequest, NotFound, TooLarge
+from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
 from chatd.store.records import OrderRecord
 from chatd.store.rows import now_ms
 from chatd.store.sqlite import SqliteStore
@@ -258,6 +258,8 @@ class Attachments:
         self.interval_s = cfg.cleanup_interval_s
         self.max_per_message = cfg.max_per_message
         self.contact_filter = "off"  # [filter] mode, set by chatd.features
+        self.per_minute = cfg.uploads_per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task | None = None
 
@@ -283,6 +285,21 @@ class Attachments:
             raise NotFound("no such order", ref=order_id)
         return order, role
 
+    def _take_token(self, ident: Identity) -> None:
+        """A token bucket per user: `uploads_per_minute`, as a burst too. Each upload
+        may be 20 MB of disk until the clean-up, so one account cannot fill it."""
+        if ident.role in permissions.RATE_EXEMPT:
+            return
+        now, rate = time.monotonic(), self.per_minute / 60.0
+        tokens, when = self._buckets.get(ident.id, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - when) * rate)
+        if tokens < 1.0:
+            raise RateLimited(f"too many uploads: try again in {(1.0 - tokens) / rate:.0f} s")
+        self._buckets[ident.id] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:  # forget the full buckets
+            full = self.per_minute - 1.0
+            self._buckets = {u: (t, w) for u, (t, w) in self._buckets.items() if t + (now - w) * rate < full}
+
     def _screen_name(self, name: str, role: str) -> str:
         """A file name reaches the other side with the message, like its text:
         the contact filter applies to it (whether the file will go with a note
@@ -295,6 +312,7 @@ class Attachments:
                      chunks: AsyncIterator[bytes]) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
         _, role = self._role(ident, order_id)
+        self._take_token(ident)
         name = self._screen_name(clean_name(filename), role)
         tmp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()

@@ -62,6 +62,7 @@ class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     unreferenced_ttl_s: float = 86400.0  # an upload no message carries is deleted after this
     cleanup_interval_s: float = 300.0  # how often expired uploads are looked for
     max_per_message: int = 10  # attachment ids in one send
+    uploads_per_minute: int = 30  # per user (staff and bots exempt), per instance: 429 rate_limited past it
 
 
 class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -361,3 +361,17 @@ async def test_attachment_routes_answer_other_origins(server):
                          headers={"Authorization": f"Bearer {BUYER}"}) as r:
             assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
             assert "Content-Disposition" in r.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize("sections", [{"attachments": {"uploads_per_minute": 3}}], ids=["3-a-minute"])
+async def test_uploads_are_rate_limited_per_user(server):
+    await server.order("A-RATE")
+    for i in range(3):
+        st, _ = await upload(server.base, "A-RATE", samples.png(), f"p{i}.png", BUYER)
+        assert st == 201
+    st, body = await upload(server.base, "A-RATE", samples.png(), "p3.png", BUYER)
+    assert st == 429 and body["error"]["code"] == "rate_limited" and "try again in" in body["error"]["message"]
+    st, _ = await upload(server.base, "A-RATE", samples.png(), "s.png", SUPPLIER)  # another user: own bucket
+    assert st == 201
+    st, _ = await upload(server.base, "A-RATE", samples.png(), "boss.png", STAFF)  # staff are exempt
+    assert st == 201
