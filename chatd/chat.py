@@ -68,6 +68,7 @@ class Chat:
         self.hub = hub
         self.broker = broker
         self.limits = limits
+        self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
@@ -183,11 +184,24 @@ class Chat:
         if joined and last:
             self._offline(conn.ident, order_id, room)
 
+    async def admit(self, user: str) -> bool:
+        """One more connection for `user`, within `max_conns_per_user` on all instances?"""
+        local = self.hub.count(user) + self._admitting.get(user, 0)
+        self._admitting[user] = self._admitting.get(user, 0) + 1
+        try:
+            return await self.broker.admit(user, self.limits.max_conns_per_user, local)
+        finally:
+            if (left := self._admitting[user] - 1) > 0:
+                self._admitting[user] = left
+            else:
+                del self._admitting[user]
+
     def went_away(self, conn: Conn) -> None:
         """A connection closed: presence for the rooms its user has now left."""
         rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, rooms.get(order_id))
+        self.broker.release(conn.user, self.hub.count(conn.user))
 
     def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""

@@ -64,7 +64,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if ident is None:
             return ws
         hub = chat.hub
-        if hub.count(ident.id) >= limits.max_conns_per_user:
+        if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
             return ws
         conn = Conn(ident, request.transport, lambda code: _spawn(_close(ws, code)))

@@ -45,6 +45,13 @@ class Broker(Protocol):
     def online(self, order: str) -> frozenset[str]:
         """Users online in `order` on other instances, as far as known."""
 
+    async def admit(self, user: str, limit: int, local: int) -> bool:
+        """May `user`, with `local` connections here, open one more within `limit`
+        across all instances? If so it is counted until `release`."""
+
+    def release(self, user: str, local: int) -> None:
+        """An admitted connection of `user` closed; `local` are left here."""
+
     async def load_room(self, order: str) -> None:
         """Wait until `online(order)` is known (a room just watched)."""
 
@@ -79,6 +86,12 @@ class LocalBroker:
 
     def online(self, order: str) -> frozenset[str]:
         return frozenset()  # the local hub knows everyone
+
+    async def admit(self, user: str, limit: int, local: int) -> bool:
+        return local < limit
+
+    def release(self, user: str, local: int) -> None:
+        pass
 
     async def load_room(self, order: str) -> None:
         return None  # nothing to wait for: join stays free of suspension points

@@ -82,6 +82,7 @@ class RedisBroker:
         self._online: dict[str, set[str]] = {}  # order -> users online anywhere (rooms we watch)
         self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
         self._mine: set[tuple[str, str]] = set()  # (order, user) with a connection here
+        self._conns: dict[str, int] = {}  # user -> admitted connections here
         self._synced = False  # our holdings were put in Redis since we (re)connected
         self.dropped = 0
 
@@ -93,6 +94,8 @@ class RedisBroker:
         self._change = self._redis.register_script(rp.CHANGE)
         self._reap = self._redis.register_script(rp.REAP)
         self._sync = self._redis.register_script(rp.SYNC)
+        self._admit = self._redis.register_script(rp.ADMIT)
+        self._set_conns = self._redis.register_script(rp.SET_CONNS)
         self._wanted.add(self._canary_channel)
         self._tasks = [
             asyncio.create_task(self._run_subscriber(), name="chatd-relay-sub"),
@@ -141,6 +144,28 @@ class RedisBroker:
     def online(self, order: str) -> frozenset[str]:
         return frozenset(self._online.get(order, ()))
 
+    async def admit(self, user: str, limit: int, local: int) -> bool:
+        if local >= limit:
+            return False
+        try:
+            async with asyncio.timeout(1.0):
+                ok = await self._admit(
+                    keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
+                    args=[self.instance, user, local + 1, limit])
+        except (RedisError, OSError, TimeoutError):
+            ok = 1  # Redis away: this instance's count alone decides (put back on reconnect)
+        if ok:
+            self._conns[user] = local + 1
+        return bool(ok)
+
+    def release(self, user: str, local: int) -> None:
+        if local:
+            self._conns[user] = local
+        else:
+            self._conns.pop(user, None)
+        self._queue.append(("conns", user))
+        self._queue_event.set()
+
     def _enqueue(self, channel: str, payload: bytes) -> None:
         if len(self._queue) >= _MAX_BACKLOG:
             del self._queue[0]
@@ -167,6 +192,9 @@ class RedisBroker:
         for item in batch:
             if item[0] == "publish":
                 pipe.publish(item[1], item[2])
+            elif item[0] == "conns":  # our count now, whatever was queued before
+                await self._set_conns(keys=[rp.owned_conns_key(self.instance)],
+                                      args=[self.instance, 0, item[1], self._conns.get(item[1], 0)], client=pipe)
             else:
                 _, order, user, online, data = item
                 await self._change(keys=keys, args=[self.instance, rp.member(order, user), int(online)], client=pipe)
@@ -208,7 +236,7 @@ class RedisBroker:
                 await self._reap_instance(inst)
 
     async def _reap_instance(self, inst: str, deliver: bool = True) -> None:
-        gone = await self._reap(keys=[rp.REGISTRY, rp.owned_key(inst)], args=[inst])
+        gone = await self._reap(keys=[rp.REGISTRY, rp.owned_key(inst), rp.owned_conns_key(inst)], args=[inst])
         if gone:
             log.info("relay: instance %s is gone; %d room presences ended", inst, len(gone))
         for m in gone:
@@ -228,6 +256,8 @@ class RedisBroker:
             self._announce(*rp.split(m), True)
         for m in off:
             self._announce(*rp.split(m), False)
+        counts = [x for user, n in self._conns.items() for x in (user, n)]
+        await self._set_conns(keys=[rp.owned_conns_key(self.instance)], args=[self.instance, 1, *counts])
 
     async def _reload_presence(self) -> None:
         """Re-read who is online in every watched room; tell our members about

@@ -20,6 +20,11 @@ them there. Then:
   else still hold this user here?" are one Lua script: atomic, so of two
   instances a user joins at once exactly one announces them.
 
+Connections per user (the contract's limit holds across instances) are kept
+the same way: `chatd:conns:{user}` has one field per instance with its count,
+always written as the instance's own truth (so a late write can never leave
+a stale count), and `chatd:owned-conns:{instance}` lists the users for reaping.
+
 Scripts build the room keys they touch from their arguments (fine on one
 Redis server; a Redis Cluster would need hash tags).
 """
@@ -65,10 +70,14 @@ end
 return others(pkey, ARGV[1], user, KEYS[1])
 """
 
-# KEYS: registry, the dead instance's owned set. ARGV: the dead instance.
+# KEYS: registry, the dead instance's owned set, its owned-conns set. ARGV: the dead instance.
 # Returns the members now held by nobody (empty if another instance reaped it).
 REAP = _LIB + """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  redis.call('HDEL', 'chatd:conns:' .. u, ARGV[1])
+end
+redis.call('DEL', KEYS[3])
 local gone = {}
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local order, user = split(m)
@@ -107,6 +116,54 @@ for m, _ in pairs(want) do
 end
 return {on, off}
 """
+
+
+# KEYS: registry, the user's conns hash, owned-conns set. ARGV: instance, user,
+# our count with the new connection, the limit. 1: admitted (and counted), 0: refused.
+ADMIT = """
+local total = tonumber(ARGV[3])
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] and redis.call('SISMEMBER', KEYS[1], fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  end
+end
+if total > tonumber(ARGV[4]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1
+"""
+
+# KEYS: owned-conns set. ARGV: instance, then user, count pairs: our counts now
+# (one user after a close; all of them after a reconnect, when `all` = ARGV[2] is 1).
+SET_CONNS = """
+local want = {}
+for i = 3, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end
+if ARGV[2] == '1' then
+  for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if want[u] == nil then want[u] = 0 end
+  end
+end
+for u, n in pairs(want) do
+  if n > 0 then
+    redis.call('HSET', 'chatd:conns:' .. u, ARGV[1], n)
+    redis.call('SADD', KEYS[1], u)
+  else
+    redis.call('HDEL', 'chatd:conns:' .. u, ARGV[1])
+    redis.call('SREM', KEYS[1], u)
+  end
+end
+return 1
+"""
+
+
+def conns_key(user: str) -> str:
+    return f"chatd:conns:{user}"
+
+
+def owned_conns_key(instance: str) -> str:
+    return f"chatd:owned-conns:{instance}"
 
 
 def presence_key(order: str) -> str:

@@ -335,6 +335,40 @@ async def test_presence_is_right_again_after_redis_restarts_empty(cluster_factor
     await supplier.expect("presence", user="buyer1", online=True)
 
 
+async def test_connection_limit_holds_across_instances(cluster_factory):
+    """The contract's connections-per-user limit counts every instance; a slot
+    frees when a connection closes, and when an instance dies."""
+    c = await cluster_factory(2, {"max_conns_per_user": 2})
+    await c.client(0, "buyer1", "buyer")  # each answered `ready`
+    second = await c.client(1, "buyer1", "buyer")
+
+    async def admitted_on(i: int) -> bool:
+        d = await Client.open(c.nodes[i].ws_url)
+        c.clients.append(d)
+        await d.send({"type": "auth", "token": token("buyer1", "buyer")})
+        try:
+            await d.expect("ready", timeout=2)
+            return True
+        except (AssertionError, asyncio.TimeoutError):
+            assert d.close_code == 4429
+            return False
+
+    assert not await admitted_on(0) and not await admitted_on(1)
+    await c.client(0, "supplier1", "supplier")  # other users are not affected
+    await second.close()  # on node 1: a slot frees for node 0 too
+    async def on_0() -> bool:
+        return await admitted_on(0)
+
+    async def on_1() -> bool:
+        return await admitted_on(1)
+
+    await wait_for(on_0, what="a freed slot")
+    await c.nodes[0].akill()  # node 0 held two: once it is taken for dead, node 1 admits two
+    await wait_for(on_1, timeout=20, what="the dead instance's slots")
+    assert await admitted_on(1)
+    assert not await admitted_on(1)
+
+
 async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
     d = tmp_path / "w"
     d.mkdir()
