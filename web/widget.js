@@ -180,6 +180,8 @@
   }
 
   var SVG_NS = 'http://www.w3.org/2000/svg';
+  var IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp']; // previewed in messages
+
   var ICONS = { // 24x24 stroke icons (static, never data)
     send: 'M4 12l16-8-6 16-2.5-6.5zM11.5 13.5L20 4',
     lock: 'M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 017 0v3',
@@ -267,6 +269,7 @@
     this.typingSentAt = 0;
     this.noteMode = false;
     this.attached = [];           // files for the next message: {name, size, state, ref, error}
+    this.thumbs = new Map();      // attachment id -> Promise of a blob: URL (images, fetched with the token)
 
     // view
     this.recs = new WeakMap();    // list element -> {ts, sender, kind, own}
@@ -342,7 +345,9 @@
     this.typers.forEach(function (t) { clearTimeout(t.timer); });
     this.listeners.forEach(function (l) { l[0].removeEventListener(l[1], l[2]); });
     if (this.io) this.io.disconnect();
+    if (this.thumbIo) this.thumbIo.disconnect();
     if (this.ro) this.ro.disconnect();
+    this.thumbs.forEach(function (p) { p.then(function (url) { if (url) URL.revokeObjectURL(url); }); });
     if (this.ws) { this._detach(this.ws); this.ws.close(1000); }
     this.ws = null;
     if (this.root.parentNode) this.root.parentNode.removeChild(this.root);
@@ -496,6 +501,14 @@
       this.ro.observe(this.$scroll);
     }
     if (typeof IntersectionObserver === 'function') {
+      // image previews load when they come near the view, not for all of history at once
+      this.thumbIo = new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          if (!e.isIntersecting) return;
+          self.thumbIo.unobserve(e.target);
+          self._loadThumb(e.target);
+        });
+      }, { root: this.$scroll, rootMargin: '300px 0px' });
       this.io = new IntersectionObserver(function (entries) { self._onIntersect(entries); }, { threshold: [0, 0.5, 1] });
     }
   };
@@ -1184,7 +1197,15 @@
     var self = this, wrap = el('ul', 'chatd-atts', null, { 'aria-label': 'Attachments' });
     atts.forEach(function (a) {
       var li = el('li');
-      var b = el('button', 'chatd-att', null, { type: 'button' });
+      var b = el('button', 'chatd-att', null, { type: 'button', title: 'Download ' + a.name });
+      if (IMAGE_TYPES.indexOf(a.mime) >= 0) {
+        // a preview of the (sniffed) image, fetched with the token like a download
+        var img = el('img', 'chatd-thumb', null, { alt: a.name, 'data-att': a.id });
+        b.classList.add('chatd-att--image');
+        b.appendChild(img);
+        if (self.thumbIo) self.thumbIo.observe(img);
+        else self._loadThumb(img);
+      }
       b.appendChild(icon('file'));
       b.appendChild(el('span', 'chatd-att-name', a.name));
       b.appendChild(el('span', 'chatd-att-size', formatSize(a.size || 0)));
@@ -1193,6 +1214,26 @@
       wrap.appendChild(li);
     });
     return wrap;
+  };
+
+  W._loadThumb = function (img) {
+    var self = this, id = img.getAttribute('data-att');
+    if (!this.thumbs.has(id)) {
+      var tok = this.opts.token;
+      this.thumbs.set(id, Promise.resolve(typeof tok === 'function' ? tok() : tok).then(function (token) {
+        return fetch(self.baseUrl + '/api/v1/attachments/' + encodeURIComponent(id), { headers: { Authorization: 'Bearer ' + token } });
+      }).then(function (r) {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        return r.blob();
+      }).then(function (blob) { return URL.createObjectURL(blob); }).catch(function () {
+        self.thumbs.delete(id); // shown as a plain file button; tried again on the next render
+        return null;
+      }));
+    }
+    this.thumbs.get(id).then(function (url) {
+      if (url && !self.destroyed) img.src = url;
+      else if (img.parentNode) img.parentNode.removeChild(img);
+    });
   };
 
   /** Attachments need the token: fetch, then hand the browser a blob URL. */

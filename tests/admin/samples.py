@@ -8,12 +8,14 @@ import zipfile
 import zlib
 
 
-def png() -> bytes:
+def png(width: int = 1, height: int = 1) -> bytes:
+    """A valid RGB PNG: one red pixel, or a red-to-blue gradient of the given size."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = b"\x00\xff\x00\x00"  # one red pixel, filter byte 0
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    row = lambda y: b"\x00" + b"".join(bytes((255 - 255 * x // width, 40, 255 * y // height)) for x in range(width))
+    raw = b"\x00\xff\x00\x00" if (width, height) == (1, 1) else b"".join(row(y) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 

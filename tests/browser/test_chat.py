@@ -176,7 +176,7 @@ async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tm
     buyer = await open_chat(server.base, "o-files", BEA)
     supplier = await open_chat(server.base, "o-files", SAM)
     photo = tmp_path / "damaged pallet.png"
-    photo.write_bytes(samples.png())
+    photo.write_bytes(samples.png(320, 240))
     disguised = tmp_path / "invoice.pdf"
     disguised.write_bytes(samples.exe())
     await buyer.page.set_input_files(".chatd-composer input[type=file]", [str(photo), str(disguised)])
@@ -193,11 +193,16 @@ async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tm
     await expect(mine.locator(".chatd-att-name")).to_have_text("damaged pallet.png")
     got = supplier.message("Photo of the damage")
     await expect(got.locator(".chatd-att-name")).to_have_text("damaged pallet.png")
+    preview = got.locator("img.chatd-thumb")  # an image gets a preview, fetched with the token
+    await expect(preview).to_have_attribute("alt", "damaged pallet.png")
+    await expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
+    assert await preview.evaluate("i => i.decode().then(() => i.naturalWidth)") == 320
+    await supplier.screenshot("supplier-attachment.png")
     async with supplier.page.expect_download() as info:
         await got.locator(".chatd-att").click()
     download = await info.value
     assert download.suggested_filename == "damaged pallet.png"
-    assert Path(await download.path()).read_bytes() == samples.png()
+    assert Path(await download.path()).read_bytes() == samples.png(320, 240)
     await buyer.screenshot("buyer-attachment.png")
 
 
