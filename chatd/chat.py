@@ -26,6 +26,7 @@ from chatd.store.sqlite import SqliteStore
 from chatd.tasks import stop
 from chatd.wire import (
     Ack,
+    ErrorFrame,
     HistoryPage,
     InboxEntry,
     InboxPage,
@@ -62,6 +63,7 @@ class Chat:
     # Optional features, set by the composition root (chatd.features).
     attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
     contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
+    clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
 
     def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
         self.store = store
@@ -74,6 +76,7 @@ class Chat:
         self._catcher: asyncio.Task | None = None
         self.closing = False  # shutdown began: /readyz fails
         self.deliver_room = hub.deliver_room
+        hub.total_reader = store.visible_total
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -176,6 +179,32 @@ class Chat:
         top = max(order.last_seq, msgs[-1].seq if msgs else 0)
         self.hub.release(conn, order_id, member, top)
 
+    def arm_expiry(self, conn: Conn) -> None:
+        """Close the connection (4401) when its token expires; a refresh moves this."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+        delay = max(0.0, conn.ident.exp - self.clock())
+        conn.expiry = asyncio.get_running_loop().call_later(delay, self._expired, conn)
+
+    def _expired(self, conn: Conn) -> None:
+        conn.expiry = None
+        if conn.closed:
+            return
+        self.hub.send(conn, encode_frame(ErrorFrame("unauthorized", "token expired")))
+        conn.closed = True  # the error goes out first: the close waits for the next loop turn
+        conn.closer(CloseCode.UNAUTHORIZED, "token expired")
+
+    def reauth(self, conn: Conn, ident: Identity) -> None:
+        """A refreshed token: the connection stays in the rooms it still covers."""
+        conn.ident = ident
+        self.arm_expiry(conn)
+        for order_id, member in list(conn.rooms.items()):
+            role = self._role_hint(ident, order_id)
+            if role is None:
+                self.leave(conn, order_id, "removed")
+            else:
+                member.sees_notes = permissions.sees_notes(role)
+
     def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
         joined = order_id in conn.rooms
         room = self.hub.rooms.get(order_id)  # gone from the hub once its last member leaves
@@ -198,6 +227,9 @@ class Chat:
 
     def went_away(self, conn: Conn) -> None:
         """A connection closed: presence for the rooms its user has now left."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
         rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, rooms.get(order_id))
@@ -290,7 +322,8 @@ class Chat:
         publish_user = self.broker.publish_user
         for ch in posted.unread:
             data = encode_frame(Unread(m.order, ch.count, ch.total))
-            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b""))
+            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
+                                   side=ch.side, hidden=ch.hidden))
         if posted.order is not None:
             self.publish_order(posted.order)
 
@@ -305,7 +338,8 @@ class Chat:
         for user in change.removed:
             self.broker.publish_user(UserEvent(user, order=order_id, removed=left))
         for ch in change.totals:  # their unread on this order is gone from their total
-            self.broker.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total))))
+            self.broker.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
+                                               order_id, hidden=ch.hidden))
         if change.state_changed and not change.created:
             self.publish_order(change.order)
 
@@ -364,9 +398,21 @@ class Chat:
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
             return
-        self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
+                                           order_id, side=marker.side, hidden=marker.hidden))
         if marker.role in PARTICIPANT_ROLES:
-            self.broker.publish_room(RoomEvent(order_id, encode_frame(Receipt(order_id, ident.id, marker.read_seq))))
+            self._publish_receipt(order_id, ident.id, marker)
+
+    def _publish_receipt(self, order_id: str, user: str, marker) -> None:
+        """Members who see notes get the marker; the others never a note's seq:
+        the newest message they may see up to it, once it moved."""
+        publish = self.broker.publish_room
+        if marker.plain_seq == marker.read_seq:
+            publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq))))
+            return
+        publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq)), notes=True))
+        if marker.plain_seq > marker.plain_before:
+            publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.plain_seq)), plain=True))
 
     async def set_marker(self, order_id: str, user: str, seq: int) -> dict:
         """REST: an operator sets a user's marker (may move backward: mark unread)."""
@@ -375,7 +421,8 @@ class Chat:
             read_seq, unread, _ = self.store.marker(order_id, user, True, 0)
             return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
                     "total": self.store.total_unread(user)}
-        self.broker.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        self.broker.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
+                                           order_id, side=marker.side, hidden=marker.hidden))
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}
 
@@ -399,7 +446,7 @@ class Chat:
             limit = 50
         if limit < 1:
             raise BadRequest("limit must be at least 1")
-        entries, total, next_cursor = self.store.inbox(conn.user, min(limit, self.limits.inbox_max), cursor)
+        entries, total, next_cursor = self.store.inbox(conn.ident, min(limit, self.limits.inbox_max), cursor)
         return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
 
 

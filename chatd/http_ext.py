@@ -25,11 +25,14 @@ SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})
 
 
 async def get_threads(request: web.Request) -> web.Response:
-    """Api key and staff: every order. A supplier or sales rep token: the orders where that
-    user holds the supplier or sales rep slot (notes included: they may read them)."""
+    """Api key and staff: every order (but a staff token's id's orders as buyer). A supplier
+    or sales rep token: the orders where that user holds the supplier or sales rep slot
+    (notes included: they may read them)."""
     who = _principal(request)
-    scope = None
-    if who != API and who.role != "staff":
+    scope = staff = None
+    if who != API and who.role == "staff":
+        staff = who.id
+    elif who != API:
         if who.role not in SUPPLIER_SIDE:
             raise Forbidden("api key, staff or a supplier-side token required")
         scope = who.id
@@ -43,7 +46,7 @@ async def get_threads(request: web.Request) -> web.Response:
         limit=50 if limit is None else limit,
         cursor=q.get("cursor") or None,
     )
-    return _json(await request.app[THREADS].apage(query, scope))
+    return _json(await request.app[THREADS].apage(query, scope, staff))
 
 
 async def post_attachment(request: web.Request) -> web.Response:

@@ -101,24 +101,29 @@ class Threads:
                 self._conn.close()
                 self._conn = None
 
-    async def apage(self, query: ThreadQuery, scope_user: str | None = None) -> dict:
+    async def apage(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> dict:
         """`page` on a worker thread; participants' `online` filled in on the loop."""
         if query.q:
             await self.store.index_search()  # a search sees every message stored before it
-        result = await asyncio.to_thread(self.page, query, scope_user)
+        result = await asyncio.to_thread(self.page, query, scope_user, staff)
         for t in result["threads"]:
             online = self.online(t["order"])
             for p in t["participants"]:
                 p.online = p.id in online
         return result
 
-    def page(self, query: ThreadQuery, scope_user: str | None = None) -> dict:
+    def page(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> dict:
         """One page: `{threads, next_cursor}`. `scope_user` limits it to the orders where
-        that user holds the supplier or sales rep slot (a supplier-side caller)."""
+        that user holds the supplier or sales rep slot (a supplier-side caller); `staff`
+        (a staff token's id) leaves out the orders where that id is the buyer: a buyer
+        there, whatever the token says, and buyers have no threads."""
         if query.limit < 1:
             raise BadRequest("limit must be at least 1")
         limit = min(query.limit, self.max_limit)
         where, args = self._filters(query, scope_user)
+        if staff is not None:
+            where.append("o.buyer_id != ?")
+            args.append(staff)
         fts = fts_query(query.q) if query.q else None
         if fts is not None:
             where.append("o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "

@@ -67,10 +67,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
             return ws
-        conn = Conn(ident, request.transport, lambda code: _spawn(_close(ws, code)))
+        conn = Conn(ident, request.transport, lambda code, reason="": _spawn(_close(ws, code, reason)))
         conn.tokens = float(limits.rate_burst)
         conn.stamp = time.monotonic()
         hub.add_conn(conn)
+        chat.arm_expiry(conn)
         hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)))
         while True:
             msg = await ws.receive()
@@ -186,9 +187,9 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                 ident = verify(frame.token, cfg.auth.secret)
                 if ident.id != conn.ident.id or ident.role != conn.ident.role:
                     raise Unauthorized("a refreshed token must be for the same user and role")
-                conn.ident = ident
                 send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
                                                         limits.heartbeat_s)))
+                chat.reauth(conn, ident)  # leaves the rooms it no longer covers
     except ChatError as exc:
         # a posting frame's error names its client_id (what the client waits on), even
         # when the store named the order (not_found): one answer per pending send

@@ -14,9 +14,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import msgspec
+
+from chatd.auth import permissions
 from chatd.errors import CloseCode
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.room import Member, Room
+from chatd.wire import Unread, encode_frame
 
 log = logging.getLogger("chatd.hub")
 
@@ -26,13 +30,13 @@ class Conn:
 
     __slots__ = (
         "ident", "transport", "closer", "rooms", "inbox", "out", "closed",
-        "tokens", "stamp", "strikes", "__weakref__",
+        "tokens", "stamp", "strikes", "expiry", "__weakref__",
     )
 
-    def __init__(self, ident, transport, closer: Callable[[int], None]) -> None:
+    def __init__(self, ident, transport, closer: Callable[..., None]) -> None:
         self.ident = ident  # auth.tokens.Identity
         self.transport = transport
-        self.closer = closer  # closes the socket with a code, asynchronously
+        self.closer = closer  # closes the socket with a code (and a reason), asynchronously
         self.rooms: dict[str, Member] = {}
         self.inbox = False
         self.out: list[bytes] | None = None
@@ -40,6 +44,7 @@ class Conn:
         self.tokens = 0.0
         self.stamp = 0.0
         self.strikes = 0
+        self.expiry: asyncio.TimerHandle | None = None  # closes it when the token expires
 
     @property
     def user(self) -> str:
@@ -67,6 +72,8 @@ class Hub:
         self.on_user_idle = on_user_idle or (lambda user, on: None)
         # (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or (lambda order, after, before: [])
+        # identity -> the user's unread total over the orders that identity may see
+        self.total_reader = lambda ident: 0
 
     # --- connections -----------------------------------------------------
 
@@ -173,7 +180,7 @@ class Hub:
             self._deliver_one(conn, member, ev)
 
     def _deliver_one(self, conn: Conn, member: Member, ev: RoomEvent) -> None:
-        if ev.notes and not member.sees_notes:
+        if (ev.notes and not member.sees_notes) or (ev.plain and member.sees_notes):
             return
         if ev.skip_user is not None and ev.skip_user == conn.ident.id:
             return
@@ -197,10 +204,21 @@ class Hub:
                     self.leave(conn, ev.order)
                     self.push(conn, ev.removed)
                 continue
+            ident = conn.ident
+            if ev.side and not permissions.covers(ident.role, ident.orders, ev.order):
+                continue  # another identity's read state (staff, bot) under this id
             if ev.data:
-                self.push(conn, ev.data)
+                data = ev.data
+                if ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
+                    data = _retotal(data, self._visible_total(ident, ev))
+                self.push(conn, data)
             if ev.notify and conn.inbox and ev.order not in conn.rooms:
                 self.push(conn, ev.notify)
+
+    def _visible_total(self, ident, ev: UserEvent) -> int:
+        if ident.role == "bot":  # covers some orders: count those
+            return self.total_reader(ident)
+        return _unread_of(ev.data).total - ev.hidden  # a participant token covers none
 
     def send(self, conn: Conn, data: bytes) -> None:
         """A frame for one connection only (answers, acks, errors)."""
@@ -265,3 +283,14 @@ class Hub:
 
     def all_conns(self) -> list[Conn]:
         return [c for conns in self.users.values() for c in conns]
+
+
+def _unread_of(data: bytes) -> Unread:
+    n = data[1] & 0x7F  # the payload after the header `wire.frame` wrote
+    return msgspec.json.decode(data[2 if n < 126 else 4 if n == 126 else 10:], type=Unread)
+
+
+def _retotal(data: bytes, total: int) -> bytes:
+    """An `unread` frame with this connection's own total (rare: see UserEvent)."""
+    u = _unread_of(data)
+    return encode_frame(Unread(u.order, u.count, total))
