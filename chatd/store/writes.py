@@ -148,8 +148,8 @@ class Writes:
         order.last_seq, order.last_ts = seq, ts
         notes_only = "" if kind != "note" else " AND m.sees_notes"
         unread = [
-            UnreadChange(*r)
-            for r in db.execute(
+            UnreadChange(user, count, total, bool(side), hidden)
+            for user, count, total, side, hidden in db.execute(
                 "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
                 "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
                 "JOIN user_stats s ON s.user_id = m.user_id "
