@@ -207,10 +207,9 @@ async def test_expired_token_at_join_closes_4401(server):
     assert r["type"] == "error" and r["code"] == "unauthorized"
     await _past(exp)
     assert (await c.join("o2"))["order"] == "o2"
-    await _past(exp2)
-    await c.send({"type": "join", "order": "o3"})
+    # at the refreshed token's exp the server closes the socket by itself
     assert await c.closed() == 4401
-    assert not c.of_type("joined", order="o3")
+    assert time.time() >= exp2 - 0.05
 
 
 @lim(max_conns_per_user=2)
