@@ -101,8 +101,9 @@ class Writes:
             f"WHERE order_id = ?{notes}",
             (user, order.id),
         ).fetchone()
-        # a plain DELETE first: REPLACE would skip the delete trigger, leaving the
-        # old marker's unread in the user's total
+        # DELETE, then a plain INSERT: an outer OR REPLACE overrides the trigger's
+        # INSERT OR IGNORE into user_stats, which reset the user's total to this
+        # marker's count, and it skips the delete trigger for the replaced marker
         db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ?", (user, order.id))
         db.execute(
             "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "

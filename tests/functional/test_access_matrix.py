@@ -316,3 +316,19 @@ async def test_one_id_across_roles_and_tokens(server):
             assert any(f["order"] == "m1" for f in room.of_type("unread")), where
         await inbox.close()
         await room.close()
+
+
+async def test_total_stays_right_when_markers_come_and_go(server):
+    """A new marker (a staff member's first read, a slot replacing it) adds to the
+    user's total: it neither resets the total nor keeps the replaced marker's count."""
+    supplier = await _setup(server)
+    await supplier.post("m3", "for x")  # x (m3's buyer) has 1 unread
+    staff = await server.client("x", "staff")
+    await _read(staff, "m1", 1)  # a marker on m1 with the note unread
+    page = await request(staff, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e["unread"] for e in page["orders"]} == {"m1": 1, "m3": 1}
+    assert page["total_unread"] == 2, page
+    await server.order("m1", buyer="b1", supplier="s1", rep="x")  # x becomes the rep
+    page = await request(staff, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e["unread"] for e in page["orders"]} == {"m1": 2, "m3": 1}
+    assert page["total_unread"] == 3, page
