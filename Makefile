@@ -8,11 +8,15 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test
+.PHONY: install deps demo test
 install: $(STAMP)
+
+# system packages for the tests (redis-server, chromium, node), installed when missing
+deps:
+	bash scripts/deps.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/chatd demo
 
-test: $(STAMP)
+test: deps $(STAMP)
 	$(VENV)/bin/python -m pytest -q
