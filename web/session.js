@@ -342,14 +342,14 @@ var ChatdSession = (function () {
     }
 
     /**
-     * The reader has seen everything up to `seq`: move the read marker (one
-     * `read` per READ_DEBOUNCE_MS, with the newest seq, while canRead()).
+     * The newest message on screen now is `seq`: move the read marker there (one
+     * `read` per READ_DEBOUNCE_MS, with what is on screen when it goes, while canRead()).
      * @param {number} seq
      */
     read(seq) {
-      if (!this.live || seq <= this.readSeq) return;
-      this.pendingRead = Math.max(this.pendingRead, seq);
-      if (this.timers.read) return;
+      if (!this.live) return;
+      this.pendingRead = seq; // what scrolled away meanwhile was not read
+      if (seq <= this.readSeq || this.timers.read) return;
       this._timer('read', function () {
         var s = this.pendingRead;
         this.pendingRead = 0;

@@ -373,10 +373,20 @@ test('unread: counts come from joined and unread frames; read is debounced, once
   clock.advance(1_000);
   assert.equal(ws.framesOf('read').length, 1);
 
-  visible = false; // a background tab reads nothing
-  session.read(6);
+  ws.receive({ type: 'message', order: ORDER, seq: 6, ts: 6, kind: 'text', text: 'm6', sender: SAM });
+  ws.receive({ type: 'message', order: ORDER, seq: 7, ts: 7, kind: 'text', text: 'm7', sender: SAM });
+  session.read(7); // on screen a moment ...
+  session.read(5); // ... then scrolled away before the debounce: not read
   clock.advance(1_000);
   assert.equal(ws.framesOf('read').length, 1);
+  session.read(6);
+  clock.advance(250);
+  assert.deepEqual(ws.framesOf('read').at(-1), { type: 'read', order: ORDER, seq: 6 });
+
+  visible = false; // a background tab reads nothing
+  session.read(7);
+  clock.advance(1_000);
+  assert.equal(ws.framesOf('read').length, 2);
 
   // Our own receipt (another tab) and our own ack move the marker too.
   ws.receive({ type: 'receipt', order: ORDER, user: 'bea', seq: 8 });
@@ -385,7 +395,7 @@ test('unread: counts come from joined and unread frames; read is debounced, once
   visible = true;
   session.read(9);
   clock.advance(1_000);
-  assert.equal(ws.framesOf('read').length, 1);
+  assert.equal(ws.framesOf('read').length, 2);
 
   ws.receive({ type: 'receipt', order: ORDER, user: 'sam', seq: 4 });
   ws.receive({ type: 'receipt', order: ORDER, user: 'sam', seq: 2 }); // older: ignored
