@@ -1,4 +1,5 @@
 # One venv in .venv; `make demo` runs the server with a demo order, `make test` runs every test.
+# `make check-js`: the widget's type check (tsc --checkJs) and its node unit tests (node_modules from the lock file).
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -8,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test
+.PHONY: install demo test check-js
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -16,3 +17,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+check-js:
+	npm ci --silent --no-audit --no-fund
+	npm run -s check
+	npm test
