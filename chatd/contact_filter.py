@@ -4,7 +4,10 @@ Pure functions, no I/O. `scan` finds e-mail addresses, phone numbers
 (international and local formats, with spaces, dots, dashes and brackets, or
 spelled out: "five five five ..."), links and messenger handles. Numbers that
 are not phones (order and invoice numbers, quantities, prices, dates, times,
-SKUs, ranges) are recognised first and left alone. `screen` applies a
+SKUs, ranges) are recognised first and left alone. The patterns run on the
+normalised views of chatd.contact_normalise, so disguises ("５５５",
+"fivefive5", "j o h n @ g m a i l", "hxxps://x[.]com") are seen plain and
+findings still name the original text. `screen` applies a
 deployment's mode (`off`, `mask`, `block`); `applies` says which messages the
 filter is for: buyer side <-> supplier side, never staff, bots or notes.
 
