@@ -16,7 +16,7 @@ from chatd import contact_filter, metrics
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, ChatError, CloseCode, NotFound, TooLarge
+from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
 from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
@@ -234,29 +234,36 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        text = self._screen(actor, order_id, text, kind, client_id)
+        text, = self._screen(actor, order_id, kind, client_id, text)
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs)
         self.publish_posted(posted)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    def _screen(self, actor: Actor, order_id: str, text: str | None, kind: str, ref: str) -> str | None:
-        """The contact filter ([filter] mode) for text crossing the buyer/supplier line."""
-        if self.contact_filter == "off" or not text:
-            return text
+    def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
+        """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
+
+        Each text is masked or refused. The `client_id` is echoed to the other
+        participants too, but it is the retry key and cannot be masked: one the
+        filter flags is refused in both modes (a generated id never is).
+        """
+        if self.contact_filter == "off":
+            return list(texts)
         order = self.store.get_order(order_id)
         if order is None or not contact_filter.applies(actor.role_in(order), kind):
-            return text
+            return list(texts)
         try:
-            screened, found = contact_filter.screen(text, self.contact_filter)
+            if found := contact_filter.scan(client_id):
+                raise BlockedContent(f"contact details are not allowed in client_id: {contact_filter.describe(found)}")
+            out = [contact_filter.screen(t, self.contact_filter) if t else (t, []) for t in texts]
         except ChatError as exc:
             metrics.CONTACT_FILTER.labels("blocked").inc()
-            exc.ref = ref
+            exc.ref = client_id
             raise
-        if found:
+        if any(found for _, found in out):
             metrics.CONTACT_FILTER.labels("masked").inc()
-        return screened
+        return [t for t, _ in out]
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
                          text: str | None) -> Ack:
@@ -264,7 +271,8 @@ class Chat:
             raise BadRequest("status must be 1 to 64 characters", ref=client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
-        text = self._screen(actor, order_id, text, "status", client_id)
+        # the status value shows in the order's state and in "Status changed to ..."
+        status, text = self._screen(actor, order_id, "status", client_id, status, text)
         posted = await self.store.set_status(actor, order_id, status, client_id, text)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -273,7 +281,7 @@ class Chat:
                       reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
-        reason = self._screen(actor, order_id, reason, "dispute", client_id)
+        reason, = self._screen(actor, order_id, "dispute", client_id, reason)
         posted = await self.store.dispute(actor, order_id, action, client_id, reason)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)

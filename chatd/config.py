@@ -63,10 +63,11 @@ class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     cleanup_interval_s: float = 300.0  # how often expired uploads are looked for
     max_per_message: int = 10  # attachment ids in one send
     uploads_per_minute: int = 30  # per user (staff and bots exempt), per instance: 429 rate_limited past it
+    upload_bytes_per_minute: int = 200 * 1024 * 1024  # per user, every role, per instance: 429 past it
 
 
 class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    mode: str = "off"  # contact details between buyer and supplier side: "off", "mask", "block"
+    mode: str = "block"  # contact details between buyer and supplier side: "off", "mask", "block"
 
 
 class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -138,6 +139,8 @@ def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
             cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"]))
     if cfg.filter.mode not in ("off", "mask", "block"):
         raise ValueError("[filter] mode must be \"off\", \"mask\" or \"block\"")
+    if cfg.attachments.upload_bytes_per_minute < cfg.attachments.max_bytes:
+        raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.store.synchronous not in ("normal", "full"):
