@@ -152,6 +152,7 @@ class Chat:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
+        limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
         await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in PARTICIPANT_ROLES:
