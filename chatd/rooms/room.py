@@ -66,7 +66,9 @@ class Room:
 
         At most one event per user and interval whatever `active` says, so
         alternating frames cannot flood the room: a change inside the interval
-        waits (the latest wins) and `typing_due` hands it out at its end.
+        waits (the latest state wins) and `typing_due` hands it out at its end.
+        A stop and a new start inside one interval still send the start: the
+        others may have hidden the indicator meanwhile (a message does that).
         """
         t = self.typing.get(user)
         if t is None:
@@ -80,7 +82,8 @@ class Room:
                 return self._sent(t, active, now)
             t.pending = None
             return None
-        t.pending = None if active == t.shown else active
+        if t.pending is not None or active != t.shown:
+            t.pending = active
         return None
 
     @staticmethod

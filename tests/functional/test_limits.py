@@ -367,7 +367,7 @@ async def test_auth_deadline_is_absolute_despite_pings(server):
     pinger = asyncio.create_task(_ping_until_closed(peer, 0.2))
     try:
         async def late_auth():
-            await asyncio.sleep(1.5)  # past the deadline, by the attack's own pace
+            await asyncio.sleep(2.0)  # past the deadline, by the attack's own pace
             try:
                 await peer.send({"type": "auth", "token": token("buyer1", "buyer")})
             except OSError:
@@ -379,7 +379,7 @@ async def test_auth_deadline_is_absolute_despite_pings(server):
         await auth
         assert not [f for f in frames if f.get("type") == "ready"], frames
         assert code == 4401
-        assert 0.9 <= elapsed < 1.45, elapsed  # at the deadline, before the late auth
+        assert 0.9 <= elapsed < 1.95, elapsed  # at the deadline, before the late auth
     finally:
         pinger.cancel()
         peer.close()

@@ -42,6 +42,17 @@ def test_typing_stop_inside_the_interval_is_sent_at_its_end():
     assert room.typing_due(2.5, 1) == []
 
 
+def test_typing_stop_and_start_inside_the_interval_send_the_start():
+    """Receivers may have hidden the indicator on the typist's message: the new start is news."""
+    room = Room("o1")
+    assert room.typing_update("u1", True, 1.0, 6, 1) is True
+    assert room.typing_update("u1", False, 1.2, 6, 1) is None
+    assert room.typing_update("u1", True, 1.4, 6, 1) is None
+    assert room.typing_due(2.0, 1) == [("u1", True)]
+    assert room.typing_update("u1", True, 2.1, 6, 1) is None  # a plain refresh inside the interval
+    assert room.typing_due(3.0, 1) == []
+
+
 def test_alternating_typing_is_one_event_per_interval_and_the_latest_wins():
     """1,000 alternating frames over 2 s: a handful of events, and the last is the final state."""
     room = Room("o1")
