@@ -73,6 +73,7 @@ class Chat:
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
         self.closing = False  # shutdown began: /readyz fails
+        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
         self.deliver_room = hub.deliver_room
 
     async def start(self, catch_up_s: float = 0.0) -> None:
@@ -151,6 +152,7 @@ class Chat:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
+        limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
         await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in PARTICIPANT_ROLES:
@@ -205,7 +207,7 @@ class Chat:
 
     def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""
-        if room is not None and room.typing_update(ident.id, False, 0.0, 0.0, 0.0):
+        if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
         if ident.role in ("staff", "bot"):
             return
@@ -324,8 +326,9 @@ class Chat:
             raise BadRequest("join the order before sending typing", ref=order_id)
         room = self.hub.rooms[order_id]
         limits = self.limits
-        if room.typing_update(conn.user, active, time.monotonic(), limits.typing_ttl_s, 1.0 / limits.typing_per_s):
-            self._publish_typing(conn.ident, order_id, active)
+        forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)
+        if forward is not None:
+            self._publish_typing(conn.ident, order_id, forward)
         if room.typing:
             self._typing_rooms.add(order_id)
 
@@ -342,19 +345,21 @@ class Chat:
         return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
 
     async def _sweep_typing(self) -> None:
-        """Send `active: false` for typists whose refresh did not come in time."""
+        """Send typing changes held back to the end of their interval, and
+        `active: false` for typists whose refresh did not come in time."""
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
+            now = self.clock()
+            interval = 1.0 / self.limits.typing_per_s
             for order_id in list(self._typing_rooms):
                 room = self.hub.rooms.get(order_id)
                 if room is None:
                     self._typing_rooms.discard(order_id)
                     continue
-                for user in room.typing_expired(now):
+                for user, active in room.typing_due(now, interval):
                     ident = self._ident_in_room(room, user)
                     if ident is not None:
-                        self._publish_typing(ident, order_id, False)
+                        self._publish_typing(ident, order_id, active)
                 if not room.typing:
                     self._typing_rooms.discard(order_id)
 
