@@ -16,7 +16,7 @@ from chatd import contact_filter, metrics
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, ChatError, CloseCode, NotFound, TooLarge
+from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
 from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
@@ -75,6 +75,7 @@ class Chat:
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
         self.closing = False  # shutdown began: /readyz fails
+        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
         self.deliver_room = hub.deliver_room
         hub.total_reader = store.visible_total
 
@@ -154,6 +155,7 @@ class Chat:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
+        limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
         await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in PARTICIPANT_ROLES:
@@ -237,7 +239,7 @@ class Chat:
 
     def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""
-        if room is not None and room.typing_update(ident.id, False, 0.0, 0.0, 0.0):
+        if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
         if ident.role in ("staff", "bot"):
             return
@@ -266,29 +268,36 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        text = self._screen(actor, order_id, text, kind, client_id)
+        text, = self._screen(actor, order_id, kind, client_id, text)
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs)
         self.publish_posted(posted)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    def _screen(self, actor: Actor, order_id: str, text: str | None, kind: str, ref: str) -> str | None:
-        """The contact filter ([filter] mode) for text crossing the buyer/supplier line."""
-        if self.contact_filter == "off" or not text:
-            return text
+    def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
+        """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
+
+        Each text is masked or refused. The `client_id` is echoed to the other
+        participants too, but it is the retry key and cannot be masked: one the
+        filter flags is refused in both modes (a generated id never is).
+        """
+        if self.contact_filter == "off":
+            return list(texts)
         order = self.store.get_order(order_id)
         if order is None or not contact_filter.applies(actor.role_in(order), kind):
-            return text
+            return list(texts)
         try:
-            screened, found = contact_filter.screen(text, self.contact_filter)
+            if found := contact_filter.scan(client_id):
+                raise BlockedContent(f"contact details are not allowed in client_id: {contact_filter.describe(found)}")
+            out = [contact_filter.screen(t, self.contact_filter) if t else (t, []) for t in texts]
         except ChatError as exc:
             metrics.CONTACT_FILTER.labels("blocked").inc()
-            exc.ref = ref
+            exc.ref = client_id
             raise
-        if found:
+        if any(found for _, found in out):
             metrics.CONTACT_FILTER.labels("masked").inc()
-        return screened
+        return [t for t, _ in out]
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
                          text: str | None) -> Ack:
@@ -296,7 +305,8 @@ class Chat:
             raise BadRequest("status must be 1 to 64 characters", ref=client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
-        text = self._screen(actor, order_id, text, "status", client_id)
+        # the status value shows in the order's state and in "Status changed to ..."
+        status, text = self._screen(actor, order_id, "status", client_id, status, text)
         posted = await self.store.set_status(actor, order_id, status, client_id, text)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -305,7 +315,7 @@ class Chat:
                       reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
-        reason = self._screen(actor, order_id, reason, "dispute", client_id)
+        reason, = self._screen(actor, order_id, "dispute", client_id, reason)
         posted = await self.store.dispute(actor, order_id, action, client_id, reason)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -350,8 +360,9 @@ class Chat:
             raise BadRequest("join the order before sending typing", ref=order_id)
         room = self.hub.rooms[order_id]
         limits = self.limits
-        if room.typing_update(conn.user, active, time.monotonic(), limits.typing_ttl_s, 1.0 / limits.typing_per_s):
-            self._publish_typing(conn.ident, order_id, active)
+        forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)
+        if forward is not None:
+            self._publish_typing(conn.ident, order_id, forward)
         if room.typing:
             self._typing_rooms.add(order_id)
 
@@ -368,19 +379,21 @@ class Chat:
         return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
 
     async def _sweep_typing(self) -> None:
-        """Send `active: false` for typists whose refresh did not come in time."""
+        """Send typing changes held back to the end of their interval, and
+        `active: false` for typists whose refresh did not come in time."""
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
+            now = self.clock()
+            interval = 1.0 / self.limits.typing_per_s
             for order_id in list(self._typing_rooms):
                 room = self.hub.rooms.get(order_id)
                 if room is None:
                     self._typing_rooms.discard(order_id)
                     continue
-                for user in room.typing_expired(now):
+                for user, active in room.typing_due(now, interval):
                     ident = self._ident_in_room(room, user)
                     if ident is not None:
-                        self._publish_typing(ident, order_id, False)
+                        self._publish_typing(ident, order_id, active)
                 if not room.typing:
                     self._typing_rooms.discard(order_id)
 

@@ -4,8 +4,12 @@ Fan-out never awaits: a frame is encoded once, the same bytes are appended to
 each recipient's outbound list, and one callback per loop iteration writes
 each dirty connection's frames to its transport in a single write. A socket
 whose kernel and transport buffers are full keeps frames here; past
-`outbound_queue_frames` that connection is closed with 1013 and the room
-goes on without it (see websockets' broadcast topic for why).
+`outbound_queue_frames`, or past `outbound_queue_bytes` when a write finds
+the socket still full, that connection is closed with 1013 and the room
+goes on without it (see websockets' broadcast topic for why). Bytes count,
+not only frames: one history page can be a megabyte. The bytes are checked
+at each write attempt, so one answer (a long replay) may exceed them once
+while the client keeps up; what a stalled client asks for next cannot.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ class Conn:
     """One WebSocket connection as the hub sees it. Few objects, all slots."""
 
     __slots__ = (
-        "ident", "transport", "closer", "rooms", "inbox", "out", "closed",
-        "tokens", "stamp", "strikes", "expiry", "__weakref__",
+        "ident", "transport", "closer", "rooms", "inbox", "out", "out_bytes", "closed",
+        "posting", "reading", "strikes", "expiry", "__weakref__",
     )
 
     def __init__(self, ident, transport, closer: Callable[..., None]) -> None:
@@ -40,10 +44,11 @@ class Conn:
         self.rooms: dict[str, Member] = {}
         self.inbox = False
         self.out: list[bytes] | None = None
+        self.out_bytes = 0  # the size of `out`
         self.closed = False
-        self.tokens = 0.0
-        self.stamp = 0.0
-        self.strikes = 0
+        self.posting = Bucket(0.0, 0)  # send/set_status/dispute; the edge sets the rates
+        self.reading = Bucket(0.0, 0)  # history/inbox/join
+        self.strikes = 0  # rate_limited answers in a row
         self.expiry: asyncio.TimerHandle | None = None  # closes it when the token expires
 
     @property
@@ -51,12 +56,33 @@ class Conn:
         return self.ident.id
 
 
+class Bucket:
+    """A token bucket: `burst` requests at once, `rate_per_s` sustained."""
+
+    __slots__ = ("rate_per_s", "burst", "tokens", "stamp")
+
+    def __init__(self, rate_per_s: float, burst: int, now: float = 0.0) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_s)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class Hub:
     """Who is here, and delivery to them. Implements `broker.Handler`."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None) -> None:
+                 gap_reader=None, queue_bytes: int = 8 << 20) -> None:
         self.queue_frames = queue_frames
+        self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
         self.rooms: dict[str, Room] = {}
         self.users: dict[str, set[Conn]] = {}
@@ -232,12 +258,14 @@ class Hub:
             if conn.closed:
                 return
             conn.out = [data]
+            conn.out_bytes = len(data)
             self._dirty.append(conn)
             if not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self._flush)
         else:
             out.append(data)
+            conn.out_bytes += len(data)
             if len(out) > self.queue_frames:
                 self.close_slow(conn)
 
@@ -254,7 +282,10 @@ class Hub:
                 conn.out = None
                 continue
             if transport.get_write_buffer_size() > limit:
-                self._held.append(conn)  # kernel and transport full: hold, count
+                if conn.out_bytes > self.queue_bytes:
+                    self.close_slow(conn)
+                else:
+                    self._held.append(conn)  # kernel and transport full: hold, count
                 continue
             conn.out = None
             transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -276,7 +307,8 @@ class Hub:
         if conn.closed:
             return
         self.slow_closes += 1
-        log.info("closing slow reader %s (%d frames queued)", conn.user, len(conn.out or ()))
+        log.info("closing slow reader %s (%d frames, %d bytes queued)", conn.user, len(conn.out or ()),
+                 conn.out_bytes)
         conn.out = None
         conn.closed = True
         conn.closer(CloseCode.TRY_AGAIN_LATER)
