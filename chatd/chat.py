@@ -63,7 +63,7 @@ class Chat:
     # Optional features, set by the composition root (chatd.features).
     attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
     contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
-    clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
+    wall_clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
 
     def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
         self.store = store
@@ -185,7 +185,7 @@ class Chat:
         """Close the connection (4401) when its token expires; a refresh moves this."""
         if conn.expiry is not None:
             conn.expiry.cancel()
-        delay = max(0.0, conn.ident.exp - self.clock())
+        delay = max(0.0, conn.ident.exp - self.wall_clock())
         conn.expiry = asyncio.get_running_loop().call_later(delay, self._expired, conn)
 
     def _expired(self, conn: Conn) -> None:
