@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from chatd import metrics
 from chatd.appkeys import CONFIG
@@ -89,8 +90,10 @@ async def post_attachment(request: web.Request) -> web.Response:
 
 
 # what aiohttp's multipart reader raises on a malformed body (no or a too long
-# boundary, a bad part header, a body without its boundaries)
-MULTIPART_ERRORS = (ValueError, AssertionError, BadHttpMessage)
+# boundary, a bad part header, a body without its boundaries); a malformed
+# Content-Disposition is a warning, raised where warnings are errors
+MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader,
+                    BadContentDispositionParam)
 
 
 async def _file_part(request: web.Request):

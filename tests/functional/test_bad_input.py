@@ -163,8 +163,10 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
     ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nhi\r\n--xyz--\r\n"),
     ("multipart/form-data; boundary=xyz", b"not multipart at all"),
     ("multipart/mixed; boundary=xyz", _part("xyz", b"Content-Type: multipart/mixed")),
+    ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
+    ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
 ], ids=["no-boundary", "boundary-71", "nul-in-header", "nul-in-name", "no-colon", "many-headers",
-        "garbage", "nested-no-boundary"])
+        "garbage", "nested-no-boundary", "unclosed-quote", "truncated-headers"])
 async def test_malformed_multipart_gets_400(server, content_type, body, tracebacks):
     await server.order("o1")
     st, data = await _upload_raw(server, body, content_type)
