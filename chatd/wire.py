@@ -30,7 +30,7 @@ ATTACHMENTS_PER_FRAME = 100
 
 Id = Annotated[str, Meta(min_length=1, max_length=ID_CHARS)]
 Name = Annotated[str, Meta(max_length=ID_CHARS)]
-ClientId = Annotated[str, Meta(max_length=CLIENT_ID_CHARS)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_CHARS)]
 Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS)]
 Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Limit = Annotated[int, Meta(ge=0, le=MAX_LIMIT)]

@@ -88,6 +88,8 @@ async def test_deep_nesting_as_first_frame_closes_4401(server, tracebacks):
     ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a"] * 101}, "attachments"),
     ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a" * 65]}, "attachments"),
     ({"type": "set_status", "order": "o1", "client_id": "c", "status": "s" * 65}, "status"),
+    ({"type": "set_status", "order": "o1", "client_id": "", "status": "paid"}, "client_id"),
+    ({"type": "dispute", "order": "o1", "client_id": "", "action": "open"}, "client_id"),
     ({"type": "inbox", "cursor": "1:" + "o" * 300}, "cursor"),
     ({"type": "auth", "token": "t" * 8193}, "token"),
 ])
@@ -97,6 +99,10 @@ async def test_field_bounds_at_decode_time(server, frame, field, tracebacks):
     err = await request(buyer, frame, "ack", "joined", "inbox", "ready")
     assert err["type"] == "error" and err["code"] == "bad_request", err
     assert field in err["message"], err
+    # the error names what the client waits on, when the frame has a plausible one
+    cid, order = frame.get("client_id"), frame.get("order")
+    ref = cid if cid and len(cid) <= 128 else order if order and len(order) <= 200 else None
+    assert err.get("ref") == ref, err
     await _still_serves(server, buyer)
     assert not tracebacks()
 
