@@ -13,6 +13,7 @@ import time
 import msgspec
 
 from chatd import contact_filter, metrics
+from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
@@ -21,7 +22,7 @@ from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFo
 from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
-from chatd.store.records import OrderChange, OrderRecord, Posted
+from chatd.store.records import OrderChange, OrderRecord, Person, Posted
 from chatd.store.rows import Actor
 from chatd.store.sqlite import SqliteStore
 from chatd.tasks import stop
@@ -44,8 +45,6 @@ from chatd.wire import (
     frame,
 )
 
-PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
-
 
 class Disconnect(Exception):
     """Close this connection with `code` (the edge does it)."""
@@ -61,16 +60,18 @@ def actor_of(ident: Identity) -> Actor:
 
 
 class Chat:
-    # Optional features, set by the composition root (chatd.features).
-    attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
-    contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
-    wall_clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
+    """Every use case of the edges; collaborators come in through the constructor."""
 
-    def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
+    def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig, *,
+                 attachments: Attachments | None = None, contact_filter: str = "off",
+                 wall_clock=time.time) -> None:
         self.store = store
         self.hub = hub
         self.broker = broker
         self.limits = limits
+        self.attachments = attachments  # None: `send` refuses attachment ids
+        self.contact_filter = contact_filter  # [filter] mode for messages across the buyer/supplier line
+        self.wall_clock = wall_clock  # token expiry is wall-clock time (`exp`)
         self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task | None = None
@@ -78,7 +79,6 @@ class Chat:
         self.closing = False  # shutdown began: /readyz fails
         self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
         self.deliver_room = hub.deliver_room
-        hub.total_reader = store.visible_total
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -144,6 +144,39 @@ class Chat:
             raise NotFound("no such order", ref=order_id)  # same answer as a missing order
         return order, role
 
+    def order(self, order_id: str) -> OrderRecord:
+        """An order, for an operator (api key, staff): `not_found` if there is none."""
+        order = self.store.get_order(order_id)
+        if order is None:
+            raise NotFound("no such order", ref=order_id)
+        return order
+
+    def order_for(self, ident: Identity, order_id: str) -> OrderRecord:
+        """The order, if `ident` has access to it (same `not_found` as a missing order otherwise)."""
+        return self._order_and_role(ident, order_id)[0]
+
+    # --- orders -----------------------------------------------------------------
+
+    async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
+                             supplier: Person | None, sales_rep=...) -> OrderChange:
+        """The host platform creates or updates an order (sales_rep `...`: unchanged);
+        removed participants are cut off, the room hears the new state."""
+        if not order_id or len(order_id) > 200:
+            raise BadRequest("order id must be 1 to 200 characters")
+        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep)
+        self.publish_change(change)
+        return change
+
+    # --- health -------------------------------------------------------------------
+
+    @property
+    def relay_healthy(self) -> bool:
+        return self.broker.healthy
+
+    async def check_writable(self) -> None:
+        """Raises if the store cannot commit right now."""
+        await self.store.check_writable()
+
     # --- rooms ----------------------------------------------------------------
 
     async def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
@@ -159,7 +192,7 @@ class Chat:
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
         await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
-        if first and role in PARTICIPANT_ROLES:
+        if first and role in permissions.PARTICIPANT_ROLES:
             self.broker.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
@@ -242,7 +275,7 @@ class Chat:
         """The user's last connection left the room: they stop typing, and go offline."""
         if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
-        if ident.role in ("staff", "bot"):
+        if ident.role in permissions.OPERATOR_ROLES:
             return
         if not removed:
             order = self.store.get_order(order_id)
@@ -414,7 +447,7 @@ class Chat:
             return
         self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
-        if marker.role in PARTICIPANT_ROLES:
+        if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
 
     def _publish_receipt(self, order_id: str, user: str, marker) -> None:
@@ -440,12 +473,25 @@ class Chat:
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}
 
-    def history(self, ident: Identity, order_id: str, before: int | None, after: int | None,
-                limit: int | None) -> HistoryPage:
-        _, role = self._order_and_role(ident, order_id)
+    def messages_page(self, viewer: Identity | None, order_id: str, before: int | None, after: int | None,
+                      limit: int | None) -> HistoryPage:
+        """A page of the order's messages as `viewer` (None: the api key) may see them."""
+        sees = self._viewer_sees_notes(viewer, order_id)
         limit = self._page_limit(limit)
-        msgs, more = self.store.history(order_id, permissions.sees_notes(role), before, after, limit)
+        msgs, more = self.store.history(order_id, sees, before, after, limit)
         return HistoryPage(order_id, msgs, more)
+
+    def export(self, viewer: Identity | None, order_id: str):
+        """Every message `viewer` (None: the api key) may see, in chunks (an async iterator)."""
+        return self.store.export(order_id, self._viewer_sees_notes(viewer, order_id))
+
+    def _viewer_sees_notes(self, viewer: Identity | None, order_id: str) -> bool:
+        """Whether `viewer` may read the order (`not_found` otherwise), and if notes are shown."""
+        if viewer is None:
+            self.order(order_id)
+            return True
+        _, role = self._order_and_role(viewer, order_id)
+        return permissions.sees_notes(role)
 
     def _page_limit(self, limit: int | None) -> int:
         if limit is None:

@@ -80,7 +80,7 @@ class Hub:
     """Who is here, and delivery to them. Implements `broker.Handler`."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None, queue_bytes: int = 8 << 20) -> None:
+                 gap_reader=None, queue_bytes: int = 8 << 20, total_reader=None) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
@@ -99,7 +99,7 @@ class Hub:
         # (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or (lambda order, after, before: [])
         # identity -> the user's unread total over the orders that identity may see
-        self.total_reader = lambda ident: 0
+        self.total_reader = total_reader or (lambda ident: 0)
 
     # --- connections -----------------------------------------------------
 
