@@ -13,7 +13,7 @@ from chatd.appkeys import CHAT, CONFIG, SOCKETS
 from chatd.chat import Chat
 from chatd.config import Config
 from chatd.errors import CloseCode
-from chatd.rooms.broker import LocalBroker
+from chatd.relay.base import LocalBroker
 from chatd.rooms.hub import Hub
 from chatd.store.sqlite import SqliteStore
 from chatd.wire import Presence, encode_frame
@@ -28,7 +28,7 @@ def presence_frame(order: str, user: str, online: bool) -> bytes:
 
 def make_broker(cfg: Config):
     if cfg.broker.url:
-        from chatd.rooms.redis import RedisBroker
+        from chatd.relay.redis import RedisBroker
 
         return RedisBroker(cfg.broker.url, presence_frame)
     return LocalBroker()

@@ -17,7 +17,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import LimitsConfig
 from chatd.errors import BadRequest, ChatError, CloseCode, NotFound, TooLarge
-from chatd.rooms.broker import Broker
+from chatd.relay.base import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.store.records import OrderChange, OrderRecord, Posted

@@ -6,7 +6,7 @@ it has local connections for, in batches. Pub/sub is best effort: the store is
 the truth, and after a reconnect the handler's `resync()` refills what was
 missed. A canary published through Redis every second proves the round trip
 for `/healthz`, and doubles as this instance's heartbeat for presence
-(chatd.rooms.redis_presence: a crashed instance's users go offline).
+(chatd.relay.redis_presence: a crashed instance's users go offline).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from chatd.rooms import redis_presence as rp
+from chatd.relay import redis_presence as rp
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.tasks import stop
 
@@ -59,7 +59,7 @@ def user_channel(user: str) -> str:
 
 
 class RedisBroker:
-    """See chatd.rooms.broker.Broker for the contract."""
+    """See chatd.relay.base.Broker for the contract."""
 
     def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
         self.url = url
@@ -214,7 +214,7 @@ class RedisBroker:
         env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
         self._enqueue(room_channel(order), _encode(env))
 
-    # --- presence bookkeeping (see chatd.rooms.redis_presence) -------------------
+    # --- presence bookkeeping (see chatd.relay.redis_presence) -------------------
 
     async def _heartbeat(self) -> None:
         """Keep our `alive` key fresh; take over the holdings of instances whose key ran out."""
