@@ -13,7 +13,8 @@ from chatd.appkeys import CHAT, CONFIG, SOCKETS
 from chatd.chat import Chat
 from chatd.config import Config
 from chatd.errors import CloseCode
-from chatd.relay.base import LocalBroker
+from chatd.relay.base import Relay
+from chatd.relay.local import LocalRelay
 from chatd.rooms.hub import Hub
 from chatd.store.sqlite import SqliteStore
 from chatd.wire import Presence, encode_frame
@@ -26,32 +27,32 @@ def presence_frame(order: str, user: str, online: bool) -> bytes:
     return encode_frame(Presence(order, user, online))
 
 
-def make_broker(cfg: Config):
-    if cfg.broker.url:
-        from chatd.relay.redis import RedisBroker
+def make_relay(cfg: Config) -> Relay:
+    if cfg.relay.url:
+        from chatd.relay.redis import RedisRelay
 
-        return RedisBroker(cfg.broker.url, presence_frame)
-    return LocalBroker()
+        return RedisRelay(cfg.relay.url, presence_frame)
+    return LocalRelay()
 
 
 async def _resources(app: web.Application):
-    """Store, broker, hub and chat: opened in order, closed in reverse."""
+    """Store, relay, hub and chat: opened in order, closed in reverse."""
     cfg = app[CONFIG]
     store = SqliteStore(cfg.store.path, cfg.store.synchronous, cfg.store.max_batch)
     await store.open()
-    broker = make_broker(cfg)
+    relay = make_relay(cfg)
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
-              on_room_idle=broker.watch_room, on_user_idle=broker.watch_user)
-    chat = Chat(store, hub, broker, cfg.limits)
+              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user)
+    chat = Chat(store, hub, relay, cfg.limits)
     hub.gap_reader = chat.read_gap
-    await broker.start(chat)
-    await chat.start(catch_up_s=2.0 if cfg.broker.url else 0.0)
+    await relay.start(chat)
+    await chat.start(catch_up_s=2.0 if cfg.relay.url else 0.0)
     app[CHAT] = chat
     try:
         yield
     finally:
         await chat.aclose()
-        await broker.aclose()
+        await relay.aclose()
         await store.aclose()  # flushes every queued write first
 
 

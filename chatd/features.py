@@ -1,6 +1,6 @@
 """Issue 5's features wired into the app: attachments, threads, contact filter, webhooks, metrics.
 
-One cleanup context, after the core resources (store, broker, hub, chat): it
+One cleanup context, after the core resources (store, relay, hub, chat): it
 registers the store hooks, hands `Chat` its optional collaborators, starts
 the background tasks (upload clean-up, webhook delivery, the metrics
 listener) and stops them in reverse, before the store closes.
@@ -54,7 +54,7 @@ async def resources(app: web.Application):
     app[WEBHOOKS] = webhooks
 
     store.on_batch = metrics.observe_batch
-    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.broker, webhooks.backlog if webhooks else None))
+    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.relay, webhooks.backlog if webhooks else None))
     app[METRICS] = registry
     runner = None
     if cfg.metrics.port:

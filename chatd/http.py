@@ -196,7 +196,7 @@ async def post_read(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     chat: Chat = request.app[CHAT]
-    relay = "ok" if chat.broker.healthy else "degraded"
+    relay = "ok" if chat.relay.healthy else "degraded"
     try:
         await chat.store.check_writable()
     except (ChatError, Exception) as exc:  # noqa: BLE001 - any failure means "cannot serve"
@@ -217,7 +217,7 @@ async def readyz(request: web.Request) -> web.Response:
         await chat.store.check_writable()
     except Exception as exc:  # noqa: BLE001
         return _json({"ready": False, "reason": f"store: {exc}"}, 503)
-    return _json({"ready": True, "relay": "ok" if chat.broker.healthy else "degraded"})
+    return _json({"ready": True, "relay": "ok" if chat.relay.healthy else "degraded"})
 
 
 def add_routes(app: web.Application) -> None:

@@ -133,7 +133,7 @@ async def _cluster(tmp_path, request, limits) -> ClusterServer:
     for i in range(2):
         d = tmp_path / f"node{i}"
         d.mkdir()
-        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "broker": {"url": url}}
+        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "relay": {"url": url}}
         if limits:
             sections["limits"] = dict(limits)
         nodes.append(ServerProc(d, sections))

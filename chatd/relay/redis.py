@@ -1,4 +1,4 @@
-"""RedisBroker: relays events between chatd instances over Redis pub/sub.
+"""RedisRelay: relays events between chatd instances over Redis pub/sub.
 
 Events are delivered to the local hub at once (also while Redis is down) and
 published for the others. Each instance subscribes only to the rooms and users
@@ -58,8 +58,8 @@ def user_channel(user: str) -> str:
     return f"chatd:user:{user}"
 
 
-class RedisBroker:
-    """See chatd.relay.base.Broker for the contract."""
+class RedisRelay:
+    """Implements chatd.relay.base.Relay (see there for the contract)."""
 
     def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
         self.url = url
