@@ -25,137 +25,32 @@ the same way: `chatd:conns:{user}` has one field per instance with its count,
 always written as the instance's own truth (so a late write can never leave
 a stale count), and `chatd:owned-conns:{instance}` lists the users for reaping.
 
-Scripts build the room keys they touch from their arguments (fine on one
-Redis server; a Redis Cluster would need hash tags).
+The Lua scripts (chatd/relay/lua/, package data) build the room keys they
+touch from their arguments (fine on one Redis server; a Redis Cluster would
+need hash tags).
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 REGISTRY = "chatd:instances"
 ALIVE_MS = 5000
 
-_LIB = """
-local function others(pkey, inst, user, reg)
-  local n = 0
-  for _, f in ipairs(redis.call('HKEYS', pkey)) do
-    local sep = string.find(f, '|', 1, true)
-    if sep and string.sub(f, sep + 1) == user then
-      local i = string.sub(f, 1, sep - 1)
-      if i ~= inst and redis.call('SISMEMBER', reg, i) == 1 then n = n + 1 end
-    end
-  end
-  return n
-end
-local function split(m)
-  local c = string.find(m, ':', 1, true)
-  local n = tonumber(string.sub(m, 1, c - 1))
-  return string.sub(m, c + 1, c + n), string.sub(m, c + n + 1)
-end
-"""
 
-# KEYS: registry, owned set. ARGV: instance, member, online (1/0).
-# Returns how many other live instances hold the user in the room.
-CHANGE = _LIB + """
-local order, user = split(ARGV[2])
-local pkey = 'chatd:presence:' .. order
-local field = ARGV[1] .. '|' .. user
-if ARGV[3] == '1' then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  redis.call('HSET', pkey, field, 1)
-  redis.call('SADD', KEYS[2], ARGV[2])
-else
-  redis.call('HDEL', pkey, field)
-  redis.call('SREM', KEYS[2], ARGV[2])
-end
-return others(pkey, ARGV[1], user, KEYS[1])
-"""
-
-# KEYS: registry, the dead instance's owned set, its owned-conns set. ARGV: the dead instance.
-# Returns the members now held by nobody (empty if another instance reaped it).
-REAP = _LIB + """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
-for _, u in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  redis.call('HDEL', 'chatd:conns:' .. u, ARGV[1])
-end
-redis.call('DEL', KEYS[3])
-local gone = {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local order, user = split(m)
-  local pkey = 'chatd:presence:' .. order
-  redis.call('HDEL', pkey, ARGV[1] .. '|' .. user)
-  if others(pkey, ARGV[1], user, KEYS[1]) == 0 then table.insert(gone, m) end
-end
-redis.call('DEL', KEYS[2])
-return gone
-"""
-
-# KEYS: registry, owned set. ARGV: instance, then every member it holds now.
-# Returns {members it turned online, members it turned offline}.
-SYNC = _LIB + """
-redis.call('SADD', KEYS[1], ARGV[1])
-local want = {}
-for i = 2, #ARGV do want[ARGV[i]] = true end
-local on, off = {}, {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if want[m] then
-    want[m] = nil
-  else
-    local order, user = split(m)
-    local pkey = 'chatd:presence:' .. order
-    redis.call('HDEL', pkey, ARGV[1] .. '|' .. user)
-    redis.call('SREM', KEYS[2], m)
-    if others(pkey, ARGV[1], user, KEYS[1]) == 0 then table.insert(off, m) end
-  end
-end
-for m, _ in pairs(want) do
-  local order, user = split(m)
-  local pkey = 'chatd:presence:' .. order
-  redis.call('HSET', pkey, ARGV[1] .. '|' .. user, 1)
-  redis.call('SADD', KEYS[2], m)
-  if others(pkey, ARGV[1], user, KEYS[1]) == 0 then table.insert(on, m) end
-end
-return {on, off}
-"""
+def _script(name: str, lib: bool = False) -> str:
+    """A Lua script shipped beside this module (chatd/relay/lua/), with the
+    shared helpers in front if it uses them."""
+    folder = files(__package__) / "lua"
+    text = (folder / f"{name}.lua").read_text()
+    return (folder / "lib.lua").read_text() + text if lib else text
 
 
-# KEYS: registry, the user's conns hash, owned-conns set. ARGV: instance, user,
-# our count with the new connection, the limit. 1: admitted (and counted), 0: refused.
-ADMIT = """
-local total = tonumber(ARGV[3])
-local fields = redis.call('HGETALL', KEYS[2])
-for i = 1, #fields, 2 do
-  if fields[i] ~= ARGV[1] and redis.call('SISMEMBER', KEYS[1], fields[i]) == 1 then
-    total = total + tonumber(fields[i + 1])
-  end
-end
-if total > tonumber(ARGV[4]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1
-"""
-
-# KEYS: owned-conns set. ARGV: instance, then user, count pairs: our counts now
-# (one user after a close; all of them after a reconnect, when `all` = ARGV[2] is 1).
-SET_CONNS = """
-local want = {}
-for i = 3, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end
-if ARGV[2] == '1' then
-  for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if want[u] == nil then want[u] = 0 end
-  end
-end
-for u, n in pairs(want) do
-  if n > 0 then
-    redis.call('HSET', 'chatd:conns:' .. u, ARGV[1], n)
-    redis.call('SADD', KEYS[1], u)
-  else
-    redis.call('HDEL', 'chatd:conns:' .. u, ARGV[1])
-    redis.call('SREM', KEYS[1], u)
-  end
-end
-return 1
-"""
+CHANGE = _script("change", lib=True)  # a first (last) local connection; do others hold the user?
+REAP = _script("reap", lib=True)  # a dead instance's holdings and counts go
+SYNC = _script("sync", lib=True)  # Redis holds exactly what this instance holds
+ADMIT = _script("admit")  # one more connection within the limit, over live instances
+SET_CONNS = _script("set_conns")  # this instance's connection counts, as its truth
 
 
 def conns_key(user: str) -> str:
