@@ -76,7 +76,8 @@ class Admission(Protocol):
         across all instances? If so it is counted until `release`."""
 
     def release(self, user: str, local: int) -> None:
-        """An admitted connection of `user` closed; `local` are left here."""
+        """An admitted connection of `user` closed; `local` are left here. Other
+        instances count it gone no later than they get what this one publishes next."""
 
 
 class Relay(PubSub, Presence, Admission, Protocol):
