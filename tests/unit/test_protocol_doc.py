@@ -95,7 +95,8 @@ SERVER_DOC = _frame_subsections("Server frames")
 
 
 def _mentions(body: str, name: str) -> bool:
-    return re.search(r"`" + re.escape(name) + r"\??`", body) is not None
+    """`name`, `name?` or `[section] name` in backticks."""
+    return re.search(r"`(\[\w+\] )?" + re.escape(name) + r"\??`", body) is not None
 
 
 def _lines_naming(body: str, name: str) -> list[str]:
@@ -191,13 +192,22 @@ def _json_examples(body: str) -> list[str]:
     return re.findall(r"```json\n(.*?)```", body, flags=re.S)
 
 
+def _objects(block: str) -> list[str]:
+    """An example block holds one (pretty-printed) JSON object, or one object per line."""
+    try:
+        msgspec.json.decode(block)
+        return [block]
+    except msgspec.DecodeError:
+        return [line for line in block.splitlines() if line.strip()]
+
+
 @pytest.mark.parametrize("tag", sorted(CLIENT))
 def test_client_frame_example_decodes_as_that_frame(tag):
     examples = _json_examples(CLIENT_DOC.get(tag, ""))
     assert examples, f"client frame {tag!r} has no ```json example"
     for raw in examples:
-        for line in raw.strip().splitlines():
-            assert isinstance(wire.decoder.decode(line), CLIENT[tag]), line
+        for one in _objects(raw):
+            assert isinstance(wire.decoder.decode(one), CLIENT[tag]), one
 
 
 @pytest.mark.parametrize("tag", sorted(SERVER))
@@ -205,8 +215,8 @@ def test_server_frame_example_decodes_as_that_frame(tag):
     examples = _json_examples(SERVER_DOC.get(tag, ""))
     assert examples, f"server frame {tag!r} has no ```json example"
     for raw in examples:
-        for line in raw.strip().splitlines():
-            assert isinstance(wire.server_decoder.decode(line), SERVER[tag]), line
+        for one in _objects(raw):
+            assert isinstance(wire.server_decoder.decode(one), SERVER[tag]), one
 
 
 # --- errors, close codes, limits ------------------------------------------------
