@@ -1,4 +1,5 @@
 # One venv in .venv; `make demo` runs the server with a demo order, `make test` runs every test.
+# `make check-js`: the widget's type check (tsc --checkJs) and its node unit tests (node_modules from the lock file).
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -8,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install deps demo test
+.PHONY: install deps demo test check check-js
 install: $(STAMP)
 
 # system packages for the tests (redis-server, chromium, node), installed when missing
@@ -20,3 +21,11 @@ demo: $(STAMP)
 
 test: deps $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# the project's gates, run by CI before the tests
+check: check-js
+
+check-js: deps
+	npm ci --silent --no-audit --no-fund
+	npm run -s check
+	npm test

@@ -9,7 +9,7 @@ import weakref
 from aiohttp import web
 
 from chatd import features, http, http_ext, ws
-from chatd.appkeys import CHAT, CONFIG, SOCKETS
+from chatd.appkeys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.chat import Chat
 from chatd.config import Config
 from chatd.errors import CloseCode
@@ -42,7 +42,8 @@ async def _resources(app: web.Application):
     await store.open()
     relay = make_relay(cfg)
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
-              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user)
+              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
+              queue_bytes=cfg.limits.outbound_queue_bytes)
     chat = Chat(store, hub, relay, cfg.limits)
     hub.gap_reader = chat.read_gap
     await relay.start(chat)
@@ -72,6 +73,7 @@ def create_app(cfg: Config) -> web.Application:
     app = web.Application(middlewares=[http.errors_middleware], client_max_size=1 << 20)
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
+    app[UNAUTHENTICATED] = {}
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(features.resources)  # attachments, webhooks, metrics (issue 5)
     app.on_shutdown.append(_close_sockets)

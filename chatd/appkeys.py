@@ -12,3 +12,4 @@ from chatd.config import Config
 CONFIG = web.AppKey("config", Config)
 CHAT = web.AppKey("chat", Chat)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+UNAUTHENTICATED = web.AppKey("unauthenticated", dict)  # remote address -> sockets waiting for auth

@@ -246,6 +246,42 @@ def content_disposition(name: str) -> str:
 # --- the service -----------------------------------------------------------------------
 
 
+class ByteBudget:
+    """Bytes uploaded per user and minute, for every role: the count of uploads
+    exempts staff and bots, but a bot token must not fill the disk either.
+
+    A token bucket holding a minute's worth; each chunk draws on it as it
+    streams (concurrent uploads of one user share it), so what one user can
+    write is bounded by `per_minute` plus the rate times the time. An upload
+    that would overdraw it is refused with 429, its partial file removed.
+    """
+
+    def __init__(self, per_minute: int, clock) -> None:
+        self.cap = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # user -> (bytes left, when)
+
+    def _left(self, user: str, now: float) -> float:
+        left, when = self._buckets.get(user, (self.cap, now))
+        return min(self.cap, left + (now - when) * self.rate)
+
+    def check(self, user: str) -> None:
+        """Refuse a new upload while the budget is spent."""
+        left = self._left(user, self.clock())
+        if left <= 0:
+            raise RateLimited(f"too many bytes uploaded: try again in {max(1.0, -left / self.rate):.0f} s")
+
+    def take(self, user: str, n: int) -> None:
+        now = self.clock()
+        left = self._left(user, now) - n
+        self._buckets[user] = (left, now)
+        if left < 0:
+            raise RateLimited(f"too many bytes uploaded: try again in {max(1.0, -left / self.rate):.0f} s")
+        if len(self._buckets) > 10_000:  # forget the full buckets
+            self._buckets = {u: (b, w) for u, (b, w) in self._buckets.items() if b + (now - w) * self.rate < self.cap}
+
+
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
@@ -260,6 +296,8 @@ class Attachments:
         self.contact_filter = "off"  # [filter] mode, set by chatd.features
         self.per_minute = cfg.uploads_per_minute
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
+        self.clock = time.monotonic  # tests inject their own
+        self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task | None = None
 
@@ -290,7 +328,7 @@ class Attachments:
         may be 20 MB of disk until the clean-up, so one account cannot fill it."""
         if ident.role in permissions.RATE_EXEMPT:
             return
-        now, rate = time.monotonic(), self.per_minute / 60.0
+        now, rate = self.clock(), self.per_minute / 60.0
         tokens, when = self._buckets.get(ident.id, (float(self.per_minute), now))
         tokens = min(float(self.per_minute), tokens + (now - when) * rate)
         if tokens < 1.0:
@@ -312,6 +350,7 @@ class Attachments:
                      chunks: AsyncIterator[bytes]) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
         _, role = self._role(ident, order_id)
+        self.bytes.check(ident.id)
         self._take_token(ident)
         name = self._screen_name(clean_name(filename), role)
         tmp = self.tmp / f"{secrets.token_hex(16)}.part"
@@ -326,6 +365,7 @@ class Attachments:
                     if not chunk:
                         continue
                     size += len(chunk)
+                    self.bytes.take(ident.id, len(chunk))
                     if size > self.max_bytes:
                         raise TooLarge(f"attachments are limited to {self.max_bytes} bytes")
                     if len(head) < HEAD_BYTES:

@@ -15,8 +15,9 @@ import msgspec
 from chatd import contact_filter, metrics
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
+from chatd.blank import is_blank
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, ChatError, CloseCode, NotFound, TooLarge
+from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
@@ -26,6 +27,7 @@ from chatd.store.sqlite import SqliteStore
 from chatd.tasks import stop
 from chatd.wire import (
     Ack,
+    ErrorFrame,
     HistoryPage,
     InboxEntry,
     InboxPage,
@@ -62,6 +64,7 @@ class Chat:
     # Optional features, set by the composition root (chatd.features).
     attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
     contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
+    wall_clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
 
     def __init__(self, store: SqliteStore, hub: Hub, relay: Relay, limits: LimitsConfig) -> None:
         self.store = store
@@ -73,7 +76,9 @@ class Chat:
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
         self.closing = False  # shutdown began: /readyz fails
+        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
         self.deliver_room = hub.deliver_room
+        hub.total_reader = store.visible_total
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -151,6 +156,7 @@ class Chat:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
+        limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
         await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in PARTICIPANT_ROLES:
@@ -176,6 +182,32 @@ class Chat:
         top = max(order.last_seq, msgs[-1].seq if msgs else 0)
         self.hub.release(conn, order_id, member, top)
 
+    def arm_expiry(self, conn: Conn) -> None:
+        """Close the connection (4401) when its token expires; a refresh moves this."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+        delay = max(0.0, conn.ident.exp - self.wall_clock())
+        conn.expiry = asyncio.get_running_loop().call_later(delay, self._expired, conn)
+
+    def _expired(self, conn: Conn) -> None:
+        conn.expiry = None
+        if conn.closed:
+            return
+        self.hub.send(conn, encode_frame(ErrorFrame("unauthorized", "token expired")))
+        conn.closed = True  # the error goes out first: the close waits for the next loop turn
+        conn.closer(CloseCode.UNAUTHORIZED, "token expired")
+
+    def reauth(self, conn: Conn, ident: Identity) -> None:
+        """A refreshed token: the connection stays in the rooms it still covers."""
+        conn.ident = ident
+        self.arm_expiry(conn)
+        for order_id, member in list(conn.rooms.items()):
+            role = self._role_hint(ident, order_id)
+            if role is None:
+                self.leave(conn, order_id, "removed")
+            else:
+                member.sees_notes = permissions.sees_notes(role)
+
     def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
         joined = order_id in conn.rooms
         room = self.hub.rooms.get(order_id)  # gone from the hub once its last member leaves
@@ -198,6 +230,9 @@ class Chat:
 
     def went_away(self, conn: Conn) -> None:
         """A connection closed: presence for the rooms its user has now left."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
         rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, rooms.get(order_id))
@@ -205,7 +240,7 @@ class Chat:
 
     def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""
-        if room is not None and room.typing_update(ident.id, False, 0.0, 0.0, 0.0):
+        if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
         if ident.role in ("staff", "bot"):
             return
@@ -220,8 +255,8 @@ class Chat:
     def _check_text(self, text: str, ref: str | None, allow_empty: bool = False) -> None:
         if len(text) > self.limits.max_text_chars:
             raise TooLarge(f"text is longer than {self.limits.max_text_chars} characters", ref=ref)
-        if not allow_empty and not text.strip():
-            raise BadRequest("text is empty", ref=ref)
+        if not allow_empty and is_blank(text):
+            raise BadRequest("text is empty (or only whitespace and invisible characters)", ref=ref)
 
     async def send(self, actor: Actor, order_id: str, client_id: str, text: str, kind: str,
                    attachments: list[str] | None = None) -> Ack:
@@ -234,29 +269,36 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        text = self._screen(actor, order_id, text, kind, client_id)
+        text, = self._screen(actor, order_id, kind, client_id, text)
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs)
         self.publish_posted(posted)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    def _screen(self, actor: Actor, order_id: str, text: str | None, kind: str, ref: str) -> str | None:
-        """The contact filter ([filter] mode) for text crossing the buyer/supplier line."""
-        if self.contact_filter == "off" or not text:
-            return text
+    def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
+        """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
+
+        Each text is masked or refused. The `client_id` is echoed to the other
+        participants too, but it is the retry key and cannot be masked: one the
+        filter flags is refused in both modes (a generated id never is).
+        """
+        if self.contact_filter == "off":
+            return list(texts)
         order = self.store.get_order(order_id)
         if order is None or not contact_filter.applies(actor.role_in(order), kind):
-            return text
+            return list(texts)
         try:
-            screened, found = contact_filter.screen(text, self.contact_filter)
+            if found := contact_filter.scan(client_id):
+                raise BlockedContent(f"contact details are not allowed in client_id: {contact_filter.describe(found)}")
+            out = [contact_filter.screen(t, self.contact_filter) if t else (t, []) for t in texts]
         except ChatError as exc:
             metrics.CONTACT_FILTER.labels("blocked").inc()
-            exc.ref = ref
+            exc.ref = client_id
             raise
-        if found:
+        if any(found for _, found in out):
             metrics.CONTACT_FILTER.labels("masked").inc()
-        return screened
+        return [t for t, _ in out]
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
                          text: str | None) -> Ack:
@@ -264,7 +306,8 @@ class Chat:
             raise BadRequest("status must be 1 to 64 characters", ref=client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
-        text = self._screen(actor, order_id, text, "status", client_id)
+        # the status value shows in the order's state and in "Status changed to ..."
+        status, text = self._screen(actor, order_id, "status", client_id, status, text)
         posted = await self.store.set_status(actor, order_id, status, client_id, text)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -273,7 +316,7 @@ class Chat:
                       reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
-        reason = self._screen(actor, order_id, reason, "dispute", client_id)
+        reason, = self._screen(actor, order_id, "dispute", client_id, reason)
         posted = await self.store.dispute(actor, order_id, action, client_id, reason)
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -290,7 +333,8 @@ class Chat:
         publish_user = self.relay.publish_user
         for ch in posted.unread:
             data = encode_frame(Unread(m.order, ch.count, ch.total))
-            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b""))
+            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
+                                   side=ch.side, hidden=ch.hidden))
         if posted.order is not None:
             self.publish_order(posted.order)
 
@@ -305,7 +349,8 @@ class Chat:
         for user in change.removed:
             self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
         for ch in change.totals:  # their unread on this order is gone from their total
-            self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total))))
+            self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
+                                               order_id, hidden=ch.hidden))
         if change.state_changed and not change.created:
             self.publish_order(change.order)
 
@@ -316,8 +361,9 @@ class Chat:
             raise BadRequest("join the order before sending typing", ref=order_id)
         room = self.hub.rooms[order_id]
         limits = self.limits
-        if room.typing_update(conn.user, active, time.monotonic(), limits.typing_ttl_s, 1.0 / limits.typing_per_s):
-            self._publish_typing(conn.ident, order_id, active)
+        forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)
+        if forward is not None:
+            self._publish_typing(conn.ident, order_id, forward)
         if room.typing:
             self._typing_rooms.add(order_id)
 
@@ -334,19 +380,21 @@ class Chat:
         return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
 
     async def _sweep_typing(self) -> None:
-        """Send `active: false` for typists whose refresh did not come in time."""
+        """Send typing changes held back to the end of their interval, and
+        `active: false` for typists whose refresh did not come in time."""
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
+            now = self.clock()
+            interval = 1.0 / self.limits.typing_per_s
             for order_id in list(self._typing_rooms):
                 room = self.hub.rooms.get(order_id)
                 if room is None:
                     self._typing_rooms.discard(order_id)
                     continue
-                for user in room.typing_expired(now):
+                for user, active in room.typing_due(now, interval):
                     ident = self._ident_in_room(room, user)
                     if ident is not None:
-                        self._publish_typing(ident, order_id, False)
+                        self._publish_typing(ident, order_id, active)
                 if not room.typing:
                     self._typing_rooms.discard(order_id)
 
@@ -364,9 +412,21 @@ class Chat:
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
             return
-        self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
+                                           order_id, side=marker.side, hidden=marker.hidden))
         if marker.role in PARTICIPANT_ROLES:
-            self.relay.publish_room(RoomEvent(order_id, encode_frame(Receipt(order_id, ident.id, marker.read_seq))))
+            self._publish_receipt(order_id, ident.id, marker)
+
+    def _publish_receipt(self, order_id: str, user: str, marker) -> None:
+        """Members who see notes get the marker; the others never a note's seq:
+        the newest message they may see up to it, once it moved."""
+        publish = self.relay.publish_room
+        if marker.plain_seq == marker.read_seq:
+            publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq))))
+            return
+        publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq)), notes=True))
+        if marker.plain_seq > marker.plain_before:
+            publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.plain_seq)), plain=True))
 
     async def set_marker(self, order_id: str, user: str, seq: int) -> dict:
         """REST: an operator sets a user's marker (may move backward: mark unread)."""
@@ -375,7 +435,8 @@ class Chat:
             read_seq, unread, _ = self.store.marker(order_id, user, True, 0)
             return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
                     "total": self.store.total_unread(user)}
-        self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total))))
+        self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
+                                           order_id, side=marker.side, hidden=marker.hidden))
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}
 
@@ -399,7 +460,7 @@ class Chat:
             limit = 50
         if limit < 1:
             raise BadRequest("limit must be at least 1")
-        entries, total, next_cursor = self.store.inbox(conn.user, min(limit, self.limits.inbox_max), cursor)
+        entries, total, next_cursor = self.store.inbox(conn.ident, min(limit, self.limits.inbox_max), cursor)
         return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
 
 

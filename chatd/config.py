@@ -40,22 +40,27 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    max_frame_bytes: int = 65536  # larger inbound frame: close 1009
+    max_frame_bytes: int = 65536  # larger inbound frame (this size passes): close 1009
     max_text_chars: int = 4000  # longer message text: error too_large
-    auth_timeout_s: float = 5.0  # no valid auth by then: close 4401
+    auth_timeout_s: float = 5.0  # no valid auth by then after the upgrade, whatever arrives: close 4401
+    max_unauthenticated_per_ip: int = 32  # sockets of one address waiting for auth; one more: close 4429
     rate_per_s: float = 20.0  # send/set_status/dispute sustained, per connection
     rate_burst: int = 60  # ... and burst; staff and bot are exempt
+    read_rate_per_s: float = 10.0  # history/inbox/join sustained, per connection
+    read_burst: int = 60  # ... and burst; staff and bot are exempt
     rate_abuse_closes: int = 200  # rate_limited errors in a row before close 4429
     typing_per_s: float = 1.0  # typing frames forwarded per user and order
     typing_ttl_s: float = 6.0  # typing expires without a refresh
     max_conns_per_user: int = 20  # one more: close 4429
     outbound_queue_frames: int = 1000  # frames held for a slow reader: close 1013
+    outbound_queue_bytes: int = 8 << 20  # ... or bytes its socket did not take: close 1013
     outbound_buffer_bytes: int = 262144  # socket backlog before frames are held
     heartbeat_s: float = 30.0  # server pings; no pong within it: closed
     history_max: int = 200  # history page cap
     history_default: int = 50
     replay_default: int = 50  # join without since
     replay_since_default: int = 500  # join with since
+    replay_max: int = 1000  # join limit cap (applied before reading the store)
     inbox_max: int = 200
 
 
@@ -66,10 +71,11 @@ class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     cleanup_interval_s: float = 300.0  # how often expired uploads are looked for
     max_per_message: int = 10  # attachment ids in one send
     uploads_per_minute: int = 30  # per user (staff and bots exempt), per instance: 429 rate_limited past it
+    upload_bytes_per_minute: int = 200 * 1024 * 1024  # per user, every role, per instance: 429 past it
 
 
 class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    mode: str = "off"  # contact details between buyer and supplier side: "off", "mask", "block"
+    mode: str = "block"  # contact details between buyer and supplier side: "off", "mask", "block"
 
 
 class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -156,6 +162,8 @@ def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
             cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"]))
     if cfg.filter.mode not in ("off", "mask", "block"):
         raise ValueError("[filter] mode must be \"off\", \"mask\" or \"block\"")
+    if cfg.attachments.upload_bytes_per_minute < cfg.attachments.max_bytes:
+        raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.store.synchronous not in ("normal", "full"):

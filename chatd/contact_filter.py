@@ -4,7 +4,10 @@ Pure functions, no I/O. `scan` finds e-mail addresses, phone numbers
 (international and local formats, with spaces, dots, dashes and brackets, or
 spelled out: "five five five ..."), links and messenger handles. Numbers that
 are not phones (order and invoice numbers, quantities, prices, dates, times,
-SKUs, ranges) are recognised first and left alone. `screen` applies a
+SKUs, ranges) are recognised first and left alone. The patterns run on the
+normalised views of chatd.contact_normalise, so disguises ("５５５",
+"fivefive5", "j o h n @ g m a i l", "hxxps://x[.]com") are seen plain and
+findings still name the original text. `screen` applies a
 deployment's mode (`off`, `mask`, `block`); `applies` says which messages the
 filter is for: buyer side <-> supplier side, never staff, bots or notes.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from chatd.contact_normalise import DIGIT_WORDS, MAIL_PROVIDERS, MULTIPLIERS, digit_view, letter_view
 from chatd.errors import BlockedContent
 
 MODES = ("off", "mask", "block")
@@ -154,6 +158,12 @@ _EMAIL_SPELLED = re.compile(
     r"(?<![\w.+-])[\w.+-]{2,64}" + _AT + r"[A-Za-z0-9-]{2,63}(?:" + _DOT + r"[A-Za-z0-9-]{2,63})*" + _DOT + _TLD + r"\b",
     re.I,
 )
+# "john at gmail", "chris@icloud": a well-known provider needs no ".com"
+_EMAIL_PROVIDER = re.compile(
+    r"(?<![\w.+-])([\w.+-]{2,64})(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s*@\s*)(?:"
+    + "|".join(MAIL_PROVIDERS) + r")\b(?!\.\w)",
+    re.I,
+)
 _SPELLED_MARK = re.compile(r"[(\[{<]\s*(?:at|dot)\s*[)\]}>]|\sdot\s", re.I)
 _URL_SCHEME = re.compile(
     r"\b(?:https?|ftp)://[^\s<>\"']+|\b(?:viber|skype|tg|whatsapp|weixin|telegram|fb-messenger)://[^\s<>\"']+"
@@ -183,6 +193,13 @@ _HANDLE_RULES = [
     (re.compile(r"\b" + _M_ALL + r"\s*[:=]\s*(" + _HANDLE_NAME + r")", re.I), True),
     # "find me on telegram shop_x" (the name must look like a handle)
     (re.compile(r"\b(?:on|via|in|at|through)\s+" + _M_STRONG + r"\s*[:,\-]?\s*(" + _HANDLE_NAME + r")", re.I), True),
+    # "whatsapp, name kate_store"
+    (re.compile(r"\b" + _M_STRONG + r"\s*[,;]\s*(?:the\s+)?" + _ID_WORD + r"\s*(?:is\s+)?[:=\-–]?\s*(" + _HANDLE_NAME
+                + r")", re.I), False),
+    # "telegram john_doe" (no separator: the name must look like a handle)
+    (re.compile(r"\b" + _M_STRONG + r"\s+(" + _HANDLE_NAME + r")", re.I), True),
+    # "tg - johnsmith": "tg" is no everyday word
+    (re.compile(r"\btg\s*[:=\-–]\s*(" + _HANDLE_NAME + r")", re.I), False),
 ]
 _NOT_HANDLES = frozenset(
     "down not blocked broken working busy off on the a an same below above here there fine ok okay available "
@@ -191,11 +208,12 @@ _NOT_HANDLES = frozenset(
     "tomorrow instead as well number phone for with from to please thanks thank".split()
 )
 
-_DIGIT_WORDS = {
-    "zero": "0", "oh": "0", "o": "0", "nought": "0", "nil": "0", "one": "1", "two": "2", "three": "3",
-    "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}
-_MULTIPLIERS = {"double": 2, "triple": 3}
+_NOT_MAILBOXES = _NOT_HANDLES | frozenset(
+    "look looking looked check checking checked mail email e-mail inbox write send sent sign signed log logged "
+    "login this that what who him her his my your our their account".split()
+)
+_DIGIT_WORDS = DIGIT_WORDS
+_MULTIPLIERS = MULTIPLIERS
 
 # Numbers that are something else; blanked before phone detection.
 _DATE = re.compile(r"(?<![\d.\-/])(\d{1,4})([./\-])(\d{1,2})\2(\d{2,4})(?![\d]|[./\-]\d)")
@@ -217,7 +235,7 @@ _QUANTITY = re.compile(
 _PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
 _ORDINAL_HASH = re.compile(r"(?:#|№|\bno\.|\bnr\.)\s?\d[\d\-/ ]*\d", re.I)
 
-_RUN_SEPARATORS = " \t.-/()\u2010\u2011\u2012\u2013\u2014\u00a0"
+_RUN_SEPARATORS = " \t.-/()\u2010\u2011\u2012\u2013\u2014\u00a0_|*~\\\u00b7\u2022\u2219="
 MAX_PRICES = 64  # currency amounts recognised per message
 _BLANK = "\u00a4"  # replaces protected spans: breaks runs, never a digit or separator
 
@@ -234,10 +252,30 @@ _SPELLED_DIGIT_WORDS = frozenset(w for w in _DIGIT_WORDS if w not in ("o", "oh")
 def scan(text: str) -> list[Finding]:
     """Every contact detail in `text`, in order, overlaps merged.
 
-    Cheap substring and word checks decide which patterns can match at all,
-    so a long message without, say, any messenger name never runs those.
+    The text is scanned as written and in the two normalised views of
+    chatd.contact_normalise (digits for phones, letters for the rest), which
+    undo disguises such as "５５５", "fivefive5", "j o h n @ g m a i l" or
+    "hxxps://x[.]com"; findings in a view name the span of the original.
     """
+    found = []
+    for view, links in ((letter_view(text), True), (digit_view(text), False)):
+        for f in _find(view.text, links=links, phones=not links):
+            start, end = view.span(f.start, f.end)
+            found.append(Finding(f.kind, start, end, text[start:end]))
+    return _merge(found)
+
+
+def _find(text: str, links: bool, phones: bool) -> list[Finding]:
+    """The patterns on one text. Cheap substring and word checks decide which
+    patterns can match at all, so a long message without, say, any messenger
+    name never runs those."""
     found: list[Finding] = []
+    if phones and _ANY_DIGIT.search(text):
+        found.extend(_phones(text))
+    if phones and len(set(_WORD.findall(text.lower())) & _SPELLED_DIGIT_WORDS) >= 1:
+        found.extend(_spelled_phones(text))
+    if not links:
+        return found
     lower = text.lower()
     words = set(_WORD.findall(lower))
     has_at = "@" in text
@@ -251,6 +289,10 @@ def scan(text: str) -> list[Finding]:
             if not _SPELLED_MARK.search(m.group()) and not re.search(r"[\d._+\-]", m.group().split()[0]):
                 continue  # "look at acme.com": a link (found below), not an address
             found.append(Finding("email", m.start(), m.end(), m.group()))
+    if has_at or "at" in words:
+        for m in _EMAIL_PROVIDER.finditer(text):
+            if m.group(1).lower() not in _NOT_MAILBOXES:  # "look at gmail", "me at yahoo"
+                found.append(Finding("email", m.start(), m.end(), m.group()))
     url_patterns = []
     if "://" in text or "www." in lower or "skype:" in lower:
         url_patterns.append(_URL_SCHEME)
@@ -277,11 +319,7 @@ def scan(text: str) -> list[Finding]:
                 if handle_like and not name.startswith("@") and not re.search(r"[\d_.]", bare):
                     continue
                 found.append(Finding("handle", m.start(), m.end(), m.group()))
-    if _ANY_DIGIT.search(text):
-        found.extend(_phones(text))
-    if len(words & _SPELLED_DIGIT_WORDS) >= 1:
-        found.extend(_spelled_phones(text))
-    return _merge(found)
+    return found
 
 
 def _merge(found: list[Finding]) -> list[Finding]:
@@ -392,7 +430,8 @@ def _phones(text: str) -> list[Finding]:
 
 def _is_phone(work: str, text: str, start: int, end: int, run: str, groups: list[str]) -> bool:
     digits = sum(len(g) for g in groups)
-    intl = run.startswith("+") or (run.startswith("00") and len(groups[0]) >= 3 and digits >= 10)
+    plus = run.startswith("+")
+    intl = plus or (run.startswith("00") and len(groups[0]) >= 3 and digits >= 10)
     if digits > 15 or digits < 6:
         return False
     # glued to a code: "SKU-1234-5678", "A12345678", "1234567-XL", "INV/2024/555123"
@@ -400,9 +439,9 @@ def _is_phone(work: str, text: str, start: int, end: int, run: str, groups: list
     before2 = text[start - 2] if start > 1 else " "
     after = text[end] if end < len(text) else " "
     after2 = text[end + 1] if end + 1 < len(text) else " "
-    if before.isalnum() or before in "_#№" or (before in "-/." and before2.isalnum()):
+    if before.isalnum() or before in "_#№" or (before in "-/.|*~\\" and before2.isalnum()):
         return False
-    if after.isalnum() or after in "_" or (after in "-/" and after2.isalnum()):
+    if after.isalnum() or after in "_" or (after in "-/|*~\\" and after2.isalnum()):
         return False
     head = text[max(0, start - 48):start].split("\n")[-1]
     strong_m = _STRONG_PHONE.search(head)
@@ -410,10 +449,12 @@ def _is_phone(work: str, text: str, start: int, end: int, run: str, groups: list
     weak = _WEAK_BEFORE.search(head) is not None or (strong_m is not None and not strong)
     if strong and digits >= 6:
         return True
-    if intl:
+    if plus:
         return digits >= 8
     if weak or digits < 7:
-        return False
+        return False  # "ref 00123456789": a reference, even with the 00 of a dialling prefix
+    if intl:
+        return True
     if len(groups) == 1:
         return digits in (10, 11)  # a bare 10-11 digit number: a phone more often than not
     return _phone_shaped(run, groups)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from chatd import metrics
 from chatd.appkeys import CONFIG
@@ -25,25 +28,28 @@ SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})
 
 
 async def get_threads(request: web.Request) -> web.Response:
-    """Api key and staff: every order. A supplier or sales rep token: the orders where that
-    user holds the supplier or sales rep slot (notes included: they may read them)."""
+    """Api key and staff: every order (but a staff token's id's orders as buyer). A supplier
+    or sales rep token: the orders where that user holds the supplier or sales rep slot
+    (notes included: they may read them)."""
     who = _principal(request)
-    scope = None
-    if who != API and who.role != "staff":
+    scope = staff = None
+    if who != API and who.role == "staff":
+        staff = who.id
+    elif who != API:
         if who.role not in SUPPLIER_SIDE:
             raise Forbidden("api key, staff or a supplier-side token required")
         scope = who.id
     q = request.query
     limit = _int_param(request, "limit")
-    query = ThreadQuery(
+    query = msgspec.convert(dict(  # checks the bounds of ThreadQuery's fields
         dispute=q.get("dispute") or None,
         unread_for=q.get("unread_for") or None,
         has_messages=(q.get("has_messages") or "true").lower(),
         q=q.get("q") or None,
         limit=50 if limit is None else limit,
         cursor=q.get("cursor") or None,
-    )
-    return _json(await request.app[THREADS].apage(query, scope))
+    ), ThreadQuery)
+    return _json(await request.app[THREADS].apage(query, scope, staff))
 
 
 async def post_attachment(request: web.Request) -> web.Response:
@@ -57,22 +63,19 @@ async def post_attachment(request: web.Request) -> web.Response:
         raise TooLarge(f"attachments are limited to {service.max_bytes} bytes")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("multipart/form-data with a part named file expected")
-    reader = await request.multipart()
-    part = None
-    while True:
-        candidate = await reader.next()
-        if candidate is None:
-            break
-        if getattr(candidate, "name", None) == "file" and hasattr(candidate, "read_chunk"):
-            part = candidate
-            break
-        await candidate.release()
+    try:
+        part = await _file_part(request)
+    except MULTIPART_ERRORS as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
     if part is None:
         raise BadRequest("multipart/form-data with a part named file expected")
 
     async def chunks():
-        while chunk := await part.read_chunk(CHUNK_BYTES):
-            yield chunk
+        try:
+            while chunk := await part.read_chunk(CHUNK_BYTES):
+                yield chunk
+        except MULTIPART_ERRORS as exc:
+            raise BadRequest(f"malformed multipart body: {exc}") from None
 
     try:
         # browsers escape '"' and CR/LF in multipart file names as %22, %0D, %0A; aiohttp's
@@ -84,6 +87,25 @@ async def post_attachment(request: web.Request) -> web.Response:
         raise
     metrics.UPLOADS.labels("ok").inc()
     return _json(att, 201)
+
+
+# what aiohttp's multipart reader raises on a malformed body (no or a too long
+# boundary, a bad part header, a body without its boundaries); a malformed
+# Content-Disposition is a warning, raised where warnings are errors
+MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader,
+                    BadContentDispositionParam)
+
+
+async def _file_part(request: web.Request):
+    """The first part named `file` (other parts are skipped), or None."""
+    reader = await request.multipart()
+    while True:
+        candidate = await reader.next()
+        if candidate is None:
+            return None
+        if getattr(candidate, "name", None) == "file" and hasattr(candidate, "read_chunk"):
+            return candidate
+        await candidate.release()
 
 
 async def get_attachment(request: web.Request) -> web.StreamResponse:

@@ -20,14 +20,19 @@ import base64
 import re
 import sqlite3
 import threading
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from chatd.errors import BadRequest, Conflict
 from chatd.store.records import OrderRecord
 from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
 from chatd.store.sqlite import SqliteStore
-from chatd.wire import Message
+from chatd.wire import ID_CHARS, Message, Seq, decode_json
+
+QUERY_CHARS = 1000  # the q of a search: at most MAX_TERMS words are used anyway
+CURSOR_CHARS = 2048  # base64 of JSON naming an order id of up to 200 (escaped) characters
 
 _ORDER_COLS = (
     "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
@@ -42,11 +47,11 @@ MAX_TERMS = 16
 
 class ThreadQuery(msgspec.Struct, frozen=True):
     dispute: str | None = None  # "open", "closed" (had one, now closed), "none"
-    unread_for: str | None = None  # threads where this user has unread messages
+    unread_for: Annotated[str, Meta(max_length=ID_CHARS)] | None = None  # threads where this user has unread messages
     has_messages: str = "true"  # "true" (default), "false", "any"
-    q: str | None = None  # full-text: every word, as a word or a prefix
+    q: Annotated[str, Meta(max_length=QUERY_CHARS)] | None = None  # full-text: every word, as a word or a prefix
     limit: int = 50
-    cursor: str | None = None
+    cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
 
 
 def fts_query(q: str) -> str:
@@ -66,10 +71,13 @@ def _encode_cursor(as_of: int, activity: int, order_id: str) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode([1, as_of, activity, order_id])).decode().rstrip("=")
 
 
+_CursorFields = tuple[int, Seq, Seq, Annotated[str, Meta(max_length=ID_CHARS)]]  # version, as_of, activity, order
+
+
 def _decode_cursor(cursor: str) -> tuple[int, int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, as_of, activity, order_id = msgspec.json.decode(raw, type=tuple[int, int, int, str])
+        version, as_of, activity, order_id = decode_json(raw, _CursorFields)
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BadRequest("invalid cursor") from exc
     if version != 1:
@@ -101,24 +109,29 @@ class Threads:
                 self._conn.close()
                 self._conn = None
 
-    async def apage(self, query: ThreadQuery, scope_user: str | None = None) -> dict:
+    async def apage(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> dict:
         """`page` on a worker thread; participants' `online` filled in on the loop."""
         if query.q:
             await self.store.index_search()  # a search sees every message stored before it
-        result = await asyncio.to_thread(self.page, query, scope_user)
+        result = await asyncio.to_thread(self.page, query, scope_user, staff)
         for t in result["threads"]:
             online = self.online(t["order"])
             for p in t["participants"]:
                 p.online = p.id in online
         return result
 
-    def page(self, query: ThreadQuery, scope_user: str | None = None) -> dict:
+    def page(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> dict:
         """One page: `{threads, next_cursor}`. `scope_user` limits it to the orders where
-        that user holds the supplier or sales rep slot (a supplier-side caller)."""
+        that user holds the supplier or sales rep slot (a supplier-side caller); `staff`
+        (a staff token's id) leaves out the orders where that id is the buyer: a buyer
+        there, whatever the token says, and buyers have no threads."""
         if query.limit < 1:
             raise BadRequest("limit must be at least 1")
         limit = min(query.limit, self.max_limit)
         where, args = self._filters(query, scope_user)
+        if staff is not None:
+            where.append("o.buyer_id != ?")
+            args.append(staff)
         fts = fts_query(query.q) if query.q else None
         if fts is not None:
             where.append("o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "

@@ -14,21 +14,22 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from chatd import metrics, wire
-from chatd.appkeys import CHAT, CONFIG, SOCKETS
+from chatd.appkeys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
 from chatd.chat import Chat, Disconnect, actor_of
 from chatd.errors import ChatError, CloseCode, RateLimited, Unauthorized
-from chatd.rooms.hub import Conn
+from chatd.rooms.hub import Bucket, Conn
 
 log = logging.getLogger("chatd.ws")
 _tasks: set[asyncio.Task] = set()
 
 
-def _spawn(coro) -> None:
+def _spawn(coro) -> asyncio.Task:
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
+    return task
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None:
@@ -51,7 +52,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     limits = cfg.limits
     ws = web.WebSocketResponse(
         heartbeat=limits.heartbeat_s,
-        max_msg_size=limits.max_frame_bytes,
+        max_msg_size=limits.max_frame_bytes + 1,  # aiohttp refuses a frame of max_msg_size; ours passes
         compress=False,
         timeout=5.0,
     )
@@ -59,29 +60,45 @@ async def handle(request: web.Request) -> web.StreamResponse:
     sockets = app[SOCKETS]
     sockets.add(ws)
     conn: Conn | None = None
+    peer = _waiting_for_auth(app, request, limits)
     try:
-        ident = await _authenticate(request, ws, cfg)
+        if peer is None:
+            await _close(ws, CloseCode.TOO_MANY, "too many unauthenticated connections")
+            return ws
+        try:
+            ident = await _authenticate(request, ws, cfg)
+        finally:
+            _authenticated(app, peer)
         if ident is None:
             return ws
         hub = chat.hub
         if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
             return ws
-        conn = Conn(ident, request.transport, lambda code: _spawn(_close(ws, code)))
-        conn.tokens = float(limits.rate_burst)
-        conn.stamp = time.monotonic()
+        closing: list[asyncio.Task] = []  # closes the hub asked for (1013, 4401 at exp)
+        conn = Conn(ident, request.transport,
+                    lambda code, reason="": closing.append(_spawn(_close(ws, code, reason))))
+        now = time.monotonic()
+        conn.posting = Bucket(limits.rate_per_s, limits.rate_burst, now)
+        conn.reading = Bucket(limits.read_rate_per_s, limits.read_burst, now)
         hub.add_conn(conn)
+        chat.arm_expiry(conn)
         hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)))
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                if conn.closed:
+                if conn.closed:  # by the hub: send its code, not the 1000 of a handler returning
+                    await asyncio.gather(*closing)
                     break
                 try:
                     await _dispatch(chat, conn, msg.data, cfg)
                 except Disconnect as d:
                     await _close(ws, d.code, d.reason)
                     break
+                if conn.out is not None:
+                    # let the hub write the answer before the next buffered frame is
+                    # read, so that only what the socket refuses counts as held
+                    await asyncio.sleep(0)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 if msg.type is WSMsgType.CLOSE:
                     metrics.closed(msg.data, "client")
@@ -98,19 +115,44 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _waiting_for_auth(app, request, limits) -> str | None:
+    """Count a socket against its remote address until it authenticates
+    (each may be held for `auth_timeout_s`); None if that address has
+    `max_unauthenticated_per_ip` waiting already."""
+    waiting = app[UNAUTHENTICATED]
+    peer = request.remote or ""
+    n = waiting.get(peer, 0)
+    if n >= limits.max_unauthenticated_per_ip:
+        return None
+    waiting[peer] = n + 1
+    return peer
+
+
+def _authenticated(app, peer: str) -> None:
+    waiting = app[UNAUTHENTICATED]
+    n = waiting.get(peer, 0) - 1
+    if n > 0:
+        waiting[peer] = n
+    else:
+        waiting.pop(peer, None)
+
+
 async def _authenticate(request, ws, cfg):
-    """The first frame (or ?token=) must be a valid `auth` within the timeout."""
+    """The first frame (or ?token=) must be a valid `auth` by `auth_timeout_s`
+    after the upgrade. The deadline is absolute: ping and pong control frames
+    restart aiohttp's own receive timeout, so it cannot be used for this."""
     token = request.query.get("token")
     if token is None:
         try:
-            msg = await ws.receive(timeout=cfg.limits.auth_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(cfg.limits.auth_timeout_s):
+                msg = await ws.receive()
+        except TimeoutError:
             await _close(ws, CloseCode.UNAUTHORIZED, "no auth in time")
             return None
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         try:
-            first = wire.decoder.decode(msg.data)
+            first = wire.decode_json(msg.data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             first = None
         if not isinstance(first, wire.Auth):
@@ -126,20 +168,19 @@ async def _authenticate(request, ws, cfg):
         return None
 
 
-def _take_token(conn: Conn, limits) -> None:
-    """Token bucket per connection for posting frames; staff and bots are exempt."""
+def _take_token(conn: Conn, limits, bucket: Bucket | None = None) -> None:
+    """Token buckets per connection, one for posting frames (the default) and
+    one for reads (`conn.reading`); staff and bots are exempt. Rate-limited
+    answers in a row, of either kind, past `rate_abuse_closes` close 4429."""
     if conn.ident.role in permissions.RATE_EXEMPT:
         return
-    now = time.monotonic()
-    conn.tokens = min(float(limits.rate_burst), conn.tokens + (now - conn.stamp) * limits.rate_per_s)
-    conn.stamp = now
-    if conn.tokens < 1.0:
-        conn.strikes += 1
-        if conn.strikes > limits.rate_abuse_closes:
-            raise Disconnect(CloseCode.TOO_MANY, "rate limit abused")
-        raise RateLimited("too many messages; slow down")
-    conn.tokens -= 1.0
-    conn.strikes = 0
+    if (bucket or conn.posting).take(time.monotonic()):
+        conn.strikes = 0
+        return
+    conn.strikes += 1
+    if conn.strikes > limits.rate_abuse_closes:
+        raise Disconnect(CloseCode.TOO_MANY, "rate limit abused")
+    raise RateLimited("too many messages; slow down" if bucket is None else "too many reads; slow down")
 
 
 PONG = wire.encode_frame(wire.Pong())
@@ -150,7 +191,7 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
     limits = cfg.limits
     frame = None
     try:
-        frame = wire.decoder.decode(data)
+        frame = wire.decode_json(data)
         match frame:
             case wire.Send():
                 _take_token(conn, limits)
@@ -162,13 +203,16 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
             case wire.Read():
                 await chat.read(conn, frame.order, frame.seq)
             case wire.Join():
+                _take_token(conn, limits, conn.reading)
                 await chat.join(conn, frame.order, frame.since, frame.limit)
             case wire.Leave():
                 chat.leave(conn, frame.order)
             case wire.History():
+                _take_token(conn, limits, conn.reading)
                 send(conn, wire.encode_frame(chat.history(conn.ident, frame.order, frame.before, frame.after,
                                                           frame.limit)))
             case wire.Inbox():
+                _take_token(conn, limits, conn.reading)
                 send(conn, wire.encode_frame(chat.inbox(conn, frame.limit, frame.cursor)))
             case wire.SetStatus():
                 _take_token(conn, limits)
@@ -186,9 +230,9 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                 ident = verify(frame.token, cfg.auth.secret)
                 if ident.id != conn.ident.id or ident.role != conn.ident.role:
                     raise Unauthorized("a refreshed token must be for the same user and role")
-                conn.ident = ident
                 send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
                                                         limits.heartbeat_s)))
+                chat.reauth(conn, ident)  # leaves the rooms it no longer covers
     except ChatError as exc:
         # a posting frame's error names its client_id (what the client waits on), even
         # when the store named the order (not_found): one answer per pending send
@@ -197,5 +241,5 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
             exc.ref = cid or getattr(frame, "order", None)
         send(conn, _error(exc))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}")))
+        send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}", wire.ref_of(data))))
 

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from chatd.app import create_app
-from chatd.config import AuthConfig, Config, LimitsConfig, StoreConfig
+from chatd.config import AuthConfig, Config, FilterConfig, LimitsConfig, StoreConfig
 from tests.helpers import API_KEY, SECRET, Client, token
 
 
@@ -63,10 +63,13 @@ class Server:
 
 
 def make_config(tmp_path, **limits) -> Config:
+    # the contact filter off (the shipped default is "block"): tests of other features
+    # send links and numbers across the line; tests of the filter set their mode
     return Config(
         auth=AuthConfig(secret=SECRET, api_key=API_KEY),
         store=StoreConfig(path=str(tmp_path / "chatd.sqlite3")),
         limits=LimitsConfig(**limits),
+        filter=FilterConfig(mode="off"),
     )
 
 

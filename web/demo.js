@@ -1,46 +1,52 @@
+// @ts-check
 // The demo order page: ?order=…&token=… mounts the widget as that user.
 (function () {
   'use strict';
   var q = new URLSearchParams(location.search);
   var order = q.get('order');
   var token = q.get('token');
-  var $ = function (id) { return document.getElementById(id); };
+  /** @param {string} id */
+  var $ = function (id) { return /** @type {HTMLElement} */ (document.getElementById(id)); };
 
   if (!order || !token) {
-    document.querySelector('main').hidden = true;
+    /** @type {HTMLElement} */ (document.querySelector('main')).hidden = true;
     $('missing').hidden = false;
     return;
   }
 
   // Only for the page header: the server checks the token, the page just reads its claims.
+  /** @type {{name?: string, sub?: string, role?: string}} */
   var claims = {};
   try {
     var part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     claims = JSON.parse(decodeURIComponent(escape(atob(part))));
   } catch (e) { claims = {}; }
+  /** @type {Record<string, string>} */
   var roles = { buyer: 'Buyer', supplier: 'Supplier', sales_rep: 'Sales rep', staff: 'Staff', bot: 'Bot' };
   $('who').textContent = (claims.name || claims.sub || '') + (claims.role ? ' · ' + (roles[claims.role] || claims.role) : '');
   $('order-id').textContent = order;
   $('crumb-order').textContent = order;
   document.title = 'Order ' + order + ' · ' + (claims.name || 'chat');
 
+  /** @param {string | null | undefined} s */
   var humanize = function (s) {
     s = String(s || '').replace(/[_-]+/g, ' ');
     return s.charAt(0).toUpperCase() + s.slice(1);
   };
 
-  var widget = ChatdWidget.mount($('chat'), { url: location.origin, order: order, token: token });
-  window.chatdDemoWidget = widget;
-  widget.on('order', function (d) {
+  var widget = /** @type {any} */ (window).ChatdWidget.mount($('chat'), { url: location.origin, order: order, token: token });
+  /** @type {any} */ (window).chatdDemoWidget = widget;
+  widget.on('order', function (/** @type {{status: string}} */ d) {
     $('order-status').textContent = humanize(d.status);
     if (!$('bot').hidden) refreshBot();
   });
-  widget.on('unread', function (d) {
+  widget.on('unread', function (/** @type {{count: number}} */ d) {
     document.title = (d.count ? '(' + d.count + ') ' : '') + 'Order ' + order + ' · ' + (claims.name || 'chat');
   });
 
   // The demo bot exists only under `chatd demo`.
   var auth = { Authorization: 'Bearer ' + token };
+  /** @param {string} next */
   var label = function (next) { $('bot-post').textContent = 'Post “' + humanize(next) + '” as the demo bot'; };
   var refreshBot = function () {
     fetch('/demo/bot', { headers: auth }).then(function (r) { return r.ok ? r.json() : null; })
@@ -51,7 +57,7 @@
     $('bot').hidden = false;
     label(info.next);
     $('bot-post').addEventListener('click', function () {
-      var btn = this;
+      var btn = /** @type {HTMLButtonElement} */ (this);
       btn.disabled = true;
       fetch('/demo/bot', { method: 'POST', headers: auth })
         .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })

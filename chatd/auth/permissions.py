@@ -30,9 +30,23 @@ def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) 
         return "sales_rep"
     if token_role == "staff":
         return "staff"
-    if token_role == "bot" and (bot_orders == "*" or (bot_orders and order_id in bot_orders)):
+    if covers(token_role, bot_orders, order_id):
         return "bot"
     return None
+
+
+def covers(token_role: str, bot_orders, order_id: str) -> bool:
+    """Whether the token itself (not a participant slot) gives access to the order.
+
+    Read state kept for an id outside the order's slots (a staff or bot
+    marker) is shown only to connections whose token covers the order."""
+    if token_role == "staff":
+        return True
+    return token_role == "bot" and (bot_orders == "*" or bool(bot_orders and order_id in bot_orders))
+
+
+def covers_every_order(token_role: str, bot_orders) -> bool:
+    return token_role == "staff" or (token_role == "bot" and bot_orders == "*")
 
 
 def sees_notes(role: str) -> bool:

@@ -115,6 +115,7 @@ class Client:
         self._latest: dict[tuple, Any] = {}  # state events held while the queue is full: the newest of each
         self._drained = asyncio.Event()
         self._runner: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
         self._closed = False  # no more requests: closed by the user or given up
         self._closing = False  # aclose() ran
         self._fatal: ChatdError | None = None
@@ -148,6 +149,8 @@ class Client:
         self._ws = ws
         await self._resume()
         self._runner = asyncio.create_task(self._run(ws), name="chatd-client")
+        if not isinstance(self._token_source, str):
+            self._refresher = asyncio.create_task(self._keep_token_fresh(), name="chatd-client-token")
 
     @property
     def queued(self) -> int:
@@ -167,7 +170,8 @@ class Client:
             return
         self._closing = self._closed = True
         self._open = False
-        tasks = [t for t in (self._runner, *self._fills.values(), *self._rejoins) if t is not None]
+        tasks = [t for t in (self._runner, self._refresher, *self._fills.values(), *self._rejoins)
+                 if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -332,17 +336,38 @@ class Client:
         except websockets.ConnectionClosed:
             pass
 
-    async def _refresh_auth_if_expired(self) -> None:
-        """Before a join: the server closes the socket (4401) if the token it
-        holds has expired, so hand it a fresh one first when we can."""
+    async def _refresh_auth_if_expired(self, within_s: float = 1.0) -> None:
+        """The server closes the socket (4401) when the token it holds expires,
+        so hand it a fresh one first when we can (before a join, and in time)."""
         if isinstance(self._token_source, str):
             return
         async with self._auth_lock:
             exp = token_exp(self._token)
-            if exp is None or exp - time.time() > 1.0:
+            if exp is None or exp - time.time() > within_s:
                 return
             token = await self._get_token(fresh=True)
             await self._request(wire.Auth(token), READY)
+
+    async def _keep_token_fresh(self) -> None:
+        """Refresh the token a little before it expires (a fifth of what is
+        left when armed, between 1 s and a minute), for as long as the client runs."""
+        while not self._closed:
+            exp = token_exp(self._token)
+            if exp is None:
+                return
+            margin = min(60.0, max(1.0, (exp - time.time()) * 0.2))
+            await asyncio.sleep(max(0.0, exp - margin - time.time()))
+            if not self._open:
+                await asyncio.sleep(0.1)  # a reconnect authenticates with a token of its own
+                continue
+            try:
+                await self._refresh_auth_if_expired(within_s=margin)
+            except ChatdError as exc:
+                log.warning("token refresh failed: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - the caller's token function
+                log.warning("the token function failed: %r", exc)
+                await asyncio.sleep(1.0)
 
     async def _get_token(self, fresh: bool) -> str:
         src = self._token_source

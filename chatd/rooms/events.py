@@ -13,9 +13,10 @@ class RoomEvent(msgspec.Struct, array_like=True):
     """A frame for the members of one order's room.
 
     `seq` is set on message frames (replay de-duplication, gap detection);
-    `notes` marks frames buyers must never get; `skip_user` is not sent to
-    that user's connections (a typing event is not echoed to the typist).
-    `kick` asks hubs to end that user's membership first (access removed).
+    `notes` marks frames buyers must never get; `plain` frames go only to
+    members who do not see notes (a receipt clamped below the notes);
+    `skip_user` is not sent to that user's connections (a typing event is
+    not echoed to the typist).
     """
 
     order: str
@@ -23,6 +24,7 @@ class RoomEvent(msgspec.Struct, array_like=True):
     seq: int = 0
     notes: bool = False
     skip_user: str | None = None
+    plain: bool = False
 
 
 class UserEvent(msgspec.Struct, array_like=True):
@@ -32,6 +34,12 @@ class UserEvent(msgspec.Struct, array_like=True):
     those that asked for `inbox` and have not joined `order`; `removed` makes
     hubs drop the user's membership of `order` and send `left` (reason
     removed) instead.
+
+    Read state is the user id's, but what a connection may see is its token's:
+    `side` events (about a marker outside the order's slots, kept for a staff
+    member or a bot) reach only connections whose token covers `order`;
+    `hidden` is the part of the frame's total on such markers, recounted for
+    connections that do not cover every order.
     """
 
     user: str
@@ -39,3 +47,5 @@ class UserEvent(msgspec.Struct, array_like=True):
     order: str = ""
     notify: bytes = b""
     removed: bytes = b""
+    side: bool = False
+    hidden: int = 0

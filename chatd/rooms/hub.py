@@ -4,8 +4,12 @@ Fan-out never awaits: a frame is encoded once, the same bytes are appended to
 each recipient's outbound list, and one callback per loop iteration writes
 each dirty connection's frames to its transport in a single write. A socket
 whose kernel and transport buffers are full keeps frames here; past
-`outbound_queue_frames` that connection is closed with 1013 and the room
-goes on without it (see websockets' broadcast topic for why).
+`outbound_queue_frames`, or past `outbound_queue_bytes` when a write finds
+the socket still full, that connection is closed with 1013 and the room
+goes on without it (see websockets' broadcast topic for why). Bytes count,
+not only frames: one history page can be a megabyte. The bytes are checked
+at each write attempt, so one answer (a long replay) may exceed them once
+while the client keeps up; what a stalled client asks for next cannot.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import msgspec
+
+from chatd.auth import permissions
 from chatd.errors import CloseCode
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.room import Member, Room
+from chatd.wire import Unread, encode_frame
 
 log = logging.getLogger("chatd.hub")
 
@@ -25,33 +33,56 @@ class Conn:
     """One WebSocket connection as the hub sees it. Few objects, all slots."""
 
     __slots__ = (
-        "ident", "transport", "closer", "rooms", "inbox", "out", "closed",
-        "tokens", "stamp", "strikes", "__weakref__",
+        "ident", "transport", "closer", "rooms", "inbox", "out", "out_bytes", "closed",
+        "posting", "reading", "strikes", "expiry", "__weakref__",
     )
 
-    def __init__(self, ident, transport, closer: Callable[[int], None]) -> None:
+    def __init__(self, ident, transport, closer: Callable[..., None]) -> None:
         self.ident = ident  # auth.tokens.Identity
         self.transport = transport
-        self.closer = closer  # closes the socket with a code, asynchronously
+        self.closer = closer  # closes the socket with a code (and a reason), asynchronously
         self.rooms: dict[str, Member] = {}
         self.inbox = False
         self.out: list[bytes] | None = None
+        self.out_bytes = 0  # the size of `out`
         self.closed = False
-        self.tokens = 0.0
-        self.stamp = 0.0
-        self.strikes = 0
+        self.posting = Bucket(0.0, 0)  # send/set_status/dispute; the edge sets the rates
+        self.reading = Bucket(0.0, 0)  # history/inbox/join
+        self.strikes = 0  # rate_limited answers in a row
+        self.expiry: asyncio.TimerHandle | None = None  # closes it when the token expires
 
     @property
     def user(self) -> str:
         return self.ident.id
 
 
+class Bucket:
+    """A token bucket: `burst` requests at once, `rate_per_s` sustained."""
+
+    __slots__ = ("rate_per_s", "burst", "tokens", "stamp")
+
+    def __init__(self, rate_per_s: float, burst: int, now: float = 0.0) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate_per_s)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class Hub:
     """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None) -> None:
+                 gap_reader=None, queue_bytes: int = 8 << 20) -> None:
         self.queue_frames = queue_frames
+        self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
         self.rooms: dict[str, Room] = {}
         self.users: dict[str, set[Conn]] = {}
@@ -67,6 +98,8 @@ class Hub:
         self.on_user_idle = on_user_idle or (lambda user, on: None)
         # (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or (lambda order, after, before: [])
+        # identity -> the user's unread total over the orders that identity may see
+        self.total_reader = lambda ident: 0
 
     # --- connections -----------------------------------------------------
 
@@ -173,7 +206,7 @@ class Hub:
             self._deliver_one(conn, member, ev)
 
     def _deliver_one(self, conn: Conn, member: Member, ev: RoomEvent) -> None:
-        if ev.notes and not member.sees_notes:
+        if (ev.notes and not member.sees_notes) or (ev.plain and member.sees_notes):
             return
         if ev.skip_user is not None and ev.skip_user == conn.ident.id:
             return
@@ -197,10 +230,21 @@ class Hub:
                     self.leave(conn, ev.order)
                     self.push(conn, ev.removed)
                 continue
+            ident = conn.ident
+            if ev.side and not permissions.covers(ident.role, ident.orders, ev.order):
+                continue  # another identity's read state (staff, bot) under this id
             if ev.data:
-                self.push(conn, ev.data)
+                data = ev.data
+                if ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
+                    data = _retotal(data, self._visible_total(ident, ev))
+                self.push(conn, data)
             if ev.notify and conn.inbox and ev.order not in conn.rooms:
                 self.push(conn, ev.notify)
+
+    def _visible_total(self, ident, ev: UserEvent) -> int:
+        if ident.role == "bot":  # covers some orders: count those
+            return self.total_reader(ident)
+        return _unread_of(ev.data).total - ev.hidden  # a participant token covers none
 
     def send(self, conn: Conn, data: bytes) -> None:
         """A frame for one connection only (answers, acks, errors)."""
@@ -214,12 +258,14 @@ class Hub:
             if conn.closed:
                 return
             conn.out = [data]
+            conn.out_bytes = len(data)
             self._dirty.append(conn)
             if not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self._flush)
         else:
             out.append(data)
+            conn.out_bytes += len(data)
             if len(out) > self.queue_frames:
                 self.close_slow(conn)
 
@@ -236,7 +282,10 @@ class Hub:
                 conn.out = None
                 continue
             if transport.get_write_buffer_size() > limit:
-                self._held.append(conn)  # kernel and transport full: hold, count
+                if conn.out_bytes > self.queue_bytes:
+                    self.close_slow(conn)
+                else:
+                    self._held.append(conn)  # kernel and transport full: hold, count
                 continue
             conn.out = None
             transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -258,10 +307,22 @@ class Hub:
         if conn.closed:
             return
         self.slow_closes += 1
-        log.info("closing slow reader %s (%d frames queued)", conn.user, len(conn.out or ()))
+        log.info("closing slow reader %s (%d frames, %d bytes queued)", conn.user, len(conn.out or ()),
+                 conn.out_bytes)
         conn.out = None
         conn.closed = True
         conn.closer(CloseCode.TRY_AGAIN_LATER)
 
     def all_conns(self) -> list[Conn]:
         return [c for conns in self.users.values() for c in conns]
+
+
+def _unread_of(data: bytes) -> Unread:
+    n = data[1] & 0x7F  # the payload after the header `wire.frame` wrote
+    return msgspec.json.decode(data[2 if n < 126 else 4 if n == 126 else 10:], type=Unread)
+
+
+def _retotal(data: bytes, total: int) -> bytes:
+    """An `unread` frame with this connection's own total (rare: see UserEvent)."""
+    u = _unread_of(data)
+    return encode_frame(Unread(u.order, u.count, total))

@@ -22,17 +22,27 @@ class Member:
         self.pending: list | None = []
 
 
+class Typist:
+    """One user's typing state in a room: what the others were last told, and when."""
+
+    __slots__ = ("shown", "deadline", "sent_at", "pending")
+
+    def __init__(self) -> None:
+        self.shown = False  # the others were last told "active: true"
+        self.deadline = 0.0  # shown until then without a refresh
+        self.sent_at = float("-inf")  # the last event forwarded
+        self.pending: bool | None = None  # a change waiting for the interval to end
+
+
 class Room:
-    __slots__ = ("order", "seq", "members", "online", "typing", "typing_sent")
+    __slots__ = ("order", "seq", "members", "online", "typing")
 
     def __init__(self, order: str) -> None:
         self.order = order
         self.seq = -1  # newest message seq delivered here; -1 until the first join read the store
         self.members: dict = {}  # connection -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
-        self.typing: dict[str, float] = {}  # user id -> deadline (monotonic s)
-        self.typing_sent: dict[str, float] = {}  # user id -> last forwarded "active"
-
+        self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
     def add(self, conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
@@ -51,26 +61,55 @@ class Room:
         self.online[user] = n
         return False
 
-    def typing_update(self, user: str, active: bool, now: float, ttl_s: float, min_interval_s: float) -> bool:
-        """Record a typing frame; True if it should be forwarded to the room."""
-        if not active:
-            was = self.typing.pop(user, None) is not None
-            self.typing_sent.pop(user, None)
-            return was
-        self.typing[user] = now + ttl_s
-        last = self.typing_sent.get(user)
-        if last is not None and now - last < min_interval_s:
-            return False
-        self.typing_sent[user] = now
-        return True
+    def typing_update(self, user: str, active: bool, now: float, ttl_s: float, interval_s: float) -> bool | None:
+        """Record a typing frame: the state to forward now, or None.
 
-    def typing_expired(self, now: float) -> list[str]:
-        """Users whose indicator ran out without a refresh (and are now cleared)."""
-        gone = [u for u, deadline in self.typing.items() if deadline <= now]
-        for u in gone:
-            del self.typing[u]
-            self.typing_sent.pop(u, None)
-        return gone
+        At most one event per user and interval whatever `active` says, so
+        alternating frames cannot flood the room: a change inside the interval
+        waits (the latest state wins) and `typing_due` hands it out at its end.
+        A stop and a new start inside one interval still send the start: the
+        others may have hidden the indicator meanwhile (a message does that).
+        """
+        t = self.typing.get(user)
+        if t is None:
+            if not active:
+                return None
+            t = self.typing[user] = Typist()
+        if active:
+            t.deadline = now + ttl_s
+        if now - t.sent_at >= interval_s:
+            if active or t.shown:  # a start, a refresh, or the stop of a shown indicator
+                return self._sent(t, active, now)
+            t.pending = None
+            return None
+        if t.pending is not None or active != t.shown:
+            t.pending = active
+        return None
+
+    @staticmethod
+    def _sent(t: Typist, active: bool, now: float) -> bool:
+        t.shown, t.sent_at, t.pending = active, now, None
+        return active
+
+    def typing_due(self, now: float, interval_s: float) -> list[tuple[str, bool]]:
+        """Events due now: waiting changes whose interval is over, and indicators
+        that ran out without a refresh (`False`). Users with nothing shown or
+        waiting are forgotten once their interval is over."""
+        due = []
+        for user, t in list(self.typing.items()):
+            if t.pending is not None:
+                if now - t.sent_at >= interval_s:
+                    due.append((user, self._sent(t, t.pending, now)))
+            elif t.shown and t.deadline <= now:
+                due.append((user, self._sent(t, False, now)))
+            elif not t.shown and now - t.sent_at >= interval_s:
+                del self.typing[user]
+        return due
+
+    def typing_clear(self, user: str) -> bool:
+        """Forget a user's typing (they left); True if the others were shown it."""
+        t = self.typing.pop(user, None)
+        return t is not None and t.shown
 
     def empty(self) -> bool:
         return not self.members

@@ -166,6 +166,17 @@ MIGRATIONS: list[str] = [
     """
     DROP INDEX message_log_order;
     """,
+    # 5: a marker outside the order's participant slots (a staff member's or a
+    # bot's) is a *side* marker: shown only to tokens that cover the order, so an
+    # id's staff or bot read state never reaches its buyer token. The partial
+    # index finds a user's side markers (usually none) without a scan.
+    """
+    ALTER TABLE read_markers ADD COLUMN side INTEGER NOT NULL DEFAULT 0;
+    UPDATE read_markers SET side = 1 WHERE NOT EXISTS (
+        SELECT 1 FROM orders o WHERE o.id = read_markers.order_id
+           AND read_markers.user_id IN (o.buyer_id, o.supplier_id, o.rep_id));
+    CREATE INDEX read_markers_side ON read_markers (user_id) WHERE side = 1;
+    """,
 ]
 
 

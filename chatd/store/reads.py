@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
+
+from chatd.auth import permissions
 from chatd.errors import BadRequest
 from chatd.store.records import OrderRecord
 from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
@@ -74,20 +77,38 @@ class Reads:
         row = self._r.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
         return row[0] if row else 0
 
-    def inbox(self, user_id: str, limit: int, cursor: str | None):
-        """The user's orders, newest activity first: (entries, total, next_cursor).
+    def visible_total(self, ident) -> int:
+        """The user's unread total over the orders this identity may see: side
+        markers (kept for the id as staff or a bot) count only if the token covers
+        their order."""
+        total = self.total_unread(ident.id)
+        if permissions.covers_every_order(ident.role, ident.orders):
+            return total
+        rows = self._r.execute(
+            "SELECT order_id, unread FROM read_markers WHERE user_id = ? AND side = 1 AND unread != 0",
+            (ident.id,),
+        ).fetchall()
+        return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
+
+    def inbox(self, ident, limit: int, cursor: str | None):
+        """The identity's orders, newest activity first: (entries, total, next_cursor).
 
         Each entry is (order_id, status, unread, dispute_open, last Message or None).
+        Side markers are listed only where the token covers the order.
         """
-        args: list = [user_id]
+        args: list = [ident.id]
         where = ""
+        if not permissions.covers_every_order(ident.role, ident.orders):
+            claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
+            where = " AND (m.side = 0 OR m.order_id IN (SELECT value FROM json_each(?)))"
+            args.append(msgspec.json.encode(claim).decode())
         if cursor:
-            try:
-                ts, oid = cursor.split(":", 1)
-                args += [int(ts), int(ts), oid]
-            except ValueError as exc:
-                raise BadRequest("invalid cursor") from exc
-            where = " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
+            ts, _, oid = cursor.partition(":")
+            # what next_cursor makes: "<activity ms>:<order id>"
+            if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
+                raise BadRequest("invalid cursor")
+            args += [int(ts), int(ts), oid]
+            where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
         rows = self._r.execute(
             "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
             "FROM read_markers m JOIN orders o ON o.id = m.order_id "
@@ -106,7 +127,7 @@ class Reads:
                 last = message_from_row(oid, row) if row else None
             entries.append((oid, status, unread, bool(dispute_open), last))
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
-        return entries, self.total_unread(user_id), next_cursor
+        return entries, self.visible_total(ident), next_cursor
 
     async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
         """The whole history in ascending chunks, read off the loop (aiosqlite)."""

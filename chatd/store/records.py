@@ -48,9 +48,15 @@ class OrderRecord(msgspec.Struct):
 
 
 class UnreadChange(msgspec.Struct, array_like=True):
+    """A user's unread on one order changed. `side`: the marker is a side marker
+    (the user holds no slot on the order); `hidden`: the part of `total` on side
+    markers, which a token covering no order outside its slots must not count."""
+
     user: str
     count: int
     total: int
+    side: bool = False
+    hidden: int = 0
 
 
 class Posted(msgspec.Struct):
@@ -66,7 +72,7 @@ class OrderChange(msgspec.Struct):
     order: OrderRecord
     created: bool
     state_changed: bool  # status, dispute or participants differ
-    removed: list[str]  # users whose access ended (or whose role changed)
+    removed: list[str]  # users whose role changed: access ended, or it is another now
     totals: list[UnreadChange] = []  # their unread on the order, now 0, and new totals
 
 
@@ -75,3 +81,7 @@ class ReadMarker(msgspec.Struct):
     unread: int
     total: int
     role: str = ""  # the reader's role on the order ("" when the api key set it)
+    side: bool = False  # see UnreadChange
+    hidden: int = 0
+    plain_seq: int = 0  # the newest non-note seq up to read_seq: what buyers may learn
+    plain_before: int = 0  # the same for the marker before this move

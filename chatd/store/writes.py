@@ -77,9 +77,12 @@ class Writes:
                 gone = db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread",
                                   (user, order_id)).fetchone()
                 if gone and gone[0]:
-                    totals.append(UnreadChange(user, 0, self._total(db, user)))
-            for user in added:
+                    totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
+            for user in added:  # replaces a staff or bot (side) marker of theirs
                 self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
+            # someone new in a slot may be joined as staff or a bot, seeing notes:
+            # their connections leave the room like a removed participant's
+            removed += [u for u in added if u not in old_roles and old is not None]
             changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
                 old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
             )
@@ -98,11 +101,22 @@ class Writes:
             f"WHERE order_id = ?{notes}",
             (user, order.id),
         ).fetchone()
+        # DELETE, then a plain INSERT: an outer OR REPLACE overrides the trigger's
+        # INSERT OR IGNORE into user_stats, which reset the user's total to this
+        # marker's count, and it skips the delete trigger for the replaced marker
+        db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ?", (user, order.id))
         db.execute(
-            "INSERT OR REPLACE INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
-            "last_seq, activity_ts) VALUES (?, ?, ?, 0, ?, ?, ?)",
-            (user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts),
+            "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
+            "last_seq, activity_ts, side) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+            (user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts,
+             int(user not in order.slots)),
         )
+
+    @staticmethod
+    def _hidden(db, user_id: str) -> int:
+        """The user's unread on side markers (read_markers_side: usually no rows)."""
+        return db.execute("SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1",
+                          (user_id,)).fetchone()[0]
 
     def _load_order(self, db, order_id: str) -> OrderRecord:
         row = db.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
@@ -135,9 +149,10 @@ class Writes:
         order.last_seq, order.last_ts = seq, ts
         notes_only = "" if kind != "note" else " AND m.sees_notes"
         unread = [
-            UnreadChange(*r)
-            for r in db.execute(
-                "SELECT m.user_id, m.unread, s.unread_total FROM read_markers m "
+            UnreadChange(user, count, total, bool(side), hidden)
+            for user, count, total, side, hidden in db.execute(
+                "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
+                "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
                 "JOIN user_stats s ON s.user_id = m.user_id "
                 f"WHERE m.order_id = ? AND m.user_id != ?{notes_only}",
                 (order.id, sender.id),
@@ -171,7 +186,9 @@ class Writes:
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
             if had_unread and had_unread[0]:
-                posted.unread.append(UnreadChange(actor.id, 0, self._total(db, actor.id)))
+                posted.unread.append(UnreadChange(actor.id, 0, self._total(db, actor.id),
+                                                  side=actor.id not in order.slots,
+                                                  hidden=self._hidden(db, actor.id)))
             return posted
 
         return await self._write(op)
@@ -259,15 +276,15 @@ class Writes:
                 role = actor.role_in(order)
                 sees = permissions.sees_notes(role)
             row = db.execute(
-                "SELECT read_seq, unread, sees_notes FROM read_markers WHERE user_id = ? AND order_id = ?",
+                "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = ? AND order_id = ?",
                 (user_id, order_id),
             ).fetchone()
             if row is None:
                 if actor is None:
                     raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
                 self._add_marker(db, order, user_id, sees)
-                row = (0, None, int(sees))
-            read_seq, _, sees = row
+                row = (0, None, int(sees), int(user_id not in order.slots))
+            read_seq, _, sees, side = row
             target = max(0, min(seq, order.last_seq))
             if target == read_seq or (target < read_seq and not backward):
                 return None
@@ -280,6 +297,10 @@ class Writes:
                 "UPDATE read_markers SET read_seq = ?, unread = ? WHERE user_id = ? AND order_id = ?",
                 (target, unread, user_id, order_id),
             )
-            return ReadMarker(read_seq=target, unread=unread, total=self._total(db, user_id), role=role)
+            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
+            return ReadMarker(read_seq=target, unread=unread, total=self._total(db, user_id), role=role,
+                              side=bool(side), hidden=self._hidden(db, user_id),
+                              plain_seq=db.execute(plain, (order_id, target)).fetchone()[0],
+                              plain_before=db.execute(plain, (order_id, read_seq)).fetchone()[0])
 
         return await self._write(op)

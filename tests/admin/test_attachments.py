@@ -375,3 +375,44 @@ async def test_uploads_are_rate_limited_per_user(server):
     assert st == 201
     st, _ = await upload(server.base, "A-RATE", samples.png(), "boss.png", STAFF)  # staff are exempt
     assert st == 201
+
+
+BOT = token("bot1", "bot", orders="*")
+
+
+@pytest.mark.parametrize("sections", [{"attachments": {"upload_bytes_per_minute": 100_000, "max_bytes": 60_000}}],
+                         ids=["100-kB-a-minute"])
+async def test_upload_bytes_are_rate_limited_for_every_role(server):
+    """Staff and bots are exempt from the count of uploads, not from the bytes:
+    a bot token cannot fill the disk (issue 9, item 7). The clock is injected."""
+    await server.order("A-BYTES")
+    now = [1000.0]
+    server.app[ATTACHMENTS].clock = lambda: now[0]
+    for who in (BOT, STAFF, BUYER):
+        for i in range(2):
+            st, body = await upload(server.base, "A-BYTES", samples.pdf(40_000), f"d{i}.pdf", who)
+            assert st == 201, body
+        st, body = await upload(server.base, "A-BYTES", samples.pdf(40_000), "d2.pdf", who)  # 120 kB > 100 kB
+        assert st == 429 and body["error"]["code"] == "rate_limited", body
+        assert "try again in" in body["error"]["message"]
+        st, body = await upload(server.base, "A-BYTES", samples.pdf(1_000), "small.pdf", who)  # budget spent
+        assert st == 429
+    assert list((attachments_dir(server.cfg) / "tmp").iterdir()) == []  # refused parts removed
+    st, body = await upload(server.base, "A-BYTES", samples.pdf(40_000), "other.pdf", SUPPLIER)  # own budget
+    assert st == 201
+    now[0] += 30.0  # half a minute: half the budget back (less the overdraft)
+    st, body = await upload(server.base, "A-BYTES", samples.pdf(20_000), "later.pdf", BOT)
+    assert st == 201, body
+    now[0] += 60.0
+    for i in range(2):
+        st, body = await upload(server.base, "A-BYTES", samples.pdf(40_000), f"e{i}.pdf", BOT)
+        assert st == 201, body
+
+
+def test_upload_bytes_per_minute_is_at_least_max_bytes(tmp_path):
+    from chatd import config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[attachments]\nmax_bytes = 1000\nupload_bytes_per_minute = 999\n")
+    with pytest.raises(ValueError, match="upload_bytes_per_minute"):
+        config.load(path, environ={"CHATD_AUTH_SECRET": "s", "CHATD_API_KEY": "k"})

@@ -1,5 +1,7 @@
-"""Contact-info filter (issue 5, point 3): the corpus's precision and recall, and the
-three modes (off, mask, block) on a real server, for every corpus message.
+"""Contact-info filter (issue 5, point 3; issue 9, item 6): precision and recall on
+three labelled sets, the three modes (off, mask, block) on a real server for every
+corpus message, every channel that crosses the buyer/supplier line (text, status
+value and text, dispute reason, client_id, attachment names), and the default mode.
 
 Figures: `python -m pytest tests/admin/test_contact_filter.py -k corpus -s` prints
 them; docs/contact-filter.md records them.
@@ -16,7 +18,7 @@ from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
 from tests.admin import samples
 from tests.admin.test_attachments import upload
-from tests.helpers import request, token
+from tests.helpers import request, settled, token
 
 HERE = Path(__file__).parent
 
@@ -33,6 +35,7 @@ def load(name: str) -> list[tuple[str, str]]:
 
 CORPUS = load("contact_corpus.tsv")
 HOLDOUT = load("contact_holdout.tsv")
+EVASIONS = load("contact_evasions.tsv")  # adversarial: disguised details and order talk full of numbers
 
 
 def score(rows) -> dict:
@@ -62,7 +65,8 @@ def score(rows) -> dict:
 def test_corpus_precision_and_recall():
     s = score(CORPUS)
     h = score(HOLDOUT)
-    for name, r in (("corpus", s), ("holdout", h)):
+    e = score(EVASIONS)
+    for name, r in (("corpus", s), ("holdout", h), ("evasions", e)):
         print(f"\n{name}: {r['positives']} positive, {r['negatives']} negative; "
               f"precision {r['precision']:.3f}, recall {r['recall']:.3f}, "
               f"kind right {r['kind_accuracy']:.3f} (tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, tn {r['tn']})")
@@ -71,11 +75,34 @@ def test_corpus_precision_and_recall():
     assert s["positives"] >= 100 and s["negatives"] >= 100
     assert s["precision"] >= 0.97 and s["recall"] >= 0.97, s["misses"]
     assert s["kind_accuracy"] >= 0.95
-    # the held-out set was never tuned against: a looser floor, and the figures are in the docs
-    assert h["precision"] >= 0.9 and h["recall"] >= 0.85, h["misses"]
+    # the held-out set was never tuned against; before the normalisation (issue 9) it
+    # measured precision 0.977, recall 0.913: the floors keep it from getting worse
+    assert h["precision"] >= 0.97 and h["recall"] >= 0.91, h["misses"]
+    # the adversarial set (today's filter: precision 0.947, recall 0.209)
+    assert e["positives"] >= 60 and e["negatives"] >= 60
+    assert e["precision"] >= 0.97 and e["recall"] >= 0.95, e["misses"]
+    assert e["kind_accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("label, text", [r for r in CORPUS if r[0] != "none"])
+@pytest.mark.parametrize("text", [
+    "Bank transfer ref 00123456789",  # a reference, not a phone with a 00 prefix
+    "IMG_20240315_123456.jpg", "B|k3j2h1|4521|1764580000123456|xxxxxxxx",
+    "Made @ home", "Is the .com address right?", "Look at gmail later",
+])
+def test_order_talk_with_separators_and_prefixes_passes(text):
+    assert cf.scan(text) == []
+
+
+def test_generated_client_ids_are_never_flagged():
+    """Refusing a client_id the filter flags must not refuse the ids the SDK and widget make."""
+    for _ in range(20000):
+        cid = str(uuid.uuid4())
+        assert cf.scan(cid) == [] and cf.scan(cid.replace("-", "")) == []
+    for cid in ("c1", "sys1", "msg-2024-11-07-0001", "chat-20241107-123456", "order_12345_retry_2"):
+        assert cf.scan(cid) == []  # integrators' own id schemes
+
+
+@pytest.mark.parametrize("label, text", [r for r in CORPUS + EVASIONS if r[0] != "none"])
 def test_mask_removes_what_it_found(label, text):
     masked, found = cf.screen(text, "mask")
     if not found:
@@ -233,3 +260,94 @@ async def test_attachment_names_are_screened(server, sections):
     for name in ("IMG_20240315_123456.jpg", "Screenshot 2024-03-15 at 10.22.33.png", "order 12345.pdf"):
         st, body = await upload(server.base, "CF-F", samples.pdf(2000), name, token("supplier1", "supplier"))
         assert st == 201 and body["name"] == name
+
+
+# --- issue 9, item 6: every channel, and the default ------------------------------------------
+
+
+@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
+                         ids=["block", "mask"])
+async def test_status_value_is_screened(server, sections):
+    """The status value itself reaches the buyer (order state, "Status changed to ...")."""
+    await server.order("CF-S")
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.join("CF-S")
+    supplier = await server.client("supplier1", "supplier")
+    r = await request(supplier, {"type": "set_status", "order": "CF-S", "status": "wa.me/15551234567",
+                                 "client_id": "st1"}, "ack")
+    if sections["filter"]["mode"] == "block":
+        assert r["type"] == "error" and r["code"] == "blocked_content" and r["ref"] == "st1", r
+        assert "link" in r["message"]
+    else:
+        assert r["type"] == "ack"
+        msg = await buyer.expect("message", order="CF-S", seq=r["seq"])
+        assert msg["status"] == "[link removed]" and msg["text"] == "Status changed to [link removed]"
+    # a status with an ordinary value passes and the buyer sees it
+    r = await request(supplier, {"type": "set_status", "order": "CF-S", "status": "shipped", "client_id": "st2"},
+                      "ack")
+    assert r["type"] == "ack"
+    await buyer.expect("message", order="CF-S", seq=r["seq"])
+    seen = repr(buyer.frames)
+    assert "wa.me" not in seen and "5551234567" not in seen
+    st, page = await server.api("GET", "/api/v1/orders/CF-S")
+    assert "wa.me" not in repr(page)
+
+
+@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
+                         ids=["block", "mask"])
+async def test_client_id_cannot_carry_contact_details(server):
+    """client_id is echoed in the message to everyone in the room. It is the retry
+    key, so it cannot be masked: one the filter flags is refused in both modes."""
+    await server.order("CF-C")
+    buyer = await server.client("buyer1", "buyer")
+    supplier = await server.client("supplier1", "supplier")
+    await buyer.join("CF-C")
+    for cid, frame in (("wa.me/15551234567", {"type": "send", "text": "hello"}),
+                       ("john@gmail.com", {"type": "send", "text": "hello"}),
+                       ("+1 555 123 4567", {"type": "set_status", "status": "packed"})):
+        r = await request(supplier, {**frame, "order": "CF-C", "client_id": cid}, "ack")
+        assert r["type"] == "error" and r["code"] == "blocked_content" and r["ref"] == cid, r
+        assert "client_id" in r["message"]
+    r = await request(buyer, {"type": "dispute", "order": "CF-C", "action": "open", "client_id": "t.me/shopx",
+                              "reason": "broken"}, "ack")
+    assert r["type"] == "error" and r["code"] == "blocked_content"
+    # a generated id passes, and a retry with it is still answered exactly once
+    cid = str(uuid.uuid4())
+    first = await supplier.post("CF-C", "hello", client_id=cid)
+    again = await supplier.post("CF-C", "hello", client_id=cid)
+    assert first["type"] == again["type"] == "ack" and again["seq"] == first["seq"] and again["duplicate"]
+    # staff and bots are exempt, as for text
+    staff = await server.client("boss", "staff")
+    assert (await staff.post("CF-C", "internal ref", client_id="john@gmail.com"))["type"] == "ack"
+    await settled(buyer)
+    assert [m["client_id"] for m in buyer.of_type("message") if m["sender"]["role"] != "staff"] == [cid]
+
+
+def test_default_mode_blocks():
+    """A marketplace ships with contact details blocked (the factory's seller guide:
+    "Do not share personal contact information - this is blocked by the system")."""
+    from chatd import config
+
+    assert config.FilterConfig().mode == "block"
+    shipped = config.load(HERE.parents[1] / "config.toml", environ={"CHATD_AUTH_SECRET": "s", "CHATD_API_KEY": "k"})
+    assert shipped.filter.mode == "block"
+
+
+async def test_default_config_blocks_on_a_real_server(tmp_path, aiohttp_server):
+    """The server built from the default [filter] section refuses a buyer's phone number."""
+    import msgspec
+
+    from chatd.app import create_app
+    from chatd.config import FilterConfig
+    from tests.conftest import Server, make_config
+
+    cfg = msgspec.structs.replace(make_config(tmp_path), filter=FilterConfig())
+    s = Server(await aiohttp_server(create_app(cfg)), cfg)
+    await s.order("CF-D")
+    buyer = await s.client("buyer1", "buyer")
+    try:
+        r = await buyer.post("CF-D", "call me on ５５５ one two three 4567")
+        assert r["type"] == "error" and r["code"] == "blocked_content"
+        assert (await buyer.post("CF-D", "Bank transfer ref 00123456789"))["type"] == "ack"
+    finally:
+        await buyer.close()

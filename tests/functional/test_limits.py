@@ -207,10 +207,9 @@ async def test_expired_token_at_join_closes_4401(server):
     assert r["type"] == "error" and r["code"] == "unauthorized"
     await _past(exp)
     assert (await c.join("o2"))["order"] == "o2"
-    await _past(exp2)
-    await c.send({"type": "join", "order": "o3"})
+    # at the refreshed token's exp the server closes the socket by itself
     assert await c.closed() == 4401
-    assert not c.of_type("joined", order="o3")
+    assert time.time() >= exp2 - 0.05
 
 
 @lim(max_conns_per_user=2)
@@ -277,3 +276,125 @@ async def _next_control(peer):
             raise ConnectionError("closed")
         if f[0] in (0x8, 0x9):
             return f
+
+
+async def test_frame_of_exactly_max_frame_bytes_passes(server):
+    """`max_frame_bytes` (64 KiB) is inclusive: 65,536 bytes pass, 65,537 close 1009."""
+    limit = server.cfg.limits.max_frame_bytes
+    assert limit == 65536
+    buyer = await server.client("buyer1", "buyer")
+    frame = b'{"type": "ping"}'
+    await buyer.ws.send(frame + b" " * (limit - len(frame)))  # JSON allows the padding
+    await buyer.expect("pong")
+    assert buyer.close_code is None
+    await buyer.ws.send(frame + b" " * (limit + 1 - len(frame)))
+    assert await buyer.closed() == 1009
+
+
+@lim(replay_max=5, replay_since_default=3)
+async def test_join_limit_is_capped_before_reading(server):
+    await server.order("o1")
+    poster = await server.client("staff1", "staff")
+    for i in range(8):
+        await poster.post("o1", f"m{i}")
+    buyer = await server.client("buyer1", "buyer")
+    seqs = []
+    for kw, truncated in (({"limit": 10**9}, False), ({"since": 0, "limit": 10**9}, True),
+                          ({"since": 3, "limit": 10**9}, False), ({"since": 0}, True)):
+        joined = await buyer.join("o1", **kw)
+        assert joined["truncated"] is truncated, kw
+        await settled(buyer)
+        got = [m["seq"] for m in buyer.frames if m.get("type") == "message" and not m.get("_taken")]
+        for m in buyer.frames:
+            m["_taken"] = True
+        seqs.append(got)
+    assert seqs == [[4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [6, 7, 8]]
+
+
+@lim(read_rate_per_s=0.001, read_burst=3, rate_abuse_closes=1000)
+async def test_read_requests_are_rate_limited(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    assert (await request(buyer, {"type": "history", "order": "o1"}, "history"))["type"] == "history"
+    assert (await request(buyer, {"type": "inbox"}, "inbox"))["type"] == "inbox"
+    assert (await buyer.join("o1"))["order"] == "o1"
+    for frame in ({"type": "history", "order": "o1", "limit": 200}, {"type": "inbox"},
+                  {"type": "join", "order": "o1", "limit": 500}):
+        r = await request(buyer, frame, "history", "inbox", "joined")
+        assert r["type"] == "error" and r["code"] == "rate_limited", (frame, r)
+    # posting has its own bucket, and other connections theirs
+    assert (await buyer.post("o1", "hi"))["type"] == "ack"
+    other = await server.client("buyer1", "buyer")
+    assert (await request(other, {"type": "history", "order": "o1"}, "history"))["type"] == "history"
+    staff = await server.client("staff1", "staff")
+    for _ in range(10):  # staff and bots are exempt, as for posting
+        assert (await request(staff, {"type": "history", "order": "o1"}, "history"))["type"] == "history"
+    await _still_open(buyer)
+
+
+@lim(read_rate_per_s=0.001, read_burst=2, rate_abuse_closes=3)
+async def test_read_rate_abuse_closes_4429(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    bystander = await server.client("supplier1", "supplier")
+    for _ in range(2 + 3):
+        await buyer.send({"type": "history", "order": "o1"})
+    await buyer.send({"type": "history", "order": "o1"})
+    assert await buyer.closed() == 4429
+    assert len(buyer.of_type("history")) == 2 and len(buyer.of_type("error", code="rate_limited")) == 3
+    await _still_open(bystander)
+
+
+async def _ping_until_closed(peer, every_s: float) -> None:
+    """WebSocket ping control frames (not `ping` messages), until the socket goes."""
+    try:
+        while True:
+            await peer._send_raw(0x9, b"keepalive")
+            await asyncio.sleep(every_s)  # the attack's pace, not a synchronisation
+    except OSError:
+        pass
+
+
+@lim(auth_timeout_s=1.0)
+async def test_auth_deadline_is_absolute_despite_pings(server):
+    """Control frames do not extend the auth deadline, and a late auth is refused."""
+    from tests.rawws import RawWS
+
+    port = int(server.base.rsplit(":", 1)[1])
+    peer = await RawWS.open(port)
+    started = time.monotonic()
+    pinger = asyncio.create_task(_ping_until_closed(peer, 0.2))
+    try:
+        async def late_auth():
+            await asyncio.sleep(2.0)  # past the deadline, by the attack's own pace
+            try:
+                await peer.send({"type": "auth", "token": token("buyer1", "buyer")})
+            except OSError:
+                pass
+
+        auth = asyncio.create_task(late_auth())
+        frames, code = await asyncio.wait_for(peer.drain(), 5)
+        elapsed = time.monotonic() - started
+        await auth
+        assert not [f for f in frames if f.get("type") == "ready"], frames
+        assert code == 4401
+        assert 0.9 <= elapsed < 1.95, elapsed  # at the deadline, before the late auth
+    finally:
+        pinger.cancel()
+        peer.close()
+
+
+@lim(max_unauthenticated_per_ip=3, auth_timeout_s=30.0)
+async def test_unauthenticated_sockets_are_bounded_per_address(server):
+    waiting = [await server.raw_client() for _ in range(3)]
+    extra = await server.raw_client()
+    assert await extra.closed(timeout=5) == 4429
+    assert not extra.frames
+    # an authenticated connection does not count: once one of them is in, there is room again
+    await waiting[0].send({"type": "auth", "token": token("buyer1", "buyer")})
+    await waiting[0].expect("ready")
+    again = await server.raw_client()
+    await again.send({"type": "auth", "token": token("supplier1", "supplier")})
+    await again.expect("ready")
+    for c in waiting[1:]:
+        assert c.close_code is None

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from chatd.appkeys import CHAT
 from tests.helpers import settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
@@ -91,3 +92,25 @@ async def test_typist_who_goes_away_stops_typing(server):
     await rep.send({"type": "leave", "order": "t1"})
     t = await supplier.expect("typing", order="t1", active=False, timeout=5)
     assert t["user"]["id"] == "rep1"
+
+
+async def test_alternating_typing_flood_is_coalesced(server, backend):
+    """`active` true/false alternating 1,000 times: one event per interval, the latest state wins."""
+    if backend == "cluster":
+        pytest.skip("the clock is injected into the in-process server")
+    buyer, supplier, rep = await _room(server)
+    chat = server.app[CHAT]
+    now = [1000.0]
+    chat.clock = lambda: now[0]  # frozen: all 1,000 frames fall into one interval
+    for i in range(1000):
+        await buyer.send({"type": "typing", "order": "t1", "active": i % 2 == 0})
+    await settled(buyer)  # all handled; what they caused for the others is queued
+    for c in (supplier, rep):
+        await settled(c)
+        assert [t["active"] for t in c.of_type("typing")] == [True]
+    now[0] += 1.0 / server.cfg.limits.typing_per_s  # the interval is over
+    for c in (supplier, rep):
+        await c.expect("typing", order="t1", active=False)  # sent by the server's sweeper
+        await settled(c)
+        assert [t["active"] for t in c.of_type("typing")] == [True, False]
+    assert server.app[CHAT].hub.rooms["t1"].typing_due(now[0], 1.0) == []

@@ -111,3 +111,17 @@ async def test_a_fixed_token_that_expires_ends_the_client_on_reconnect(own_proc)
             async with asyncio.timeout(30):
                 async for _ in c:
                     pass
+
+
+async def test_a_callable_token_is_refreshed_before_the_server_closes_at_exp(chatd_proc, api):
+    """The server closes a socket (4401) when its token expires: the SDK hands
+    it a fresh token in time, on the same socket, with no join to prompt it."""
+    order = await api.order()
+    tokens = Tokens("supplier1", "supplier")
+    async with client.connect(chatd_proc.base, tokens) as c, \
+            client.connect(chatd_proc.base, token("bot1", "bot", orders="*")) as bot:
+        await c.join(order)
+        await until_past(tokens.first_exp + 0.2)
+        await bot.send(order, "after the first token's exp")
+        assert [m.text for m in await messages(c, 1)] == ["after the first token's exp"]
+        assert tokens.calls == 2 and c.reconnects == 0

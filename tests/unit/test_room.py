@@ -16,17 +16,64 @@ def test_presence_counts_first_and_last_connection():
 
 def test_typing_is_throttled_and_expires():
     room = Room("o1")
-    assert room.typing_update("u1", True, now=10.0, ttl_s=6, min_interval_s=1) is True
-    assert room.typing_update("u1", True, now=10.5, ttl_s=6, min_interval_s=1) is False  # throttled
-    assert room.typing_update("u1", True, now=11.2, ttl_s=6, min_interval_s=1) is True
-    assert room.typing_expired(now=17.0) == []  # refreshed at 11.2: deadline 17.2
-    assert room.typing_expired(now=17.2) == ["u1"]
-    assert room.typing_expired(now=18.0) == []
+    assert room.typing_update("u1", True, now=10.0, ttl_s=6, interval_s=1) is True
+    assert room.typing_update("u1", True, now=10.5, ttl_s=6, interval_s=1) is None  # throttled
+    assert room.typing_update("u1", True, now=11.2, ttl_s=6, interval_s=1) is True
+    assert room.typing_due(now=17.0, interval_s=1) == []  # refreshed at 11.2: deadline 17.2
+    assert room.typing_due(now=17.2, interval_s=1) == [("u1", False)]
+    assert room.typing_due(now=18.0, interval_s=1) == []
 
 
 def test_typing_stop_is_forwarded_only_when_shown():
     room = Room("o1")
-    assert room.typing_update("u1", False, 1.0, 6, 1) is False
+    assert room.typing_update("u1", False, 1.0, 6, 1) is None
+    assert room.typing_update("u1", True, 1.0, 6, 1) is True
+    assert room.typing_update("u1", False, 2.5, 6, 1) is False
+    assert room.typing_due(4.0, 1) == []
+    assert room.typing == {}  # nothing shown, nothing waiting: forgotten
+
+
+def test_typing_stop_inside_the_interval_is_sent_at_its_end():
+    room = Room("o1")
+    assert room.typing_update("u1", True, 1.0, 6, 1) is True
+    assert room.typing_update("u1", False, 1.1, 6, 1) is None  # waits: one event per interval
+    assert room.typing_due(1.9, 1) == []
+    assert room.typing_due(2.0, 1) == [("u1", False)]
+    assert room.typing_due(2.5, 1) == []
+
+
+def test_typing_stop_and_start_inside_the_interval_send_the_start():
+    """Receivers may have hidden the indicator on the typist's message: the new start is news."""
+    room = Room("o1")
+    assert room.typing_update("u1", True, 1.0, 6, 1) is True
+    assert room.typing_update("u1", False, 1.2, 6, 1) is None
+    assert room.typing_update("u1", True, 1.4, 6, 1) is None
+    assert room.typing_due(2.0, 1) == [("u1", True)]
+    assert room.typing_update("u1", True, 2.1, 6, 1) is None  # a plain refresh inside the interval
+    assert room.typing_due(3.0, 1) == []
+
+
+def test_alternating_typing_is_one_event_per_interval_and_the_latest_wins():
+    """1,000 alternating frames over 2 s: a handful of events, and the last is the final state."""
+    room = Room("o1")
+    sent = []
+    now = 0.0
+    for i in range(1000):
+        now = i * 0.002
+        r = room.typing_update("u1", i % 2 == 0, now, 6, 1)  # ends with active: false
+        if r is not None:
+            sent.append(r)
+        if i % 100 == 0:  # the sweeper's ticks
+            sent += [a for _, a in room.typing_due(now, 1)]
+    sent += [a for _, a in room.typing_due(now + 1, 1)]
+    assert 1 <= len(sent) <= 4, sent  # at most one per started second, plus the final state
+    assert sent[-1] is False
+    assert room.typing_due(now + 10, 1) == [] and room.typing == {}
+
+
+def test_typing_clear_says_whether_it_was_shown():
+    room = Room("o1")
+    assert room.typing_clear("u1") is False
     room.typing_update("u1", True, 1.0, 6, 1)
-    assert room.typing_update("u1", False, 1.5, 6, 1) is True
+    assert room.typing_clear("u1") is True
     assert room.typing == {}

@@ -1,0 +1,334 @@
+"""Access is decided from the connection's current identity and the order's current
+participants, on every path (issue 9, point 1; point 7: expiry and receipts).
+
+Read markers outlive the identity that made them: an id that read an order as
+staff or as a bot keeps its marker. Whatever token that id presents later,
+inbox, notify, unread totals, the room, history, REST, threads and attachment
+downloads must show it only what that token gives it on the order now.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.helpers import API_KEY, Client, request, settled, short_token, token
+
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
+
+async def _open(server, url: str, sub: str, role: str, **kw) -> Client:
+    c = await Client.open(url, token(sub, role, **kw))
+    server.clients.append(c)
+    return c
+
+
+async def _read(c: Client, order: str, seq: int) -> None:
+    await c.send({"type": "read", "order": order, "seq": seq})
+    await settled(c)
+
+
+async def _upload(server, order: str, auth: str) -> str:
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(b"plain words\n"), filename="a.txt", content_type="text/plain")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{server.base}/api/v1/orders/{order}/attachments", data=form,
+                          headers={"Authorization": f"Bearer {auth}"}) as r:
+            assert r.status == 201, await r.text()
+            return (await r.json())["id"]
+
+
+async def _send(c: Client, order: str, text: str, kind: str = "text", attachments=None) -> dict:
+    cid = str(uuid.uuid4())
+    await c.send({"type": "send", "order": order, "client_id": cid, "text": text, "kind": kind,
+                  "attachments": attachments or []})
+    while True:
+        f = await c._next_of(("ack", "error"))
+        if f.get("client_id") == cid or f.get("ref") == cid:
+            assert f["type"] == "ack", f
+            return f
+
+
+async def _setup(server):
+    """m1: b1 / s1 / r1 with a text (seq 1) and a note (seq 2). m3: buyer x, supplier s1."""
+    await server.order("m1", buyer="b1", supplier="s1", rep="r1")
+    await server.order("m2", buyer="b2", supplier="s2", rep="r2")
+    await server.order("m3", buyer="x", supplier="s1", rep=None)
+    supplier = await server.client("s1", "supplier")
+    assert (await supplier.post("m1", "hello"))["seq"] == 1
+    assert (await supplier.post("m1", "internal plan", kind="note"))["seq"] == 2
+    return supplier
+
+
+# --- (a), (b): markers of an earlier identity ------------------------------------------------
+
+@pytest.mark.parametrize("before, after", [
+    (("staff", None), ("buyer", None)),
+    (("bot", ["m1"]), ("bot", ["m2"])),
+    (("bot", "*"), ("supplier", None)),
+], ids=["staff-then-buyer", "bot-claim-narrowed", "bot-then-supplier"])
+async def test_read_state_of_an_earlier_identity_shows_nothing(server, before, after):
+    supplier = await _setup(server)
+    assert (await supplier.post("m3", "for x"))["seq"] == 1
+    first = await server.client("x", before[0], orders=before[1])
+    await _read(first, "m1", 1)  # x now holds a marker on m1, the note unread
+    await first.close()
+
+    me = await server.client("x", after[0], orders=after[1])
+    page = await request(me, {"type": "inbox"}, "inbox")
+    assert [e["order"] for e in page["orders"]] == ["m3"], page
+    assert page["total_unread"] == 1, page  # m3's text only, not m1's note
+    assert (await request(me, {"type": "join", "order": "m1"}, "joined"))["code"] == "not_found"
+    # live: a note and a text on m1, then a text on m3 (same sender: delivered in this order)
+    await supplier.post("m1", "another plan", kind="note")
+    await supplier.post("m1", "shipped")
+    await supplier.post("m3", "for x again")
+    notify = await me.expect("notify", order="m3")
+    assert notify["message"]["text"] == "for x again"
+    unread = me.of_type("unread", order="m3")[-1]
+    assert (unread["count"], unread["total"]) == (2, 2), unread
+    assert not me.of_type("notify", order="m1") and not me.of_type("unread", order="m1")
+
+
+# --- (c): a staff member becomes the buyer ---------------------------------------------------
+
+async def test_staff_registered_as_buyer_stops_receiving_notes(server):
+    supplier = await _setup(server)
+    staff = await server.client("x", "staff")
+    j = await staff.join("m1")
+    assert j["last_seq"] == 2
+    assert [m["kind"] for m in staff.of_type("message", order="m1")] == ["text", "note"]
+    await server.order("m1", buyer="x", supplier="s1", rep="r1")
+    assert (await staff.expect("left", order="m1"))["reason"] == "removed"
+    await supplier.post("m1", "after: note", kind="note")
+    await supplier.post("m1", "after: text")
+    j = await staff.join("m1")  # back in, now as the buyer
+    assert j["last_seq"] == 4 and j["unread"] == 2  # text 1 and text 4
+    replayed = [m for m in staff.of_type("message", order="m1") if m["seq"] > 2]
+    assert [m["text"] for m in replayed] == ["after: text"]
+    await supplier.post("m1", "live note", kind="note")
+    await supplier.post("m1", "live text")
+    await staff.expect("message", text="live text")
+    assert not staff.of_type("message", text="live note")
+    page = await request(staff, {"type": "history", "order": "m1"}, "history")
+    assert "note" not in {m["kind"] for m in page["messages"]}
+
+
+# --- (d): a staff token carrying a buyer's id -----------------------------------------------
+
+async def test_threads_follow_the_role_on_each_order(server):
+    await _setup(server)
+    st, body = await server.api("GET", "/api/v1/threads?has_messages=any", auth=token("b1", "staff"))
+    assert st == 200, body
+    listed = {t["order"]: t for t in body["threads"]}
+    assert "m1" not in listed and {"m2", "m3"} <= set(listed), listed  # b1 is m1's buyer
+    st, body = await server.api("GET", "/api/v1/threads?q=internal", auth=token("b1", "staff"))
+    assert st == 200 and body["threads"] == [], body
+    # a plain staff member sees the note
+    st, body = await server.api("GET", "/api/v1/threads?q=internal", auth=token("boss", "staff"))
+    assert [t["order"] for t in body["threads"]] == ["m1"]
+
+
+# --- (e): a bot's refreshed token no longer covers a joined order ------------------------------
+
+async def test_bot_refresh_narrowing_its_orders_leaves_the_room(server):
+    supplier = await _setup(server)
+    url = server.next_ws_url()
+    bot = await _open(server, url, "bot1", "bot", orders=["m1", "m2"])
+    witness = await _open(server, url, "b1", "buyer")  # same instance as the bot
+    await bot.join("m1")
+    await bot.join("m2")
+    await witness.join("m1")
+    await bot.send({"type": "auth", "token": token("bot1", "bot", orders=["m2"])})
+    await bot.expect("ready")
+    assert (await bot.expect("left", order="m1"))["reason"] == "removed"
+    await supplier.post("m1", "after the refresh")
+    await witness.expect("message", text="after the refresh")
+    await settled(bot)
+    assert not bot.of_type("message", text="after the refresh")
+    assert not bot.of_type("left", order="m2")
+    r = await request(bot, {"type": "history", "order": "m1"}, "history")
+    assert r["code"] == "not_found"
+
+
+# --- (f): expiry on an open connection ---------------------------------------------------------
+
+async def test_open_connection_is_closed_4401_at_exp(server):
+    await server.order("m1", buyer="b1", supplier="s1", rep="r1")
+    tok, exp = short_token("b1", "buyer", 1.0)
+    c = await Client.open(server.next_ws_url(), tok)
+    server.clients.append(c)
+    await c.join("m1")
+    assert await c.closed(timeout=10) == 4401
+    assert time.time() >= exp - 0.05  # not before exp (the server's timer, not ours)
+    err = c.of_type("error")[-1]
+    assert err["code"] == "unauthorized" and "expired" in err["message"]
+
+
+async def test_refreshed_token_moves_the_deadline(server):
+    tok, exp = short_token("b1", "buyer", 1.0)
+    c = await Client.open(server.next_ws_url(), tok)
+    server.clients.append(c)
+    tok2, exp2 = short_token("b1", "buyer", 2.5)
+    await c.send({"type": "auth", "token": tok2})
+    await c.expect("ready")
+    assert await c.closed(timeout=10) == 4401
+    assert time.time() >= exp2 - 0.05, "closed at the first token's exp"
+
+
+# --- (g): receipts never carry a note's seq to a buyer ---------------------------------------
+
+async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
+    supplier = await _setup(server)
+    buyer = await server.client("b1", "buyer")
+    rep = await server.client("r1", "sales_rep")
+    await buyer.join("m1")
+    await supplier.join("m1")
+    await _read(rep, "m1", 1)
+    assert (await buyer.expect("receipt", user="r1"))["seq"] == 1
+    await _read(rep, "m1", 2)  # the note
+    assert (await supplier.expect("receipt", user="r1", seq=2))
+    assert (await supplier.post("m1", "third"))["seq"] == 3
+    await _read(rep, "m1", 3)
+    assert (await buyer.expect("receipt", user="r1"))["seq"] == 3
+    assert [f["seq"] for f in buyer.of_type("receipt", user="r1")] == [1, 3]
+
+
+# --- the matrix: one id across roles and tokens, every path ------------------------------------
+
+NONE, PLAIN, ALL = "none", "plain", "all"
+
+# (what the host platform does first, token role, bot orders, expected view of m1)
+PHASES = [
+    (None, "staff", None, ALL),
+    (None, "buyer", None, NONE),
+    (None, "bot", ["m1"], ALL),
+    (None, "bot", ["m2"], NONE),
+    (None, "bot", "*", ALL),
+    (None, "supplier", None, NONE),
+    ({"sales_rep": {"id": "u", "name": "U"}}, "buyer", None, ALL),  # the slot wins: a rep here
+    ({"buyer": {"id": "u", "name": "U"}, "sales_rep": {"id": "r1", "name": "R1"}}, "staff", None,
+     PLAIN),  # the slot wins: a buyer here
+    ({"buyer": {"id": "b1", "name": "B1"}}, "staff", None, ALL),
+    (None, "buyer", None, NONE),
+]
+
+
+async def _get(server, path: str, auth: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.base + path, headers={"Authorization": f"Bearer {auth}"}) as r:
+            return r.status, await r.read()
+
+
+async def test_one_id_across_roles_and_tokens(server):
+    await server.order("m1", buyer="b1", supplier="s1", rep="r1")
+    await server.order("m2", buyer="b2", supplier="s2", rep="r2")
+    await server.order("mu", buyer="b9", supplier="u", rep=None)  # u's own order: the witness
+    s1 = token("s1", "supplier")
+    att_text, att_note = await _upload(server, "m1", s1), await _upload(server, "m1", s1)
+    supplier = await server.client("s1", "supplier")  # also the reader whose receipts we check
+    await _send(supplier, "m1", "hello", attachments=[att_text])  # 1
+    await _send(supplier, "m1", "internal plan", kind="note", attachments=[att_note])  # 2
+    note_seqs = {2}
+    url = server.next_ws_url()
+    boss = await _open(server, url, "boss", "staff")  # one sender: its events arrive in order
+    for step, (change, role, orders, view) in enumerate(PHASES):
+        where = (step, role, orders, view)
+        if change:
+            st, _ = await server.api("PUT", "/api/v1/orders/m1", change)
+            assert st == 200
+        tok = token("u", role, orders=orders)
+        inbox = await _open(server, server.next_ws_url(), "u", role, orders=orders)
+        room = await _open(server, url, "u", role, orders=orders)  # beside boss: live order known
+        # join and replay
+        j = await request(room, {"type": "join", "order": "m1"}, "joined")
+        if view == NONE:
+            assert j["type"] == "error" and j["code"] == "not_found", where
+        else:
+            assert j["type"] == "joined", where
+            await settled(room)
+            kinds = {m["seq"]: m["kind"] for m in room.of_type("message", order="m1")}
+            assert (2 in kinds) == (view == ALL), (where, kinds)
+            assert j["last_seq"] == (max(kinds) if kinds else 0), where
+        # history over the socket, over REST, and the export
+        h = await request(room, {"type": "history", "order": "m1"}, "history")
+        st, body = await _get(server, "/api/v1/orders/m1/messages?format=ndjson", tok)
+        st2, _ = await _get(server, "/api/v1/orders/m1/messages", tok)
+        if view == NONE:
+            assert h["code"] == "not_found" and st == 404 and st2 == 404, where
+        else:
+            assert st == 200 and st2 == 200, where
+            assert any(m["kind"] == "note" for m in h["messages"]) == (view == ALL), where
+            assert (b'"note"' in body) == (view == ALL), where
+        # attachments
+        st_text, _ = await _get(server, f"/api/v1/attachments/{att_text}", tok)
+        st_note, _ = await _get(server, f"/api/v1/attachments/{att_note}", tok)
+        assert (st_text, st_note) == {NONE: (404, 404), PLAIN: (200, 404), ALL: (200, 200)}[view], where
+        # threads (an admin list: staff and the supplier side)
+        st, body = await _get(server, "/api/v1/threads?has_messages=any", tok)
+        if st == 200:
+            import json
+
+            threads = {t["order"]: t for t in json.loads(body)["threads"]}
+            assert ("m1" in threads) == (view == ALL), (where, list(threads))
+        else:
+            assert st == 403 and role in ("buyer", "bot"), where
+        # inbox: only what this identity may see, totals to match
+        page = await request(inbox, {"type": "inbox"}, "inbox")
+        entries = {e["order"]: e for e in page["orders"]}
+        if view == NONE:
+            assert "m1" not in entries, where
+        if "m1" in entries and view == PLAIN:
+            assert entries["m1"]["last_message"] is None or entries["m1"]["last_message"]["seq"] not in note_seqs
+        assert page["total_unread"] == sum(e["unread"] for e in page["orders"]), (where, page)
+        # live: a note, a text, then the witness on u's own order, all from one sender
+        n = await _send(boss, "m1", f"note {step}", kind="note")
+        t = await _send(boss, "m1", f"text {step}")
+        note_seqs.add(n["seq"])
+        await _send(boss, "mu", f"witness {step}")
+        await inbox.expect("notify", order="mu")
+        if view != NONE:
+            await room.expect("message", order="m1", seq=t["seq"])
+        await settled(room)
+        live = {m["seq"] for m in room.of_type("message", order="m1")}
+        assert (n["seq"] in live) == (view == ALL), where
+        notified = {f["message"]["seq"] for f in inbox.of_type("notify", order="m1")}
+        assert not notified & note_seqs or view == ALL, where
+        if view == NONE:
+            assert not notified and not inbox.of_type("unread", order="m1"), where
+            # the witness's total counts u's own order only
+            last = inbox.of_type("unread", order="mu")[-1]
+            assert last["total"] == last["count"], (where, last)
+        # receipts: the supplier reads up to the note, then the text
+        await _read(supplier, "m1", n["seq"])
+        await _read(supplier, "m1", t["seq"])
+        if view != NONE:
+            await room.expect("receipt", user="s1", seq=t["seq"])
+            seen = {f["seq"] for f in room.of_type("receipt", user="s1")}
+            assert (n["seq"] in seen) == (view == ALL), (where, seen)
+        # u reads as this identity: a marker now, or nothing
+        await _read(room, "m1", t["seq"])
+        if view == ALL and role in ("staff", "bot"):
+            assert any(f["order"] == "m1" for f in room.of_type("unread")), where
+        await inbox.close()
+        await room.close()
+
+
+async def test_total_stays_right_when_markers_come_and_go(server):
+    """A new marker (a staff member's first read, a slot replacing it) adds to the
+    user's total: it neither resets the total nor keeps the replaced marker's count."""
+    supplier = await _setup(server)
+    await supplier.post("m3", "for x")  # x (m3's buyer) has 1 unread
+    staff = await server.client("x", "staff")
+    await _read(staff, "m1", 1)  # a marker on m1 with the note unread
+    page = await request(staff, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e["unread"] for e in page["orders"]} == {"m1": 1, "m3": 1}
+    assert page["total_unread"] == 2, page
+    await server.order("m1", buyer="b1", supplier="s1", rep="x")  # x becomes the rep
+    page = await request(staff, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e["unread"] for e in page["orders"]} == {"m1": 2, "m3": 1}
+    assert page["total_unread"] == 3, page

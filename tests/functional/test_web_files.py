@@ -1,0 +1,41 @@
+"""The widget's files as chatd serves them: /widget.js is session.js, dom.js and widget.js joined."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from chatd.web import web_dir
+
+
+async def _get(base: str, path: str, headers: dict | None = None):
+    async with aiohttp.ClientSession() as s, s.get(base + path, headers=headers or {}) as r:
+        return r.status, r.headers, await r.read()
+
+
+async def test_widget_js_is_the_three_files_in_order(server):
+    st, headers, body = await _get(server.base, "/widget.js")
+    assert st == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert headers["Access-Control-Allow-Origin"] == "*" and headers["Cache-Control"] == "no-cache"
+    parts = [(web_dir() / name).read_bytes() for name in ("session.js", "dom.js", "widget.js")]
+    assert body == b"\n".join(parts)
+    assert "Last-Modified" in headers
+
+    # unchanged: revalidation answers 304 without the body
+    st, again, body = await _get(server.base, "/widget.js", {"If-None-Match": headers["ETag"]})
+    assert st == 304 and body == b"" and again["ETag"] == headers["ETag"]
+    st, _, body = await _get(server.base, "/widget.js", {"If-None-Match": '"something-else"'})
+    assert st == 200 and body == b"\n".join(parts)
+
+
+async def test_session_js_alone(server):
+    st, headers, body = await _get(server.base, "/session.js")
+    assert st == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert body == (web_dir() / "session.js").read_bytes()
+
+
+async def test_a_missing_part_is_404_not_500(server, tmp_path, monkeypatch):
+    for name in ("dom.js", "widget.js"):
+        (tmp_path / name).write_text("/* */")
+    monkeypatch.setenv("CHATD_WEB_DIR", str(tmp_path))
+    st, _, _ = await _get(server.base, "/widget.js")
+    assert st == 404

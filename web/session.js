@@ -1,0 +1,846 @@
+// @ts-check
+/*! chatd session: the order chat's protocol side, without any DOM.
+ *
+ * One Session is one user in one order over one WebSocket: it authenticates,
+ * joins, resumes after a reconnect with `since` (the highest seq it holds),
+ * drops frames it already has (by seq), keeps unsent messages in an outbox
+ * that is retried with the same `client_id` (and kept in a Storage across
+ * reloads), and tracks what the view shows: people, order state, unread,
+ * receipts, typing. It tells the view through events (`on`).
+ *
+ * Browsers get it from chatd's /widget.js (with the view) or /session.js
+ * (alone, as the global `ChatdSession`); node gets it with require(). The
+ * socket class, storage, clock and randomness are options, so tests drive it
+ * without a browser. See docs/widget.md.
+ */
+
+/**
+ * @typedef {{id: string, name: string, role: string}} User
+ * @typedef {{id: string, name: string, role: string, online: boolean}} Person
+ * @typedef {{id: string, name: string, mime?: string, size?: number}} AttachmentRef
+ * @typedef {{open?: boolean, reason?: string | null, by?: string, ts?: number}} Dispute
+ * @typedef {{
+ *   order?: string, seq: number, ts: number, kind: string, text?: string, status?: string,
+ *   client_id?: string | null, sender?: User | null, attachments?: AttachmentRef[]
+ * }} Message
+ * @typedef {'queued' | 'sending' | 'failed'} OutboxState
+ * @typedef {{
+ *   client_id: string, text: string, kind: 'text' | 'note', created: number, state: OutboxState,
+ *   error?: string | null, attachments: AttachmentRef[]
+ * }} OutboxItem
+ * @typedef {'connecting' | 'online' | 'reconnecting' | 'closed'} State
+ * @typedef {Record<string, any>} Frame
+ *
+ * What the session needs of a WebSocket (the browser's, or a test's stand-in).
+ * @typedef {{
+ *   readyState: number,
+ *   send(data: string): void,
+ *   close(code?: number, reason?: string): void,
+ *   onopen: ((ev?: any) => void) | null,
+ *   onmessage: ((ev: {data: any}) => void) | null,
+ *   onclose: ((ev: {code: number, reason?: string}) => void) | null,
+ *   onerror: ((ev?: any) => void) | null
+ * }} SocketLike
+ * @typedef {new (url: string) => SocketLike} SocketClass
+ *
+ * What the session needs of localStorage.
+ * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void,
+ *            removeItem(key: string): void}} StorageLike
+ *
+ * Time, injectable so tests need no waiting.
+ * @typedef {{now(): number, setTimeout(fn: () => void, ms: number): any, clearTimeout(id: any): void}} Clock
+ *
+ * @typedef {object} SessionOptions
+ * @property {string} url the WebSocket URL (see wsUrlOf)
+ * @property {string} order
+ * @property {string | (() => string | Promise<string>)} token called again on every reconnect when a function
+ * @property {number} [pageSize] messages per history page (1..200, default 50)
+ * @property {number} [maxLength] longest text send() accepts (default 4000)
+ * @property {StorageLike | null} [storage] keeps unsent messages across reloads; null/absent: memory only
+ * @property {SocketClass} [WebSocket] default: the global WebSocket
+ * @property {Clock} [clock] default: Date.now and the global timers
+ * @property {() => number} [random] for the reconnect jitter; default Math.random
+ * @property {() => boolean} [canRead] whether the reader sees the page now (a `read` is sent only then)
+ * @property {(() => number) | null} [seenSeq] the newest seq on screen at the moment a `read` goes
+ *   (asked again when the debounce ends, so what the view reported earlier cannot outlive a scroll)
+ *
+ * @typedef {{
+ *   state: {state: State},
+ *   ready: {user: User},
+ *   joined: {first: boolean, unread: number, readSeq: number, lastSeq: number},
+ *   reset: {},
+ *   insert: {message: Message, own: boolean, live: boolean, older: boolean, source: 'live' | 'history' | 'ack'},
+ *   message: {message: Message, own: boolean, live: boolean},
+ *   outbox: {item: OutboxItem, added: boolean},
+ *   settled: {item: OutboxItem},
+ *   paging: {loading: boolean},
+ *   people: {people: Map<string, Person>},
+ *   order: {status: string | null, dispute: Dispute | null, changed: boolean},
+ *   unread: {count: number, total: number | null | undefined},
+ *   receipt: {user: string, seq: number},
+ *   typing: {names: string[]},
+ *   error: {code: string, message: string, ref?: string | null, fatal?: boolean}
+ * }} SessionEvents
+ */
+
+var ChatdSession = (function () {
+  'use strict';
+
+  var NOTE_WRITERS = ['supplier', 'sales_rep', 'staff', 'bot'];
+  var TYPING_REFRESH_MS = 3000;   // re-send `typing: true` at most this often (server TTL is 6 s)
+  var TYPING_IDLE_MS = 4000;      // no keystroke for this long: `typing: false`
+  var TYPING_SHOW_MS = 8000;      // safety net: hide someone's indicator without news
+  var BACKOFF_BASE_MS = 500;
+  var BACKOFF_CAP_MS = 15000;
+  var HEARTBEAT_MS = 5000;        // how often the connection's liveness is checked
+  var PING_AFTER_MS = 20000;      // nothing heard for this long: send `ping`
+  var DEAD_AFTER_MS = 35000;      // ... and still nothing: the socket is dead, reconnect
+  var RATE_LIMITED_CLOSE_MS = 10000; // after close 4429, wait at least this long
+  var READ_DEBOUNCE_MS = 250;
+  var RETRY_LATER_MS = 3000;      // rate_limited / unavailable: retry the send after this
+  var RETRYABLE = ['rate_limited', 'unavailable', 'internal'];
+
+  /** @type {Clock} */
+  var SYSTEM_CLOCK = {
+    now: function () { return Date.now(); },
+    setTimeout: function (fn, ms) { return setTimeout(fn, ms); },
+    clearTimeout: function (id) { clearTimeout(id); }
+  };
+
+  /** @returns {string} a random (v4) UUID, the client_id of a send */
+  function uuid() {
+    var c = /** @type {any} */ (globalThis).crypto;
+    if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+    var b = new Uint8Array(16);
+    if (c && c.getRandomValues) c.getRandomValues(b);
+    else for (var i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(b, function (/** @type {number} */ x) {
+      return (x + 0x100).toString(16).slice(1);
+    }).join('');
+    return hex.slice(0, 8) + '-' + hex.slice(8, 12) + '-' + hex.slice(12, 16) + '-' + hex.slice(16, 20) + '-' + hex.slice(20);
+  }
+
+  /**
+   * The chatd base URL (http[s]) -> its WebSocket endpoint (ws[s]://…/ws).
+   * @param {string} base
+   * @param {string} [relativeTo] resolves a relative base (the page's URL)
+   */
+  function wsUrlOf(base, relativeTo) {
+    var u = new URL(base, relativeTo);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.pathname = u.pathname.replace(/\/+$/, '') + '/ws';
+    u.search = '';
+    u.hash = '';
+    return u.href;
+  }
+
+  class Session {
+    /** @param {SessionOptions} opts */
+    constructor(opts) {
+      if (!opts || !opts.order) throw new TypeError('ChatdSession: options.order required');
+      if (!opts.token) throw new TypeError('ChatdSession: options.token required');
+      if (!opts.url) throw new TypeError('ChatdSession: options.url required');
+      this.opts = opts;
+      this.order = String(opts.order);
+      this.url = opts.url;
+      this.pageSize = Math.max(1, Math.min(200, opts.pageSize || 50));
+      this.maxLength = opts.maxLength || 4000;
+      this.storage = opts.storage || null;
+      /** @type {SocketClass} */
+      this.Socket = opts.WebSocket || /** @type {any} */ (globalThis).WebSocket;
+      this.clock = opts.clock || SYSTEM_CLOCK;
+      this.random = opts.random || Math.random;
+      this.canRead = opts.canRead || function () { return true; };
+      this.seenSeq = opts.seenSeq || null;
+
+      // connection
+      /** @type {SocketLike | null} */
+      this.ws = null;
+      /** @type {State} */
+      this.state = 'connecting';
+      this.ready = false;           // authenticated
+      this.live = false;            // joined: sends go out, events come in
+      this.joining = false;
+      this.everJoined = false;
+      this.attempt = 0;
+      this.lastRx = 0;
+      /** @type {string | null} why the chat closed for good */
+      this.fatal = null;
+      this.authRetried = false;
+      this.destroyed = false;
+      this.started = false;
+
+      // model
+      /** @type {User | null} */
+      this.me = null;
+      /** @type {string | null} the user's role in this order */
+      this.role = null;
+      /** @type {string | null} */
+      this.status = null;
+      /** @type {Dispute | null} */
+      this.dispute = null;
+      /** @type {Map<string, Person>} */
+      this.people = new Map();
+      /** @type {Map<string, string>} id -> name, learnt from senders (for dispute "by") */
+      this.names = new Map();
+      /** @type {Map<number, Message>} every stored message held, by seq */
+      this.msgs = new Map();
+      /** @type {Map<string, OutboxItem>} unacknowledged sends, by client_id */
+      this.outbox = new Map();
+      this.outboxLoaded = false;
+      /** @type {number | null} */
+      this.oldestSeq = null;
+      this.newestSeq = 0;
+      this.liveAfter = 0;           // seq above which messages are live (new, not replay)
+      this.noMoreBefore = false;
+      this.loadingMore = false;
+      this.unread = 0;
+      this.readSeq = 0;             // our read marker as far as we know
+      this.pendingRead = 0;
+      /** @type {Map<string, number>} user id -> the seq they have read */
+      this.receipts = new Map();
+      /** @type {Map<string, {name: string, timer: any}>} who else is typing */
+      this.typers = new Map();
+      this.typingActive = false;
+      this.typingSentAt = 0;
+
+      /** @type {Record<string, any>} */
+      this.timers = {};
+      /** @type {Record<string, Array<(detail: any) => void>>} */
+      this.handlers = {};
+    }
+
+    // --- events -----------------------------------------------------------------------
+
+    /**
+     * Listen to a session event; returns a function that unsubscribes.
+     * @template {keyof SessionEvents} K
+     * @param {K} name
+     * @param {(detail: SessionEvents[K]) => void} fn
+     * @returns {() => void}
+     */
+    on(name, fn) {
+      var list = this.handlers[name] || (this.handlers[name] = []);
+      list.push(fn);
+      return function () {
+        var i = list.indexOf(fn);
+        if (i >= 0) list.splice(i, 1);
+      };
+    }
+
+    /**
+     * @template {keyof SessionEvents} K
+     * @param {K} name
+     * @param {SessionEvents[K]} detail
+     */
+    _emit(name, detail) {
+      var list = (this.handlers[name] || []).slice();
+      for (var i = 0; i < list.length; i++) {
+        // A listener's bug must not stop the protocol: report it, carry on.
+        try { list[i](detail); } catch (e) { setTimeout(function () { throw e; }, 0); }
+      }
+    }
+
+    /**
+     * @param {string} name
+     * @param {(this: Session) => void} fn
+     * @param {number} ms
+     */
+    _timer(name, fn, ms) {
+      var self = this, clock = this.clock;
+      clock.clearTimeout(this.timers[name]);
+      this.timers[name] = clock.setTimeout(function () { delete self.timers[name]; fn.call(self); }, ms);
+    }
+
+    /** @param {string} name */
+    _cancel(name) {
+      this.clock.clearTimeout(this.timers[name]);
+      delete this.timers[name];
+    }
+
+    // --- public API -------------------------------------------------------------------
+
+    /** Connect, and keep checking that the connection is alive. */
+    start() {
+      if (this.started) return;
+      this.started = true;
+      this._heartbeat();
+      this._connect();
+    }
+
+    /** The connection token (a fresh one, when the option is a function). */
+    token() {
+      var tok = this.opts.token;
+      return new Promise(function (resolve) { resolve(typeof tok === 'function' ? tok() : tok); })
+        .then(function (t) { return String(t); });
+    }
+
+    /**
+     * Queue a message and send it when joined; returns its client_id (null: not accepted).
+     * @param {string} text
+     * @param {{note?: boolean, attachments?: AttachmentRef[]}} [options]
+     * @returns {string | null}
+     */
+    send(text, options) {
+      text = String(text == null ? '' : text).trim();
+      var atts = (options && options.attachments) || [];
+      if ((!text && !atts.length) || text.length > this.maxLength || this.fatal) return null;
+      var note = !!(options && options.note) && this.mayWriteNotes();
+      /** @type {OutboxItem} */
+      var item = { client_id: uuid(), text: text, kind: note ? 'note' : 'text', created: this.clock.now(), state: 'queued',
+                   attachments: atts };
+      this.outbox.set(item.client_id, item);
+      this._saveOutbox();
+      this._emit('outbox', { item: item, added: true });
+      this._transmit(item);
+      return item.client_id;
+    }
+
+    /** Send a message that failed for good once more (same client_id). @param {string} clientId */
+    retry(clientId) {
+      var item = this.outbox.get(clientId);
+      if (!item) return;
+      item.state = 'queued';
+      item.error = null;
+      this._saveOutbox();
+      this._transmit(item);
+    }
+
+    /** Give up a message that failed. @param {string} clientId */
+    discard(clientId) { this._settle(clientId); }
+
+    /** Change the order status (supplier, staff, bot). @param {string} status @param {string} [text] */
+    setStatus(status, text) {
+      /** @type {Frame} */
+      var f = { type: 'set_status', order: this.order, status: String(status), client_id: uuid() };
+      if (text) f.text = String(text);
+      return this._sendFrame(f);
+    }
+
+    /** Open (buyer, staff) or close (staff, opener) the order's dispute. @param {string} [reason] */
+    openDispute(reason) {
+      return this._sendFrame({ type: 'dispute', order: this.order, action: 'open', client_id: uuid(), reason: reason || null });
+    }
+    /** @param {string} [reason] */
+    closeDispute(reason) {
+      return this._sendFrame({ type: 'dispute', order: this.order, action: 'close', client_id: uuid(), reason: reason || null });
+    }
+
+    /** Whether an earlier history page may exist. */
+    canLoadMore() {
+      return !this.noMoreBefore && this.oldestSeq !== null && this.oldestSeq > 1;
+    }
+
+    /** Ask for the page before the oldest message held; false if not sent. */
+    loadMore() {
+      if (this.loadingMore || !this.live) return false;
+      if (this._sendFrame({ type: 'history', order: this.order, before: this.oldestSeq, limit: this.pageSize })) {
+        this.loadingMore = true;
+        this._emit('paging', { loading: true });
+        return true;
+      }
+      return false;
+    }
+
+    /**
+     * The newest message on screen now is `seq`: move the read marker there (one
+     * `read` per READ_DEBOUNCE_MS, with what is on screen when it goes, while canRead()).
+     * @param {number} seq
+     */
+    read(seq) {
+      if (!this.live) return;
+      this.pendingRead = seq; // what scrolled away meanwhile was not read
+      if (seq <= this.readSeq || this.timers.read) return;
+      this._timer('read', function () {
+        var s = this.seenSeq ? Math.min(this.pendingRead, this.seenSeq()) : this.pendingRead;
+        this.pendingRead = 0;
+        if (s > this.readSeq && this.canRead() && this._sendFrame({ type: 'read', order: this.order, seq: s })) {
+          this.readSeq = s;
+        }
+      }, READ_DEBOUNCE_MS);
+    }
+
+    /** The user typed (the field is not empty): `typing: true`, refreshed, stopped when idle. */
+    typing() {
+      var now = this.clock.now();
+      if ((!this.typingActive || now - this.typingSentAt > TYPING_REFRESH_MS) && this.live) {
+        if (this._sendFrame({ type: 'typing', order: this.order, active: true })) {
+          this.typingActive = true;
+          this.typingSentAt = now;
+        }
+      }
+      this._timer('typingIdle', this.stopTyping, TYPING_IDLE_MS);
+    }
+
+    /** The user stopped typing (sent, left the field, emptied it). */
+    stopTyping() {
+      this._cancel('typingIdle');
+      if (this.typingActive) {
+        this.typingActive = false;
+        this._sendFrame({ type: 'typing', order: this.order, active: false });
+      }
+    }
+
+    /** The page came back (visible): check the connection at once. */
+    wake() {
+      if (this.ws && this.ready) this._ping();
+    }
+
+    /** The network came back: reconnect now instead of waiting for the backoff. */
+    reconnectNow() {
+      if (!this.ws && !this.fatal && !this.destroyed && this.started) {
+        this._cancel('reconnect');
+        this.attempt = 0;
+        this._connect();
+      }
+    }
+
+    /** The user's display name for an id (people, then senders seen). @param {string | undefined} id */
+    nameOf(id) {
+      var p = id != null ? this.people.get(id) : undefined;
+      if (p) return p.name;
+      if (this.me && id === this.me.id) return this.me.name;
+      return (id != null && this.names.get(id)) || String(id);
+    }
+
+    mayWriteNotes() {
+      return NOTE_WRITERS.indexOf(String(this.role)) >= 0;
+    }
+
+    /** Close the connection for good (the widget is going away). */
+    destroy() {
+      if (this.destroyed) return;
+      this.stopTyping();
+      this.destroyed = true;
+      for (var k in this.timers) this.clock.clearTimeout(this.timers[k]);
+      this.timers = {};
+      var clock = this.clock;
+      this.typers.forEach(function (t) { clock.clearTimeout(t.timer); });
+      if (this.ws) { this._detach(this.ws); this.ws.close(1000); }
+      this.ws = null;
+    }
+
+    // --- connection -------------------------------------------------------------------
+
+    /** @param {State} state */
+    _setState(state) {
+      this.state = state;
+      this._emit('state', { state: state });
+    }
+
+    _heartbeat() {
+      this._timer('heartbeat', function () { this._checkAlive(); this._heartbeat(); }, HEARTBEAT_MS);
+    }
+
+    _connect() {
+      var self = this;
+      if (this.destroyed || this.fatal || this.ws) return;
+      this._setState(this.everJoined ? 'reconnecting' : 'connecting');
+      this.token().then(function (token) {
+        if (self.destroyed || self.fatal || self.ws) return;
+        /** @type {SocketLike} */
+        var ws;
+        try {
+          ws = new self.Socket(self.url);
+        } catch (e) {
+          self._scheduleReconnect();
+          return;
+        }
+        self.ws = ws;
+        self.lastRx = self.clock.now();
+        ws.onopen = function () { ws.send(JSON.stringify({ type: 'auth', token: token })); };
+        ws.onmessage = function (ev) {
+          if (ws !== self.ws) return;
+          self.lastRx = self.clock.now();
+          var f;
+          try { f = JSON.parse(ev.data); } catch (e) { return; }
+          if (f && typeof f === 'object') self._onFrame(f);
+        };
+        ws.onclose = function (ev) { if (ws === self.ws) self._onClose(ev.code); };
+        ws.onerror = function () { /* a close event follows */ };
+      }, function () { self._scheduleReconnect(); });
+    }
+
+    /** @param {SocketLike} ws */
+    _detach(ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    }
+
+    /** @param {number} code */
+    _onClose(code) {
+      if (this.ws) this._detach(this.ws);
+      this.ws = null;
+      this.ready = false;
+      this.live = false;
+      this.loadingMore = false;
+      this.stopTyping();
+      this._clearTypers();
+      this.people.forEach(function (p) { p.online = false; }); // unknown until we are back
+      this._emit('people', { people: this.people });
+      if (this.destroyed || this.fatal) return;
+      if (code === 4401) {
+        if (typeof this.opts.token === 'function' && !this.authRetried) {
+          this.authRetried = true;
+          this._scheduleReconnect();
+        } else {
+          this._fail('Your chat session has expired. Reload the page to continue.', 'unauthorized');
+        }
+        return;
+      }
+      this._scheduleReconnect(code === 4429 ? RATE_LIMITED_CLOSE_MS : 0);
+    }
+
+    /** @param {number} [minDelay] */
+    _scheduleReconnect(minDelay) {
+      if (this.destroyed || this.fatal) return;
+      this._setState(this.everJoined ? 'reconnecting' : 'connecting');
+      this.attempt += 1;
+      var exp = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, this.attempt - 1));
+      var delay = Math.max(minDelay || 0, exp / 2 + this.random() * exp / 2); // "equal jitter"
+      this._timer('reconnect', this._connect, delay);
+    }
+
+    _checkAlive() {
+      if (!this.ws || !this.ready) return;
+      var idle = this.clock.now() - this.lastRx;
+      if (idle > DEAD_AFTER_MS) {
+        var ws = this.ws;
+        this._detach(ws);
+        try { ws.close(4000, 'no answer'); } catch (e) { /* already closing */ }
+        this._onClose(4000);
+      } else if (idle > PING_AFTER_MS) {
+        this._ping();
+      }
+    }
+
+    _ping() { this._sendRaw({ type: 'ping' }); }
+
+    /** @param {Frame} frame */
+    _sendRaw(frame) {
+      if (!this.ws || this.ws.readyState !== 1) return false;
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    /** Send a frame that needs the order joined; false if offline. @param {Frame} frame */
+    _sendFrame(frame) {
+      if (!this.live) return false;
+      return this._sendRaw(frame);
+    }
+
+    /** @param {string} text @param {string} [code] */
+    _fail(text, code) {
+      var fatal = this.fatal = code || 'closed';
+      this._cancel('reconnect');
+      if (this.ws) { var ws = this.ws; this._detach(ws); ws.close(1000); this.ws = null; }
+      this.live = false;
+      this._setState('closed');
+      this._emit('error', { code: fatal, message: text, fatal: true });
+    }
+
+    // --- frames from the server -------------------------------------------------------
+
+    /** @param {Frame} f */
+    _onFrame(f) {
+      if (f.order != null && f.order !== this.order) return;
+      switch (f.type) {
+        case 'ready': return this._onReady(f);
+        case 'joined': return this._onJoined(f);
+        case 'message': return this._onMessage(/** @type {Message} */ (f), false);
+        case 'ack': return this._onAck(f);
+        case 'history': return this._onHistory(f);
+        case 'typing': return this._onTyping(f);
+        case 'receipt': return this._onReceipt(f);
+        case 'unread': return this._setUnread(f.count, f.total);
+        case 'presence': return this._onPresence(f);
+        case 'order': return this._onOrder(f);
+        case 'left': return this._onLeft(f);
+        case 'error': return this._onError(f);
+        default: return undefined; // pong, and frame types added later
+      }
+    }
+
+    /** @param {Frame} f */
+    _onReady(f) {
+      this.ready = true;
+      this.authRetried = false;
+      this.me = f.user;
+      this._loadOutbox();
+      /** @type {Frame} */
+      var join = { type: 'join', order: this.order };
+      if (this.everJoined) join.since = this.newestSeq; // resume: only what we do not have
+      this.joining = true;
+      this._sendRaw(join);
+      this._emit('ready', { user: f.user });
+    }
+
+    /** @param {Frame} f */
+    _onJoined(f) {
+      var first = !this.everJoined;
+      this.joining = false;
+      this.live = true;
+      this.everJoined = true;
+      this.attempt = 0;
+      if (f.truncated) this._dropConfirmed(); // a gap: start over from the replayed newest page
+      this.liveAfter = f.last_seq;
+      this.readSeq = Math.max(this.readSeq, f.read_seq || 0);
+      this._setPeople(f.participants);
+      this._setOrder(f.status, f.dispute);
+      this._setUnread(f.unread, null);
+      this._emit('joined', { first: first, unread: f.unread || 0, readSeq: f.read_seq || 0, lastSeq: f.last_seq || 0 });
+      this._setState('online');
+      this._flushOutbox();
+    }
+
+    /** @param {Message} m @param {boolean} fromHistory */
+    _onMessage(m, fromHistory) {
+      if (typeof m.seq !== 'number' || this.msgs.has(m.seq)) return; // dedupe by seq
+      var own = !!(this.me && m.sender && m.sender.id === this.me.id);
+      var live = !fromHistory && m.seq > this.liveAfter;
+      if (m.sender) this.names.set(m.sender.id, m.sender.name);
+      if (own && m.client_id && this.outbox.has(m.client_id)) this._settle(m.client_id);
+      if (live && !own && m.sender) this._stopTyper(m.sender.id);
+      this._store(m, own, live, fromHistory ? 'history' : 'live');
+      this._emit('message', { message: m, own: own, live: live });
+    }
+
+    /**
+     * @param {Message} m @param {boolean} own @param {boolean} live
+     * @param {'live' | 'history' | 'ack'} source
+     */
+    _store(m, own, live, source) {
+      var older = this.oldestSeq !== null && m.seq < this.oldestSeq;
+      this.msgs.set(m.seq, m);
+      if (this.oldestSeq === null || m.seq < this.oldestSeq) this.oldestSeq = m.seq;
+      if (m.seq > this.newestSeq) this.newestSeq = m.seq;
+      this._emit('insert', { message: m, own: own, live: live, older: older, source: source });
+    }
+
+    /** @param {Frame} f */
+    _onAck(f) {
+      var item = this.outbox.get(f.client_id);
+      if (this.readSeq < f.seq) this.readSeq = f.seq; // sending moves our read marker
+      if (!item) return;
+      this._settle(f.client_id);
+      if (!this.msgs.has(f.seq) && !(f.duplicate && this.oldestSeq != null && f.seq < this.oldestSeq) && this.me) {
+        // The ack came before the message itself (or the message was stored by an
+        // earlier attempt): hold it as stored; the `message` frame dedupes by seq.
+        this._store({
+          order: this.order, seq: f.seq, ts: f.ts, kind: item.kind, text: item.text, client_id: item.client_id,
+          sender: { id: this.me.id, name: this.me.name, role: this.role || this.me.role }, attachments: item.attachments || []
+        }, true, false, 'ack');
+      }
+    }
+
+    /** @param {Frame} f */
+    _onHistory(f) {
+      this.loadingMore = false;
+      this._emit('paging', { loading: false });
+      var msgs = f.messages || [];
+      for (var i = 0; i < msgs.length; i++) this._onMessage(msgs[i], true);
+      if (!f.has_more) this.noMoreBefore = true;
+    }
+
+    /** @param {Frame} f */
+    _onTyping(f) {
+      if (!f.user || (this.me && f.user.id === this.me.id)) return;
+      if (f.active) {
+        var self = this, id = f.user.id, t = this.typers.get(id);
+        if (t) this.clock.clearTimeout(t.timer);
+        this.typers.set(id, {
+          name: f.user.name,
+          timer: this.clock.setTimeout(function () { self._stopTyper(id); }, TYPING_SHOW_MS)
+        });
+        this._emitTyping();
+      } else {
+        this._stopTyper(f.user.id);
+      }
+    }
+
+    /** @param {Frame} f */
+    _onReceipt(f) {
+      if (this.me && f.user === this.me.id) {
+        if (f.seq > this.readSeq) this.readSeq = f.seq;
+        return;
+      }
+      if ((this.receipts.get(f.user) || 0) < f.seq) {
+        this.receipts.set(f.user, f.seq);
+        this._emit('receipt', { user: f.user, seq: f.seq });
+      }
+    }
+
+    /** @param {Frame} f */
+    _onPresence(f) {
+      var p = this.people.get(f.user);
+      if (p) { p.online = !!f.online; this._emit('people', { people: this.people }); }
+    }
+
+    /** @param {Frame} f */
+    _onOrder(f) {
+      if (f.participants) this._setPeople(f.participants);
+      this._setOrder(f.status, f.dispute);
+    }
+
+    /** @param {Frame} f */
+    _onLeft(f) {
+      if (f.reason === 'removed') this._fail('You no longer have access to this order’s chat.', 'removed');
+    }
+
+    /** @param {Frame} f */
+    _onError(f) {
+      var item = f.ref != null ? this.outbox.get(f.ref) : null;
+      if (item) {
+        if (RETRYABLE.indexOf(f.code) >= 0) {
+          item.state = 'queued';
+          this._timer('retry', this._flushOutbox, RETRY_LATER_MS);
+        } else {
+          item.state = 'failed';
+          item.error = f.message || f.code;
+          this._saveOutbox();
+        }
+        this._emit('outbox', { item: item, added: false });
+      } else if (f.ref === this.order && this.joining) {
+        this._fail('This order’s chat is not available.', f.code);
+        return;
+      } else if (f.ref === this.order && this.loadingMore) {
+        this.loadingMore = false;
+      }
+      this._emit('error', { code: f.code, message: f.message, ref: f.ref });
+    }
+
+    // --- order state, people, unread, typing ------------------------------------------
+
+    /** @param {any} list */
+    _setPeople(list) {
+      if (!Array.isArray(list)) return;
+      /** @type {Map<string, Person>} */
+      var people = new Map();
+      list.forEach(function (p) { people.set(p.id, { id: p.id, name: p.name, role: p.role, online: !!p.online }); });
+      this.people = people;
+      var mine = this.me && people.get(this.me.id);
+      this.role = mine ? mine.role : (this.me ? this.me.role : null);
+      this._emit('people', { people: people });
+    }
+
+    /** @param {string | null} status @param {Dispute | null} dispute */
+    _setOrder(status, dispute) {
+      var changed = status !== this.status || JSON.stringify(dispute) !== JSON.stringify(this.dispute);
+      this.status = status;
+      this.dispute = dispute || null;
+      this._emit('order', { status: status, dispute: this.dispute, changed: changed });
+    }
+
+    /** @param {number} n @param {number | null | undefined} total */
+    _setUnread(n, total) {
+      this.unread = Math.max(0, n | 0);
+      this._emit('unread', { count: this.unread, total: total });
+    }
+
+    /** @param {string} id */
+    _stopTyper(id) {
+      var t = this.typers.get(id);
+      if (!t) return;
+      this.clock.clearTimeout(t.timer);
+      this.typers.delete(id);
+      this._emitTyping();
+    }
+
+    _clearTypers() {
+      var clock = this.clock;
+      this.typers.forEach(function (t) { clock.clearTimeout(t.timer); });
+      this.typers.clear();
+      this._emitTyping();
+    }
+
+    _emitTyping() {
+      /** @type {string[]} */
+      var names = [];
+      this.typers.forEach(function (t) { names.push(t.name); });
+      this._emit('typing', { names: names });
+    }
+
+    /** Forget every stored message (after a truncated resume); pending ones stay. */
+    _dropConfirmed() {
+      this.msgs.clear();
+      this.oldestSeq = null;
+      this.noMoreBefore = false;
+      this._emit('reset', {});
+    }
+
+    // --- outbox: pending, queued, retried with the same client_id ---------------------
+
+    _storageKey() {
+      return this.me ? 'chatd:outbox:v1:' + this.url + ':' + this.order + ':' + this.me.id : null;
+    }
+
+    _saveOutbox() {
+      var key = this._storageKey();
+      if (!key || !this.storage) return;
+      /** @type {Array<Partial<OutboxItem>>} */
+      var items = [];
+      this.outbox.forEach(function (it) {
+        if (it.state !== 'failed') {
+          items.push({ client_id: it.client_id, text: it.text, kind: it.kind, created: it.created, attachments: it.attachments || [] });
+        }
+      });
+      try {
+        if (items.length) this.storage.setItem(key, JSON.stringify(items));
+        else this.storage.removeItem(key);
+      } catch (e) { /* storage full or disabled: the in-memory queue still works */ }
+    }
+
+    /** Messages typed in an earlier visit that never got their ack (same client_id: no doubles). */
+    _loadOutbox() {
+      var key = this._storageKey();
+      if (!key || !this.storage || this.outboxLoaded) return;
+      this.outboxLoaded = true;
+      /** @type {any} */
+      var items = [];
+      try { items = JSON.parse(this.storage.getItem(key) || '[]'); } catch (e) { items = []; }
+      if (!Array.isArray(items)) return;
+      var self = this;
+      items.forEach(function (it) {
+        if (!it || typeof it.client_id !== 'string' || typeof it.text !== 'string' || self.outbox.has(it.client_id)) return;
+        var atts = Array.isArray(it.attachments) ? it.attachments.filter(function (/** @type {any} */ a) {
+          return a && typeof a.id === 'string' && typeof a.name === 'string';
+        }) : [];
+        /** @type {OutboxItem} */
+        var item = { client_id: it.client_id, text: it.text, kind: it.kind === 'note' ? 'note' : 'text',
+                     created: +it.created || self.clock.now(), state: 'queued', attachments: atts };
+        self.outbox.set(item.client_id, item);
+        self._emit('outbox', { item: item, added: true });
+      });
+      if (this.outbox.size) this._saveOutbox();
+    }
+
+    /** @param {OutboxItem} item */
+    _transmit(item) {
+      if (item.state === 'failed') return;
+      /** @type {Frame} */
+      var f = { type: 'send', order: this.order, client_id: item.client_id, text: item.text, kind: item.kind };
+      if (item.attachments && item.attachments.length) f.attachments = item.attachments.map(function (a) { return a.id; });
+      item.state = this._sendFrame(f) ? 'sending' : 'queued';
+      this._emit('outbox', { item: item, added: false });
+    }
+
+    _flushOutbox() {
+      var self = this;
+      this.outbox.forEach(function (item) { if (item.state !== 'failed') self._transmit(item); });
+    }
+
+    /** The server has the message (or the user gave it up): drop it from the outbox. @param {string} clientId */
+    _settle(clientId) {
+      var item = this.outbox.get(clientId);
+      if (!item) return;
+      this.outbox.delete(clientId);
+      this._saveOutbox();
+      this._emit('settled', { item: item });
+    }
+  }
+
+  return { Session: Session, wsUrlOf: wsUrlOf, uuid: uuid, version: '1' };
+})();
+
+if (typeof module === 'object' && module && module.exports) module.exports = ChatdSession;
