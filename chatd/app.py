@@ -18,7 +18,8 @@ from chatd.chat import Chat
 from chatd.config import Config
 from chatd.edge import server
 from chatd.edge.server import Services
-from chatd.rooms.broker import LocalBroker
+from chatd.relay.base import Relay
+from chatd.relay.local import LocalRelay
 from chatd.rooms.hub import Hub
 from chatd.store.sqlite import SqliteStore
 from chatd.threads import Threads
@@ -32,12 +33,12 @@ def presence_frame(order: str, user: str, online: bool) -> bytes:
     return encode_frame(Presence(order, user, online))
 
 
-def make_broker(cfg: Config):
-    if cfg.broker.url:
-        from chatd.rooms.redis import RedisBroker
+def make_relay(cfg: Config) -> Relay:
+    if cfg.relay.url:
+        from chatd.relay.redis import RedisRelay
 
-        return RedisBroker(cfg.broker.url, presence_frame)
-    return LocalBroker()
+        return RedisRelay(cfg.relay.url, presence_frame)
+    return LocalRelay()
 
 
 def attachments_dir(cfg: Config) -> Path:
@@ -51,14 +52,14 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
     store = SqliteStore(cfg.store.path, cfg.store.synchronous, cfg.store.max_batch)
-    broker = make_broker(cfg)
+    relay = make_relay(cfg)
     chat: Chat | None = None  # the hub fills a gap in a room from the store, through the chat service
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
-              on_room_idle=broker.watch_room, on_user_idle=broker.watch_user,
+              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
               gap_reader=lambda order, after, before: chat.read_gap(order, after, before),
               queue_bytes=cfg.limits.outbound_queue_bytes, total_reader=store.visible_total)
     attachments = Attachments(store, attachments_dir(cfg), cfg.attachments, contact_filter=cfg.filter.mode)
-    chat = Chat(store, hub, broker, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
+    chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
     threads = Threads(store, chat.online, cfg.limits.history_max)
     webhooks = Webhooks(store, cfg.webhooks, chat.online) if cfg.webhooks.url else None
     # The store's hooks run inside its write transactions: attachment links and
@@ -72,9 +73,9 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     async with AsyncExitStack() as running:
         await store.open()
         running.push_async_callback(store.aclose)  # flushes every queued write first
-        await broker.start(chat)
-        running.push_async_callback(broker.aclose)
-        await chat.start(catch_up_s=2.0 if cfg.broker.url else 0.0)
+        await relay.start(chat)
+        running.push_async_callback(relay.aclose)
+        await chat.start(catch_up_s=2.0 if cfg.relay.url else 0.0)
         running.push_async_callback(chat.aclose)
         running.callback(threads.close)
         await attachments.start()
@@ -83,7 +84,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             await webhooks.start()
             running.push_async_callback(webhooks.aclose)
         # registering collects once: made when everything it reads is running
-        registry = metrics.app_registry(metrics.AppCollector(hub, broker, webhooks.backlog if webhooks else None))
+        registry = metrics.app_registry(metrics.AppCollector(hub, relay, webhooks.backlog if webhooks else None))
         yield Services(chat, attachments, threads, webhooks, registry)
 
 

@@ -1,7 +1,7 @@
 """The chat service: what each request does, for the WebSocket and REST edges alike.
 
 It checks permissions, writes through the store, and only after the store
-has committed publishes the encoded frames through the broker, in seq order.
+has committed publishes the encoded frames through the relay, in seq order.
 It knows nothing of aiohttp.
 """
 
@@ -19,7 +19,7 @@ from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.config import LimitsConfig
 from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
-from chatd.rooms.broker import Broker
+from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.store.records import OrderChange, OrderRecord, Person, Posted
@@ -62,12 +62,12 @@ def actor_of(ident: Identity) -> Actor:
 class Chat:
     """Every use case of the edges; collaborators come in through the constructor."""
 
-    def __init__(self, store: SqliteStore, hub: Hub, broker: Broker, limits: LimitsConfig, *,
+    def __init__(self, store: SqliteStore, hub: Hub, relay: Relay, limits: LimitsConfig, *,
                  attachments: Attachments | None = None, contact_filter: str = "off",
                  wall_clock=time.time) -> None:
         self.store = store
         self.hub = hub
-        self.broker = broker
+        self.relay = relay
         self.limits = limits
         self.attachments = attachments  # None: `send` refuses attachment ids
         self.contact_filter = contact_filter  # [filter] mode for messages across the buyer/supplier line
@@ -90,9 +90,9 @@ class Chat:
 
     def online(self, order_id: str) -> frozenset[str]:
         """Participants with a connection joined to the order, on any instance."""
-        return self.hub.online(order_id) | self.broker.online(order_id)
+        return self.hub.online(order_id) | self.relay.online(order_id)
 
-    # --- the broker's handler -------------------------------------------------
+    # --- the relay's handler --------------------------------------------------
 
     def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
         """Stored messages with after < seq < before, as room events (gap filling)."""
@@ -171,7 +171,7 @@ class Chat:
 
     @property
     def relay_healthy(self) -> bool:
-        return self.broker.healthy
+        return self.relay.healthy
 
     async def check_writable(self) -> None:
         """Raises if the store cannot commit right now."""
@@ -191,9 +191,9 @@ class Chat:
             raise BadRequest("since and limit must not be negative", ref=order_id)
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees)
-        await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
+        await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
         if first and role in permissions.PARTICIPANT_ROLES:
-            self.broker.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
+            self.relay.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
         msgs, truncated = self.store.replay(order_id, sees, since, limit)
@@ -254,7 +254,7 @@ class Chat:
         local = self.hub.count(user) + self._admitting.get(user, 0)
         self._admitting[user] = self._admitting.get(user, 0) + 1
         try:
-            return await self.broker.admit(user, self.limits.max_conns_per_user, local)
+            return await self.relay.admit(user, self.limits.max_conns_per_user, local)
         finally:
             if (left := self._admitting[user] - 1) > 0:
                 self._admitting[user] = left
@@ -269,7 +269,7 @@ class Chat:
         rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, rooms.get(order_id))
-        self.broker.release(conn.user, self.hub.count(conn.user))
+        self.relay.release(conn.user, self.hub.count(conn.user))
 
     def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline."""
@@ -281,7 +281,7 @@ class Chat:
             order = self.store.get_order(order_id)
             if order is None or ident.id not in order.slots:
                 return
-        self.broker.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
+        self.relay.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
 
     # --- messages ---------------------------------------------------------------
 
@@ -361,9 +361,9 @@ class Chat:
         m = posted.message
         metrics.message_in(m.kind)
         raw = encode(m)
-        self.broker.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
+        self.relay.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
         notify = frame(b'{"type":"notify","order":' + encode(m.order) + b',"message":' + raw + b"}")
-        publish_user = self.broker.publish_user
+        publish_user = self.relay.publish_user
         for ch in posted.unread:
             data = encode_frame(Unread(m.order, ch.count, ch.total))
             publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
@@ -373,16 +373,16 @@ class Chat:
 
     def publish_order(self, order: OrderRecord) -> None:
         state = OrderState(order.id, order.status, order.dispute, order.participants(self.online(order.id)))
-        self.broker.publish_room(RoomEvent(order.id, encode_frame(state)))
+        self.relay.publish_room(RoomEvent(order.id, encode_frame(state)))
 
     def publish_change(self, change: OrderChange) -> None:
         """After an order upsert: cut removed users off, then tell the room."""
         order_id = change.order.id
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
-            self.broker.publish_user(UserEvent(user, order=order_id, removed=left))
+            self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
         for ch in change.totals:  # their unread on this order is gone from their total
-            self.broker.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
+            self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
                                                order_id, hidden=ch.hidden))
         if change.state_changed and not change.created:
             self.publish_order(change.order)
@@ -404,7 +404,7 @@ class Chat:
         role = ident.role
         room_role = self._role_hint(ident, order_id)
         ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or role), active)
-        self.broker.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
+        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
 
     def _role_hint(self, ident: Identity, order_id: str) -> str | None:
         order = self.store.get_order(order_id)
@@ -445,7 +445,7 @@ class Chat:
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
             return
-        self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
+        self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
         if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
@@ -453,7 +453,7 @@ class Chat:
     def _publish_receipt(self, order_id: str, user: str, marker) -> None:
         """Members who see notes get the marker; the others never a note's seq:
         the newest message they may see up to it, once it moved."""
-        publish = self.broker.publish_room
+        publish = self.relay.publish_room
         if marker.plain_seq == marker.read_seq:
             publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq))))
             return
@@ -468,7 +468,7 @@ class Chat:
             read_seq, unread, _ = self.store.marker(order_id, user, True, 0)
             return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
                     "total": self.store.total_unread(user)}
-        self.broker.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
+        self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--workers", type=int, default=1,
-                         help="processes sharing the port (needs [broker] url = redis://...)")
+                         help="processes sharing the port (needs [relay] url = redis://...)")
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         if workers_n != 1:
             from chatd import workers
 
-            workers.check(workers_n, cfg.broker.url)
+            workers.check(workers_n, cfg.relay.url)
             child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"]
             child = _without_option(child, "--workers")
             raise SystemExit(workers.run(workers_n, child))

@@ -160,7 +160,7 @@ async def _cluster(tmp_path, request, limits, extra: dict) -> ClusterServer:
     for i in range(2):
         d = tmp_path / f"node{i}"
         d.mkdir()
-        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "broker": {"url": url}}
+        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "relay": {"url": url}}
         if limits:
             sections["limits"] = dict(limits)
         for name, values in extra.items():

@@ -77,7 +77,7 @@ class Bucket:
 
 
 class Hub:
-    """Who is here, and delivery to them. Implements `broker.Handler`."""
+    """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
                  gap_reader=None, queue_bytes: int = 8 << 20, total_reader=None) -> None:
@@ -173,7 +173,7 @@ class Hub:
         room = self.rooms.get(order)
         return frozenset(room.online) if room else frozenset()
 
-    # --- delivery (broker.Handler) ------------------------------------------
+    # --- delivery (relay.base.Handler) -------------------------------------
 
     def deliver_room(self, ev: RoomEvent) -> None:
         room = self.rooms.get(ev.order)
