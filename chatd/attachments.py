@@ -111,7 +111,8 @@ class ByteBudget:
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
-    def __init__(self, store: SqliteStore, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off") -> None:
+    def __init__(self, store: SqliteStore, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
+                 clock=time.monotonic) -> None:
         self.store = store
         self.root = Path(root)
         self.tmp = self.root / "tmp"
@@ -122,7 +123,7 @@ class Attachments:
         self.contact_filter = contact_filter  # [filter] mode, for file names
         self.per_minute = cfg.uploads_per_minute
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
-        self.clock = time.monotonic  # tests inject their own
+        self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task | None = None

@@ -64,7 +64,7 @@ class Chat:
 
     def __init__(self, store: SqliteStore, hub: Hub, relay: Relay, limits: LimitsConfig, *,
                  attachments: Attachments | None = None, contact_filter: str = "off",
-                 wall_clock=time.time) -> None:
+                 wall_clock=time.time, clock=time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.relay = relay
@@ -77,7 +77,7 @@ class Chat:
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
         self.closing = False  # shutdown began: /readyz fails
-        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
+        self.clock = clock  # typing intervals (tests inject one)
         self.deliver_room = hub.deliver_room
 
     async def start(self, catch_up_s: float = 0.0) -> None:
