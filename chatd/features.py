@@ -1,7 +1,7 @@
 """Issue 5's features wired into the app: attachments, threads, contact filter, webhooks, metrics.
 
 One cleanup context, after the core resources (store, broker, hub, chat): it
-registers the store hooks, hands `Chat` its optional collaborators, starts
+gives the store the webhook event functions, hands `Chat` its optional collaborators, starts
 the background tasks (upload clean-up, webhook delivery, the metrics
 listener) and stops them in reverse, before the store closes.
 """
@@ -38,7 +38,6 @@ async def resources(app: web.Application):
     attachments = Attachments(store, attachments_dir(cfg), cfg.attachments)
     attachments.contact_filter = cfg.filter.mode
     await attachments.start()
-    store.message_hooks.append(attachments.on_message)
     chat.attachments = attachments
     chat.contact_filter = cfg.filter.mode
     app[ATTACHMENTS] = attachments
@@ -47,14 +46,13 @@ async def resources(app: web.Application):
 
     webhooks = None
     if cfg.webhooks.url:
-        webhooks = Webhooks(store, cfg.webhooks, online)
-        store.message_hooks.append(webhooks.on_message)
-        store.order_hooks.append(webhooks.on_order)
+        webhooks = Webhooks(store, cfg.webhooks)
+        webhooks.attach()
         await webhooks.start()
     app[WEBHOOKS] = webhooks
 
     store.on_batch = metrics.observe_batch
-    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.broker, webhooks.backlog if webhooks else None))
+    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.broker, (lambda: webhooks.counts) if webhooks else None))
     app[METRICS] = registry
     runner = None
     if cfg.metrics.port:
@@ -75,4 +73,4 @@ async def resources(app: web.Application):
             await webhooks.aclose()
         await attachments.aclose()
         app[THREADS].close()
-        # the store hooks stay: writes still queued commit with their outbox events and links
+        # the event functions stay: writes still queued commit with their outbox events

@@ -139,19 +139,19 @@ async def get_order(request: web.Request) -> web.Response:
     _require_api_or_staff(_principal(request))
     chat: Chat = request.app[CHAT]
     order_id = request.match_info["order"]
-    order = chat.store.get_order(order_id)
+    order = await chat.store.get_order(order_id)
     if order is None:
         raise NotFound("no such order", ref=order_id)
     return _json(order_json(order, chat.hub.online(order_id)))
 
 
-def _reader_sees_notes(chat: Chat, who, order_id: str) -> bool:
+async def _reader_sees_notes(chat: Chat, who, order_id: str) -> bool:
     """Whether this REST caller may read the order, and if notes are shown."""
     if who == API:
-        if chat.store.get_order(order_id) is None:
+        if await chat.store.get_order(order_id) is None:
             raise NotFound("no such order", ref=order_id)
         return True
-    _, role = chat._order_and_role(who, order_id)
+    _, role = await chat._order_and_role(who, order_id)
     return permissions.sees_notes(role)
 
 
@@ -159,7 +159,7 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
     who = _principal(request)
     chat: Chat = request.app[CHAT]
     order_id = request.match_info["order"]
-    sees = _reader_sees_notes(chat, who, order_id)
+    sees = await _reader_sees_notes(chat, who, order_id)
     if request.query.get("format") == "ndjson":
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
@@ -168,7 +168,7 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
         await resp.write_eof()
         return resp
     limit = chat._page_limit(_int_param(request, "limit"))
-    msgs, more = chat.store.history(order_id, sees, _int_param(request, "before"),
+    msgs, more = await chat.store.history(order_id, sees, _int_param(request, "before"),
                                     _int_param(request, "after"), limit)
     return _json({"order": order_id, "messages": msgs, "has_more": more})
 

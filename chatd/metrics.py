@@ -60,7 +60,7 @@ class AppCollector:
     def __init__(self, hub, broker, backlog=None) -> None:
         self.hub = hub
         self.broker = broker
-        self.backlog = backlog  # () -> (waiting, dead), or None without webhooks
+        self.backlog = backlog  # () -> (waiting, dead) as of the last delivery round, or None
 
     def collect(self):
         hub = self.hub
