@@ -301,3 +301,23 @@ class _Ident(msgspec.Struct, frozen=True):
     id: str
     role: str
     orders: object = None
+
+
+# --- the backend implements the whole contract ---------------------------------------------
+
+
+def test_the_backend_has_every_member_of_the_contract_and_awaits_alike(store_backend, store_where):
+    import inspect
+
+    backend = make_store(store_backend, store_where)  # not opened: only its shape is looked at
+    members = {name for cls in Store.__mro__ if cls.__module__ == "chatd.store.base"
+               for name in list(vars(cls)) + list(getattr(cls, "__annotations__", {}))
+               if not name.startswith("_")}
+    missing = sorted(m for m in members if not hasattr(backend, m))
+    assert missing == []
+    for name in members:
+        want = getattr(Store, name, None)
+        if callable(want):
+            got = getattr(type(backend), name)
+            assert inspect.iscoroutinefunction(got) == inspect.iscoroutinefunction(want), name
+    assert inspect.isasyncgenfunction(type(backend).export)  # streamed, never a whole history in memory
