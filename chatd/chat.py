@@ -16,6 +16,7 @@ import msgspec
 from chatd import contact_filter, metrics
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
+from chatd.blank import is_blank
 from chatd.config import LimitsConfig
 from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
 from chatd.rooms.broker import Broker
@@ -272,8 +273,8 @@ class Chat:
     def _check_text(self, text: str, ref: str | None, allow_empty: bool = False) -> None:
         if len(text) > self.limits.max_text_chars:
             raise TooLarge(f"text is longer than {self.limits.max_text_chars} characters", ref=ref)
-        if not allow_empty and not text.strip():
-            raise BadRequest("text is empty", ref=ref)
+        if not allow_empty and is_blank(text):
+            raise BadRequest("text is empty (or only whitespace and invisible characters)", ref=ref)
 
     async def send(self, actor: Actor, order_id: str, client_id: str, text: str, kind: str,
                    attachments: list[str] | None = None) -> Ack:

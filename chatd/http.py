@@ -19,33 +19,33 @@ from chatd.chat import Chat
 from chatd.errors import BadRequest, ChatError, Forbidden, NotFound, Unauthorized
 from chatd.store.records import OrderRecord, Person
 from chatd.store.rows import Actor
-from chatd.wire import encode
+from chatd.wire import MAX_INT, ClientId, Id, Name, Seq, Status, decode_json, encode
 
 log = logging.getLogger("chatd.http")
 API = "api"  # the principal of a request made with the api key
 
 
 class PersonBody(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
-    name: str
+    id: Id
+    name: Name
 
 
 class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
-    status: str | None = None
+    status: Status | None = None
     buyer: PersonBody | None = None
     supplier: PersonBody | None = None
     sales_rep: PersonBody | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class PostBody(msgspec.Struct, forbid_unknown_fields=True):
-    client_id: str
+    client_id: ClientId
     text: str
     kind: str = "text"
 
 
 class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
-    user: str
-    seq: int
+    user: Id
+    seq: Seq
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -88,17 +88,23 @@ def _require_api_or_staff(who) -> None:
 
 
 async def _body(request: web.Request, kind):
-    return msgspec.json.decode(await request.read(), type=kind)
+    return decode_json(await request.read(), kind)
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
+    """A query integer within what the store holds (0 to 2^63-1)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        if len(raw) > 20:
+            raise ValueError(raw)
+        value = int(raw)
+        if not 0 <= value <= MAX_INT:
+            raise ValueError(raw)
     except ValueError as exc:
-        raise BadRequest(f"{name} must be an integer") from exc
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_INT}") from exc
+    return value
 
 
 def order_json(order: OrderRecord, online=frozenset()) -> dict:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from chatd import metrics
 from chatd.appkeys import CONFIG
@@ -38,14 +41,14 @@ async def get_threads(request: web.Request) -> web.Response:
         scope = who.id
     q = request.query
     limit = _int_param(request, "limit")
-    query = ThreadQuery(
+    query = msgspec.convert(dict(  # checks the bounds of ThreadQuery's fields
         dispute=q.get("dispute") or None,
         unread_for=q.get("unread_for") or None,
         has_messages=(q.get("has_messages") or "true").lower(),
         q=q.get("q") or None,
         limit=50 if limit is None else limit,
         cursor=q.get("cursor") or None,
-    )
+    ), ThreadQuery)
     return _json(await request.app[THREADS].apage(query, scope, staff))
 
 
@@ -60,22 +63,19 @@ async def post_attachment(request: web.Request) -> web.Response:
         raise TooLarge(f"attachments are limited to {service.max_bytes} bytes")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("multipart/form-data with a part named file expected")
-    reader = await request.multipart()
-    part = None
-    while True:
-        candidate = await reader.next()
-        if candidate is None:
-            break
-        if getattr(candidate, "name", None) == "file" and hasattr(candidate, "read_chunk"):
-            part = candidate
-            break
-        await candidate.release()
+    try:
+        part = await _file_part(request)
+    except MULTIPART_ERRORS as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
     if part is None:
         raise BadRequest("multipart/form-data with a part named file expected")
 
     async def chunks():
-        while chunk := await part.read_chunk(CHUNK_BYTES):
-            yield chunk
+        try:
+            while chunk := await part.read_chunk(CHUNK_BYTES):
+                yield chunk
+        except MULTIPART_ERRORS as exc:
+            raise BadRequest(f"malformed multipart body: {exc}") from None
 
     try:
         # browsers escape '"' and CR/LF in multipart file names as %22, %0D, %0A; aiohttp's
@@ -87,6 +87,25 @@ async def post_attachment(request: web.Request) -> web.Response:
         raise
     metrics.UPLOADS.labels("ok").inc()
     return _json(att, 201)
+
+
+# what aiohttp's multipart reader raises on a malformed body (no or a too long
+# boundary, a bad part header, a body without its boundaries); a malformed
+# Content-Disposition is a warning, raised where warnings are errors
+MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader,
+                    BadContentDispositionParam)
+
+
+async def _file_part(request: web.Request):
+    """The first part named `file` (other parts are skipped), or None."""
+    reader = await request.multipart()
+    while True:
+        candidate = await reader.next()
+        if candidate is None:
+            return None
+        if getattr(candidate, "name", None) == "file" and hasattr(candidate, "read_chunk"):
+            return candidate
+        await candidate.release()
 
 
 async def get_attachment(request: web.Request) -> web.StreamResponse:

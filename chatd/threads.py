@@ -17,23 +17,29 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from chatd.errors import BadRequest, Conflict
 from chatd.store.base import Store
 from chatd.store.records import ThreadFilter, ThreadRow
+from chatd.wire import ID_CHARS, Seq, decode_json
+
+QUERY_CHARS = 1000  # the q of a search: at most MAX_TERMS words are used anyway
+CURSOR_CHARS = 2048  # base64 of JSON naming an order id of up to 200 (escaped) characters
 
 MAX_TERMS = 16
 
 
 class ThreadQuery(msgspec.Struct, frozen=True):
     dispute: str | None = None  # "open", "closed" (had one, now closed), "none"
-    unread_for: str | None = None  # threads where this user has unread messages
+    unread_for: Annotated[str, Meta(max_length=ID_CHARS)] | None = None  # threads where this user has unread messages
     has_messages: str = "true"  # "true" (default), "false", "any"
-    q: str | None = None  # full-text: every word, as a word or a prefix
+    q: Annotated[str, Meta(max_length=QUERY_CHARS)] | None = None  # full-text: every word, as a word or a prefix
     limit: int = 50
-    cursor: str | None = None
+    cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
 
 
 def search_words(q: str) -> tuple[str, ...]:
@@ -52,10 +58,13 @@ def _encode_cursor(as_of: int, activity: int, order_id: str) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode([1, as_of, activity, order_id])).decode().rstrip("=")
 
 
+_CursorFields = tuple[int, Seq, Seq, Annotated[str, Meta(max_length=ID_CHARS)]]  # version, as_of, activity, order
+
+
 def _decode_cursor(cursor: str) -> tuple[int, int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, as_of, activity, order_id = msgspec.json.decode(raw, type=tuple[int, int, int, str])
+        version, as_of, activity, order_id = decode_json(raw, _CursorFields)
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BadRequest("invalid cursor") from exc
     if version != 1:

@@ -8,69 +8,94 @@ contract is docs/protocol.md. Imports no chatd module.
 from __future__ import annotations
 
 import struct
-from typing import Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
+
+# --- bounds of client input (docs/protocol.md, "Field bounds") -------------
+# Checked while decoding, so a handler never sees a value the store cannot hold
+# (SQLite integers are signed 64-bit) or a string that would be copied into
+# every message. Text, reasons and attachment counts have configured limits.
+
+MAX_INT = 2**63 - 1
+MAX_LIMIT = 2**31 - 1  # page sizes: larger than any cap, small enough for arithmetic
+ID_CHARS = 200  # order ids, user ids, names
+CLIENT_ID_CHARS = 128
+STATUS_CHARS = 64
+TOKEN_CHARS = 8192
+CURSOR_CHARS = 256  # inbox: "<ms>:<order id>"
+ATTACHMENT_ID_CHARS = 64
+ATTACHMENTS_PER_FRAME = 100
+
+Id = Annotated[str, Meta(min_length=1, max_length=ID_CHARS)]
+Name = Annotated[str, Meta(max_length=ID_CHARS)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_CHARS)]
+Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS)]
+Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
+Limit = Annotated[int, Meta(ge=0, le=MAX_LIMIT)]
+Cursor = Annotated[str, Meta(max_length=CURSOR_CHARS)]
+AttachmentIds = Annotated[list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]],
+                          Meta(max_length=ATTACHMENTS_PER_FRAME)]
 
 # --- client -> server ---------------------------------------------------
 
 
 class Auth(Struct, tag="auth", forbid_unknown_fields=False):
-    token: str
+    token: Annotated[str, Meta(max_length=TOKEN_CHARS)]
 
 
 class Join(Struct, tag="join"):
-    order: str
-    since: int | None = None
-    limit: int | None = None
+    order: Id
+    since: Seq | None = None
+    limit: Limit | None = None
 
 
 class Leave(Struct, tag="leave"):
-    order: str
+    order: Id
 
 
 class Send(Struct, tag="send"):
-    order: str
-    client_id: str
+    order: Id
+    client_id: ClientId
     text: str
     kind: Literal["text", "note"] = "text"
-    attachments: list[str] = []
+    attachments: AttachmentIds = []
 
 
 class Typing(Struct, tag="typing"):
-    order: str
+    order: Id
     active: bool
 
 
 class Read(Struct, tag="read"):
-    order: str
-    seq: int
+    order: Id
+    seq: Seq
 
 
 class History(Struct, tag="history"):
-    order: str
-    before: int | None = None
-    after: int | None = None
-    limit: int | None = None
+    order: Id
+    before: Seq | None = None
+    after: Seq | None = None
+    limit: Limit | None = None
 
 
 class Inbox(Struct, tag="inbox"):
-    limit: int | None = None
-    cursor: str | None = None
+    limit: Limit | None = None
+    cursor: Cursor | None = None
 
 
 class SetStatus(Struct, tag="set_status"):
-    order: str
-    status: str
-    client_id: str
+    order: Id
+    status: Status
+    client_id: ClientId
     text: str | None = None
 
 
 class Dispute(Struct, tag="dispute"):
-    order: str
+    order: Id
     action: Literal["open", "close"]
-    client_id: str
+    client_id: ClientId
     reason: str | None = None
 
 
@@ -81,6 +106,36 @@ class Ping(Struct, tag="ping"):
 ClientFrame = Union[Auth, Join, Leave, Send, Typing, Read, History, Inbox, SetStatus, Dispute, Ping]
 
 decoder = msgspec.json.Decoder(ClientFrame)
+
+
+def decode_json(data, type=ClientFrame):
+    """Decode hostile JSON (a client frame by default): nesting too deep for the
+    decoder is a `DecodeError` like any other malformed input, not a `RecursionError`."""
+    try:
+        return decoder.decode(data) if type is ClientFrame else msgspec.json.decode(data, type=type)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON is nested too deeply") from None
+
+
+class _Refs(Struct):
+    order: Any = None
+    client_id: Any = None
+
+
+_refs_decoder = msgspec.json.Decoder(_Refs)
+
+
+def ref_of(data) -> str | None:
+    """What an `error` for an undecodable frame names: its `client_id`, else its
+    `order`, when the frame is a JSON object that has a plausible one."""
+    try:
+        refs = _refs_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    for value, most in ((refs.client_id, CLIENT_ID_CHARS), (refs.order, ID_CHARS)):
+        if isinstance(value, str) and 0 < len(value) <= most:
+            return value
+    return None
 
 # --- shared values ------------------------------------------------------
 

@@ -152,7 +152,7 @@ async def _authenticate(request, ws, cfg):
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
         try:
-            first = wire.decoder.decode(msg.data)
+            first = wire.decode_json(msg.data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             first = None
         if not isinstance(first, wire.Auth):
@@ -191,7 +191,7 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
     limits = cfg.limits
     frame = None
     try:
-        frame = wire.decoder.decode(data)
+        frame = wire.decode_json(data)
         match frame:
             case wire.Send():
                 _take_token(conn, limits)
@@ -241,5 +241,5 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
             exc.ref = cid or getattr(frame, "order", None)
         send(conn, _error(exc))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}")))
+        send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}", wire.ref_of(data))))
 

@@ -10,8 +10,11 @@ import time
 import jwt
 
 from chatd.errors import Unauthorized
+from chatd.wire import TOKEN_CHARS
 
 ROLES = frozenset({"buyer", "supplier", "sales_rep", "staff", "bot"})
+MAX_ID_CHARS = 200  # sub: an id, refused past it (cutting it could name someone else)
+MAX_NAME_CHARS = 200  # name: display only, cut to it (it is copied into every message)
 
 
 class Identity:
@@ -32,6 +35,8 @@ class Identity:
 
 def verify(token: str, secret: str, now: float | None = None) -> Identity:
     """Check signature, expiry and claims; raise `Unauthorized` otherwise."""
+    if len(token) > TOKEN_CHARS:  # the bound of the auth frame's token, on every path
+        raise Unauthorized(f"invalid token: longer than {TOKEN_CHARS} characters")
     try:
         claims = jwt.decode(
             token,
@@ -42,8 +47,8 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
     sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
-    if not isinstance(sub, str) or not sub:
-        raise Unauthorized("token sub must be a non-empty string")
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_ID_CHARS:
+        raise Unauthorized(f"token sub must be a string of 1 to {MAX_ID_CHARS} characters")
     if role not in ROLES:
         raise Unauthorized(f"token role must be one of {sorted(ROLES)}")
     if not isinstance(exp, (int, float)) or (time.time() if now is None else now) >= exp:
@@ -51,6 +56,7 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     name = claims.get("name")
     if not isinstance(name, str) or not name:
         name = sub
+    name = name[:MAX_NAME_CHARS]
     orders = None
     if role == "bot":
         raw = claims.get("orders")

@@ -70,11 +70,11 @@ class Markers:
             where = " AND (m.side = 0 OR m.order_id IN (SELECT value FROM json_each(?)))"
             args.append(msgspec.json.encode(claim).decode())
         if cursor:
-            try:
-                ts, oid = cursor.split(":", 1)
-                args += [int(ts), int(ts), oid]
-            except ValueError as exc:
-                raise BadRequest("invalid cursor") from exc
+            ts, _, oid = cursor.partition(":")
+            # what next_cursor makes: "<activity ms>:<order id>"
+            if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
+                raise BadRequest("invalid cursor")
+            args += [int(ts), int(ts), oid]
             where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
         rows = self._r.execute(
             "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "

@@ -1,0 +1,235 @@
+"""Bad input never closes a connection with 1011 nor answers 500: every field is
+bounded at decode time and answered with `bad_request` / 400 (issue 9, items 5 and 7)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import aiohttp
+import jwt
+import msgspec
+import pytest
+
+from tests.helpers import API_KEY, SECRET, Client, request, settled, token
+
+HUGE = 10**30  # beyond 64 bits: SQLite raised OverflowError
+DEEP = 5000
+
+
+@pytest.fixture
+def tracebacks(caplog):
+    """The ERROR records with a traceback logged while the test ran (chatd's and aiohttp's)."""
+    caplog.set_level(logging.ERROR)
+    return lambda: [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def _still_serves(server, client: Client) -> None:
+    await settled(client)
+    assert client.close_code is None
+    assert (await client.post("o1", "still here"))["type"] == "ack"
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "history", "order": "o1", "before": HUGE},
+    {"type": "history", "order": "o1", "after": HUGE},
+    {"type": "history", "order": "o1", "after": -HUGE},
+    {"type": "history", "order": "o1", "limit": HUGE},
+    {"type": "join", "order": "o1", "since": HUGE},
+    {"type": "join", "order": "o1", "limit": HUGE},
+    {"type": "read", "order": "o1", "seq": HUGE},
+    {"type": "inbox", "limit": HUGE},
+    {"type": "inbox", "cursor": f"{HUGE}:o1"},
+    {"type": "inbox", "cursor": f"-{HUGE}:o1"},
+], ids=lambda f: f["type"] + "-" + next(k for k in f if k not in ("type", "order")))
+async def test_integers_beyond_64_bits_get_bad_request(server, frame, tracebacks):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    other = await server.client("supplier1", "supplier")
+    await other.join("o1")
+    err = await request(buyer, frame, "history", "joined", "inbox", "unread")
+    assert err["type"] == "error" and err["code"] == "bad_request", err
+    await _still_serves(server, buyer)
+    await other.expect("message", text="still here")
+    assert not tracebacks()
+
+
+def _nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"type": "ping", "x": ' + _nested(DEEP) + b"}",
+    b'{"type": "send", "order": "o1", "client_id": "c", "text": "x", "extra": ' + _nested(DEEP) + b"}",
+    b'{"x": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b', "type": "ping"}',
+], ids=["ping-unknown-field", "send-unknown-field", "objects"])
+async def test_deep_nesting_gets_bad_request(server, raw, tracebacks):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.ws.send(raw.decode())
+    err = await buyer.expect("error")
+    assert err["code"] == "bad_request" and "nest" in err["message"], err
+    await _still_serves(server, buyer)
+    assert not tracebacks()
+
+
+async def test_deep_nesting_as_first_frame_closes_4401(server, tracebacks):
+    c = await server.raw_client()
+    await c.ws.send((b'{"type": "auth", "token": "x", "x": ' + _nested(DEEP) + b"}").decode())
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized"
+    assert await c.closed() == 4401
+    assert not tracebacks()
+
+
+@pytest.mark.parametrize("frame, field", [
+    ({"type": "join", "order": "o" * 201}, "order"),
+    ({"type": "send", "order": "o1", "client_id": "c" * 129, "text": "hi"}, "client_id"),
+    ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a"] * 101}, "attachments"),
+    ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a" * 65]}, "attachments"),
+    ({"type": "set_status", "order": "o1", "client_id": "c", "status": "s" * 65}, "status"),
+    ({"type": "set_status", "order": "o1", "client_id": "", "status": "paid"}, "client_id"),
+    ({"type": "dispute", "order": "o1", "client_id": "", "action": "open"}, "client_id"),
+    ({"type": "inbox", "cursor": "1:" + "o" * 300}, "cursor"),
+    ({"type": "auth", "token": "t" * 8193}, "token"),
+])
+async def test_field_bounds_at_decode_time(server, frame, field, tracebacks):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    err = await request(buyer, frame, "ack", "joined", "inbox", "ready")
+    assert err["type"] == "error" and err["code"] == "bad_request", err
+    assert field in err["message"], err
+    # the error names what the client waits on, when the frame has a plausible one
+    cid, order = frame.get("client_id"), frame.get("order")
+    ref = cid if cid and len(cid) <= 128 else order if order and len(order) <= 200 else None
+    assert err.get("ref") == ref, err
+    await _still_serves(server, buyer)
+    assert not tracebacks()
+
+
+async def test_rest_integers_beyond_64_bits_get_400(server, tracebacks):
+    await server.order("o1")
+    for q in (f"before={HUGE}", f"after={HUGE}", f"after=-{HUGE}", f"limit={HUGE}"):
+        st, body = await server.api("GET", f"/api/v1/orders/o1/messages?{q}")
+        assert st == 400 and body["error"]["code"] == "bad_request", (q, st, body)
+    st, body = await server.api("POST", "/api/v1/orders/o1/read", {"user": "buyer1", "seq": HUGE})
+    assert st == 400 and body["error"]["code"] == "bad_request", body
+    st, body = await server.api("GET", f"/api/v1/threads?limit={HUGE}")
+    assert st == 400 and body["error"]["code"] == "bad_request", body
+    for values in ([1, HUGE, 0, "o1"], [1, 0, HUGE, "o1"], [1, 0, -HUGE, "o1"], [HUGE, 0, 0, "o1"]):
+        cursor = base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
+        st, body = await server.api("GET", f"/api/v1/threads?cursor={cursor}")
+        assert st == 400 and body["error"]["code"] == "bad_request", (values, st, body)
+    assert not tracebacks()
+
+
+async def test_rest_deep_nesting_gets_400(server, tracebacks):
+    await server.order("o1")
+    raw = b'{"client_id": "c", "text": "x", "x": ' + _nested(DEEP) + b"}"
+    async with aiohttp.ClientSession() as s:
+        for method, path in (("POST", "/api/v1/orders/o1/messages"), ("PUT", "/api/v1/orders/o2"),
+                             ("POST", "/api/v1/orders/o1/read")):
+            async with s.request(method, server.base + path, data=raw, headers={
+                    "Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}) as r:
+                body = await r.json()
+                assert r.status == 400 and body["error"]["code"] == "bad_request", (path, r.status, body)
+    assert not tracebacks()
+
+
+async def test_rest_status_and_people_are_bounded(server, tracebacks):
+    await server.order("o1")
+    for body in ({"status": "s" * 65}, {"status": ""},
+                 {"buyer": {"id": "b" * 201, "name": "B"}},
+                 {"buyer": {"id": "b", "name": "n" * 201}}):
+        st, data = await server.api("PUT", "/api/v1/orders/o1", body)
+        assert st == 400 and data["error"]["code"] == "bad_request", (body, st, data)
+    st, data = await server.api("PUT", "/api/v1/orders/o1", {"status": "s" * 64})
+    assert st == 200 and data["status"] == "s" * 64
+    assert not tracebacks()
+
+
+async def _upload_raw(server, body: bytes, content_type: str) -> tuple[int, dict | bytes]:
+    headers = {"Authorization": f"Bearer {token('buyer1', 'buyer')}", "Content-Type": content_type}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(server.base + "/api/v1/orders/o1/attachments", data=body, headers=headers) as r:
+            return r.status, (await r.json() if r.content_type == "application/json" else await r.read())
+
+
+def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name="file"; filename="a.txt"') -> bytes:
+    b = boundary.encode()
+    return b"--" + b + b"\r\n" + header + b"\r\n\r\nhello\r\n--" + b + b"--\r\n"
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", _part("xyz")),
+    ("multipart/form-data; boundary=" + "b" * 71, _part("b" * 71)),
+    ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="file"\x00; filename="a"')),
+    ("multipart/form-data; boundary=xyz", _part("xyz", b"Content-Dis\x00position: form-data")),
+    ("multipart/form-data; boundary=xyz", b"--xyz\r\nno colon here\r\n\r\nhello\r\n--xyz--\r\n"),
+    ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nhi\r\n--xyz--\r\n"),
+    ("multipart/form-data; boundary=xyz", b"not multipart at all"),
+    ("multipart/mixed; boundary=xyz", _part("xyz", b"Content-Type: multipart/mixed")),
+    ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
+    ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
+], ids=["no-boundary", "boundary-71", "nul-in-header", "nul-in-name", "no-colon", "many-headers",
+        "garbage", "nested-no-boundary", "unclosed-quote", "truncated-headers"])
+async def test_malformed_multipart_gets_400(server, content_type, body, tracebacks):
+    await server.order("o1")
+    st, data = await _upload_raw(server, body, content_type)
+    assert st == 400 and isinstance(data, dict) and data["error"]["code"] == "bad_request", (st, data)
+    assert not tracebacks()
+    # and a good upload still works
+    st, data = await _upload_raw(server, _part("xyz"), "multipart/form-data; boundary=xyz")
+    assert st == 201, data
+
+
+def _raw_token(**claims) -> str:
+    return jwt.encode({"role": "buyer", "exp": 4102444800, **claims}, SECRET, algorithm="HS256")
+
+
+async def test_token_sub_and_name_are_bounded(server, tracebacks):
+    await server.order("o1", buyer="b" * 200)
+    # a name past 200 characters is cut to 200 (display only), a longer sub is refused
+    c = await Client.open(server.ws_url)
+    server.clients.append(c)
+    await c.send({"type": "auth", "token": _raw_token(sub="b" * 200, name="N" * 5_000)})
+    ready = await c.expect("ready")
+    assert ready["user"]["name"] == "N" * 200
+    await c.join("o1")
+    assert (await c.post("o1", "hi"))["type"] == "ack"
+    msg = await c.expect("message", seq=1)
+    assert msg["sender"]["name"] == "N" * 200
+    bad = await Client.open(server.ws_url)
+    server.clients.append(bad)
+    await bad.send({"type": "auth", "token": _raw_token(sub="b" * 201)})
+    err = await bad.expect("error")
+    assert err["code"] == "unauthorized" and "sub" in err["message"]
+    assert await bad.closed() == 4401
+    st, body = await server.api("GET", "/api/v1/orders/o1/messages", auth=_raw_token(sub="b" * 201))
+    assert st == 401
+    # a token past 8192 characters (a 40,000-character name) is refused like a bad first frame
+    big = await Client.open(server.ws_url)
+    server.clients.append(big)
+    await big.send({"type": "auth", "token": _raw_token(sub="b" * 200, name="N" * 40_000)})
+    assert (await big.expect("error"))["code"] == "unauthorized"
+    assert await big.closed() == 4401
+    assert not tracebacks()
+
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u200e", "\u200f", "\u202a", "\u202e",
+             "\u2066", "\u2069", "\u00ad", "\u180e", "\u3000", "\u00a0", "\u2028", "\u034f", "\U000e0020"]
+
+
+async def test_invisible_only_text_is_refused(server):
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    for text in ["".join(INVISIBLE), " \u200b \n\t\ufeff", *INVISIBLE]:
+        r = await buyer.post("o1", text)
+        assert r["type"] == "error" and r["code"] == "bad_request", (ascii(text), r)
+    st, body = await server.api("POST", "/api/v1/orders/o1/messages", {"client_id": "r", "text": "\u200b\u2060"})
+    assert st == 400 and body["error"]["code"] == "bad_request"
+    # visible text with invisible characters around it, and emoji sequences with joiners, pass
+    for text in ("\u200bhi\u200b", "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u05e9\u200f"):
+        assert (await buyer.post("o1", text))["type"] == "ack", ascii(text)
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages")
+    assert len(page["messages"]) == 3
