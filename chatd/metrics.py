@@ -45,7 +45,7 @@ def message_in(kind: str) -> None:
 
 
 def observe_batch(ops: int, seconds: float) -> None:
-    """SqliteStore.on_batch: one call per group commit."""
+    """Store.on_batch: one call per group commit."""
     STORE_BATCH.observe(ops)
     STORE_COMMIT_SECONDS.observe(seconds)
 
