@@ -52,7 +52,8 @@ async def resources(app: web.Application):
     app[WEBHOOKS] = webhooks
 
     store.on_batch = metrics.observe_batch
-    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.broker, (lambda: webhooks.counts) if webhooks else None))
+    backlog = (lambda: webhooks.counts) if webhooks else None  # as of the last delivery round
+    registry = metrics.app_registry(metrics.AppCollector(chat.hub, chat.broker, backlog))
     app[METRICS] = registry
     runner = None
     if cfg.metrics.port:

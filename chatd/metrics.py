@@ -2,9 +2,10 @@
 
 Process-wide counters and histograms live in prometheus-client's default
 registry (with its process and GC collectors). What describes one app (its
-connections, rooms, relay, webhook backlog) is read from the hub, broker and
-store only when /metrics is scraped (`AppCollector`), so the fan-out path
-pays nothing but an integer increment for `messages_out`.
+connections, rooms, relay, webhook backlog) is read from the hub and broker
+when /metrics is scraped (`AppCollector`; the webhook backlog as counted by
+the last delivery round, so a scrape never reads the store), and the fan-out
+path pays nothing but an integer increment for `messages_out`.
 """
 
 from __future__ import annotations
