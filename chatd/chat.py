@@ -22,9 +22,9 @@ from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFo
 from chatd.rooms.broker import Broker
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
+from chatd.store.base import Store
 from chatd.store.records import OrderChange, OrderRecord, Posted
 from chatd.store.rows import Actor
-from chatd.store.base import Store
 from chatd.tasks import stop
 from chatd.wire import (
     Ack,
@@ -132,20 +132,20 @@ class Chat:
         task.add_done_callback(self._resyncs.discard)
 
     async def _resync(self, orders=None) -> None:
-        for order_id in list(self.hub.rooms if orders is None else orders):
-            order = await self.store.get_order(order_id)
-            if order is not None:
-                self.hub.catch_up(order_id, order.last_seq)
+        try:
+            for order_id in list(self.hub.rooms if orders is None else orders):
+                order = await self.store.get_order(order_id)
+                if order is not None:
+                    self.hub.catch_up(order_id, order.last_seq)
+        except ChatError as exc:  # store trouble: the next catch-up tries again
+            log.warning("catch-up: %s", exc.message)
 
     async def _run_catch_up(self, interval_s: float) -> None:
         """Pub/sub may drop a message without a later one to reveal the gap:
         compare each active room with the store now and then."""
         while True:
             await asyncio.sleep(interval_s)
-            try:
-                await self._resync()
-            except ChatError as exc:  # store trouble: the next round tries again
-                log.warning("catch-up: %s", exc.message)
+            await self._resync()
 
     # --- access -------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from chatd.errors import BadRequest, Conflict
+from chatd.errors import BadRequest
 from chatd.store.base import Store
 from chatd.store.records import ThreadFilter, ThreadRow
 from chatd.wire import ID_CHARS, Seq, decode_json

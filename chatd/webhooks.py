@@ -25,10 +25,8 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
 
 import aiohttp
-import msgspec
 
 from chatd import metrics
 from chatd.config import WebhooksConfig
