@@ -61,6 +61,8 @@
  * @property {Clock} [clock] default: Date.now and the global timers
  * @property {() => number} [random] for the reconnect jitter; default Math.random
  * @property {() => boolean} [canRead] whether the reader sees the page now (a `read` is sent only then)
+ * @property {(() => number) | null} [seenSeq] the newest seq on screen at the moment a `read` goes
+ *   (asked again when the debounce ends, so what the view reported earlier cannot outlive a scroll)
  *
  * @typedef {{
  *   state: {state: State},
@@ -151,6 +153,7 @@ var ChatdSession = (function () {
       this.clock = opts.clock || SYSTEM_CLOCK;
       this.random = opts.random || Math.random;
       this.canRead = opts.canRead || function () { return true; };
+      this.seenSeq = opts.seenSeq || null;
 
       // connection
       /** @type {SocketLike | null} */
@@ -351,7 +354,7 @@ var ChatdSession = (function () {
       this.pendingRead = seq; // what scrolled away meanwhile was not read
       if (seq <= this.readSeq || this.timers.read) return;
       this._timer('read', function () {
-        var s = this.pendingRead;
+        var s = this.seenSeq ? Math.min(this.pendingRead, this.seenSeq()) : this.pendingRead;
         this.pendingRead = 0;
         if (s > this.readSeq && this.canRead() && this._sendFrame({ type: 'read', order: this.order, seq: s })) {
           this.readSeq = s;

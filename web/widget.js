@@ -93,6 +93,7 @@
       this.fmt = D.makeFormatters(opts.locale);
       this.uid = 'chatd-' + (++instances);
 
+      var self = this;
       /** @type {import('./session.js').StorageLike | null} */
       var storage = null;
       if (opts.persist !== false) {
@@ -101,7 +102,8 @@
       /** @type {Session} the protocol side: everything the widget knows about the chat is here */
       this.session = new Chatd.Session({
         url: this.wsUrl, order: this.order, token: opts.token, pageSize: opts.pageSize,
-        maxLength: this.maxLength, storage: storage, canRead: pageVisible
+        maxLength: this.maxLength, storage: storage, canRead: pageVisible,
+        seenSeq: function () { return self._seenNow(); }
       });
       /** @type {State} */
       this.state = 'connecting';
@@ -1007,6 +1009,24 @@
         else this.intersecting.delete(rec.seq);
       }
       this._maybeRead();
+    }
+
+    /**
+     * The newest message on screen now, from the layout itself: intersection
+     * callbacks may lag behind a scroll on a busy machine, a read must not.
+     */
+    _seenNow() {
+      var sc = this.$.scroll, box = sc.getBoundingClientRect(), max = 0, recs = this.recs;
+      if (this.initialAnchor && this.session.loadingMore) return 0;
+      var nodes = this.$.list.children;
+      for (var i = 0; i < nodes.length; i++) {
+        var rec = recs.get(nodes[i]);
+        if (!rec || rec.seq === null || rec.seq <= max) continue;
+        var r = nodes[i].getBoundingClientRect();
+        var shown = Math.min(r.bottom, box.bottom) - Math.max(r.top, box.top);
+        if (shown > 0 && (shown >= r.height * 0.5 || shown >= box.height * 0.4)) max = rec.seq;
+      }
+      return max;
     }
 
     /** Move the read marker to the newest message actually on screen in a visible page. */
