@@ -21,9 +21,10 @@ from chatd.edge.server import Services
 from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.hub import Hub
+from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore
 from chatd.threads import Threads
-from chatd.webhooks import Webhooks
+from chatd.webhooks import Webhooks, message_events, order_events
 from chatd.wire import Presence, encode_frame
 
 log = logging.getLogger("chatd")
@@ -51,7 +52,17 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     """Store, relay, hub, attachments, chat, threads, webhooks, metrics: built and
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
-    store = SqliteStore(cfg.store.path, cfg.store.synchronous, cfg.store.max_batch)
+    webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
+    # The store gets pure functions and values only: the outbox events of a
+    # change (written in its transaction), a wake-up on the loop after such a
+    # commit, and the batch metric. Nothing of chat, the hub or the relay runs
+    # inside a transaction.
+    store: Store = SqliteStore(
+        cfg.store.path, cfg.store.synchronous, cfg.store.max_batch,
+        events_for_message=message_events if cfg.webhooks.url else None,
+        events_for_order=order_events if cfg.webhooks.url else None,
+        on_outbox=(lambda: webhooks.wake()) if cfg.webhooks.url else None,
+        on_batch=metrics.observe_batch)
     relay = make_relay(cfg)
     chat: Chat | None = None  # the hub fills a gap in a room from the store, through the chat service
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
@@ -61,14 +72,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     attachments = Attachments(store, attachments_dir(cfg), cfg.attachments, contact_filter=cfg.filter.mode)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
     threads = Threads(store, chat.online, cfg.limits.history_max)
-    webhooks = Webhooks(store, cfg.webhooks, chat.online) if cfg.webhooks.url else None
-    # The store's hooks run inside its write transactions: attachment links and
-    # outbox rows commit with their message (or order) or not at all.
-    store.message_hooks.append(attachments.on_message)
-    if webhooks is not None:
-        store.message_hooks.append(webhooks.on_message)
-        store.order_hooks.append(webhooks.on_order)
-    store.on_batch = metrics.observe_batch
+    webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
 
     async with AsyncExitStack() as running:
         await store.open()
@@ -84,7 +88,9 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             await webhooks.start()
             running.push_async_callback(webhooks.aclose)
         # registering collects once: made when everything it reads is running
-        registry = metrics.app_registry(metrics.AppCollector(hub, relay, webhooks.backlog if webhooks else None))
+        # the webhook backlog as of the last delivery round: a scrape never reads the store
+        backlog = (lambda: webhooks.counts) if webhooks is not None else None
+        registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
         yield Services(chat, attachments, threads, webhooks, registry)
 
 

@@ -3,9 +3,10 @@
 An upload streams to a temporary file chunk by chunk (hashed on the way, never
 held in memory), its type is sniffed from the content, never from the name,
 against an allow-list (chatd.filetypes), and the file is renamed to
-`<dir>/<sha256[:2]>/<sha256>`; metadata lives in SQLite. A message carries attachments by id: the link rows
-are written in the message's own transaction (`on_message`). Uploads that no
-message carries are deleted after `unreferenced_ttl_s` by a background task.
+`<dir>/<sha256[:2]>/<sha256>`; metadata rows live in the store. A message
+carries attachments by id: the store writes the link rows in the message's own
+transaction. Uploads that no message carries are deleted after
+`unreferenced_ttl_s` by a background task.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hashlib
 import logging
 import os
 import secrets
-import sqlite3
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -28,11 +28,11 @@ from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
 from chatd.filetypes import HEAD_BYTES, TextCheck, identify, is_executable
-from chatd.store.records import OrderRecord
+from chatd.store.base import Store
+from chatd.store.records import AttachmentRow, OrderRecord
 from chatd.store.rows import now_ms
-from chatd.store.sqlite import SqliteStore
 from chatd.tasks import stop
-from chatd.wire import AttachmentRef, Message
+from chatd.wire import AttachmentRef
 
 log = logging.getLogger("chatd.attachments")
 
@@ -43,10 +43,6 @@ class UnsupportedType(BadRequest):
     @property
     def http_status(self) -> int:
         return 415
-
-
-class AttachmentGone(RuntimeError):
-    """A message refers to an upload deleted meanwhile: the message is not stored."""
 
 
 # --- names and headers -----------------------------------------------------------------
@@ -111,7 +107,7 @@ class ByteBudget:
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
-    def __init__(self, store: SqliteStore, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
+    def __init__(self, store: Store, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
                  clock=time.monotonic) -> None:
         self.store = store
         self.root = Path(root)
@@ -142,8 +138,8 @@ class Attachments:
 
     # --- upload ----------------------------------------------------------------------
 
-    def _role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
-        order = self.store.get_order(order_id)
+    async def _role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
+        order = await self.store.get_order(order_id)
         role = None if order is None else permissions.order_role(
             ident.id, ident.role, ident.orders, order_id, order.slots)
         if role is None:
@@ -176,7 +172,7 @@ class Attachments:
     async def upload(self, ident: Identity, order_id: str, filename: str | None,
                      chunks: AsyncIterator[bytes]) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
-        _, role = self._role(ident, order_id)
+        _, role = await self._role(ident, order_id)
         self.bytes.check(ident.id)
         self._take_token(ident)
         name = self._screen_name(clean_name(filename), role)
@@ -212,23 +208,17 @@ class Attachments:
                 raise UnsupportedType("this type of file is not accepted (images, PDF, office documents, text)")
             sha = digest.hexdigest()
             att = AttachmentRef(id=secrets.token_urlsafe(16), name=name, mime=mime, size=size)
-
-            def insert(db):
-                db.execute(
-                    "INSERT INTO attachments (id, order_id, uploader_id, name, mime, size, sha256, created_ts) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (att.id, order_id, ident.id, att.name, att.mime, att.size, sha, now_ms()),
-                )
+            row = AttachmentRow(att.id, order_id, ident.id, att.name, att.mime, att.size, sha, now_ms())
 
             # row first, then the file: a clean-up (here or in another process on
             # the same data directory) that saw no row for this content re-checks
             # before it deletes the file (see `cleanup`)
             async with self._files:
-                await self.store.write(insert)
+                await self.store.add_attachment(row)
                 try:
                     await asyncio.to_thread(_place, tmp, self.path_for(sha))
                 except BaseException:
-                    await self.store.write(lambda db: db.execute("DELETE FROM attachments WHERE id = ?", (att.id,)))
+                    await self.store.delete_attachment(att.id)
                     raise
             return att
         except BaseException:
@@ -237,7 +227,7 @@ class Attachments:
 
     # --- sending -----------------------------------------------------------------------
 
-    def resolve(self, sender_id: str, order_id: str, ids: list[str], ref: str | None) -> list[AttachmentRef]:
+    async def resolve(self, sender_id: str, order_id: str, ids: list[str], ref: str | None) -> list[AttachmentRef]:
         """The refs for a `send`: each id uploaded by the sender to this order, and either
         already on one of their messages or not yet expired. Otherwise `bad_request`."""
         unique = list(dict.fromkeys(ids))
@@ -246,54 +236,39 @@ class Attachments:
         cutoff = now_ms() - self.ttl_ms
         out = []
         for att_id in unique:
-            row = self.store.reader.execute(
-                "SELECT order_id, uploader_id, name, mime, size, created_ts, "
-                "EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) "
-                "FROM attachments a WHERE id = ?",
-                (att_id,),
-            ).fetchone()
-            if row is None or row[0] != order_id or row[1] != sender_id or (not row[6] and row[5] < cutoff):
+            row = await self.store.attachment(att_id)
+            if row is None or row.order_id != order_id or row.uploader_id != sender_id or (
+                    not row.linked and row.created_ts < cutoff):
                 raise BadRequest(f"unknown attachment {att_id}", ref=ref)
-            out.append(AttachmentRef(att_id, row[2], row[3], row[4]))
+            out.append(AttachmentRef(att_id, row.name, row.mime, row.size))
         return out
-
-    def on_message(self, db: sqlite3.Connection, order: OrderRecord, msg: Message) -> None:
-        """Store hook: link the message's attachments, in the message's transaction."""
-        for att in msg.attachments:
-            if db.execute("SELECT 1 FROM attachments WHERE id = ?", (att.id,)).fetchone() is None:
-                raise AttachmentGone(att.id)  # cleaned up since `resolve`: refuse the message
-            db.execute(
-                "INSERT OR IGNORE INTO message_attachments (attachment_id, order_id, seq, kind) VALUES (?, ?, ?, ?)",
-                (att.id, order.id, msg.seq, msg.kind),
-            )
 
     # --- download ----------------------------------------------------------------------
 
-    def locate(self, ident: Identity | None, att_id: str) -> tuple[Path, AttachmentRef]:
+    async def locate(self, ident: Identity | None, att_id: str) -> tuple[Path, AttachmentRef]:
         """The file and its metadata, if `ident` (None: the api key) may see a message
         carrying it, or it is their own upload not sent yet. Otherwise `not_found`."""
-        r = self.store.reader
-        row = r.execute(
-            "SELECT order_id, uploader_id, name, mime, size, sha256 FROM attachments WHERE id = ?", (att_id,)
-        ).fetchone()
+        row = await self.store.attachment(att_id)
         if row is None:
             raise NotFound("no such attachment")
         if ident is not None:
-            links = r.execute(
-                "SELECT order_id, kind FROM message_attachments WHERE attachment_id = ?", (att_id,)
-            ).fetchall()
-            allowed = any(self._may_see(ident, order_id, kind) for order_id, kind in links)
-            if not allowed and not links and row[1] == ident.id:
-                allowed = self._may_see(ident, row[0], "text")  # their upload, still on the order
+            links = await self.store.attachment_links(att_id)
+            allowed = False
+            for order_id, kind in links:
+                if await self._may_see(ident, order_id, kind):
+                    allowed = True
+                    break
+            if not allowed and not links and row.uploader_id == ident.id:
+                allowed = await self._may_see(ident, row.order_id, "text")  # their upload, still on the order
             if not allowed:
                 raise NotFound("no such attachment")
-        path = self.path_for(row[5])
+        path = self.path_for(row.sha256)
         if not path.exists():
             raise NotFound("no such attachment")
-        return path, AttachmentRef(att_id, row[2], row[3], row[4])
+        return path, AttachmentRef(att_id, row.name, row.mime, row.size)
 
-    def _may_see(self, ident: Identity, order_id: str, kind: str) -> bool:
-        order = self.store.get_order(order_id)
+    async def _may_see(self, ident: Identity, order_id: str, kind: str) -> bool:
+        order = await self.store.get_order(order_id)
         if order is None:
             return False
         role = permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
@@ -312,21 +287,8 @@ class Attachments:
     async def cleanup(self) -> int:
         """Delete uploads no message carries that are older than the TTL; return how many."""
         cutoff = now_ms() - self.ttl_ms
-
-        def op(db):
-            rows = db.execute(
-                "SELECT id, sha256 FROM attachments a WHERE created_ts < ? AND NOT EXISTS "
-                "(SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) LIMIT 1000",
-                (cutoff,),
-            ).fetchall()
-            for att_id, _ in rows:
-                db.execute("DELETE FROM attachments WHERE id = ?", (att_id,))
-            orphans = [sha for sha in {sha for _, sha in rows}
-                       if db.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is None]
-            return len(rows), orphans
-
         async with self._files:
-            count, orphans = await self.store.write(op)
+            count, orphans = await self.store.delete_unreferenced(cutoff)
             for sha in orphans:
                 await self._remove_orphan(sha)
         await asyncio.to_thread(self._sweep_tmp, 3600.0)
@@ -343,8 +305,7 @@ class Attachments:
             await asyncio.to_thread(os.replace, final, aside)
         except FileNotFoundError:
             return
-        row = self.store.reader.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
-        if row is not None:
+        if await self.store.sha256_in_use(sha):
             await asyncio.to_thread(_restore, aside, final)
         else:
             await asyncio.to_thread(_unlink, aside)

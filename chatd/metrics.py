@@ -2,9 +2,10 @@
 
 Process-wide counters and histograms live in prometheus-client's default
 registry (with its process and GC collectors). What describes one app (its
-connections, rooms, relay, webhook backlog) is read from the hub, relay and
-store only when /metrics is scraped (`AppCollector`), so the fan-out path
-pays nothing but an integer increment for `messages_out`.
+connections, rooms, relay, webhook backlog) is read from the hub and relay
+when /metrics is scraped (`AppCollector`; the webhook backlog as counted by
+the last delivery round, so a scrape never reads the store), and the fan-out
+path pays nothing but an integer increment for `messages_out`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def message_in(kind: str) -> None:
 
 
 def observe_batch(ops: int, seconds: float) -> None:
-    """SqliteStore.on_batch: one call per group commit."""
+    """Store.on_batch: one call per group commit."""
     STORE_BATCH.observe(ops)
     STORE_COMMIT_SECONDS.observe(seconds)
 
@@ -62,7 +63,7 @@ class AppCollector:
     def __init__(self, hub, relay: PubSub, backlog=None) -> None:
         self.hub = hub
         self.relay = relay
-        self.backlog = backlog  # () -> (waiting, dead), or None without webhooks
+        self.backlog = backlog  # () -> (waiting, dead) as of the last delivery round, or None
 
     def collect(self):
         hub = self.hub

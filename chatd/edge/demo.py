@@ -33,19 +33,19 @@ def add_demo_bot(app: web.Application, order_id: str) -> None:
     Any participant of the demo order may ask (their connection token as Bearer).
     """
 
-    def check(request: web.Request):
+    async def check(request: web.Request):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization: Bearer <token> is required")
-        return request.app[CHAT].order_for(verify(token, request.app[CONFIG].auth.secret), order_id)
+        return await request.app[CHAT].order_for(verify(token, request.app[CONFIG].auth.secret), order_id)
 
     async def get(request: web.Request) -> web.Response:
-        order = check(request)
+        order = await check(request)
         status, _ = _next_step(order.status)
         return web.json_response({"bot": BOT.name, "order": order_id, "status": order.status, "next": status})
 
     async def post(request: web.Request) -> web.Response:
-        order = check(request)
+        order = await check(request)
         status, text = _next_step(order.status)
         ack = await request.app[CHAT].set_status(BOT, order_id, status, str(uuid.uuid4()), text)
         return web.json_response({"status": status, "seq": ack.seq}, status=201)

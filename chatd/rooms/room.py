@@ -14,10 +14,11 @@ class Member:
     still being read and live events wait there.
     """
 
-    __slots__ = ("sees_notes", "seq", "pending")
+    __slots__ = ("sees_notes", "role", "seq", "pending")
 
-    def __init__(self, sees_notes: bool) -> None:
+    def __init__(self, sees_notes: bool, role: str = "") -> None:
         self.sees_notes = sees_notes
+        self.role = role  # the connection's role on the order (join, refresh)
         self.seq = 0
         self.pending: list | None = []
 
@@ -35,7 +36,7 @@ class Typist:
 
 
 class Room:
-    __slots__ = ("order", "seq", "members", "online", "typing")
+    __slots__ = ("order", "seq", "members", "online", "typing", "held")
 
     def __init__(self, order: str) -> None:
         self.order = order
@@ -43,6 +44,7 @@ class Room:
         self.members: dict = {}  # connection -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
+        self.held: list | None = None  # events waiting while a gap is read from the store
     def add(self, conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member

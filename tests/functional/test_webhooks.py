@@ -43,7 +43,7 @@ async def settle(server, receiver: Receiver) -> None:
     """Wait (bounded) until the outbox is empty: every event so far has been delivered."""
     hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while hooks.backlog()[0]:
+    while (await hooks.backlog())[0]:
         assert time.monotonic() < deadline, "webhook outbox did not drain"
         await asyncio.sleep(0.01)
 
@@ -160,8 +160,8 @@ async def test_events_are_given_up_after_max_attempts(server):
     await server.api("POST", "/api/v1/orders/W-3/messages", {"client_id": "c1", "text": "hello"})
     hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while hooks.backlog() != (0, 3):
-        assert time.monotonic() < deadline, hooks.backlog()
+    while await hooks.backlog() != (0, 3):
+        assert time.monotonic() < deadline, await hooks.backlog()
         await asyncio.sleep(0.02)
     async with aiohttp.ClientSession() as s:
         async with s.get(server.base + "/metrics") as r:

@@ -86,7 +86,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         who = verify(token, request.app[CONFIG].auth.secret)
     else:
         who = principal(request)
-    path, att = request.app[ATTACHMENTS].locate(viewer(who), request.match_info["id"])
+    path, att = await request.app[ATTACHMENTS].locate(viewer(who), request.match_info["id"])
     mime = att.mime + ("; charset=utf-8" if att.mime.startswith("text/") else "")
     return web.FileResponse(path, headers={
         "Content-Type": mime,

@@ -34,15 +34,15 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
     chat: Chat = request.app[CHAT]
     order_id = request.match_info["order"]
     if request.query.get("format") == "ndjson":
-        chunks = chat.export(who, order_id)  # access is checked here, before the response starts
+        chunks = await chat.export(who, order_id)  # access is checked here, before the response starts
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         async for chunk in chunks:
             await resp.write(b"".join(encode(m) + b"\n" for m in chunk))
         await resp.write_eof()
         return resp
-    page = chat.messages_page(who, order_id, int_param(request, "before"), int_param(request, "after"),
-                              int_param(request, "limit"))
+    page = await chat.messages_page(who, order_id, int_param(request, "before"), int_param(request, "after"),
+                                    int_param(request, "limit"))
     return json_response({"order": order_id, "messages": page.messages, "has_more": page.has_more})
 
 

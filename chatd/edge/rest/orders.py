@@ -57,7 +57,7 @@ async def put_order(request: web.Request) -> web.Response:
 async def get_order(request: web.Request) -> web.Response:
     require_api_or_staff(principal(request))
     chat: Chat = request.app[CHAT]
-    order = chat.order(request.match_info["order"])
+    order = await chat.order(request.match_info["order"])
     return json_response(order_json(order, chat.online(order.id)))
 
 
