@@ -74,8 +74,11 @@ def user_channel(user: str) -> str:
 class RedisRelay:
     """Implements chatd.relay.base.Relay (see there for the contract)."""
 
-    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0,
+                 admit_timeout_s: float = 1.0) -> None:
         self.url = url
+        # an admit that Redis does not answer in time falls back to this instance's count
+        self.admit_timeout_s = admit_timeout_s
         self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.canary_interval_s = canary_interval_s
@@ -164,7 +167,7 @@ class RedisRelay:
         turn = self._admitting.setdefault(user, [asyncio.Lock(), 0])
         turn[1] += 1
         try:
-            async with asyncio.timeout(1.0), turn[0]:
+            async with asyncio.timeout(self.admit_timeout_s), turn[0]:
                 ok = await self._admit(
                     keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
                     args=[self.instance, user, local + 1, limit])
