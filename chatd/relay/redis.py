@@ -79,6 +79,7 @@ class RedisRelay:
         self.url = url
         # an admit that Redis does not answer in time falls back to this instance's count
         self.admit_timeout_s = admit_timeout_s
+        self.admit_fallbacks = 0  # admits decided by this instance's count alone
         self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.canary_interval_s = canary_interval_s
@@ -173,6 +174,8 @@ class RedisRelay:
                     args=[self.instance, user, local + 1, limit])
         except (RedisError, OSError, TimeoutError):
             ok = 1  # Redis away: this instance's count alone decides (put back on reconnect)
+            self.admit_fallbacks += 1
+            log.warning("admit of %s decided without Redis (no answer in %.1f s)", user, self.admit_timeout_s)
         finally:
             turn[1] -= 1
             if not turn[1]:

