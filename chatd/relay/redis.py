@@ -167,8 +167,13 @@ class RedisRelay:
         # while connections open at once (each call writes its own `local + 1`).
         turn = self._admitting.setdefault(user, [asyncio.Lock(), 0])
         turn[1] += 1
+        before = self._conns.get(user)
         try:
             async with asyncio.timeout(self.admit_timeout_s), turn[0]:
+                # counted here before Redis answers: a presence sync meanwhile writes
+                # at least what Redis is about to hold, never less (that would let
+                # another instance admit past the limit)
+                self._conns[user] = max(self._conns.get(user, 0), local + 1)
                 ok = await self._admit(
                     keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
                     args=[self.instance, user, local + 1, limit])
@@ -182,6 +187,11 @@ class RedisRelay:
                 del self._admitting[user]
         if ok:
             self._conns[user] = local + 1
+        elif self._conns.get(user) == local + 1:  # refused: back to what was counted
+            if before is None:
+                self._conns.pop(user, None)
+            else:
+                self._conns[user] = before
         return bool(ok)
 
     def release(self, user: str, local: int) -> None:
