@@ -6,7 +6,9 @@ import argparse
 import gc
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -52,7 +54,7 @@ async def _tune_gc(app: web.Application) -> None:
 _gc_started = [0.0]
 
 
-def _log_long_collections(phase: str, info: dict) -> None:
+def _log_long_collections(phase: str, info: dict[str, Any]) -> None:
     """A collection that stops the loop for more than 20 ms is worth a log line."""
     import time
 
@@ -63,7 +65,10 @@ def _log_long_collections(phase: str, info: dict) -> None:
                     info["generation"], pause * 1000, info["collected"])
 
 
-def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
+Startup = Callable[[web.Application], Awaitable[None]]
+
+
+def serve(cfg: config_mod.Config, on_startup: Startup | None = None, reuse_port: bool = False) -> None:
     import faulthandler
     import signal
 
@@ -93,7 +98,7 @@ def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> 
     )
 
 
-def _demo_startup(cfg: config_mod.Config):
+def _demo_startup(cfg: config_mod.Config) -> Startup:
     async def start(app: web.Application) -> None:
         from chatd.appkeys import CHAT
         from chatd.store.records import Person
@@ -122,7 +127,8 @@ def _demo_startup(cfg: config_mod.Config):
 
 
 def _without_option(args: list[str], name: str) -> list[str]:
-    out, skip = [], False
+    out: list[str] = []
+    skip = False
     for a in args:
         if skip:
             skip = False
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         serve(cfg, _demo_startup(cfg) if args.command == "demo" else None,
               reuse_port=getattr(args, "reuse_port", False))
     elif args.command == "token":
-        orders = None
+        orders: str | list[str] | None = None
         if args.orders is not None:
             orders = "*" if args.orders == "*" else [o for o in args.orders.split(",") if o]
         print(issue(cfg.auth.secret, args.sub, args.role, args.name, args.ttl_s, orders))

@@ -17,6 +17,7 @@ Precision and recall on the test corpus: docs/contact-filter.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from chatd.contact_normalise import DIGIT_WORDS, MAIL_PROVIDERS, MULTIPLIERS, digit_view, letter_view
@@ -380,7 +381,7 @@ def _is_date(a: str, b: str, c: str) -> bool:
     return (1 <= x <= 31 and 1 <= y <= 12) or (1 <= x <= 12 and 1 <= y <= 31)
 
 
-def _runs(work: str):
+def _runs(work: str) -> Iterator[tuple[int, int]]:
     """(start, end) of maximal digit runs joined by phone separators (at most 3 in a row)."""
     n, i = len(work), 0
     while i < n:
@@ -492,7 +493,8 @@ def _spelled_phones(text: str) -> list[Finding]:
     while i < len(tokens):
         seq: list[str] = []
         spelled = 0
-        first = last = None
+        first: re.Match[str] | None = None
+        last: re.Match[str] | None = None
         j = i
         mult = 1
         while j < len(tokens):
@@ -518,7 +520,7 @@ def _spelled_phones(text: str) -> list[Finding]:
             last = tok
             j += 1
         digits = "".join(seq)
-        if spelled >= 3 and 7 <= len(digits) <= 15 and not _counting(digits):
+        if spelled >= 3 and 7 <= len(digits) <= 15 and not _counting(digits) and first and last:
             out.append(Finding("phone", first.start(), last.end(), text[first.start():last.end()]))
             i = j
         else:

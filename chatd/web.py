@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,9 +27,11 @@ from chatd.appkeys import CHAT, CONFIG
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
 from chatd.errors import NotFound, Unauthorized
+from chatd.store.records import OrderRecord
 from chatd.store.rows import Actor
 
 log = logging.getLogger("chatd.web")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def web_dir() -> Path:
@@ -59,7 +62,7 @@ FILES = {
 }
 
 
-def _file(names: tuple[str, ...], content_type: str, headers: dict):
+def _file(names: tuple[str, ...], content_type: str, headers: dict[str, str]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         paths = [web_dir() / name for name in names]
         for path in paths:
@@ -109,7 +112,7 @@ def add_demo_bot(app: web.Application, order_id: str) -> None:
     Any participant of the demo order may ask (their connection token as Bearer).
     """
 
-    def check(request: web.Request):
+    def check(request: web.Request) -> OrderRecord:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization: Bearer <token> is required")

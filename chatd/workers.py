@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from types import FrameType
 
 
 def check(workers: int, relay_url: str) -> None:
@@ -36,7 +37,7 @@ def run(workers: int, child_args: list[str], grace_s: float = 20.0) -> int:
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
     stop_by: list[float] = []
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: FrameType | None) -> None:
         if not stop_by:
             stop_by.append(time.monotonic() + grace_s)
         for p in procs:

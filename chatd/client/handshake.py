@@ -25,6 +25,8 @@ MAX_INBOUND_BYTES = 2**24  # a full history page of long messages fits
 
 def token_exp(token: str | None) -> float | None:
     """The `exp` claim of a JWT, read without verifying it (only to refresh in time)."""
+    if token is None:
+        return None
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -5,6 +5,10 @@ Plain values in, plain values out, no await: the clock is passed in.
 
 from __future__ import annotations
 
+from typing import Any
+
+from chatd.rooms.events import RoomEvent
+
 
 class Member:
     """A connection's membership of a room.
@@ -19,7 +23,7 @@ class Member:
     def __init__(self, sees_notes: bool) -> None:
         self.sees_notes = sees_notes
         self.seq = 0
-        self.pending: list | None = []
+        self.pending: list[RoomEvent] | None = []
 
 
 class Typist:
@@ -40,17 +44,17 @@ class Room:
     def __init__(self, order: str) -> None:
         self.order = order
         self.seq = -1  # newest message seq delivered here; -1 until the first join read the store
-        self.members: dict = {}  # connection -> Member
+        self.members: dict[Any, Member] = {}  # connection (the hub's) -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
-    def add(self, conn, user: str, member: Member) -> bool:
+    def add(self, conn: Any, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
         n = self.online.get(user, 0)
         self.online[user] = n + 1
         return n == 0
 
-    def remove(self, conn, user: str) -> bool:
+    def remove(self, conn: Any, user: str) -> bool:
         """Drop a membership; True if it was the user's last here."""
         if self.members.pop(conn, None) is None:
             return False
@@ -95,7 +99,7 @@ class Room:
         """Events due now: waiting changes whose interval is over, and indicators
         that ran out without a refresh (`False`). Users with nothing shown or
         waiting are forgotten once their interval is over."""
-        due = []
+        due: list[tuple[str, bool]] = []
         for user, t in list(self.typing.items()):
             if t.pending is not None:
                 if now - t.sent_at >= interval_s:
