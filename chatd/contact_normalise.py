@@ -27,6 +27,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import cast
 
+# Vocabulary tables, packed by hand (the formatter would put each word on a line of its own).
+# fmt: off
 DIGIT_WORDS = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0", "nil": "0", "one": "1", "two": "2", "three": "3",
     "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
@@ -63,6 +65,7 @@ _CONFUSABLES = str.maketrans({
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
 })
+# fmt: on
 _LEET = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a"})
 _LOOKALIKE_DIGITS = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "i": "1", "S": "5"})
 _DOTS = str.maketrans({"。": ".", "｡": ".", "·": "."})
@@ -209,7 +212,7 @@ def _spelled_runs(view: Mapped) -> Mapped:
         while j < len(tokens):
             tok = tokens[j]
             if last is not None:
-                gap = text[last.end():tok.start()]
+                gap = text[last.end() : tok.start()]
                 if len(gap) > 3 or any(c not in _GAP_OK for c in gap):
                     break
             word = tok.group()
@@ -273,8 +276,9 @@ def _split_name(name: str) -> str:
 
 _SPLIT = re.compile("|".join(f"(?P<m{i}>{_split_name(n)})" for i, n in enumerate(_SPLIT_MESSENGERS)), re.I)
 _VARIANTS = {v: canon for canon, vs in MESSENGER_VARIANTS.items() for v in vs}
-_VARIANT = re.compile(r"(?<![^\W_])(?:" + "|".join(sorted(map(re.escape, _VARIANTS), key=len, reverse=True))
-                      + r")(?![^\W_])", re.I)
+_VARIANT = re.compile(
+    r"(?<![^\W_])(?:" + "|".join(sorted(map(re.escape, _VARIANTS), key=len, reverse=True)) + r")(?![^\W_])", re.I
+)
 _LEET_WORDS = frozenset(_TLD_WORDS) | frozenset(p for p in MAIL_PROVIDERS if not p.isdigit())
 _LEET_TOKEN = re.compile(r"(?<=[.@ ])(?=[a-z@]*\d)[a-z0-9@]{2,12}(?![\w])", re.I)
 

@@ -66,20 +66,21 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
     except errors.ConnectionFailed as exc:
-        print(f"{name}: {exc.message}. Is the server running, and is --url (or CHATD_URL) right?",
-              file=sys.stderr)
+        print(f"{name}: {exc.message}. Is the server running, and is --url (or CHATD_URL) right?", file=sys.stderr)
     except errors.Unauthorized as exc:
         if getattr(args, "used", "token") == "api key":
             hint = "Check --api-key (or CHATD_API_KEY) against the server's [auth] api_key."
         else:
-            hint = (f"Get a new one, e.g. `chatd token --sub my-bot --role bot --orders {args.order}`, "
-                    "and pass it with --token or CHATD_TOKEN.")
-        print(f"{name}: the server refused the {getattr(args, 'used', 'token')} ({exc.message}). {hint}",
-              file=sys.stderr)
+            hint = (
+                f"Get a new one, e.g. `chatd token --sub my-bot --role bot --orders {args.order}`, "
+                "and pass it with --token or CHATD_TOKEN."
+            )
+        print(
+            f"{name}: the server refused the {getattr(args, 'used', 'token')} ({exc.message}). {hint}", file=sys.stderr
+        )
     except (errors.NotFound, errors.Forbidden) as exc:
         if exc.code == "not_found":
-            print(f"{name}: order {args.order!r} does not exist, or this credential may not see it.",
-                  file=sys.stderr)
+            print(f"{name}: order {args.order!r} does not exist, or this credential may not see it.", file=sys.stderr)
         else:
             print(f"{name}: not allowed on order {args.order!r}: {exc.message}.", file=sys.stderr)
     except errors.ChatdError as exc:
@@ -106,8 +107,10 @@ def _log_to_stderr(name: str) -> None:
 
 def _need_token(token: str | None) -> str:
     if token is None:
-        raise UsageError("a connection token is needed: pass --token or set CHATD_TOKEN "
-                         "(an api key only works for REST: `chatd history`, or `chatd say` without --status)")
+        raise UsageError(
+            "a connection token is needed: pass --token or set CHATD_TOKEN "
+            "(an api key only works for REST: `chatd history`, or `chatd say` without --status)"
+        )
     return token
 
 
@@ -158,14 +161,17 @@ def _writer(as_json: bool) -> Callable[[object], None]:
 
     out = sys.stdout
     if as_json:
+
         def write(ev: object) -> None:
             out.buffer.write(wire.encode(ev) + b"\n")
             out.buffer.flush()
     else:
+
         def write(ev: object) -> None:
             line = format_event(ev)
             if line is not None:
                 print(line, file=out, flush=True)
+
     return write
 
 

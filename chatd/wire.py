@@ -35,8 +35,9 @@ Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS)]
 Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Limit = Annotated[int, Meta(ge=0, le=MAX_LIMIT)]
 Cursor = Annotated[str, Meta(max_length=CURSOR_CHARS)]
-AttachmentIds = Annotated[list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]],
-                          Meta(max_length=ATTACHMENTS_PER_FRAME)]
+AttachmentIds = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]], Meta(max_length=ATTACHMENTS_PER_FRAME)
+]
 
 # --- client -> server ---------------------------------------------------
 
@@ -145,6 +146,7 @@ def ref_of(data: bytes | str) -> str | None:
         if isinstance(value, str) and 0 < len(value) <= most:
             return value
     return None
+
 
 # --- shared values ------------------------------------------------------
 
@@ -315,8 +317,21 @@ def encode_frame(msg: Struct) -> bytes:
 # --- decoding server frames (clients: the SDK, tests) -----------------------
 
 ServerFrame = (
-    Ready | Joined | Left | Message | Ack | TypingEvent | Receipt | Unread | Presence | OrderState
-    | HistoryPage | InboxPage | Notify | ErrorFrame | Pong
+    Ready
+    | Joined
+    | Left
+    | Message
+    | Ack
+    | TypingEvent
+    | Receipt
+    | Unread
+    | Presence
+    | OrderState
+    | HistoryPage
+    | InboxPage
+    | Notify
+    | ErrorFrame
+    | Pong
 )
 
 # Only server-side Structs: `typing`, `history` and `inbox` name a frame in each direction.

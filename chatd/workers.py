@@ -20,7 +20,7 @@ def check(workers: int, relay_url: str) -> None:
         raise SystemExit("chatd: --workers must be at least 1")
     if workers > 1 and not relay_url:
         raise SystemExit(
-            "chatd: --workers > 1 needs a Redis relay: set [relay] url = \"redis://host:port/db\" "
+            'chatd: --workers > 1 needs a Redis relay: set [relay] url = "redis://host:port/db" '
             "(or CHATD_RELAY_URL), so that participants on different workers see each other"
         )
     if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
@@ -50,8 +50,9 @@ def run(workers: int, child_args: list[str], grace_s: float = 20.0) -> int:
         if stop_by and time.monotonic() > stop_by[0]:
             for p in procs:
                 if p.poll() is None:
-                    print(f"chatd: worker {p.pid} did not stop in {grace_s:.0f}s; killing it",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"chatd: worker {p.pid} did not stop in {grace_s:.0f}s; killing it", file=sys.stderr, flush=True
+                    )
                     p.kill()
         time.sleep(0.2)
     return max((abs(p.returncode) for p in procs), default=0)

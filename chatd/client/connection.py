@@ -33,8 +33,17 @@ from chatd.client.urls import ws_url
 log = logging.getLogger("chatd.client")
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
-Event = (wire.Message | wire.Joined | wire.Left | wire.TypingEvent | wire.Receipt | wire.Unread
-         | wire.Presence | wire.OrderState | wire.Notify)
+Event = (
+    wire.Message
+    | wire.Joined
+    | wire.Left
+    | wire.TypingEvent
+    | wire.Receipt
+    | wire.Unread
+    | wire.Presence
+    | wire.OrderState
+    | wire.Notify
+)
 
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
 _END = object()  # ends iteration
@@ -170,8 +179,7 @@ class Client:
             return
         self._closing = self._closed = True
         self._open = False
-        tasks = [t for t in (self._runner, self._refresher, *self._fills.values(), *self._rejoins)
-                 if t is not None]
+        tasks = [t for t in (self._runner, self._refresher, *self._fills.values(), *self._rejoins) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -246,29 +254,42 @@ class Client:
         self._stop_fill(order)
         return cast(wire.Left, await self._request(wire.Leave(order), LEFT))
 
-    async def send(self, order: str, text: str, kind: Literal["text", "note"] = "text",
-                   client_id: str | None = None, attachments: list[str] | None = None) -> wire.Ack:
+    async def send(
+        self,
+        order: str,
+        text: str,
+        kind: Literal["text", "note"] = "text",
+        client_id: str | None = None,
+        attachments: list[str] | None = None,
+    ) -> wire.Ack:
         """Post a message; returns the `ack` once it is stored (`duplicate` if
         this `client_id` was stored before). Survives reconnects."""
         frame = wire.Send(order, client_id or str(uuid.uuid4()), text, kind, attachments or [])
         return cast(wire.Ack, await self._request(frame, ACK))
 
-    async def set_status(self, order: str, status: str, text: str | None = None,
-                         client_id: str | None = None) -> wire.Ack:
+    async def set_status(
+        self, order: str, status: str, text: str | None = None, client_id: str | None = None
+    ) -> wire.Ack:
         """Change the order's status (supplier, staff, bot); posts a `status` message."""
-        return cast(wire.Ack, await self._request(wire.SetStatus(order, status, client_id or str(uuid.uuid4()), text), ACK))
+        return cast(
+            wire.Ack, await self._request(wire.SetStatus(order, status, client_id or str(uuid.uuid4()), text), ACK)
+        )
 
-    async def dispute(self, order: str, action: Literal["open", "close"], reason: str | None = None,
-                      client_id: str | None = None) -> wire.Ack:
+    async def dispute(
+        self, order: str, action: Literal["open", "close"], reason: str | None = None, client_id: str | None = None
+    ) -> wire.Ack:
         """Open or close the order's dispute; posts a `dispute` message."""
-        return cast(wire.Ack, await self._request(wire.Dispute(order, action, client_id or str(uuid.uuid4()), reason), ACK))
+        return cast(
+            wire.Ack, await self._request(wire.Dispute(order, action, client_id or str(uuid.uuid4()), reason), ACK)
+        )
 
     async def read(self, order: str, seq: int) -> None:
         """Move this user's read marker forward to `seq`."""
         await self._request(wire.Read(order, seq), PONG)
 
-    async def history(self, order: str, before: int | None = None, after: int | None = None,
-                      limit: int | None = None) -> wire.HistoryPage:
+    async def history(
+        self, order: str, before: int | None = None, after: int | None = None, limit: int | None = None
+    ) -> wire.HistoryPage:
         return cast(wire.HistoryPage, await self._request(wire.History(order, before, after, limit), HISTORY))
 
     async def inbox(self, limit: int | None = None, cursor: str | None = None) -> wire.InboxPage:
@@ -524,8 +545,7 @@ class Client:
         async with self._wlock:
             self._conn_no += 1
             # typing is stale by now, and nobody waits for a cancelled request
-            old = [r for r in self._requests.take_all()
-                   if r.resend and (r.waiter is None or not r.waiter.done())]
+            old = [r for r in self._requests.take_all() if r.resend and (r.waiter is None or not r.waiter.done())]
             joining = {r.order for r in old if r.expect == JOINED}
             todo: list[Request] = []
             for order, room in self._rooms.items():

@@ -50,8 +50,9 @@ async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConne
     """An open, authenticated socket and its `ready`, or why the token was
     refused (the socket is closed then)."""
     try:
-        ws = await ws_connect(url, open_timeout=timeout_s, max_size=MAX_INBOUND_BYTES, compression=None,
-                              close_timeout=2)
+        ws = await ws_connect(
+            url, open_timeout=timeout_s, max_size=MAX_INBOUND_BYTES, compression=None, close_timeout=2
+        )
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         raise ConnectionFailed(f"cannot connect to {url}: {_describe(exc)}", url) from exc
     try:

@@ -20,8 +20,16 @@ from chatd.client.errors import ConnectionFailed, error_for
 from chatd.client.urls import http_url
 
 _message = msgspec.json.Decoder(wire.Message)
-_CODE_OF_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   409: "conflict", 413: "too_large", 429: "rate_limited", 503: "unavailable"}
+_CODE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 async def _raise_for(resp: aiohttp.ClientResponse) -> None:

@@ -47,6 +47,7 @@ class Room:
         self.members: dict[Any, Member] = {}  # connection (the hub's) -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
+
     def add(self, conn: Any, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
