@@ -8,11 +8,14 @@ It knows nothing of aiohttp.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from chatd import contact_filter, metrics
+from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
@@ -21,9 +24,9 @@ from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFo
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
-from chatd.store.records import OrderChange, OrderRecord, Posted
+from chatd.store.base import Store
+from chatd.store.records import OrderChange, OrderRecord, Person, Posted
 from chatd.store.rows import Actor
-from chatd.store.sqlite import SqliteStore
 from chatd.tasks import stop
 from chatd.wire import (
     Ack,
@@ -33,6 +36,7 @@ from chatd.wire import (
     InboxPage,
     Joined,
     Left,
+    Message,
     OrderState,
     Presence,
     Receipt,
@@ -44,7 +48,7 @@ from chatd.wire import (
     frame,
 )
 
-PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
+log = logging.getLogger("chatd.chat")
 
 
 class Disconnect(Exception):
@@ -61,24 +65,26 @@ def actor_of(ident: Identity) -> Actor:
 
 
 class Chat:
-    # Optional features, set by the composition root (chatd.features).
-    attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
-    contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
-    wall_clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
+    """Every use case of the edges; collaborators come in through the constructor."""
 
-    def __init__(self, store: SqliteStore, hub: Hub, relay: Relay, limits: LimitsConfig) -> None:
+    def __init__(self, store: Store, hub: Hub, relay: Relay, limits: LimitsConfig, *,
+                 attachments: Attachments | None = None, contact_filter: str = "off",
+                 wall_clock=time.time, clock=time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.relay = relay
         self.limits = limits
+        self.attachments = attachments  # None: `send` refuses attachment ids
+        self.contact_filter = contact_filter  # [filter] mode for messages across the buyer/supplier line
+        self.wall_clock = wall_clock  # token expiry is wall-clock time (`exp`)
         self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
+        self._resyncs: set[asyncio.Task] = set()
         self.closing = False  # shutdown began: /readyz fails
-        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
+        self.clock = clock  # typing intervals (tests inject one)
         self.deliver_room = hub.deliver_room
-        hub.total_reader = store.visible_total
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -86,7 +92,8 @@ class Chat:
             self._catcher = asyncio.create_task(self._run_catch_up(catch_up_s), name="chatd-catch-up")
 
     async def aclose(self) -> None:
-        await stop(self._sweeper, self._catcher)
+        await stop(self._sweeper, self._catcher, *self._resyncs)
+        await self.hub.aclose()
 
     def online(self, order_id: str) -> frozenset[str]:
         """Participants with a connection joined to the order, on any instance."""
@@ -94,11 +101,11 @@ class Chat:
 
     # --- the relay's handler --------------------------------------------------
 
-    def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
+    async def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
         """Stored messages with after < seq < before, as room events (gap filling)."""
         out = []
         while True:
-            msgs, more = self.store.history(order_id, True, None, after, min(before - after - 1, 500))
+            msgs, more = await self.store.history(order_id, True, None, after, min(before - after - 1, 500))
             for m in msgs:
                 if m.seq >= before:
                     return out
@@ -115,28 +122,38 @@ class Chat:
         # hears that they stopped typing and went offline
         here = next((c for c in self.hub.users.get(ev.user, ()) if ev.order in c.rooms), None)
         room = self.hub.rooms.get(ev.order)
+        role = here.rooms[ev.order].role if here is not None else ""
         self.hub.deliver_user(ev)
         if here is not None:
-            self._offline(here.ident, ev.order, room, removed=True)
+            self._offline(here.ident, ev.order, room, role, removed=True)
 
     def resync(self, orders=None) -> None:
-        """After the relay (re)subscribed: active rooms catch up from the store."""
-        for order_id in list(self.hub.rooms if orders is None else orders):
-            order = self.store.get_order(order_id)
-            if order is not None:
-                self.hub.catch_up(order_id, order.last_seq)
+        """After the relay (re)subscribed: active rooms catch up from the store
+        (read by a task: the relay's caller never waits for the store)."""
+        task = asyncio.get_running_loop().create_task(self._resync(orders))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, orders=None) -> None:
+        try:
+            for order_id in list(self.hub.rooms if orders is None else orders):
+                order = await self.store.get_order(order_id)
+                if order is not None:
+                    self.hub.catch_up(order_id, order.last_seq)
+        except ChatError as exc:  # store trouble: the next catch-up tries again
+            log.warning("catch-up: %s", exc.message)
 
     async def _run_catch_up(self, interval_s: float) -> None:
         """Pub/sub may drop a message without a later one to reveal the gap:
         compare each active room with the store now and then."""
         while True:
             await asyncio.sleep(interval_s)
-            self.resync()
+            await self._resync()
 
     # --- access -------------------------------------------------------------
 
-    def _order_and_role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
-        order = self.store.get_order(order_id)
+    async def _order_and_role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
+        order = await self.store.get_order(order_id)
         if order is None:
             raise NotFound("no such order", ref=order_id)
         role = permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
@@ -144,27 +161,60 @@ class Chat:
             raise NotFound("no such order", ref=order_id)  # same answer as a missing order
         return order, role
 
+    async def order(self, order_id: str) -> OrderRecord:
+        """An order, for an operator (api key, staff): `not_found` if there is none."""
+        order = await self.store.get_order(order_id)
+        if order is None:
+            raise NotFound("no such order", ref=order_id)
+        return order
+
+    async def order_for(self, ident: Identity, order_id: str) -> OrderRecord:
+        """The order, if `ident` has access to it (same `not_found` as a missing order otherwise)."""
+        return (await self._order_and_role(ident, order_id))[0]
+
+    # --- orders -----------------------------------------------------------------
+
+    async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
+                             supplier: Person | None, sales_rep=...) -> OrderChange:
+        """The host platform creates or updates an order (sales_rep `...`: unchanged);
+        removed participants are cut off, the room hears the new state."""
+        if not order_id or len(order_id) > 200:
+            raise BadRequest("order id must be 1 to 200 characters")
+        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep)
+        self.publish_change(change)
+        return change
+
+    # --- health -------------------------------------------------------------------
+
+    @property
+    def relay_healthy(self) -> bool:
+        return self.relay.healthy
+
+    async def check_writable(self) -> None:
+        """Raises if the store cannot commit right now."""
+        await self.store.check_writable()
+
     # --- rooms ----------------------------------------------------------------
 
     async def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
         ident = conn.ident
         if ident.expired():
             raise Disconnect(CloseCode.UNAUTHORIZED, "token expired")
-        order, role = self._order_and_role(ident, order_id)
+        order, role = await self._order_and_role(ident, order_id)
         sees = permissions.sees_notes(role)
         if limit is None:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
-        member, first = self.hub.join(conn, order_id, sees)
+        member, first = self.hub.join(conn, order_id, sees, role)
         await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
-        if first and role in PARTICIPANT_ROLES:
+        if first and role in permissions.PARTICIPANT_ROLES:
             self.relay.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
-        msgs, truncated = self.store.replay(order_id, sees, since, limit)
-        read_seq, unread, last_visible = self.store.marker(order_id, ident.id, sees, order.last_seq)
+        msgs, truncated = await self.store.replay(order_id, sees, since, limit)
+        read_seq, unread, last_visible = await self.store.marker(order_id, ident.id, sees, order.last_seq)
         joined = Joined(
             order=order_id,
             status=order.status,
@@ -197,24 +247,27 @@ class Chat:
         conn.closed = True  # the error goes out first: the close waits for the next loop turn
         conn.closer(CloseCode.UNAUTHORIZED, "token expired")
 
-    def reauth(self, conn: Conn, ident: Identity) -> None:
+    async def reauth(self, conn: Conn, ident: Identity) -> None:
         """A refreshed token: the connection stays in the rooms it still covers."""
         conn.ident = ident
         self.arm_expiry(conn)
         for order_id, member in list(conn.rooms.items()):
-            role = self._role_hint(ident, order_id)
+            role = await self._role_now(ident, order_id)
+            if conn.rooms.get(order_id) is not member:
+                continue  # left (or rejoined) while the order was read
             if role is None:
                 self.leave(conn, order_id, "removed")
             else:
                 member.sees_notes = permissions.sees_notes(role)
+                member.role = role
 
     def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
-        joined = order_id in conn.rooms
+        member = conn.rooms.get(order_id)
         room = self.hub.rooms.get(order_id)  # gone from the hub once its last member leaves
         last = self.hub.leave(conn, order_id)
         self.hub.send(conn, encode_frame(Left(order_id, reason)))
-        if joined and last:
-            self._offline(conn.ident, order_id, room)
+        if member is not None and last:
+            self._offline(conn.ident, order_id, room, member.role)
 
     async def admit(self, user: str) -> bool:
         """One more connection for `user`, within `max_conns_per_user` on all instances?"""
@@ -233,21 +286,22 @@ class Chat:
         if conn.expiry is not None:
             conn.expiry.cancel()
             conn.expiry = None
-        rooms = {order_id: self.hub.rooms.get(order_id) for order_id in conn.rooms}
+        rooms = {order_id: (self.hub.rooms.get(order_id), m.role) for order_id, m in conn.rooms.items()}
         for order_id in self.hub.remove_conn(conn):
-            self._offline(conn.ident, order_id, rooms.get(order_id))
+            self._offline(conn.ident, order_id, *rooms[order_id])
         self.relay.release(conn.user, self.hub.count(conn.user))
 
-    def _offline(self, ident: Identity, order_id: str, room, removed: bool = False) -> None:
-        """The user's last connection left the room: they stop typing, and go offline."""
+    def _offline(self, ident: Identity, order_id: str, room, role: str, removed: bool = False) -> None:
+        """The user's last connection left the room: they stop typing, and go offline.
+
+        `role` is the membership's (checked at join and on every refresh; a slot
+        change removes the members it concerns), so no store read is needed here."""
         if room is not None and room.typing_clear(ident.id):
-            self._publish_typing(ident, order_id, False)  # the sweeper could no longer name them
-        if ident.role in ("staff", "bot"):
+            self._publish_typing(ident, order_id, False, role)  # the sweeper could no longer name them
+        if ident.role in permissions.OPERATOR_ROLES:
             return
-        if not removed:
-            order = self.store.get_order(order_id)
-            if order is None or ident.id not in order.slots:
-                return
+        if not removed and role not in permissions.PARTICIPANT_ROLES:
+            return
         self.relay.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
 
     # --- messages ---------------------------------------------------------------
@@ -267,16 +321,18 @@ class Chat:
         if attachments:
             if self.attachments is None:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
-            refs = self.attachments.resolve(actor.id, order_id, attachments, client_id)
+            refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        text, = self._screen(actor, order_id, kind, client_id, text)
-        posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs)
+        text, = await self._screen(actor, order_id, kind, client_id, text)
+        # who is joined now decides whom the outbox's message.created addresses
+        posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs,
+                                       present=self.online(order_id))
         self.publish_posted(posted)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
+    async def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
         """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
 
         Each text is masked or refused. The `client_id` is echoed to the other
@@ -285,7 +341,7 @@ class Chat:
         """
         if self.contact_filter == "off":
             return list(texts)
-        order = self.store.get_order(order_id)
+        order = await self.store.get_order(order_id)
         if order is None or not contact_filter.applies(actor.role_in(order), kind):
             return list(texts)
         try:
@@ -307,8 +363,8 @@ class Chat:
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
         # the status value shows in the order's state and in "Status changed to ..."
-        status, text = self._screen(actor, order_id, "status", client_id, status, text)
-        posted = await self.store.set_status(actor, order_id, status, client_id, text)
+        status, text = await self._screen(actor, order_id, "status", client_id, status, text)
+        posted = await self.store.set_status(actor, order_id, status, client_id, text, present=self.online(order_id))
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
@@ -316,8 +372,8 @@ class Chat:
                       reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
-        reason, = self._screen(actor, order_id, "dispute", client_id, reason)
-        posted = await self.store.dispute(actor, order_id, action, client_id, reason)
+        reason, = await self._screen(actor, order_id, "dispute", client_id, reason)
+        posted = await self.store.dispute(actor, order_id, action, client_id, reason, present=self.online(order_id))
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
@@ -363,18 +419,17 @@ class Chat:
         limits = self.limits
         forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)
         if forward is not None:
-            self._publish_typing(conn.ident, order_id, forward)
+            self._publish_typing(conn.ident, order_id, forward, conn.rooms[order_id].role)
         if room.typing:
             self._typing_rooms.add(order_id)
 
-    def _publish_typing(self, ident: Identity, order_id: str, active: bool) -> None:
-        role = ident.role
-        room_role = self._role_hint(ident, order_id)
-        ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or role), active)
+    def _publish_typing(self, ident: Identity, order_id: str, active: bool, room_role: str) -> None:
+        ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or ident.role), active)
         self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
 
-    def _role_hint(self, ident: Identity, order_id: str) -> str | None:
-        order = self.store.get_order(order_id)
+    async def _role_now(self, ident: Identity, order_id: str) -> str | None:
+        """The identity's role on the order as stored now (None: no access)."""
+        order = await self.store.get_order(order_id)
         if order is None:
             return None
         return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
@@ -392,17 +447,17 @@ class Chat:
                     self._typing_rooms.discard(order_id)
                     continue
                 for user, active in room.typing_due(now, interval):
-                    ident = self._ident_in_room(room, user)
-                    if ident is not None:
-                        self._publish_typing(ident, order_id, active)
+                    found = self._ident_in_room(room, user)
+                    if found is not None:
+                        self._publish_typing(found[0], order_id, active, found[1])
                 if not room.typing:
                     self._typing_rooms.discard(order_id)
 
     @staticmethod
-    def _ident_in_room(room, user: str) -> Identity | None:
-        for conn in room.members:
+    def _ident_in_room(room, user: str) -> tuple[Identity, str] | None:
+        for conn, member in room.members.items():
             if conn.ident.id == user:
-                return conn.ident
+                return conn.ident, member.role
         return None
 
     async def read(self, conn: Conn, order_id: str, seq: int) -> None:
@@ -414,7 +469,7 @@ class Chat:
             return
         self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
-        if marker.role in PARTICIPANT_ROLES:
+        if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
 
     def _publish_receipt(self, order_id: str, user: str, marker) -> None:
@@ -432,20 +487,34 @@ class Chat:
         """REST: an operator sets a user's marker (may move backward: mark unread)."""
         marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
         if marker is None:
-            read_seq, unread, _ = self.store.marker(order_id, user, True, 0)
+            read_seq, unread, _ = await self.store.marker(order_id, user, True, 0)
             return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
-                    "total": self.store.total_unread(user)}
+                    "total": await self.store.total_unread(user)}
         self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}
 
-    def history(self, ident: Identity, order_id: str, before: int | None, after: int | None,
-                limit: int | None) -> HistoryPage:
-        _, role = self._order_and_role(ident, order_id)
+    async def messages_page(self, viewer: Identity | None, order_id: str, before: int | None, after: int | None,
+                            limit: int | None) -> HistoryPage:
+        """A page of the order's messages as `viewer` (None: the api key) may see them."""
+        sees = await self._viewer_sees_notes(viewer, order_id)
         limit = self._page_limit(limit)
-        msgs, more = self.store.history(order_id, permissions.sees_notes(role), before, after, limit)
+        msgs, more = await self.store.history(order_id, sees, before, after, limit)
         return HistoryPage(order_id, msgs, more)
+
+    async def export(self, viewer: Identity | None, order_id: str) -> AsyncIterator[list[Message]]:
+        """Every message `viewer` (None: the api key) may see, in chunks: access is
+        checked when this is awaited, the chunks are read as the iterator is."""
+        return self.store.export(order_id, await self._viewer_sees_notes(viewer, order_id))
+
+    async def _viewer_sees_notes(self, viewer: Identity | None, order_id: str) -> bool:
+        """Whether `viewer` may read the order (`not_found` otherwise), and if notes are shown."""
+        if viewer is None:
+            await self.order(order_id)
+            return True
+        _, role = await self._order_and_role(viewer, order_id)
+        return permissions.sees_notes(role)
 
     def _page_limit(self, limit: int | None) -> int:
         if limit is None:
@@ -454,13 +523,13 @@ class Chat:
             raise BadRequest("limit must be at least 1")
         return min(limit, self.limits.history_max)
 
-    def inbox(self, conn: Conn, limit: int | None, cursor: str | None) -> InboxPage:
+    async def inbox(self, conn: Conn, limit: int | None, cursor: str | None) -> InboxPage:
         conn.inbox = True
         if limit is None:
             limit = 50
         if limit < 1:
             raise BadRequest("limit must be at least 1")
-        entries, total, next_cursor = self.store.inbox(conn.ident, min(limit, self.limits.inbox_max), cursor)
+        entries, total, next_cursor = await self.store.inbox(conn.ident, min(limit, self.limits.inbox_max), cursor)
         return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
 
 

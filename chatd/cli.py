@@ -6,13 +6,10 @@ import argparse
 import gc
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
 
 from chatd import config as config_mod
+from chatd.auth.permissions import ROLES
 from chatd.auth.tokens import issue
 
 log = logging.getLogger("chatd")
@@ -41,7 +38,7 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _tune_gc(app: web.Application) -> None:
+async def _tune_gc(app) -> None:
     """Start-up objects never die: move them out of the collector's sight, and
     collect the young generation less often, so thousands of connections do
     not turn into long pauses of the loop."""
@@ -54,29 +51,23 @@ async def _tune_gc(app: web.Application) -> None:
 _gc_started = [0.0]
 
 
-def _log_long_collections(phase: str, info: dict[str, Any]) -> None:
+def _log_long_collections(phase: str, info: dict) -> None:
     """A collection that stops the loop for more than 20 ms is worth a log line."""
     import time
 
     if phase == "start":
         _gc_started[0] = time.perf_counter()
     elif (pause := time.perf_counter() - _gc_started[0]) > 0.02:
-        log.warning(
-            "gc generation %d paused the loop for %.0f ms (%d collected)",
-            info["generation"],
-            pause * 1000,
-            info["collected"],
-        )
+        log.warning("gc generation %d paused the loop for %.0f ms (%d collected)",
+                    info["generation"], pause * 1000, info["collected"])
 
 
-Startup = Callable[[web.Application], Awaitable[None]]
-
-
-def serve(cfg: config_mod.Config, on_startup: Startup | None = None, reuse_port: bool = False) -> None:
+def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
     import faulthandler
     import signal
 
     from chatd.app import create_app
+    from chatd.edge import server
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack
 
@@ -91,29 +82,19 @@ def serve(cfg: config_mod.Config, on_startup: Startup | None = None, reuse_port:
     if on_startup is not None:
         app.on_startup.append(on_startup)
     app.on_startup.append(_tune_gc)
-    web.run_app(
-        app,
-        host=cfg.server.host,
-        port=cfg.server.port,
-        shutdown_timeout=cfg.server.shutdown_timeout_s,
-        access_log=None,
-        reuse_port=reuse_port or None,
-        print=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
-    )
+    server.run(app, cfg.server, reuse_port,
+               on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port))
 
 
-def _demo_startup(cfg: config_mod.Config) -> Startup:
-    async def start(app: web.Application) -> None:
-        from chatd.appkeys import CHAT
+def _demo_startup(cfg: config_mod.Config):
+    async def start(app) -> None:
+        from chatd.edge.demo import add_demo_bot
+        from chatd.edge.keys import CHAT
         from chatd.store.records import Person
 
-        chat = app[CHAT]
         p = DEMO_PEOPLE
-        change = await chat.store.put_order(
-            DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
-        )
-        chat.publish_change(change)
-        from chatd.web import add_demo_bot
+        await app[CHAT].register_order(DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]),
+                                       Person(*p["sales_rep"]))
 
         add_demo_bot(app, DEMO_ORDER)  # POST /demo/bot (startup runs before the router freezes)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -122,7 +103,7 @@ def _demo_startup(cfg: config_mod.Config) -> Startup:
             token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
             lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
         bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
-        lines.append('  demo bot:  the "Post ... as the demo bot" button on each page posts a status update')
+        lines.append("  demo bot:  the \"Post ... as the demo bot\" button on each page posts a status update")
         lines.append(f"  bot token: {bot}")
         lines.append(f"  api key:   {cfg.auth.api_key}")
         print("\n".join(lines), flush=True)
@@ -131,8 +112,7 @@ def _demo_startup(cfg: config_mod.Config) -> Startup:
 
 
 def _without_option(args: list[str], name: str) -> list[str]:
-    out: list[str] = []
-    skip = False
+    out, skip = [], False
     for a in args:
         if skip:
             skip = False
@@ -151,9 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
-    p_serve.add_argument(
-        "--workers", type=int, default=1, help="processes sharing the port (needs [relay] url = redis://...)"
-    )
+    p_serve.add_argument("--workers", type=int, default=1,
+                         help="processes sharing the port (needs [relay] url = redis://...)")
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
@@ -163,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     p_token = sub.add_parser("token", help="print a signed connection token")
     p_token.add_argument("--config")
     p_token.add_argument("--sub", required=True, help="user id")
-    p_token.add_argument("--role", required=True, choices=["buyer", "supplier", "sales_rep", "staff", "bot"])
+    p_token.add_argument("--role", required=True, choices=sorted(ROLES))
     p_token.add_argument("--name")
     p_token.add_argument("--ttl-s", type=float, default=3600)
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
@@ -194,11 +173,10 @@ def main(argv: list[str] | None = None) -> None:
             child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"]
             child = _without_option(child, "--workers")
             raise SystemExit(workers.run(workers_n, child))
-        serve(
-            cfg, _demo_startup(cfg) if args.command == "demo" else None, reuse_port=getattr(args, "reuse_port", False)
-        )
+        serve(cfg, _demo_startup(cfg) if args.command == "demo" else None,
+              reuse_port=getattr(args, "reuse_port", False))
     elif args.command == "token":
-        orders: str | list[str] | None = None
+        orders = None
         if args.orders is not None:
             orders = "*" if args.orders == "*" else [o for o in args.orders.split(",") if o]
         print(issue(cfg.auth.secret, args.sub, args.role, args.name, args.ttl_s, orders))

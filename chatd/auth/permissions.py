@@ -8,20 +8,19 @@ supplier, sales_rep); otherwise `staff` everywhere, or `bot` where the token's
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
-# A bot token's `orders` claim: None, "*" (every order) or the order ids it covers.
-BotOrders = Collection[str] | None
-# An order's participant slots: (buyer_id, supplier_id, sales_rep_id or None).
-Slots = tuple[str, str, str | None]
-
-NOTE_READERS = frozenset({"supplier", "sales_rep", "staff", "bot"})
+# Every role set of chatd, defined here once.
+PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})  # the order's slots
+OPERATOR_ROLES = frozenset({"staff", "bot"})  # access by token, not by slot; never "online"
+ROLES = PARTICIPANT_ROLES | OPERATOR_ROLES  # what a token's `role` claim may be
+SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})  # the seller's side of the buyer/supplier line
+NOTE_READERS = SUPPLIER_SIDE | OPERATOR_ROLES
 STATUS_SETTERS = frozenset({"supplier", "staff", "bot"})
 DISPUTE_OPENERS = frozenset({"buyer", "staff"})
-RATE_EXEMPT = frozenset({"staff", "bot"})
+RATE_EXEMPT = OPERATOR_ROLES
+CONTACT_FILTERED = PARTICIPANT_ROLES  # whose messages to each other the contact filter screens
 
 
-def order_role(user_id: str, token_role: str, bot_orders: BotOrders, order_id: str, slots: Slots) -> str | None:
+def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) -> str | None:
     """The role `user_id` acts in on this order, or None if they have no access.
 
     `slots` is (buyer_id, supplier_id, sales_rep_id or None). The buyer slot
@@ -42,7 +41,7 @@ def order_role(user_id: str, token_role: str, bot_orders: BotOrders, order_id: s
     return None
 
 
-def covers(token_role: str, bot_orders: BotOrders, order_id: str) -> bool:
+def covers(token_role: str, bot_orders, order_id: str) -> bool:
     """Whether the token itself (not a participant slot) gives access to the order.
 
     Read state kept for an id outside the order's slots (a staff or bot
@@ -52,7 +51,7 @@ def covers(token_role: str, bot_orders: BotOrders, order_id: str) -> bool:
     return token_role == "bot" and (bot_orders == "*" or bool(bot_orders and order_id in bot_orders))
 
 
-def covers_every_order(token_role: str, bot_orders: BotOrders) -> bool:
+def covers_every_order(token_role: str, bot_orders) -> bool:
     return token_role == "staff" or (token_role == "bot" and bot_orders == "*")
 
 

@@ -80,7 +80,7 @@ class Hub:
     """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None, queue_bytes: int = 8 << 20) -> None:
+                 gap_reader=None, queue_bytes: int = 8 << 20, total_reader=None) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
@@ -96,10 +96,11 @@ class Hub:
         # called with (key, on) when the first / last local interest appears
         self.on_room_idle = on_room_idle or (lambda order, on: None)
         self.on_user_idle = on_user_idle or (lambda user, on: None)
-        # (order, after, before) -> RoomEvents of the stored messages in between
-        self.gap_reader = gap_reader or (lambda order, after, before: [])
-        # identity -> the user's unread total over the orders that identity may see
-        self.total_reader = lambda ident: 0
+        # async (order, after, before) -> RoomEvents of the stored messages in between
+        self.gap_reader = gap_reader or _no_gap
+        # async identity -> the user's unread total over the orders that identity may see
+        self.total_reader = total_reader or _no_total
+        self._tasks: set[asyncio.Task] = set()  # gap fills and re-totalled unreads in flight
 
     # --- connections -----------------------------------------------------
 
@@ -126,7 +127,7 @@ class Hub:
                 self.on_user_idle(conn.user, False)
         return offline
 
-    def join(self, conn: Conn, order: str, sees_notes: bool) -> tuple[Member, bool]:
+    def join(self, conn: Conn, order: str, sees_notes: bool, role: str = "") -> tuple[Member, bool]:
         """Subscribe before reading the store: live events wait in `pending`.
 
         Returns the membership and whether the user is now newly online here.
@@ -139,7 +140,7 @@ class Hub:
         rejoin = order in conn.rooms
         if rejoin:
             room.remove(conn, conn.user)
-        member = Member(sees_notes)
+        member = Member(sees_notes, role)
         conn.rooms[order] = member
         first = room.add(conn, conn.user, member)
         return member, first and not rejoin  # a rejoin was online all along
@@ -179,25 +180,64 @@ class Hub:
         room = self.rooms.get(ev.order)
         if room is None:
             return
+        if room.held is not None:  # a gap is being filled from the store: after it, in order
+            room.held.append(ev)
+            return
         if ev.seq:
             # Messages reach a room here in seq order, exactly once: older copies
             # are dropped, and a gap (lost or not yet relayed) is filled from the
             # store first. Several instances commit to one store, so a local
-            # publish can overtake a remote one.
+            # publish can overtake a remote one. Fan-out never waits for the
+            # store: the room holds this and later events while a task reads
+            # the gap, then releases them in order (`_fill`).
             if ev.seq <= room.seq:
                 return
             if room.seq >= 0 and ev.seq > room.seq + 1:
-                for missed in self.gap_reader(ev.order, room.seq, ev.seq):
-                    self._deliver_all(room, missed)
+                room.held = [ev]
+                self._spawn(self._fill(room, room.seq, ev.seq))
+                return
             room.seq = ev.seq
         self._deliver_all(room, ev)
 
     def catch_up(self, order: str, last_seq: int) -> None:
         """The store's newest seq for a room is `last_seq`: deliver what is missing."""
         room = self.rooms.get(order)
-        if room is not None and 0 <= room.seq < last_seq:
-            for missed in self.gap_reader(order, room.seq, last_seq + 1):
-                self._deliver_all(room, missed)
+        if room is not None and room.held is None and 0 <= room.seq < last_seq:
+            room.held = []
+            self._spawn(self._fill(room, room.seq, last_seq + 1))
+
+    async def _fill(self, room: Room, after: int, before: int) -> None:
+        """Read the stored messages after < seq < before, deliver them, then what
+        the room held meanwhile (which may reveal the next gap)."""
+        try:
+            missed = await self.gap_reader(room.order, after, before)
+        except Exception:  # noqa: BLE001 - the store failed: go on with the gap (clients resume with since)
+            log.exception("gap fill of %s failed", room.order)
+            missed = None
+        for ev in missed or ():
+            if ev.seq > room.seq:
+                self._deliver_all(room, ev)
+        held, room.held = room.held or [], None
+        if self.rooms.get(room.order) is not room:
+            return  # everyone left meanwhile (a new room starts from its own join)
+        for i, ev in enumerate(held):
+            if missed is None and ev.seq > room.seq:
+                room.seq = ev.seq - 1  # skip the gap that could not be read
+            self.deliver_room(ev)
+            if room.held is not None:  # another gap: the rest waits behind it
+                room.held.extend(held[i + 1:])
+                return
+
+    def _spawn(self, coro) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Cancel gap fills in flight (shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _deliver_all(self, room: Room, ev: RoomEvent) -> None:
         if ev.seq > room.seq:
@@ -234,17 +274,21 @@ class Hub:
             if ev.side and not permissions.covers(ident.role, ident.orders, ev.order):
                 continue  # another identity's read state (staff, bot) under this id
             if ev.data:
-                data = ev.data
-                if ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
-                    data = _retotal(data, self._visible_total(ident, ev))
-                self.push(conn, data)
+                if ev.hidden and ident.role == "bot" and not permissions.covers_every_order(ident.role, ident.orders):
+                    # a bot's token covers some orders: its total is read from the store,
+                    # off the fan-out path
+                    self._spawn(self._push_retotalled(conn, ident, ev.data))
+                elif ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
+                    # a participant token covers none of the side markers
+                    self.push(conn, _retotal(ev.data, _unread_of(ev.data).total - ev.hidden))
+                else:
+                    self.push(conn, ev.data)
             if ev.notify and conn.inbox and ev.order not in conn.rooms:
                 self.push(conn, ev.notify)
 
-    def _visible_total(self, ident, ev: UserEvent) -> int:
-        if ident.role == "bot":  # covers some orders: count those
-            return self.total_reader(ident)
-        return _unread_of(ev.data).total - ev.hidden  # a participant token covers none
+    async def _push_retotalled(self, conn: Conn, ident, data: bytes) -> None:
+        total = await self.total_reader(ident)
+        self.push(conn, _retotal(data, total))
 
     def send(self, conn: Conn, data: bytes) -> None:
         """A frame for one connection only (answers, acks, errors)."""
@@ -315,6 +359,14 @@ class Hub:
 
     def all_conns(self) -> list[Conn]:
         return [c for conns in self.users.values() for c in conns]
+
+
+async def _no_gap(order: str, after: int, before: int) -> list:
+    return []
+
+
+async def _no_total(ident) -> int:
+    return 0
 
 
 def _unread_of(data: bytes) -> Unread:

@@ -5,10 +5,6 @@ Plain values in, plain values out, no await: the clock is passed in.
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatd.rooms.events import RoomEvent
-
 
 class Member:
     """A connection's membership of a room.
@@ -18,12 +14,13 @@ class Member:
     still being read and live events wait there.
     """
 
-    __slots__ = ("sees_notes", "seq", "pending")
+    __slots__ = ("sees_notes", "role", "seq", "pending")
 
-    def __init__(self, sees_notes: bool) -> None:
+    def __init__(self, sees_notes: bool, role: str = "") -> None:
         self.sees_notes = sees_notes
+        self.role = role  # the connection's role on the order (join, refresh)
         self.seq = 0
-        self.pending: list[RoomEvent] | None = []
+        self.pending: list | None = []
 
 
 class Typist:
@@ -39,23 +36,23 @@ class Typist:
 
 
 class Room:
-    __slots__ = ("order", "seq", "members", "online", "typing")
+    __slots__ = ("order", "seq", "members", "online", "typing", "held")
 
     def __init__(self, order: str) -> None:
         self.order = order
         self.seq = -1  # newest message seq delivered here; -1 until the first join read the store
-        self.members: dict[Any, Member] = {}  # connection (the hub's) -> Member
+        self.members: dict = {}  # connection -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
-
-    def add(self, conn: Any, user: str, member: Member) -> bool:
+        self.held: list | None = None  # events waiting while a gap is read from the store
+    def add(self, conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
         n = self.online.get(user, 0)
         self.online[user] = n + 1
         return n == 0
 
-    def remove(self, conn: Any, user: str) -> bool:
+    def remove(self, conn, user: str) -> bool:
         """Drop a membership; True if it was the user's last here."""
         if self.members.pop(conn, None) is None:
             return False
@@ -100,7 +97,7 @@ class Room:
         """Events due now: waiting changes whose interval is over, and indicators
         that ran out without a refresh (`False`). Users with nothing shown or
         waiting are forgotten once their interval is over."""
-        due: list[tuple[str, bool]] = []
+        due = []
         for user, t in list(self.typing.items()):
             if t.pending is not None:
                 if now - t.sent_at >= interval_s:

@@ -85,3 +85,61 @@ class ReadMarker(msgspec.Struct):
     hidden: int = 0
     plain_seq: int = 0  # the newest non-note seq up to read_seq: what buyers may learn
     plain_before: int = 0  # the same for the marker before this move
+
+
+class AttachmentRow(msgspec.Struct, frozen=True):
+    """An upload's metadata; the file is named by `sha256`."""
+
+    id: str
+    order_id: str
+    uploader_id: str
+    name: str
+    mime: str
+    size: int
+    sha256: str
+    created_ts: int
+    linked: bool = False  # some message carries it
+
+
+class OutboxEvent(msgspec.Struct, frozen=True):
+    """A webhook event claimed for delivery: `body` is the exact JSON to POST."""
+
+    id: int
+    event_id: str
+    type: str
+    body: bytes
+    attempts: int
+
+
+class OutboxFailure(msgspec.Struct, frozen=True):
+    id: int
+    attempts: int
+    next_ts: int
+    error: str
+    dead: bool
+
+
+class ThreadFilter(msgspec.Struct, frozen=True):
+    """Which threads a page lists; values already checked by chatd.threads."""
+
+    dispute: str | None = None  # "open", "closed", "none"
+    unread_for: str | None = None
+    has_messages: str = "true"  # "true", "false", "any"
+    words: tuple[str, ...] = ()  # full-text: every word, as a word or (longer than 1) a prefix
+    scope_user: str | None = None  # supplier or sales rep slot held by this user
+    staff: str | None = None  # leave out orders where this id is the buyer
+
+
+class ThreadRow(msgspec.Struct):
+    order: OrderRecord
+    activity: int
+    last: Message | None
+    unread: int | None = None  # with `unread_for`
+    matches: list[Message] | None = None  # with `words`: newest first, at most 10
+    match_count: int = 0
+
+
+class ThreadPage(msgspec.Struct):
+    rows: list[ThreadRow]
+    as_of: int  # the snapshot the cursor carries
+    more: bool

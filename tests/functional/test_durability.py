@@ -19,7 +19,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from chatd.store.migrations import MIGRATIONS
+from chatd.store.sqlite.migrations import MIGRATIONS
 from tests.helpers import API_KEY, Client, token
 from tests.procs import ServerProc
 

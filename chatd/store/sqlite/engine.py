@@ -1,4 +1,4 @@
-"""SqliteStore: SQLite in WAL mode with group commit.
+"""The SQLite engine: connections, group commit, checkpoints, the search indexer.
 
 One writer task takes every write queued since its last commit, runs them in
 one transaction and resolves their futures only after COMMIT returns, so an
@@ -11,15 +11,19 @@ wait for the disk, run on an aiosqlite connection off the loop.
 Small reads (a history page, a replay, an inbox page) also run inline: WAL
 readers never wait for the writer. `seq` is allocated inside the write
 transaction (`BEGIN IMMEDIATE`), so several processes sharing the file still
-get gapless, unique seqs.
+get gapless, unique seqs. The SQL of each concern lives beside this module
+(orders, messages, markers, attachments, outbox, threads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,12 +32,8 @@ from typing import Any
 import aiosqlite
 
 from chatd.errors import ChatError, Internal, Unavailable
-from chatd.store.migrations import migrate
-from chatd.store.reads import Reads
-from chatd.store.records import OrderRecord
-from chatd.store.writes import Writes
+from chatd.store.sqlite.migrations import migrate
 from chatd.tasks import stop
-from chatd.wire import Message
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
@@ -46,10 +46,23 @@ class _Op:
         self.future = future
 
 
-class SqliteStore(Reads, Writes):
-    """The store. Writes go through `_write` (group commit); reads are inline."""
+def inline_read(fn):
+    """An async read answered inline on `_r`, its driver errors mapped (`_reading`)."""
 
-    def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512) -> None:
+    @functools.wraps(fn)
+    async def read(self, *args, **kwargs):
+        with self._reading():
+            return await fn(self, *args, **kwargs)
+
+    return read
+
+
+class Engine:
+    """Writes go through `_write` (group commit); reads are inline on `_r`."""
+
+    def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512, *,
+                 events_for_message=None, events_for_order=None, on_outbox: Callable[[], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.path = path
         self.synchronous = synchronous
         self.max_batch = max_batch
@@ -68,14 +81,17 @@ class SqliteStore(Reads, Writes):
         self._closing = False
         self.batches = 0
         self.writes = 0
-        # Feature hooks (attachments, webhooks, metrics; wired in chatd.features).
-        # message_hooks(db, order, message) and order_hooks(db, old, new) run inside
-        # the write transaction, right after the row is written: what they write
-        # commits or rolls back with it. They must not raise ChatError (the op's
-        # own writes would still commit); any other exception fails the op whole.
-        self.message_hooks: list[Callable[[sqlite3.Connection, OrderRecord, Message], None]] = []
-        self.order_hooks: list[Callable[[sqlite3.Connection, OrderRecord | None, OrderRecord], None]] = []
-        self.on_batch: Callable[[int, float], None] | None = None  # (ops, seconds) per commit
+        # Values from the feature modules (given by the composition root, chatd.app): pure
+        # functions giving the outbox events of a write, and a wake-up called on the loop
+        # after a commit that wrote some. Nothing here runs chat, hub or relay code in a
+        # transaction.
+        self.events_for_message = events_for_message  # base.MessageEvents
+        self.events_for_order = events_for_order  # base.OrderEvents
+        self.on_outbox = on_outbox
+        self._outbox_written = 0  # events written by the batch being committed
+        self.on_batch = on_batch  # (ops, seconds) per commit
+        self._search: sqlite3.Connection | None = None  # thread pages, on a worker thread
+        self._search_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------
 
@@ -133,9 +149,25 @@ class SqliteStore(Reads, Writes):
             await self._aux.close()
         if self._executor:
             self._executor.shutdown(wait=True)
+        with self._search_lock:
+            if self._search is not None:
+                self._search.close()
+                self._search = None
         for db in (self._r, self._w):
             if db:
                 db.close()
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """An inline read: a driver error becomes `unavailable` once closing,
+        `internal` otherwise (the contract's words; no sqlite3 error escapes)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self._closing:
+                raise Unavailable("store is closed") from exc
+            log.exception("read failed")
+            raise Internal(f"store error: {exc}") from exc
 
     # --- the writer ------------------------------------------------------
 
@@ -186,6 +218,7 @@ class SqliteStore(Reads, Writes):
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - started)
         self._written_since_checkpoint += len(batch)
+        outbox, self._outbox_written = self._outbox_written, 0
         for op, result in zip(batch, results):
             if op.future.done():
                 continue
@@ -193,6 +226,8 @@ class SqliteStore(Reads, Writes):
                 op.future.set_exception(result)
             else:
                 op.future.set_result(result)
+        if outbox and self.on_outbox is not None:
+            self.on_outbox()  # after the commit, on the loop
 
     def _apply(self, batch: list[_Op]) -> list:
         """Run a batch in one transaction. A refused op (ChatError) fails alone;
@@ -290,7 +325,7 @@ class SqliteStore(Reads, Writes):
             except ChatError as exc:  # store trouble: the next round tries again
                 log.warning("search indexer: %s", exc.message)
 
-    # --- for feature modules (threads, attachments, webhooks) ---------------
+    # --- SQLite only (tests and tools; not part of the Store contract) ---------
 
     def write(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
         """Run `fn(db)` in the next group-commit transaction; the future
@@ -302,3 +337,13 @@ class SqliteStore(Reads, Writes):
     def reader(self) -> sqlite3.Connection:
         """The inline read connection (WAL: never waits for the writer)."""
         return self._r
+
+    def _search_db(self) -> sqlite3.Connection:
+        """A read-only connection of its own for long pages (threads, search),
+        used on a worker thread under `_search_lock`."""
+        if self._search is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only = 1")
+            db.execute("PRAGMA busy_timeout = 5000")
+            self._search = db
+        return self._search

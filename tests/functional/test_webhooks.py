@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatd.features import WEBHOOKS
+from chatd.edge.keys import WEBHOOKS
 from chatd.webhooks import sign, verify
-from tests.admin.conftest import Receiver, get
+from tests.support.receiver import Receiver, get
 from tests.helpers import API_KEY, request
 
 SECRET = "webhook-secret-for-tests"
@@ -43,7 +43,7 @@ async def settle(server, receiver: Receiver) -> None:
     """Wait (bounded) until the outbox is empty: every event so far has been delivered."""
     hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while hooks.backlog()[0]:
+    while (await hooks.backlog())[0]:
         assert time.monotonic() < deadline, "webhook outbox did not drain"
         await asyncio.sleep(0.01)
 
@@ -160,8 +160,8 @@ async def test_events_are_given_up_after_max_attempts(server):
     await server.api("POST", "/api/v1/orders/W-3/messages", {"client_id": "c1", "text": "hello"})
     hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while hooks.backlog() != (0, 3):
-        assert time.monotonic() < deadline, hooks.backlog()
+    while await hooks.backlog() != (0, 3):
+        assert time.monotonic() < deadline, await hooks.backlog()
         await asyncio.sleep(0.02)
     async with aiohttp.ClientSession() as s:
         async with s.get(server.base + "/metrics") as r:
@@ -220,9 +220,9 @@ async def test_delivered_after_a_restart(tmp_path):
 async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, receiver):
     """With [store] synchronous = "full" the batches (and the hooks) run on the writer thread."""
     from chatd.app import create_app
-    from tests.admin.conftest import with_sections
-    from tests.admin.samples import png
-    from tests.admin.test_attachments import send, upload
+    from tests.conftest import with_sections
+    from tests.support.samples import png
+    from tests.functional.test_attachments import send, upload
     from tests.conftest import Server, make_config
     from tests.helpers import token
 

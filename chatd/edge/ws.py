@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from chatd import metrics, wire
-from chatd.appkeys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
+from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
 from chatd.chat import Chat, Disconnect, actor_of
@@ -39,6 +39,18 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None
         await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
     except (asyncio.TimeoutError, ConnectionError):
         pass
+
+
+async def close_all(app: web.Application) -> None:
+    """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
+    app[CHAT].closing = True
+    sockets = list(app[SOCKETS])
+    if sockets:
+        await asyncio.gather(
+            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
+              for ws in sockets),
+            return_exceptions=True,
+        )
 
 
 def _error(exc: ChatError) -> bytes:
@@ -209,11 +221,11 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                 chat.leave(conn, frame.order)
             case wire.History():
                 _take_token(conn, limits, conn.reading)
-                send(conn, wire.encode_frame(chat.history(conn.ident, frame.order, frame.before, frame.after,
-                                                          frame.limit)))
+                page = await chat.messages_page(conn.ident, frame.order, frame.before, frame.after, frame.limit)
+                send(conn, wire.encode_frame(page))
             case wire.Inbox():
                 _take_token(conn, limits, conn.reading)
-                send(conn, wire.encode_frame(chat.inbox(conn, frame.limit, frame.cursor)))
+                send(conn, wire.encode_frame(await chat.inbox(conn, frame.limit, frame.cursor)))
             case wire.SetStatus():
                 _take_token(conn, limits)
                 ack = await chat.set_status(actor_of(conn.ident), frame.order, frame.status, frame.client_id,
@@ -232,7 +244,7 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                     raise Unauthorized("a refreshed token must be for the same user and role")
                 send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
                                                         limits.heartbeat_s)))
-                chat.reauth(conn, ident)  # leaves the rooms it no longer covers
+                await chat.reauth(conn, ident)  # leaves the rooms it no longer covers
     except ChatError as exc:
         # a posting frame's error names its client_id (what the client waits on), even
         # when the store named the order (not_found): one answer per pending send

@@ -1,0 +1,78 @@
+"""The browser side: the widget's files and the demo order page (the demo bot: chatd.edge.demo).
+
+Files are served from the repository's ``web/`` folder, found next to the
+``chatd`` package (``<checkout>/web``). That is where it is when chatd runs
+from a checkout or an editable install (``pip install -e .``, as the Makefile
+does). A regular wheel does not ship ``web/``: point ``CHATD_WEB_DIR`` at a
+copy of the folder then. Files are read on each request, so editing
+``web/widget.js`` needs no restart.
+
+``/widget.js`` is the widget's three plain files joined (the session, the DOM
+helpers, the view): integrators keep one script tag, and there is still no
+build step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+log = logging.getLogger("chatd.web")
+
+
+def web_dir() -> Path:
+    return Path(os.environ.get("CHATD_WEB_DIR") or Path(__file__).resolve().parents[2] / "web")
+
+
+_COMMON = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+_ASSET = {**_COMMON, "Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"}
+_PAGE = {
+    **_COMMON,
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # the demo page carries a token in its URL
+}
+
+_JS = "text/javascript; charset=utf-8"
+
+# path -> (files in web/, served joined in this order; content type; headers)
+FILES = {
+    "/widget.js": (("session.js", "dom.js", "widget.js"), _JS, _ASSET),
+    "/session.js": (("session.js",), _JS, _ASSET),  # the protocol alone, for a view of one's own
+    "/widget.css": (("widget.css",), "text/css; charset=utf-8", _ASSET),
+    "/demo": (("demo.html",), "text/html; charset=utf-8", _PAGE),
+    "/demo/demo.js": (("demo.js",), _JS, _COMMON),
+    "/demo/demo.css": (("demo.css",), "text/css; charset=utf-8", _COMMON),
+}
+
+
+def _file(names: tuple[str, ...], content_type: str, headers: dict):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        paths = [web_dir() / name for name in names]
+        for path in paths:
+            if not path.is_file():
+                log.warning("%s not found: run chatd from a checkout or an editable install, or set CHATD_WEB_DIR",
+                            path)
+                raise web.HTTPNotFound()
+        if len(paths) == 1:
+            return web.FileResponse(paths[0], headers={**headers, "Content-Type": content_type})
+        body = b"\n".join(path.read_bytes() for path in paths)
+        etag = hashlib.sha256(body).hexdigest()[:32]
+        if any(e.value == etag for e in request.if_none_match or ()):
+            return web.Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
+        resp = web.Response(body=body, headers={**headers, "Content-Type": content_type, "ETag": f'"{etag}"'})
+        resp.last_modified = max(path.stat().st_mtime for path in paths)
+        return resp
+
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    for route, (names, ctype, headers) in FILES.items():
+        app.router.add_get(route, _file(names, ctype, headers))

@@ -1,0 +1,178 @@
+"""The Store contract: what chat, the edges and the feature modules may rely on.
+
+Everything above the store types against `Store` (never a backend class) and
+awaits every call: a backend may answer inline (SQLite reads in WAL mode do)
+or over the network (a PostgreSQL pool), callers cannot tell. No connection,
+cursor or SQL crosses this line; values go in and come out (chatd.store.records,
+chatd.store.rows).
+
+Guarantees every backend keeps (tests/contract/test_store_contract.py checks
+them against each one):
+
+* A write returns only after its transaction committed: an ack sent after
+  `await store.post(...)` means "stored", whatever happens next.
+* `seq` is allocated per order inside the write transaction: gapless (1, 2,
+  3, ...) and unique, also with several processes writing to one database.
+* `(order, sender, client_id)` is stored once: a repeat returns the original
+  message with `duplicate: True` and changes nothing.
+* Side rows commit with their write or not at all: the attachment links of
+  a message, the webhook outbox events of a message or order change
+  (`events_for_message`, `events_for_order`), the search index entry (which
+  may follow a moment later, but never for a message that did not commit).
+* A refusal (permission, conflict, unknown order, an attachment gone) raises
+  a ChatError before anything is written; the write leaves no trace.
+* Backend trouble surfaces as ChatError too: `unavailable` (closed, cannot
+  reach the database) or `internal` (anything unexpected), never a driver
+  exception.
+* Unread counters are exact: a marker's `unread` is the number of messages
+  after it its user may see and did not send; a user's total is the sum.
+
+Feature modules hand the store pure functions or values, never code that
+runs against a connection: the outbox event functions below get plain
+records and return (kind, payload) pairs; nothing that runs inside a
+transaction reaches chat, the hub or the relay. `on_outbox` is called on the
+event loop after a commit that wrote outbox events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from chatd.store.records import (
+    AttachmentRow,
+    OrderChange,
+    OrderRecord,
+    OutboxEvent,
+    OutboxFailure,
+    Person,
+    Posted,
+    ReadMarker,
+    ThreadFilter,
+    ThreadPage,
+)
+from chatd.store.rows import Actor
+from chatd.wire import AttachmentRef, Message
+
+# (order, message, users joined to the order when it was sent) -> [(event type, payload)]
+MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str, dict[str, Any]]]]
+# (order before or None, order after) -> [(event type, payload)]
+OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
+
+
+class Orders(Protocol):
+    async def get_order(self, order_id: str) -> OrderRecord | None: ...
+
+    async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
+                        supplier: Person | None, sales_rep: Person | None | type[...] = ...) -> OrderChange:
+        """Create or update an order (`sales_rep=...` leaves it). Participants whose
+        role changed lose their marker (`removed`, `totals`); new ones get one."""
+
+
+class Messages(Protocol):
+    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None, kind: str = "text",
+                   attachments: list[AttachmentRef] | None = None,
+                   present: frozenset[str] = frozenset()) -> Posted:
+        """Store a text/note/system message with the next seq. `attachments` are
+        linked in the same transaction; one deleted meanwhile refuses the message
+        (`internal`). `present`: who is joined to the order now (outbox events)."""
+
+    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None,
+                         present: frozenset[str] = frozenset()) -> Posted: ...
+
+    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str, reason: str | None,
+                      present: frozenset[str] = frozenset()) -> Posted: ...
+
+    async def history(self, order_id: str, sees_notes: bool, before: int | None, after: int | None,
+                      limit: int) -> tuple[list[Message], bool]:
+        """The newest `limit` below `before`, or the oldest `limit` above `after`;
+        ascending; and whether more were left out."""
+
+    async def replay(self, order_id: str, sees_notes: bool, since: int | None,
+                     limit: int) -> tuple[list[Message], bool]:
+        """After `since` (newest `limit` kept, flag: some left out), or the newest `limit`."""
+
+    def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
+        """The whole history in ascending chunks, never all in memory."""
+
+
+class Markers(Protocol):
+    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
+                        backward: bool = False) -> ReadMarker | None: ...
+
+    async def marker(self, order_id: str, user_id: str, sees_notes: bool,
+                     last_seq: int) -> tuple[int, int, int]:
+        """(read_seq, unread, newest seq the user may see)."""
+
+    async def total_unread(self, user_id: str) -> int: ...
+
+    async def visible_total(self, ident) -> int:
+        """The unread total over the orders this identity's token covers."""
+
+    async def inbox(self, ident, limit: int, cursor: str | None):
+        """(entries, visible total, next cursor); newest activity first."""
+
+
+class AttachmentStore(Protocol):
+    """Attachment metadata rows (the files themselves are the attachments module's)."""
+
+    async def add_attachment(self, row: AttachmentRow) -> None: ...
+
+    async def delete_attachment(self, att_id: str) -> None: ...
+
+    async def attachment(self, att_id: str) -> AttachmentRow | None: ...
+
+    async def attachment_links(self, att_id: str) -> list[tuple[str, str]]:
+        """(order id, message kind) of each message carrying it."""
+
+    async def delete_unreferenced(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+        """Delete uploads no message carries, created before the cutoff:
+        (how many, the sha256 no row refers to any more)."""
+
+    async def sha256_in_use(self, sha256: str) -> bool: ...
+
+
+class OutboxStore(Protocol):
+    """The webhook outbox: events are written by the store with the change they
+    announce (`events_for_*`); delivery claims, then settles them."""
+
+    events_for_message: MessageEvents | None
+    events_for_order: OrderEvents | None
+    on_outbox: Callable[[], None] | None
+
+    async def claim_events(self, now_ms: int, lease_until_ms: int, limit: int) -> list[OutboxEvent]:
+        """Due events, leased until `lease_until_ms` (another instance leaves them alone)."""
+
+    async def settle_events(self, delivered: list[int], failed: list[OutboxFailure]) -> None: ...
+
+    async def next_event_ts(self) -> int | None:
+        """When the earliest live event is due, or None if there is none."""
+
+    async def outbox_counts(self) -> tuple[int, int]:
+        """(events waiting, events given up on)."""
+
+
+class ThreadSearch(Protocol):
+    """The admin threads list and its full-text search."""
+
+    async def index_search(self) -> None:
+        """Bring the search index up to every message committed before the call."""
+
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
+                          limit: int) -> ThreadPage:
+        """Threads newest activity first, as of a snapshot: `after` is (snapshot,
+        activity, order id) of the previous page's last thread."""
+
+
+class Store(Orders, Messages, Markers, AttachmentStore, OutboxStore, ThreadSearch, Protocol):
+    """The whole contract, as one object: what the composition root builds."""
+
+    on_batch: Callable[[int, float], None] | None  # (writes, seconds) per commit, for metrics
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Flush every queued write, then close. Idempotent."""
+
+    async def check_writable(self) -> None:
+        """A write that commits, or `unavailable`/`internal`."""

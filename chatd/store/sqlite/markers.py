@@ -1,0 +1,171 @@
+"""Read markers and unread counts: a user's place in an order, totals, the inbox.
+
+Triggers (migrations 1 and 5) keep every marker's `unread` and each user's
+total in step with every write, so neither an inbox page nor an unread
+update scans the messages table.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from chatd.auth import permissions
+from chatd.errors import BadRequest, NotFound
+from chatd.store.records import OrderRecord, ReadMarker
+from chatd.store.rows import MSG_COLS, Actor, message_from_row
+from chatd.store.sqlite.engine import inline_read
+
+
+class Markers:
+    """Mixed into SqliteStore."""
+
+    @inline_read
+    async def marker(self, order_id: str, user_id: str, sees_notes: bool, last_seq: int) -> tuple[int, int, int]:
+        """(read_seq, unread, last visible seq) for a user on an order."""
+        row = self._r.execute(
+            "SELECT read_seq, unread, last_seq FROM read_markers WHERE user_id = ? AND order_id = ?",
+            (user_id, order_id),
+        ).fetchone()
+        if row:
+            return row[0], row[1], row[2] if not sees_notes else last_seq
+        # staff and bots without a marker yet: everything visible is unread
+        notes = "" if sees_notes else " AND kind != 'note'"
+        count, last = self._r.execute(
+            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? "
+            f"AND sender_id != ?{notes}",
+            (order_id, user_id),
+        ).fetchone()
+        return 0, count, last if not sees_notes else last_seq
+
+    @inline_read
+    async def total_unread(self, user_id: str) -> int:
+        row = self._r.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
+        return row[0] if row else 0
+
+    @inline_read
+    async def visible_total(self, ident) -> int:
+        """The user's unread total over the orders this identity may see: side
+        markers (kept for the id as staff or a bot) count only if the token covers
+        their order."""
+        total = await self.total_unread(ident.id)
+        if permissions.covers_every_order(ident.role, ident.orders):
+            return total
+        rows = self._r.execute(
+            "SELECT order_id, unread FROM read_markers WHERE user_id = ? AND side = 1 AND unread != 0",
+            (ident.id,),
+        ).fetchall()
+        return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
+
+    @inline_read
+    async def inbox(self, ident, limit: int, cursor: str | None):
+        """The identity's orders, newest activity first: (entries, total, next_cursor).
+
+        Each entry is (order_id, status, unread, dispute_open, last Message or None).
+        Side markers are listed only where the token covers the order.
+        """
+        args: list = [ident.id]
+        where = ""
+        if not permissions.covers_every_order(ident.role, ident.orders):
+            claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
+            where = " AND (m.side = 0 OR m.order_id IN (SELECT value FROM json_each(?)))"
+            args.append(msgspec.json.encode(claim).decode())
+        if cursor:
+            ts, _, oid = cursor.partition(":")
+            # what next_cursor makes: "<activity ms>:<order id>"
+            if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
+                raise BadRequest("invalid cursor")
+            args += [int(ts), int(ts), oid]
+            where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
+        rows = self._r.execute(
+            "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
+            "FROM read_markers m JOIN orders o ON o.id = m.order_id "
+            f"WHERE m.user_id = ?{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entries = []
+        for oid, status, unread, dispute_open, last_seq, _ in rows:
+            last = None
+            if last_seq:
+                row = self._r.execute(
+                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (oid, last_seq)
+                ).fetchone()
+                last = message_from_row(oid, row) if row else None
+            entries.append((oid, status, unread, bool(dispute_open), last))
+        next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
+        return entries, await self.visible_total(ident), next_cursor
+
+    @staticmethod
+    def _add_marker(db, order: OrderRecord, user: str, sees_notes: bool) -> None:
+        notes = "" if sees_notes else " AND kind != 'note'"
+        unread, last = db.execute(
+            f"SELECT COUNT(*) FILTER (WHERE sender_id != ?), COALESCE(MAX(seq), 0) FROM messages "
+            f"WHERE order_id = ?{notes}",
+            (user, order.id),
+        ).fetchone()
+        # DELETE, then a plain INSERT: an outer OR REPLACE overrides the trigger's
+        # INSERT OR IGNORE into user_stats, which reset the user's total to this
+        # marker's count, and it skips the delete trigger for the replaced marker
+        db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ?", (user, order.id))
+        db.execute(
+            "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
+            "last_seq, activity_ts, side) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+            (user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts,
+             int(user not in order.slots)),
+        )
+
+    @staticmethod
+    def _hidden(db, user_id: str) -> int:
+        """The user's unread on side markers (read_markers_side: usually no rows)."""
+        return db.execute("SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1",
+                          (user_id,)).fetchone()[0]
+
+    @staticmethod
+    def _total(db, user_id: str) -> int:
+        row = db.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
+        return row[0] if row else 0
+
+    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
+                        backward: bool = False) -> ReadMarker | None:
+        """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
+
+        `actor` None means the api key acting for `user_id` (who must hold a
+        marker). Returns None when nothing changed.
+        """
+
+        def op(db):
+            order = self._load_order(db, order_id)
+            role = ""
+            if actor is not None:
+                role = actor.role_in(order)
+                sees = permissions.sees_notes(role)
+            row = db.execute(
+                "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = ? AND order_id = ?",
+                (user_id, order_id),
+            ).fetchone()
+            if row is None:
+                if actor is None:
+                    raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
+                self._add_marker(db, order, user_id, sees)
+                row = (0, None, int(sees), int(user_id not in order.slots))
+            read_seq, _, sees, side = row
+            target = max(0, min(seq, order.last_seq))
+            if target == read_seq or (target < read_seq and not backward):
+                return None
+            notes = "" if sees else " AND kind != 'note'"
+            unread = db.execute(
+                f"SELECT COUNT(*) FROM messages WHERE order_id = ? AND seq > ? AND sender_id != ?{notes}",
+                (order_id, target, user_id),
+            ).fetchone()[0]
+            db.execute(
+                "UPDATE read_markers SET read_seq = ?, unread = ? WHERE user_id = ? AND order_id = ?",
+                (target, unread, user_id, order_id),
+            )
+            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
+            return ReadMarker(read_seq=target, unread=unread, total=self._total(db, user_id), role=role,
+                              side=bool(side), hidden=self._hidden(db, user_id),
+                              plain_seq=db.execute(plain, (order_id, target)).fetchone()[0],
+                              plain_before=db.execute(plain, (order_id, read_seq)).fetchone()[0])
+
+        return await self._write(op)

@@ -1,0 +1,221 @@
+"""Messages: the insert (next seq, its side rows), status and dispute changes, and reads.
+
+A write closure checks before it writes: a refused request (ChatError)
+leaves the rest of its batch untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from chatd.auth import permissions
+from chatd.errors import Conflict, Forbidden, Internal
+from chatd.store.records import OrderRecord, Posted, UnreadChange
+from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
+from chatd.store.sqlite import attachments as links
+from chatd.store.sqlite import outbox
+from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
+
+_NO_END = 1 << 62  # above every seq
+
+
+class Messages:
+    """Mixed into SqliteStore."""
+
+    async def check_writable(self) -> None:
+        def op(db):
+            db.execute("INSERT OR REPLACE INTO health (id, ts) VALUES (1, ?)", (now_ms(),))
+
+        await self._write(op)
+
+    def _find(self, db, order_id: str, sender_id: str, client_id: str) -> Message | None:
+        row = db.execute(
+            f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND sender_id = ? AND client_id = ?",
+            (order_id, sender_id, client_id),
+        ).fetchone()
+        return message_from_row(order_id, row) if row else None
+
+    def _insert(self, db, order: OrderRecord, sender: UserRef, kind: str, text: str,
+                client_id: str | None, status: str | None = None,
+                attachments: list[AttachmentRef] | None = None,
+                present: frozenset[str] = frozenset()) -> Posted | None:
+        """Insert with the next seq and its side rows (attachment links, outbox
+        events); None if (order, sender, client_id) exists already."""
+        if attachments:
+            links.check(db, attachments)  # refused before anything is written
+        ts = now_ms()
+        seq = order.last_seq + 1
+        att = msgspec.json.encode(attachments).decode() if attachments else None
+        cur = db.execute(
+            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
+            "client_id, text, status, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att),
+        )
+        if cur.rowcount == 0:
+            return None
+        order.last_seq, order.last_ts = seq, ts
+        notes_only = "" if kind != "note" else " AND m.sees_notes"
+        unread = [
+            UnreadChange(user, count, total, bool(side), hidden)
+            for user, count, total, side, hidden in db.execute(
+                "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
+                "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
+                "JOIN user_stats s ON s.user_id = m.user_id "
+                f"WHERE m.order_id = ? AND m.user_id != ?{notes_only}",
+                (order.id, sender.id),
+            )
+        ]
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status)
+        if attachments:
+            links.link(db, msg)
+        if self.events_for_message is not None:
+            self._outbox_written += outbox.enqueue(db, self.events_for_message(order, msg, present))
+        return Posted(message=msg, duplicate=False, unread=unread)
+
+    def _duplicate(self, db, order_id: str, sender_id: str, client_id: str) -> Posted:
+        found = self._find(db, order_id, sender_id, client_id)
+        if found is None:  # the insert hit a seq clash, which BEGIN IMMEDIATE rules out
+            raise Internal("seq conflict")
+        return Posted(message=found, duplicate=True, unread=[])
+
+    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
+                   kind: str = "text", attachments: list[AttachmentRef] | None = None,
+                   present: frozenset[str] = frozenset()) -> Posted:
+        """Store a `text`/`note` (or, for the system, `system`) message."""
+
+        def op(db):
+            order = self._load_order(db, order_id)
+            role = actor.role_in(order)
+            if kind == "note" and not permissions.sees_notes(role):
+                raise Forbidden("buyers cannot write notes", ref=client_id)
+            had_unread = role != "bot" and db.execute(
+                "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
+            ).fetchone()
+            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), kind, text, client_id,
+                                  attachments=attachments, present=present)
+            if posted is None:
+                return self._duplicate(db, order_id, actor.id, client_id)
+            if had_unread and had_unread[0]:
+                posted.unread.append(UnreadChange(actor.id, 0, self._total(db, actor.id),
+                                                  side=actor.id not in order.slots,
+                                                  hidden=self._hidden(db, actor.id)))
+            return posted
+
+        return await self._write(op)
+
+    def _order_change(self, db, actor: Actor, order_id: str, client_id: str):
+        """(order, actor's role, the earlier Posted if this client_id was seen) for
+        a status or dispute change: a retry answers before any rule is checked."""
+        order = self._load_order(db, order_id)
+        role = actor.role_in(order)
+        dup = self._find(db, order_id, actor.id, client_id)
+        return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
+
+    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
+                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+        """Change the order's status and post a `status` message, atomically."""
+
+        def op(db):
+            order, role, dup = self._order_change(db, actor, order_id, client_id)
+            if dup:
+                return dup
+            if not permissions.may_set_status(role):
+                raise Forbidden(f"role {role} cannot change the status", ref=client_id)
+            db.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
+            order.status = status
+            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
+                                  text or f"Status changed to {status}", client_id, status=status,
+                                  present=present)
+            posted.order = order
+            return posted
+
+        return await self._write(op)
+
+    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
+                      reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
+        """Open or close the order's dispute and post a `dispute` message, atomically."""
+
+        def op(db):
+            order, role, dup = self._order_change(db, actor, order_id, client_id)
+            if dup:
+                return dup
+            current = order.dispute
+            ts = now_ms()
+            if action == "open":
+                if not permissions.may_open_dispute(role):
+                    raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
+                if current and current.open:
+                    raise Conflict("a dispute is already open", ref=client_id)
+                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
+                text = f"Dispute opened: {reason}" if reason else "Dispute opened"
+            else:
+                if not current or not current.open:
+                    raise Conflict("no dispute is open", ref=client_id)
+                if not permissions.may_close_dispute(role, actor.id, current.by):
+                    raise Forbidden("only staff or whoever opened it can close a dispute", ref=client_id)
+                order.dispute = DisputeState(open=False, reason=reason or current.reason, by=actor.id, ts=ts)
+                text = f"Dispute closed: {reason}" if reason else "Dispute closed"
+            d = order.dispute
+            db.execute(
+                "UPDATE orders SET dispute_open = ?, dispute_reason = ?, dispute_by = ?, dispute_ts = ? "
+                "WHERE id = ?",
+                (int(d.open), d.reason, d.by, d.ts, order_id),
+            )
+            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id,
+                                  present=present)
+            posted.order = order
+            return posted
+
+        return await self._write(op)
+
+    def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
+              newest: bool) -> tuple[list[Message], bool]:
+        """Up to `limit` messages with above < seq < below, ascending, taken from the
+        newest end or the oldest; and whether more were left out."""
+        notes = "" if sees_notes else " AND kind != 'note'"
+        with self._reading():
+            rows = self._r.execute(
+                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ? AND seq < ?{notes} "
+                f"ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
+                (order_id, above, below, limit + 1),
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if newest:
+            rows.reverse()
+        return [message_from_row(order_id, r) for r in rows], more
+
+    async def history(
+        self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """The newest `limit` below `before`, or the oldest `limit` above `after`."""
+        if after is not None:
+            return self._page(order_id, sees_notes, after, _NO_END, limit, newest=False)
+        return self._page(order_id, sees_notes, 0, _NO_END if before is None else before, limit, newest=True)
+
+    async def replay(
+        self, order_id: str, sees_notes: bool, since: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """Messages after `since` (all of them up to `limit`, newest kept; the flag
+        says some were left out), or without `since` the newest `limit`."""
+        msgs, more = self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
+        return msgs, more and since is not None
+
+    async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
+        """The whole history in ascending chunks, read off the loop (aiosqlite)."""
+        notes = "" if sees_notes else " AND kind != 'note'"
+        after = 0
+        while True:
+            async with self._aux.execute(
+                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} "
+                "ORDER BY seq LIMIT ?",
+                (order_id, after, chunk),
+            ) as cur:
+                rows = await cur.fetchall()
+            if not rows:
+                return
+            yield [message_from_row(order_id, r) for r in rows]
+            after = rows[-1][0]

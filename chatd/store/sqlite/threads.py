@@ -1,0 +1,167 @@
+"""The admin threads list and full-text search (FTS5 over `message_log`).
+
+Pages are read on a worker thread over a read-only connection of their own
+(`Engine._search_db`), never on the loop: a search over a large history can
+take a while. One read transaction per page: one snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from chatd.errors import Conflict
+from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
+from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.wire import Message
+
+_ORDER_COLS = (
+    "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
+    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts"
+)
+# a thread's activity: the last message's time, or the order's creation
+_ACTIVITY = "(CASE WHEN last_seq > 0 THEN last_ts ELSE created_ts END)"
+MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
+MATCHES_PER_THREAD = 10
+
+
+def fts_query(words: tuple[str, ...]) -> str:
+    """An FTS5 expression: every word required, as a word or (longer than one
+    character: as a prefix it would match much of the vocabulary) a prefix.
+    The words are letters and digits only, so no FTS syntax passes through."""
+    return " ".join(f'"{t}"' + ("*" if len(t) > 1 else "") for t in words)
+
+
+class Threads:
+    """Mixed into SqliteStore."""
+
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
+                          limit: int) -> ThreadPage:
+        return await asyncio.to_thread(self._thread_page, filters, after, limit)
+
+    def _thread_page(self, filters: ThreadFilter, after, limit: int) -> ThreadPage:
+        where, args = _filters(filters)
+        fts = fts_query(filters.words) if filters.words else None
+        if fts is not None:
+            where.append("o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "
+                         "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))")
+            args.append(fts)
+        with self._search_lock, self._reading():
+            db = self._search_db()
+            db.execute("BEGIN")  # one snapshot for the page (WAL: never waits for the writer)
+            try:
+                if after is not None:
+                    as_of, act, oid = after
+                    rows = _after(db, where, args, as_of, act, oid, limit + 1)
+                else:
+                    as_of = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
+                    rows = _first(db, where, args, limit + 1)
+                more = len(rows) > limit
+                rows = rows[:limit]
+                out = []
+                for r in rows:
+                    order = order_from_row(r[:15])
+                    last = _message(db, order.id, order.last_seq) if order.last_seq else None
+                    unread = None
+                    if filters.unread_for:
+                        u = db.execute("SELECT unread FROM read_markers WHERE order_id = ? AND user_id = ?",
+                                       (order.id, filters.unread_for)).fetchone()
+                        unread = u[0] if u else 0
+                    out.append(ThreadRow(order, r[15], last, unread))
+                if fts is not None and out:
+                    _add_matches(db, out, fts)
+            finally:
+                db.execute("COMMIT")
+        return ThreadPage(out, as_of, more)
+
+
+def _filters(f: ThreadFilter) -> tuple[list[str], list]:
+    where: list[str] = []
+    args: list = []
+    if f.has_messages == "true":
+        where.append("o.last_seq > 0")
+    elif f.has_messages == "false":
+        where.append("o.last_seq = 0")
+    if f.dispute == "open":
+        where.append("o.dispute_open = 1")
+    elif f.dispute == "closed":
+        where.append("o.dispute_open = 0 AND o.dispute_ts IS NOT NULL")
+    elif f.dispute == "none":
+        where.append("o.dispute_ts IS NULL")
+    # read_markers_user drives these: a user's few orders, not a scan of all of them
+    if f.unread_for:
+        where.append("o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = ? AND r.unread > 0)")
+        args.append(f.unread_for)
+    if f.scope_user is not None:  # participants hold a marker on each of their orders
+        where.append("o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = ?) "
+                     "AND (o.supplier_id = ? OR o.rep_id = ?)")
+        args += [f.scope_user, f.scope_user, f.scope_user]
+    if f.staff is not None:
+        where.append("o.buyer_id != ?")
+        args.append(f.staff)
+    return where, args
+
+
+def _first(db, where: list[str], args: list, n: int) -> list:
+    cond = " AND ".join(where) or "1"
+    return db.execute(
+        f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+        f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
+        (*args, n),
+    ).fetchall()
+
+
+def _after(db, where: list[str], args: list, as_of: int, act: int, oid: str, n: int) -> list:
+    """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
+    # each thread with news since the snapshot, and its first seq after it
+    changed = dict(db.execute(
+        "SELECT order_id, MIN(seq) FROM message_log WHERE id > ? GROUP BY order_id LIMIT ?",
+        (as_of, MAX_CHANGED + 1),
+    ).fetchall())
+    if len(changed) > MAX_CHANGED:
+        raise Conflict("the cursor is too old: start again from the first page")
+    changed_json = msgspec.json.encode(changed).decode()
+    cond = " AND ".join(where) or "1"
+    keyset = f"({_ACTIVITY} < ? OR ({_ACTIVITY} = ? AND o.id < ?))"
+    # threads without news since the snapshot: their activity now is their activity then
+    rows = db.execute(
+        f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} AND {keyset} "
+        "AND o.id NOT IN (SELECT key FROM json_each(?)) "
+        f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
+        (*args, act, act, oid, changed_json, n),
+    ).fetchall()
+    if changed:
+        # threads with news: their activity as of the snapshot is their last
+        # message before the first one after it (seq and log id grow together)
+        rows += db.execute(
+            f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT m.ts FROM messages m "
+            "WHERE m.order_id = o.id AND m.seq = c.value - 1), o.created_ts) AS act "
+            f"FROM json_each(?) c JOIN orders o ON o.id = c.key WHERE {cond}) "
+            "WHERE act < ? OR (act = ? AND id < ?)",
+            (changed_json, *args, act, act, oid),
+        ).fetchall()
+        rows.sort(key=lambda r: (r[15], r[0]), reverse=True)
+    return rows[:n]
+
+
+def _add_matches(db, rows: list[ThreadRow], fts: str) -> None:
+    """The matching messages of each listed thread, newest first (at most 10 each)."""
+    ids = [r.order.id for r in rows]
+    found: dict[str, list[int]] = {}
+    for order_id, seq in db.execute(
+        "SELECT l.order_id, l.seq FROM message_log l WHERE l.id IN "
+        "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) "
+        "AND l.order_id IN (SELECT value FROM json_each(?)) ORDER BY l.id DESC",
+        (fts, msgspec.json.encode(ids).decode()),
+    ):
+        found.setdefault(order_id, []).append(seq)
+    for r in rows:
+        seqs = found.get(r.order.id, [])
+        r.match_count = len(seqs)
+        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := _message(db, r.order.id, seq))]
+
+
+def _message(db, order_id: str, seq: int) -> Message | None:
+    row = db.execute(f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
+    return message_from_row(order_id, row) if row else None

@@ -1,0 +1,54 @@
+"""Store backends for the contract suite: how to open one, by name.
+
+Adding a backend (PostgreSQL) means adding a name to BACKENDS and a branch to
+`make_store`; every test in test_store_contract.py then runs against it too.
+Also runnable as a separate writer process:
+`python -m tests.contract.stores <backend> <where> <order> <count> <prefix>`
+posts `count` messages and prints their seqs as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import msgspec
+
+from chatd.store.base import Store
+from chatd.store.records import Person
+from chatd.store.rows import Actor
+
+BACKENDS = ["sqlite"]
+BUYER = Actor("b1", "Buyer", "buyer")
+SUPPLIER = Actor("s1", "Supplier", "supplier")
+REP = Actor("r1", "Rep", "sales_rep")
+
+
+def make_store(backend: str, where: str) -> Store:
+    """A store over the database named by `where` (one per test); not opened yet."""
+    if backend == "sqlite":
+        from chatd.store.sqlite import SqliteStore
+
+        return SqliteStore(where)
+    raise ValueError(f"unknown store backend {backend}")
+
+
+async def put_order(store: Store, order_id: str) -> None:
+    await store.put_order(order_id, None, Person(BUYER.id, BUYER.name), Person(SUPPLIER.id, SUPPLIER.name),
+                          Person(REP.id, REP.name))
+
+
+async def _write(backend: str, where: str, order_id: str, count: int, prefix: str) -> list[int]:
+    store = make_store(backend, where)
+    await store.open()
+    try:
+        posted = await asyncio.gather(*(store.post(SUPPLIER, order_id, f"{prefix} {i}", f"{prefix}-{i}")
+                                        for i in range(count)))
+        return [p.message.seq for p in posted]
+    finally:
+        await store.aclose()
+
+
+if __name__ == "__main__":
+    backend, where, order_id, count, prefix = sys.argv[1:6]
+    print(msgspec.json.encode(asyncio.run(_write(backend, where, order_id, int(count), prefix))).decode())

@@ -1,0 +1,323 @@
+"""The Store contract (chatd/store/base.py), checked against every backend.
+
+Each test runs once per name in tests.contract.stores.BACKENDS, over a real
+database: today SQLite files; a PostgreSQL backend joins by adding its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from chatd.errors import ChatError, Conflict, Forbidden, Internal, NotFound, Unavailable
+from chatd.store.base import Store
+from chatd.store.records import AttachmentRow
+from chatd.store.rows import Actor, now_ms
+from chatd.wire import AttachmentRef
+from tests.contract.stores import BACKENDS, BUYER, REP, SUPPLIER, make_store, put_order
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_where(store_backend, tmp_path) -> str:
+    """The database every store of one test shares."""
+    return str(tmp_path / "contract.sqlite3")
+
+
+@pytest.fixture
+async def store_factory(store_backend, store_where):
+    """Opens more stores over the same database (another instance, as far as
+    the backend can tell); all closed at the end."""
+    opened: list[Store] = []
+
+    async def open_store() -> Store:
+        store = make_store(store_backend, store_where)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in reversed(opened):
+        await store.aclose()
+
+
+@pytest.fixture
+async def store(store_factory) -> Store:
+    return await store_factory()
+
+
+async def _seqs(store: Store, order_id: str, sees_notes: bool = True) -> list[int]:
+    msgs, more = await store.history(order_id, sees_notes, None, 0, 10_000)
+    assert not more
+    return [m.seq for m in msgs]
+
+
+# --- a write returns only after commit --------------------------------------------------
+
+
+async def test_a_write_is_visible_to_another_store_once_it_returns(store, store_factory):
+    await put_order(store, "o1")
+    posted = await store.post(SUPPLIER, "o1", "hello", "c1")
+    other = await store_factory()  # its own connections: sees only what committed
+    assert await _seqs(other, "o1") == [posted.message.seq] == [1]
+    assert (await other.get_order("o1")).last_seq == 1
+
+
+async def test_a_write_queued_before_close_is_committed_by_close(store_factory):
+    first = await store_factory()
+    await put_order(first, "o1")
+    pending = [asyncio.ensure_future(first.post(SUPPLIER, "o1", f"m{i}", f"c{i}")) for i in range(20)]
+    await asyncio.sleep(0)  # one loop turn: each task has queued its write (tasks start in order)
+    await first.aclose()  # flushes the queue first
+    assert sorted(p.result().message.seq for p in pending) == list(range(1, 21))
+    reopened = await store_factory()
+    assert await _seqs(reopened, "o1") == list(range(1, 21))
+
+
+# --- seq: gapless and unique, also across writers ----------------------------------------
+
+
+async def test_seq_is_gapless_and_unique_with_two_stores_writing_at_once(store, store_factory):
+    await put_order(store, "o1")
+    other = await store_factory()
+    a = [store.post(SUPPLIER, "o1", f"a{i}", f"a{i}") for i in range(150)]
+    b = [other.post(BUYER, "o1", f"b{i}", f"b{i}") for i in range(150)]
+    posted = await asyncio.gather(*[x for pair in zip(a, b) for x in pair])
+    seqs = sorted(p.message.seq for p in posted)
+    assert seqs == list(range(1, 301))
+    assert await _seqs(store, "o1") == list(range(1, 301))
+
+
+async def test_seq_is_gapless_and_unique_with_other_processes_writing(store, store_backend, store_where):
+    await put_order(store, "o1")
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.contract.stores", store_backend, store_where, "o1", "100", f"p{i}",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        for i in range(2)
+    ]
+    mine = await asyncio.gather(*(store.post(REP, "o1", f"here {i}", f"here-{i}") for i in range(100)))
+    outputs = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    theirs = [s for out, _ in outputs for s in msgspec.json.decode(out)]
+    assert sorted(theirs + [p.message.seq for p in mine]) == list(range(1, 301))
+    assert await _seqs(store, "o1") == list(range(1, 301))
+
+
+# --- (order, sender, client_id) stored once ---------------------------------------------
+
+
+async def test_a_repeated_client_id_returns_the_original(store):
+    await put_order(store, "o1")
+    first = await store.post(SUPPLIER, "o1", "hello", "c1")
+    again = await store.post(SUPPLIER, "o1", "hello, edited", "c1")
+    assert not first.duplicate and again.duplicate
+    assert again.message == first.message and again.unread == []
+    other_sender = await store.post(BUYER, "o1", "hi", "c1")  # the key includes the sender
+    assert not other_sender.duplicate and other_sender.message.seq == 2
+    assert await _seqs(store, "o1") == [1, 2]
+
+
+async def test_a_client_id_repeated_through_two_stores_at_once_is_stored_once(store, store_factory):
+    await put_order(store, "o1")
+    other = await store_factory()
+    posted = await asyncio.gather(*(s.post(SUPPLIER, "o1", "once", "same") for s in (store, other) for _ in range(5)))
+    assert sum(not p.duplicate for p in posted) == 1
+    assert {p.message.seq for p in posted} == {1}
+    assert await _seqs(store, "o1") == [1]
+
+
+async def test_a_repeated_status_change_is_answered_before_its_rules(store):
+    await put_order(store, "o1")
+    first = await store.set_status(SUPPLIER, "o1", "shipped", "st1", None)
+    again = await store.set_status(SUPPLIER, "o1", "shipped", "st1", None)
+    assert again.duplicate and again.message == first.message
+    assert (await store.get_order("o1")).status == "shipped"
+    assert await _seqs(store, "o1") == [1]
+
+
+# --- side rows commit with their write or not at all ------------------------------------
+
+
+async def test_outbox_events_commit_with_their_message(store, store_factory):
+    seen = []
+
+    def events(order, msg, present):
+        seen.append(present)
+        return [("message.created", {"order": order.id, "seq": msg.seq})]
+
+    store.events_for_message = events
+    store.events_for_order = lambda old, new: [("order.changed", {"order": new.id})] if old else []
+    woken = []
+    store.on_outbox = lambda: woken.append(True)
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "hello", "c1", present=frozenset({"s1"}))
+    await store.post(SUPPLIER, "o1", "hello", "c1", present=frozenset())  # a repeat writes no event
+    await put_order(store, "o1")  # an update announces itself
+    assert seen == [frozenset({"s1"})]
+    assert woken  # after the commit
+    other = await store_factory()
+    assert await other.outbox_counts() == (2, 0)
+    claimed = await other.claim_events(now_ms(), now_ms() + 60_000, 10)
+    assert sorted(e.type for e in claimed) == ["message.created", "order.changed"]
+    body = msgspec.json.decode(next(e.body for e in claimed if e.type == "message.created"))
+    assert body["seq"] == 1 and body["type"] == "message.created" and body["id"]
+    assert await other.claim_events(now_ms(), now_ms() + 60_000, 10) == []  # leased
+    await other.settle_events([e.id for e in claimed], [])
+    assert await store.outbox_counts() == (0, 0)
+
+
+async def test_a_failing_side_row_function_rolls_the_message_back(store):
+    def broken(order, msg, present):
+        raise RuntimeError("a bug in the event function")
+
+    await put_order(store, "o1")
+    store.events_for_message = broken
+    with pytest.raises(Internal):
+        await store.post(SUPPLIER, "o1", "lost", "c1")
+    assert await _seqs(store, "o1") == []
+    assert (await store.get_order("o1")).last_seq == 0
+    assert await store.marker("o1", BUYER.id, False, 0) == (0, 0, 0)  # no unread left behind
+    assert await store.outbox_counts() == (0, 0)
+    store.events_for_message = None
+    assert (await store.post(SUPPLIER, "o1", "kept", "c1")).message.seq == 1  # no seq was used up
+
+
+async def test_attachment_links_commit_with_their_message(store):
+    await put_order(store, "o1")
+    row = AttachmentRow("a1", "o1", SUPPLIER.id, "p.png", "image/png", 3, "ab" * 32, now_ms())
+    await store.add_attachment(row)
+    assert (await store.attachment("a1")).linked is False
+    ref = AttachmentRef("a1", "p.png", "image/png", 3)
+    posted = await store.post(SUPPLIER, "o1", "", "c1", "note", attachments=[ref])
+    assert posted.message.attachments == [ref]
+    assert await store.attachment_links("a1") == [("o1", "note")]
+    assert (await store.attachment("a1")).linked is True
+    assert await store.delete_unreferenced(now_ms() + 1) == (0, [])  # linked: kept
+
+
+async def test_a_message_whose_upload_was_deleted_is_refused_and_leaves_no_trace(store):
+    await put_order(store, "o1")
+    row = AttachmentRow("a1", "o1", SUPPLIER.id, "p.png", "image/png", 3, "cd" * 32, now_ms() - 10)
+    await store.add_attachment(row)
+    ref = AttachmentRef("a1", "p.png", "image/png", 3)
+    assert await store.delete_unreferenced(now_ms()) == (1, ["cd" * 32])
+    assert not await store.sha256_in_use("cd" * 32)
+    store.events_for_message = lambda order, msg, present: [("message.created", {})]
+    with pytest.raises(Internal):
+        await store.post(SUPPLIER, "o1", "photo", "c1", attachments=[ref])
+    assert await _seqs(store, "o1") == []
+    assert await store.attachment_links("a1") == []
+    assert await store.outbox_counts() == (0, 0)
+
+
+# --- refusals raise ChatError before anything is written --------------------------------
+
+
+async def test_refusals_raise_before_writing(store):
+    store.events_for_message = lambda order, msg, present: [("message.created", {})]
+    await put_order(store, "o1")
+    outsider = Actor("x9", "X", "buyer")
+    cases = [
+        (Forbidden, store.post(BUYER, "o1", "a note", "n1", "note")),  # buyers write no notes
+        (NotFound, store.post(outsider, "o1", "hi", "x1")),  # not a participant
+        (NotFound, store.post(SUPPLIER, "nope", "hi", "x2")),  # no such order
+        (Forbidden, store.set_status(BUYER, "o1", "cancelled", "st1", None)),
+        (Conflict, store.dispute(SUPPLIER, "o1", "close", "d1", None)),  # none is open
+        (Forbidden, store.dispute(SUPPLIER, "o1", "open", "d2", "why")),
+    ]
+    # queued together: they share a batch with a write that succeeds, which commits alone
+    ok = store.post(SUPPLIER, "o1", "fine", "ok1")
+    results = await asyncio.gather(*(c for _, c in cases), ok, return_exceptions=True)
+    for (expected, _), got in zip(cases, results[:-1]):
+        assert isinstance(got, expected) and isinstance(got, ChatError), got
+    assert results[-1].message.seq == 1
+    order = await store.get_order("o1")
+    assert order.status == "open" and order.dispute is None and order.last_seq == 1
+    assert await _seqs(store, "o1") == [1]
+    assert await store.outbox_counts() == (1, 0)  # the message that was stored, only
+    assert (await store.marker("o1", BUYER.id, False, order.last_seq))[:2] == (0, 1)  # "fine" only
+    assert (await store.post(SUPPLIER, "o1", "next", "ok2")).message.seq == 2
+
+
+async def test_a_closed_store_answers_unavailable(store_factory):
+    store = await store_factory()
+    await put_order(store, "o1")
+    await store.aclose()
+    with pytest.raises(Unavailable):
+        await store.post(SUPPLIER, "o1", "late", "c1")
+    with pytest.raises(Unavailable):
+        await store.get_order("o1")
+
+
+# --- unread counts are exact -------------------------------------------------------------
+
+
+async def test_unread_counts_are_exact(store, store_factory):
+    await put_order(store, "o1")
+    await put_order(store, "o2")
+    other = await store_factory()
+    writes = [store.post(SUPPLIER, "o1", f"t{i}", f"t{i}") for i in range(7)]
+    writes += [other.post(REP, "o1", f"n{i}", f"n{i}", "note") for i in range(3)]  # buyers don't see notes
+    writes += [other.post(SUPPLIER, "o2", f"u{i}", f"u{i}") for i in range(4)]
+    await asyncio.gather(*writes)
+    o1 = await store.get_order("o1")
+    read_seq, unread, last_visible = await store.marker("o1", BUYER.id, False, o1.last_seq)
+    assert (read_seq, unread) == (0, 7)
+    assert last_visible == max(m.seq for m in (await store.history("o1", False, None, 0, 100))[0])
+    # writing reads the order: what is unread is what others wrote after one's last message
+    for who in (SUPPLIER, REP):
+        msgs = (await store.history("o1", True, None, 0, 100))[0]
+        own = max((m.seq for m in msgs if m.sender.id == who.id), default=0)
+        expected = sum(1 for m in msgs if m.seq > own and m.sender.id != who.id)
+        assert (await store.marker("o1", who.id, True, o1.last_seq))[:2] == (own, expected)
+    assert await store.total_unread(BUYER.id) == 11
+
+    marker = await store.mark_read(BUYER, "o1", BUYER.id, o1.last_seq)
+    assert (marker.unread, marker.total) == (0, 4)
+    assert await other.total_unread(BUYER.id) == 4
+    replied = await store.post(BUYER, "o2", "thanks", "r1")  # writing reads the order
+    assert replied.unread[-1].user == BUYER.id and replied.unread[-1].count == 0
+    assert await other.total_unread(BUYER.id) == 0
+    entries, total, _ = await other.inbox(_Ident(BUYER.id, "buyer"), 10, None)
+    assert total == 0 and sorted((e[0], e[2]) for e in entries) == [("o1", 0), ("o2", 0)]
+    back = await store.mark_read(None, "o1", BUYER.id, 2, backward=True)  # the api key marks unread
+    visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0]
+                           if m.sender.id != BUYER.id])
+    assert back.unread == visible_after_2 and await store.total_unread(BUYER.id) == visible_after_2
+
+
+class _Ident(msgspec.Struct, frozen=True):
+    id: str
+    role: str
+    orders: object = None
+
+
+# --- the backend implements the whole contract ---------------------------------------------
+
+
+def test_the_backend_has_every_member_of_the_contract_and_awaits_alike(store_backend, store_where):
+    import inspect
+
+    backend = make_store(store_backend, store_where)  # not opened: only its shape is looked at
+    members = {name for cls in Store.__mro__ if cls.__module__ == "chatd.store.base"
+               for name in list(vars(cls)) + list(getattr(cls, "__annotations__", {}))
+               if not name.startswith("_")}
+    missing = sorted(m for m in members if not hasattr(backend, m))
+    assert missing == []
+    for name in members:
+        want = getattr(Store, name, None)
+        if callable(want):
+            got = getattr(type(backend), name)
+            assert inspect.iscoroutinefunction(got) == inspect.iscoroutinefunction(want), name
+    assert inspect.isasyncgenfunction(type(backend).export)  # streamed, never a whole history in memory
