@@ -26,7 +26,7 @@ test: deps $(STAMP)
 FORMATTED := chatd/__init__.py chatd/__main__.py chatd/client chatd/auth chatd/rooms/__init__.py \
 	chatd/rooms/room.py chatd/rooms/events.py chatd/wire.py chatd/errors.py chatd/contact_filter.py \
 	chatd/contact_normalise.py chatd/blank.py chatd/metrics.py chatd/tools.py chatd/cli.py chatd/workers.py \
-	chatd/tasks.py chatd/web.py
+	chatd/tasks.py
 
 # the project's gates, run by CI before the tests: lint, format, types (strict, see pyproject.toml), the widget
 check: $(STAMP) check-js

@@ -45,6 +45,7 @@ class Room:
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
         self.held: list | None = None  # events waiting while a gap is read from the store
+
     def add(self, conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
