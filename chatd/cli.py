@@ -7,10 +7,18 @@ import gc
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatd import config as config_mod
 from chatd.auth.permissions import ROLES
 from chatd.auth.tokens import issue
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiohttp import web
+
+    OnStartup = Callable[[web.Application], Awaitable[None]]
 
 log = logging.getLogger("chatd")
 
@@ -38,7 +46,7 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _tune_gc(app) -> None:
+async def _tune_gc(app: web.Application) -> None:
     """Start-up objects never die: move them out of the collector's sight, and
     collect the young generation less often, so thousands of connections do
     not turn into long pauses of the loop."""
@@ -51,7 +59,7 @@ async def _tune_gc(app) -> None:
 _gc_started = [0.0]
 
 
-def _log_long_collections(phase: str, info: dict) -> None:
+def _log_long_collections(phase: str, info: dict[str, int]) -> None:
     """A collection that stops the loop for more than 20 ms is worth a log line."""
     import time
 
@@ -66,7 +74,7 @@ def _log_long_collections(phase: str, info: dict) -> None:
         )
 
 
-def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
+def serve(cfg: config_mod.Config, on_startup: OnStartup | None = None, reuse_port: bool = False) -> None:
     import faulthandler
     import signal
 
@@ -94,8 +102,8 @@ def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> 
     )
 
 
-def _demo_startup(cfg: config_mod.Config):
-    async def start(app) -> None:
+def _demo_startup(cfg: config_mod.Config) -> OnStartup:
+    async def start(app: web.Application) -> None:
         from chatd.edge.demo import add_demo_bot
         from chatd.edge.keys import CHAT
         from chatd.store.records import Person

@@ -10,10 +10,16 @@ path pays nothing but an integer increment for `messages_out`.
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from chatd.relay.base import PubSub
+
+if TYPE_CHECKING:
+    from chatd.rooms.hub import Hub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,7 +50,7 @@ CONTACT_FILTER = Counter(
 )
 UPLOADS = Counter("chatd_uploads", "Attachment uploads, by result", ["result"])
 
-_in_by_kind: dict[str, object] = {}
+_in_by_kind: dict[str, Counter] = {}
 
 
 def message_in(kind: str) -> None:
@@ -67,12 +73,12 @@ def closed(code: int | None, by: str) -> None:
 class AppCollector:
     """Gauges of one app, read when scraped: connections, rooms, relay, webhook backlog."""
 
-    def __init__(self, hub, relay: PubSub, backlog=None) -> None:
+    def __init__(self, hub: Hub, relay: PubSub, backlog: Callable[[], tuple[int, int]] | None = None) -> None:
         self.hub = hub
         self.relay = relay
         self.backlog = backlog  # () -> (waiting, dead) as of the last delivery round, or None
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         hub = self.hub
         users = list(hub.users.values())
         rooms = list(hub.rooms.values())
