@@ -140,7 +140,7 @@ class Webhooks:
             if delay > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _round(self) -> float:
@@ -167,9 +167,9 @@ class Webhooks:
                 return await self._deliver(row)
 
         errors = await asyncio.gather(*(one(row) for row in rows))
-        done = [row.id for row, err in zip(rows, errors) if err is None]
+        done = [row.id for row, err in zip(rows, errors, strict=True) if err is None]
         failed = []
-        for row, err in zip(rows, errors):
+        for row, err in zip(rows, errors, strict=True):
             if err is None:
                 continue
             attempts = row.attempts + 1
@@ -206,8 +206,8 @@ class Webhooks:
                 if 200 <= resp.status < 300:
                     return None
                 return f"HTTP {resp.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}" or type(exc).__name__
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
 
     async def backlog(self) -> tuple[int, int]:
         """(events waiting, events given up on), read now."""

@@ -16,11 +16,11 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from chatd import metrics, wire
-from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat, Disconnect, actor_of
 from chatd.config import Config, LimitsConfig
+from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.errors import ChatError, CloseCode, RateLimited, Unauthorized
 from chatd.rooms.hub import Bucket, Conn
 
@@ -40,7 +40,7 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None
         metrics.closed(code, "server")
     try:
         await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
-    except (asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, ConnectionError):
         pass
 
 
@@ -98,7 +98,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         conn.reading = Bucket(limits.read_rate_per_s, limits.read_burst, now)
         hub.add_conn(conn)
         chat.arm_expiry(conn)
-        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)))
+        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
+                                                    limits.heartbeat_s)))
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:

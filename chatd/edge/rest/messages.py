@@ -9,8 +9,7 @@ from aiohttp import web
 
 from chatd.chat import Chat, actor_of
 from chatd.edge.keys import CHAT
-from chatd.edge.rest.common import (ApiKey, body, int_param, json_response, principal, require_api_or_staff,
-                                    viewer)
+from chatd.edge.rest.common import ApiKey, body, int_param, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import BadRequest, Forbidden
 from chatd.store.rows import Actor
 from chatd.wire import ClientId, Id, Seq, encode

@@ -270,7 +270,7 @@ class Engine:
             self.on_batch(len(batch), time.perf_counter() - started)
         self._written_since_checkpoint += len(batch)
         outbox, self._outbox_written = self._outbox_written, 0
-        for op, result in zip(batch, results):
+        for op, result in zip(batch, results, strict=True):  # one result per op
             if op.future.done():
                 continue
             if isinstance(result, BaseException):
