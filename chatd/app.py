@@ -8,9 +8,12 @@ builds them in dependency order, starts them, and stops them in reverse.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 from chatd import metrics
 from chatd.attachments import Attachments
@@ -20,6 +23,7 @@ from chatd.edge import server
 from chatd.edge.server import Services
 from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
+from chatd.rooms.events import RoomEvent
 from chatd.rooms.hub import Hub
 from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore
@@ -53,6 +57,11 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
+
+    def wake_webhooks() -> None:
+        assert webhooks is not None  # built below whenever [webhooks] url is set, before the store opens
+        webhooks.wake()
+
     # The store gets pure functions and values only: the outbox events of a
     # change (written in its transaction), a wake-up on the loop after such a
     # commit, and the batch metric. Nothing of chat, the hub or the relay runs
@@ -61,13 +70,18 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         cfg.store.path, cfg.store.synchronous, cfg.store.max_batch,
         events_for_message=message_events if cfg.webhooks.url else None,
         events_for_order=order_events if cfg.webhooks.url else None,
-        on_outbox=(lambda: webhooks.wake()) if cfg.webhooks.url else None,
+        on_outbox=wake_webhooks if cfg.webhooks.url else None,
         on_batch=metrics.observe_batch)
     relay = make_relay(cfg)
     chat: Chat | None = None  # the hub fills a gap in a room from the store, through the chat service
+
+    def read_gap(order: str, after: int, before: int) -> Coroutine[Any, Any, list[RoomEvent]]:
+        assert chat is not None  # built right after the hub, before anything runs
+        return chat.read_gap(order, after, before)
+
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
               on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
-              gap_reader=lambda order, after, before: chat.read_gap(order, after, before),
+              gap_reader=read_gap,
               queue_bytes=cfg.limits.outbound_queue_bytes, total_reader=store.visible_total)
     attachments = Attachments(store, attachments_dir(cfg), cfg.attachments, contact_filter=cfg.filter.mode)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
@@ -94,6 +108,6 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         yield Services(chat, attachments, threads, webhooks, registry)
 
 
-def create_app(cfg: Config):
+def create_app(cfg: Config) -> web.Application:
     """The aiohttp application for `cfg` (its services open when it starts)."""
     return server.application(cfg, open_services)

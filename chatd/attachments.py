@@ -18,8 +18,9 @@ import os
 import secrets
 import time
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
 from chatd import contact_filter
@@ -78,7 +79,7 @@ class ByteBudget:
     that would overdraw it is refused with 429, its partial file removed.
     """
 
-    def __init__(self, per_minute: int, clock) -> None:
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
         self.cap = float(per_minute)
         self.rate = per_minute / 60.0
         self.clock = clock
@@ -108,7 +109,7 @@ class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
     def __init__(self, store: Store, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
-                 clock=time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.root = Path(root)
         self.tmp = self.root / "tmp"
@@ -122,7 +123,7 @@ class Attachments:
         self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self.tmp.mkdir, parents=True, exist_ok=True)
@@ -142,7 +143,7 @@ class Attachments:
         order = await self.store.get_order(order_id)
         role = None if order is None else permissions.order_role(
             ident.id, ident.role, ident.orders, order_id, order.slots)
-        if role is None:
+        if order is None or role is None:
             raise NotFound("no such order", ref=order_id)
         return order, role
 
@@ -327,12 +328,16 @@ class Attachments:
                 pass
 
 
-def _write_chunk(f, digest, chunk: bytes) -> None:
+class _Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _write_chunk(f: BinaryIO, digest: _Digest, chunk: bytes) -> None:
     f.write(chunk)
     digest.update(chunk)
 
 
-def _finish(f) -> None:
+def _finish(f: BinaryIO) -> None:
     f.flush()
     os.fsync(f.fileno())
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import EllipsisType
+from typing import Literal
 
 import msgspec
 
@@ -24,8 +26,9 @@ from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFo
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
+from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import OrderChange, OrderRecord, Person, Posted
+from chatd.store.records import OrderChange, OrderRecord, Person, Posted, ReadMarker
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -69,7 +72,7 @@ class Chat:
 
     def __init__(self, store: Store, hub: Hub, relay: Relay, limits: LimitsConfig, *,
                  attachments: Attachments | None = None, contact_filter: str = "off",
-                 wall_clock=time.time, clock=time.monotonic) -> None:
+                 wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.relay = relay
@@ -79,9 +82,9 @@ class Chat:
         self.wall_clock = wall_clock  # token expiry is wall-clock time (`exp`)
         self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
-        self._sweeper: asyncio.Task | None = None
-        self._catcher: asyncio.Task | None = None
-        self._resyncs: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._catcher: asyncio.Task[None] | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
         self.closing = False  # shutdown began: /readyz fails
         self.clock = clock  # typing intervals (tests inject one)
         self.deliver_room = hub.deliver_room
@@ -103,7 +106,7 @@ class Chat:
 
     async def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
         """Stored messages with after < seq < before, as room events (gap filling)."""
-        out = []
+        out: list[RoomEvent] = []
         while True:
             msgs, more = await self.store.history(order_id, True, None, after, min(before - after - 1, 500))
             for m in msgs:
@@ -127,14 +130,14 @@ class Chat:
         if here is not None:
             self._offline(here.ident, ev.order, room, role, removed=True)
 
-    def resync(self, orders=None) -> None:
+    def resync(self, orders: Iterable[str] | None = None) -> None:
         """After the relay (re)subscribed: active rooms catch up from the store
         (read by a task: the relay's caller never waits for the store)."""
         task = asyncio.get_running_loop().create_task(self._resync(orders))
         self._resyncs.add(task)
         task.add_done_callback(self._resyncs.discard)
 
-    async def _resync(self, orders=None) -> None:
+    async def _resync(self, orders: Iterable[str] | None = None) -> None:
         try:
             for order_id in list(self.hub.rooms if orders is None else orders):
                 order = await self.store.get_order(order_id)
@@ -175,7 +178,7 @@ class Chat:
     # --- orders -----------------------------------------------------------------
 
     async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
-                             supplier: Person | None, sales_rep=...) -> OrderChange:
+                             supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
         """The host platform creates or updates an order (sales_rep `...`: unchanged);
         removed participants are cut off, the room hears the new state."""
         if not order_id or len(order_id) > 200:
@@ -261,7 +264,7 @@ class Chat:
                 member.sees_notes = permissions.sees_notes(role)
                 member.role = role
 
-    def leave(self, conn: Conn, order_id: str, reason: str = "leave") -> None:
+    def leave(self, conn: Conn, order_id: str, reason: Literal["leave", "removed"] = "leave") -> None:
         member = conn.rooms.get(order_id)
         room = self.hub.rooms.get(order_id)  # gone from the hub once its last member leaves
         last = self.hub.leave(conn, order_id)
@@ -291,7 +294,7 @@ class Chat:
             self._offline(conn.ident, order_id, *rooms[order_id])
         self.relay.release(conn.user, self.hub.count(conn.user))
 
-    def _offline(self, ident: Identity, order_id: str, room, role: str, removed: bool = False) -> None:
+    def _offline(self, ident: Identity, order_id: str, room: Room | None, role: str, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline.
 
         `role` is the membership's (checked at join and on every refresh; a slot
@@ -323,7 +326,9 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        text, = await self._screen(actor, order_id, kind, client_id, text)
+        screened, = await self._screen(actor, order_id, kind, client_id, text)
+        assert screened is not None  # a text screened stays a text
+        text = screened
         # who is joined now decides whom the outbox's message.created addresses
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs,
                                        present=self.online(order_id))
@@ -332,7 +337,8 @@ class Chat:
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    async def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None) -> list:
+    async def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str,
+                      *texts: str | None) -> list[str | None]:
         """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
 
         Each text is masked or refused. The `client_id` is echoed to the other
@@ -363,7 +369,9 @@ class Chat:
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
         # the status value shows in the order's state and in "Status changed to ..."
-        status, text = await self._screen(actor, order_id, "status", client_id, status, text)
+        screened, text = await self._screen(actor, order_id, "status", client_id, status, text)
+        assert screened is not None  # a text screened stays a text
+        status = screened
         posted = await self.store.set_status(actor, order_id, status, client_id, text, present=self.online(order_id))
         self.publish_posted(posted)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
@@ -454,7 +462,7 @@ class Chat:
                     self._typing_rooms.discard(order_id)
 
     @staticmethod
-    def _ident_in_room(room, user: str) -> tuple[Identity, str] | None:
+    def _ident_in_room(room: Room, user: str) -> tuple[Identity, str] | None:
         for conn, member in room.members.items():
             if conn.ident.id == user:
                 return conn.ident, member.role
@@ -472,7 +480,7 @@ class Chat:
         if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
 
-    def _publish_receipt(self, order_id: str, user: str, marker) -> None:
+    def _publish_receipt(self, order_id: str, user: str, marker: ReadMarker) -> None:
         """Members who see notes get the marker; the others never a note's seq:
         the newest message they may see up to it, once it moved."""
         publish = self.relay.publish_room
@@ -483,7 +491,7 @@ class Chat:
         if marker.plain_seq > marker.plain_before:
             publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.plain_seq)), plain=True))
 
-    async def set_marker(self, order_id: str, user: str, seq: int) -> dict:
+    async def set_marker(self, order_id: str, user: str, seq: int) -> dict[str, str | int]:
         """REST: an operator sets a user's marker (may move backward: mark unread)."""
         marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
         if marker is None:
@@ -533,5 +541,5 @@ class Chat:
         return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
 
 
-def to_builtins(obj) -> object:
+def to_builtins(obj: object) -> object:
     return msgspec.to_builtins(obj)

@@ -7,10 +7,18 @@ import gc
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatd import config as config_mod
 from chatd.auth.permissions import ROLES
 from chatd.auth.tokens import issue
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiohttp import web
+
+    OnStartup = Callable[[web.Application], Awaitable[None]]
 
 log = logging.getLogger("chatd")
 
@@ -38,7 +46,7 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _tune_gc(app) -> None:
+async def _tune_gc(app: web.Application) -> None:
     """Start-up objects never die: move them out of the collector's sight, and
     collect the young generation less often, so thousands of connections do
     not turn into long pauses of the loop."""
@@ -51,18 +59,22 @@ async def _tune_gc(app) -> None:
 _gc_started = [0.0]
 
 
-def _log_long_collections(phase: str, info: dict) -> None:
+def _log_long_collections(phase: str, info: dict[str, int]) -> None:
     """A collection that stops the loop for more than 20 ms is worth a log line."""
     import time
 
     if phase == "start":
         _gc_started[0] = time.perf_counter()
     elif (pause := time.perf_counter() - _gc_started[0]) > 0.02:
-        log.warning("gc generation %d paused the loop for %.0f ms (%d collected)",
-                    info["generation"], pause * 1000, info["collected"])
+        log.warning(
+            "gc generation %d paused the loop for %.0f ms (%d collected)",
+            info["generation"],
+            pause * 1000,
+            info["collected"],
+        )
 
 
-def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> None:
+def serve(cfg: config_mod.Config, on_startup: OnStartup | None = None, reuse_port: bool = False) -> None:
     import faulthandler
     import signal
 
@@ -82,19 +94,24 @@ def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> 
     if on_startup is not None:
         app.on_startup.append(on_startup)
     app.on_startup.append(_tune_gc)
-    server.run(app, cfg.server, reuse_port,
-               on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port))
+    server.run(
+        app,
+        cfg.server,
+        reuse_port,
+        on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
+    )
 
 
-def _demo_startup(cfg: config_mod.Config):
-    async def start(app) -> None:
+def _demo_startup(cfg: config_mod.Config) -> OnStartup:
+    async def start(app: web.Application) -> None:
         from chatd.edge.demo import add_demo_bot
         from chatd.edge.keys import CHAT
         from chatd.store.records import Person
 
         p = DEMO_PEOPLE
-        await app[CHAT].register_order(DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]),
-                                       Person(*p["sales_rep"]))
+        await app[CHAT].register_order(
+            DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
+        )
 
         add_demo_bot(app, DEMO_ORDER)  # POST /demo/bot (startup runs before the router freezes)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -103,7 +120,7 @@ def _demo_startup(cfg: config_mod.Config):
             token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
             lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
         bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
-        lines.append("  demo bot:  the \"Post ... as the demo bot\" button on each page posts a status update")
+        lines.append('  demo bot:  the "Post ... as the demo bot" button on each page posts a status update')
         lines.append(f"  bot token: {bot}")
         lines.append(f"  api key:   {cfg.auth.api_key}")
         print("\n".join(lines), flush=True)
@@ -131,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
-    p_serve.add_argument("--workers", type=int, default=1,
-                         help="processes sharing the port (needs [relay] url = redis://...)")
+    p_serve.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port (needs [relay] url = redis://...)"
+    )
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
@@ -173,8 +191,9 @@ def main(argv: list[str] | None = None) -> None:
             child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"]
             child = _without_option(child, "--workers")
             raise SystemExit(workers.run(workers_n, child))
-        serve(cfg, _demo_startup(cfg) if args.command == "demo" else None,
-              reuse_port=getattr(args, "reuse_port", False))
+        serve(
+            cfg, _demo_startup(cfg) if args.command == "demo" else None, reuse_port=getattr(args, "reuse_port", False)
+        )
     elif args.command == "token":
         orders = None
         if args.orders is not None:

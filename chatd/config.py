@@ -11,7 +11,9 @@ import logging
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -120,7 +122,7 @@ def _dev_secrets(folder: Path) -> tuple[str, str]:
     return data["secret"], data["api_key"]
 
 
-def _relay_section(raw: dict) -> None:
+def _relay_section(raw: dict[str, Any]) -> None:
     """`[broker]`, the old name of `[relay]`: still read for one release
     (deprecated), with a warning."""
     if "broker" in raw:
@@ -130,14 +132,14 @@ def _relay_section(raw: dict) -> None:
         raw["relay"] = raw.pop("broker")
 
 
-def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
+def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
     """Read `path` (missing file: defaults), apply env overrides, fill secrets.
 
     A config without a secret or api key gets generated ones, kept in
     `dev-secrets.json` beside the database (`dev_secret` says so).
     """
     env = os.environ if environ is None else environ
-    raw: dict = {}
+    raw: dict[str, Any] = {}
     if path is not None and Path(path).exists():
         raw = tomllib.loads(Path(path).read_text())
     _relay_section(raw)

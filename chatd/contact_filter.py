@@ -17,6 +17,7 @@ Precision and recall on the test corpus: docs/contact-filter.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from chatd.auth import permissions
@@ -86,7 +87,7 @@ def mask(text: str, findings: list[Finding] | None = None) -> str:
         findings = scan(text)
     out, pos = [], 0
     for f in findings:
-        out.append(text[pos:f.start])
+        out.append(text[pos : f.start])
         out.append(PLACEHOLDERS[f.kind])
         pos = f.end
     out.append(text[pos:])
@@ -106,6 +107,8 @@ _TLDS = (
 ).split()
 _TLD = "(?:" + "|".join(sorted(_TLDS, key=len, reverse=True)) + ")"
 
+# Vocabulary tables, packed by hand (the formatter would put each word on a line of its own).
+# fmt: off
 _MESSENGERS = (
     "telegram", "whatsapp", "whats app", "viber", "wechat", "weixin", "skype", "instagram", "insta",
     "discord", "snapchat", "facebook", "kik", "threema", "icq", "zalo", "kakaotalk", "kakao", "tiktok",
@@ -125,6 +128,7 @@ _NOT_PHONE_WORDS = (
     "pallets", "unit", "units", "pcs", "pieces", "year", "years", "zip", "postcode", "postal",
     "bank", "swift", "bic", "card", "vat", "tax", "inn", "ogrn", "kpp", "okpo", "ssn", "passport",
 )
+# fmt: on
 # Words that, right before the number, say it is a phone whatever its shape.
 _STRONG_PHONE = re.compile(
     r"(?:\b(?:phone|telephone|tel|mobile|mob|cell|cellphone|fax|hotline|whatsapp|viber|telegram|signal|"
@@ -135,8 +139,11 @@ _STRONG_PHONE = re.compile(
 )
 # "item number 448-221", "part no. 1234-5678": the number of something else
 _OTHER_NUMBER = re.compile(r"\b(" + "|".join(re.escape(w) for w in _NOT_PHONE_WORDS) + r")\s+(?:number|no|nr)\b", re.I)
-_WEAK_BEFORE = re.compile(r"(?:^|[\s(\[,;:])(" + "|".join(re.escape(w) for w in _NOT_PHONE_WORDS) + r")\b[^\w]{0,3}"
-                          r"(?:[\w./-]{0,12}[^\w]{0,3})?$", re.I)
+_WEAK_BEFORE = re.compile(
+    r"(?:^|[\s(\[,;:])(" + "|".join(re.escape(w) for w in _NOT_PHONE_WORDS) + r")\b[^\w]{0,3}"
+    r"(?:[\w./-]{0,12}[^\w]{0,3})?$",
+    re.I,
+)
 
 _UNITS = (
     r"(?:pcs|pc|pieces?|units?|items?|kg|kgs|g|gr|grams?|lbs?|oz|t|tons?|tonnes?|m|cm|mm|km|m2|m3|sqm|ml|l|"
@@ -154,8 +161,11 @@ _CURRENCY = (
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 _AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s*@\s*)"
 _DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+|\.)"
+# Patterns built from pieces, laid out by hand: one line per part of the pattern.
+# fmt: off
 _EMAIL_SPELLED = re.compile(
-    r"(?<![\w.+-])[\w.+-]{2,64}" + _AT + r"[A-Za-z0-9-]{2,63}(?:" + _DOT + r"[A-Za-z0-9-]{2,63})*" + _DOT + _TLD + r"\b",
+    r"(?<![\w.+-])[\w.+-]{2,64}" + _AT + r"[A-Za-z0-9-]{2,63}"
+    + r"(?:" + _DOT + r"[A-Za-z0-9-]{2,63})*" + _DOT + _TLD + r"\b",
     re.I,
 )
 # "john at gmail", "chris@icloud": a well-known provider needs no ".com"
@@ -187,8 +197,8 @@ _HANDLE_RULES = [
     # "wechat id abc123", "line id: shop01", "ig handle shop_x"
     (re.compile(r"\b" + _M_ALL + r"\s*" + _ID_WORD + r"\s*(?:is\s+)?[:=\-–]?\s*(" + _HANDLE_NAME + r")", re.I), False),
     # "my telegram is john_doe", "our instagram: shopx", "my insta shop_x"
-    (re.compile(r"\b(?:my|our)\s+" + _M_ALL + r"(?:\s*" + _ID_WORD + r")?\s*(?:is\s+|[:=\-–]\s*)?(" + _HANDLE_NAME + r")",
-                re.I), False),
+    (re.compile(r"\b(?:my|our)\s+" + _M_ALL + r"(?:\s*" + _ID_WORD + r")?"
+                + r"\s*(?:is\s+|[:=\-–]\s*)?(" + _HANDLE_NAME + r")", re.I), False),
     # "tg: @shop", "ig: shop_x" (weak names need a handle-like name)
     (re.compile(r"\b" + _M_ALL + r"\s*[:=]\s*(" + _HANDLE_NAME + r")", re.I), True),
     # "find me on telegram shop_x" (the name must look like a handle)
@@ -201,6 +211,7 @@ _HANDLE_RULES = [
     # "tg - johnsmith": "tg" is no everyday word
     (re.compile(r"\btg\s*[:=\-–]\s*(" + _HANDLE_NAME + r")", re.I), False),
 ]
+# fmt: on
 _NOT_HANDLES = frozenset(
     "down not blocked broken working busy off on the a an same below above here there fine ok okay available "
     "active new old disabled banned private open closed empty full slow great good bad me you him her us them "
@@ -228,7 +239,8 @@ _MULT = r"(?:k|m|mln|thousand|million)"
 _MONEY_AFTER = re.compile(r"\s?" + _AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?(?:\s?" + _MULT + r"\b)?", re.I)
 _MONEY_BEFORE = re.compile(_AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?\s?(?:" + _MULT + r"\s?)?$", re.I)
 _QUANTITY = re.compile(
-    r"(?<![\w.])(?:\d{1,3}(?:[ ,.\u00a0]\d{3})+|\d+(?:[.,]\d+)?)(?:\s?[\-–x×]\s?(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?))?"
+    r"(?<![\w.])(?:\d{1,3}(?:[ ,.\u00a0]\d{3})+|\d+(?:[.,]\d+)?)"
+    r"(?:\s?[\-–x×]\s?(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?))?"
     r"\s?" + _UNITS + r"(?!\w)",
     re.I,
 )
@@ -305,7 +317,7 @@ def _find(text: str, links: bool, phones: bool) -> list[Finding]:
             end = m.end()
             while end > m.start() and text[end - 1] in ".,;:!?)]}'\"":
                 end -= 1
-            found.append(Finding("url", m.start(), end, text[m.start():end]))
+            found.append(Finding("url", m.start(), end, text[m.start() : end]))
     if has_at:
         for m in _HANDLE_AT.finditer(text):
             found.append(Finding("handle", m.start(), m.end(), m.group()))
@@ -329,7 +341,7 @@ def _merge(found: list[Finding]) -> list[Finding]:
         if out and f.start < out[-1].end:
             last = out[-1]
             if f.end > last.end:
-                out[-1] = Finding(last.kind, last.start, f.end, last.text + f.text[last.end - f.start:])
+                out[-1] = Finding(last.kind, last.start, f.end, last.text + f.text[last.end - f.start :])
             continue
         out.append(f)
     return out
@@ -351,8 +363,13 @@ def _protect(text: str) -> str:
         if 1 <= d1 <= 31 and 1 <= m1 <= 12 and 1 <= d2 <= 31 and 1 <= m2 <= 12:
             blank(m.start(), m.end())
     lower = text.lower()
-    for rx, needed in ((_TIME, ":h"), (_TIME_DOTS, "."), (_QUANTITY, None), (_PERCENT, "%"),
-                       (_ORDINAL_HASH, "#№."), ):
+    for rx, needed in (
+        (_TIME, ":h"),
+        (_TIME_DOTS, "."),
+        (_QUANTITY, None),
+        (_PERCENT, "%"),
+        (_ORDINAL_HASH, "#№."),
+    ):
         if needed is not None and not any(c in lower for c in needed):
             continue
         for m in rx.finditer(text):
@@ -363,7 +380,7 @@ def _protect(text: str) -> str:
         after = _MONEY_AFTER.match(text, m.end())
         if after:
             blank(m.start(), after.end())
-        head = text[max(0, m.start() - 48):m.start()]
+        head = text[max(0, m.start() - 48) : m.start()]
         if head.rstrip()[-1:].isalnum():  # a number (or 5k) right before the currency
             before = _MONEY_BEFORE.search(head)
             if before:
@@ -380,7 +397,7 @@ def _is_date(a: str, b: str, c: str) -> bool:
     return (1 <= x <= 31 and 1 <= y <= 12) or (1 <= x <= 12 and 1 <= y <= 31)
 
 
-def _runs(work: str):
+def _runs(work: str) -> Iterator[tuple[int, int]]:
     """(start, end) of maximal digit runs joined by phone separators (at most 3 in a row)."""
     n, i = len(work), 0
     while i < n:
@@ -443,9 +460,9 @@ def _is_phone(work: str, text: str, start: int, end: int, run: str, groups: list
         return False
     if after.isalnum() or after in "_" or (after in "-/|*~\\" and after2.isalnum()):
         return False
-    head = text[max(0, start - 48):start].split("\n")[-1]
+    head = text[max(0, start - 48) : start].split("\n")[-1]
     strong_m = _STRONG_PHONE.search(head)
-    strong = strong_m is not None and not _OTHER_NUMBER.search(head[max(0, strong_m.start() - 16):])
+    strong = strong_m is not None and not _OTHER_NUMBER.search(head[max(0, strong_m.start() - 16) :])
     weak = _WEAK_BEFORE.search(head) is not None or (strong_m is not None and not strong)
     if strong and digits >= 6:
         return True
@@ -464,7 +481,11 @@ def _phone_shaped(run: str, groups: list[str]) -> bool:
     """Several digit groups that look like a phone, not like another number."""
     seps = re.findall(r"\D+", run.strip("()+ "))
     nums = [int(g) for g in groups]
-    if all(len(g) == 3 for g in groups[1:]) and len(groups[0]) <= 3 and all(s in (" ", ".", ",", "\u00a0") for s in seps):
+    if (
+        all(len(g) == 3 for g in groups[1:])
+        and len(groups[0]) <= 3
+        and all(s in (" ", ".", ",", "\u00a0") for s in seps)
+    ):
         if len(groups) >= 3 and len(groups[0]) == 3:
             pass  # 3-3-3(-3): grouped like a phone as often as like a big number
         else:
@@ -475,8 +496,10 @@ def _phone_shaped(run: str, groups: list[str]) -> bool:
             return False  # a range: 2000-3000, 2023-2024
     if len(groups) == 4 and all(s == "." for s in seps) and all(n <= 255 for n in nums):
         return False  # an IPv4 address
-    if len(groups) >= 3 and all(len(g) == len(groups[0]) for g in groups) and all(
-        nums[i + 1] - nums[i] in (1, -1) for i in range(len(nums) - 1)
+    if (
+        len(groups) >= 3
+        and all(len(g) == len(groups[0]) for g in groups)
+        and all(nums[i + 1] - nums[i] in (1, -1) for i in range(len(nums) - 1))
     ):
         return False  # a list of sizes: 38 39 40 41
     if max(len(g) for g in groups) > 8:
@@ -492,14 +515,15 @@ def _spelled_phones(text: str) -> list[Finding]:
     while i < len(tokens):
         seq: list[str] = []
         spelled = 0
-        first = last = None
+        first: re.Match[str] | None = None
+        last: re.Match[str] | None = None
         j = i
         mult = 1
         while j < len(tokens):
             tok = tokens[j]
             word = tok.group().lower()
             if last is not None:
-                gap = text[last.end():tok.start()]
+                gap = text[last.end() : tok.start()]
                 if len(gap) > 3 or any(ch not in " ,.-/()\t" for ch in gap):
                     break
             if word in _MULTIPLIERS and j + 1 < len(tokens) and tokens[j + 1].group().lower() in _DIGIT_WORDS:
@@ -508,9 +532,7 @@ def _spelled_phones(text: str) -> list[Finding]:
                 seq.append(_DIGIT_WORDS[word] * mult)
                 spelled += 1
                 mult = 1
-            elif word.isdigit() and seq:
-                seq.append(word)
-            elif word.isdigit() and j + 1 < len(tokens) and tokens[j + 1].group().lower() in _DIGIT_WORDS:
+            elif word.isdigit() and (seq or (j + 1 < len(tokens) and tokens[j + 1].group().lower() in _DIGIT_WORDS)):
                 seq.append(word)
             else:
                 break
@@ -518,8 +540,8 @@ def _spelled_phones(text: str) -> list[Finding]:
             last = tok
             j += 1
         digits = "".join(seq)
-        if spelled >= 3 and 7 <= len(digits) <= 15 and not _counting(digits):
-            out.append(Finding("phone", first.start(), last.end(), text[first.start():last.end()]))
+        if spelled >= 3 and 7 <= len(digits) <= 15 and not _counting(digits) and first and last:
+            out.append(Finding("phone", first.start(), last.end(), text[first.start() : last.end()]))
             i = j
         else:
             i = max(j, i + 1) if seq else i + 1

@@ -24,7 +24,11 @@ import functools
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
+from typing import cast
 
+# Vocabulary tables, packed by hand (the formatter would put each word on a line of its own).
+# fmt: off
 DIGIT_WORDS = {
     "zero": "0", "oh": "0", "o": "0", "nought": "0", "nil": "0", "one": "1", "two": "2", "three": "3",
     "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
@@ -61,6 +65,7 @@ _CONFUSABLES = str.maketrans({
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
 })
+# fmt: on
 _LEET = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a"})
 _LOOKALIKE_DIGITS = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "i": "1", "S": "5"})
 _DOTS = str.maketrans({"。": ".", "｡": ".", "·": "."})
@@ -88,7 +93,7 @@ class Mapped:
             return [(i, i + 1) for i in range(start, end)]
         return self.origin[start:end]
 
-    def replace(self, spans) -> "Mapped":
+    def replace(self, spans: Iterable[tuple[int, int, str]]) -> Mapped:
         """(start, end, new text) for ordered, disjoint spans; new characters come from the whole span."""
         text = self.text
         out: list[str] = []
@@ -106,9 +111,9 @@ class Mapped:
         org.extend(self._origins(pos, len(text)))
         return Mapped("".join(out), org)
 
-    def sub(self, rx: re.Pattern, repl) -> "Mapped":
+    def sub(self, rx: re.Pattern[str], repl: str | Callable[[re.Match[str]], str]) -> Mapped:
         """Like `rx.sub(repl, text)`."""
-        spans = []
+        spans: list[tuple[int, int, str]] = []
         for m in rx.finditer(self.text):
             new = repl(m) if callable(repl) else m.expand(repl)
             if new != m.group() and m.end() > m.start():
@@ -146,8 +151,8 @@ def _unconfuse(view: Mapped) -> Mapped:
     if view.text.isascii():
         return view
 
-    def fix(m: re.Match) -> str:
-        word = m.group()
+    def fix(m: re.Match[str]) -> str:
+        word: str = m.group()
         return word.translate(_CONFUSABLES) if re.search(r"[a-zA-Z0-9]", word) else word
 
     return view.sub(_MIXED_TOKEN, fix)
@@ -175,9 +180,9 @@ def _word_digits(word: str) -> tuple[str, ...] | None:
     for i in range(len(word) - 1, -1, -1):
         best[i] = None
         for piece in _PIECES:
-            if not word.startswith(piece, i) or best[i + len(piece)] is None:
+            rest = best[i + len(piece)] if word.startswith(piece, i) else None
+            if rest is None:
                 continue
-            rest = best[i + len(piece)]
             if piece in MULTIPLIERS:
                 if rest:
                     best[i] = [rest[0] * MULTIPLIERS[piece]] + rest[1:]
@@ -201,12 +206,13 @@ def _spelled_runs(view: Mapped) -> Mapped:
         groups: list[str] = []
         spelled = lookalikes = 0
         mult = 1
-        first = last = None
+        first: re.Match[str] | None = None
+        last: re.Match[str] | None = None
         j = i
         while j < len(tokens):
             tok = tokens[j]
             if last is not None:
-                gap = text[last.end():tok.start()]
+                gap = text[last.end() : tok.start()]
                 if len(gap) > 3 or any(c not in _GAP_OK for c in gap):
                     break
             word = tok.group()
@@ -230,7 +236,7 @@ def _spelled_runs(view: Mapped) -> Mapped:
             first = first or tok
             last = tok
             j += 1
-        if (spelled >= 2 or lookalikes) and sum(len(g) for g in groups) >= 6:
+        if (spelled >= 2 or lookalikes) and sum(len(g) for g in groups) >= 6 and first and last:
             spans.append((first.start(), last.end(), " ".join(groups)))
         # a run that does not qualify has no sub-run that does
         i = max(j, i + 1)
@@ -270,14 +276,15 @@ def _split_name(name: str) -> str:
 
 _SPLIT = re.compile("|".join(f"(?P<m{i}>{_split_name(n)})" for i, n in enumerate(_SPLIT_MESSENGERS)), re.I)
 _VARIANTS = {v: canon for canon, vs in MESSENGER_VARIANTS.items() for v in vs}
-_VARIANT = re.compile(r"(?<![^\W_])(?:" + "|".join(sorted(map(re.escape, _VARIANTS), key=len, reverse=True))
-                      + r")(?![^\W_])", re.I)
+_VARIANT = re.compile(
+    r"(?<![^\W_])(?:" + "|".join(sorted(map(re.escape, _VARIANTS), key=len, reverse=True)) + r")(?![^\W_])", re.I
+)
 _LEET_WORDS = frozenset(_TLD_WORDS) | frozenset(p for p in MAIL_PROVIDERS if not p.isdigit())
 _LEET_TOKEN = re.compile(r"(?<=[.@ ])(?=[a-z@]*\d)[a-z0-9@]{2,12}(?![\w])", re.I)
 
 
-def _leet(m: re.Match) -> str:
-    word = m.group()
+def _leet(m: re.Match[str]) -> str:
+    word: str = m.group()
     plain = word.lower().translate(_LEET)
     return plain if plain in _LEET_WORDS and not word.isdigit() else word
 
@@ -304,7 +311,8 @@ def letter_view(text: str) -> Mapped:
     lower = view.text.lower()
     squeezed = lower.translate(_SQUEEZE)
     if any(name in squeezed for name in _SPLIT_MESSENGERS):
-        view = view.sub(_SPLIT, lambda m: _SPLIT_MESSENGERS[int(m.lastgroup[1:])])
+        # every alternative of _SPLIT is a named group, so `lastgroup` is set
+        view = view.sub(_SPLIT, lambda m: _SPLIT_MESSENGERS[int(cast(str, m.lastgroup)[1:])])
     if any(v in lower for v in _VARIANTS):
         view = view.sub(_VARIANT, lambda m: _VARIANTS[m.group().lower()])
     if has_at and _HANDLE_TALK.search(view.text):

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, NotRequired, TypedDict
 
 import msgspec
 from msgspec import Meta
@@ -25,7 +26,7 @@ from msgspec import Meta
 from chatd.errors import BadRequest
 from chatd.store.base import Store
 from chatd.store.records import ThreadFilter, ThreadRow
-from chatd.wire import ID_CHARS, Seq, decode_json
+from chatd.wire import ID_CHARS, DisputeState, Message, Participant, Seq, decode_json
 
 QUERY_CHARS = 1000  # the q of a search: at most MAX_TERMS words are used anyway
 CURSOR_CHARS = 2048  # base64 of JSON naming an order id of up to 200 (escaped) characters
@@ -40,6 +41,27 @@ class ThreadQuery(msgspec.Struct, frozen=True):
     q: Annotated[str, Meta(max_length=QUERY_CHARS)] | None = None  # full-text: every word, as a word or a prefix
     limit: int = 50
     cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
+
+
+class ThreadEntry(TypedDict):
+    """One thread of a page, as JSON."""
+
+    order: str
+    status: str
+    dispute_open: bool
+    dispute: DisputeState | None
+    participants: list[Participant]
+    message_count: int
+    activity_ts: int
+    last_message: Message | None
+    unread: NotRequired[int]  # with `unread_for`
+    match_count: NotRequired[int]  # with `q`
+    matches: NotRequired[list[Message]]
+
+
+class ThreadsPage(TypedDict):
+    threads: list[ThreadEntry]
+    next_cursor: str | None
 
 
 def search_words(q: str) -> tuple[str, ...]:
@@ -75,7 +97,8 @@ def _decode_cursor(cursor: str) -> tuple[int, int, str]:
 class Threads:
     """GET /api/v1/threads: checks the query, asks the store for a page, shapes it."""
 
-    def __init__(self, store: Store, online=lambda order_id: frozenset(), max_limit: int = 200) -> None:
+    def __init__(self, store: Store, online: Callable[[str], frozenset[str]] = lambda order_id: frozenset(),
+                 max_limit: int = 200) -> None:
         self.store = store
         self.online = online  # order id -> users with a live connection joined to it (loop only)
         self.max_limit = max_limit
@@ -83,7 +106,8 @@ class Threads:
     def close(self) -> None:
         """Nothing to release: the store owns its connections."""
 
-    async def apage(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> dict:
+    async def apage(self, query: ThreadQuery, scope_user: str | None = None,
+                    staff: str | None = None) -> ThreadsPage:
         """One page: `{threads, next_cursor}`. `scope_user` limits it to the orders where
         that user holds the supplier or sales rep slot (a supplier-side caller); `staff`
         (a staff token's id) leaves out the orders where that id is the buyer: a buyer
@@ -107,11 +131,11 @@ class Threads:
         next_cursor = _encode_cursor(page.as_of, last.activity, last.order.id) if page.more and last else None
         return {"threads": threads, "next_cursor": next_cursor}
 
-    def _entry(self, row: ThreadRow, query: ThreadQuery) -> dict:
+    def _entry(self, row: ThreadRow, query: ThreadQuery) -> ThreadEntry:
         order = row.order
         online = self.online(order.id)
         participants = order.participants(online)
-        entry = {
+        entry: ThreadEntry = {
             "order": order.id,
             "status": order.status,
             "dispute_open": bool(order.dispute and order.dispute.open),

@@ -15,6 +15,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatd import wire
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -23,7 +27,7 @@ class UsageError(Exception):
     """A problem the user fixes on the command line (exit 2)."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the tools to the `chatd` command's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"server URL (env CHATD_URL; default {DEFAULT_URL})")
@@ -57,24 +61,26 @@ def run(args: argparse.Namespace) -> int:
     name = f"chatd {args.command}"
     _log_to_stderr(name)
     try:
-        return asyncio.run(args.tool(args, url, token, api_key))
+        status: int = asyncio.run(args.tool(args, url, token, api_key))
+        return status
     except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
     except errors.ConnectionFailed as exc:
-        print(f"{name}: {exc.message}. Is the server running, and is --url (or CHATD_URL) right?",
-              file=sys.stderr)
+        print(f"{name}: {exc.message}. Is the server running, and is --url (or CHATD_URL) right?", file=sys.stderr)
     except errors.Unauthorized as exc:
         if getattr(args, "used", "token") == "api key":
             hint = "Check --api-key (or CHATD_API_KEY) against the server's [auth] api_key."
         else:
-            hint = (f"Get a new one, e.g. `chatd token --sub my-bot --role bot --orders {args.order}`, "
-                    "and pass it with --token or CHATD_TOKEN.")
-        print(f"{name}: the server refused the {getattr(args, 'used', 'token')} ({exc.message}). {hint}",
-              file=sys.stderr)
+            hint = (
+                f"Get a new one, e.g. `chatd token --sub my-bot --role bot --orders {args.order}`, "
+                "and pass it with --token or CHATD_TOKEN."
+            )
+        print(
+            f"{name}: the server refused the {getattr(args, 'used', 'token')} ({exc.message}). {hint}", file=sys.stderr
+        )
     except (errors.NotFound, errors.Forbidden) as exc:
         if exc.code == "not_found":
-            print(f"{name}: order {args.order!r} does not exist, or this credential may not see it.",
-                  file=sys.stderr)
+            print(f"{name}: order {args.order!r} does not exist, or this credential may not see it.", file=sys.stderr)
         else:
             print(f"{name}: not allowed on order {args.order!r}: {exc.message}.", file=sys.stderr)
     except errors.ChatdError as exc:
@@ -101,8 +107,10 @@ def _log_to_stderr(name: str) -> None:
 
 def _need_token(token: str | None) -> str:
     if token is None:
-        raise UsageError("a connection token is needed: pass --token or set CHATD_TOKEN "
-                         "(an api key only works for REST: `chatd history`, or `chatd say` without --status)")
+        raise UsageError(
+            "a connection token is needed: pass --token or set CHATD_TOKEN "
+            "(an api key only works for REST: `chatd history`, or `chatd say` without --status)"
+        )
     return token
 
 
@@ -110,6 +118,8 @@ def _until_signalled() -> None:
     """SIGINT / SIGTERM end the running tool quietly (exit 0)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("_until_signalled needs to run in a task")
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
 
@@ -117,7 +127,7 @@ def _until_signalled() -> None:
 # --- output ----------------------------------------------------------------------
 
 
-def format_message(m) -> str:
+def format_message(m: wire.Message) -> str:
     """One readable line: time, seq, who, what."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.ts / 1000))
     text = m.text.replace("\n", "\n    ")
@@ -128,7 +138,7 @@ def format_message(m) -> str:
     return f"{when} #{m.seq} {m.sender.name} ({m.sender.role}): {text}"
 
 
-def format_event(ev) -> str | None:
+def format_event(ev: object) -> str | None:
     """A readable line for the events worth a line (None for the rest)."""
     from chatd import wire
 
@@ -151,21 +161,24 @@ def _writer(as_json: bool) -> Callable[[object], None]:
 
     out = sys.stdout
     if as_json:
-        def write(ev) -> None:
+
+        def write(ev: object) -> None:
             out.buffer.write(wire.encode(ev) + b"\n")
             out.buffer.flush()
     else:
-        def write(ev) -> None:
+
+        def write(ev: object) -> None:
             line = format_event(ev)
             if line is not None:
                 print(line, file=out, flush=True)
+
     return write
 
 
 # --- the tools -----------------------------------------------------------------------
 
 
-async def tail(args, url: str, token: str | None, api_key: str | None) -> int:
+async def tail(args: argparse.Namespace, url: str, token: str | None, api_key: str | None) -> int:
     from chatd import client, wire
 
     token = _need_token(token)
@@ -184,7 +197,7 @@ async def tail(args, url: str, token: str | None, api_key: str | None) -> int:
     return 0
 
 
-async def say(args, url: str, token: str | None, api_key: str | None) -> int:
+async def say(args: argparse.Namespace, url: str, token: str | None, api_key: str | None) -> int:
     from chatd import client
     from chatd.client.rest import Rest
 
@@ -209,7 +222,7 @@ async def say(args, url: str, token: str | None, api_key: str | None) -> int:
     return 0
 
 
-async def history(args, url: str, token: str | None, api_key: str | None) -> int:
+async def history(args: argparse.Namespace, url: str, token: str | None, api_key: str | None) -> int:
     from chatd.client.rest import Rest
 
     credential = api_key or token

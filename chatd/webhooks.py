@@ -26,13 +26,14 @@ import hmac
 import logging
 import random
 import time
+from typing import Any
 
 import aiohttp
 
 from chatd import metrics
 from chatd.config import WebhooksConfig
 from chatd.store.base import Store
-from chatd.store.records import OrderRecord, OutboxFailure
+from chatd.store.records import OrderRecord, OutboxEvent, OutboxFailure
 from chatd.store.rows import now_ms
 from chatd.tasks import stop
 from chatd.wire import Message
@@ -56,7 +57,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, now_s: floa
     return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
-def recipients(order: OrderRecord, msg: Message, online: frozenset[str]) -> list[dict]:
+def recipients(order: OrderRecord, msg: Message, online: frozenset[str]) -> list[dict[str, str]]:
     """The participants to notify of `msg`: not its sender, not a buyer for a note,
     and not anyone with a live connection joined to the order."""
     out = []
@@ -69,7 +70,7 @@ def recipients(order: OrderRecord, msg: Message, online: frozenset[str]) -> list
     return out
 
 
-def message_events(order: OrderRecord, msg: Message, present: frozenset[str]) -> list[tuple[str, dict]]:
+def message_events(order: OrderRecord, msg: Message, present: frozenset[str]) -> list[tuple[str, dict[str, Any]]]:
     """The events a committed message announces (pure: the store calls it inside the
     write transaction). `present`: users joined to the order when it was sent."""
     out = [("message.created", {"order": order.id, "recipient": person, "message": msg})
@@ -83,7 +84,7 @@ def message_events(order: OrderRecord, msg: Message, present: frozenset[str]) ->
     return out
 
 
-def order_events(old: OrderRecord | None, new: OrderRecord) -> list[tuple[str, dict]]:
+def order_events(old: OrderRecord | None, new: OrderRecord) -> list[tuple[str, dict[str, Any]]]:
     """The events an order upsert announces (pure, like `message_events`)."""
     if old is not None and old.status != new.status:
         return [("order.status_changed", {"order": new.id, "status": new.status, "previous_status": old.status,
@@ -99,7 +100,7 @@ class Webhooks:
         self.cfg = cfg
         self.counts = (0, 0)  # (waiting, dead) as of the last round, for /metrics
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
@@ -139,7 +140,7 @@ class Webhooks:
             if delay > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _round(self) -> float:
@@ -161,14 +162,14 @@ class Webhooks:
             return 0.0
         gate = asyncio.Semaphore(max(1, self.cfg.concurrency))
 
-        async def one(row):
+        async def one(row: OutboxEvent) -> str | None:
             async with gate:
                 return await self._deliver(row)
 
         errors = await asyncio.gather(*(one(row) for row in rows))
-        done = [row.id for row, err in zip(rows, errors) if err is None]
+        done = [row.id for row, err in zip(rows, errors, strict=True) if err is None]
         failed = []
-        for row, err in zip(rows, errors):
+        for row, err in zip(rows, errors, strict=True):
             if err is None:
                 continue
             attempts = row.attempts + 1
@@ -186,7 +187,7 @@ class Webhooks:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc(len(done))
         return 0.0
 
-    async def _deliver(self, row) -> str | None:
+    async def _deliver(self, row: OutboxEvent) -> str | None:
         """POST one event; None on a 2xx, else what went wrong."""
         event_id, kind, body, attempts = row.event_id, row.type, row.body, row.attempts
         ts = str(int(time.time()))
@@ -198,14 +199,15 @@ class Webhooks:
             "X-Chatd-Signature": sign(self.cfg.secret, ts, body),
             "X-Chatd-Attempt": str(attempts + 1),
         }
+        assert self._session is not None  # set by start(), before the delivery task
         try:
             async with self._session.post(self.cfg.url, data=body, headers=headers) as resp:
                 await resp.release()
                 if 200 <= resp.status < 300:
                     return None
                 return f"HTTP {resp.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}" or type(exc).__name__
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
 
     async def backlog(self) -> tuple[int, int]:
         """(events waiting, events given up on), read now."""

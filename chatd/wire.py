@@ -8,7 +8,7 @@ contract is docs/protocol.md. Imports no chatd module.
 from __future__ import annotations
 
 import struct
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import msgspec
 from msgspec import Meta, Struct
@@ -35,8 +35,9 @@ Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS)]
 Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Limit = Annotated[int, Meta(ge=0, le=MAX_LIMIT)]
 Cursor = Annotated[str, Meta(max_length=CURSOR_CHARS)]
-AttachmentIds = Annotated[list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]],
-                          Meta(max_length=ATTACHMENTS_PER_FRAME)]
+AttachmentIds = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]], Meta(max_length=ATTACHMENTS_PER_FRAME)
+]
 
 # --- client -> server ---------------------------------------------------
 
@@ -103,12 +104,21 @@ class Ping(Struct, tag="ping"):
     pass
 
 
-ClientFrame = Union[Auth, Join, Leave, Send, Typing, Read, History, Inbox, SetStatus, Dispute, Ping]
+ClientFrame = Auth | Join | Leave | Send | Typing | Read | History | Inbox | SetStatus | Dispute | Ping
 
 decoder = msgspec.json.Decoder(ClientFrame)
 
 
-def decode_json(data, type=ClientFrame):
+T = TypeVar("T")
+
+
+@overload
+def decode_json(data: bytes | str) -> ClientFrame: ...
+@overload
+def decode_json(data: bytes | str, type: type[T]) -> T: ...
+@overload
+def decode_json(data: bytes | str, type: Any) -> Any: ...
+def decode_json(data: bytes | str, type: Any = ClientFrame) -> Any:
     """Decode hostile JSON (a client frame by default): nesting too deep for the
     decoder is a `DecodeError` like any other malformed input, not a `RecursionError`."""
     try:
@@ -125,7 +135,7 @@ class _Refs(Struct):
 _refs_decoder = msgspec.json.Decoder(_Refs)
 
 
-def ref_of(data) -> str | None:
+def ref_of(data: bytes | str) -> str | None:
     """What an `error` for an undecodable frame names: its `client_id`, else its
     `order`, when the frame is a JSON object that has a plausible one."""
     try:
@@ -136,6 +146,7 @@ def ref_of(data) -> str | None:
         if isinstance(value, str) and 0 < len(value) <= most:
             return value
     return None
+
 
 # --- shared values ------------------------------------------------------
 
@@ -305,10 +316,23 @@ def encode_frame(msg: Struct) -> bytes:
 
 # --- decoding server frames (clients: the SDK, tests) -----------------------
 
-ServerFrame = Union[
-    Ready, Joined, Left, Message, Ack, TypingEvent, Receipt, Unread, Presence, OrderState,
-    HistoryPage, InboxPage, Notify, ErrorFrame, Pong,
-]
+ServerFrame = (
+    Ready
+    | Joined
+    | Left
+    | Message
+    | Ack
+    | TypingEvent
+    | Receipt
+    | Unread
+    | Presence
+    | OrderState
+    | HistoryPage
+    | InboxPage
+    | Notify
+    | ErrorFrame
+    | Pong
+)
 
 # Only server-side Structs: `typing`, `history` and `inbox` name a frame in each direction.
 server_decoder = msgspec.json.Decoder(ServerFrame)

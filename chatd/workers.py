@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from types import FrameType
 
 
 def check(workers: int, relay_url: str) -> None:
@@ -19,7 +20,7 @@ def check(workers: int, relay_url: str) -> None:
         raise SystemExit("chatd: --workers must be at least 1")
     if workers > 1 and not relay_url:
         raise SystemExit(
-            "chatd: --workers > 1 needs a Redis relay: set [relay] url = \"redis://host:port/db\" "
+            'chatd: --workers > 1 needs a Redis relay: set [relay] url = "redis://host:port/db" '
             "(or CHATD_RELAY_URL), so that participants on different workers see each other"
         )
     if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
@@ -36,7 +37,7 @@ def run(workers: int, child_args: list[str], grace_s: float = 20.0) -> int:
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
     stop_by: list[float] = []
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: FrameType | None) -> None:
         if not stop_by:
             stop_by.append(time.monotonic() + grace_s)
         for p in procs:
@@ -49,8 +50,9 @@ def run(workers: int, child_args: list[str], grace_s: float = 20.0) -> int:
         if stop_by and time.monotonic() > stop_by[0]:
             for p in procs:
                 if p.poll() is None:
-                    print(f"chatd: worker {p.pid} did not stop in {grace_s:.0f}s; killing it",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"chatd: worker {p.pid} did not stop in {grace_s:.0f}s; killing it", file=sys.stderr, flush=True
+                    )
                     p.kill()
         time.sleep(0.2)
     return max((abs(p.returncode) for p in procs), default=0)

@@ -32,7 +32,7 @@ class Client:
         self.close_code: int | None = None
 
     @classmethod
-    async def open(cls, url: str, tok: str | None = None, **kw) -> "Client":
+    async def open(cls, url: str, tok: str | None = None, **kw) -> Client:
         ws = await connect(url, max_size=None, open_timeout=TIMEOUT, **kw)
         c = cls(ws)
         if tok is not None:

@@ -126,7 +126,7 @@ class ServerProc:
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
-    def start(self) -> "ServerProc":
+    def start(self) -> ServerProc:
         self.spawn()
         self.wait_ready()
         return self
@@ -149,14 +149,14 @@ class ServerProc:
                 self.kill()
         return self.proc.returncode
 
-    def restart(self) -> "ServerProc":
+    def restart(self) -> ServerProc:
         """kill -9, then start again on the same port and file."""
         self.kill()
         return self.start()
 
     # --- lifecycle (async: keeps the test's event loop running meanwhile) ---
 
-    async def astart(self) -> "ServerProc":
+    async def astart(self) -> ServerProc:
         self.spawn()
         await self.await_ready()
         return self
@@ -175,6 +175,6 @@ class ServerProc:
     async def akill(self) -> None:
         await asyncio.to_thread(self.kill)
 
-    async def arestart(self) -> "ServerProc":
+    async def arestart(self) -> ServerProc:
         await self.akill()
         return await self.astart()

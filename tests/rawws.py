@@ -19,7 +19,7 @@ class RawWS:
         self.loop = asyncio.get_running_loop()
 
     @classmethod
-    async def open(cls, port: int, path: str = "/ws", rcvbuf: int | None = None) -> "RawWS":
+    async def open(cls, port: int, path: str = "/ws", rcvbuf: int | None = None) -> RawWS:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

@@ -8,6 +8,11 @@ supplier, sales_rep); otherwise `staff` everywhere, or `bot` where the token's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatd.auth.tokens import Orders
+
 # Every role set of chatd, defined here once.
 PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})  # the order's slots
 OPERATOR_ROLES = frozenset({"staff", "bot"})  # access by token, not by slot; never "online"
@@ -20,7 +25,9 @@ RATE_EXEMPT = OPERATOR_ROLES
 CONTACT_FILTERED = PARTICIPANT_ROLES  # whose messages to each other the contact filter screens
 
 
-def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) -> str | None:
+def order_role(
+    user_id: str, token_role: str, bot_orders: Orders, order_id: str, slots: tuple[str, str, str | None]
+) -> str | None:
     """The role `user_id` acts in on this order, or None if they have no access.
 
     `slots` is (buyer_id, supplier_id, sales_rep_id or None). The buyer slot
@@ -41,7 +48,7 @@ def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) 
     return None
 
 
-def covers(token_role: str, bot_orders, order_id: str) -> bool:
+def covers(token_role: str, bot_orders: Orders, order_id: str) -> bool:
     """Whether the token itself (not a participant slot) gives access to the order.
 
     Read state kept for an id outside the order's slots (a staff or bot
@@ -51,7 +58,7 @@ def covers(token_role: str, bot_orders, order_id: str) -> bool:
     return token_role == "bot" and (bot_orders == "*" or bool(bot_orders and order_id in bot_orders))
 
 
-def covers_every_order(token_role: str, bot_orders) -> bool:
+def covers_every_order(token_role: str, bot_orders: Orders) -> bool:
     return token_role == "staff" or (token_role == "bot" and bot_orders == "*")
 
 

@@ -6,6 +6,7 @@ The clock and the secret are passed in, so this is testable without waiting.
 from __future__ import annotations
 
 import time
+from typing import Any, Literal
 
 import jwt
 
@@ -16,13 +17,15 @@ from chatd.wire import TOKEN_CHARS
 MAX_ID_CHARS = 200  # sub: an id, refused past it (cutting it could name someone else)
 MAX_NAME_CHARS = 200  # name: display only, cut to it (it is copied into every message)
 
+Orders = Literal["*"] | frozenset[str] | None  # a bot's claim: every order, these orders; None for people
+
 
 class Identity:
     """A verified token: the user, their role, a bot's order claim, expiry (s)."""
 
     __slots__ = ("id", "name", "role", "orders", "exp")
 
-    def __init__(self, id: str, name: str, role: str, orders, exp: float) -> None:
+    def __init__(self, id: str, name: str, role: str, orders: Orders, exp: float) -> None:
         self.id = id
         self.name = name
         self.role = role
@@ -57,7 +60,7 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     if not isinstance(name, str) or not name:
         name = sub
     name = name[:MAX_NAME_CHARS]
-    orders = None
+    orders: Orders = None
     if role == "bot":
         raw = claims.get("orders")
         if raw == "*":
@@ -75,13 +78,13 @@ def issue(
     role: str,
     name: str | None = None,
     ttl_s: float = 3600,
-    orders=None,
+    orders: str | list[str] | None = None,
     now: float | None = None,
 ) -> str:
     """Sign a token (development, bots, tests); the host platform does this in production."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}")
-    claims = {
+    claims: dict[str, Any] = {
         "sub": sub,
         "name": name or sub,
         "role": role,

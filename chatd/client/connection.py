@@ -17,8 +17,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, Literal, cast
 
 import msgspec
 import websockets
@@ -33,14 +33,23 @@ from chatd.client.urls import ws_url
 log = logging.getLogger("chatd.client")
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
-Event = (wire.Message | wire.Joined | wire.Left | wire.TypingEvent | wire.Receipt | wire.Unread
-         | wire.Presence | wire.OrderState | wire.Notify)
+Event = (
+    wire.Message
+    | wire.Joined
+    | wire.Left
+    | wire.TypingEvent
+    | wire.Receipt
+    | wire.Unread
+    | wire.Presence
+    | wire.OrderState
+    | wire.Notify
+)
 
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
 _END = object()  # ends iteration
 
 
-def _state_key(ev: Any) -> tuple | None:
+def _state_key(ev: Any) -> tuple[Any, ...] | None:
     """What a newer event of the same kind replaces (None: every one counts)."""
     match ev:
         case wire.Unread() | wire.OrderState() | wire.Notify():
@@ -103,36 +112,36 @@ class Client:
         self._auth_lock = asyncio.Lock()
         self._requests = Requests()
         self._rooms: dict[str, Room] = {}
-        self._fills: dict[str, asyncio.Task] = {}
+        self._fills: dict[str, asyncio.Task[None]] = {}
         self._inbox = False
-        self._events: asyncio.Queue = asyncio.Queue()
+        self._events: asyncio.Queue[Any] = asyncio.Queue()  # events, then _END
         # Messages waiting for the application are bounded: past the bound a
         # room's messages are dropped, and once the application has read half
         # of what waits, the room is rejoined from its last delivered seq.
         self._max_queued = max_queued_events
         self._overflowed: set[str] = set()
-        self._rejoins: set[asyncio.Task] = set()
-        self._latest: dict[tuple, Any] = {}  # state events held while the queue is full: the newest of each
+        self._rejoins: set[asyncio.Task[None]] = set()
+        self._latest: dict[tuple[Any, ...], Any] = {}  # state events held while the queue is full: the newest of each
         self._drained = asyncio.Event()
-        self._runner: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._closed = False  # no more requests: closed by the user or given up
         self._closing = False  # aclose() ran
         self._fatal: ChatdError | None = None
 
     # --- lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         await self._start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Client]:
         return self._start_and_return().__await__()
 
-    async def _start_and_return(self) -> "Client":
+    async def _start_and_return(self) -> Client:
         await self._start()
         return self
 
@@ -170,8 +179,7 @@ class Client:
             return
         self._closing = self._closed = True
         self._open = False
-        tasks = [t for t in (self._runner, self._refresher, *self._fills.values(), *self._rejoins)
-                 if t is not None]
+        tasks = [t for t in (self._runner, self._refresher, *self._fills.values(), *self._rejoins) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -197,11 +205,11 @@ class Client:
 
     # --- events --------------------------------------------------------------
 
-    def __aiter__(self) -> "Client":
+    def __aiter__(self) -> Client:
         return self
 
     async def __anext__(self) -> Event:
-        ev = await self._events.get()
+        ev: Event = await self._events.get()
         if self._events.qsize() <= self._max_queued // 2:
             self._drained.set()
             latest, self._latest = self._latest, {}
@@ -235,7 +243,7 @@ class Client:
         if created:
             room = self._rooms[order] = Room(order)
         try:
-            return await self._request(wire.Join(order, since, limit), JOINED)
+            return cast(wire.Joined, await self._request(wire.Join(order, since, limit), JOINED))
         except ChatdError:
             if created and self._rooms.get(order) is room:
                 del self._rooms[order]
@@ -244,38 +252,51 @@ class Client:
     async def leave(self, order: str) -> wire.Left:
         self._rooms.pop(order, None)
         self._stop_fill(order)
-        return await self._request(wire.Leave(order), LEFT)
+        return cast(wire.Left, await self._request(wire.Leave(order), LEFT))
 
-    async def send(self, order: str, text: str, kind: Literal["text", "note"] = "text",
-                   client_id: str | None = None, attachments: list[str] | None = None) -> wire.Ack:
+    async def send(
+        self,
+        order: str,
+        text: str,
+        kind: Literal["text", "note"] = "text",
+        client_id: str | None = None,
+        attachments: list[str] | None = None,
+    ) -> wire.Ack:
         """Post a message; returns the `ack` once it is stored (`duplicate` if
         this `client_id` was stored before). Survives reconnects."""
         frame = wire.Send(order, client_id or str(uuid.uuid4()), text, kind, attachments or [])
-        return await self._request(frame, ACK)
+        return cast(wire.Ack, await self._request(frame, ACK))
 
-    async def set_status(self, order: str, status: str, text: str | None = None,
-                         client_id: str | None = None) -> wire.Ack:
+    async def set_status(
+        self, order: str, status: str, text: str | None = None, client_id: str | None = None
+    ) -> wire.Ack:
         """Change the order's status (supplier, staff, bot); posts a `status` message."""
-        return await self._request(wire.SetStatus(order, status, client_id or str(uuid.uuid4()), text), ACK)
+        return cast(
+            wire.Ack, await self._request(wire.SetStatus(order, status, client_id or str(uuid.uuid4()), text), ACK)
+        )
 
-    async def dispute(self, order: str, action: Literal["open", "close"], reason: str | None = None,
-                      client_id: str | None = None) -> wire.Ack:
+    async def dispute(
+        self, order: str, action: Literal["open", "close"], reason: str | None = None, client_id: str | None = None
+    ) -> wire.Ack:
         """Open or close the order's dispute; posts a `dispute` message."""
-        return await self._request(wire.Dispute(order, action, client_id or str(uuid.uuid4()), reason), ACK)
+        return cast(
+            wire.Ack, await self._request(wire.Dispute(order, action, client_id or str(uuid.uuid4()), reason), ACK)
+        )
 
     async def read(self, order: str, seq: int) -> None:
         """Move this user's read marker forward to `seq`."""
         await self._request(wire.Read(order, seq), PONG)
 
-    async def history(self, order: str, before: int | None = None, after: int | None = None,
-                      limit: int | None = None) -> wire.HistoryPage:
-        return await self._request(wire.History(order, before, after, limit), HISTORY)
+    async def history(
+        self, order: str, before: int | None = None, after: int | None = None, limit: int | None = None
+    ) -> wire.HistoryPage:
+        return cast(wire.HistoryPage, await self._request(wire.History(order, before, after, limit), HISTORY))
 
     async def inbox(self, limit: int | None = None, cursor: str | None = None) -> wire.InboxPage:
         """The user's orders; also subscribes this client to `Notify` events
         (kept across reconnects)."""
         self._inbox = True
-        return await self._request(wire.Inbox(limit, cursor), INBOX)
+        return cast(wire.InboxPage, await self._request(wire.Inbox(limit, cursor), INBOX))
 
     async def ping(self) -> None:
         """Round trip: every request made before it has been handled."""
@@ -329,6 +350,7 @@ class Client:
         """Write a request on the current socket; a closed socket is the
         runner's business (it resends after reconnecting)."""
         ws = self._ws
+        assert ws is not None, "set by _start, before any request is written"
         req.sent_on = self._conn_no
         try:
             for f in req.frames():
@@ -523,8 +545,7 @@ class Client:
         async with self._wlock:
             self._conn_no += 1
             # typing is stale by now, and nobody waits for a cancelled request
-            old = [r for r in self._requests.take_all()
-                   if r.resend and (r.waiter is None or not r.waiter.done())]
+            old = [r for r in self._requests.take_all() if r.resend and (r.waiter is None or not r.waiter.done())]
             joining = {r.order for r in old if r.expect == JOINED}
             todo: list[Request] = []
             for order, room in self._rooms.items():
@@ -533,9 +554,11 @@ class Client:
             if self._inbox and not any(r.expect == INBOX for r in old):
                 todo.append(self._internal(wire.Inbox(limit=1), INBOX))
             for r in old:
-                room = self._rooms.get(r.order) if r.expect == JOINED else None
-                if room is not None and room.delivered and r.frame.since is None:
-                    r.frame = wire.Join(r.order, room.resume_since(), r.frame.limit)  # no gap after the outage
+                if r.expect != JOINED or r.order is None:
+                    continue
+                joined = self._rooms.get(r.order)
+                if joined is not None and joined.delivered and r.frame.since is None:
+                    r.frame = wire.Join(r.order, joined.resume_since(), r.frame.limit)  # no gap after the outage
             for req in todo + old:
                 self._requests.add(req)
                 await self._write(req)
@@ -548,7 +571,7 @@ class Client:
         fut = asyncio.get_running_loop().create_future()
         order = getattr(frame, "order", None)
 
-        def done(f: asyncio.Future) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
             if f.cancelled():
                 return
             exc = f.exception()

@@ -99,8 +99,18 @@ class ClientClosed(Unavailable):
 
 _BY_CODE: dict[str, type[ChatdError]] = {
     cls.code: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, TooLarge, BlockedContent,
-                Conflict, Internal, Unavailable)
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        RateLimited,
+        TooLarge,
+        BlockedContent,
+        Conflict,
+        Internal,
+        Unavailable,
+    )
 }
 
 

@@ -25,6 +25,8 @@ MAX_INBOUND_BYTES = 2**24  # a full history page of long messages fits
 
 def token_exp(token: str | None) -> float | None:
     """The `exp` claim of a JWT, read without verifying it (only to refresh in time)."""
+    if token is None:
+        return None
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -48,8 +50,9 @@ async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConne
     """An open, authenticated socket and its `ready`, or why the token was
     refused (the socket is closed then)."""
     try:
-        ws = await ws_connect(url, open_timeout=timeout_s, max_size=MAX_INBOUND_BYTES, compression=None,
-                              close_timeout=2)
+        ws = await ws_connect(
+            url, open_timeout=timeout_s, max_size=MAX_INBOUND_BYTES, compression=None, close_timeout=2
+        )
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         raise ConnectionFailed(f"cannot connect to {url}: {_describe(exc)}", url) from exc
     try:

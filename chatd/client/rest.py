@@ -20,8 +20,16 @@ from chatd.client.errors import ConnectionFailed, error_for
 from chatd.client.urls import http_url
 
 _message = msgspec.json.Decoder(wire.Message)
-_CODE_OF_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   409: "conflict", 413: "too_large", 429: "rate_limited", 503: "unavailable"}
+_CODE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 async def _raise_for(resp: aiohttp.ClientResponse) -> None:
@@ -46,12 +54,17 @@ class Rest:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "Rest":
+    async def __aenter__(self) -> Rest:
         self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
 
-    async def __aexit__(self, *exc) -> None:
-        await self._session.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self._open().close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Rest is used as `async with Rest(url, credential) as api`")
+        return self._session
 
     def _url(self, order: str, tail: str = "") -> str:
         return f"{self.base}/api/v1/orders/{quote(order, safe='')}{tail}"
@@ -60,7 +73,7 @@ class Rest:
         """The order's whole history as NDJSON lines (one message each,
         ascending seq), streamed: `format=ndjson`."""
         try:
-            async with self._session.get(self._url(order, "/messages"), params={"format": "ndjson"}) as resp:
+            async with self._open().get(self._url(order, "/messages"), params={"format": "ndjson"}) as resp:
                 await _raise_for(resp)
                 async for line in resp.content:
                     if line.strip():
@@ -77,7 +90,7 @@ class Rest:
         """Post as the bot (token) or the system (api key); same `client_id` rule."""
         body = {"client_id": client_id or str(uuid.uuid4()), "text": text, "kind": kind}
         try:
-            async with self._session.post(self._url(order, "/messages"), json=body) as resp:
+            async with self._open().post(self._url(order, "/messages"), json=body) as resp:
                 await _raise_for(resp)
                 return msgspec.json.decode(await resp.read(), type=wire.Ack)
         except aiohttp.ClientConnectionError as exc:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from chatd import wire
 from chatd.client.errors import ChatdError, error_for
 
@@ -19,7 +21,7 @@ from chatd.client.errors import ChatdError, error_for
 # request arrives before that pong, and silence until the pong means success.
 ACK, JOINED, LEFT, HISTORY, INBOX, PONG, READY = "ack", "joined", "left", "history", "inbox", "pong", "ready"
 
-_REPLY_OF = {
+_REPLY_OF: dict[type[msgspec.Struct], str] = {
     wire.Joined: JOINED,
     wire.Left: LEFT,
     wire.HistoryPage: HISTORY,
@@ -50,7 +52,7 @@ class Request:
         self.sent_on = 0  # the connection number it was last written on; 0: not yet
         self.quiet = expect == PONG and not isinstance(frame, wire.Ping)
 
-    def frames(self) -> list:
+    def frames(self) -> list[Any]:
         return [self.frame, wire.Ping()] if self.quiet else [self.frame]
 
     def __repr__(self) -> str:

@@ -6,13 +6,13 @@ Users may give either (`http://host:8080`, `ws://host:8080/ws`, or just
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 _WS = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _HTTP = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
-def _split(url: str):
+def _split(url: str) -> SplitResult:
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)

@@ -9,6 +9,7 @@ from aiohttp import web
 from chatd.auth.tokens import verify
 from chatd.edge.keys import CHAT, CONFIG
 from chatd.errors import Unauthorized
+from chatd.store.records import OrderRecord
 from chatd.store.rows import Actor
 
 BOT = Actor("delivery-bot", "Delivery Bot", "bot", "*")
@@ -33,7 +34,7 @@ def add_demo_bot(app: web.Application, order_id: str) -> None:
     Any participant of the demo order may ask (their connection token as Bearer).
     """
 
-    async def check(request: web.Request):
+    async def check(request: web.Request) -> OrderRecord:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization: Bearer <token> is required")

@@ -8,7 +8,7 @@ of chatd.edge.keys.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -45,7 +45,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[UNAUTHENTICATED] = {}
 
-    async def services(app: web.Application):
+    async def services(app: web.Application) -> AsyncIterator[None]:
         """Open while the app runs: started before the first request, stopped after the last."""
         async with open_services(cfg) as s:
             app[CHAT] = s.chat
@@ -64,7 +64,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     return app
 
 
-def run(app: web.Application, server: ServerConfig, reuse_port: bool, on_listening) -> None:
+def run(app: web.Application, server: ServerConfig, reuse_port: bool, on_listening: Callable[[str], None]) -> None:
     """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`."""
     web.run_app(
         app,

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = logging.getLogger("chatd.web")
 
@@ -52,7 +53,7 @@ FILES = {
 }
 
 
-def _file(names: tuple[str, ...], content_type: str, headers: dict):
+def _file(names: tuple[str, ...], content_type: str, headers: dict[str, str]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         paths = [web_dir() / name for name in names]
         for path in paths:

@@ -9,23 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from chatd import metrics, wire
-from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.auth import permissions
-from chatd.auth.tokens import verify
+from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat, Disconnect, actor_of
+from chatd.config import Config, LimitsConfig
+from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.errors import ChatError, CloseCode, RateLimited, Unauthorized
 from chatd.rooms.hub import Bucket, Conn
 
 log = logging.getLogger("chatd.ws")
-_tasks: set[asyncio.Task] = set()
+_tasks: set[asyncio.Task[None]] = set()
 
 
-def _spawn(coro) -> asyncio.Task:
+def _spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -37,14 +40,14 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None
         metrics.closed(code, "server")
     try:
         await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
-    except (asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, ConnectionError):
         pass
 
 
 async def close_all(app: web.Application) -> None:
     """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
     app[CHAT].closing = True
-    sockets = list(app[SOCKETS])
+    sockets = [*app[SOCKETS]]
     if sockets:
         await asyncio.gather(
             *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
@@ -87,7 +90,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
             return ws
-        closing: list[asyncio.Task] = []  # closes the hub asked for (1013, 4401 at exp)
+        closing: list[asyncio.Task[None]] = []  # closes the hub asked for (1013, 4401 at exp)
         conn = Conn(ident, request.transport,
                     lambda code, reason="": closing.append(_spawn(_close(ws, code, reason))))
         now = time.monotonic()
@@ -95,7 +98,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         conn.reading = Bucket(limits.read_rate_per_s, limits.read_burst, now)
         hub.add_conn(conn)
         chat.arm_expiry(conn)
-        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)))
+        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
+                                                    limits.heartbeat_s)))
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
@@ -127,7 +131,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _waiting_for_auth(app, request, limits) -> str | None:
+def _waiting_for_auth(app: web.Application, request: web.Request, limits: LimitsConfig) -> str | None:
     """Count a socket against its remote address until it authenticates
     (each may be held for `auth_timeout_s`); None if that address has
     `max_unauthenticated_per_ip` waiting already."""
@@ -140,7 +144,7 @@ def _waiting_for_auth(app, request, limits) -> str | None:
     return peer
 
 
-def _authenticated(app, peer: str) -> None:
+def _authenticated(app: web.Application, peer: str) -> None:
     waiting = app[UNAUTHENTICATED]
     n = waiting.get(peer, 0) - 1
     if n > 0:
@@ -149,7 +153,7 @@ def _authenticated(app, peer: str) -> None:
         waiting.pop(peer, None)
 
 
-async def _authenticate(request, ws, cfg):
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse, cfg: Config) -> Identity | None:
     """The first frame (or ?token=) must be a valid `auth` by `auth_timeout_s`
     after the upgrade. The deadline is absolute: ping and pong control frames
     restart aiohttp's own receive timeout, so it cannot be used for this."""
@@ -180,7 +184,7 @@ async def _authenticate(request, ws, cfg):
         return None
 
 
-def _take_token(conn: Conn, limits, bucket: Bucket | None = None) -> None:
+def _take_token(conn: Conn, limits: LimitsConfig, bucket: Bucket | None = None) -> None:
     """Token buckets per connection, one for posting frames (the default) and
     one for reads (`conn.reading`); staff and bots are exempt. Rate-limited
     answers in a row, of either kind, past `rate_abuse_closes` close 4429."""
@@ -198,7 +202,7 @@ def _take_token(conn: Conn, limits, bucket: Bucket | None = None) -> None:
 PONG = wire.encode_frame(wire.Pong())
 
 
-async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
+async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> None:
     send = chat.hub.send
     limits = cfg.limits
     frame = None

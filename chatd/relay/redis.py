@@ -261,7 +261,7 @@ class RedisRelay:
         pipe = self._redis.pipeline(transaction=False)
         for i in others:
             pipe.exists(rp.alive_key(i))
-        for inst, alive in zip(others, await pipe.execute()):
+        for inst, alive in zip(others, await pipe.execute(), strict=True):  # one answer per command
             if not alive:
                 await self._reap_instance(inst)
 
@@ -301,7 +301,7 @@ class RedisRelay:
             pipe.hkeys(rp.presence_key(o))
         pipe.smembers(rp.REGISTRY)
         *fields, registered = await pipe.execute()
-        for order, f in zip(orders, fields):
+        for order, f in zip(orders, fields, strict=True):
             users = self._online.get(order)
             if users is None:
                 continue

@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import msgspec
 
 from chatd.auth import permissions
+from chatd.auth.tokens import Identity
 from chatd.errors import CloseCode
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.room import Member, Room
 from chatd.wire import Unread, encode_frame
 
 log = logging.getLogger("chatd.hub")
+
+IdleCallback = Callable[[str, bool], None]  # (key, on)
+GapReader = Callable[[str, int, int], Awaitable[list[RoomEvent]]]  # (order, after, before)
+TotalReader = Callable[[Identity], Awaitable[int]]
 
 
 class Conn:
@@ -37,8 +43,8 @@ class Conn:
         "posting", "reading", "strikes", "expiry", "__weakref__",
     )
 
-    def __init__(self, ident, transport, closer: Callable[..., None]) -> None:
-        self.ident = ident  # auth.tokens.Identity
+    def __init__(self, ident: Identity, transport: asyncio.Transport | None, closer: Callable[..., None]) -> None:
+        self.ident = ident
         self.transport = transport
         self.closer = closer  # closes the socket with a code (and a reason), asynchronously
         self.rooms: dict[str, Member] = {}
@@ -79,8 +85,9 @@ class Bucket:
 class Hub:
     """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
-    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None, queue_bytes: int = 8 << 20, total_reader=None) -> None:
+    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle: IdleCallback | None = None,
+                 on_user_idle: IdleCallback | None = None, gap_reader: GapReader | None = None,
+                 queue_bytes: int = 8 << 20, total_reader: TotalReader | None = None) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
@@ -94,13 +101,13 @@ class Hub:
         self.slow_closes = 0
         self.messages_out = 0  # message frames handed to connections (read by /metrics)
         # called with (key, on) when the first / last local interest appears
-        self.on_room_idle = on_room_idle or (lambda order, on: None)
-        self.on_user_idle = on_user_idle or (lambda user, on: None)
+        self.on_room_idle: IdleCallback = on_room_idle or (lambda order, on: None)
+        self.on_user_idle: IdleCallback = on_user_idle or (lambda user, on: None)
         # async (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or _no_gap
         # async identity -> the user's unread total over the orders that identity may see
         self.total_reader = total_reader or _no_total
-        self._tasks: set[asyncio.Task] = set()  # gap fills and re-totalled unreads in flight
+        self._tasks: set[asyncio.Task[None]] = set()  # gap fills and re-totalled unreads in flight
 
     # --- connections -----------------------------------------------------
 
@@ -225,10 +232,11 @@ class Hub:
                 room.seq = ev.seq - 1  # skip the gap that could not be read
             self.deliver_room(ev)
             if room.held is not None:  # another gap: the rest waits behind it
-                room.held.extend(held[i + 1:])
+                # reachable: deliver_room may hold again; mypy keeps room.held narrowed to None from above
+                room.held.extend(held[i + 1:])  # type: ignore[unreachable]
                 return
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -286,7 +294,7 @@ class Hub:
             if ev.notify and conn.inbox and ev.order not in conn.rooms:
                 self.push(conn, ev.notify)
 
-    async def _push_retotalled(self, conn: Conn, ident, data: bytes) -> None:
+    async def _push_retotalled(self, conn: Conn, ident: Identity, data: bytes) -> None:
         total = await self.total_reader(ident)
         self.push(conn, _retotal(data, total))
 
@@ -361,11 +369,11 @@ class Hub:
         return [c for conns in self.users.values() for c in conns]
 
 
-async def _no_gap(order: str, after: int, before: int) -> list:
+async def _no_gap(order: str, after: int, before: int) -> list[RoomEvent]:
     return []
 
 
-async def _no_total(ident) -> int:
+async def _no_total(ident: Identity) -> int:
     return 0
 
 

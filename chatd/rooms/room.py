@@ -5,6 +5,12 @@ Plain values in, plain values out, no await: the clock is passed in.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatd.rooms.events import RoomEvent
+    from chatd.rooms.hub import Conn
+
 
 class Member:
     """A connection's membership of a room.
@@ -20,7 +26,7 @@ class Member:
         self.sees_notes = sees_notes
         self.role = role  # the connection's role on the order (join, refresh)
         self.seq = 0
-        self.pending: list | None = []
+        self.pending: list[RoomEvent] | None = []
 
 
 class Typist:
@@ -41,18 +47,19 @@ class Room:
     def __init__(self, order: str) -> None:
         self.order = order
         self.seq = -1  # newest message seq delivered here; -1 until the first join read the store
-        self.members: dict = {}  # connection -> Member
+        self.members: dict[Conn, Member] = {}  # connection -> Member
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
-        self.held: list | None = None  # events waiting while a gap is read from the store
-    def add(self, conn, user: str, member: Member) -> bool:
+        self.held: list[RoomEvent] | None = None  # events waiting while a gap is read from the store
+
+    def add(self, conn: Conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
         self.members[conn] = member
         n = self.online.get(user, 0)
         self.online[user] = n + 1
         return n == 0
 
-    def remove(self, conn, user: str) -> bool:
+    def remove(self, conn: Conn, user: str) -> bool:
         """Drop a membership; True if it was the user's last here."""
         if self.members.pop(conn, None) is None:
             return False

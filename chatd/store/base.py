@@ -37,8 +37,10 @@ event loop after a commit that wrote outbox events.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from types import EllipsisType
 from typing import Any, Protocol
 
+from chatd.auth.tokens import Identity
 from chatd.store.records import (
     AttachmentRow,
     OrderChange,
@@ -58,13 +60,15 @@ from chatd.wire import AttachmentRef, Message
 MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str, dict[str, Any]]]]
 # (order before or None, order after) -> [(event type, payload)]
 OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
+# an inbox entry: (order id, status, unread, dispute open, last message or None)
+InboxRow = tuple[str, str, int, bool, Message | None]
 
 
 class Orders(Protocol):
     async def get_order(self, order_id: str) -> OrderRecord | None: ...
 
     async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | type[...] = ...) -> OrderChange:
+                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
         """Create or update an order (`sales_rep=...` leaves it). Participants whose
         role changed lose their marker (`removed`, `totals`); new ones get one."""
 
@@ -106,10 +110,10 @@ class Markers(Protocol):
 
     async def total_unread(self, user_id: str) -> int: ...
 
-    async def visible_total(self, ident) -> int:
+    async def visible_total(self, ident: Identity) -> int:
         """The unread total over the orders this identity's token covers."""
 
-    async def inbox(self, ident, limit: int, cursor: str | None):
+    async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
         """(entries, visible total, next cursor); newest activity first."""
 
 

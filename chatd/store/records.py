@@ -27,7 +27,7 @@ class OrderRecord(msgspec.Struct):
     def slots(self) -> tuple[str, str, str | None]:
         return (self.buyer.id, self.supplier.id, self.sales_rep.id if self.sales_rep else None)
 
-    def participants(self, online=frozenset()) -> list[Participant]:
+    def participants(self, online: frozenset[str] = frozenset()) -> list[Participant]:
         out = [
             Participant(self.buyer.id, self.buyer.name, "buyer", self.buyer.id in online),
             Participant(self.supplier.id, self.supplier.name, "supplier", self.supplier.id in online),

@@ -4,6 +4,7 @@ who writes (`Actor`). Shared by the store and the feature modules that query it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def order_from_row(row) -> OrderRecord:
+def order_from_row(row: Sequence[Any]) -> OrderRecord:
     dispute = None
     if row[11] is not None:
         dispute = DisputeState(open=bool(row[8]), reason=row[9], by=row[10], ts=row[11])
@@ -42,7 +43,7 @@ def order_from_row(row) -> OrderRecord:
     )
 
 
-def message_from_row(order: str, row) -> Message:
+def message_from_row(order: str, row: Sequence[Any]) -> Message:
     return Message(
         order=order,
         seq=row[0],

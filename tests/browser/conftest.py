@@ -59,7 +59,8 @@ async def _host_page(request: web.Request) -> web.Response:
 VISIBILITY_SHIM = """
 (() => {
   let hidden = false;
-  Object.defineProperty(Document.prototype, 'visibilityState', {configurable: true, get() { return hidden ? 'hidden' : 'visible'; }});
+  Object.defineProperty(Document.prototype, 'visibilityState', {
+    configurable: true, get() { return hidden ? 'hidden' : 'visible'; }});
   Object.defineProperty(Document.prototype, 'hidden', {configurable: true, get() { return hidden; }});
   window.__setHidden = (h) => { hidden = !!h; document.dispatchEvent(new Event('visibilitychange')); };
 })();

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from tests.support import samples
 from tests.browser.conftest import api, put_order
 from tests.helpers import token
+from tests.support import samples
 
 BEA = token("bea", "buyer", "Bea Buyer")
 SAM = token("sam", "supplier", "Sam Supplier")

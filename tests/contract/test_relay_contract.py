@@ -240,7 +240,7 @@ async def test_instances_admitting_at_once_stay_within_the_limit(make):
     tries = [(user, node) for user in users for node in (a, b, a, b, a, b)]
     results = await asyncio.gather(*(node.connect(user, 3) for user, node in tries))
     admitted = {user: 0 for user in users}
-    for (user, _), ok in zip(tries, results):
+    for (user, _), ok in zip(tries, results, strict=True):
         admitted[user] += ok
     if getattr(a.relay, "admit_fallbacks", 0) + getattr(b.relay, "admit_fallbacks", 0):
         # Redis did not answer in time: each instance's own count decided (the documented bound)

@@ -92,7 +92,7 @@ async def test_seq_is_gapless_and_unique_with_two_stores_writing_at_once(store, 
     other = await store_factory()
     a = [store.post(SUPPLIER, "o1", f"a{i}", f"a{i}") for i in range(150)]
     b = [other.post(BUYER, "o1", f"b{i}", f"b{i}") for i in range(150)]
-    posted = await asyncio.gather(*[x for pair in zip(a, b) for x in pair])
+    posted = await asyncio.gather(*[x for pair in zip(a, b, strict=True) for x in pair])
     seqs = sorted(p.message.seq for p in posted)
     assert seqs == list(range(1, 301))
     assert await _seqs(store, "o1") == list(range(1, 301))
@@ -239,7 +239,7 @@ async def test_refusals_raise_before_writing(store):
     # queued together: they share a batch with a write that succeeds, which commits alone
     ok = store.post(SUPPLIER, "o1", "fine", "ok1")
     results = await asyncio.gather(*(c for _, c in cases), ok, return_exceptions=True)
-    for (expected, _), got in zip(cases, results[:-1]):
+    for (expected, _), got in zip(cases, results[:-1], strict=True):
         assert isinstance(got, expected) and isinstance(got, ChatError), got
     assert results[-1].message.seq == 1
     order = await store.get_order("o1")

@@ -15,9 +15,9 @@ import pytest
 
 from chatd.app import attachments_dir
 from chatd.edge.keys import ATTACHMENTS
+from tests.helpers import API_KEY, token
 from tests.support import samples
 from tests.support.receiver import get
-from tests.helpers import API_KEY, token
 
 
 async def upload(base: str, order: str, data: bytes, name: str = "file.bin", auth: str | None = None,

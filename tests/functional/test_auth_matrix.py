@@ -78,7 +78,7 @@ async def test_matrix(server, who):
     await _setup(server)
     me = await server.client(sub, role, orders=orders)
     buyer = await server.client("b1", "buyer") if who != "buyer" else None
-    outcomes = dict(zip(ACTIONS, expected))
+    outcomes = dict(zip(ACTIONS, expected, strict=True))
     for action, want in outcomes.items():
         if action == "dispute_close" and outcomes["dispute_open"] != OK:
             # this user could not open one: the buyer does, so there is one to close

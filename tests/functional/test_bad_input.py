@@ -163,7 +163,8 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
 @pytest.mark.parametrize("content_type, body", [
     ("multipart/form-data", _part("xyz")),
     ("multipart/form-data; boundary=" + "b" * 71, _part("b" * 71)),
-    ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="file"\x00; filename="a"')),
+    ("multipart/form-data; boundary=xyz",
+     _part("xyz", b'Content-Disposition: form-data; name="file"\x00; filename="a"')),
     ("multipart/form-data; boundary=xyz", _part("xyz", b"Content-Dis\x00position: form-data")),
     ("multipart/form-data; boundary=xyz", b"--xyz\r\nno colon here\r\n\r\nhello\r\n--xyz--\r\n"),
     ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nhi\r\n--xyz--\r\n"),

@@ -16,9 +16,9 @@ import pytest
 
 from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
-from tests.support import samples
 from tests.functional.test_attachments import upload
 from tests.helpers import request, settled, token
+from tests.support import samples
 
 HERE = Path(__file__).parent
 
@@ -163,7 +163,7 @@ async def test_mode_off_stores_everything_verbatim(server):
 async def test_mode_block_refuses_contact_details(server):
     buyer, supplier, results = await _send_all(server, "block")
     stored = []
-    for label, text, reply in results:
+    for _label, text, reply in results:
         found = cf.scan(text)
         if found:
             assert reply["type"] == "error" and reply["code"] == "blocked_content", (text, reply)
@@ -190,7 +190,7 @@ async def test_mode_block_refuses_contact_details(server):
 async def test_mode_mask_stores_and_delivers_the_masked_text(server):
     buyer, supplier, results = await _send_all(server, "mask")
     assert all(r["type"] == "ack" for _, _, r in results)
-    for (label, text, reply) in results:
+    for (_label, text, reply) in results:
         live = await supplier.expect("message", order="CF-1", seq=reply["seq"])
         expected, found = cf.screen(text, "mask")
         assert live["text"] == expected

@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
-import websockets
 import msgspec.inspect as mi
 import pytest
+import websockets
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -154,7 +154,7 @@ class Bystander:
     def __init__(self, server) -> None:
         self.server = server
 
-    async def start(self) -> "Bystander":
+    async def start(self) -> Bystander:
         await self.server.order("watch", buyer="wbuyer", supplier="wsupplier", rep=None)
         self.watcher = await self.server.client("wsupplier", "supplier")
         await self.watcher.join("watch")

@@ -52,7 +52,7 @@ async def test_resume_during_burst_no_gap_no_duplicate(server):
 
     burst = asyncio.create_task(_burst([staff, bot], N))
     joined = []
-    for k, r in zip(checkpoints, resumers):
+    for k, r in zip(checkpoints, resumers, strict=True):
         await wait_seq(watcher, k)
         await r.send({"type": "join", "order": ORDER, "since": k})
         if k == 150:
@@ -61,11 +61,11 @@ async def test_resume_during_burst_no_gap_no_duplicate(server):
             held = max(seqs(dropper))
             dropper = await server.client("rep1", "sales_rep")
             joined.append(("dropper", held, await dropper.join(ORDER, since=held)))
-    for k, r in zip(checkpoints, resumers):
+    for k, r in zip(checkpoints, resumers, strict=True):
         joined.append((k, k, await r.expect("joined", order=ORDER)))
     await burst
 
-    for k, r in zip(checkpoints, resumers):
+    for k, r in zip(checkpoints, resumers, strict=True):
         await wait_seq(r, N)
         assert seqs(r) == list(range(k + 1, N + 1)), k
     await wait_seq(dropper, N)

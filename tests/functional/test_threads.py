@@ -14,7 +14,7 @@ async def _tick() -> None:
     """Let the wall clock move to the next millisecond, so activity times differ."""
     start = int(time.time() * 1000)
     deadline = time.monotonic() + 1.0
-    while int(time.time() * 1000) <= start and time.monotonic() < deadline:
+    while int(time.time() * 1000) <= start and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the clock
         await asyncio.sleep(0.001)
 
 
@@ -243,10 +243,10 @@ async def test_full_text_search_words_prefixes_and_notes(server):
 
 async def test_search_index_survives_restart_and_backfills(tmp_path):
     """The index is kept by a trigger in the message's transaction: what is stored is searchable."""
+    from chatd.store.records import Person
     from chatd.store.rows import Actor
     from chatd.store.sqlite import SqliteStore
-    from chatd.store.records import Person
-    from chatd.threads import Threads, ThreadQuery
+    from chatd.threads import ThreadQuery, Threads
 
     path = str(tmp_path / "s.sqlite3")
     store = SqliteStore(path)

@@ -13,7 +13,7 @@ BACKENDS = ("single", "cluster")  # each test also runs over two instances and R
 async def _next_ms(ts: int) -> None:
     """Wait (bounded) until the wall clock has passed `ts`, so activities get distinct times."""
     deadline = time.monotonic() + 1.0
-    while int(time.time() * 1000) <= ts and time.monotonic() < deadline:
+    while int(time.time() * 1000) <= ts and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the clock
         await asyncio.sleep(0.001)
 
 

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatd.edge.keys import WEBHOOKS
 from chatd.webhooks import sign, verify
-from tests.support.receiver import Receiver, get
 from tests.helpers import API_KEY, request
+from tests.support.receiver import Receiver, get
 
 SECRET = "webhook-secret-for-tests"
 
@@ -220,11 +220,10 @@ async def test_delivered_after_a_restart(tmp_path):
 async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, receiver):
     """With [store] synchronous = "full" the batches (and the hooks) run on the writer thread."""
     from chatd.app import create_app
-    from tests.conftest import with_sections
-    from tests.support.samples import png
+    from tests.conftest import Server, make_config, with_sections
     from tests.functional.test_attachments import send, upload
-    from tests.conftest import Server, make_config
     from tests.helpers import token
+    from tests.support.samples import png
 
     cfg = with_sections(make_config(tmp_path), {
         "store": {"synchronous": "full"},

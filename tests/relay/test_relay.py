@@ -349,7 +349,7 @@ async def test_connection_limit_holds_across_instances(cluster_factory):
         try:
             await d.expect("ready", timeout=2)
             return True
-        except (AssertionError, asyncio.TimeoutError):
+        except (TimeoutError, AssertionError):
             assert d.close_code == 4429
             return False
 

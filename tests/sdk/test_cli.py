@@ -26,7 +26,7 @@ class Tail:
         self.err = ""
 
     @classmethod
-    async def start(cls, *args: str, env: dict | None = None) -> "Tail":
+    async def start(cls, *args: str, env: dict | None = None) -> Tail:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "chatd", "tail", *args, cwd=ROOT, env=child_env(**(env or {})),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -56,7 +56,8 @@ async def test_tail_follows_a_room_in_readable_lines(chatd_proc, api):
     order = await api.order()
     async with client.connect(chatd_proc.base, BOT_TOKEN) as bot:
         await bot.send(order, "already there")
-        tail = await Tail.start("--url", chatd_proc.base, "--order", order, env={"CHATD_TOKEN": token("supplier1", "supplier")})
+        tail = await Tail.start("--url", chatd_proc.base, "--order", order,
+                                env={"CHATD_TOKEN": token("supplier1", "supplier")})
         try:
             head = await tail.line()
             assert head.startswith(f"-- {order}: status open, last seq 1;") and "Supplier1 (supplier)" in head
@@ -65,7 +66,8 @@ async def test_tail_follows_a_room_in_readable_lines(chatd_proc, api):
             await bot.set_status(order, "shipped", "On its way")
             assert LINE.match(await tail.line()).groups() == ("2", "Delivery Bot", "bot", "two")
             assert await tail.line() == "    lines"
-            assert LINE.match(await tail.line()).groups() == ("3", "Delivery Bot", "bot", "[status: shipped] On its way")
+            assert LINE.match(await tail.line()).groups() == (
+                "3", "Delivery Bot", "bot", "[status: shipped] On its way")
             assert await tail.line() == f"-- {order}: status shipped"
             assert await tail.stop() == 0
         finally:
@@ -150,7 +152,8 @@ async def test_cli_errors_say_what_to_do_and_exit_2(chatd_proc, api):
         (["tail", "--url", chatd_proc.base, "--token", expired, "--order", order], "token expired"),
         (["say", "--url", chatd_proc.base, "--token", expired, "--order", order, "--text", "x"], "token expired"),
         (["history", "--url", chatd_proc.base, "--token", expired, "--order", order], "token expired"),
-        (["tail", "--url", chatd_proc.base, "--token", outsider, "--order", order], "does not exist, or this credential may not see it"),
+        (["tail", "--url", chatd_proc.base, "--token", outsider, "--order", order],
+         "does not exist, or this credential may not see it"),
         (["say", "--url", chatd_proc.base, "--token", BOT_TOKEN, "--order", "nope", "--text", "x"], "does not exist"),
         (["history", "--url", chatd_proc.base, "--api-key", API_KEY, "--order", "nope"], "does not exist"),
         (["say", "--url", chatd_proc.base, "--token", token("buyer1", "buyer"), "--order", order, "--status", "x"],
@@ -159,7 +162,7 @@ async def test_cli_errors_say_what_to_do_and_exit_2(chatd_proc, api):
         (["say", "--url", chatd_proc.base, "--order", order, "--text", "x"], "pass a bot token"),
     ]
     runs = await asyncio.gather(*(run_py("-m", "chatd", *args) for args, _ in cases))
-    for (args, expect), r in zip(cases, runs):
+    for (args, expect), r in zip(cases, runs, strict=True):
         assert r.code == 2 and expect in r.err and r.out == "", (args, r)
         assert "Traceback" not in r.err, (args, r)
     assert "--url (or CHATD_URL)" in runs[0].err and "--token or CHATD_TOKEN" in runs[3].err

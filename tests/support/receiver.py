@@ -35,7 +35,7 @@ class Receiver:
         self.requests.append({"headers": dict(request.headers), "body": body, "json": msgspec.json.decode(body)})
         return web.Response(status=204)
 
-    async def start(self, port: int = 0) -> "Receiver":
+    async def start(self, port: int = 0) -> Receiver:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self.runner = web.AppRunner(app, access_log=None)

@@ -13,7 +13,9 @@ def png(width: int = 1, height: int = 1) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    row = lambda y: b"\x00" + b"".join(bytes((255 - 255 * x // width, 40, 255 * y // height)) for x in range(width))
+    def row(y: int) -> bytes:
+        return b"\x00" + b"".join(bytes((255 - 255 * x // width, 40, 255 * y // height)) for x in range(width))
+
     raw = b"\x00\xff\x00\x00" if (width, height) == (1, 1) else b"".join(row(y) for y in range(height))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
@@ -100,7 +102,8 @@ def ole(stream: str = "WordDocument", extra: tuple[str, ...] = ()) -> bytes:
 
 
 def exe() -> bytes:
-    return b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 50 + b"This program cannot be run in DOS mode"
+    return (b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 50
+            + b"This program cannot be run in DOS mode")
 
 
 def elf() -> bytes:

@@ -41,7 +41,7 @@ class Peer:
         """True if no byte is waiting: what the hub wrote so far has been read."""
         try:
             await asyncio.wait_for(self.reader.read(1), 0.05)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 

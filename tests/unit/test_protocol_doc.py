@@ -133,12 +133,14 @@ def _has_number(line: str, n) -> bool:
 
 def test_every_client_frame_is_documented_and_every_documented_one_exists():
     assert set(CLIENT) == set(CLIENT_DOC), (
-        f"undocumented: {sorted(set(CLIENT) - set(CLIENT_DOC))}; not in wire.py: {sorted(set(CLIENT_DOC) - set(CLIENT))}")
+        f"undocumented: {sorted(set(CLIENT) - set(CLIENT_DOC))}; "
+        f"not in wire.py: {sorted(set(CLIENT_DOC) - set(CLIENT))}")
 
 
 def test_every_server_frame_is_documented_and_every_documented_one_exists():
     assert set(SERVER) == set(SERVER_DOC), (
-        f"undocumented: {sorted(set(SERVER) - set(SERVER_DOC))}; not in wire.py: {sorted(set(SERVER_DOC) - set(SERVER))}")
+        f"undocumented: {sorted(set(SERVER) - set(SERVER_DOC))}; "
+        f"not in wire.py: {sorted(set(SERVER_DOC) - set(SERVER))}")
 
 
 FRAMES = [("client", tag, CLIENT[tag], CLIENT_DOC.get(tag, "")) for tag in CLIENT] + [

@@ -35,13 +35,13 @@ async def test_resyncs_during_admits_never_let_the_limit_be_passed(redis_url):
         users = [f"u-{uuid.uuid4().hex[:8]}" for _ in range(10)]
         tries = [(user, node) for user in users for node in (a, b, a, b, a, b)]
 
-        async def resyncs() -> None:
+        async def resyncs(a: Node, b: Node) -> None:
             for _ in range(20):
                 await asyncio.gather(a.relay._sync_presence(), b.relay._sync_presence())
 
-        results, _ = await asyncio.gather(asyncio.gather(*(n.connect(u, 3) for u, n in tries)), resyncs())
+        results, _ = await asyncio.gather(asyncio.gather(*(n.connect(u, 3) for u, n in tries)), resyncs(a, b))
         admitted: dict[str, int] = {}
-        for (user, _), ok in zip(tries, results):
+        for (user, _), ok in zip(tries, results, strict=True):
             admitted[user] = admitted.get(user, 0) + ok
         assert a.relay.admit_fallbacks + b.relay.admit_fallbacks == 0
         over += [n for n in admitted.values() if n > 3]

@@ -6,17 +6,18 @@ the download with safe headers, and lets the widget (another origin) reach both.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
-from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader
 
 from chatd import metrics
 from chatd.attachments import content_disposition
 from chatd.auth.tokens import verify
 from chatd.edge.keys import ATTACHMENTS, CONFIG
-from chatd.edge.rest.common import API_KEY, json_response, principal, viewer
+from chatd.edge.rest.common import ApiKey, Principal, json_response, principal, viewer
 from chatd.errors import BadRequest, ChatError, Forbidden, TooLarge
 
 CHUNK_BYTES = 64 * 1024
@@ -25,7 +26,7 @@ CHUNK_BYTES = 64 * 1024
 async def post_attachment(request: web.Request) -> web.Response:
     """Multipart upload, field `file`; streamed to disk in 64 KiB chunks."""
     who = principal(request)
-    if who is API_KEY:
+    if isinstance(who, ApiKey):
         raise Forbidden("uploads need the token of someone on the order")
     service = request.app[ATTACHMENTS]
     if request.content_length is not None and request.content_length > service.max_bytes + CHUNK_BYTES:
@@ -40,7 +41,7 @@ async def post_attachment(request: web.Request) -> web.Response:
     if part is None:
         raise BadRequest("multipart/form-data with a part named file expected")
 
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         try:
             while chunk := await part.read_chunk(CHUNK_BYTES):
                 yield chunk
@@ -66,14 +67,14 @@ MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader,
                     BadContentDispositionParam)
 
 
-async def _file_part(request: web.Request):
+async def _file_part(request: web.Request) -> BodyPartReader | None:
     """The first part named `file` (other parts are skipped), or None."""
     reader = await request.multipart()
     while True:
         candidate = await reader.next()
         if candidate is None:
             return None
-        if getattr(candidate, "name", None) == "file" and hasattr(candidate, "read_chunk"):
+        if getattr(candidate, "name", None) == "file" and isinstance(candidate, BodyPartReader):
             return candidate
         await candidate.release()
 
@@ -82,6 +83,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     """The file, to those who may see a message carrying it (others: 404). `?token=` is
     accepted instead of the header, so a page can link to it."""
     token = request.query.get("token")
+    who: Principal
     if token and "Authorization" not in request.headers:
         who = verify(token, request.app[CONFIG].auth.secret)
     else:

@@ -8,9 +8,11 @@ Errors answer `{"error": {"code", "message"}}` with the status of the code.
 from __future__ import annotations
 
 import hmac
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from chatd.auth.tokens import Identity, verify
 from chatd.edge.keys import CONFIG
@@ -29,9 +31,10 @@ class ApiKey:
 
 API_KEY = ApiKey()
 Principal = Identity | ApiKey
+T = TypeVar("T")
 
 
-def json_response(data, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=encode(data), status=status, content_type="application/json")
 
 
@@ -40,7 +43,7 @@ def error_response(code: str, message: str, status: int) -> web.Response:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler):
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ChatError as exc:
@@ -68,15 +71,15 @@ def principal(request: web.Request) -> Principal:
 
 def viewer(who: Principal) -> Identity | None:
     """What the chat service takes: an identity, or None for the api key."""
-    return None if who is API_KEY else who
+    return None if isinstance(who, ApiKey) else who
 
 
 def require_api_or_staff(who: Principal) -> None:
-    if who is not API_KEY and who.role != "staff":
+    if not isinstance(who, ApiKey) and who.role != "staff":
         raise Forbidden("api key or staff token required")
 
 
-async def body(request: web.Request, kind):
+async def body(request: web.Request, kind: type[T]) -> T:
     return decode_json(await request.read(), kind)
 
 

@@ -9,8 +9,7 @@ from aiohttp import web
 
 from chatd.chat import Chat, actor_of
 from chatd.edge.keys import CHAT
-from chatd.edge.rest.common import (API_KEY, body, int_param, json_response, principal, require_api_or_staff,
-                                    viewer)
+from chatd.edge.rest.common import ApiKey, body, int_param, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import BadRequest, Forbidden
 from chatd.store.rows import Actor
 from chatd.wire import ClientId, Id, Seq, encode
@@ -48,13 +47,13 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
 
 async def post_message(request: web.Request) -> web.Response:
     who = principal(request)
-    if who is not API_KEY and who.role != "bot":
+    if not isinstance(who, ApiKey) and who.role != "bot":
         raise Forbidden("api key or bot token required")
     post = await body(request, PostBody)
     if post.kind not in ("text", "system"):
         raise BadRequest("kind must be text or system")
     chat: Chat = request.app[CHAT]
-    ack = await chat.send(SYSTEM if who is API_KEY else actor_of(who), request.match_info["order"],
+    ack = await chat.send(SYSTEM if isinstance(who, ApiKey) else actor_of(who), request.match_info["order"],
                           post.client_id, post.text, post.kind)
     return json_response(ack, 200 if ack.duplicate else 201)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -31,7 +32,7 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
 
 
 @asynccontextmanager
-async def listener(cfg: MetricsConfig, registry: CollectorRegistry):
+async def listener(cfg: MetricsConfig, registry: CollectorRegistry) -> AsyncIterator[None]:
     """Serve `metrics_app` on `[metrics] host:port` while the context is open (nothing without a port)."""
     if not cfg.port:
         yield

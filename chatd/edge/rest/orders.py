@@ -3,6 +3,8 @@ operators read it back (api key or staff)."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import msgspec
 from aiohttp import web
 
@@ -11,7 +13,7 @@ from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import API_KEY, body, json_response, principal, require_api_or_staff
 from chatd.errors import Forbidden
 from chatd.store.records import OrderRecord, Person
-from chatd.wire import Id, Name, Status
+from chatd.wire import DisputeState, Id, Name, Participant, Status
 
 
 class PersonBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -26,7 +28,18 @@ class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
     sales_rep: PersonBody | None | msgspec.UnsetType = msgspec.UNSET
 
 
-def order_json(order: OrderRecord, online=frozenset()) -> dict:
+class OrderJson(TypedDict):
+    order: str
+    status: str
+    buyer: Person
+    supplier: Person
+    sales_rep: Person | None
+    dispute: DisputeState | None
+    last_seq: int
+    participants: list[Participant]
+
+
+def order_json(order: OrderRecord, online: frozenset[str] = frozenset()) -> OrderJson:
     return {
         "order": order.id,
         "status": order.status,

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from chatd.auth import permissions
 from chatd.edge.keys import THREADS
-from chatd.edge.rest.common import API_KEY, int_param, json_response, principal
+from chatd.edge.rest.common import ApiKey, int_param, json_response, principal
 from chatd.errors import Forbidden
 from chatd.threads import ThreadQuery
 
@@ -18,9 +18,9 @@ async def get_threads(request: web.Request) -> web.Response:
     (notes included: they may read them)."""
     who = principal(request)
     scope = staff = None
-    if who is not API_KEY and who.role == "staff":
+    if not isinstance(who, ApiKey) and who.role == "staff":
         staff = who.id
-    elif who is not API_KEY:
+    elif not isinstance(who, ApiKey):
         if who.role not in permissions.SUPPLIER_SIDE:
             raise Forbidden("api key, staff or a supplier-side token required")
         scope = who.id

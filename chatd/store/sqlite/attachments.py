@@ -3,15 +3,19 @@ the links are side rows of a message, written in its transaction."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from chatd.errors import Internal
 from chatd.store.records import AttachmentRow
-from chatd.store.sqlite.engine import inline_read
+from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import AttachmentRef, Message
 
 _COLS = "id, order_id, uploader_id, name, mime, size, sha256, created_ts"
+# the row of `attachment`: _COLS, then whether a message carries it
+_Row = tuple[str, str, str, str, str, int, str, int, int]
 
 
-def check(db, refs: list[AttachmentRef]) -> None:
+def check(db: sqlite3.Connection, refs: list[AttachmentRef]) -> None:
     """Every upload still exists (a clean-up may have removed it since it was
     resolved): otherwise the message is refused before anything is written."""
     for att in refs:
@@ -19,18 +23,18 @@ def check(db, refs: list[AttachmentRef]) -> None:
             raise Internal(f"attachment {att.id} was deleted meanwhile")
 
 
-def link(db, msg: Message) -> None:
+def link(db: sqlite3.Connection, msg: Message) -> None:
     db.executemany(
         "INSERT OR IGNORE INTO message_attachments (attachment_id, order_id, seq, kind) VALUES (?, ?, ?, ?)",
         [(att.id, msg.order, msg.seq, msg.kind) for att in msg.attachments],
     )
 
 
-class Attachments:
+class Attachments(StoreMixin):
     """Mixed into SqliteStore."""
 
     async def add_attachment(self, row: AttachmentRow) -> None:
-        def op(db):
+        def op(db: sqlite3.Connection) -> None:
             db.execute(f"INSERT INTO attachments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (row.id, row.order_id, row.uploader_id, row.name, row.mime, row.size, row.sha256,
                         row.created_ts))
@@ -42,7 +46,7 @@ class Attachments:
 
     @inline_read
     async def attachment(self, att_id: str) -> AttachmentRow | None:
-        row = self._r.execute(
+        row: _Row | None = self.reader.execute(
             f"SELECT {_COLS}, EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) "
             "FROM attachments a WHERE id = ?",
             (att_id,),
@@ -51,11 +55,11 @@ class Attachments:
 
     @inline_read
     async def attachment_links(self, att_id: str) -> list[tuple[str, str]]:
-        return [tuple(r) for r in self._r.execute(
+        return [tuple(r) for r in self.reader.execute(
             "SELECT order_id, kind FROM message_attachments WHERE attachment_id = ?", (att_id,)).fetchall()]
 
     async def delete_unreferenced(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
-        def op(db):
+        def op(db: sqlite3.Connection) -> tuple[int, list[str]]:
             rows = db.execute(
                 "SELECT id, sha256 FROM attachments a WHERE created_ts < ? AND NOT EXISTS "
                 "(SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) LIMIT ?",
@@ -71,4 +75,5 @@ class Attachments:
 
     @inline_read
     async def sha256_in_use(self, sha256: str) -> bool:
-        return self._r.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone() is not None
+        return self.reader.execute(
+            "SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone() is not None

@@ -25,15 +25,22 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
 from chatd.errors import ChatError, Internal, Unavailable
+from chatd.store.base import MessageEvents, OrderEvents
 from chatd.store.sqlite.migrations import migrate
 from chatd.tasks import stop
+
+if TYPE_CHECKING:
+    from chatd.store.records import OrderRecord
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
@@ -41,16 +48,58 @@ LINGER_S = 0.0005
 class _Op:
     __slots__ = ("fn", "future")
 
-    def __init__(self, fn, future) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]) -> None:
         self.fn = fn
         self.future = future
 
 
-def inline_read(fn):
+class StoreMixin:
+    """The base of the concern mixins (orders, messages, markers, attachments,
+    outbox, threads): what they use of the class they are mixed into,
+    SqliteStore. Declarations for the type checker only: Engine and the other
+    mixins define them."""
+
+    if TYPE_CHECKING:
+        # Engine's
+        events_for_message: MessageEvents | None
+        events_for_order: OrderEvents | None
+        _outbox_written: int
+        _aux: aiosqlite.Connection | None
+        _search_lock: threading.Lock
+
+        @property
+        def reader(self) -> sqlite3.Connection: ...
+
+        def _reading(self) -> contextlib.AbstractContextManager[None]: ...
+
+        def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]: ...
+
+        def _search_db(self) -> sqlite3.Connection: ...
+
+        # the other concerns' (Orders, Markers)
+        @staticmethod
+        def _load_order(db: sqlite3.Connection, order_id: str) -> OrderRecord: ...
+
+        @staticmethod
+        def _add_marker(db: sqlite3.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None: ...
+
+        @staticmethod
+        def _hidden(db: sqlite3.Connection, user_id: str) -> int: ...
+
+        @staticmethod
+        def _total(db: sqlite3.Connection, user_id: str) -> int: ...
+
+
+S = TypeVar("S", bound=StoreMixin)
+
+
+def inline_read(
+    fn: Callable[Concatenate[S, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """An async read answered inline on `_r`, its driver errors mapped (`_reading`)."""
 
     @functools.wraps(fn)
-    async def read(self, *args, **kwargs):
+    async def read(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         with self._reading():
             return await fn(self, *args, **kwargs)
 
@@ -61,7 +110,8 @@ class Engine:
     """Writes go through `_write` (group commit); reads are inline on `_r`."""
 
     def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512, *,
-                 events_for_message=None, events_for_order=None, on_outbox: Callable[[], None] | None = None,
+                 events_for_message: MessageEvents | None = None, events_for_order: OrderEvents | None = None,
+                 on_outbox: Callable[[], None] | None = None,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -71,9 +121,9 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._write_lock = asyncio.Lock()  # held per batch; a checkpoint's tail holds it too
         self._written_since_checkpoint = 0
-        self._writer_task: asyncio.Task | None = None
-        self._checkpoint_task: asyncio.Task | None = None
-        self._indexer_task: asyncio.Task | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._indexer_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
@@ -85,8 +135,8 @@ class Engine:
         # functions giving the outbox events of a write, and a wake-up called on the loop
         # after a commit that wrote some. Nothing here runs chat, hub or relay code in a
         # transaction.
-        self.events_for_message = events_for_message  # base.MessageEvents
-        self.events_for_order = events_for_order  # base.OrderEvents
+        self.events_for_message = events_for_message
+        self.events_for_order = events_for_order
         self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed
         self.on_batch = on_batch  # (ops, seconds) per commit
@@ -158,7 +208,7 @@ class Engine:
                 db.close()
 
     @contextlib.contextmanager
-    def _reading(self):
+    def _reading(self) -> Iterator[None]:
         """An inline read: a driver error becomes `unavailable` once closing,
         `internal` otherwise (the contract's words; no sqlite3 error escapes)."""
         try:
@@ -171,10 +221,10 @@ class Engine:
 
     # --- the writer ------------------------------------------------------
 
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         if self._closing:
             raise Unavailable("store is closed")
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Op(fn, fut))
         self._wakeup.set()
         return fut
@@ -198,6 +248,7 @@ class Engine:
     async def _commit(self, batch: list[_Op]) -> None:
         delay = 0.0005
         started = time.perf_counter()
+        results: list[Any]
         while True:
             try:
                 if self._executor is None:
@@ -219,7 +270,7 @@ class Engine:
             self.on_batch(len(batch), time.perf_counter() - started)
         self._written_since_checkpoint += len(batch)
         outbox, self._outbox_written = self._outbox_written, 0
-        for op, result in zip(batch, results):
+        for op, result in zip(batch, results, strict=True):  # one result per op
             if op.future.done():
                 continue
             if isinstance(result, BaseException):
@@ -229,12 +280,13 @@ class Engine:
         if outbox and self.on_outbox is not None:
             self.on_outbox()  # after the commit, on the loop
 
-    def _apply(self, batch: list[_Op]) -> list:
+    def _apply(self, batch: list[_Op]) -> list[Any]:
         """Run a batch in one transaction. A refused op (ChatError) fails alone;
         an unexpected error rolls back and retries each op on its own."""
         db = self._w
+        assert db is not None  # set by open(), before the writer task starts
         db.execute("BEGIN IMMEDIATE")
-        results: list = []
+        results: list[Any] = []
         try:
             for op in batch:
                 try:
@@ -254,7 +306,7 @@ class Engine:
                 return [Internal("store error")]
         return [self._apply_one(op) for op in batch]
 
-    def _apply_one(self, op: _Op):
+    def _apply_one(self, op: _Op) -> Any:
         try:
             return self._apply([op])[0]
         except Exception as exc:  # noqa: BLE001 - reported to that one caller
@@ -274,6 +326,7 @@ class Engine:
         arrived while it ran. Judged that way the pause copies a few hundred
         frames (2-3 ms) instead of a whole round's worth (10-20 ms at 6,000
         msgs/s, which pushed p99 from 33 to 60-75 ms)."""
+        assert self._aux is not None  # set by open(), before this task starts
         while True:
             await asyncio.sleep(interval_s)
             if not self._written_since_checkpoint:
@@ -283,7 +336,9 @@ class Engine:
                 done = -1  # frames the previous round had copied (cumulative in this WAL)
                 for _ in range(8):
                     async with self._aux.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-                        _, _, copied = await cur.fetchone()
+                        row = await cur.fetchone()
+                        assert row is not None  # the pragma answers one row: (busy, log frames, checkpointed)
+                        _, _, copied = row
                     if 0 <= copied - done <= tail_frames:
                         break
                     done = copied
@@ -301,9 +356,9 @@ class Engine:
         calls this to read its own writes. 500 messages index in ~2 ms: a
         chunk of 5,000 held the loop for 20 ms once a second."""
 
-        def op(db):
-            done = db.execute("SELECT indexed_to FROM search_state WHERE id = 1").fetchone()[0]
-            top = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
+        def op(db: sqlite3.Connection) -> bool:
+            done: int = db.execute("SELECT indexed_to FROM search_state WHERE id = 1").fetchone()[0]
+            top: int = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
             upto = min(top, done + chunk)
             if upto > done:
                 db.execute(
@@ -327,7 +382,7 @@ class Engine:
 
     # --- SQLite only (tests and tools; not part of the Store contract) ---------
 
-    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future:
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run `fn(db)` in the next group-commit transaction; the future
         resolves to its result once committed. `fn` raises ChatError only
         before it has written anything."""
@@ -336,6 +391,7 @@ class Engine:
     @property
     def reader(self) -> sqlite3.Connection:
         """The inline read connection (WAL: never waits for the writer)."""
+        assert self._r is not None  # set by open()
         return self._r
 
     def _search_db(self) -> sqlite3.Connection:

@@ -7,22 +7,27 @@ update scans the messages table.
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 import msgspec
 
 from chatd.auth import permissions
+from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
+from chatd.store.base import InboxRow
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import MSG_COLS, Actor, message_from_row
-from chatd.store.sqlite.engine import inline_read
+from chatd.store.sqlite.engine import StoreMixin, inline_read
 
 
-class Markers:
+class Markers(StoreMixin):
     """Mixed into SqliteStore."""
 
     @inline_read
     async def marker(self, order_id: str, user_id: str, sees_notes: bool, last_seq: int) -> tuple[int, int, int]:
         """(read_seq, unread, last visible seq) for a user on an order."""
-        row = self._r.execute(
+        row = self.reader.execute(
             "SELECT read_seq, unread, last_seq FROM read_markers WHERE user_id = ? AND order_id = ?",
             (user_id, order_id),
         ).fetchone()
@@ -30,7 +35,7 @@ class Markers:
             return row[0], row[1], row[2] if not sees_notes else last_seq
         # staff and bots without a marker yet: everything visible is unread
         notes = "" if sees_notes else " AND kind != 'note'"
-        count, last = self._r.execute(
+        count, last = self.reader.execute(
             f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? "
             f"AND sender_id != ?{notes}",
             (order_id, user_id),
@@ -39,31 +44,31 @@ class Markers:
 
     @inline_read
     async def total_unread(self, user_id: str) -> int:
-        row = self._r.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
+        row = self.reader.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
         return row[0] if row else 0
 
     @inline_read
-    async def visible_total(self, ident) -> int:
+    async def visible_total(self, ident: Identity) -> int:
         """The user's unread total over the orders this identity may see: side
         markers (kept for the id as staff or a bot) count only if the token covers
         their order."""
         total = await self.total_unread(ident.id)
         if permissions.covers_every_order(ident.role, ident.orders):
             return total
-        rows = self._r.execute(
+        rows: list[tuple[str, int]] = self.reader.execute(
             "SELECT order_id, unread FROM read_markers WHERE user_id = ? AND side = 1 AND unread != 0",
             (ident.id,),
         ).fetchall()
         return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
 
     @inline_read
-    async def inbox(self, ident, limit: int, cursor: str | None):
+    async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor).
 
         Each entry is (order_id, status, unread, dispute_open, last Message or None).
         Side markers are listed only where the token covers the order.
         """
-        args: list = [ident.id]
+        args: list[Any] = [ident.id]
         where = ""
         if not permissions.covers_every_order(ident.role, ident.orders):
             claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
@@ -76,7 +81,7 @@ class Markers:
                 raise BadRequest("invalid cursor")
             args += [int(ts), int(ts), oid]
             where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
-        rows = self._r.execute(
+        rows = self.reader.execute(
             "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
             "FROM read_markers m JOIN orders o ON o.id = m.order_id "
             f"WHERE m.user_id = ?{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ?",
@@ -84,11 +89,11 @@ class Markers:
         ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        entries = []
+        entries: list[InboxRow] = []
         for oid, status, unread, dispute_open, last_seq, _ in rows:
             last = None
             if last_seq:
-                row = self._r.execute(
+                row = self.reader.execute(
                     f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (oid, last_seq)
                 ).fetchone()
                 last = message_from_row(oid, row) if row else None
@@ -97,7 +102,7 @@ class Markers:
         return entries, await self.visible_total(ident), next_cursor
 
     @staticmethod
-    def _add_marker(db, order: OrderRecord, user: str, sees_notes: bool) -> None:
+    def _add_marker(db: sqlite3.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None:
         notes = "" if sees_notes else " AND kind != 'note'"
         unread, last = db.execute(
             f"SELECT COUNT(*) FILTER (WHERE sender_id != ?), COALESCE(MAX(seq), 0) FROM messages "
@@ -116,13 +121,14 @@ class Markers:
         )
 
     @staticmethod
-    def _hidden(db, user_id: str) -> int:
+    def _hidden(db: sqlite3.Connection, user_id: str) -> int:
         """The user's unread on side markers (read_markers_side: usually no rows)."""
-        return db.execute("SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1",
-                          (user_id,)).fetchone()[0]
+        hidden: int = db.execute("SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1",
+                                 (user_id,)).fetchone()[0]
+        return hidden
 
     @staticmethod
-    def _total(db, user_id: str) -> int:
+    def _total(db: sqlite3.Connection, user_id: str) -> int:
         row = db.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
         return row[0] if row else 0
 
@@ -134,7 +140,7 @@ class Markers:
         marker). Returns None when nothing changed.
         """
 
-        def op(db):
+        def op(db: sqlite3.Connection) -> ReadMarker | None:
             order = self._load_order(db, order_id)
             role = ""
             if actor is not None:

@@ -6,6 +6,7 @@ leaves the rest of its batch untouched.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -16,28 +17,29 @@ from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.store.sqlite import attachments as links
 from chatd.store.sqlite import outbox
+from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 _NO_END = 1 << 62  # above every seq
 
 
-class Messages:
+class Messages(StoreMixin):
     """Mixed into SqliteStore."""
 
     async def check_writable(self) -> None:
-        def op(db):
+        def op(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO health (id, ts) VALUES (1, ?)", (now_ms(),))
 
         await self._write(op)
 
-    def _find(self, db, order_id: str, sender_id: str, client_id: str) -> Message | None:
+    def _find(self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None) -> Message | None:
         row = db.execute(
             f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND sender_id = ? AND client_id = ?",
             (order_id, sender_id, client_id),
         ).fetchone()
         return message_from_row(order_id, row) if row else None
 
-    def _insert(self, db, order: OrderRecord, sender: UserRef, kind: str, text: str,
+    def _insert(self, db: sqlite3.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
                 client_id: str | None, status: str | None = None,
                 attachments: list[AttachmentRef] | None = None,
                 present: frozenset[str] = frozenset()) -> Posted | None:
@@ -75,7 +77,7 @@ class Messages:
             self._outbox_written += outbox.enqueue(db, self.events_for_message(order, msg, present))
         return Posted(message=msg, duplicate=False, unread=unread)
 
-    def _duplicate(self, db, order_id: str, sender_id: str, client_id: str) -> Posted:
+    def _duplicate(self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None) -> Posted:
         found = self._find(db, order_id, sender_id, client_id)
         if found is None:  # the insert hit a seq clash, which BEGIN IMMEDIATE rules out
             raise Internal("seq conflict")
@@ -86,7 +88,7 @@ class Messages:
                    present: frozenset[str] = frozenset()) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
-        def op(db):
+        def op(db: sqlite3.Connection) -> Posted:
             order = self._load_order(db, order_id)
             role = actor.role_in(order)
             if kind == "note" and not permissions.sees_notes(role):
@@ -106,7 +108,8 @@ class Messages:
 
         return await self._write(op)
 
-    def _order_change(self, db, actor: Actor, order_id: str, client_id: str):
+    def _order_change(self, db: sqlite3.Connection, actor: Actor, order_id: str,
+                      client_id: str) -> tuple[OrderRecord, str, Posted | None]:
         """(order, actor's role, the earlier Posted if this client_id was seen) for
         a status or dispute change: a retry answers before any rule is checked."""
         order = self._load_order(db, order_id)
@@ -118,7 +121,7 @@ class Messages:
                          text: str | None, present: frozenset[str] = frozenset()) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
-        def op(db):
+        def op(db: sqlite3.Connection) -> Posted:
             order, role, dup = self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
@@ -129,6 +132,7 @@ class Messages:
             posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
                                   text or f"Status changed to {status}", client_id, status=status,
                                   present=present)
+            assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
             return posted
 
@@ -138,7 +142,7 @@ class Messages:
                       reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
         """Open or close the order's dispute and post a `dispute` message, atomically."""
 
-        def op(db):
+        def op(db: sqlite3.Connection) -> Posted:
             order, role, dup = self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
@@ -166,6 +170,7 @@ class Messages:
             )
             posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id,
                                   present=present)
+            assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
             return posted
 
@@ -177,7 +182,7 @@ class Messages:
         newest end or the oldest; and whether more were left out."""
         notes = "" if sees_notes else " AND kind != 'note'"
         with self._reading():
-            rows = self._r.execute(
+            rows = self.reader.execute(
                 f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ? AND seq < ?{notes} "
                 f"ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
                 (order_id, above, below, limit + 1),
@@ -206,6 +211,7 @@ class Messages:
 
     async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
         """The whole history in ascending chunks, read off the loop (aiosqlite)."""
+        assert self._aux is not None  # set by open()
         notes = "" if sees_notes else " AND kind != 'note'"
         after = 0
         while True:
@@ -214,7 +220,7 @@ class Messages:
                 "ORDER BY seq LIMIT ?",
                 (order_id, after, chunk),
             ) as cur:
-                rows = await cur.fetchall()
+                rows = list(await cur.fetchall())
             if not rows:
                 return
             yield [message_from_row(order_id, r) for r in rows]

@@ -189,7 +189,7 @@ def migrate(db: sqlite3.Connection) -> int:
     while True:
         db.execute("BEGIN IMMEDIATE")
         try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version: int = db.execute("PRAGMA user_version").fetchone()[0]
             if version >= len(MIGRATIONS):
                 db.execute("COMMIT")
                 return version

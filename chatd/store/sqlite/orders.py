@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
+from types import EllipsisType
+
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.records import OrderChange, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, now_ms, order_from_row
 from chatd.store.sqlite import outbox
+from chatd.store.sqlite.engine import StoreMixin
 
 
-class Orders:
+class Orders(StoreMixin):
     """Mixed into SqliteStore."""
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
         with self._reading():
-            row = self._r.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
+            row = self.reader.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
         return order_from_row(row) if row else None
 
     @staticmethod
-    def _load_order(db, order_id: str) -> OrderRecord:
+    def _load_order(db: sqlite3.Connection, order_id: str) -> OrderRecord:
         row = db.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
         if row is None:
             raise NotFound("no such order", ref=order_id)
@@ -30,20 +34,24 @@ class Orders:
         status: str | None,
         buyer: Person | None,
         supplier: Person | None,
-        sales_rep: Person | None | type[...] = ...,
+        sales_rep: Person | None | EllipsisType = ...,
     ) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is."""
 
-        def op(db):
+        def op(db: sqlite3.Connection) -> OrderChange:
             row = db.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
             old = order_from_row(row) if row else None
-            if old is None and (buyer is None or supplier is None):
+            if old is not None:
+                new_buyer, new_supplier = buyer or old.buyer, supplier or old.supplier
+            elif buyer is None or supplier is None:
                 raise BadRequest("a new order needs buyer and supplier")
+            else:
+                new_buyer, new_supplier = buyer, supplier
             new = OrderRecord(
                 id=order_id,
                 status=status if status is not None else (old.status if old else "open"),
-                buyer=buyer or old.buyer,
-                supplier=supplier or old.supplier,
+                buyer=new_buyer,
+                supplier=new_supplier,
                 sales_rep=(old.sales_rep if old else None) if sales_rep is ... else sales_rep,
                 dispute=old.dispute if old else None,
                 last_seq=old.last_seq if old else 0,

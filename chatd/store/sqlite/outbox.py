@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from typing import Any
 
 import msgspec
 
 from chatd.store.records import OutboxEvent, OutboxFailure
 from chatd.store.rows import now_ms
-from chatd.store.sqlite.engine import inline_read
+from chatd.store.sqlite.engine import StoreMixin, inline_read
 
 
-def enqueue(db, events: list[tuple[str, dict]]) -> int:
+def enqueue(db: sqlite3.Connection, events: list[tuple[str, dict[str, Any]]]) -> int:
     """Write (type, payload) events as outbox rows; return how many."""
     ts = now_ms()
     rows = []
@@ -26,11 +28,11 @@ def enqueue(db, events: list[tuple[str, dict]]) -> int:
     return len(rows)
 
 
-class Outbox:
+class Outbox(StoreMixin):
     """Mixed into SqliteStore."""
 
     async def claim_events(self, now_ms: int, lease_until_ms: int, limit: int) -> list[OutboxEvent]:
-        def op(db):
+        def op(db: sqlite3.Connection) -> list[OutboxEvent]:
             rows = db.execute(
                 "SELECT id, event_id, type, body, attempts FROM webhook_outbox "
                 "WHERE dead = 0 AND next_ts <= ? ORDER BY next_ts, id LIMIT ?",
@@ -43,7 +45,7 @@ class Outbox:
         return await self._write(op)
 
     async def settle_events(self, delivered: list[int], failed: list[OutboxFailure]) -> None:
-        def op(db):
+        def op(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM webhook_outbox WHERE id = ?", [(i,) for i in delivered])
             db.executemany(
                 "UPDATE webhook_outbox SET attempts = ?, next_ts = ?, last_error = ?, dead = ? WHERE id = ?",
@@ -54,11 +56,12 @@ class Outbox:
 
     @inline_read
     async def next_event_ts(self) -> int | None:
-        return self._r.execute("SELECT MIN(next_ts) FROM webhook_outbox WHERE dead = 0").fetchone()[0]
+        ts: int | None = self.reader.execute("SELECT MIN(next_ts) FROM webhook_outbox WHERE dead = 0").fetchone()[0]
+        return ts
 
     @inline_read
     async def outbox_counts(self) -> tuple[int, int]:
-        row = self._r.execute(
+        row = self.reader.execute(
             "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox"
         ).fetchone()
         return row[0], row[1]

@@ -8,12 +8,15 @@ take a while. One read transaction per page: one snapshot.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from typing import Any
 
 import msgspec
 
 from chatd.errors import Conflict
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
 from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import Message
 
 _ORDER_COLS = (
@@ -33,14 +36,14 @@ def fts_query(words: tuple[str, ...]) -> str:
     return " ".join(f'"{t}"' + ("*" if len(t) > 1 else "") for t in words)
 
 
-class Threads:
+class Threads(StoreMixin):
     """Mixed into SqliteStore."""
 
     async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
                           limit: int) -> ThreadPage:
         return await asyncio.to_thread(self._thread_page, filters, after, limit)
 
-    def _thread_page(self, filters: ThreadFilter, after, limit: int) -> ThreadPage:
+    def _thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         where, args = _filters(filters)
         fts = fts_query(filters.words) if filters.words else None
         if fts is not None:
@@ -76,9 +79,9 @@ class Threads:
         return ThreadPage(out, as_of, more)
 
 
-def _filters(f: ThreadFilter) -> tuple[list[str], list]:
+def _filters(f: ThreadFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = []
-    args: list = []
+    args: list[Any] = []
     if f.has_messages == "true":
         where.append("o.last_seq > 0")
     elif f.has_messages == "false":
@@ -103,7 +106,7 @@ def _filters(f: ThreadFilter) -> tuple[list[str], list]:
     return where, args
 
 
-def _first(db, where: list[str], args: list, n: int) -> list:
+def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int) -> list[Any]:
     cond = " AND ".join(where) or "1"
     return db.execute(
         f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
@@ -112,7 +115,8 @@ def _first(db, where: list[str], args: list, n: int) -> list:
     ).fetchall()
 
 
-def _after(db, where: list[str], args: list, as_of: int, act: int, oid: str, n: int) -> list:
+def _after(db: sqlite3.Connection, where: list[str], args: list[Any], as_of: int, act: int, oid: str,
+           n: int) -> list[Any]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
     # each thread with news since the snapshot, and its first seq after it
     changed = dict(db.execute(
@@ -145,7 +149,7 @@ def _after(db, where: list[str], args: list, as_of: int, act: int, oid: str, n: 
     return rows[:n]
 
 
-def _add_matches(db, rows: list[ThreadRow], fts: str) -> None:
+def _add_matches(db: sqlite3.Connection, rows: list[ThreadRow], fts: str) -> None:
     """The matching messages of each listed thread, newest first (at most 10 each)."""
     ids = [r.order.id for r in rows]
     found: dict[str, list[int]] = {}
@@ -162,6 +166,6 @@ def _add_matches(db, rows: list[ThreadRow], fts: str) -> None:
         r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := _message(db, r.order.id, seq))]
 
 
-def _message(db, order_id: str, seq: int) -> Message | None:
+def _message(db: sqlite3.Connection, order_id: str, seq: int) -> Message | None:
     row = db.execute(f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
     return message_from_row(order_id, row) if row else None
