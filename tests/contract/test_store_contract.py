@@ -1,7 +1,8 @@
 """The Store contract (chatd/store/base.py), checked against every backend.
 
 Each test runs once per name in tests.contract.stores.BACKENDS, over a real
-database: today SQLite files; a PostgreSQL backend joins by adding its name.
+database: a SQLite file, or a database of its own on a real PostgreSQL server
+(tests/postgres_server.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def store_backend(request) -> str:
 @pytest.fixture
 def store_where(store_backend, tmp_path) -> str:
     """The database every store of one test shares."""
+    if store_backend == "postgres":
+        from tests.postgres_server import new_database
+
+        return new_database()
     return str(tmp_path / "contract.sqlite3")
 
 
