@@ -15,7 +15,7 @@ from chatd.config import Config
 from chatd.errors import CloseCode
 from chatd.rooms.broker import LocalBroker
 from chatd.rooms.hub import Hub
-from chatd.store.sqlite import SqliteStore
+from chatd.store import make_store
 from chatd.wire import Presence, encode_frame
 from chatd.web import add_routes as add_web_routes
 
@@ -37,7 +37,7 @@ def make_broker(cfg: Config):
 async def _resources(app: web.Application):
     """Store, broker, hub and chat: opened in order, closed in reverse."""
     cfg = app[CONFIG]
-    store = SqliteStore(cfg.store.path, cfg.store.synchronous, cfg.store.max_batch)
+    store = make_store(cfg)
     await store.open()
     broker = make_broker(cfg)
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
