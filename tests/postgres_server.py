@@ -126,3 +126,20 @@ def shared() -> PostgresProc:
 
 def new_database() -> str:
     return shared().new_database()
+
+
+def store_url() -> str | None:
+    """With CHATD_TEST_STORE=postgres (`make test-postgres`) the functional
+    suite runs on PostgreSQL: each server a database of its own (servers
+    meant to share one pass the same URL). Otherwise None: SQLite files."""
+    backend = os.environ.get("CHATD_TEST_STORE", "sqlite")
+    if backend not in ("sqlite", "postgres"):
+        raise RuntimeError(f"CHATD_TEST_STORE={backend}: sqlite or postgres")
+    return new_database() if backend == "postgres" else None
+
+
+def sqlite_only(reason: str):
+    """Skip a test that reads or breaks the SQLite file itself when the suite runs on PostgreSQL."""
+    import pytest
+
+    return pytest.mark.skipif(os.environ.get("CHATD_TEST_STORE") == "postgres", reason=f"SQLite only: {reason}")
