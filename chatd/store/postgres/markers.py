@@ -109,7 +109,7 @@ class Markers:
     @staticmethod
     async def _hidden(db, user_id: str) -> int:
         return await db.fetchval(
-            "SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = $1 AND side = 1", user_id)
+            "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id)
 
     @staticmethod
     async def _total(db, user_id: str) -> int:

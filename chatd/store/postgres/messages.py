@@ -21,7 +21,7 @@ from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 _NO_END = 1 << 62  # above every seq
 _UNREAD = (
-    "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
+    "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
     "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
     "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1 AND m.user_id <> $2"
 )
