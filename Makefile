@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install deps demo test check check-js
+.PHONY: install deps demo test test-postgres check check-js
 install: $(STAMP)
 
 # system packages for the tests (redis-server, chromium, node), installed when missing
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: deps $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# the suite again with every chatd server on PostgreSQL (a real server the tests start)
+test-postgres: deps $(STAMP)
+	CHATD_TEST_STORE=postgres $(VENV)/bin/python -m pytest -q
 
 # the project's gates, run by CI before the tests
 check: check-js
