@@ -1,23 +1,31 @@
-"""The composition root: the one place that knows every piece and wires them."""
+"""The composition root: the one place that knows every piece and wires them.
+
+Each component gets its collaborators in its constructor; `open_services`
+builds them in dependency order, starts them, and stops them in reverse.
+`create_app` hands that to the aiohttp edge (chatd.edge.server).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
-from aiohttp import web
-
-from chatd import features, http, http_ext, ws
-from chatd.appkeys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
+from chatd import metrics
+from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
-from chatd.errors import CloseCode
-from chatd.rooms.broker import LocalBroker
+from chatd.edge import server
+from chatd.edge.server import Services
+from chatd.relay.base import Relay
+from chatd.relay.local import LocalRelay
 from chatd.rooms.hub import Hub
 from chatd.store import make_store
+from chatd.store.base import Store
+from chatd.threads import Threads
+from chatd.webhooks import Webhooks, message_events, order_events
 from chatd.wire import Presence, encode_frame
-from chatd.web import add_routes as add_web_routes
 
 log = logging.getLogger("chatd")
 
@@ -26,58 +34,66 @@ def presence_frame(order: str, user: str, online: bool) -> bytes:
     return encode_frame(Presence(order, user, online))
 
 
-def make_broker(cfg: Config):
-    if cfg.broker.url:
-        from chatd.rooms.redis import RedisBroker
+def make_relay(cfg: Config) -> Relay:
+    if cfg.relay.url:
+        from chatd.relay.redis import RedisRelay
 
-        return RedisBroker(cfg.broker.url, presence_frame)
-    return LocalBroker()
+        return RedisRelay(cfg.relay.url, presence_frame)
+    return LocalRelay()
 
 
-async def _resources(app: web.Application):
-    """Store, broker, hub and chat: opened in order, closed in reverse."""
-    cfg = app[CONFIG]
-    store = make_store(cfg)
-    await store.open()
-    broker = make_broker(cfg)
+def attachments_dir(cfg: Config) -> Path:
+    """`[attachments] dir`, or "attachments" beside the SQLite file."""
+    return Path(cfg.attachments.dir) if cfg.attachments.dir else Path(cfg.store.path).parent / "attachments"
+
+
+@asynccontextmanager
+async def open_services(cfg: Config) -> AsyncIterator[Services]:
+    """Store, relay, hub, attachments, chat, threads, webhooks, metrics: built and
+    started in that order, stopped in reverse (the store last: it flushes every
+    queued write first)."""
+    webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
+    # The store gets pure functions and values only: the outbox events of a
+    # change (written in its transaction), a wake-up on the loop after such a
+    # commit, and the batch metric. Nothing of chat, the hub or the relay runs
+    # inside a transaction.
+    store: Store = make_store(
+        cfg,
+        events_for_message=message_events if cfg.webhooks.url else None,
+        events_for_order=order_events if cfg.webhooks.url else None,
+        on_outbox=(lambda: webhooks.wake()) if cfg.webhooks.url else None,
+        on_batch=metrics.observe_batch)
+    relay = make_relay(cfg)
+    chat: Chat | None = None  # the hub fills a gap in a room from the store, through the chat service
     hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
-              on_room_idle=broker.watch_room, on_user_idle=broker.watch_user,
-              queue_bytes=cfg.limits.outbound_queue_bytes)
-    chat = Chat(store, hub, broker, cfg.limits)
-    hub.gap_reader = chat.read_gap
-    await broker.start(chat)
-    await chat.start(catch_up_s=2.0 if cfg.broker.url else 0.0)
-    app[CHAT] = chat
-    try:
-        yield
-    finally:
-        await chat.aclose()
-        await broker.aclose()
-        await store.aclose()  # flushes every queued write first
+              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
+              gap_reader=lambda order, after, before: chat.read_gap(order, after, before),
+              queue_bytes=cfg.limits.outbound_queue_bytes, total_reader=store.visible_total)
+    attachments = Attachments(store, attachments_dir(cfg), cfg.attachments, contact_filter=cfg.filter.mode)
+    chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
+    threads = Threads(store, chat.online, cfg.limits.history_max)
+    webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
+
+    async with AsyncExitStack() as running:
+        await store.open()
+        running.push_async_callback(store.aclose)  # flushes every queued write first
+        await relay.start(chat)
+        running.push_async_callback(relay.aclose)
+        await chat.start(catch_up_s=2.0 if cfg.relay.url else 0.0)
+        running.push_async_callback(chat.aclose)
+        running.callback(threads.close)
+        await attachments.start()
+        running.push_async_callback(attachments.aclose)
+        if webhooks is not None:
+            await webhooks.start()
+            running.push_async_callback(webhooks.aclose)
+        # registering collects once: made when everything it reads is running
+        # the webhook backlog as of the last delivery round: a scrape never reads the store
+        backlog = (lambda: webhooks.counts) if webhooks is not None else None
+        registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
+        yield Services(chat, attachments, threads, webhooks, registry)
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
-    app[CHAT].closing = True
-    sockets = list(app[SOCKETS])
-    if sockets:
-        await asyncio.gather(
-            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
-              for ws in sockets),
-            return_exceptions=True,
-        )
-
-
-def create_app(cfg: Config) -> web.Application:
-    app = web.Application(middlewares=[http.errors_middleware], client_max_size=1 << 20)
-    app[CONFIG] = cfg
-    app[SOCKETS] = weakref.WeakSet()
-    app[UNAUTHENTICATED] = {}
-    app.cleanup_ctx.append(_resources)
-    app.cleanup_ctx.append(features.resources)  # attachments, webhooks, metrics (issue 5)
-    app.on_shutdown.append(_close_sockets)
-    app.router.add_get("/ws", ws.handle)
-    http.add_routes(app)
-    http_ext.add_routes(app)  # threads, attachments, /metrics
-    add_web_routes(app)  # /widget.js, /widget.css, /demo (files from web/)
-    return app
+def create_app(cfg: Config):
+    """The aiohttp application for `cfg` (its services open when it starts)."""
+    return server.application(cfg, open_services)

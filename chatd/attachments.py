@@ -2,24 +2,22 @@
 
 An upload streams to a temporary file chunk by chunk (hashed on the way, never
 held in memory), its type is sniffed from the content, never from the name,
-against an allow-list, and the file is renamed to `<dir>/<sha256[:2]>/<sha256>`;
-metadata rows live in the store. A message carries attachments by id: the
-store writes the link rows in the message's own transaction. Uploads that no
-message carries are deleted after `unreferenced_ttl_s` by a background task.
+against an allow-list (chatd.filetypes), and the file is renamed to
+`<dir>/<sha256[:2]>/<sha256>`; metadata rows live in the store. A message
+carries attachments by id: the store writes the link rows in the message's own
+transaction. Uploads that no message carries are deleted after
+`unreferenced_ttl_s` by a background task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import logging
 import os
 import secrets
-import struct
 import time
 import unicodedata
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +27,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
+from chatd.filetypes import HEAD_BYTES, TextCheck, identify, is_executable
 from chatd.store.base import Store
 from chatd.store.records import AttachmentRow, OrderRecord
 from chatd.store.rows import now_ms
@@ -37,35 +36,6 @@ from chatd.wire import AttachmentRef
 
 log = logging.getLogger("chatd.attachments")
 
-HEAD_BYTES = 4096
-
-# What may be uploaded, by sniffed type. Office documents: OOXML and
-# OpenDocument zip containers, and legacy OLE (doc, xls, ppt) without macros.
-IMAGE_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-EXECUTABLE_MAGIC = (
-    b"MZ",  # DOS / Windows PE
-    b"\x7fELF",
-    b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",  # Mach-O
-    b"\xca\xfe\xba\xbe",  # Mach-O universal, Java class
-    b"#!",  # scripts
-    b"\x00asm",  # WebAssembly
-    b"dex\n",  # Android
-)
-OOXML = {"word/": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-         "xl/": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         "ppt/": "application/vnd.openxmlformats-officedocument.presentationml.presentation"}
-OLE_STREAMS = {"worddocument": "application/msword",
-               "workbook": "application/vnd.ms-excel",
-               "book": "application/vnd.ms-excel",
-               "powerpoint document": "application/vnd.ms-powerpoint"}
-OLE_MACROS = {"macros", "_vba_project_cur", "vba", "_vba_project"}
-ZIP_MAX_ENTRIES = 20000
-
 
 class UnsupportedType(BadRequest):
     """The content is not of an allowed type (or is an executable in disguise)."""
@@ -73,149 +43,6 @@ class UnsupportedType(BadRequest):
     @property
     def http_status(self) -> int:
         return 415
-
-
-# --- sniffing (pure, or reading only the temporary file) ---------------------------------
-
-
-def is_executable(head: bytes) -> bool:
-    return any(head.startswith(m) for m in EXECUTABLE_MAGIC)
-
-
-def sniff_head(head: bytes) -> str | None:
-    """The type the first bytes prove, 'zip' / 'ole' for containers to open, or None."""
-    for magic, mime in IMAGE_MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "ole"
-    return None
-
-
-class TextCheck:
-    """Fed chunk by chunk: still plain text (valid UTF-8, no NUL)?"""
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self.ok = True
-
-    def feed(self, chunk: bytes, final: bool = False) -> None:
-        if not self.ok:
-            return
-        if b"\x00" in chunk:
-            self.ok = False
-            return
-        try:
-            self._decoder.decode(chunk, final)
-        except UnicodeDecodeError:
-            self.ok = False
-
-
-def zip_type(path: Path) -> str | None:
-    """An OOXML or OpenDocument file without macros, or None."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            if len(infos) > ZIP_MAX_ENTRIES:
-                return None
-            names = [i.filename for i in infos]
-            lower = [n.lower() for n in names]
-            if any(n.endswith("vbaproject.bin") or n.endswith(".bin") and "vba" in n for n in lower):
-                return None  # macro-enabled: code, not a document
-            if "[Content_Types].xml" in names:
-                for prefix, mime in OOXML.items():
-                    if any(n.startswith(prefix) for n in names):
-                        return mime
-                return None
-            if "mimetype" in names:
-                with z.open("mimetype") as f:
-                    kind = f.read(100).decode("ascii", "replace").strip()
-                if kind.startswith("application/vnd.oasis.opendocument.") and "template" not in kind:
-                    return kind
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, RuntimeError, NotImplementedError):
-        return None
-    return None
-
-
-def ole_type(path: Path) -> str | None:
-    """A legacy Word, Excel or PowerPoint file (by its stream names) without macros, or None."""
-    try:
-        names = _ole_names(path)
-    except (OSError, ValueError, struct.error):
-        return None
-    if names & OLE_MACROS:
-        return None
-    for stream, mime in OLE_STREAMS.items():
-        if stream in names:
-            return mime
-    return None
-
-
-def _ole_names(path: Path) -> set[str]:
-    """Names of the entries of a compound file's directory (lower case)."""
-    with open(path, "rb") as f:
-        header = f.read(512)
-        if len(header) < 512:
-            raise ValueError("short header")
-        shift = struct.unpack_from("<H", header, 0x1E)[0]
-        if shift not in (9, 12):
-            raise ValueError("bad sector size")
-        size = 1 << shift
-        n_fat, first_dir = struct.unpack_from("<II", header, 0x2C)
-        first_difat, n_difat = struct.unpack_from("<II", header, 0x44)
-        difat = list(struct.unpack_from("<109I", header, 0x4C))
-        per = size // 4
-
-        def sector(n: int) -> bytes:
-            f.seek((n + 1) * size)
-            data = f.read(size)
-            if len(data) < size:
-                raise ValueError("truncated")
-            return data
-
-        nxt, hops = first_difat, 0
-        while nxt < 0xFFFFFFFA and hops < n_difat and hops < 1000:
-            entries = struct.unpack(f"<{per}I", sector(nxt))
-            difat.extend(entries[:-1])
-            nxt, hops = entries[-1], hops + 1
-        fat_sectors = [s for s in difat if s < 0xFFFFFFFA][:n_fat]
-        if len(fat_sectors) > 4096:
-            raise ValueError("too large")
-        fat: list[int] = []
-        for s in fat_sectors:
-            fat.extend(struct.unpack(f"<{per}I", sector(s)))
-        names: set[str] = set()
-        cur, seen = first_dir, 0
-        while cur < 0xFFFFFFFA and seen < 1000:
-            data = sector(cur)
-            for off in range(0, size, 128):
-                n_len = struct.unpack_from("<H", data, off + 64)[0]
-                kind = data[off + 66]
-                if kind in (1, 2, 5) and 2 <= n_len <= 64:
-                    names.add(data[off:off + n_len - 2].decode("utf-16-le", "replace").lower())
-            cur = fat[cur] if cur < len(fat) else 0xFFFFFFFE
-            seen += 1
-        return names
-
-
-def identify(path: Path, head: bytes, text_ok: bool) -> str | None:
-    """The allowed type of the complete file at `path`, or None."""
-    if not head or is_executable(head):
-        return None
-    kind = sniff_head(head)
-    if kind == "zip":
-        return zip_type(path)
-    if kind == "ole":
-        return ole_type(path)
-    if kind is not None:
-        return kind
-    return "text/plain" if text_ok else None
 
 
 # --- names and headers -----------------------------------------------------------------
@@ -280,7 +107,8 @@ class ByteBudget:
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
-    def __init__(self, store: Store, root: Path, cfg: AttachmentsConfig) -> None:
+    def __init__(self, store: Store, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
+                 clock=time.monotonic) -> None:
         self.store = store
         self.root = Path(root)
         self.tmp = self.root / "tmp"
@@ -288,10 +116,10 @@ class Attachments:
         self.ttl_ms = int(cfg.unreferenced_ttl_s * 1000)
         self.interval_s = cfg.cleanup_interval_s
         self.max_per_message = cfg.max_per_message
-        self.contact_filter = "off"  # [filter] mode, set by chatd.features
+        self.contact_filter = contact_filter  # [filter] mode, for file names
         self.per_minute = cfg.uploads_per_minute
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
-        self.clock = time.monotonic  # tests inject their own
+        self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
         self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task | None = None

@@ -1,7 +1,7 @@
 """The chat service: what each request does, for the WebSocket and REST edges alike.
 
 It checks permissions, writes through the store, and only after the store
-has committed publishes the encoded frames through the broker, in seq order.
+has committed publishes the encoded frames through the relay, in seq order.
 It knows nothing of aiohttp.
 """
 
@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from chatd import contact_filter, metrics
+from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.config import LimitsConfig
 from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
-from chatd.rooms.broker import Broker
+from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.store.base import Store
-from chatd.store.records import OrderChange, OrderRecord, Posted
+from chatd.store.records import OrderChange, OrderRecord, Person, Posted
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -34,6 +36,7 @@ from chatd.wire import (
     InboxPage,
     Joined,
     Left,
+    Message,
     OrderState,
     Presence,
     Receipt,
@@ -46,7 +49,6 @@ from chatd.wire import (
 )
 
 log = logging.getLogger("chatd.chat")
-PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
 
 
 class Disconnect(Exception):
@@ -63,25 +65,26 @@ def actor_of(ident: Identity) -> Actor:
 
 
 class Chat:
-    # Optional features, set by the composition root (chatd.features).
-    attachments = None  # chatd.attachments.Attachments: `send` accepts attachment ids
-    contact_filter = "off"  # [filter] mode for messages across the buyer/supplier line
-    wall_clock = staticmethod(time.time)  # token expiry is wall-clock time (`exp`)
+    """Every use case of the edges; collaborators come in through the constructor."""
 
-    def __init__(self, store: Store, hub: Hub, broker: Broker, limits: LimitsConfig) -> None:
+    def __init__(self, store: Store, hub: Hub, relay: Relay, limits: LimitsConfig, *,
+                 attachments: Attachments | None = None, contact_filter: str = "off",
+                 wall_clock=time.time, clock=time.monotonic) -> None:
         self.store = store
         self.hub = hub
-        self.broker = broker
+        self.relay = relay
         self.limits = limits
+        self.attachments = attachments  # None: `send` refuses attachment ids
+        self.contact_filter = contact_filter  # [filter] mode for messages across the buyer/supplier line
+        self.wall_clock = wall_clock  # token expiry is wall-clock time (`exp`)
         self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task | None = None
         self._catcher: asyncio.Task | None = None
         self._resyncs: set[asyncio.Task] = set()
         self.closing = False  # shutdown began: /readyz fails
-        self.clock = time.monotonic  # typing intervals and expiry (tests inject one)
+        self.clock = clock  # typing intervals (tests inject one)
         self.deliver_room = hub.deliver_room
-        hub.total_reader = store.visible_total
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -94,9 +97,9 @@ class Chat:
 
     def online(self, order_id: str) -> frozenset[str]:
         """Participants with a connection joined to the order, on any instance."""
-        return self.hub.online(order_id) | self.broker.online(order_id)
+        return self.hub.online(order_id) | self.relay.online(order_id)
 
-    # --- the broker's handler -------------------------------------------------
+    # --- the relay's handler --------------------------------------------------
 
     async def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
         """Stored messages with after < seq < before, as room events (gap filling)."""
@@ -158,6 +161,39 @@ class Chat:
             raise NotFound("no such order", ref=order_id)  # same answer as a missing order
         return order, role
 
+    async def order(self, order_id: str) -> OrderRecord:
+        """An order, for an operator (api key, staff): `not_found` if there is none."""
+        order = await self.store.get_order(order_id)
+        if order is None:
+            raise NotFound("no such order", ref=order_id)
+        return order
+
+    async def order_for(self, ident: Identity, order_id: str) -> OrderRecord:
+        """The order, if `ident` has access to it (same `not_found` as a missing order otherwise)."""
+        return (await self._order_and_role(ident, order_id))[0]
+
+    # --- orders -----------------------------------------------------------------
+
+    async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
+                             supplier: Person | None, sales_rep=...) -> OrderChange:
+        """The host platform creates or updates an order (sales_rep `...`: unchanged);
+        removed participants are cut off, the room hears the new state."""
+        if not order_id or len(order_id) > 200:
+            raise BadRequest("order id must be 1 to 200 characters")
+        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep)
+        self.publish_change(change)
+        return change
+
+    # --- health -------------------------------------------------------------------
+
+    @property
+    def relay_healthy(self) -> bool:
+        return self.relay.healthy
+
+    async def check_writable(self) -> None:
+        """Raises if the store cannot commit right now."""
+        await self.store.check_writable()
+
     # --- rooms ----------------------------------------------------------------
 
     async def join(self, conn: Conn, order_id: str, since: int | None, limit: int | None) -> None:
@@ -172,9 +208,9 @@ class Chat:
             raise BadRequest("since and limit must not be negative", ref=order_id)
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees, role)
-        await self.broker.load_room(order_id)  # presence elsewhere; no wait in-process
-        if first and role in PARTICIPANT_ROLES:
-            self.broker.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
+        await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
+        if first and role in permissions.PARTICIPANT_ROLES:
+            self.relay.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
         msgs, truncated = await self.store.replay(order_id, sees, since, limit)
@@ -238,7 +274,7 @@ class Chat:
         local = self.hub.count(user) + self._admitting.get(user, 0)
         self._admitting[user] = self._admitting.get(user, 0) + 1
         try:
-            return await self.broker.admit(user, self.limits.max_conns_per_user, local)
+            return await self.relay.admit(user, self.limits.max_conns_per_user, local)
         finally:
             if (left := self._admitting[user] - 1) > 0:
                 self._admitting[user] = left
@@ -253,7 +289,7 @@ class Chat:
         rooms = {order_id: (self.hub.rooms.get(order_id), m.role) for order_id, m in conn.rooms.items()}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, *rooms[order_id])
-        self.broker.release(conn.user, self.hub.count(conn.user))
+        self.relay.release(conn.user, self.hub.count(conn.user))
 
     def _offline(self, ident: Identity, order_id: str, room, role: str, removed: bool = False) -> None:
         """The user's last connection left the room: they stop typing, and go offline.
@@ -262,11 +298,11 @@ class Chat:
         change removes the members it concerns), so no store read is needed here."""
         if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False, role)  # the sweeper could no longer name them
-        if ident.role in ("staff", "bot"):
+        if ident.role in permissions.OPERATOR_ROLES:
             return
-        if not removed and role not in PARTICIPANT_ROLES:
+        if not removed and role not in permissions.PARTICIPANT_ROLES:
             return
-        self.broker.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
+        self.relay.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
 
     # --- messages ---------------------------------------------------------------
 
@@ -348,9 +384,9 @@ class Chat:
         m = posted.message
         metrics.message_in(m.kind)
         raw = encode(m)
-        self.broker.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
+        self.relay.publish_room(RoomEvent(m.order, frame(raw), m.seq, notes=m.kind == "note"))
         notify = frame(b'{"type":"notify","order":' + encode(m.order) + b',"message":' + raw + b"}")
-        publish_user = self.broker.publish_user
+        publish_user = self.relay.publish_user
         for ch in posted.unread:
             data = encode_frame(Unread(m.order, ch.count, ch.total))
             publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
@@ -360,16 +396,16 @@ class Chat:
 
     def publish_order(self, order: OrderRecord) -> None:
         state = OrderState(order.id, order.status, order.dispute, order.participants(self.online(order.id)))
-        self.broker.publish_room(RoomEvent(order.id, encode_frame(state)))
+        self.relay.publish_room(RoomEvent(order.id, encode_frame(state)))
 
     def publish_change(self, change: OrderChange) -> None:
         """After an order upsert: cut removed users off, then tell the room."""
         order_id = change.order.id
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
-            self.broker.publish_user(UserEvent(user, order=order_id, removed=left))
+            self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
         for ch in change.totals:  # their unread on this order is gone from their total
-            self.broker.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
+            self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
                                                order_id, hidden=ch.hidden))
         if change.state_changed and not change.created:
             self.publish_order(change.order)
@@ -389,7 +425,7 @@ class Chat:
 
     def _publish_typing(self, ident: Identity, order_id: str, active: bool, room_role: str) -> None:
         ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or ident.role), active)
-        self.broker.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
+        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
 
     async def _role_now(self, ident: Identity, order_id: str) -> str | None:
         """The identity's role on the order as stored now (None: no access)."""
@@ -431,15 +467,15 @@ class Chat:
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
             return
-        self.broker.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
+        self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
-        if marker.role in PARTICIPANT_ROLES:
+        if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
 
     def _publish_receipt(self, order_id: str, user: str, marker) -> None:
         """Members who see notes get the marker; the others never a note's seq:
         the newest message they may see up to it, once it moved."""
-        publish = self.broker.publish_room
+        publish = self.relay.publish_room
         if marker.plain_seq == marker.read_seq:
             publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.read_seq))))
             return
@@ -454,17 +490,31 @@ class Chat:
             read_seq, unread, _ = await self.store.marker(order_id, user, True, 0)
             return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
                     "total": await self.store.total_unread(user)}
-        self.broker.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
+        self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
                                            order_id, side=marker.side, hidden=marker.hidden))
         return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
                 "total": marker.total}
 
-    async def history(self, ident: Identity, order_id: str, before: int | None, after: int | None,
-                      limit: int | None) -> HistoryPage:
-        _, role = await self._order_and_role(ident, order_id)
+    async def messages_page(self, viewer: Identity | None, order_id: str, before: int | None, after: int | None,
+                            limit: int | None) -> HistoryPage:
+        """A page of the order's messages as `viewer` (None: the api key) may see them."""
+        sees = await self._viewer_sees_notes(viewer, order_id)
         limit = self._page_limit(limit)
-        msgs, more = await self.store.history(order_id, permissions.sees_notes(role), before, after, limit)
+        msgs, more = await self.store.history(order_id, sees, before, after, limit)
         return HistoryPage(order_id, msgs, more)
+
+    async def export(self, viewer: Identity | None, order_id: str) -> AsyncIterator[list[Message]]:
+        """Every message `viewer` (None: the api key) may see, in chunks: access is
+        checked when this is awaited, the chunks are read as the iterator is."""
+        return self.store.export(order_id, await self._viewer_sees_notes(viewer, order_id))
+
+    async def _viewer_sees_notes(self, viewer: Identity | None, order_id: str) -> bool:
+        """Whether `viewer` may read the order (`not_found` otherwise), and if notes are shown."""
+        if viewer is None:
+            await self.order(order_id)
+            return True
+        _, role = await self._order_and_role(viewer, order_id)
+        return permissions.sees_notes(role)
 
     def _page_limit(self, limit: int | None) -> int:
         if limit is None:

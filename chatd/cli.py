@@ -8,9 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from chatd import config as config_mod
+from chatd.auth.permissions import ROLES
 from chatd.auth.tokens import issue
 
 log = logging.getLogger("chatd")
@@ -39,7 +38,7 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _tune_gc(app: web.Application) -> None:
+async def _tune_gc(app) -> None:
     """Start-up objects never die: move them out of the collector's sight, and
     collect the young generation less often, so thousands of connections do
     not turn into long pauses of the loop."""
@@ -68,6 +67,7 @@ def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> 
     import signal
 
     from chatd.app import create_app
+    from chatd.edge import server
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack
 
@@ -82,29 +82,19 @@ def serve(cfg: config_mod.Config, on_startup=None, reuse_port: bool = False) -> 
     if on_startup is not None:
         app.on_startup.append(on_startup)
     app.on_startup.append(_tune_gc)
-    web.run_app(
-        app,
-        host=cfg.server.host,
-        port=cfg.server.port,
-        shutdown_timeout=cfg.server.shutdown_timeout_s,
-        access_log=None,
-        reuse_port=reuse_port or None,
-        print=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
-    )
+    server.run(app, cfg.server, reuse_port,
+               on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port))
 
 
 def _demo_startup(cfg: config_mod.Config):
-    async def start(app: web.Application) -> None:
-        from chatd.appkeys import CHAT
+    async def start(app) -> None:
+        from chatd.edge.demo import add_demo_bot
+        from chatd.edge.keys import CHAT
         from chatd.store.records import Person
 
-        chat = app[CHAT]
         p = DEMO_PEOPLE
-        change = await chat.store.put_order(
-            DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
-        )
-        chat.publish_change(change)
-        from chatd.web import add_demo_bot
+        await app[CHAT].register_order(DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]),
+                                       Person(*p["sales_rep"]))
 
         add_demo_bot(app, DEMO_ORDER)  # POST /demo/bot (startup runs before the router freezes)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -142,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--workers", type=int, default=1,
-                         help="processes sharing the port (needs [broker] url = redis://...)")
+                         help="processes sharing the port (needs [relay] url = redis://...)")
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p_demo = sub.add_parser("demo", help="run the server with a demo order and print its links")
@@ -152,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     p_token = sub.add_parser("token", help="print a signed connection token")
     p_token.add_argument("--config")
     p_token.add_argument("--sub", required=True, help="user id")
-    p_token.add_argument("--role", required=True, choices=["buyer", "supplier", "sales_rep", "staff", "bot"])
+    p_token.add_argument("--role", required=True, choices=sorted(ROLES))
     p_token.add_argument("--name")
     p_token.add_argument("--ttl-s", type=float, default=3600)
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
@@ -179,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         if workers_n != 1:
             from chatd import workers
 
-            workers.check(workers_n, cfg.broker.url)
+            workers.check(workers_n, cfg.relay.url)
             child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "serve"]
             child = _without_option(child, "--workers")
             raise SystemExit(workers.run(workers_n, child))

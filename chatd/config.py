@@ -7,12 +7,15 @@ Imports no chatd module.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tomllib
 from pathlib import Path
 
 import msgspec
+
+log = logging.getLogger("chatd.config")
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -35,7 +38,7 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_batch: int = 512  # most writes grouped into one transaction
 
 
-class BrokerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = ""  # "" = in-process relay; "redis://host:port/db" across instances
 
 
@@ -97,7 +100,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
-    broker: BrokerConfig = BrokerConfig()
+    relay: RelayConfig = RelayConfig()
     limits: LimitsConfig = LimitsConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
     filter: FilterConfig = FilterConfig()
@@ -138,6 +141,16 @@ def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
     return msgspec.structs.replace(store, url=url)
 
 
+def _relay_section(raw: dict) -> None:
+    """`[broker]`, the old name of `[relay]`: still read for one release
+    (deprecated), with a warning."""
+    if "broker" in raw:
+        if "relay" in raw:
+            raise ValueError("[broker] is the old name of [relay]: keep only [relay]")
+        log.warning("config: [broker] is deprecated, rename it to [relay]")
+        raw["relay"] = raw.pop("broker")
+
+
 def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
     """Read `path` (missing file: defaults), apply env overrides, fill secrets.
 
@@ -148,6 +161,7 @@ def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
     raw: dict = {}
     if path is not None and Path(path).exists():
         raw = tomllib.loads(Path(path).read_text())
+    _relay_section(raw)
     cfg = msgspec.convert(raw, Config)
     cfg = msgspec.structs.replace(cfg, store=_store(cfg.store, env.get("CHATD_STORE_URL")))
     auth = cfg.auth
@@ -159,8 +173,12 @@ def load(path: str | os.PathLike | None, environ: dict | None = None) -> Config:
         if not secret:
             secret, dev = dev_secret, True
         api_key = api_key or dev_key
-    if env.get("CHATD_BROKER_URL"):
-        cfg = msgspec.structs.replace(cfg, broker=BrokerConfig(url=env["CHATD_BROKER_URL"]))
+    relay_url = env.get("CHATD_RELAY_URL")
+    if env.get("CHATD_BROKER_URL"):  # the old name, deprecated: read for one release
+        log.warning("config: CHATD_BROKER_URL is deprecated, use CHATD_RELAY_URL")
+        relay_url = relay_url or env["CHATD_BROKER_URL"]
+    if relay_url:
+        cfg = msgspec.structs.replace(cfg, relay=RelayConfig(url=relay_url))
     if env.get("CHATD_WEBHOOK_SECRET"):
         cfg = msgspec.structs.replace(
             cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"]))

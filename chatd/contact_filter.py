@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from chatd.auth import permissions
 from chatd.contact_normalise import DIGIT_WORDS, MAIL_PROVIDERS, MULTIPLIERS, digit_view, letter_view
 from chatd.errors import BlockedContent
 
 MODES = ("off", "mask", "block")
-FILTERED_ROLES = frozenset({"buyer", "supplier", "sales_rep"})
 
 LABELS = {"email": "e-mail address", "phone": "phone number", "url": "link", "handle": "messenger handle"}
 PLACEHOLDERS = {
@@ -51,7 +51,7 @@ def applies(sender_role: str, kind: str) -> bool:
     Buyer, supplier and sales rep write across the buyer/supplier line; staff
     and bots are exempt; notes never reach the buyer, so they are not screened.
     """
-    return sender_role in FILTERED_ROLES and kind != "note"
+    return sender_role in permissions.CONTACT_FILTERED and kind != "note"
 
 
 def describe(findings: list[Finding]) -> str:

@@ -2,7 +2,7 @@
 
 Process-wide counters and histograms live in prometheus-client's default
 registry (with its process and GC collectors). What describes one app (its
-connections, rooms, relay, webhook backlog) is read from the hub and broker
+connections, rooms, relay, webhook backlog) is read from the hub and relay
 when /metrics is scraped (`AppCollector`; the webhook backlog as counted by
 the last delivery round, so a scrape never reads the store), and the fan-out
 path pays nothing but an integer increment for `messages_out`.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from chatd.relay.base import PubSub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,9 +60,9 @@ def closed(code: int | None, by: str) -> None:
 class AppCollector:
     """Gauges of one app, read when scraped: connections, rooms, relay, webhook backlog."""
 
-    def __init__(self, hub, broker, backlog=None) -> None:
+    def __init__(self, hub, relay: PubSub, backlog=None) -> None:
         self.hub = hub
-        self.broker = broker
+        self.relay = relay
         self.backlog = backlog  # () -> (waiting, dead) as of the last delivery round, or None
 
     def collect(self):
@@ -74,9 +76,9 @@ class AppCollector:
         yield GaugeMetricFamily("chatd_room_memberships", "Joined (connection, order) pairs",
                                 value=sum(len(r.members) for r in rooms))
         yield CounterMetricFamily("chatd_messages_out", "Live message frames handed to connections "
-                                  "(replays not counted)", value=getattr(hub, "messages_out", 0))
+                                  "(replays not counted)", value=hub.messages_out)
         yield GaugeMetricFamily("chatd_relay_up", "1 while the relay between instances delivers",
-                                value=1 if getattr(self.broker, "healthy", True) else 0)
+                                value=1 if self.relay.healthy else 0)
         waiting, dead = self.backlog() if self.backlog else (0, 0)
         yield GaugeMetricFamily("chatd_webhook_backlog", "Webhook events waiting for delivery", value=waiting)
         yield GaugeMetricFamily("chatd_webhook_dead", "Webhook events given up on after max_attempts", value=dead)

@@ -2,8 +2,9 @@
 
 Events are written to the store's outbox in the transaction of the change
 they announce: an event exists if and only if its message (or status change)
-committed. This module gives the store pure functions (`message_events`,
-`order_events`) that turn a change into events; the store writes the rows. A delivery task POSTs them to
+committed. This module has pure functions (`message_events`, `order_events`)
+that turn a change into events; the composition root hands them to the store,
+which writes the rows. A delivery task POSTs them to
 `[webhooks] url`, retries failures with exponential backoff, and deletes an
 event only after a 2xx answer. The outbox is the queue, so delivery survives
 restarts: at least once, with `X-Chatd-Event-Id` as the idempotency key.
@@ -101,11 +102,11 @@ class Webhooks:
         self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    def attach(self) -> None:
-        """Have the store write this module's events with every change."""
-        self.store.events_for_message = message_events
-        self.store.events_for_order = order_events
-        self.store.on_outbox = self._wake.set  # on the loop, after the commit
+    def wake(self) -> None:
+        """The store's `on_outbox` (on the loop, after a commit that wrote events):
+        deliver now. The composition root gives the store this and the pure
+        `message_events` / `order_events` when it builds it."""
+        self._wake.set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(

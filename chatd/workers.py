@@ -14,13 +14,13 @@ import sys
 import time
 
 
-def check(workers: int, broker_url: str) -> None:
+def check(workers: int, relay_url: str) -> None:
     if workers < 1:
         raise SystemExit("chatd: --workers must be at least 1")
-    if workers > 1 and not broker_url:
+    if workers > 1 and not relay_url:
         raise SystemExit(
-            "chatd: --workers > 1 needs a Redis relay: set [broker] url = \"redis://host:port/db\" "
-            "(or CHATD_BROKER_URL), so that participants on different workers see each other"
+            "chatd: --workers > 1 needs a Redis relay: set [relay] url = \"redis://host:port/db\" "
+            "(or CHATD_RELAY_URL), so that participants on different workers see each other"
         )
     if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         raise SystemExit("chatd: --workers > 1 needs SO_REUSEPORT, which this OS does not have")

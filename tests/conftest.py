@@ -64,6 +64,13 @@ class Server:
         return data
 
 
+def with_sections(cfg, sections: dict):
+    """`cfg` with these sections' values replaced: {section: {key: value}}."""
+    for name, values in sections.items():
+        cfg = msgspec.structs.replace(cfg, **{name: msgspec.structs.replace(getattr(cfg, name), **values)})
+    return cfg
+
+
 def make_config(tmp_path, **limits) -> Config:
     # the contact filter off (the shipped default is "block"): tests of other features
     # send links and numbers across the line; tests of the filter set their mode
@@ -81,6 +88,23 @@ def make_config(tmp_path, **limits) -> Config:
 def limits():
     """Override in a test module to change limits."""
     return {}
+
+
+@pytest.fixture
+def sections():
+    """Extra config sections for `server`: {section: {key: value}}. Override in a
+    module (e.g. `{"filter": {"mode": "block"}}`) or parametrize it."""
+    return {}
+
+
+@pytest.fixture
+async def receiver():
+    """A webhook receiver on a real port."""
+    from tests.support.receiver import Receiver
+
+    r = await Receiver().start()
+    yield r
+    await r.stop()
 
 
 class ClusterServer(Server):
@@ -132,7 +156,7 @@ def redis_url(tmp_path_factory):
 _db_numbers = iter(range(1, 1 << 30))
 
 
-async def _cluster(tmp_path, request, limits) -> ClusterServer:
+async def _cluster(tmp_path, request, limits, extra: dict) -> ClusterServer:
     from tests.procs import ServerProc
 
     from tests.postgres_server import store_url
@@ -143,9 +167,11 @@ async def _cluster(tmp_path, request, limits) -> ClusterServer:
     for i in range(2):
         d = tmp_path / f"node{i}"
         d.mkdir()
-        sections = {"store": store, "broker": {"url": url}}
+        sections = {"store": store, "relay": {"url": url}}
         if limits:
             sections["limits"] = dict(limits)
+        for name, values in extra.items():
+            sections.setdefault(name, {}).update(values)
         nodes.append(ServerProc(d, sections))
     try:
         for n in nodes:
@@ -158,7 +184,7 @@ async def _cluster(tmp_path, request, limits) -> ClusterServer:
         for n in nodes:
             n.stop()
         raise
-    return ClusterServer(nodes, make_config(tmp_path, **limits))
+    return ClusterServer(nodes, with_sections(make_config(tmp_path, **limits), extra))
 
 
 async def _relay_ok(node, timeout: float = 15.0) -> None:
@@ -176,11 +202,11 @@ async def _relay_ok(node, timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-async def server(tmp_path, aiohttp_server, limits, backend, request):
+async def server(tmp_path, aiohttp_server, limits, sections, backend, request):
     if backend == "cluster":
-        s = await _cluster(tmp_path, request, limits)
+        s = await _cluster(tmp_path, request, limits, sections)
     else:
-        cfg = make_config(tmp_path, **limits)
+        cfg = with_sections(make_config(tmp_path, **limits), sections)
         s = Server(await aiohttp_server(create_app(cfg)), cfg)
     yield s
     for c in s.clients:

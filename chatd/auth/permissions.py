@@ -8,10 +8,16 @@ supplier, sales_rep); otherwise `staff` everywhere, or `bot` where the token's
 
 from __future__ import annotations
 
-NOTE_READERS = frozenset({"supplier", "sales_rep", "staff", "bot"})
+# Every role set of chatd, defined here once.
+PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})  # the order's slots
+OPERATOR_ROLES = frozenset({"staff", "bot"})  # access by token, not by slot; never "online"
+ROLES = PARTICIPANT_ROLES | OPERATOR_ROLES  # what a token's `role` claim may be
+SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})  # the seller's side of the buyer/supplier line
+NOTE_READERS = SUPPLIER_SIDE | OPERATOR_ROLES
 STATUS_SETTERS = frozenset({"supplier", "staff", "bot"})
 DISPUTE_OPENERS = frozenset({"buyer", "staff"})
-RATE_EXEMPT = frozenset({"staff", "bot"})
+RATE_EXEMPT = OPERATOR_ROLES
+CONTACT_FILTERED = PARTICIPANT_ROLES  # whose messages to each other the contact filter screens
 
 
 def order_role(user_id: str, token_role: str, bot_orders, order_id: str, slots) -> str | None:

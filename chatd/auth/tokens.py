@@ -9,10 +9,10 @@ import time
 
 import jwt
 
+from chatd.auth.permissions import ROLES
 from chatd.errors import Unauthorized
 from chatd.wire import TOKEN_CHARS
 
-ROLES = frozenset({"buyer", "supplier", "sales_rep", "staff", "bot"})
 MAX_ID_CHARS = 200  # sub: an id, refused past it (cutting it could name someone else)
 MAX_NAME_CHARS = 200  # name: display only, cut to it (it is copied into every message)
 

@@ -77,10 +77,10 @@ class Bucket:
 
 
 class Hub:
-    """Who is here, and delivery to them. Implements `broker.Handler`."""
+    """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
     def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle=None, on_user_idle=None,
-                 gap_reader=None, queue_bytes: int = 8 << 20) -> None:
+                 gap_reader=None, queue_bytes: int = 8 << 20, total_reader=None) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
@@ -99,7 +99,7 @@ class Hub:
         # async (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or _no_gap
         # async identity -> the user's unread total over the orders that identity may see
-        self.total_reader = _no_total
+        self.total_reader = total_reader or _no_total
         self._tasks: set[asyncio.Task] = set()  # gap fills and re-totalled unreads in flight
 
     # --- connections -----------------------------------------------------
@@ -174,7 +174,7 @@ class Hub:
         room = self.rooms.get(order)
         return frozenset(room.online) if room else frozenset()
 
-    # --- delivery (broker.Handler) ------------------------------------------
+    # --- delivery (relay.base.Handler) -------------------------------------
 
     def deliver_room(self, ev: RoomEvent) -> None:
         room = self.rooms.get(ev.order)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from tests.admin import samples
+from tests.support import samples
 from tests.browser.conftest import api, put_order
 from tests.helpers import token
 

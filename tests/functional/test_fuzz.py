@@ -27,9 +27,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from chatd import http, wire
+from chatd import wire
 from chatd.app import create_app
 from chatd.config import Config
+from chatd.edge.rest import messages, orders
 from tests.helpers import API_KEY, Client, token
 
 EXAMPLES = int(os.environ.get("CHATD_FUZZ_EXAMPLES", "200"))
@@ -252,9 +253,9 @@ async def test_fuzz_first_frame(server, caplog):
 
 # --- REST ----------------------------------------------------------------------------------------
 
-BODIES = {("PUT", "/api/v1/orders/{order}"): http.OrderBody,
-          ("POST", "/api/v1/orders/{order}/messages"): http.PostBody,
-          ("POST", "/api/v1/orders/{order}/read"): http.ReadBody}
+BODIES = {("PUT", "/api/v1/orders/{order}"): orders.OrderBody,
+          ("POST", "/api/v1/orders/{order}/messages"): messages.PostBody,
+          ("POST", "/api/v1/orders/{order}/read"): messages.ReadBody}
 QUERY_KEYS = ["limit", "before", "after", "format", "cursor", "dispute", "unread_for", "has_messages", "q", "token"]
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 

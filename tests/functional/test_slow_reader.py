@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chatd.appkeys import CHAT
+from chatd.edge.keys import CHAT
 from tests.helpers import token
 from tests.rawws import RawWS
 

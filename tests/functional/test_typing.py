@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from chatd.appkeys import CHAT
+from chatd.edge.keys import CHAT
 from tests.helpers import settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from chatd.web import web_dir
+from chatd.edge.static import web_dir
 
 
 async def _get(base: str, path: str, headers: dict | None = None):

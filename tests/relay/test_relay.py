@@ -67,7 +67,7 @@ class Cluster:
         for i in range(n):
             d = tmp_path / f"node{i}"
             d.mkdir()
-            sections = {"store": store, "broker": {"url": redis_url}}
+            sections = {"store": store, "relay": {"url": redis_url}}
             if limits:
                 sections["limits"] = limits
             self.nodes.append(ServerProc(d, sections))
@@ -374,7 +374,7 @@ async def test_connection_limit_holds_across_instances(cluster_factory):
 async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
     d = tmp_path / "w"
     d.mkdir()
-    proc = ServerProc(d, {"broker": {"url": redis_proc.url}}, port=free_port())
+    proc = ServerProc(d, {"relay": {"url": redis_proc.url}}, port=free_port())
     proc.args = ["--workers", "2"]
     await proc.astart()
     clients: list[Client] = []

@@ -59,7 +59,9 @@ class Engine:
     """Writes go through `_write` (group commit); reads through `_reading`."""
 
     def __init__(self, url: str, pool_size: int = 10, statement_timeout_s: float = 30.0,
-                 max_batch: int = 512) -> None:
+                 max_batch: int = 512, *, events_for_message=None, events_for_order=None,
+                 on_outbox: Callable[[], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.url = url
         self.pool_size = pool_size
         self.statement_timeout_s = statement_timeout_s
@@ -71,11 +73,13 @@ class Engine:
         self._closing = False
         self.batches = 0
         self.writes = 0
-        self.events_for_message = None  # base.MessageEvents
-        self.events_for_order = None  # base.OrderEvents
-        self.on_outbox: Callable[[], None] | None = None
+        # Values from the composition root (chatd.app), as for SQLite: pure functions
+        # giving the outbox events of a write, a wake-up after a commit that wrote some.
+        self.events_for_message = events_for_message  # base.MessageEvents
+        self.events_for_order = events_for_order  # base.OrderEvents
+        self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed
-        self.on_batch: Callable[[int, float], None] | None = None
+        self.on_batch = on_batch  # (ops, seconds) per commit
 
     # --- lifecycle ------------------------------------------------------
 

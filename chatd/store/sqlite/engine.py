@@ -60,7 +60,9 @@ def inline_read(fn):
 class Engine:
     """Writes go through `_write` (group commit); reads are inline on `_r`."""
 
-    def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512) -> None:
+    def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512, *,
+                 events_for_message=None, events_for_order=None, on_outbox: Callable[[], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
         self.path = path
         self.synchronous = synchronous
         self.max_batch = max_batch
@@ -79,14 +81,15 @@ class Engine:
         self._closing = False
         self.batches = 0
         self.writes = 0
-        # Values from the feature modules (chatd.features): pure functions giving the
-        # outbox events of a write, and a wake-up called on the loop after a commit
-        # that wrote some. Nothing here runs chat, hub or relay code in a transaction.
-        self.events_for_message = None  # base.MessageEvents
-        self.events_for_order = None  # base.OrderEvents
-        self.on_outbox: Callable[[], None] | None = None
+        # Values from the feature modules (given by the composition root, chatd.app): pure
+        # functions giving the outbox events of a write, and a wake-up called on the loop
+        # after a commit that wrote some. Nothing here runs chat, hub or relay code in a
+        # transaction.
+        self.events_for_message = events_for_message  # base.MessageEvents
+        self.events_for_order = events_for_order  # base.OrderEvents
+        self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed
-        self.on_batch: Callable[[int, float], None] | None = None  # (ops, seconds) per commit
+        self.on_batch = on_batch  # (ops, seconds) per commit
         self._search: sqlite3.Connection | None = None  # thread pages, on a worker thread
         self._search_lock = threading.Lock()
 

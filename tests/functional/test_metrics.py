@@ -87,7 +87,7 @@ async def test_metrics_follow_what_happens(server):
 
 async def test_separate_metrics_listener(tmp_path, aiohttp_server):
     from chatd.app import create_app
-    from tests.admin.conftest import with_sections
+    from tests.conftest import with_sections
     from tests.conftest import make_config
     from tests.procs import free_port
 

@@ -3,7 +3,7 @@ three labelled sets, the three modes (off, mask, block) on a real server for eve
 corpus message, every channel that crosses the buyer/supplier line (text, status
 value and text, dispute reason, client_id, attachment names), and the default mode.
 
-Figures: `python -m pytest tests/admin/test_contact_filter.py -k corpus -s` prints
+Figures: `python -m pytest tests/functional/test_contact_filter.py -k corpus -s` prints
 them; docs/contact-filter.md records them.
 """
 
@@ -16,8 +16,8 @@ import pytest
 
 from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
-from tests.admin import samples
-from tests.admin.test_attachments import upload
+from tests.support import samples
+from tests.functional.test_attachments import upload
 from tests.helpers import request, settled, token
 
 HERE = Path(__file__).parent

@@ -1,4 +1,4 @@
-"""The browser side: the widget's files, the demo order page, the demo bot.
+"""The browser side: the widget's files and the demo order page (the demo bot: chatd.edge.demo).
 
 Files are served from the repository's ``web/`` folder, found next to the
 ``chatd`` package (``<checkout>/web``). That is where it is when chatd runs
@@ -17,22 +17,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import uuid
 from pathlib import Path
 
 from aiohttp import web
-
-from chatd.appkeys import CHAT, CONFIG
-from chatd.auth import permissions
-from chatd.auth.tokens import verify
-from chatd.errors import NotFound, Unauthorized
-from chatd.store.rows import Actor
 
 log = logging.getLogger("chatd.web")
 
 
 def web_dir() -> Path:
-    return Path(os.environ.get("CHATD_WEB_DIR") or Path(__file__).resolve().parent.parent / "web")
+    return Path(os.environ.get("CHATD_WEB_DIR") or Path(__file__).resolve().parents[2] / "web")
 
 
 _COMMON = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -83,52 +76,3 @@ def _file(names: tuple[str, ...], content_type: str, headers: dict):
 def add_routes(app: web.Application) -> None:
     for route, (names, ctype, headers) in FILES.items():
         app.router.add_get(route, _file(names, ctype, headers))
-
-
-# --- the demo bot (registered by `chatd demo` only) ------------------------------------
-
-BOT = Actor("delivery-bot", "Delivery Bot", "bot", "*")
-STEPS = [
-    ("confirmed", "Order confirmed. Estimated dispatch: tomorrow morning."),
-    ("packed", "Packed: 2 parcels, 14.2 kg. Waiting for the carrier."),
-    ("shipped", "Shipped with Parcel Express. Track it at https://tracking.example.com/PX-1001-DE"),
-    ("out_for_delivery", "Out for delivery today between 10:00 and 14:00."),
-    ("delivered", "Delivered and signed for at the loading dock."),
-]
-
-
-def _next_step(status: str | None) -> tuple[str, str]:
-    names = [s for s, _ in STEPS]
-    i = names.index(status) + 1 if status in names else 0
-    return STEPS[i % len(STEPS)]
-
-
-def add_demo_bot(app: web.Application, order_id: str) -> None:
-    """GET /demo/bot: what the bot would post next; POST: post it as a status update.
-
-    Any participant of the demo order may ask (their connection token as Bearer).
-    """
-
-    async def check(request: web.Request):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Authorization: Bearer <token> is required")
-        ident = verify(token, request.app[CONFIG].auth.secret)
-        order = await request.app[CHAT].store.get_order(order_id)
-        if order is None or permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots) is None:
-            raise NotFound("no such order", ref=order_id)
-        return order
-
-    async def get(request: web.Request) -> web.Response:
-        order = await check(request)
-        status, _ = _next_step(order.status)
-        return web.json_response({"bot": BOT.name, "order": order_id, "status": order.status, "next": status})
-
-    async def post(request: web.Request) -> web.Response:
-        order = await check(request)
-        status, text = _next_step(order.status)
-        ack = await request.app[CHAT].set_status(BOT, order_id, status, str(uuid.uuid4()), text)
-        return web.json_response({"status": status, "seq": ack.seq}, status=201)
-
-    app.router.add_get("/demo/bot", get)
-    app.router.add_post("/demo/bot", post)

@@ -1,4 +1,4 @@
-"""RedisBroker: relays events between chatd instances over Redis pub/sub.
+"""RedisRelay: relays events between chatd instances over Redis pub/sub.
 
 Events are delivered to the local hub at once (also while Redis is down) and
 published for the others. Each instance subscribes only to the rooms and users
@@ -6,7 +6,7 @@ it has local connections for, in batches. Pub/sub is best effort: the store is
 the truth, and after a reconnect the handler's `resync()` refills what was
 missed. A canary published through Redis every second proves the round trip
 for `/healthz`, and doubles as this instance's heartbeat for presence
-(chatd.rooms.redis_presence: a crashed instance's users go offline).
+(chatd.relay.redis_presence: a crashed instance's users go offline).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from chatd.rooms import redis_presence as rp
+from chatd.relay import redis_presence as rp
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.tasks import stop
 
@@ -50,6 +50,19 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Envelope).decode
 
 
+async def _cancel(tasks: list[asyncio.Task], within: float) -> None:
+    """Cancel until they have ended (or `within` is up): a cancellation that
+    lands as a redis-py read times out can be taken for the timeout and lost,
+    and the task would go on after close with a connection of its own."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    pending = set(tasks)
+    while pending and loop.time() < deadline:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+
+
 def room_channel(order: str) -> str:
     return f"chatd:room:{order}"
 
@@ -58,11 +71,15 @@ def user_channel(user: str) -> str:
     return f"chatd:user:{user}"
 
 
-class RedisBroker:
-    """See chatd.rooms.broker.Broker for the contract."""
+class RedisRelay:
+    """Implements chatd.relay.base.Relay (see there for the contract)."""
 
-    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0,
+                 admit_timeout_s: float = 1.0) -> None:
         self.url = url
+        # an admit that Redis does not answer in time falls back to this instance's count
+        self.admit_timeout_s = admit_timeout_s
+        self.admit_fallbacks = 0  # admits decided by this instance's count alone
         self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.canary_interval_s = canary_interval_s
@@ -83,6 +100,10 @@ class RedisBroker:
         self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
         self._mine: set[tuple[str, str]] = set()  # (order, user) with a connection here
         self._conns: dict[str, int] = {}  # user -> admitted connections here
+        # Every write of our counts is built and answered under this lock, so Redis
+        # applies them in the order they were built: a stale, lower count can never
+        # land after a newer one (that would let another instance admit past the limit).
+        self._counting = asyncio.Lock()
         self._synced = False  # our holdings were put in Redis since we (re)connected
         self.dropped = 0
 
@@ -104,10 +125,8 @@ class RedisBroker:
         ]
 
     async def aclose(self) -> None:
-        for t in self._tasks:
-            t.cancel()
         # A connection wedged under load must not hold up the shutdown.
-        await asyncio.wait(self._tasks, timeout=2.0)
+        await _cancel([*self._tasks, *self._loading.values()], within=2.0)
         try:  # leave the cluster now rather than when the heartbeat runs out
             async with asyncio.timeout(2.0):
                 await self._reap_instance(self.instance, deliver=False)
@@ -148,14 +167,18 @@ class RedisBroker:
         if local >= limit:
             return False
         try:
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(self.admit_timeout_s), self._counting:
                 ok = await self._admit(
                     keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
                     args=[self.instance, user, local + 1, limit])
+                if ok:
+                    self._conns[user] = local + 1
         except (RedisError, OSError, TimeoutError):
-            ok = 1  # Redis away: this instance's count alone decides (put back on reconnect)
-        if ok:
+            # Redis away: this instance's count alone decides (put back on reconnect)
             self._conns[user] = local + 1
+            self.admit_fallbacks += 1
+            log.warning("admit of %s decided without Redis (no answer in %.1f s)", user, self.admit_timeout_s)
+            return True
         return bool(ok)
 
     def release(self, user: str, local: int) -> None:
@@ -186,6 +209,13 @@ class RedisBroker:
                     await asyncio.sleep(0.5)  # best effort: the store fills the gaps later
 
     async def _send(self, batch: list[tuple]) -> None:
+        if any(item[0] == "conns" for item in batch):
+            async with self._counting:  # the counts are read and written in one turn
+                await self._send_batch(batch)
+        else:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: list[tuple]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         presence = []
         keys = [rp.REGISTRY, rp.owned_key(self.instance)]
@@ -214,7 +244,7 @@ class RedisBroker:
         env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
         self._enqueue(room_channel(order), _encode(env))
 
-    # --- presence bookkeeping (see chatd.rooms.redis_presence) -------------------
+    # --- presence bookkeeping (see chatd.relay.redis_presence) -------------------
 
     async def _heartbeat(self) -> None:
         """Keep our `alive` key fresh; take over the holdings of instances whose key ran out."""
@@ -256,8 +286,9 @@ class RedisBroker:
             self._announce(*rp.split(m), True)
         for m in off:
             self._announce(*rp.split(m), False)
-        counts = [x for user, n in self._conns.items() for x in (user, n)]
-        await self._set_conns(keys=[rp.owned_conns_key(self.instance)], args=[self.instance, 1, *counts])
+        async with self._counting:
+            counts = [x for user, n in self._conns.items() for x in (user, n)]
+            await self._set_conns(keys=[rp.owned_conns_key(self.instance)], args=[self.instance, 1, *counts])
 
     async def _reload_presence(self) -> None:
         """Re-read who is online in every watched room; tell our members about

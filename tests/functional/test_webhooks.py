@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatd.features import WEBHOOKS
+from chatd.edge.keys import WEBHOOKS
 from chatd.webhooks import sign, verify
-from tests.admin.conftest import Receiver, get
+from tests.support.receiver import Receiver, get
 from tests.helpers import API_KEY, request
 
 SECRET = "webhook-secret-for-tests"
@@ -220,9 +220,9 @@ async def test_delivered_after_a_restart(tmp_path):
 async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, receiver):
     """With [store] synchronous = "full" the batches (and the hooks) run on the writer thread."""
     from chatd.app import create_app
-    from tests.admin.conftest import with_sections
-    from tests.admin.samples import png
-    from tests.admin.test_attachments import send, upload
+    from tests.conftest import with_sections
+    from tests.support.samples import png
+    from tests.functional.test_attachments import send, upload
     from tests.conftest import Server, make_config
     from tests.helpers import token
 

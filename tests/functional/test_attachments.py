@@ -13,9 +13,10 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from chatd.features import ATTACHMENTS, attachments_dir
-from tests.admin import samples
-from tests.admin.conftest import get
+from chatd.app import attachments_dir
+from chatd.edge.keys import ATTACHMENTS
+from tests.support import samples
+from tests.support.receiver import get
 from tests.helpers import API_KEY, token
 
 

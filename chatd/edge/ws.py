@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from chatd import metrics, wire
-from chatd.appkeys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
+from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
 from chatd.auth import permissions
 from chatd.auth.tokens import verify
 from chatd.chat import Chat, Disconnect, actor_of
@@ -39,6 +39,18 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str = "") -> None
         await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:120], drain=False), 10)
     except (asyncio.TimeoutError, ConnectionError):
         pass
+
+
+async def close_all(app: web.Application) -> None:
+    """Shutdown: every open WebSocket is closed with 1001 (reconnect elsewhere)."""
+    app[CHAT].closing = True
+    sockets = list(app[SOCKETS])
+    if sockets:
+        await asyncio.gather(
+            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
+              for ws in sockets),
+            return_exceptions=True,
+        )
 
 
 def _error(exc: ChatError) -> bytes:
@@ -209,8 +221,8 @@ async def _dispatch(chat: Chat, conn: Conn, data, cfg) -> None:
                 chat.leave(conn, frame.order)
             case wire.History():
                 _take_token(conn, limits, conn.reading)
-                send(conn, wire.encode_frame(await chat.history(conn.ident, frame.order, frame.before, frame.after,
-                                                          frame.limit)))
+                page = await chat.messages_page(conn.ident, frame.order, frame.before, frame.after, frame.limit)
+                send(conn, wire.encode_frame(page))
             case wire.Inbox():
                 _take_token(conn, limits, conn.reading)
                 send(conn, wire.encode_frame(await chat.inbox(conn, frame.limit, frame.cursor)))

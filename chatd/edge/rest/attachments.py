@@ -1,61 +1,31 @@
-"""REST additions of issue 5: admin threads, attachments, /metrics.
+"""REST: attachments. Upload (multipart, streamed) and download, for those who may see them.
 
-Same conventions as chatd.http (Bearer api key or JWT, JSON errors through
-its middleware); the services live in chatd.threads, chatd.attachments and
-chatd.metrics, wired by chatd.features.
+The work is chatd.attachments'; this module reads the multipart body, answers
+the download with safe headers, and lets the widget (another origin) reach both.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from chatd import metrics
-from chatd.appkeys import CONFIG
 from chatd.attachments import content_disposition
 from chatd.auth.tokens import verify
+from chatd.edge.keys import ATTACHMENTS, CONFIG
+from chatd.edge.rest.common import API_KEY, json_response, principal, viewer
 from chatd.errors import BadRequest, ChatError, Forbidden, TooLarge
-from chatd.features import ATTACHMENTS, METRICS, THREADS
-from chatd.http import API, _int_param, _json, _principal
-from chatd.threads import ThreadQuery
 
 CHUNK_BYTES = 64 * 1024
-SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})
-
-
-async def get_threads(request: web.Request) -> web.Response:
-    """Api key and staff: every order (but a staff token's id's orders as buyer). A supplier
-    or sales rep token: the orders where that user holds the supplier or sales rep slot
-    (notes included: they may read them)."""
-    who = _principal(request)
-    scope = staff = None
-    if who != API and who.role == "staff":
-        staff = who.id
-    elif who != API:
-        if who.role not in SUPPLIER_SIDE:
-            raise Forbidden("api key, staff or a supplier-side token required")
-        scope = who.id
-    q = request.query
-    limit = _int_param(request, "limit")
-    query = msgspec.convert(dict(  # checks the bounds of ThreadQuery's fields
-        dispute=q.get("dispute") or None,
-        unread_for=q.get("unread_for") or None,
-        has_messages=(q.get("has_messages") or "true").lower(),
-        q=q.get("q") or None,
-        limit=50 if limit is None else limit,
-        cursor=q.get("cursor") or None,
-    ), ThreadQuery)
-    return _json(await request.app[THREADS].apage(query, scope, staff))
 
 
 async def post_attachment(request: web.Request) -> web.Response:
     """Multipart upload, field `file`; streamed to disk in 64 KiB chunks."""
-    who = _principal(request)
-    if who == API:
+    who = principal(request)
+    if who is API_KEY:
         raise Forbidden("uploads need the token of someone on the order")
     service = request.app[ATTACHMENTS]
     if request.content_length is not None and request.content_length > service.max_bytes + CHUNK_BYTES:
@@ -86,7 +56,7 @@ async def post_attachment(request: web.Request) -> web.Response:
         metrics.UPLOADS.labels(exc.code).inc()
         raise
     metrics.UPLOADS.labels("ok").inc()
-    return _json(att, 201)
+    return json_response(att, 201)
 
 
 # what aiohttp's multipart reader raises on a malformed body (no or a too long
@@ -115,8 +85,8 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     if token and "Authorization" not in request.headers:
         who = verify(token, request.app[CONFIG].auth.secret)
     else:
-        who = _principal(request)
-    path, att = await request.app[ATTACHMENTS].locate(None if who == API else who, request.match_info["id"])
+        who = principal(request)
+    path, att = await request.app[ATTACHMENTS].locate(viewer(who), request.match_info["id"])
     mime = att.mime + ("; charset=utf-8" if att.mime.startswith("text/") else "")
     return web.FileResponse(path, headers={
         "Content-Type": mime,
@@ -125,10 +95,6 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "private, max-age=300",
     })
-
-
-async def get_metrics(request: web.Request) -> web.Response:
-    return web.Response(body=metrics.exposition(request.app[METRICS]), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 # The widget runs on the host platform's pages, another origin than chatd's,
@@ -158,20 +124,8 @@ async def _preflight(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/threads", get_threads)
     app.router.add_post("/api/v1/orders/{order}/attachments", post_attachment)
     app.router.add_get("/api/v1/attachments/{id}", get_attachment)
     app.router.add_route("OPTIONS", "/api/v1/orders/{order}/attachments", _preflight)
     app.router.add_route("OPTIONS", "/api/v1/attachments/{id}", _preflight)
     app.on_response_prepare.append(_add_cors)
-    if not app[CONFIG].metrics.port:
-        app.router.add_get("/metrics", get_metrics)
-
-
-def metrics_app(registry) -> web.Application:
-    """The separate metrics listener (`[metrics] port`): /metrics only."""
-    app = web.Application()
-    app[METRICS] = registry
-    app.router.add_get("/metrics", get_metrics)
-    return app
-

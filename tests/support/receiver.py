@@ -1,9 +1,4 @@
-"""Fixtures for issue 5 (admin threads, attachments, contact filter, webhooks, metrics).
-
-`server` is the shared real-app fixture with extra config sections: override
-the `sections` fixture (e.g. `{"filter": {"mode": "block"}}`) in a module or
-parametrize it.
-"""
+"""A real HTTP server on 127.0.0.1 that records webhook requests, and a GET helper."""
 
 from __future__ import annotations
 
@@ -11,38 +6,7 @@ import asyncio
 
 import aiohttp
 import msgspec
-import pytest
 from aiohttp import web
-
-from chatd.app import create_app
-from tests.conftest import Server, make_config
-from tests.helpers import token
-
-
-@pytest.fixture
-def sections():
-    """Extra config sections for `server`: {section: {key: value}}."""
-    return {}
-
-
-def with_sections(cfg, sections: dict):
-    for name, values in sections.items():
-        cfg = msgspec.structs.replace(cfg, **{name: msgspec.structs.replace(getattr(cfg, name), **values)})
-    return cfg
-
-
-@pytest.fixture
-async def server(tmp_path, aiohttp_server, limits, sections):
-    cfg = with_sections(make_config(tmp_path, **limits), sections)
-    srv = await aiohttp_server(create_app(cfg))
-    s = Server(srv, cfg)
-    yield s
-    for c in s.clients:
-        await c.close()
-
-
-def bearer(sub: str, role: str, **kw) -> str:
-    return token(sub, role, **kw)
 
 
 class Receiver:
@@ -100,13 +64,6 @@ class Receiver:
             return self.requests
 
         return await asyncio.wait_for(loop(), timeout)
-
-
-@pytest.fixture
-async def receiver():
-    r = await Receiver().start()
-    yield r
-    await r.stop()
 
 
 async def get(url: str, auth: str | None = None, **kw) -> tuple[int, dict, bytes]:

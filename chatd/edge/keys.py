@@ -1,0 +1,27 @@
+"""Every typed aiohttp application key: what the edge's handlers reach through `request.app`.
+
+Set once, by `chatd.edge.server.application` from the services the
+composition root (chatd.app) built; nothing else writes them.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from chatd.attachments import Attachments
+from chatd.chat import Chat
+from chatd.config import Config
+from chatd.threads import Threads
+from chatd.webhooks import Webhooks
+
+CONFIG = web.AppKey("config", Config)
+CHAT = web.AppKey("chat", Chat)
+ATTACHMENTS = web.AppKey("attachments", Attachments)
+THREADS = web.AppKey("threads", Threads)
+WEBHOOKS = web.AppKey("webhooks", Webhooks | None)  # None without [webhooks] url
+METRICS = web.AppKey("metrics", CollectorRegistry)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
+UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth

@@ -1,0 +1,96 @@
+"""What every REST route shares: the caller, JSON errors, JSON bodies and query integers.
+
+A caller is a `Principal`: the `API_KEY` (the host platform's backend) or a
+verified connection token, the same `Identity` the WebSocket edge uses.
+Errors answer `{"error": {"code", "message"}}` with the status of the code.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from aiohttp import web
+
+from chatd.auth.tokens import Identity, verify
+from chatd.edge.keys import CONFIG
+from chatd.errors import BadRequest, ChatError, Forbidden, Unauthorized
+from chatd.wire import MAX_INT, decode_json, encode
+
+
+class ApiKey:
+    """The caller holds the api key: the host platform's backend, which may act on every order."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "API_KEY"
+
+
+API_KEY = ApiKey()
+Principal = Identity | ApiKey
+
+
+def json_response(data, status: int = 200) -> web.Response:
+    return web.Response(body=encode(data), status=status, content_type="application/json")
+
+
+def error_response(code: str, message: str, status: int) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ChatError as exc:
+        return error_response(exc.code, exc.message, exc.http_status)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return error_response("bad_request", f"invalid body: {exc}", 400)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status, "bad_request")
+        return error_response(code, exc.reason, exc.status)
+
+
+def principal(request: web.Request) -> Principal:
+    """`Authorization: Bearer <api key or token>`, or `unauthorized`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("Authorization: Bearer <api key or token> is required")
+    cfg = request.app[CONFIG]
+    if cfg.auth.api_key and hmac.compare_digest(credential.encode(), cfg.auth.api_key.encode()):
+        return API_KEY
+    return verify(credential, cfg.auth.secret)
+
+
+def viewer(who: Principal) -> Identity | None:
+    """What the chat service takes: an identity, or None for the api key."""
+    return None if who is API_KEY else who
+
+
+def require_api_or_staff(who: Principal) -> None:
+    if who is not API_KEY and who.role != "staff":
+        raise Forbidden("api key or staff token required")
+
+
+async def body(request: web.Request, kind):
+    return decode_json(await request.read(), kind)
+
+
+def int_param(request: web.Request, name: str) -> int | None:
+    """A query integer within what the store holds (0 to 2^63-1)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) > 20:
+            raise ValueError(raw)
+        value = int(raw)
+        if not 0 <= value <= MAX_INT:
+            raise ValueError(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be an integer from 0 to {MAX_INT}") from exc
+    return value

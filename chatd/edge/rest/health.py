@@ -1,0 +1,46 @@
+"""REST: /healthz (what is wrong) and /readyz (may a load balancer send connections here)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from aiohttp import web
+
+from chatd.chat import Chat
+from chatd.edge.keys import CHAT
+from chatd.edge.rest.common import json_response
+from chatd.errors import ChatError
+
+log = logging.getLogger("chatd.http")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    chat: Chat = request.app[CHAT]
+    relay = "ok" if chat.relay_healthy else "degraded"
+    try:
+        await chat.check_writable()
+    except (ChatError, Exception) as exc:  # noqa: BLE001 - any failure means "cannot serve"
+        log.warning("health check: store not writable: %s", exc)
+        return json_response({"status": "unavailable", "store": "error", "relay": relay}, 503)
+    return json_response({"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay,
+                          "pid": os.getpid()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """For load balancers: 503 while this instance cannot take connections
+    (shutting down, or the store refuses writes). A degraded relay still
+    serves: messages are stored and local rooms work."""
+    chat: Chat = request.app[CHAT]
+    if chat.closing:
+        return json_response({"ready": False, "reason": "shutting down"}, 503)
+    try:
+        await chat.check_writable()
+    except Exception as exc:  # noqa: BLE001
+        return json_response({"ready": False, "reason": f"store: {exc}"}, 503)
+    return json_response({"ready": True, "relay": "ok" if chat.relay_healthy else "degraded"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,41 @@
+"""REST: the thread list for operators and the supplier side (chatd.threads does the work)."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from chatd.auth import permissions
+from chatd.edge.keys import THREADS
+from chatd.edge.rest.common import API_KEY, int_param, json_response, principal
+from chatd.errors import Forbidden
+from chatd.threads import ThreadQuery
+
+
+async def get_threads(request: web.Request) -> web.Response:
+    """Api key and staff: every order (but a staff token's id's orders as buyer). A supplier
+    or sales rep token: the orders where that user holds the supplier or sales rep slot
+    (notes included: they may read them)."""
+    who = principal(request)
+    scope = staff = None
+    if who is not API_KEY and who.role == "staff":
+        staff = who.id
+    elif who is not API_KEY:
+        if who.role not in permissions.SUPPLIER_SIDE:
+            raise Forbidden("api key, staff or a supplier-side token required")
+        scope = who.id
+    q = request.query
+    limit = int_param(request, "limit")
+    query = msgspec.convert(dict(  # checks the bounds of ThreadQuery's fields
+        dispute=q.get("dispute") or None,
+        unread_for=q.get("unread_for") or None,
+        has_messages=(q.get("has_messages") or "true").lower(),
+        q=q.get("q") or None,
+        limit=50 if limit is None else limit,
+        cursor=q.get("cursor") or None,
+    ), ThreadQuery)
+    return json_response(await request.app[THREADS].apage(query, scope, staff))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/threads", get_threads)

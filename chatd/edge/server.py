@@ -1,0 +1,77 @@
+"""The aiohttp application: routes, the services' lifetime, shutdown, `run`.
+
+It is handed a factory of `Services` by the composition root (chatd.app) and
+knows nothing of how they are built; the handlers reach them through the keys
+of chatd.edge.keys.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from chatd.attachments import Attachments
+from chatd.chat import Chat
+from chatd.config import Config, ServerConfig
+from chatd.edge import rest, static, ws
+from chatd.edge.keys import ATTACHMENTS, CHAT, CONFIG, METRICS, SOCKETS, THREADS, UNAUTHENTICATED, WEBHOOKS
+from chatd.edge.rest.metrics import listener as metrics_listener
+from chatd.threads import Threads
+from chatd.webhooks import Webhooks
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the edge serves, started and ready."""
+
+    chat: Chat
+    attachments: Attachments
+    threads: Threads
+    webhooks: Webhooks | None
+    metrics: CollectorRegistry
+
+
+OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
+
+
+def application(cfg: Config, open_services: OpenServices) -> web.Application:
+    app = web.Application(middlewares=[rest.errors_middleware], client_max_size=1 << 20)
+    app[CONFIG] = cfg
+    app[SOCKETS] = weakref.WeakSet()
+    app[UNAUTHENTICATED] = {}
+
+    async def services(app: web.Application):
+        """Open while the app runs: started before the first request, stopped after the last."""
+        async with open_services(cfg) as s:
+            app[CHAT] = s.chat
+            app[ATTACHMENTS] = s.attachments
+            app[THREADS] = s.threads
+            app[WEBHOOKS] = s.webhooks
+            app[METRICS] = s.metrics
+            async with metrics_listener(cfg.metrics, s.metrics):
+                yield
+
+    app.cleanup_ctx.append(services)
+    app.on_shutdown.append(ws.close_all)
+    app.router.add_get("/ws", ws.handle)
+    rest.add_routes(app, cfg)
+    static.add_routes(app)  # /widget.js, /widget.css, /demo (files from web/)
+    return app
+
+
+def run(app: web.Application, server: ServerConfig, reuse_port: bool, on_listening) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`."""
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        shutdown_timeout=server.shutdown_timeout_s,
+        access_log=None,
+        reuse_port=reuse_port or None,
+        print=on_listening,
+    )
