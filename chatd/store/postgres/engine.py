@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from chatd.errors import ChatError, Internal, Unavailable
+from chatd.errors import BadRequest, ChatError, Internal, Unavailable
 from chatd.store.postgres.migrations import migrate
 
 log = logging.getLogger("chatd.store")
@@ -32,6 +32,12 @@ LINGER_S = 0.0005
 RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
 GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, OSError,
         asyncio.TimeoutError)
+# A value PostgreSQL's text cannot hold (U+0000): the edges refuse it first; this is the net
+UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+def _unstorable(exc: BaseException) -> BadRequest:
+    return BadRequest(f"a value the store cannot hold: {exc}")
 
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
@@ -123,6 +129,8 @@ class Engine:
             raise
         except GONE as exc:
             raise Unavailable(f"database unavailable: {exc}") from exc
+        except UNSTORABLE as exc:
+            raise _unstorable(exc) from exc
         except asyncpg.PostgresError as exc:
             if self._closing:
                 raise Unavailable("store is closed") from exc
@@ -201,6 +209,8 @@ class Engine:
                     continue
                 if isinstance(exc, GONE):
                     raise
+                if isinstance(exc, UNSTORABLE) and (len(batch) == 1 or not split):
+                    return [_unstorable(exc)]  # rolled back: nothing of it was written
                 if len(batch) == 1 or not split:
                     log.exception("write failed")
                     return [Internal(f"store error: {exc}")]
