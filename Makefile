@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install deps demo test check check-js
+.PHONY: install deps demo test test-postgres check check-js
 install: $(STAMP)
 
 # system packages for the tests (redis-server, chromium, node), installed when missing
@@ -19,8 +19,10 @@ deps:
 demo: $(STAMP)
 	$(VENV)/bin/chatd demo
 
+# every test on SQLite, then the suites that run chatd servers again on PostgreSQL
 test: deps $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+	$(MAKE) -s test-postgres
 
 # Files ruff format already keeps; the lead widens it to `chatd tests` once the refactor branches are merged.
 FORMATTED := chatd/__init__.py chatd/__main__.py chatd/client chatd/auth chatd/rooms/__init__.py \
@@ -33,6 +35,11 @@ check: $(STAMP) check-js
 	$(VENV)/bin/ruff check chatd tests
 	$(VENV)/bin/ruff format --check $(FORMATTED)
 	$(VENV)/bin/mypy chatd
+
+# the functional, SDK and relay suites with every chatd server on PostgreSQL (a real server the tests
+# start); the unit and contract suites need no server and run every backend on their own
+test-postgres: deps $(STAMP)
+	CHATD_TEST_STORE=postgres $(VENV)/bin/python -m pytest -q tests/functional tests/sdk tests/relay
 
 check-js: deps
 	npm ci --silent --no-audit --no-fund

@@ -25,8 +25,8 @@ from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
 from chatd.rooms.hub import Hub
+from chatd.store import make_store
 from chatd.store.base import Store
-from chatd.store.sqlite import SqliteStore
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks, message_events, order_events
 from chatd.wire import Presence, encode_frame
@@ -66,8 +66,8 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     # change (written in its transaction), a wake-up on the loop after such a
     # commit, and the batch metric. Nothing of chat, the hub or the relay runs
     # inside a transaction.
-    store: Store = SqliteStore(
-        cfg.store.path, cfg.store.synchronous, cfg.store.max_batch,
+    store: Store = make_store(
+        cfg,
         events_for_message=message_events if cfg.webhooks.url else None,
         events_for_order=order_events if cfg.webhooks.url else None,
         on_outbox=wake_webhooks if cfg.webhooks.url else None,

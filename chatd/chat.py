@@ -312,6 +312,8 @@ class Chat:
     def _check_text(self, text: str, ref: str | None, allow_empty: bool = False) -> None:
         if len(text) > self.limits.max_text_chars:
             raise TooLarge(f"text is longer than {self.limits.max_text_chars} characters", ref=ref)
+        if "\x00" in text:
+            raise BadRequest("text may not contain U+0000 (NUL)", ref=ref)
         if not allow_empty and is_blank(text):
             raise BadRequest("text is empty (or only whitespace and invisible characters)", ref=ref)
 

@@ -33,6 +33,9 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     path: str = "data/chatd.sqlite3"
+    url: str = ""  # "sqlite:///abs/file" or "postgresql://user:pw@host:port/db"; env CHATD_STORE_URL overrides
+    pool_size: int = 10  # PostgreSQL: connections per process (one writes, the others read)
+    statement_timeout_s: float = 30.0  # PostgreSQL: a statement running longer is cancelled (internal)
     synchronous: str = "normal"  # "normal" survives kill -9; "full" also power loss
     max_batch: int = 512  # most writes grouped into one transaction
 
@@ -122,6 +125,24 @@ def _dev_secrets(folder: Path) -> tuple[str, str]:
     return data["secret"], data["api_key"]
 
 
+def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
+    """Apply CHATD_STORE_URL and check `url`: a sqlite URL becomes `path`
+    (so everything kept beside the database follows it), a PostgreSQL URL stays."""
+    url = env_url or store.url
+    if not url:
+        return store
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://"):]
+        if not path.startswith("/") or len(path) < 2:
+            raise ValueError("[store] url: sqlite:///absolute/path (a relative path goes in [store] path)")
+        return msgspec.structs.replace(store, path=path, url="")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("[store] url must start with sqlite:/// or postgresql://")
+    if store.pool_size < 1 or store.statement_timeout_s <= 0:
+        raise ValueError("[store] pool_size must be at least 1 and statement_timeout_s above 0")
+    return msgspec.structs.replace(store, url=url)
+
+
 def _relay_section(raw: dict[str, Any]) -> None:
     """`[broker]`, the old name of `[relay]`: still read for one release
     (deprecated), with a warning."""
@@ -144,6 +165,7 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raw = tomllib.loads(Path(path).read_text())
     _relay_section(raw)
     cfg = msgspec.convert(raw, Config)
+    cfg = msgspec.structs.replace(cfg, store=_store(cfg.store, env.get("CHATD_STORE_URL")))
     auth = cfg.auth
     secret = env.get("CHATD_AUTH_SECRET") or auth.secret
     api_key = env.get("CHATD_API_KEY") or auth.api_key

@@ -28,15 +28,18 @@ CURSOR_CHARS = 256  # inbox: "<ms>:<order id>"
 ATTACHMENT_ID_CHARS = 64
 ATTACHMENTS_PER_FRAME = 100
 
-Id = Annotated[str, Meta(min_length=1, max_length=ID_CHARS)]
-Name = Annotated[str, Meta(max_length=ID_CHARS)]
-ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_CHARS)]
-Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS)]
+# No string holds U+0000: PostgreSQL's text cannot, and one contract holds on every backend.
+NO_NUL = "^[^\x00]*$"
+Id = Annotated[str, Meta(min_length=1, max_length=ID_CHARS, pattern=NO_NUL)]
+Name = Annotated[str, Meta(max_length=ID_CHARS, pattern=NO_NUL)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=CLIENT_ID_CHARS, pattern=NO_NUL)]
+Status = Annotated[str, Meta(min_length=1, max_length=STATUS_CHARS, pattern=NO_NUL)]
 Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Limit = Annotated[int, Meta(ge=0, le=MAX_LIMIT)]
-Cursor = Annotated[str, Meta(max_length=CURSOR_CHARS)]
+Cursor = Annotated[str, Meta(max_length=CURSOR_CHARS, pattern=NO_NUL)]
 AttachmentIds = Annotated[
-    list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS)]], Meta(max_length=ATTACHMENTS_PER_FRAME)
+    list[Annotated[str, Meta(min_length=1, max_length=ATTACHMENT_ID_CHARS, pattern=NO_NUL)]],
+    Meta(max_length=ATTACHMENTS_PER_FRAME),
 ]
 
 # --- client -> server ---------------------------------------------------

@@ -1,8 +1,10 @@
-"""Fixtures: a real chatd app on a real port (127.0.0.1, port 0) over a real SQLite file.
+"""Fixtures: a real chatd app on a real port (127.0.0.1, port 0) over a real SQLite file
+(or, with CHATD_TEST_STORE=postgres, a fresh database on a real PostgreSQL server:
+tests/postgres_server.py).
 
 Modules that set `BACKENDS = ("single", "cluster")` run every test twice: once
 against one in-process server, once against two chatd processes sharing one
-SQLite file and relaying through a real Redis server, with each new client
+database and relaying through a real Redis server, with each new client
 connected to the next instance in turn. Participants spread over instances
 must not be able to tell.
 """
@@ -72,9 +74,11 @@ def with_sections(cfg, sections: dict):
 def make_config(tmp_path, **limits) -> Config:
     # the contact filter off (the shipped default is "block"): tests of other features
     # send links and numbers across the line; tests of the filter set their mode
+    from tests.postgres_server import store_url
+
     return Config(
         auth=AuthConfig(secret=SECRET, api_key=API_KEY),
-        store=StoreConfig(path=str(tmp_path / "chatd.sqlite3")),
+        store=StoreConfig(path=str(tmp_path / "chatd.sqlite3"), url=store_url() or ""),
         limits=LimitsConfig(**limits),
         filter=FilterConfig(mode="off"),
     )
@@ -153,14 +157,16 @@ _db_numbers = iter(range(1, 1 << 30))
 
 
 async def _cluster(tmp_path, request, limits, extra: dict) -> ClusterServer:
+    from tests.postgres_server import store_url
     from tests.procs import ServerProc
 
     url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{next(_db_numbers) % 16}"
+    store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
     nodes = []
     for i in range(2):
         d = tmp_path / f"node{i}"
         d.mkdir()
-        sections = {"store": {"path": str(tmp_path / "shared.sqlite3")}, "relay": {"url": url}}
+        sections = {"store": store, "relay": {"url": url}}
         if limits:
             sections["limits"] = dict(limits)
         for name, values in extra.items():

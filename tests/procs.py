@@ -74,6 +74,10 @@ class ServerProc:
         }
         for name, values in (sections or {}).items():
             conf.setdefault(name, {}).update(values)
+        if "url" not in conf["store"]:
+            from tests.postgres_server import store_url
+
+            conf["store"]["url"] = store_url() or ""
         lines = []
         for name, values in conf.items():
             lines.append(f"[{name}]")

@@ -281,22 +281,26 @@ class Hub:
             ident = conn.ident
             if ev.side and not permissions.covers(ident.role, ident.orders, ev.order):
                 continue  # another identity's read state (staff, bot) under this id
+            notify = ev.notify if ev.notify and conn.inbox and ev.order not in conn.rooms else b""
             if ev.data:
                 if ev.hidden and ident.role == "bot" and not permissions.covers_every_order(ident.role, ident.orders):
                     # a bot's token covers some orders: its total is read from the store,
-                    # off the fan-out path
-                    self._spawn(self._push_retotalled(conn, ident, ev.data))
+                    # off the fan-out path (the notify after it, as on every other path)
+                    self._spawn(self._push_retotalled(conn, ident, ev.data, notify))
+                    continue
                 elif ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
                     # a participant token covers none of the side markers
                     self.push(conn, _retotal(ev.data, _unread_of(ev.data).total - ev.hidden))
                 else:
                     self.push(conn, ev.data)
-            if ev.notify and conn.inbox and ev.order not in conn.rooms:
-                self.push(conn, ev.notify)
+            if notify:
+                self.push(conn, notify)
 
-    async def _push_retotalled(self, conn: Conn, ident: Identity, data: bytes) -> None:
+    async def _push_retotalled(self, conn: Conn, ident: Identity, data: bytes, notify: bytes) -> None:
         total = await self.total_reader(ident)
         self.push(conn, _retotal(data, total))
+        if notify:
+            self.push(conn, notify)
 
     def send(self, conn: Conn, data: bytes) -> None:
         """A frame for one connection only (answers, acks, errors)."""

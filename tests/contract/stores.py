@@ -1,7 +1,8 @@
 """Store backends for the contract suite: how to open one, by name.
 
-Adding a backend (PostgreSQL) means adding a name to BACKENDS and a branch to
-`make_store`; every test in test_store_contract.py then runs against it too.
+Each name in BACKENDS has a branch in `make_store`; every test in
+test_store_contract.py runs against each. `where` is a SQLite file or a
+PostgreSQL URL (a fresh database of tests.postgres_server per test).
 Also runnable as a separate writer process:
 `python -m tests.contract.stores <backend> <where> <order> <count> <prefix>`
 posts `count` messages and prints their seqs as JSON.
@@ -18,7 +19,7 @@ from chatd.store.base import Store
 from chatd.store.records import Person
 from chatd.store.rows import Actor
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 BUYER = Actor("b1", "Buyer", "buyer")
 SUPPLIER = Actor("s1", "Supplier", "supplier")
 REP = Actor("r1", "Rep", "sales_rep")
@@ -30,6 +31,10 @@ def make_store(backend: str, where: str) -> Store:
         from chatd.store.sqlite import SqliteStore
 
         return SqliteStore(where)
+    if backend == "postgres":
+        from chatd.store.postgres import PostgresStore
+
+        return PostgresStore(where, pool_size=4)
     raise ValueError(f"unknown store backend {backend}")
 
 

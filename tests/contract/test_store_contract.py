@@ -1,7 +1,8 @@
 """The Store contract (chatd/store/base.py), checked against every backend.
 
 Each test runs once per name in tests.contract.stores.BACKENDS, over a real
-database: today SQLite files; a PostgreSQL backend joins by adding its name.
+database: a SQLite file, or a database of its own on a real PostgreSQL server
+(tests/postgres_server.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def store_backend(request) -> str:
 @pytest.fixture
 def store_where(store_backend, tmp_path) -> str:
     """The database every store of one test shares."""
+    if store_backend == "postgres":
+        from tests.postgres_server import new_database
+
+        return new_database()
     return str(tmp_path / "contract.sqlite3")
 
 
@@ -295,6 +300,25 @@ async def test_unread_counts_are_exact(store, store_factory):
     visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0]
                            if m.sender.id != BUYER.id])
     assert back.unread == visible_after_2 and await store.total_unread(BUYER.id) == visible_after_2
+
+
+async def test_counts_are_plain_integers(store):
+    """Counters reach the wire as JSON numbers: a driver's decimal sum would be a string there."""
+    staff = Actor("st1", "Staff", "staff")
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "one", "c1")
+    marker = await store.mark_read(staff, "o1", staff.id, 0, backward=True)  # a side marker, at 0
+    assert marker is None or marker.side
+    posted = await store.post(SUPPLIER, "o1", "two", "c2")
+    side = next(u for u in posted.unread if u.user == staff.id)
+    assert side.side and (side.count, side.total, side.hidden) == (2, 2, 2)
+    for u in posted.unread:
+        assert all(type(v) is int for v in (u.count, u.total, u.hidden)), u
+    marker = await store.mark_read(staff, "o1", staff.id, 1)
+    assert all(type(v) is int for v in (marker.read_seq, marker.unread, marker.total, marker.hidden,
+                                        marker.plain_seq, marker.plain_before)), marker
+    assert type(await store.visible_total(_Ident(staff.id, "staff"))) is int
+    assert all(type(v) is int for v in await store.marker("o1", BUYER.id, False, 2))
 
 
 class _Ident(msgspec.Struct, frozen=True):

@@ -249,19 +249,18 @@ async def test_a_message_is_refused_if_its_upload_vanished_meanwhile(server):
     await server.order("A-1")
     buyer = await server.client("buyer1", "buyer")
     st, att = await upload(server.base, "A-1", samples.png(), "p.png", BUYER)
-    service = server.app[ATTACHMENTS]
-    real = service.resolve
+    store = server.app[ATTACHMENTS].store
+    real = store.post
 
-    def resolve_then_delete(*args):
-        refs = real(*args)
-        server.app[ATTACHMENTS].store.write(lambda db: db.execute("DELETE FROM attachments WHERE id = ?", (att["id"],)))
-        return refs
+    async def delete_then_post(*args, **kwargs):  # the upload is gone after it was resolved
+        await store.delete_attachment(att["id"])
+        return await real(*args, **kwargs)
 
-    service.resolve = resolve_then_delete
+    store.post = delete_then_post
     try:
         ack = await send(buyer, "A-1", "photo", [att["id"]])
     finally:
-        service.resolve = real
+        del store.post
     assert ack["type"] == "error" and ack["code"] == "internal"
     st, page = await server.api("GET", "/api/v1/orders/A-1/messages")
     assert page["messages"] == []

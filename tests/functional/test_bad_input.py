@@ -234,3 +234,34 @@ async def test_invisible_only_text_is_refused(server):
         assert (await buyer.post("o1", text))["type"] == "ack", ascii(text)
     st, page = await server.api("GET", "/api/v1/orders/o1/messages")
     assert len(page["messages"]) == 3
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "join", "order": "o1\u0000"},
+    {"type": "history", "order": "\u0000"},
+    {"type": "send", "order": "o1", "client_id": "c\u0000", "text": "hi"},
+    {"type": "send", "order": "o1", "client_id": "c1", "text": "a\u0000b"},
+    {"type": "inbox", "cursor": "1:o\u0000"},
+], ids=["join", "history", "client_id", "text", "cursor"])
+async def test_nul_in_any_string_gets_bad_request(server, frame, tracebacks):
+    """U+0000 is refused in every field on every backend (PostgreSQL's text cannot hold it)."""
+    await server.order("o1")
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.join("o1")
+    err = await request(buyer, frame, "history", "joined", "inbox", "ack")
+    assert err["type"] == "error" and err["code"] == "bad_request", err
+    await _still_serves(server, buyer)
+    assert not tracebacks()
+
+
+async def test_rest_nul_gets_400(server, tracebacks):
+    await server.order("o1")
+    for method, path, body in (
+        ("GET", "/api/v1/orders/o1%00/messages", None),
+        ("GET", "/api/v1/orders/o1/messages?after=%00", None),
+        ("PUT", "/api/v1/orders/o2", {"buyer": {"id": "b\u0000", "name": "B"}}),
+        ("POST", "/api/v1/orders/o1/messages", {"client_id": "c1", "text": "a\u0000b"}),
+    ):
+        st, answer = await server.api(method, path, body)
+        assert st == 400 and answer["error"]["code"] == "bad_request", (path, st, answer)
+    assert not tracebacks()

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from chatd.store.sqlite.migrations import MIGRATIONS
 from tests.helpers import API_KEY, Client, token
+from tests.postgres_server import sqlite_only
 from tests.procs import ServerProc
 
 ORDER = "d1"
@@ -128,6 +129,7 @@ def check_stored(msgs: list[dict], pumps: list[Pump]) -> dict[tuple[str, str], i
 
 
 @pytest.mark.parametrize("synchronous", ["normal", "full"])
+@sqlite_only("reads the database file and its WAL after the kill")
 async def test_kill_9_mid_stream_loses_no_acked_message(proc):
     put_order(proc)
     buyer = await Client.open(proc.ws_url, token("buyer1", "buyer"))

@@ -60,12 +60,14 @@ async def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
 
 class Cluster:
     def __init__(self, tmp_path, redis_url: str, n: int, limits: dict | None = None) -> None:
-        db = tmp_path / "shared.sqlite3"
+        from tests.postgres_server import store_url
+
+        store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
         self.nodes = []
         for i in range(n):
             d = tmp_path / f"node{i}"
             d.mkdir()
-            sections = {"store": {"path": str(db)}, "relay": {"url": redis_url}}
+            sections = {"store": store, "relay": {"url": redis_url}}
             if limits:
                 sections["limits"] = limits
             self.nodes.append(ServerProc(d, sections))

@@ -32,7 +32,8 @@ def test_no_database_driver_outside_the_store():
     assert {k: v for k, v in found.items() if v} == {}
 
 
-def test_only_the_composition_root_names_a_backend():
+def test_no_module_outside_the_store_names_a_backend():
+    """chatd.store.make_store picks the backend from the config; the rest sees the contract."""
     found = [str(p.relative_to(ROOT)) for p in _outside_store()
-             if any(m.startswith("chatd.store.sqlite") for m in _imports(p))]
-    assert found == ["app.py"]
+             if any(m.startswith(("chatd.store.sqlite", "chatd.store.postgres")) for m in _imports(p))]
+    assert found == []

@@ -44,6 +44,8 @@ def error_response(code: str, message: str, status: int) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if "\x00" in request.path or any("\x00" in v for v in request.query.values()):  # as in every frame: no U+0000
+        return error_response("bad_request", "the URL may not contain U+0000 (NUL)", 400)
     try:
         return await handler(request)
     except ChatError as exc:

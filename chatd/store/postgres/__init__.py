@@ -1,0 +1,16 @@
+"""The PostgreSQL implementation of the Store contract (chatd.store.base), over asyncpg."""
+
+from chatd.store.postgres.attachments import Attachments
+from chatd.store.postgres.engine import Engine
+from chatd.store.postgres.markers import Markers
+from chatd.store.postgres.messages import Messages
+from chatd.store.postgres.orders import Orders
+from chatd.store.postgres.outbox import Outbox
+from chatd.store.postgres.threads import Threads
+
+
+class PostgresStore(Engine, Orders, Messages, Markers, Attachments, Outbox, Threads):
+    """An asyncpg pool with group commit (see engine); SQL per concern beside it."""
+
+
+__all__ = ["PostgresStore"]

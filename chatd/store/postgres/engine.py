@@ -1,0 +1,236 @@
+"""The PostgreSQL engine: the asyncpg pool, group commit, error mapping.
+
+One writer task takes every write queued since its last commit and runs
+them in one transaction on one pooled connection; their futures resolve only
+after COMMIT returned, so an ack always means "stored", and a busy server
+pays one commit (one WAL flush) per batch, not per message. `seq` is
+allocated inside that transaction under the order's row lock (`SELECT ...
+FOR UPDATE`), so any number of hosts writing to one database get gapless,
+unique seqs. Two hosts' batches that lock rows in opposite orders deadlock;
+PostgreSQL aborts one, and it is run again.
+
+Reads take their own pooled connection: asyncpg never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+
+from chatd.errors import BadRequest, ChatError, Internal, Unavailable
+from chatd.store.postgres.migrations import migrate
+
+log = logging.getLogger("chatd.store")
+LINGER_S = 0.0005
+RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
+GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, OSError,
+        asyncio.TimeoutError)
+# A value PostgreSQL's text cannot hold (U+0000): the edges refuse it first; this is the net
+UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+def _unstorable(exc: BaseException) -> BadRequest:
+    return BadRequest(f"a value the store cannot hold: {exc}")
+
+Op = Callable[[asyncpg.Connection], Awaitable[Any]]
+
+
+class _Op:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn, future) -> None:
+        self.fn = fn
+        self.future = future
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def pooled_read(
+    fn: Callable[Concatenate[Any, Any, P], Awaitable[T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """An async read on a pooled connection (passed as `conn`), its driver errors mapped."""
+
+    @functools.wraps(fn)
+    async def read(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._reading() as conn:
+            return await fn(self, conn, *args, **kwargs)
+
+    return read
+
+
+class Engine:
+    """Writes go through `_write` (group commit); reads through `_reading`."""
+
+    def __init__(self, url: str, pool_size: int = 10, statement_timeout_s: float = 30.0,
+                 max_batch: int = 512, *, events_for_message=None, events_for_order=None,
+                 on_outbox: Callable[[], None] | None = None,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.statement_timeout_s = statement_timeout_s
+        self.max_batch = max_batch
+        self._pool: asyncpg.Pool | None = None
+        self._queue: list[_Op] = []
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task | None = None
+        self._closing = False
+        self.batches = 0
+        self.writes = 0
+        # Values from the composition root (chatd.app), as for SQLite: pure functions
+        # giving the outbox events of a write, a wake-up after a commit that wrote some.
+        self.events_for_message = events_for_message  # base.MessageEvents
+        self.events_for_order = events_for_order  # base.OrderEvents
+        self.on_outbox = on_outbox
+        self._outbox_written = 0  # events written by the batch being committed
+        self.on_batch = on_batch  # (ops, seconds) per commit
+
+    # --- lifecycle ------------------------------------------------------
+
+    async def open(self) -> None:
+        timeout_ms = str(int(self.statement_timeout_s * 1000))
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=max(2, self.pool_size),
+                server_settings={"statement_timeout": timeout_ms, "application_name": "chatd"},
+            )
+            async with self._pool.acquire() as conn:
+                await migrate(conn)
+        except GONE as exc:
+            raise Unavailable(f"cannot reach the database: {exc}") from exc
+        self._writer_task = asyncio.create_task(self._run_writer(), name="chatd-writer")
+
+    async def aclose(self) -> None:
+        """Flush every queued write, then close. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wakeup.set()
+        if self._writer_task:
+            await self._writer_task
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 10)
+            except (TimeoutError, *GONE):
+                self._pool.terminate()
+
+    @contextlib.asynccontextmanager
+    async def _reading(self):
+        """A pooled connection for a read: driver errors become `unavailable`
+        (closed, unreachable) or `internal`, never an asyncpg exception."""
+        if self._closing or self._pool is None:
+            raise Unavailable("store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except ChatError:
+            raise
+        except GONE as exc:
+            raise Unavailable(f"database unavailable: {exc}") from exc
+        except UNSTORABLE as exc:
+            raise _unstorable(exc) from exc
+        except asyncpg.PostgresError as exc:
+            if self._closing:
+                raise Unavailable("store is closed") from exc
+            log.exception("read failed")
+            raise Internal(f"store error: {exc}") from exc
+
+    # --- the writer ------------------------------------------------------
+
+    def _write(self, fn: Op) -> asyncio.Future:
+        if self._closing:
+            raise Unavailable("store is closed")
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(fn, fut))
+        self._wakeup.set()
+        return fut
+
+    async def _run_writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await asyncio.sleep(LINGER_S)  # let the frames already read reach the queue
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._apply(batch)
+        except GONE as exc:
+            log.warning("batch failed: %s", exc)
+            results = [Unavailable(f"database unavailable: {exc}")] * len(batch)
+        except Exception as exc:  # noqa: BLE001 - reported to every caller of the batch
+            log.exception("batch failed")
+            results = [Internal(f"store error: {exc}")] * len(batch)
+        self.batches += 1
+        self.writes += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
+        outbox, self._outbox_written = self._outbox_written, 0
+        for op, result in zip(batch, results, strict=True):
+            if op.future.done():
+                continue
+            if isinstance(result, BaseException):
+                op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
+        if outbox and self.on_outbox is not None:
+            self.on_outbox()  # after the commit, on the loop
+
+    async def _apply(self, batch: list[_Op], split: bool = True) -> list:
+        """Run a batch in one transaction. A refused op (ChatError) fails alone;
+        a deadlock runs the batch again; any other error rolls back and runs
+        each op on its own."""
+        delay = 0.001
+        while True:
+            written = self._outbox_written
+            try:
+                async with self._pool.acquire() as conn:
+                    results: list = []
+                    async with conn.transaction():
+                        for op in batch:
+                            try:
+                                results.append(await op.fn(conn))
+                            except ChatError as exc:
+                                results.append(exc)  # refused before it wrote anything
+                    return results
+            except asyncpg.PostgresError as exc:
+                self._outbox_written = written
+                if getattr(exc, "sqlstate", None) in RETRY_STATES:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+                    continue
+                if isinstance(exc, GONE):
+                    raise
+                if isinstance(exc, UNSTORABLE) and (len(batch) == 1 or not split):
+                    return [_unstorable(exc)]  # rolled back: nothing of it was written
+                if len(batch) == 1 or not split:
+                    log.exception("write failed")
+                    return [Internal(f"store error: {exc}")]
+            except GONE:
+                self._outbox_written = written
+                raise
+            except Exception as exc:  # a bug in an op: that op's caller hears of it
+                self._outbox_written = written
+                if len(batch) == 1 or not split:
+                    log.exception("write failed")
+                    return [Internal(f"store error: {exc}")]
+            return [(await self._apply([op], split=False))[0] for op in batch]
+
+    async def index_search(self) -> None:
+        """Nothing to do: each message's search vector is written with it."""
+        if self._closing:
+            raise Unavailable("store is closed")

@@ -1,0 +1,157 @@
+"""Read markers and unread counts: a user's place in an order, totals, the inbox.
+
+Triggers (migration 1) keep every marker's `unread` and each user's total in
+step with every write, as in SQLite. Mirrors chatd.store.sqlite.markers.
+"""
+
+from __future__ import annotations
+
+from chatd.auth import permissions
+from chatd.errors import BadRequest, NotFound
+from chatd.store.postgres.engine import pooled_read
+from chatd.store.records import OrderRecord, ReadMarker
+from chatd.store.rows import MSG_COLS, Actor, message_from_row
+
+
+class Markers:
+    """Mixed into PostgresStore."""
+
+    @pooled_read
+    async def marker(self, db, order_id: str, user_id: str, sees_notes: bool,
+                     last_seq: int) -> tuple[int, int, int]:
+        """(read_seq, unread, last visible seq) for a user on an order."""
+        row = await db.fetchrow(
+            "SELECT read_seq, unread, last_seq FROM read_markers WHERE user_id = $1 AND order_id = $2",
+            user_id, order_id,
+        )
+        if row:
+            return row[0], row[1], row[2] if not sees_notes else last_seq
+        notes = "" if sees_notes else " AND kind <> 'note'"
+        count, last = await db.fetchrow(
+            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 "
+            f"AND sender_id <> $2{notes}",
+            order_id, user_id,
+        )
+        return 0, count, last if not sees_notes else last_seq
+
+    @pooled_read
+    async def total_unread(self, db, user_id: str) -> int:
+        return await self._total(db, user_id)
+
+    @pooled_read
+    async def visible_total(self, db, ident) -> int:
+        return await self._visible_total(db, ident)
+
+    async def _visible_total(self, db, ident) -> int:
+        """The user's unread total over the orders this identity may see: side
+        markers count only if the token covers their order."""
+        total = await self._total(db, ident.id)
+        if permissions.covers_every_order(ident.role, ident.orders):
+            return total
+        rows = await db.fetch(
+            "SELECT order_id, unread FROM read_markers WHERE user_id = $1 AND side = 1 AND unread <> 0",
+            ident.id,
+        )
+        return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
+
+    @pooled_read
+    async def inbox(self, db, ident, limit: int, cursor: str | None):
+        """The identity's orders, newest activity first: (entries, total, next_cursor)."""
+        args: list = [ident.id]
+        where = ""
+        if not permissions.covers_every_order(ident.role, ident.orders):
+            claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
+            args.append(claim)
+            where = f" AND (m.side = 0 OR m.order_id = ANY(${len(args)}::text[]))"
+        if cursor:
+            ts, _, oid = cursor.partition(":")
+            if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
+                raise BadRequest("invalid cursor")
+            args += [int(ts), oid]
+            n = len(args)
+            where += f" AND (m.activity_ts < ${n - 1} OR (m.activity_ts = ${n - 1} AND m.order_id < ${n}))"
+        args.append(limit + 1)
+        rows = await db.fetch(
+            "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
+            "FROM read_markers m JOIN orders o ON o.id = m.order_id "
+            f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entries = []
+        for oid, status, unread, dispute_open, last_seq, _ in rows:
+            last = None
+            if last_seq:
+                row = await db.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2",
+                                        oid, last_seq)
+                last = message_from_row(oid, row) if row else None
+            entries.append((oid, status, unread, bool(dispute_open), last))
+        next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
+        return entries, await self._visible_total(db, ident), next_cursor
+
+    @staticmethod
+    async def _add_marker(db, order: OrderRecord, user: str, sees_notes: bool) -> None:
+        notes = "" if sees_notes else " AND kind <> 'note'"
+        unread, last = await db.fetchrow(
+            f"SELECT COUNT(*) FILTER (WHERE sender_id <> $1), COALESCE(MAX(seq), 0) FROM messages "
+            f"WHERE order_id = $2{notes}",
+            user, order.id,
+        )
+        await db.execute("DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2", user, order.id)
+        await db.execute(
+            "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
+            "last_seq, activity_ts, side) VALUES ($1, $2, $3, 0, $4, $5, $6, $7)",
+            user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts,
+            int(user not in order.slots),
+        )
+
+    @staticmethod
+    async def _hidden(db, user_id: str) -> int:
+        return await db.fetchval(
+            "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id)
+
+    @staticmethod
+    async def _total(db, user_id: str) -> int:
+        return await db.fetchval("SELECT unread_total FROM user_stats WHERE user_id = $1", user_id) or 0
+
+    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
+                        backward: bool = False) -> ReadMarker | None:
+        """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
+        `actor` None means the api key acting for `user_id`. None when nothing changed."""
+
+        async def op(db):
+            order = await self._load_order(db, order_id, lock=True)
+            role = ""
+            sees = False
+            if actor is not None:
+                role = actor.role_in(order)
+                sees = permissions.sees_notes(role)
+            row = await db.fetchrow(
+                "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = $1 AND order_id = $2",
+                user_id, order_id,
+            )
+            if row is None:
+                if actor is None:
+                    raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
+                await self._add_marker(db, order, user_id, sees)
+                row = (0, None, int(sees), int(user_id not in order.slots))
+            read_seq, _, sees, side = row
+            target = max(0, min(seq, order.last_seq))
+            if target == read_seq or (target < read_seq and not backward):
+                return None
+            notes = "" if sees else " AND kind <> 'note'"
+            unread = await db.fetchval(
+                f"SELECT COUNT(*) FROM messages WHERE order_id = $1 AND seq > $2 AND sender_id <> $3{notes}",
+                order_id, target, user_id,
+            )
+            await db.execute("UPDATE read_markers SET read_seq = $1, unread = $2 WHERE user_id = $3 AND order_id = $4",
+                             target, unread, user_id, order_id)
+            plain = ("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 "
+                     "AND kind <> 'note'")
+            return ReadMarker(read_seq=target, unread=unread, total=await self._total(db, user_id), role=role,
+                              side=bool(side), hidden=await self._hidden(db, user_id),
+                              plain_seq=await db.fetchval(plain, order_id, target),
+                              plain_before=await db.fetchval(plain, order_id, read_seq))
+
+        return await self._write(op)

@@ -1,0 +1,219 @@
+"""Messages: the insert (next seq under the order's row lock, its side rows),
+status and dispute changes, and reads. Mirrors chatd.store.sqlite.messages.
+
+A write checks before it writes: a refused request (ChatError) leaves the
+rest of its batch untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from chatd.auth import permissions
+from chatd.errors import Conflict, Forbidden, Internal
+from chatd.store.postgres import attachments as links
+from chatd.store.postgres import outbox
+from chatd.store.records import OrderRecord, Posted, UnreadChange
+from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
+from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
+
+_NO_END = 1 << 62  # above every seq
+_UNREAD = (
+    "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
+    "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
+    "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1 AND m.user_id <> $2"
+)
+
+
+class Messages:
+    """Mixed into PostgresStore."""
+
+    async def check_writable(self) -> None:
+        async def op(db):
+            await db.execute("INSERT INTO health (id, ts) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET ts = $1",
+                             now_ms())
+
+        await self._write(op)
+
+    @staticmethod
+    async def _find(db, order_id: str, sender_id: str, client_id: str) -> Message | None:
+        row = await db.fetchrow(
+            f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND sender_id = $2 AND client_id = $3",
+            order_id, sender_id, client_id,
+        )
+        return message_from_row(order_id, row) if row else None
+
+    async def _insert(self, db, order: OrderRecord, sender: UserRef, kind: str, text: str,
+                      client_id: str | None, status: str | None = None,
+                      attachments: list[AttachmentRef] | None = None,
+                      present: frozenset[str] = frozenset()) -> Posted | None:
+        """Insert with the next seq and its side rows (attachment links, outbox
+        events); None if (order, sender, client_id) exists already. The order's
+        row is locked (`_load_order`), so `last_seq` is the latest committed."""
+        if attachments:
+            await links.check(db, attachments)  # refused before anything is written
+        ts = now_ms()
+        seq = order.last_seq + 1
+        att = msgspec.json.encode(attachments).decode() if attachments else None
+        inserted = await db.fetchval(
+            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
+            "client_id, text, status, attachments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1",
+            order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att,
+        )
+        if inserted is None:
+            return None
+        order.last_seq, order.last_ts = seq, ts
+        notes_only = "" if kind != "note" else " AND m.sees_notes <> 0"
+        unread = [
+            UnreadChange(user, count, total, bool(side), hidden)
+            for user, count, total, side, hidden in await db.fetch(_UNREAD + notes_only, order.id, sender.id)
+        ]
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status)
+        if attachments:
+            await links.link(db, msg)
+        if self.events_for_message is not None:
+            self._outbox_written += await outbox.enqueue(db, self.events_for_message(order, msg, present))
+        return Posted(message=msg, duplicate=False, unread=unread)
+
+    async def _duplicate(self, db, order_id: str, sender_id: str, client_id: str) -> Posted:
+        found = await self._find(db, order_id, sender_id, client_id)
+        if found is None:  # the insert hit a seq clash, which the order's row lock rules out
+            raise Internal("seq conflict")
+        return Posted(message=found, duplicate=True, unread=[])
+
+    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
+                   kind: str = "text", attachments: list[AttachmentRef] | None = None,
+                   present: frozenset[str] = frozenset()) -> Posted:
+        """Store a `text`/`note` (or, for the system, `system`) message."""
+
+        async def op(db):
+            order = await self._load_order(db, order_id, lock=True)
+            role = actor.role_in(order)
+            if kind == "note" and not permissions.sees_notes(role):
+                raise Forbidden("buyers cannot write notes", ref=client_id)
+            had_unread = role != "bot" and await db.fetchval(
+                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id)
+            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), kind, text, client_id,
+                                        attachments=attachments, present=present)
+            if posted is None:  # only a client_id can repeat
+                assert client_id is not None
+                return await self._duplicate(db, order_id, actor.id, client_id)
+            if had_unread:
+                posted.unread.append(UnreadChange(actor.id, 0, await self._total(db, actor.id),
+                                                  side=actor.id not in order.slots,
+                                                  hidden=await self._hidden(db, actor.id)))
+            return posted
+
+        return await self._write(op)
+
+    async def _order_change(self, db, actor: Actor, order_id: str, client_id: str):
+        """(order, actor's role, the earlier Posted if this client_id was seen)."""
+        order = await self._load_order(db, order_id, lock=True)
+        role = actor.role_in(order)
+        dup = await self._find(db, order_id, actor.id, client_id)
+        return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
+
+    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
+                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+        """Change the order's status and post a `status` message, atomically."""
+
+        async def op(db):
+            order, role, dup = await self._order_change(db, actor, order_id, client_id)
+            if dup:
+                return dup
+            if not permissions.may_set_status(role):
+                raise Forbidden(f"role {role} cannot change the status", ref=client_id)
+            await db.execute("UPDATE orders SET status = $1 WHERE id = $2", status, order_id)
+            order.status = status
+            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
+                                        text or f"Status changed to {status}", client_id, status=status,
+                                        present=present)
+            posted.order = order
+            return posted
+
+        return await self._write(op)
+
+    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
+                      reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
+        """Open or close the order's dispute and post a `dispute` message, atomically."""
+
+        async def op(db):
+            order, role, dup = await self._order_change(db, actor, order_id, client_id)
+            if dup:
+                return dup
+            current = order.dispute
+            ts = now_ms()
+            if action == "open":
+                if not permissions.may_open_dispute(role):
+                    raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
+                if current and current.open:
+                    raise Conflict("a dispute is already open", ref=client_id)
+                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
+                text = f"Dispute opened: {reason}" if reason else "Dispute opened"
+            else:
+                if not current or not current.open:
+                    raise Conflict("no dispute is open", ref=client_id)
+                if not permissions.may_close_dispute(role, actor.id, current.by):
+                    raise Forbidden("only staff or whoever opened it can close a dispute", ref=client_id)
+                order.dispute = DisputeState(open=False, reason=reason or current.reason, by=actor.id, ts=ts)
+                text = f"Dispute closed: {reason}" if reason else "Dispute closed"
+            d = order.dispute
+            await db.execute(
+                "UPDATE orders SET dispute_open = $1, dispute_reason = $2, dispute_by = $3, dispute_ts = $4 "
+                "WHERE id = $5",
+                int(d.open), d.reason, d.by, d.ts, order_id,
+            )
+            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text,
+                                        client_id, present=present)
+            posted.order = order
+            return posted
+
+        return await self._write(op)
+
+    async def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
+                    newest: bool) -> tuple[list[Message], bool]:
+        notes = "" if sees_notes else " AND kind <> 'note'"
+        async with self._reading() as db:
+            rows = await db.fetch(
+                f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2 AND seq < $3{notes} "
+                f"ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT $4",
+                order_id, above, below, limit + 1,
+            )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if newest:
+            rows.reverse()
+        return [message_from_row(order_id, r) for r in rows], more
+
+    async def history(self, order_id: str, sees_notes: bool, before: int | None, after: int | None,
+                      limit: int) -> tuple[list[Message], bool]:
+        """The newest `limit` below `before`, or the oldest `limit` above `after`."""
+        if after is not None:
+            return await self._page(order_id, sees_notes, after, _NO_END, limit, newest=False)
+        return await self._page(order_id, sees_notes, 0, _NO_END if before is None else before, limit,
+                                newest=True)
+
+    async def replay(self, order_id: str, sees_notes: bool, since: int | None,
+                     limit: int) -> tuple[list[Message], bool]:
+        """Messages after `since` (newest `limit` kept, flag: some left out), or the newest `limit`."""
+        msgs, more = await self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
+        return msgs, more and since is not None
+
+    async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
+        """The whole history in ascending chunks, one query each (no connection held between)."""
+        notes = "" if sees_notes else " AND kind <> 'note'"
+        after = 0
+        while True:
+            async with self._reading() as db:
+                rows = await db.fetch(
+                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2{notes} "
+                    "ORDER BY seq LIMIT $3",
+                    order_id, after, chunk,
+                )
+            if not rows:
+                return
+            yield [message_from_row(order_id, r) for r in rows]
+            after = rows[-1][0]

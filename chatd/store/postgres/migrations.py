@@ -1,0 +1,155 @@
+"""Numbered schema migrations for PostgreSQL, applied on start.
+
+`chatd_schema.version` holds the number of the last one applied. Every host
+runs `migrate` when it starts; a transaction-scoped advisory lock makes the
+others wait while one applies them, after which they find nothing to do.
+Append new migrations; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+LOCK_KEY = 0x63686174  # "chat": the advisory lock migrations hold
+
+MIGRATIONS: list[str] = [
+    # 1: the SQLite schema as of its migration 5, in PostgreSQL's terms.
+    # Triggers keep unread counters and per-user totals in step with every
+    # write (as in SQLite), so neither an inbox page nor an unread update
+    # scans messages. Each message carries its commit-log number (`log_id`:
+    # the snapshot bound of thread pagination) and its search vector, kept
+    # by PostgreSQL in the message's own transaction and found through a GIN
+    # index. The text search configuration folds case and diacritics
+    # (unaccent, a trusted extension) like SQLite's unicode61 tokenizer.
+    """
+    CREATE EXTENSION IF NOT EXISTS unaccent;
+    CREATE TEXT SEARCH CONFIGURATION chatd_search (COPY = simple);
+    ALTER TEXT SEARCH CONFIGURATION chatd_search
+        ALTER MAPPING FOR asciiword, asciihword, hword_asciipart, word, hword, hword_part,
+                          numword, numhword, hword_numpart
+        WITH unaccent, simple;
+    CREATE TABLE orders (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        buyer_id TEXT NOT NULL, buyer_name TEXT NOT NULL,
+        supplier_id TEXT NOT NULL, supplier_name TEXT NOT NULL,
+        rep_id TEXT, rep_name TEXT,
+        dispute_open INTEGER NOT NULL DEFAULT 0,
+        dispute_reason TEXT, dispute_by TEXT, dispute_ts BIGINT,
+        last_seq BIGINT NOT NULL DEFAULT 0,
+        last_ts BIGINT NOT NULL DEFAULT 0,
+        created_ts BIGINT NOT NULL
+    );
+    CREATE TABLE messages (
+        order_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        ts BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        sender_id TEXT NOT NULL, sender_name TEXT NOT NULL, sender_role TEXT NOT NULL,
+        client_id TEXT,
+        text TEXT NOT NULL,
+        status TEXT,
+        attachments TEXT,
+        log_id BIGINT GENERATED ALWAYS AS IDENTITY,
+        search TSVECTOR GENERATED ALWAYS AS (to_tsvector('chatd_search', text)) STORED,
+        PRIMARY KEY (order_id, seq)
+    );
+    CREATE UNIQUE INDEX messages_client_id ON messages (order_id, sender_id, client_id)
+        WHERE client_id IS NOT NULL;
+    CREATE INDEX messages_log ON messages (log_id);
+    CREATE INDEX messages_search ON messages USING GIN (search);
+    CREATE TABLE read_markers (
+        order_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        sees_notes INTEGER NOT NULL,
+        read_seq BIGINT NOT NULL DEFAULT 0,
+        unread BIGINT NOT NULL DEFAULT 0,
+        last_seq BIGINT NOT NULL DEFAULT 0,
+        activity_ts BIGINT NOT NULL DEFAULT 0,
+        side INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (order_id, user_id)
+    );
+    CREATE INDEX read_markers_user ON read_markers (user_id);
+    CREATE INDEX read_markers_side ON read_markers (user_id) WHERE side = 1;
+    CREATE TABLE user_stats (
+        user_id TEXT PRIMARY KEY,
+        unread_total BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE FUNCTION chatd_message_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE orders SET last_seq = NEW.seq, last_ts = NEW.ts WHERE id = NEW.order_id;
+        UPDATE read_markers
+           SET unread = unread + (user_id <> NEW.sender_id)::int,
+               last_seq = NEW.seq, activity_ts = NEW.ts
+         WHERE order_id = NEW.order_id AND (NEW.kind <> 'note' OR sees_notes <> 0);
+        UPDATE read_markers SET read_seq = NEW.seq, unread = 0
+         WHERE order_id = NEW.order_id AND user_id = NEW.sender_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER messages_after_insert AFTER INSERT ON messages
+        FOR EACH ROW EXECUTE FUNCTION chatd_message_inserted();
+    CREATE FUNCTION chatd_marker_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO user_stats (user_id, unread_total) VALUES (NEW.user_id, NEW.unread)
+                ON CONFLICT (user_id) DO UPDATE SET unread_total = user_stats.unread_total + EXCLUDED.unread_total;
+        ELSIF TG_OP = 'UPDATE' THEN
+            IF NEW.unread <> OLD.unread THEN
+                UPDATE user_stats SET unread_total = unread_total + NEW.unread - OLD.unread
+                 WHERE user_id = NEW.user_id;
+            END IF;
+        ELSIF OLD.unread <> 0 THEN
+            UPDATE user_stats SET unread_total = unread_total - OLD.unread WHERE user_id = OLD.user_id;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER markers_after_change AFTER INSERT OR UPDATE OF unread OR DELETE ON read_markers
+        FOR EACH ROW EXECUTE FUNCTION chatd_marker_changed();
+    CREATE TABLE health (id INTEGER PRIMARY KEY, ts BIGINT NOT NULL);
+    CREATE TABLE attachments (
+        id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        uploader_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_ts BIGINT NOT NULL
+    );
+    CREATE INDEX attachments_sha256 ON attachments (sha256);
+    CREATE INDEX attachments_created ON attachments (created_ts);
+    CREATE TABLE message_attachments (
+        attachment_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (attachment_id, order_id, seq)
+    );
+    CREATE TABLE webhook_outbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        created_ts BIGINT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ts BIGINT NOT NULL,
+        last_error TEXT,
+        dead INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (dead, next_ts);
+    """,
+]
+
+
+async def migrate(conn) -> int:
+    """Bring the schema up to date in one transaction; return the version now in place."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute("CREATE TABLE IF NOT EXISTS chatd_schema (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT version FROM chatd_schema")
+        if version is None:
+            await conn.execute("INSERT INTO chatd_schema (version) VALUES (0)")
+            version = 0
+        for script in MIGRATIONS[version:]:
+            await conn.execute(script)
+        if version < len(MIGRATIONS):
+            await conn.execute("UPDATE chatd_schema SET version = $1", len(MIGRATIONS))
+        return len(MIGRATIONS)

@@ -1,0 +1,67 @@
+"""The webhook outbox table: events written with the change they announce
+(`enqueue`, inside its transaction), then claimed and settled by delivery.
+Claims skip rows another host has locked, so hosts never deliver one event twice at once."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from chatd.store.postgres.engine import pooled_read
+from chatd.store.records import OutboxEvent, OutboxFailure
+from chatd.store.rows import now_ms
+
+
+async def enqueue(db, events: list[tuple[str, dict]]) -> int:
+    """Write (type, payload) events as outbox rows; return how many."""
+    ts = now_ms()
+    rows = []
+    for kind, payload in events:
+        event_id = uuid.uuid4().hex
+        body = msgspec.json.encode({"id": event_id, "type": kind, "ts": ts, **payload})
+        rows.append((event_id, kind, body, ts, ts))
+    if rows:
+        await db.executemany(
+            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES ($1, $2, $3, $4, $5)",
+            rows)
+    return len(rows)
+
+
+class Outbox:
+    """Mixed into PostgresStore."""
+
+    async def claim_events(self, now_ms: int, lease_until_ms: int, limit: int) -> list[OutboxEvent]:
+        async def op(db):
+            rows = await db.fetch(
+                "UPDATE webhook_outbox SET next_ts = $2 WHERE id IN (SELECT id FROM webhook_outbox "
+                "WHERE dead = 0 AND next_ts <= $1 ORDER BY next_ts, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, event_id, type, body, attempts",
+                now_ms, lease_until_ms, limit,
+            )
+            rows = sorted(rows, key=lambda r: r[0])
+            return [OutboxEvent(row[0], row[1], row[2], bytes(row[3]), row[4]) for row in rows]
+
+        return await self._write(op)
+
+    async def settle_events(self, delivered: list[int], failed: list[OutboxFailure]) -> None:
+        async def op(db):
+            if delivered:
+                await db.execute("DELETE FROM webhook_outbox WHERE id = ANY($1::bigint[])", delivered)
+            if failed:
+                await db.executemany(
+                    "UPDATE webhook_outbox SET attempts = $1, next_ts = $2, last_error = $3, dead = $4 WHERE id = $5",
+                    [(f.attempts, f.next_ts, f.error, int(f.dead), f.id) for f in failed],
+                )
+
+        await self._write(op)
+
+    @pooled_read
+    async def next_event_ts(self, db) -> int | None:
+        return await db.fetchval("SELECT MIN(next_ts) FROM webhook_outbox WHERE dead = 0")
+
+    @pooled_read
+    async def outbox_counts(self, db) -> tuple[int, int]:
+        row = await db.fetchrow(
+            "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox")
+        return row[0], row[1]

@@ -1,0 +1,167 @@
+"""The admin threads list and full-text search: PostgreSQL's own `tsvector`
+(messages.search, GIN-indexed, written with each message) and `tsquery`.
+
+A page is one REPEATABLE READ, read-only transaction: one snapshot. Its
+bound is the newest `log_id`. Mirrors chatd.store.sqlite.threads.
+"""
+
+from __future__ import annotations
+
+from chatd.errors import Conflict
+from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
+from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.wire import Message
+
+_ORDER_COLS = (
+    "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
+    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts"
+)
+_ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
+MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
+MATCHES_PER_THREAD = 10
+
+
+def ts_query(words: tuple[str, ...]) -> str:
+    """A tsquery: every word required, as a word or (longer than one character)
+    a prefix. The words are letters and digits only (chatd.threads.search_words),
+    so no tsquery syntax passes through; each is quoted all the same."""
+    return " & ".join(f"'{t}'" + (":*" if len(t) > 1 else "") for t in words)
+
+
+class _Args:
+    """Positional parameters ($1, $2, ...) in the order they are added."""
+
+    def __init__(self) -> None:
+        self.values: list = []
+
+    def __call__(self, value, cast: str = "") -> str:
+        self.values.append(value)
+        return f"${len(self.values)}{cast}"
+
+
+class Threads:
+    """Mixed into PostgresStore."""
+
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
+                          limit: int) -> ThreadPage:
+        async with self._reading() as db:
+            async with db.transaction(isolation="repeatable_read", readonly=True):
+                return await _page(db, filters, after, limit)
+
+
+async def _page(db, filters: ThreadFilter, after, limit: int) -> ThreadPage:
+    query = ts_query(filters.words) if filters.words else None
+
+    def conditions(p: _Args) -> str:
+        where = _filters(filters, p)
+        if query is not None:
+            where.append(f"EXISTS (SELECT 1 FROM messages s WHERE s.order_id = o.id "
+                         f"AND s.search @@ to_tsquery('chatd_search', {p(query)}))")
+        return " AND ".join(where) or "TRUE"
+
+    if after is not None:
+        as_of, act, oid = after
+        rows = await _after(db, conditions, as_of, act, oid, limit + 1)
+    else:
+        as_of = await db.fetchval("SELECT COALESCE(MAX(log_id), 0) FROM messages")
+        p = _Args()
+        cond = conditions(p)
+        rows = await db.fetch(
+            f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+            f"ORDER BY act DESC, o.id DESC LIMIT {p(limit + 1)}",
+            *p.values,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = []
+    for r in rows:
+        order = order_from_row(r[:15])
+        last = await _message(db, order.id, order.last_seq) if order.last_seq else None
+        unread = None
+        if filters.unread_for:
+            unread = await db.fetchval("SELECT unread FROM read_markers WHERE order_id = $1 AND user_id = $2",
+                                       order.id, filters.unread_for) or 0
+        out.append(ThreadRow(order, r[15], last, unread))
+    if query is not None and out:
+        await _add_matches(db, out, query)
+    return ThreadPage(out, as_of, more)
+
+
+def _filters(f: ThreadFilter, p: _Args) -> list[str]:
+    where: list[str] = []
+    if f.has_messages == "true":
+        where.append("o.last_seq > 0")
+    elif f.has_messages == "false":
+        where.append("o.last_seq = 0")
+    if f.dispute == "open":
+        where.append("o.dispute_open = 1")
+    elif f.dispute == "closed":
+        where.append("o.dispute_open = 0 AND o.dispute_ts IS NOT NULL")
+    elif f.dispute == "none":
+        where.append("o.dispute_ts IS NULL")
+    if f.unread_for:
+        where.append(f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {p(f.unread_for)} "
+                     "AND r.unread > 0)")
+    if f.scope_user is not None:  # participants hold a marker on each of their orders
+        u = p(f.scope_user)
+        where.append(f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {u}) "
+                     f"AND (o.supplier_id = {u} OR o.rep_id = {u})")
+    if f.staff is not None:
+        where.append(f"o.buyer_id <> {p(f.staff)}")
+    return where
+
+
+async def _after(db, conditions, as_of: int, act: int, oid: str, n: int) -> list:
+    """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
+    changed = dict(await db.fetch(
+        "SELECT order_id, MIN(seq) FROM messages WHERE log_id > $1 GROUP BY order_id LIMIT $2",
+        as_of, MAX_CHANGED + 1,
+    ))
+    if len(changed) > MAX_CHANGED:
+        raise Conflict("the cursor is too old: start again from the first page")
+    p = _Args()
+    cond = conditions(p)
+    a, o, ids = p(act), p(oid), p(list(changed), "::text[]")
+    # threads without news since the snapshot: their activity now is their activity then
+    rows = list(await db.fetch(
+        f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+        f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) AND NOT (o.id = ANY({ids})) "
+        f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
+        *p.values,
+    ))
+    if changed:
+        p = _Args()
+        cond = conditions(p)
+        a, o = p(act), p(oid)
+        keys, firsts = p(list(changed), "::text[]"), p(list(changed.values()), "::bigint[]")
+        # threads with news: their activity as of the snapshot is their last
+        # message before the first one after it (seq and log id grow together)
+        rows += await db.fetch(
+            f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT m.ts FROM messages m "
+            "WHERE m.order_id = o.id AND m.seq = c.first_seq - 1), o.created_ts) AS act "
+            f"FROM unnest({keys}, {firsts}) AS c(key, first_seq) JOIN orders o ON o.id = c.key WHERE {cond}) t "
+            f"WHERE t.act < {a} OR (t.act = {a} AND t.id < {o})",
+            *p.values,
+        )
+        rows.sort(key=lambda r: (r[15], r[0]), reverse=True)
+    return rows[:n]
+
+
+async def _add_matches(db, rows: list[ThreadRow], query: str) -> None:
+    """The matching messages of each listed thread, newest first (at most 10 each)."""
+    found: dict[str, list[int]] = {}
+    for order_id, seq in await db.fetch(
+        "SELECT order_id, seq FROM messages WHERE order_id = ANY($1::text[]) "
+        "AND search @@ to_tsquery('chatd_search', $2) ORDER BY log_id DESC",
+        [r.order.id for r in rows], query,
+    ):
+        found.setdefault(order_id, []).append(seq)
+    for r in rows:
+        seqs = found.get(r.order.id, [])
+        r.match_count = len(seqs)
+        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := await _message(db, r.order.id, seq))]
+
+
+async def _message(db, order_id: str, seq: int) -> Message | None:
+    row = await db.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", order_id, seq)
+    return message_from_row(order_id, row) if row else None
