@@ -21,6 +21,7 @@ from chatd.chat import Chat
 from chatd.config import Config
 from chatd.edge import server
 from chatd.edge.server import Services
+from chatd.files import DirectoryFiles
 from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
@@ -47,7 +48,10 @@ def make_relay(cfg: Config) -> Relay:
 
 
 def attachments_dir(cfg: Config) -> Path:
-    """`[attachments] dir`, or "attachments" beside the SQLite file."""
+    """`[attachments] dir`; unset: "attachments" in the folder of `[store] path`:
+    beside the SQLite file, or with PostgreSQL (which has no file) in that
+    folder all the same, by default data/attachments under the working
+    directory, beside dev-secrets.json."""
     return Path(cfg.attachments.dir) if cfg.attachments.dir else Path(cfg.store.path).parent / "attachments"
 
 
@@ -83,7 +87,11 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
               on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
               gap_reader=read_gap,
               queue_bytes=cfg.limits.outbound_queue_bytes, total_reader=store.visible_total)
-    attachments = Attachments(store, attachments_dir(cfg), cfg.attachments, contact_filter=cfg.filter.mode)
+    files = DirectoryFiles(attachments_dir(cfg))
+    if cfg.store.url and not cfg.attachments.dir:
+        log.info("attachment files in %s ([attachments] dir unset): with several hosts, set it to "
+                 "a volume they all mount", files.root.resolve())
+    attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
     threads = Threads(store, chat.online, cfg.limits.history_max)
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None

@@ -1,9 +1,10 @@
 """Attachments: files on orders, stored once by content, served only to those who may see them.
 
-An upload streams to a temporary file chunk by chunk (hashed on the way, never
+An upload streams to a partial file chunk by chunk (hashed on the way, never
 held in memory), its type is sniffed from the content, never from the name,
-against an allow-list (chatd.filetypes), and the file is renamed to
-`<dir>/<sha256[:2]>/<sha256>`; metadata rows live in the store. A message
+against an allow-list (chatd.filetypes), and the file is given its name, its
+sha256, in the file store (chatd.files: a directory, maybe shared by several
+hosts); metadata rows live in the store. A message
 carries attachments by id: the store writes the link rows in the message's own
 transaction. Uploads that no message carries are deleted after
 `unreferenced_ttl_s` by a background task.
@@ -12,15 +13,12 @@ transaction. Uploads that no message carries are deleted after
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 import secrets
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
 from chatd import contact_filter
@@ -28,6 +26,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.config import AttachmentsConfig
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
+from chatd.files import FileStore
 from chatd.filetypes import HEAD_BYTES, TextCheck, identify, is_executable
 from chatd.store.base import Store
 from chatd.store.records import AttachmentRow, OrderRecord
@@ -108,11 +107,10 @@ class ByteBudget:
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
-    def __init__(self, store: Store, root: Path, cfg: AttachmentsConfig, contact_filter: str = "off",
+    def __init__(self, store: Store, files: FileStore, cfg: AttachmentsConfig, contact_filter: str = "off",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
-        self.root = Path(root)
-        self.tmp = self.root / "tmp"
+        self.files = files
         self.max_bytes = cfg.max_bytes
         self.ttl_ms = int(cfg.unreferenced_ttl_s * 1000)
         self.interval_s = cfg.cleanup_interval_s
@@ -122,20 +120,16 @@ class Attachments:
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
         self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
-        self._files = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
+        self._placing = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.tmp.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(self._sweep_tmp, 3600.0)  # partial uploads of a crashed run
+        await self.files.start()  # removes partial uploads of a crashed run
         self._task = asyncio.create_task(self._run_cleanup(), name="chatd-attachments-cleanup")
 
     async def aclose(self) -> None:
         await stop(self._task)
         self._task = None
-
-    def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
 
     # --- upload ----------------------------------------------------------------------
 
@@ -177,54 +171,44 @@ class Attachments:
         self.bytes.check(ident.id)
         self._take_token(ident)
         name = self._screen_name(clean_name(filename), role)
-        tmp = self.tmp / f"{secrets.token_hex(16)}.part"
-        digest = hashlib.sha256()
         text = TextCheck()
         head = b""
         size = 0
-        f = await asyncio.to_thread(open, tmp, "wb")
-        try:
-            try:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    size += len(chunk)
-                    self.bytes.take(ident.id, len(chunk))
-                    if size > self.max_bytes:
-                        raise TooLarge(f"attachments are limited to {self.max_bytes} bytes")
-                    if len(head) < HEAD_BYTES:
-                        head += chunk[: HEAD_BYTES - len(head)]
-                        if len(head) >= 4 and is_executable(head):
-                            raise UnsupportedType("executables are not accepted")
-                    text.feed(chunk)
-                    await asyncio.to_thread(_write_chunk, f, digest, chunk)
-                text.feed(b"", final=True)
-                await asyncio.to_thread(_finish, f)
-            finally:
-                await asyncio.to_thread(f.close)
+        async with self.files.put() as part:  # removed unless placed
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                size += len(chunk)
+                self.bytes.take(ident.id, len(chunk))
+                if size > self.max_bytes:
+                    raise TooLarge(f"attachments are limited to {self.max_bytes} bytes")
+                if len(head) < HEAD_BYTES:
+                    head += chunk[: HEAD_BYTES - len(head)]
+                    if len(head) >= 4 and is_executable(head):
+                        raise UnsupportedType("executables are not accepted")
+                text.feed(chunk)
+                await part.write(chunk)
+            text.feed(b"", final=True)
+            sha = await part.finish()
             if size == 0:
                 raise BadRequest("the file is empty")
-            mime = await asyncio.to_thread(identify, tmp, head, text.ok)
+            mime = await asyncio.to_thread(identify, part.path, head, text.ok)
             if mime is None:
                 raise UnsupportedType("this type of file is not accepted (images, PDF, office documents, text)")
-            sha = digest.hexdigest()
             att = AttachmentRef(id=secrets.token_urlsafe(16), name=name, mime=mime, size=size)
             row = AttachmentRow(att.id, order_id, ident.id, att.name, att.mime, att.size, sha, now_ms())
 
             # row first, then the file: a clean-up (here or in another process on
-            # the same data directory) that saw no row for this content re-checks
+            # the same file store) that saw no row for this content re-checks
             # before it deletes the file (see `cleanup`)
-            async with self._files:
+            async with self._placing:
                 await self.store.add_attachment(row)
                 try:
-                    await asyncio.to_thread(_place, tmp, self.path_for(sha))
+                    await part.place()
                 except BaseException:
                     await self.store.delete_attachment(att.id)
                     raise
-            return att
-        except BaseException:
-            await asyncio.to_thread(_unlink, tmp)
-            raise
+        return att
 
     # --- sending -----------------------------------------------------------------------
 
@@ -263,10 +247,9 @@ class Attachments:
                 allowed = await self._may_see(ident, row.order_id, "text")  # their upload, still on the order
             if not allowed:
                 raise NotFound("no such attachment")
-        path = self.path_for(row.sha256)
-        if not path.exists():
+        if not await self.files.exists(row.sha256):
             raise NotFound("no such attachment")
-        return path, AttachmentRef(att_id, row.name, row.mime, row.size)
+        return self.files.path(row.sha256), AttachmentRef(att_id, row.name, row.mime, row.size)
 
     async def _may_see(self, ident: Identity, order_id: str, kind: str) -> bool:
         order = await self.store.get_order(order_id)
@@ -288,78 +271,16 @@ class Attachments:
     async def cleanup(self) -> int:
         """Delete uploads no message carries that are older than the TTL; return how many."""
         cutoff = now_ms() - self.ttl_ms
-        async with self._files:
+        async with self._placing:
             count, orphans = await self.store.delete_unreferenced(cutoff)
             for sha in orphans:
                 await self._remove_orphan(sha)
-        await asyncio.to_thread(self._sweep_tmp, 3600.0)
+        await self.files.sweep()
         if count:
             log.info("deleted %d unused uploads (%d files)", count, len(orphans))
         return count
 
     async def _remove_orphan(self, sha: str) -> None:
-        """Move the file aside, then look again: an upload of the same content that
+        """Out of sight first, then look again: an upload of the same content that
         committed meanwhile (maybe in another process) gets it back."""
-        final = self.path_for(sha)
-        aside = self.tmp / f"{sha}.{secrets.token_hex(4)}.gone"
-        try:
-            await asyncio.to_thread(os.replace, final, aside)
-        except FileNotFoundError:
-            return
-        if await self.store.sha256_in_use(sha):
-            await asyncio.to_thread(_restore, aside, final)
-        else:
-            await asyncio.to_thread(_unlink, aside)
-
-    def _sweep_tmp(self, older_than_s: float) -> None:
-        limit = time.time() - older_than_s
-        try:
-            entries = list(os.scandir(self.tmp))
-        except FileNotFoundError:
-            return
-        for e in entries:
-            try:
-                st = e.stat()
-                # .gone: moved aside by a clean-up; a rename updates ctime, not mtime
-                if (e.name.endswith(".part") and st.st_mtime <= limit) or (
-                        e.name.endswith(".gone") and st.st_ctime <= limit):
-                    os.unlink(e.path)
-            except FileNotFoundError:
-                pass
-
-
-class _Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-
-def _write_chunk(f: BinaryIO, digest: _Digest, chunk: bytes) -> None:
-    f.write(chunk)
-    digest.update(chunk)
-
-
-def _finish(f: BinaryIO) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _place(tmp: Path, final: Path) -> None:
-    """Content-addressed: an identical file already there is kept, the new copy dropped."""
-    if final.exists():
-        os.unlink(tmp)
-        return
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
-
-
-def _restore(aside: Path, final: Path) -> None:
-    if final.exists():  # a new upload placed its own copy meanwhile
-        os.unlink(aside)
-    else:
-        os.replace(aside, final)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        await self.files.delete(sha, keep=lambda: self.store.sha256_in_use(sha))

@@ -1,4 +1,4 @@
-"""The `chatd` command: serve, demo, token; tail, say, history (chatd.tools)."""
+"""The `chatd` command: serve, demo, token, migrate-store; tail, say, history (chatd.tools)."""
 
 from __future__ import annotations
 
@@ -140,6 +140,23 @@ def _without_option(args: list[str], name: str) -> list[str]:
     return out
 
 
+def _migrate_store(args: argparse.Namespace) -> int:
+    """`chatd migrate-store`: the work is chatd.store.copy's; progress on stderr, the summary on stdout."""
+    import asyncio
+
+    from chatd.store.copy import CopyError, copy_store
+
+    try:
+        report = asyncio.run(copy_store(args.source, args.target, args.batch,
+                                        progress=lambda line: print(f"chatd migrate-store: {line}",
+                                                                    file=sys.stderr, flush=True)))
+    except CopyError as exc:
+        print(f"chatd migrate-store: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary(), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="chatd", description="Realtime chat for e-commerce orders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +182,18 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--ttl-s", type=float, default=3600)
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
 
+    p_copy = sub.add_parser(
+        "migrate-store", help="copy a SQLite database into an empty PostgreSQL one (chatd stopped)",
+        description="Copy every order, message, read marker, unread total, attachment row and pending "
+                    "webhook event of a SQLite installation into PostgreSQL. The source is only read; the "
+                    "target is migrated to the current schema and must hold no chatd data. See "
+                    "docs/operations.md, Moving from SQLite to PostgreSQL.")
+    p_copy.add_argument("--from", dest="source", required=True, metavar="SQLITE",
+                        help="sqlite:///path/to/chatd.sqlite3 (or a plain path)")
+    p_copy.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL",
+                        help="postgresql://user:password@host:port/database")
+    p_copy.add_argument("--batch", type=int, default=5000, help="rows per COPY (default 5000)")
+
     from chatd import tools
 
     tools.register(sub)  # tail, say, history: clients of a running server
@@ -172,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if getattr(args, "tool", None) is not None:
         raise SystemExit(tools.run(args))
+    if args.command == "migrate-store":
+        raise SystemExit(_migrate_store(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(args.config)
     if args.command in ("serve", "demo"):

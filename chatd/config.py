@@ -70,7 +70,7 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class AttachmentsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    dir: str = ""  # "" = "attachments" beside the SQLite file; files named by sha256
+    dir: str = ""  # "" = "attachments" in the folder of [store] path (also with PostgreSQL); files named by sha256
     max_bytes: int = 20 * 1024 * 1024  # larger upload: 413 too_large
     unreferenced_ttl_s: float = 86400.0  # an upload no message carries is deleted after this
     cleanup_interval_s: float = 300.0  # how often expired uploads are looked for
