@@ -6,7 +6,10 @@ as root, so when the tests do, the cluster belongs to the unprivileged user
 `nobody` and its commands run through `runuser`. fsync is off: a crash of
 the test machine loses nothing anyone needs. One server per test process
 (`shared()`, stopped at exit); each test gets a database of its own
-(`new_database()`), so tests never see each other's rows.
+(`new_database()`), so tests never see each other's rows. A test that
+takes the database away starts a `PostgresProc` of its own: `halt()` stops
+the server and keeps its data directory, `start()` brings it back on the
+same port with everything it had committed.
 """
 
 from __future__ import annotations
@@ -55,13 +58,16 @@ class PostgresProc:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{db}"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server (the cluster is created on the first start only)."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
         bins = bin_dir()
-        subprocess.run(
-            _as_owner([str(bins / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                       "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        with open(self.dir / "server.log", "wb") as log:
+        if not (self.data / "PG_VERSION").exists():
+            subprocess.run(
+                _as_owner([str(bins / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
+                           "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+        with open(self.dir / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
                 _as_owner([str(bins / "postgres"), "-D", str(self.data), "-p", str(self.port),
                            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
@@ -97,15 +103,23 @@ class PostgresProc:
         self._psql("postgres", f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def halt(self, timeout: float = 20.0) -> None:
+        """Stop the server (fast shutdown: open sessions are ended, committed
+        data stays) and keep the data directory: `start()` brings it back."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # pg_ctl signals the postmaster itself, not runuser (which would not pass SIGINT on)
+        subprocess.run(_as_owner([str(bin_dir() / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast",
+                                  "-w", "-t", str(int(timeout))]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # smart shutdown is SIGTERM; fast is SIGINT
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

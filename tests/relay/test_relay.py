@@ -59,10 +59,18 @@ async def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
 
 
 class Cluster:
-    def __init__(self, tmp_path, redis_url: str, n: int, limits: dict | None = None) -> None:
+    """`n` chatd processes on one Redis, each with its own directory and config.
+
+    They share one store: a SQLite file in `tmp_path` (or CHATD_TEST_STORE's
+    database), or the `[store]` values given, e.g. `{"url": "postgresql://..."}`
+    (each node then keeps its own data directory)."""
+
+    def __init__(self, tmp_path, redis_url: str, n: int, limits: dict | None = None,
+                 store: dict | None = None) -> None:
         from tests.postgres_server import store_url
 
-        store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
+        if store is None:
+            store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
         self.nodes = []
         for i in range(n):
             d = tmp_path / f"node{i}"
@@ -103,8 +111,8 @@ class Cluster:
 async def cluster_factory(tmp_path, redis_proc):
     made: list[Cluster] = []
 
-    async def make(n: int, limits: dict | None = None) -> Cluster:
-        c = Cluster(tmp_path, redis_proc.url, n, limits)
+    async def make(n: int, limits: dict | None = None, store: dict | None = None) -> Cluster:
+        c = Cluster(tmp_path, redis_proc.url, n, limits, store)
         made.append(c)
         await c.start()
         return c

@@ -30,7 +30,13 @@ from chatd.store.postgres.migrations import migrate
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
 RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
-GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, OSError,
+# The database is away (stopping, starting, unreachable): `unavailable`, the client
+# tries again with the same client_id. 57P01/57P02 end the sessions of a server that
+# stops; a pooled connection whose session ended that way, its close not yet read,
+# answers the next query with asyncpg's InternalClientError ("another operation is
+# in progress"), not with a connection error.
+GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError, OSError,
         asyncio.TimeoutError)
 # A value PostgreSQL's text cannot hold (U+0000): the edges refuse it first; this is the net
 UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
