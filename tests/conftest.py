@@ -1,6 +1,6 @@
 """Fixtures: a real chatd app on a real port (127.0.0.1, port 0) over a real SQLite file
 (or, with CHATD_TEST_STORE=postgres, a fresh database on a real PostgreSQL server:
-tests/postgres_server.py).
+tests/support/postgres_server.py).
 
 Modules that set `BACKENDS = ("single", "cluster")` run every test twice: once
 against one in-process server, once against two chatd processes sharing one
@@ -17,7 +17,7 @@ import pytest
 
 from chatd.app import create_app
 from chatd.config import AuthConfig, Config, FilterConfig, LimitsConfig, StoreConfig
-from tests.helpers import API_KEY, SECRET, Client, token
+from tests.support.client import API_KEY, SECRET, Client, token
 
 
 class Server:
@@ -74,7 +74,7 @@ def with_sections(cfg, sections: dict):
 def make_config(tmp_path, **limits) -> Config:
     # the contact filter off (the shipped default is "block"): tests of other features
     # send links and numbers across the line; tests of the filter set their mode
-    from tests.postgres_server import store_url
+    from tests.support.postgres_server import store_url
 
     return Config(
         auth=AuthConfig(secret=SECRET, api_key=API_KEY),
@@ -144,8 +144,10 @@ def backend():
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    """One Redis server for the session's cluster tests (each test uses its own db number)."""
-    from tests.redis_server import RedisProc
+    """The session's one Redis server: the functional suite's clusters, the relay
+    contract and the relay's unit tests (each test picks a db number of its own;
+    tests that stop Redis start their own: tests/relay/conftest.py)."""
+    from tests.support.redis_server import RedisProc
 
     r = RedisProc(tmp_path_factory.mktemp("redis"))
     r.start()
@@ -157,47 +159,12 @@ _db_numbers = iter(range(1, 1 << 30))
 
 
 async def _cluster(tmp_path, request, limits, extra: dict) -> ClusterServer:
-    from tests.postgres_server import store_url
-    from tests.procs import ServerProc
+    from tests.support.cluster import Cluster
 
     url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{next(_db_numbers) % 16}"
-    store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
-    nodes = []
-    for i in range(2):
-        d = tmp_path / f"node{i}"
-        d.mkdir()
-        sections = {"store": store, "relay": {"url": url}}
-        if limits:
-            sections["limits"] = dict(limits)
-        for name, values in extra.items():
-            sections.setdefault(name, {}).update(values)
-        nodes.append(ServerProc(d, sections))
-    try:
-        for n in nodes:
-            n.spawn()
-        for n in nodes:
-            await n.await_ready()
-        for n in nodes:
-            await _relay_ok(n)
-    except BaseException:
-        for n in nodes:
-            n.stop()
-        raise
-    return ClusterServer(nodes, with_sections(make_config(tmp_path, **limits), extra))
-
-
-async def _relay_ok(node, timeout: float = 15.0) -> None:
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as s:
-        while True:
-            async with s.get(node.base + "/healthz") as r:
-                if (await r.json()).get("relay") == "ok":
-                    return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"relay of {node.base} not healthy:\n{node.log()}")
-            await asyncio.sleep(0.02)
+    cluster = Cluster(tmp_path, url, 2, limits, sections=extra)
+    await cluster.start()
+    return ClusterServer(cluster.nodes, with_sections(make_config(tmp_path, **limits), extra))
 
 
 @pytest.fixture

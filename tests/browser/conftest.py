@@ -21,7 +21,7 @@ pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]' ins
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect  # noqa: E402
 
-from tests.helpers import API_KEY  # noqa: E402
+from tests.support.client import API_KEY  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 CHROMIUM_ARGS = [

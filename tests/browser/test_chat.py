@@ -8,8 +8,8 @@ from pathlib import Path
 from playwright.async_api import expect
 
 from tests.browser.conftest import api, put_order
-from tests.helpers import token
 from tests.support import samples
+from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
 SAM = token("sam", "supplier", "Sam Supplier")

@@ -14,7 +14,7 @@ from chatd.app import create_app
 from chatd.cli import DEMO_ORDER, _demo_startup
 from tests.browser.conftest import api
 from tests.conftest import make_config
-from tests.helpers import token
+from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
 SAM = token("sam", "supplier", "Sam Supplier")

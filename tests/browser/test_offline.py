@@ -11,7 +11,7 @@ from playwright.async_api import expect
 
 from tests.browser.conftest import api, put_order
 from tests.browser.test_chat import BEA, SAM
-from tests.procs import ServerProc
+from tests.support.procs import ServerProc
 
 RESTART_WAIT_MS = 30_000  # reconnect backoff (with jitter) tops out at 15 s
 

@@ -2,7 +2,7 @@
 
 Each name in BACKENDS has a branch in `make_store`; every test in
 test_store_contract.py runs against each. `where` is a SQLite file or a
-PostgreSQL URL (a fresh database of tests.postgres_server per test).
+PostgreSQL URL (a fresh database of tests.support.postgres_server per test).
 Also runnable as a separate writer process:
 `python -m tests.contract.stores <backend> <where> <order> <count> <prefix>`
 posts `count` messages and prints their seqs as JSON.

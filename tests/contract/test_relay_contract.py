@@ -18,8 +18,7 @@ import pytest
 from chatd.relay.local import LocalRelay
 from chatd.relay.redis import RedisRelay
 from chatd.rooms.events import RoomEvent, UserEvent
-from tests.procs import free_port
-from tests.redis_server import RedisProc
+from tests.support.procs import free_port
 
 
 class Recorder:
@@ -92,14 +91,6 @@ def presence_frame(order: str, user: str, online: bool) -> bytes:
     return f"presence {order} {user} {online}".encode()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    r = RedisProc(tmp_path_factory.mktemp("redis"))
-    r.start()
-    yield r
-    r.stop()
-
-
 _dbs = itertools.count()
 
 
@@ -109,7 +100,7 @@ async def make(request):
     nodes: list[Node] = []
     url = None
     if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url.rsplit("/", 1)[0] + f"/{next(_dbs) % 16}"
+        url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{next(_dbs) % 16}"
 
     async def start(relay, across: bool) -> Node:
         node = Node(relay, across)

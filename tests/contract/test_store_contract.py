@@ -2,7 +2,7 @@
 
 Each test runs once per name in tests.contract.stores.BACKENDS, over a real
 database: a SQLite file, or a database of its own on a real PostgreSQL server
-(tests/postgres_server.py).
+(tests/support/postgres_server.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def store_backend(request) -> str:
 def store_where(store_backend, tmp_path) -> str:
     """The database every store of one test shares."""
     if store_backend == "postgres":
-        from tests.postgres_server import new_database
+        from tests.support.postgres_server import new_database
 
         return new_database()
     return str(tmp_path / "contract.sqlite3")

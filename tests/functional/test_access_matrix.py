@@ -16,7 +16,7 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.helpers import Client, request, settled, short_token, token
+from tests.support.client import Client, request, settled, short_token, token
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

@@ -15,8 +15,8 @@ import pytest
 
 from chatd.app import attachments_dir
 from chatd.edge.keys import ATTACHMENTS
-from tests.helpers import API_KEY, token
 from tests.support import samples
+from tests.support.client import API_KEY, token
 from tests.support.receiver import get
 
 
@@ -276,7 +276,7 @@ def _peak_rss_kib(pid: int) -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 async def test_memory_stays_bounded_during_a_20mb_upload(tmp_path):
     """A real server process: its peak RSS grows far less than the 20 MB it receives."""
-    from tests.procs import ServerProc
+    from tests.support.procs import ServerProc
 
     proc = ServerProc(tmp_path)
     await proc.astart()

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import request, settled
+from tests.support.client import request, settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -208,7 +208,7 @@ async def test_removed_rep_is_cut_off_at_once(server):
     j = await r3.join("m1")
     assert j["last_seq"] == 2
     # the removed rep's REST access is gone too
-    from tests.helpers import token
+    from tests.support.client import token
 
     st, body = await server.api("GET", "/api/v1/orders/m1/messages", auth=token("r1", "sales_rep"))
     assert st == 404 and body["error"]["code"] == "not_found"

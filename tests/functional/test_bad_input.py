@@ -11,7 +11,7 @@ import jwt
 import msgspec
 import pytest
 
-from tests.helpers import API_KEY, SECRET, Client, request, settled, token
+from tests.support.client import API_KEY, SECRET, Client, request, settled, token
 
 HUGE = 10**30  # beyond 64 bits: SQLite raised OverflowError
 DEEP = 5000

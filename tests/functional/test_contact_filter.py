@@ -17,8 +17,8 @@ import pytest
 from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
 from tests.functional.test_attachments import upload
-from tests.helpers import request, settled, token
 from tests.support import samples
+from tests.support.client import request, settled, token
 
 HERE = Path(__file__).parent
 

@@ -20,9 +20,9 @@ import websockets
 from websockets.asyncio.client import connect
 
 from chatd.store.sqlite.migrations import MIGRATIONS
-from tests.helpers import API_KEY, Client, token
-from tests.postgres_server import sqlite_only
-from tests.procs import ServerProc
+from tests.support.client import API_KEY, Client, token
+from tests.support.postgres_server import sqlite_only
+from tests.support.procs import ServerProc
 
 ORDER = "d1"
 WINDOW = 32  # sends in flight per connection

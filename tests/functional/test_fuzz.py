@@ -31,7 +31,7 @@ from chatd import wire
 from chatd.app import create_app
 from chatd.config import Config
 from chatd.edge.rest import messages, orders
-from tests.helpers import API_KEY, Client, token
+from tests.support.client import API_KEY, Client, token
 
 EXAMPLES = int(os.environ.get("CHATD_FUZZ_EXAMPLES", "200"))
 # no shrinking unless asked (CHATD_FUZZ_SHRINK=1): on a failure it can take minutes

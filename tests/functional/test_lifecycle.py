@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from chatd.auth.tokens import verify
-from tests.helpers import SECRET, Client
-from tests.procs import child_env, free_port
+from tests.support.client import SECRET, Client
+from tests.support.procs import child_env, free_port
 
 WARNING = "no [auth] secret configured"
 

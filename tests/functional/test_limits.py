@@ -9,7 +9,7 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.helpers import Client, request, settled, short_token, token
+from tests.support.client import Client, request, settled, short_token, token
 
 
 def lim(**kw):
@@ -247,7 +247,7 @@ async def test_ws_connect_works_with_plain_websockets(server):
 
 @lim(heartbeat_s=0.2)
 async def test_heartbeat_pings_and_drops_a_silent_peer(server):
-    from tests.rawws import RawWS
+    from tests.support.rawws import RawWS
 
     port = int(server.base.rsplit(":", 1)[1])
     peer = await RawWS.open(port)
@@ -359,7 +359,7 @@ async def _ping_until_closed(peer, every_s: float) -> None:
 @lim(auth_timeout_s=1.0)
 async def test_auth_deadline_is_absolute_despite_pings(server):
     """Control frames do not extend the auth deadline, and a late auth is refused."""
-    from tests.rawws import RawWS
+    from tests.support.rawws import RawWS
 
     port = int(server.base.rsplit(":", 1)[1])
     peer = await RawWS.open(port)

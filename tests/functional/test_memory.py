@@ -15,9 +15,9 @@ import time
 import aiohttp
 import pytest
 
-from tests.helpers import API_KEY, Client, request, token
-from tests.procs import ServerProc
-from tests.rawws import RawWS
+from tests.support.client import API_KEY, Client, request, token
+from tests.support.procs import ServerProc
+from tests.support.rawws import RawWS
 
 TEXT = "x" * 4000  # the longest text allowed by default
 MESSAGES = 200  # one history page at the cap: about 850 KB encoded

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import request, settled
+from tests.support.client import request, settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

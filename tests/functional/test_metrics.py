@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Client, settled
+from tests.support.client import Client, settled
 
 
 async def scrape(url: str) -> dict:
@@ -88,7 +88,7 @@ async def test_metrics_follow_what_happens(server):
 async def test_separate_metrics_listener(tmp_path, aiohttp_server):
     from chatd.app import create_app
     from tests.conftest import make_config, with_sections
-    from tests.procs import free_port
+    from tests.support.procs import free_port
 
     port = free_port()
     srv = await aiohttp_server(create_app(with_sections(make_config(tmp_path), {"metrics": {"port": port}})))

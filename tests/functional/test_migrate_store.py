@@ -22,10 +22,10 @@ import pytest
 
 from chatd.store import copy
 from chatd.store.sqlite import migrations as sqlite_migrations
-from tests.helpers import API_KEY, Client, request, settled, token
-from tests.postgres_server import new_database
-from tests.procs import ROOT, ServerProc, child_env
 from tests.support import samples
+from tests.support.client import API_KEY, Client, request, settled, token
+from tests.support.postgres_server import new_database
+from tests.support.procs import ROOT, ServerProc, child_env
 from tests.support.receiver import Receiver, get
 
 HOOK_SECRET = "webhook-secret-for-migrate-tests"

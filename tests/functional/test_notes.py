@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import request, settled, token
+from tests.support.client import request, settled, token
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

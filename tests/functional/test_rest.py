@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 
-from tests.helpers import API_KEY, token
+from tests.support.client import API_KEY, token
 
 BUYER = {"id": "buyer1", "name": "Bea"}
 SUPPLIER = {"id": "supplier1", "name": "Sam"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.helpers import request, settled
+from tests.support.client import request, settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

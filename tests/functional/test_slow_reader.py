@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from chatd.edge.keys import CHAT
-from tests.helpers import token
-from tests.rawws import RawWS
+from tests.support.client import token
+from tests.support.rawws import RawWS
 
 QUEUE_FRAMES = 16
 BUFFER_BYTES = 16384

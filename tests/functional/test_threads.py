@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 
-from tests.helpers import API_KEY, settled, token
+from tests.support.client import API_KEY, settled, token
 
 
 async def _tick() -> None:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from chatd.edge.keys import CHAT
-from tests.helpers import settled
+from tests.support.client import settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

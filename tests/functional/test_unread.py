@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.helpers import request, settled
+from tests.support.client import request, settled
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatd.edge.keys import WEBHOOKS
 from chatd.webhooks import sign, verify
-from tests.helpers import API_KEY, request
+from tests.support.client import API_KEY, request
 from tests.support.receiver import Receiver, get
 
 SECRET = "webhook-secret-for-tests"
@@ -172,7 +172,7 @@ async def test_events_are_given_up_after_max_attempts(server):
 async def test_delivered_after_a_restart(tmp_path):
     """The event is queued while the receiver is down, the server is killed (-9), the
     receiver comes up, the server restarts: the event arrives, signed, exactly as queued."""
-    from tests.procs import ServerProc, free_port
+    from tests.support.procs import ServerProc, free_port
 
     port = free_port()
     proc = ServerProc(tmp_path, {"webhooks": {"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET,
@@ -222,7 +222,7 @@ async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, 
     from chatd.app import create_app
     from tests.conftest import Server, make_config, with_sections
     from tests.functional.test_attachments import send, upload
-    from tests.helpers import token
+    from tests.support.client import token
     from tests.support.samples import png
 
     cfg = with_sections(make_config(tmp_path), {

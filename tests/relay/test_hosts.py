@@ -20,9 +20,11 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.helpers import API_KEY, Client, token
-from tests.postgres_server import PostgresProc, new_database
-from tests.relay.test_relay import ORDER, Cluster, cluster_factory, health, redis_proc, seqs, wait_for  # noqa: F401
+from tests.relay.test_relay import ORDER, seqs
+from tests.support.client import API_KEY, Client, token
+from tests.support.cluster import Cluster, health
+from tests.support.postgres_server import PostgresProc, new_database
+from tests.support.wait import wait_for
 
 WINDOW = 8  # sends in flight per sender connection
 TEST_TIMEOUT_S = 90.0  # each test's whole run

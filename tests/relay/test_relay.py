@@ -6,120 +6,21 @@ Participants are spread over instances; none of them may be able to tell.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import urllib.request
 import uuid
 
 import aiohttp
-import pytest
 
-from tests.helpers import API_KEY, Client, token
-from tests.procs import ServerProc, free_port
-from tests.redis_server import RedisProc
+from tests.support.client import API_KEY, Client, token
+from tests.support.cluster import health
+from tests.support.procs import ServerProc, free_port
+from tests.support.wait import wait_for
 
 ORDER = {
     "buyer": {"id": "buyer1", "name": "Bea"},
     "supplier": {"id": "supplier1", "name": "Sam"},
     "sales_rep": {"id": "rep1", "name": "Rita"},
 }
-
-
-@pytest.fixture
-def redis_proc(tmp_path):
-    d = tmp_path / "redis"
-    d.mkdir()
-    r = RedisProc(d)
-    r.start()
-    yield r
-    r.stop()
-
-
-def health(base: str) -> dict:
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError:
-        return {}
-
-
-async def wait_for(cond, timeout: float = 15.0, what: str = "condition"):
-    """Poll a condition with a bounded wait (used only where no event exists)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.02
-    while True:
-        value = await asyncio.to_thread(cond) if not asyncio.iscoroutinefunction(cond) else await cond()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
-class Cluster:
-    """`n` chatd processes on one Redis, each with its own directory and config.
-
-    They share one store: a SQLite file in `tmp_path` (or CHATD_TEST_STORE's
-    database), or the `[store]` values given, e.g. `{"url": "postgresql://..."}`
-    (each node then keeps its own data directory)."""
-
-    def __init__(self, tmp_path, redis_url: str, n: int, limits: dict | None = None,
-                 store: dict | None = None) -> None:
-        from tests.postgres_server import store_url
-
-        if store is None:
-            store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
-        self.nodes = []
-        for i in range(n):
-            d = tmp_path / f"node{i}"
-            d.mkdir()
-            sections = {"store": store, "relay": {"url": redis_url}}
-            if limits:
-                sections["limits"] = limits
-            self.nodes.append(ServerProc(d, sections))
-        self.clients: list[Client] = []
-
-    async def start(self) -> None:
-        for n in self.nodes:
-            n.spawn()
-        for n in self.nodes:
-            await n.await_ready()
-        for n in self.nodes:
-            await wait_for(lambda n=n: health(n.base).get("relay") == "ok", what=f"relay on {n.base}")
-
-    async def client(self, i: int, sub: str, role: str, **kw) -> Client:
-        c = await Client.open(self.nodes[i].ws_url, token(sub, role, **kw))
-        self.clients.append(c)
-        return c
-
-    async def api(self, i: int, method: str, path: str, body=None):
-        async with aiohttp.ClientSession() as s:
-            async with s.request(method, self.nodes[i].base + path, json=body,
-                                 headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                return r.status, await r.json(content_type=None)
-
-    async def stop(self) -> None:
-        for c in self.clients:
-            await c.close()
-        for n in self.nodes:
-            await asyncio.to_thread(n.stop)
-
-
-@pytest.fixture
-async def cluster_factory(tmp_path, redis_proc):
-    made: list[Cluster] = []
-
-    async def make(n: int, limits: dict | None = None, store: dict | None = None) -> Cluster:
-        c = Cluster(tmp_path, redis_proc.url, n, limits, store)
-        made.append(c)
-        await c.start()
-        return c
-
-    yield make
-    for c in made:
-        await c.stop()
 
 
 def seqs(client: Client, order: str) -> list[int]:
@@ -459,7 +360,7 @@ async def test_workers_need_a_redis_relay(tmp_path):
     import subprocess
     import sys
 
-    from tests.procs import ROOT, child_env
+    from tests.support.procs import ROOT, child_env
 
     out = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "chatd", "serve", "--workers", "2"],

@@ -10,8 +10,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from tests.helpers import API_KEY, TIMEOUT
-from tests.procs import ROOT, ServerProc, child_env
+from tests.support.client import API_KEY, TIMEOUT
+from tests.support.procs import ROOT, ServerProc, child_env
 
 _ids = itertools.count(1)
 

@@ -9,10 +9,10 @@ import signal
 import sys
 
 from chatd import client
-from tests.helpers import API_KEY, TIMEOUT, token
-from tests.procs import ROOT, child_env, free_port
 from tests.sdk.conftest import run_py
 from tests.sdk.waits import messages
+from tests.support.client import API_KEY, TIMEOUT, token
+from tests.support.procs import ROOT, child_env, free_port
 
 BOT_TOKEN = token("bot1", "bot", "Delivery Bot", orders="*")
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d #(\d+) (.+?) \((\w+)\): (.*)$")

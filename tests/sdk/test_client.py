@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from chatd import client, wire
-from tests.helpers import token
 from tests.sdk.waits import messages, next_event
+from tests.support.client import token
 
 BOT = {"orders": "*"}
 
@@ -164,7 +164,7 @@ async def test_closing_ends_iteration_and_refuses_requests(chatd_proc, api):
 
 
 async def test_wrong_url_and_static_expired_token_fail_fast(chatd_proc):
-    from tests.procs import free_port
+    from tests.support.procs import free_port
 
     with pytest.raises(client.ConnectionFailed) as e:
         async with client.connect(f"http://127.0.0.1:{free_port()}", token("buyer1", "buyer")):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from chatd import client
-from tests.helpers import SECRET, token
 from tests.sdk.conftest import run_py
 from tests.sdk.waits import messages
+from tests.support.client import SECRET, token
 
 STEPS = ["confirmed", "packed", "shipped", "delivered"]
 

@@ -9,11 +9,11 @@ import signal
 import pytest
 
 from chatd import client, wire
-from tests.helpers import TIMEOUT, token
-from tests.procs import ServerProc
 from tests.sdk.conftest import Api
 from tests.sdk.proxy import Proxy
 from tests.sdk.waits import messages
+from tests.support.client import TIMEOUT, token
+from tests.support.procs import ServerProc
 
 FAST = {"reconnect_delay_s": 0.05, "max_reconnect_delay_s": 0.5}
 BOT = {"orders": "*"}

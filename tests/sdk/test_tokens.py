@@ -9,9 +9,9 @@ import jwt
 import pytest
 
 from chatd import client, wire
-from tests.helpers import SECRET, TIMEOUT, token
 from tests.sdk.conftest import Api
 from tests.sdk.waits import messages
+from tests.support.client import SECRET, TIMEOUT, token
 
 FAST = {"reconnect_delay_s": 0.05, "max_reconnect_delay_s": 0.5}
 

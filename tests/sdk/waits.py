@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chatd import wire
-from tests.helpers import TIMEOUT
+from tests.support.client import TIMEOUT
 
 
 async def next_event(client, kind: type, timeout: float = TIMEOUT, **match):

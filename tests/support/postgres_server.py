@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.procs import free_port
+from tests.support.procs import free_port
 
 USER = "nobody"  # the cluster's owner when the tests run as root
 

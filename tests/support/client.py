@@ -10,10 +10,11 @@ import websockets
 from websockets.asyncio.client import connect
 
 from chatd.auth.tokens import issue
+from tests.support.wait import seconds
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 API_KEY = "test-api-key"
-TIMEOUT = 10.0
+TIMEOUT = seconds(10.0)  # every wait of a client, scaled (tests/support/wait.py)
 
 
 def token(sub: str, role: str, name: str | None = None, ttl_s: float = 3600, orders=None) -> str:

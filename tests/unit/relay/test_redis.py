@@ -11,19 +11,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
 from chatd.relay.redis import RedisRelay
 from tests.contract.test_relay_contract import Node, presence_frame
-from tests.redis_server import RedisProc
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    r = RedisProc(tmp_path_factory.mktemp("redis"))
-    r.start()
-    yield r.url
-    r.stop()
 
 
 async def test_resyncs_during_admits_never_let_the_limit_be_passed(redis_url):

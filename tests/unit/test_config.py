@@ -1,4 +1,4 @@
-"""The relay's config: `[relay] url` and CHATD_RELAY_URL, and the old names
+"""chatd.config: the relay section, `[relay] url` and CHATD_RELAY_URL, and the old names
 `[broker]` / CHATD_BROKER_URL still read (with a warning) for one release."""
 
 from __future__ import annotations

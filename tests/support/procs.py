@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import API_KEY, SECRET
+from tests.support.client import API_KEY, SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20.0
@@ -75,7 +75,7 @@ class ServerProc:
         for name, values in (sections or {}).items():
             conf.setdefault(name, {}).update(values)
         if "url" not in conf["store"]:
-            from tests.postgres_server import store_url
+            from tests.support.postgres_server import store_url
 
             conf["store"]["url"] = store_url() or ""
         lines = []

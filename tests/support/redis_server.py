@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.procs import free_port
+from tests.support.procs import free_port
 
 
 def binary() -> str:
