@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.support.client import API_KEY, SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file is tests/support/procs.py)
 START_TIMEOUT_S = 20.0
 
 
