@@ -75,7 +75,7 @@ def create_app(cfg: Config) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[UNAUTHENTICATED] = {}
     app.cleanup_ctx.append(_resources)
-    app.cleanup_ctx.append(features.resources)  # attachments, webhooks, metrics (issue 5)
+    app.cleanup_ctx.append(features.resources)  # attachments, threads, webhooks, metrics
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", ws.handle)
     http.add_routes(app)

@@ -1,4 +1,4 @@
-"""Issue 5's features wired into the app: attachments, threads, contact filter, webhooks, metrics.
+"""Optional services wired into the app: attachments, threads, contact filter, webhooks, metrics.
 
 One cleanup context, after the core resources (store, relay, hub, chat): it
 registers the store hooks, hands `Chat` its optional collaborators, starts

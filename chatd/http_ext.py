@@ -1,4 +1,4 @@
-"""REST additions of issue 5: admin threads, attachments, /metrics.
+"""REST routes for admin threads, attachments and /metrics.
 
 Same conventions as chatd.http (Bearer api key or JWT, JSON errors through
 its middleware); the services live in chatd.threads, chatd.attachments and

@@ -74,8 +74,12 @@ def user_channel(user: str) -> str:
 class RedisRelay:
     """Implements chatd.relay.base.Relay (see there for the contract)."""
 
-    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0) -> None:
+    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0,
+                 admit_timeout_s: float = 1.0) -> None:
         self.url = url
+        # an admit that Redis does not answer in time falls back to this instance's count
+        self.admit_timeout_s = admit_timeout_s
+        self.admit_fallbacks = 0  # admits decided by this instance's count alone
         self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.canary_interval_s = canary_interval_s
@@ -96,7 +100,10 @@ class RedisRelay:
         self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
         self._mine: set[tuple[str, str]] = set()  # (order, user) with a connection here
         self._conns: dict[str, int] = {}  # user -> admitted connections here
-        self._admitting: dict[str, list] = {}  # user -> [lock, callers]: admits in call order
+        # Every write of our counts is built and answered under this lock, so Redis
+        # applies them in the order they were built: a stale, lower count can never
+        # land after a newer one (that would let another instance admit past the limit).
+        self._counting = asyncio.Lock()
         self._synced = False  # our holdings were put in Redis since we (re)connected
         self.dropped = 0
 
@@ -159,23 +166,19 @@ class RedisRelay:
     async def admit(self, user: str, limit: int, local: int) -> bool:
         if local >= limit:
             return False
-        # One at a time per user, in call order: our count in Redis only grows
-        # while connections open at once (each call writes its own `local + 1`).
-        turn = self._admitting.setdefault(user, [asyncio.Lock(), 0])
-        turn[1] += 1
         try:
-            async with asyncio.timeout(1.0), turn[0]:
+            async with asyncio.timeout(self.admit_timeout_s), self._counting:
                 ok = await self._admit(
                     keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
                     args=[self.instance, user, local + 1, limit])
+                if ok:
+                    self._conns[user] = local + 1
         except (RedisError, OSError, TimeoutError):
-            ok = 1  # Redis away: this instance's count alone decides (put back on reconnect)
-        finally:
-            turn[1] -= 1
-            if not turn[1]:
-                del self._admitting[user]
-        if ok:
+            # Redis away: this instance's count alone decides (put back on reconnect)
             self._conns[user] = local + 1
+            self.admit_fallbacks += 1
+            log.warning("admit of %s decided without Redis (no answer in %.1f s)", user, self.admit_timeout_s)
+            return True
         return bool(ok)
 
     def release(self, user: str, local: int) -> None:
@@ -206,6 +209,13 @@ class RedisRelay:
                     await asyncio.sleep(0.5)  # best effort: the store fills the gaps later
 
     async def _send(self, batch: list[tuple]) -> None:
+        if any(item[0] == "conns" for item in batch):
+            async with self._counting:  # the counts are read and written in one turn
+                await self._send_batch(batch)
+        else:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: list[tuple]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         presence = []
         keys = [rp.REGISTRY, rp.owned_key(self.instance)]
@@ -276,8 +286,9 @@ class RedisRelay:
             self._announce(*rp.split(m), True)
         for m in off:
             self._announce(*rp.split(m), False)
-        counts = [x for user, n in self._conns.items() for x in (user, n)]
-        await self._set_conns(keys=[rp.owned_conns_key(self.instance)], args=[self.instance, 1, *counts])
+        async with self._counting:
+            counts = [x for user, n in self._conns.items() for x in (user, n)]
+            await self._set_conns(keys=[rp.owned_conns_key(self.instance)], args=[self.instance, 1, *counts])
 
     async def _reload_presence(self) -> None:
         """Re-read who is online in every watched room; tell our members about

@@ -83,7 +83,7 @@ MIGRATIONS: list[str] = [
     END;
     CREATE TABLE health (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL);
     """,
-    # 2: admin threads, search, attachments, webhooks (issue 5).
+    # 2: admin threads, search, attachments, webhooks.
     # message_log numbers every message in commit order (writers are serialised
     # by BEGIN IMMEDIATE): its id is the snapshot bound of thread pagination and
     # the rowid of the contentless full-text index. The trigger keeps both in
