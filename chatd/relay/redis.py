@@ -253,9 +253,7 @@ class RedisRelay:
 
     async def _publish(self, items: list[tuple]) -> None:
         """One write of PUBLISH commands; their replies are only counted."""
-        if self._pub is None or self._pub.lost.done():
-            if self._pub is not None:
-                self._pub.close()
+        if self._pub is None or self._pub.lost.done():  # (again) after it was lost
             self._pub = None
             self._pub = await resp.connect(self.url)
         conn = self._pub
