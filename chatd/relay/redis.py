@@ -12,7 +12,8 @@ The hot paths, PUBLISH batches out and pub/sub messages in, run on two bare
 connections (chatd.relay.resp): redis-py's per-command and per-message Python
 work cost more CPU than the fan-out itself. An instance gets its own
 publishes back and drops them by their first bytes, undecoded. Scripts,
-presence, admission and the canary stay on redis-py (a few a second).
+presence, admission and the canary stay on redis-py (per connection or
+join, not per message).
 """
 
 from __future__ import annotations
