@@ -7,11 +7,19 @@ the truth, and after a reconnect the handler's `resync()` refills what was
 missed. A canary published through Redis every second proves the round trip
 for `/healthz`, and doubles as this instance's heartbeat for presence
 (chatd.relay.redis_presence: a crashed instance's users go offline).
+
+The hot paths, PUBLISH batches out and pub/sub messages in, run on two bare
+connections (chatd.relay.resp): redis-py's per-command and per-message Python
+work cost more CPU than the fan-out itself. An instance gets its own
+publishes back and drops them by their first bytes, undecoded. Scripts,
+presence, admission and the canary stay on redis-py (per connection or
+join, not per message).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -22,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chatd.relay import redis_presence as rp
+from chatd.relay import resp
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.tasks import stop
 
@@ -29,6 +38,9 @@ log = logging.getLogger("chatd.relay")
 
 ROOM, USER, PRESENCE = 0, 1, 2
 _MAX_BACKLOG = 100_000  # publishes queued while Redis is slow or down; oldest dropped
+_REPLY_TIMEOUT_S = 5.0  # a PUBLISH batch unanswered this long: the connection is given up
+_ROOM = b"chatd:room:"
+_USER = b"chatd:user:"
 
 
 class PresenceNote(msgspec.Struct, array_like=True):
@@ -48,6 +60,17 @@ class Envelope(msgspec.Struct, array_like=True):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Envelope).decode
+
+
+def origin_prefix(instance: str) -> bytes:
+    """The bytes every envelope from `instance` starts with: an array_like
+    Struct is a msgpack array whose first item is the origin, so an instance
+    tells its own publishes (Redis sends them back) by a prefix, without
+    decoding them. A string's header holds its length: no other origin matches."""
+    packed = msgspec.msgpack.encode(instance)
+    head = _encode(Envelope(instance, ROOM))
+    assert head[1:].startswith(packed)  # a 1-byte array header, then the origin
+    return head[: 1 + len(packed)]
 
 
 async def _cancel(tasks: list[asyncio.Task], within: float) -> None:
@@ -82,19 +105,22 @@ class RedisRelay:
         self.admit_fallbacks = 0  # admits decided by this instance's count alone
         self.presence_frame = presence_frame  # (order, user, online) -> a `presence` frame
         self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._own = origin_prefix(self.instance)
         self.canary_interval_s = canary_interval_s
         self.healthy = False
         self._handler = None
         self._redis: aioredis.Redis | None = None
-        self._queue: list[tuple] = []  # (channel, payload) or ("hincrby", ...)
+        self._queue: list[tuple] = []  # ("publish", channel, payload), ("presence", ...), ("conns", user)
         self._queue_event = asyncio.Event()
         self._wanted: set[str] = set()
         self._subscribed: set[str] = set()
         self._sub_event = asyncio.Event()
-        self._pubsub = None
+        self._sub: resp.Connection | None = None  # pub/sub messages in
+        self._pub: resp.Connection | None = None  # PUBLISH batches out
         self._connected = False
         self._last_canary = 0.0
         self._canary_channel = f"chatd:canary:{self.instance}"
+        self._canary_bytes = self._canary_channel.encode()
         self._tasks: list[asyncio.Task] = []
         self._online: dict[str, set[str]] = {}  # order -> users online anywhere (rooms we watch)
         self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
@@ -132,23 +158,25 @@ class RedisRelay:
                 await self._reap_instance(self.instance, deliver=False)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("relay: leaving presence: %r", exc)
-        for closing in (self._pubsub, self._redis):
-            if closing is not None:
-                try:
-                    await asyncio.wait_for(closing.aclose(), 2.0)
-                except (TimeoutError, RedisError, OSError) as exc:
-                    log.warning("relay close: %r", exc)
+        for conn in (self._sub, self._pub):
+            if conn is not None:
+                conn.close()
+        if self._redis is not None:
+            try:
+                await asyncio.wait_for(self._redis.aclose(), 2.0)
+            except (TimeoutError, RedisError, OSError) as exc:
+                log.warning("relay close: %r", exc)
         self._handler = None
 
     # --- publishing ----------------------------------------------------------
 
     def publish_room(self, ev: RoomEvent) -> None:
         self._handler.deliver_room(ev)
-        self._enqueue(room_channel(ev.order), _encode(Envelope(self.instance, ROOM, room=ev)))
+        self._enqueue(_ROOM + ev.order.encode(), _encode(Envelope(self.instance, ROOM, room=ev)))
 
     def publish_user(self, ev: UserEvent) -> None:
         self._handler.deliver_user(ev)
-        self._enqueue(user_channel(ev.user), _encode(Envelope(self.instance, USER, user=ev)))
+        self._enqueue(_USER + ev.user.encode(), _encode(Envelope(self.instance, USER, user=ev)))
 
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
         """A user's first (last) local connection joined (left) `order`: count it
@@ -189,7 +217,7 @@ class RedisRelay:
         self._queue.append(("conns", user))
         self._queue_event.set()
 
-    def _enqueue(self, channel: str, payload: bytes) -> None:
+    def _enqueue(self, channel: bytes, payload: bytes) -> None:
         if len(self._queue) >= _MAX_BACKLOG:
             del self._queue[0]
             self.dropped += 1
@@ -216,13 +244,38 @@ class RedisRelay:
             await self._send_batch(batch)
 
     async def _send_batch(self, batch: list[tuple]) -> None:
+        """In queue order: runs of publishes on the bare connection, the rest
+        (scripts) on redis-py, each run answered before the next is sent."""
+        for publishes, run in itertools.groupby(batch, key=lambda item: item[0] == "publish"):
+            if publishes:
+                await self._publish(list(run))
+            else:
+                await self._run_scripts(list(run))
+
+    async def _publish(self, items: list[tuple]) -> None:
+        """One write of PUBLISH commands; their replies are only counted."""
+        if self._pub is None or self._pub.lost.done():  # (again) after it was lost
+            self._pub = None
+            self._pub = await resp.connect(self.url)
+        conn = self._pub
+        conn.send(b"".join([resp.pack_publish(channel, payload) for _, channel, payload in items]), len(items))
+        try:
+            async with asyncio.timeout(_REPLY_TIMEOUT_S):
+                await conn.drained()  # also bounds what is buffered to the backlog's size
+        except BaseException:
+            self._pub = None  # replies would no longer match: start afresh
+            conn.close()
+            raise
+        if conn.errors:
+            log.warning("relay: Redis refused %d publishes", conn.errors)
+            conn.errors = 0
+
+    async def _run_scripts(self, items: list[tuple]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         presence = []
         keys = [rp.REGISTRY, rp.owned_key(self.instance)]
-        for item in batch:
-            if item[0] == "publish":
-                pipe.publish(item[1], item[2])
-            elif item[0] == "conns":  # our count now, whatever was queued before
+        for item in items:
+            if item[0] == "conns":  # our count now, whatever was queued before
                 await self._set_conns(keys=[rp.owned_conns_key(self.instance)],
                                       args=[self.instance, 0, item[1], self._conns.get(item[1], 0)], client=pipe)
             else:
@@ -242,7 +295,7 @@ class RedisRelay:
         if deliver:
             self._handler.deliver_room(ev)
         env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
-        self._enqueue(room_channel(order), _encode(env))
+        self._enqueue(_ROOM + order.encode(), _encode(env))
 
     # --- presence bookkeeping (see chatd.relay.redis_presence) -------------------
 
@@ -366,11 +419,13 @@ class RedisRelay:
     async def _run_subscriber(self) -> None:
         delay = 0.1
         while True:
-            pubsub = self._redis.pubsub()
-            self._pubsub = pubsub
-            self._subscribed = set()
+            conn = sync = None
+            held: list = []  # messages that came before the resync
             try:
-                await self._sync_subscriptions(pubsub)
+                conn = await resp.connect(self.url, on_push=held.append)
+                self._sub = conn
+                self._subscribed = set()
+                self._sync_subscriptions(conn)
                 self._connected = True
                 since = time.monotonic()
                 delay = 0.1
@@ -379,28 +434,18 @@ class RedisRelay:
                     await self._sync_presence()
                     await self._reload_presence()
                 self._handler.resync()  # whatever was missed while down comes from the store
-                sync = asyncio.create_task(self._keep_subscriptions(pubsub))
-                try:
-                    while True:
-                        # bounded twice: a wedged read must not outlive the canary check
-                        # (asyncio.timeout: no task per message, unlike wait_for)
-                        async with asyncio.timeout(3 * self.canary_interval_s):
-                            msg = await pubsub.get_message(timeout=self.canary_interval_s)
-                        now = time.monotonic()
-                        stale = 3 * self.canary_interval_s
-                        if now - max(self._last_canary, since) > stale:
-                            # a half-dead connection can block reads for ever
-                            raise ConnectionError("no canary through the subscription")
-                        if msg is None:
-                            continue
-                        if msg.get("type") == "message":
-                            self._on_message(msg["channel"], msg["data"])
-                        elif msg.get("type") == "subscribe" and msg["channel"].startswith(b"chatd:room:"):
-                            # From here on the room's events come through Redis;
-                            # what was published before is in the store.
-                            self._handler.resync([msg["channel"][11:].decode()])
-                finally:
-                    await stop(sync)
+                for reply in held:
+                    self._on_push(reply)
+                conn.on_push = self._on_push  # from here on each read is handled as it comes
+                sync = asyncio.create_task(self._keep_subscriptions(conn))
+                stale = 3 * self.canary_interval_s
+                while True:
+                    done, _ = await asyncio.wait([conn.lost, sync], timeout=self.canary_interval_s)
+                    for ended in done:
+                        ended.result()  # raises why
+                    if time.monotonic() - max(self._last_canary, since) > stale:
+                        # a half-dead connection can go quiet for ever
+                        raise ConnectionError("no canary through the subscription")
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -408,32 +453,47 @@ class RedisRelay:
             except Exception:  # noqa: BLE001 - keep relaying whatever happened
                 log.exception("relay subscriber failed")
                 self._mark_down("subscriber crashed")
-            try:
-                await asyncio.wait_for(pubsub.aclose(), 2.0)
-            except Exception:  # noqa: BLE001
-                pass
+            finally:
+                await stop(sync)
+                if conn is not None:
+                    conn.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    async def _keep_subscriptions(self, pubsub) -> None:
+    async def _keep_subscriptions(self, conn: resp.Connection) -> None:
         while True:
             await self._sub_event.wait()
-            await self._sync_subscriptions(pubsub)
+            self._sync_subscriptions(conn)
 
-    async def _sync_subscriptions(self, pubsub) -> None:
+    def _sync_subscriptions(self, conn: resp.Connection) -> None:
         """Subscribe and unsubscribe in batches until what is wanted is what we have."""
         self._sub_event.clear()
         add = list(self._wanted - self._subscribed)
         drop = list(self._subscribed - self._wanted)
-        for i in range(0, len(add), 500):
-            await pubsub.subscribe(*add[i : i + 500])
-        for i in range(0, len(drop), 500):
-            await pubsub.unsubscribe(*drop[i : i + 500])
+        out = [resp.pack("SUBSCRIBE", *add[i : i + 500]) for i in range(0, len(add), 500)]
+        out += [resp.pack("UNSUBSCRIBE", *drop[i : i + 500]) for i in range(0, len(drop), 500)]
+        if out:
+            conn.write(b"".join(out))
         self._subscribed.update(add)
         self._subscribed.difference_update(drop)
 
+    def _on_push(self, reply) -> None:
+        """One pub/sub reply, as hiredis parsed it: [kind, channel, data or count]."""
+        try:
+            kind, channel, data = reply
+            if kind == b"message":
+                if data.startswith(self._own):
+                    return  # ours: delivered locally when published, not worth decoding
+                self._on_message(channel, data)
+            elif kind == b"subscribe" and channel.startswith(_ROOM):
+                # From here on the room's events come through Redis;
+                # what was published before is in the store.
+                self._handler.resync([channel[len(_ROOM):].decode()])
+        except Exception:  # noqa: BLE001 - one bad message must not end the subscription
+            log.exception("relay: cannot handle %r", reply[:2] if isinstance(reply, list) else reply)
+
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        if channel == self._canary_channel.encode():
+        if channel == self._canary_bytes:
             self._last_canary = time.monotonic()
             if not self.healthy:
                 log.info("relay healthy: canary came through Redis")
