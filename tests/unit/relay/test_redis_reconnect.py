@@ -4,7 +4,6 @@ and events flow both ways again."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -13,11 +12,12 @@ import redis.asyncio as aioredis
 from chatd.relay.redis import RedisRelay
 from chatd.rooms.events import RoomEvent
 from tests.contract.test_relay_contract import Node, presence_frame
-from tests.redis_server import RedisProc
+from tests.support.redis_server import RedisProc
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def redis_url(tmp_path_factory):  # its own: the test cuts every connection Redis has
     r = RedisProc(tmp_path_factory.mktemp("redis"))
     r.start()
     yield r.url
@@ -42,13 +42,12 @@ async def test_connections_killed_by_redis_come_back(redis_url, kind):
         assert await admin.client_kill_filter(_type=kind, skipme=True) >= 2
         if kind == "pubsub":
             await b.handler.until(lambda: [order] in b.handler.resynced[resyncs:], "b subscribed again")
-        async with asyncio.timeout(10):  # the canary came through again (no handler event for that)
-            while not (a.relay.healthy and b.relay.healthy):
-                await asyncio.sleep(0.05)
+        # the canary came through again (no handler event for that)
+        await wait_for(lambda: a.relay.healthy and b.relay.healthy, timeout=10, what="both relays healthy")
         for n, (src, dst) in enumerate([(a, b), (b, a)]):
             ev = RoomEvent(order, b"after %d" % n, seq=2 + n)
             src.relay.publish_room(ev)
-            await dst.handler.until(lambda ev=ev: ev in dst.handler.got, "an event after the cut", timeout=10)
+            await dst.handler.until(lambda ev=ev, dst=dst: ev in dst.handler.got, "an event after the cut", timeout=10)
         for node in (a, b):  # nothing came twice, and nothing of its own came back
             assert len(node.handler.got) == len(set(map(bytes, (e.data for e in node.handler.got))))
     finally:
