@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -44,10 +45,10 @@ class Table:
     select: str  # the source rows (SQLite)
     checks: tuple[str, ...] = ("COUNT(*)",)  # aggregates over the table, compared on both sides
     prepare: str | None = None  # run on the target before the rows go in
-    convert: Callable[[tuple], tuple] | None = None
+    convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
 
 
-def _outbox_row(row: tuple) -> tuple:
+def _outbox_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     body = row[3]
     body = body.encode() if isinstance(body, str) else bytes(body)
     return (*row[:3], body, *row[4:])
@@ -173,7 +174,7 @@ class Source:
         self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
             self.db.execute("PRAGMA query_only = 1")
-            self._version = self.db.execute("PRAGMA data_version").fetchone()[0]
+            self._version: int = self.db.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
             self.db.close()
             raise CopyError(f"{path}: cannot read it as a SQLite database: {exc}") from exc
@@ -186,7 +187,8 @@ class Source:
         """Whether anything wrote to the file since it was opened (call outside a read transaction)."""
         if self.immutable:
             return self._file_stat() != self._stat or any(p.exists() for p in self._sidecars)
-        return self.db.execute("PRAGMA data_version").fetchone()[0] != self._version
+        version: int = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return version != self._version
 
     def close(self) -> None:
         self.db.close()
@@ -261,10 +263,10 @@ async def copy_store(source: str, target: str, batch: int = BATCH_ROWS,
     return report
 
 
-async def _migrate(conn) -> int:
+async def _migrate(conn: asyncpg.Connection) -> int:
     try:
         await pg_migrations.migrate(conn)
-        version = await conn.fetchval("SELECT version FROM chatd_schema")
+        version: int = await conn.fetchval("SELECT version FROM chatd_schema")  # migrate() wrote it
     except asyncpg.PostgresError as exc:
         raise CopyError(f"cannot bring the target to chatd's schema: {exc}") from exc
     if version != len(pg_migrations.MIGRATIONS):
@@ -273,7 +275,8 @@ async def _migrate(conn) -> int:
     return version
 
 
-async def _copy(src: Source, conn, report: Report, batch: int, say) -> None:
+async def _copy(src: Source, conn: asyncpg.Connection, report: Report, batch: int,
+                say: Callable[[str], None]) -> None:
     db = src.db
     db.execute("BEGIN")  # one snapshot of the source for every table
     try:
@@ -304,7 +307,8 @@ async def _copy(src: Source, conn, report: Report, batch: int, say) -> None:
             db.execute("COMMIT")
 
 
-async def _copy_table(src: sqlite3.Connection, conn, table: Table, batch: int, say) -> int:
+async def _copy_table(src: sqlite3.Connection, conn: asyncpg.Connection, table: Table, batch: int,
+                      say: Callable[[str], None]) -> int:
     if table.prepare:
         await conn.execute(table.prepare)
     cur = src.execute(table.select)
@@ -327,9 +331,9 @@ async def _copy_table(src: sqlite3.Connection, conn, table: Table, batch: int, s
     return n
 
 
-async def _verify(src: sqlite3.Connection, conn, report: Report) -> None:
+async def _verify(src: sqlite3.Connection, conn: asyncpg.Connection, report: Report) -> None:
     """Every table's count and sums as in the source; the log ids too."""
-    wrong = []
+    wrong: list[str] = []
     for table in TABLES:
         sql = f"SELECT {', '.join(table.checks)} FROM {table.name}"
         want = [int(v) for v in src.execute(sql).fetchone()]

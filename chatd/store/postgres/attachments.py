@@ -3,15 +3,20 @@ the links are side rows of a message, written in its transaction."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chatd.errors import Internal
-from chatd.store.postgres.engine import pooled_read
+from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import AttachmentRow
 from chatd.wire import AttachmentRef, Message
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _COLS = "id, order_id, uploader_id, name, mime, size, sha256, created_ts"
 
 
-async def check(db, refs: list[AttachmentRef]) -> None:
+async def check(db: asyncpg.Connection, refs: list[AttachmentRef]) -> None:
     """Every upload still exists, else the message is refused before anything is written.
     `FOR SHARE`: a clean-up on another host cannot delete it before this commits."""
     ids = [att.id for att in refs]
@@ -21,7 +26,7 @@ async def check(db, refs: list[AttachmentRef]) -> None:
             raise Internal(f"attachment {att_id} was deleted meanwhile")
 
 
-async def link(db, msg: Message) -> None:
+async def link(db: asyncpg.Connection, msg: Message) -> None:
     await db.executemany(
         "INSERT INTO message_attachments (attachment_id, order_id, seq, kind) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT DO NOTHING",
@@ -29,11 +34,11 @@ async def link(db, msg: Message) -> None:
     )
 
 
-class Attachments:
+class Attachments(StoreMixin):
     """Mixed into PostgresStore."""
 
     async def add_attachment(self, row: AttachmentRow) -> None:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> None:
             await db.execute(f"INSERT INTO attachments ({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                              row.id, row.order_id, row.uploader_id, row.name, row.mime, row.size, row.sha256,
                              row.created_ts)
@@ -41,13 +46,13 @@ class Attachments:
         await self._write(op)
 
     async def delete_attachment(self, att_id: str) -> None:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> None:
             await db.execute("DELETE FROM attachments WHERE id = $1", att_id)
 
         await self._write(op)
 
     @pooled_read
-    async def attachment(self, db, att_id: str) -> AttachmentRow | None:
+    async def attachment(self, db: asyncpg.Connection, att_id: str) -> AttachmentRow | None:
         row = await db.fetchrow(
             f"SELECT {_COLS}, EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) "
             "FROM attachments a WHERE id = $1",
@@ -56,12 +61,12 @@ class Attachments:
         return AttachmentRow(*row[:8], linked=bool(row[8])) if row else None  # type: ignore[misc]  # row: 8 fields, then linked
 
     @pooled_read
-    async def attachment_links(self, db, att_id: str) -> list[tuple[str, str]]:
+    async def attachment_links(self, db: asyncpg.Connection, att_id: str) -> list[tuple[str, str]]:
         return [tuple(r) for r in await db.fetch(
             "SELECT order_id, kind FROM message_attachments WHERE attachment_id = $1", att_id)]
 
     async def delete_unreferenced(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> tuple[int, list[str]]:
             rows = await db.fetch(
                 "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments a WHERE created_ts < $1 "
                 "AND NOT EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) "
@@ -76,5 +81,5 @@ class Attachments:
         return await self._write(op)
 
     @pooled_read
-    async def sha256_in_use(self, db, sha256: str) -> bool:
+    async def sha256_in_use(self, db: asyncpg.Connection, sha256: str) -> bool:
         return await db.fetchval("SELECT 1 FROM attachments WHERE sha256 = $1 LIMIT 1", sha256) is not None

@@ -19,13 +19,17 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 
 from chatd.errors import BadRequest, ChatError, Internal, Unavailable
+from chatd.store.base import MessageEvents, OrderEvents
 from chatd.store.postgres.migrations import migrate
+
+if TYPE_CHECKING:
+    from chatd.store.records import OrderRecord
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
@@ -45,28 +49,60 @@ UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableChara
 def _unstorable(exc: BaseException) -> BadRequest:
     return BadRequest(f"a value the store cannot hold: {exc}")
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
 class _Op:
     __slots__ = ("fn", "future")
 
-    def __init__(self, fn, future) -> None:
+    def __init__(self, fn: Op, future: asyncio.Future[Any]) -> None:
         self.fn = fn
         self.future = future
 
 
-P = ParamSpec("P")
-T = TypeVar("T")
+class StoreMixin:
+    """The base of the concern mixins (orders, messages, markers, attachments,
+    outbox, threads): what they use of the class they are mixed into,
+    PostgresStore. Declarations for the type checker only: Engine and the other
+    mixins define them."""
+
+    if TYPE_CHECKING:
+        # Engine's
+        events_for_message: MessageEvents | None
+        events_for_order: OrderEvents | None
+        _outbox_written: int
+
+        def _reading(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
+
+        def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> asyncio.Future[T]: ...
+
+        # the other concerns' (Orders, Markers)
+        @staticmethod
+        async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord: ...
+
+        @staticmethod
+        async def _add_marker(db: asyncpg.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None: ...
+
+        @staticmethod
+        async def _hidden(db: asyncpg.Connection, user_id: str) -> int: ...
+
+        @staticmethod
+        async def _total(db: asyncpg.Connection, user_id: str) -> int: ...
+
+
+S = TypeVar("S", bound=StoreMixin)
 
 
 def pooled_read(
-    fn: Callable[Concatenate[Any, Any, P], Awaitable[T]],
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    fn: Callable[Concatenate[S, asyncpg.Connection, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """An async read on a pooled connection (passed as `conn`), its driver errors mapped."""
 
     @functools.wraps(fn)
-    async def read(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def read(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._reading() as conn:
             return await fn(self, conn, *args, **kwargs)
 
@@ -77,7 +113,8 @@ class Engine:
     """Writes go through `_write` (group commit); reads through `_reading`."""
 
     def __init__(self, url: str, pool_size: int = 10, statement_timeout_s: float = 30.0,
-                 max_batch: int = 512, *, events_for_message=None, events_for_order=None,
+                 max_batch: int = 512, *, events_for_message: MessageEvents | None = None,
+                 events_for_order: OrderEvents | None = None,
                  on_outbox: Callable[[], None] | None = None,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         self.url = url
@@ -87,14 +124,14 @@ class Engine:
         self._pool: asyncpg.Pool | None = None
         self._queue: list[_Op] = []
         self._wakeup = asyncio.Event()
-        self._writer_task: asyncio.Task | None = None
+        self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
         self.writes = 0
         # Values from the composition root (chatd.app), as for SQLite: pure functions
         # giving the outbox events of a write, a wake-up after a commit that wrote some.
-        self.events_for_message = events_for_message  # base.MessageEvents
-        self.events_for_order = events_for_order  # base.OrderEvents
+        self.events_for_message = events_for_message
+        self.events_for_order = events_for_order
         self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed
         self.on_batch = on_batch  # (ops, seconds) per commit
@@ -129,7 +166,7 @@ class Engine:
                 self._pool.terminate()
 
     @contextlib.asynccontextmanager
-    async def _reading(self):
+    async def _reading(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for a read: driver errors become `unavailable`
         (closed, unreachable) or `internal`, never an asyncpg exception."""
         if self._closing or self._pool is None:
@@ -151,10 +188,10 @@ class Engine:
 
     # --- the writer ------------------------------------------------------
 
-    def _write(self, fn: Op) -> asyncio.Future:
+    def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> asyncio.Future[T]:
         if self._closing:
             raise Unavailable("store is closed")
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Op(fn, fut))
         self._wakeup.set()
         return fut
@@ -196,16 +233,18 @@ class Engine:
         if outbox and self.on_outbox is not None:
             self.on_outbox()  # after the commit, on the loop
 
-    async def _apply(self, batch: list[_Op], split: bool = True) -> list:
+    async def _apply(self, batch: list[_Op], split: bool = True) -> list[Any]:
         """Run a batch in one transaction. A refused op (ChatError) fails alone;
         a deadlock runs the batch again; any other error rolls back and runs
         each op on its own."""
+        pool = self._pool
+        assert pool is not None  # set by open(), before the writer task starts
         delay = 0.001
         while True:
             written = self._outbox_written
             try:
-                async with self._pool.acquire() as conn:
-                    results: list = []
+                async with pool.acquire() as conn:
+                    results: list[Any] = []
                     async with conn.transaction():
                         for op in batch:
                             try:

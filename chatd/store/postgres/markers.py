@@ -6,18 +6,25 @@ step with every write, as in SQLite. Mirrors chatd.store.sqlite.markers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from chatd.auth import permissions
+from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
-from chatd.store.postgres.engine import pooled_read
+from chatd.store.base import InboxRow
+from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import MSG_COLS, Actor, message_from_row
 
+if TYPE_CHECKING:
+    import asyncpg
 
-class Markers:
+
+class Markers(StoreMixin):
     """Mixed into PostgresStore."""
 
     @pooled_read
-    async def marker(self, db, order_id: str, user_id: str, sees_notes: bool,
+    async def marker(self, db: asyncpg.Connection, order_id: str, user_id: str, sees_notes: bool,
                      last_seq: int) -> tuple[int, int, int]:
         """(read_seq, unread, last visible seq) for a user on an order."""
         row = await db.fetchrow(
@@ -35,14 +42,14 @@ class Markers:
         return 0, count, last if not sees_notes else last_seq
 
     @pooled_read
-    async def total_unread(self, db, user_id: str) -> int:
+    async def total_unread(self, db: asyncpg.Connection, user_id: str) -> int:
         return await self._total(db, user_id)
 
     @pooled_read
-    async def visible_total(self, db, ident) -> int:
+    async def visible_total(self, db: asyncpg.Connection, ident: Identity) -> int:
         return await self._visible_total(db, ident)
 
-    async def _visible_total(self, db, ident) -> int:
+    async def _visible_total(self, db: asyncpg.Connection, ident: Identity) -> int:
         """The user's unread total over the orders this identity may see: side
         markers count only if the token covers their order."""
         total = await self._total(db, ident.id)
@@ -52,12 +59,14 @@ class Markers:
             "SELECT order_id, unread FROM read_markers WHERE user_id = $1 AND side = 1 AND unread <> 0",
             ident.id,
         )
-        return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
+        hidden: int = sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
+        return total - hidden
 
     @pooled_read
-    async def inbox(self, db, ident, limit: int, cursor: str | None):
+    async def inbox(self, db: asyncpg.Connection, ident: Identity, limit: int,
+                    cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor)."""
-        args: list = [ident.id]
+        args: list[Any] = [ident.id]
         where = ""
         if not permissions.covers_every_order(ident.role, ident.orders):
             claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
@@ -79,7 +88,7 @@ class Markers:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        entries = []
+        entries: list[InboxRow] = []
         for oid, status, unread, dispute_open, last_seq, _ in rows:
             last = None
             if last_seq:
@@ -91,7 +100,7 @@ class Markers:
         return entries, await self._visible_total(db, ident), next_cursor
 
     @staticmethod
-    async def _add_marker(db, order: OrderRecord, user: str, sees_notes: bool) -> None:
+    async def _add_marker(db: asyncpg.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None:
         notes = "" if sees_notes else " AND kind <> 'note'"
         unread, last = await db.fetchrow(
             f"SELECT COUNT(*) FILTER (WHERE sender_id <> $1), COALESCE(MAX(seq), 0) FROM messages "
@@ -107,20 +116,22 @@ class Markers:
         )
 
     @staticmethod
-    async def _hidden(db, user_id: str) -> int:
-        return await db.fetchval(
+    async def _hidden(db: asyncpg.Connection, user_id: str) -> int:
+        hidden: int = await db.fetchval(
             "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id)
+        return hidden
 
     @staticmethod
-    async def _total(db, user_id: str) -> int:
-        return await db.fetchval("SELECT unread_total FROM user_stats WHERE user_id = $1", user_id) or 0
+    async def _total(db: asyncpg.Connection, user_id: str) -> int:
+        total: int = await db.fetchval("SELECT unread_total FROM user_stats WHERE user_id = $1", user_id) or 0
+        return total
 
     async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
                         backward: bool = False) -> ReadMarker | None:
         """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
         `actor` None means the api key acting for `user_id`. None when nothing changed."""
 
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> ReadMarker | None:
             order = await self._load_order(db, order_id, lock=True)
             role = ""
             sees = False

@@ -8,6 +8,7 @@ rest of its batch untouched.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -15,9 +16,13 @@ from chatd.auth import permissions
 from chatd.errors import Conflict, Forbidden, Internal
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import outbox
+from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _NO_END = 1 << 62  # above every seq
 _UNREAD = (
@@ -27,25 +32,25 @@ _UNREAD = (
 )
 
 
-class Messages:
+class Messages(StoreMixin):
     """Mixed into PostgresStore."""
 
     async def check_writable(self) -> None:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> None:
             await db.execute("INSERT INTO health (id, ts) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET ts = $1",
                              now_ms())
 
         await self._write(op)
 
     @staticmethod
-    async def _find(db, order_id: str, sender_id: str, client_id: str) -> Message | None:
+    async def _find(db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Message | None:
         row = await db.fetchrow(
             f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND sender_id = $2 AND client_id = $3",
             order_id, sender_id, client_id,
         )
         return message_from_row(order_id, row) if row else None
 
-    async def _insert(self, db, order: OrderRecord, sender: UserRef, kind: str, text: str,
+    async def _insert(self, db: asyncpg.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
                       client_id: str | None, status: str | None = None,
                       attachments: list[AttachmentRef] | None = None,
                       present: frozenset[str] = frozenset()) -> Posted | None:
@@ -78,7 +83,7 @@ class Messages:
             self._outbox_written += await outbox.enqueue(db, self.events_for_message(order, msg, present))
         return Posted(message=msg, duplicate=False, unread=unread)
 
-    async def _duplicate(self, db, order_id: str, sender_id: str, client_id: str) -> Posted:
+    async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:
         found = await self._find(db, order_id, sender_id, client_id)
         if found is None:  # the insert hit a seq clash, which the order's row lock rules out
             raise Internal("seq conflict")
@@ -89,7 +94,7 @@ class Messages:
                    present: frozenset[str] = frozenset()) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> Posted:
             order = await self._load_order(db, order_id, lock=True)
             role = actor.role_in(order)
             if kind == "note" and not permissions.sees_notes(role):
@@ -109,7 +114,8 @@ class Messages:
 
         return await self._write(op)
 
-    async def _order_change(self, db, actor: Actor, order_id: str, client_id: str):
+    async def _order_change(self, db: asyncpg.Connection, actor: Actor, order_id: str,
+                            client_id: str) -> tuple[OrderRecord, str, Posted | None]:
         """(order, actor's role, the earlier Posted if this client_id was seen)."""
         order = await self._load_order(db, order_id, lock=True)
         role = actor.role_in(order)
@@ -120,7 +126,7 @@ class Messages:
                          text: str | None, present: frozenset[str] = frozenset()) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> Posted:
             order, role, dup = await self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
@@ -131,6 +137,7 @@ class Messages:
             posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
                                         text or f"Status changed to {status}", client_id, status=status,
                                         present=present)
+            assert posted is not None  # no message of this client_id (_order_change looked, under the row lock)
             posted.order = order
             return posted
 
@@ -140,7 +147,7 @@ class Messages:
                       reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
         """Open or close the order's dispute and post a `dispute` message, atomically."""
 
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> Posted:
             order, role, dup = await self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
@@ -168,6 +175,7 @@ class Messages:
             )
             posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text,
                                         client_id, present=present)
+            assert posted is not None  # no message of this client_id (_order_change looked, under the row lock)
             posted.order = order
             return posted
 

@@ -8,6 +8,11 @@ Append new migrations; never edit an applied one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncpg
+
 LOCK_KEY = 0x63686174  # "chat": the advisory lock migrations hold
 
 MIGRATIONS: list[str] = [
@@ -139,12 +144,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def migrate(conn) -> int:
+async def migrate(conn: asyncpg.Connection) -> int:
     """Bring the schema up to date in one transaction; return the version now in place."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
         await conn.execute("CREATE TABLE IF NOT EXISTS chatd_schema (version INTEGER NOT NULL)")
-        version = await conn.fetchval("SELECT version FROM chatd_schema")
+        version: int | None = await conn.fetchval("SELECT version FROM chatd_schema")
         if version is None:
             await conn.execute("INSERT INTO chatd_schema (version) VALUES (0)")
             version = 0

@@ -4,25 +4,29 @@ Mirrors chatd.store.sqlite.orders."""
 from __future__ import annotations
 
 from types import EllipsisType
+from typing import TYPE_CHECKING
 
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.postgres import outbox
-from chatd.store.postgres.engine import pooled_read
+from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderChange, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, now_ms, order_from_row
 
+if TYPE_CHECKING:
+    import asyncpg
 
-class Orders:
+
+class Orders(StoreMixin):
     """Mixed into PostgresStore."""
 
     @pooled_read
-    async def get_order(self, db, order_id: str) -> OrderRecord | None:
+    async def get_order(self, db: asyncpg.Connection, order_id: str) -> OrderRecord | None:
         row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None
 
     @staticmethod
-    async def _load_order(db, order_id: str, lock: bool = False) -> OrderRecord:
+    async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord:
         """The order, its row locked for the transaction when `lock`: every write
         that allocates a seq takes it first, so seqs are gapless across hosts."""
         row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""),
@@ -35,18 +39,22 @@ class Orders:
                         supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is."""
 
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> OrderChange:
             # a new order's id is locked too: two hosts creating it serialise here
             await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "order:" + order_id)
             row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1 FOR UPDATE", order_id)
             old = order_from_row(row) if row else None
-            if old is None and (buyer is None or supplier is None):
+            if old is not None:
+                new_buyer, new_supplier = buyer or old.buyer, supplier or old.supplier
+            elif buyer is None or supplier is None:
                 raise BadRequest("a new order needs buyer and supplier")
+            else:
+                new_buyer, new_supplier = buyer, supplier
             new = OrderRecord(
                 id=order_id,
                 status=status if status is not None else (old.status if old else "open"),
-                buyer=buyer or old.buyer,
-                supplier=supplier or old.supplier,
+                buyer=new_buyer,
+                supplier=new_supplier,
                 sales_rep=(old.sales_rep if old else None) if sales_rep is ... else sales_rep,
                 dispute=old.dispute if old else None,
                 last_seq=old.last_seq if old else 0,
@@ -72,7 +80,7 @@ class Orders:
             new_roles = new.roles()
             removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
             added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
-            totals = []
+            totals: list[UnreadChange] = []
             for user in removed:
                 gone = await db.fetchval(
                     "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id)

@@ -5,18 +5,22 @@ Claims skip rows another host has locked, so hosts never deliver one event twice
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from chatd.store.postgres.engine import pooled_read
+from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OutboxEvent, OutboxFailure
 from chatd.store.rows import now_ms
 
+if TYPE_CHECKING:
+    import asyncpg
 
-async def enqueue(db, events: list[tuple[str, dict]]) -> int:
+
+async def enqueue(db: asyncpg.Connection, events: list[tuple[str, dict[str, Any]]]) -> int:
     """Write (type, payload) events as outbox rows; return how many."""
     ts = now_ms()
-    rows = []
+    rows: list[tuple[str, str, bytes, int, int]] = []
     for kind, payload in events:
         event_id = uuid.uuid4().hex
         body = msgspec.json.encode({"id": event_id, "type": kind, "ts": ts, **payload})
@@ -28,11 +32,11 @@ async def enqueue(db, events: list[tuple[str, dict]]) -> int:
     return len(rows)
 
 
-class Outbox:
+class Outbox(StoreMixin):
     """Mixed into PostgresStore."""
 
     async def claim_events(self, now_ms: int, lease_until_ms: int, limit: int) -> list[OutboxEvent]:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> list[OutboxEvent]:
             rows = await db.fetch(
                 "UPDATE webhook_outbox SET next_ts = $2 WHERE id IN (SELECT id FROM webhook_outbox "
                 "WHERE dead = 0 AND next_ts <= $1 ORDER BY next_ts, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
@@ -45,7 +49,7 @@ class Outbox:
         return await self._write(op)
 
     async def settle_events(self, delivered: list[int], failed: list[OutboxFailure]) -> None:
-        async def op(db):
+        async def op(db: asyncpg.Connection) -> None:
             if delivered:
                 await db.execute("DELETE FROM webhook_outbox WHERE id = ANY($1::bigint[])", delivered)
             if failed:
@@ -57,11 +61,12 @@ class Outbox:
         await self._write(op)
 
     @pooled_read
-    async def next_event_ts(self, db) -> int | None:
-        return await db.fetchval("SELECT MIN(next_ts) FROM webhook_outbox WHERE dead = 0")
+    async def next_event_ts(self, db: asyncpg.Connection) -> int | None:
+        ts: int | None = await db.fetchval("SELECT MIN(next_ts) FROM webhook_outbox WHERE dead = 0")
+        return ts
 
     @pooled_read
-    async def outbox_counts(self, db) -> tuple[int, int]:
+    async def outbox_counts(self, db: asyncpg.Connection) -> tuple[int, int]:
         row = await db.fetchrow(
             "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox")
         return row[0], row[1]

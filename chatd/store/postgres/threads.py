@@ -7,10 +7,17 @@ bound is the newest `log_id`. Mirrors chatd.store.sqlite.threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from chatd.errors import Conflict
+from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
 from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
 from chatd.wire import Message
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _ORDER_COLS = (
     "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
@@ -32,14 +39,14 @@ class _Args:
     """Positional parameters ($1, $2, ...) in the order they are added."""
 
     def __init__(self) -> None:
-        self.values: list = []
+        self.values: list[object] = []
 
-    def __call__(self, value, cast: str = "") -> str:
+    def __call__(self, value: object, cast: str = "") -> str:
         self.values.append(value)
         return f"${len(self.values)}{cast}"
 
 
-class Threads:
+class Threads(StoreMixin):
     """Mixed into PostgresStore."""
 
     async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
@@ -49,7 +56,8 @@ class Threads:
                 return await _page(db, filters, after, limit)
 
 
-async def _page(db, filters: ThreadFilter, after, limit: int) -> ThreadPage:
+async def _page(db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int, int, str] | None,
+                limit: int) -> ThreadPage:
     query = ts_query(filters.words) if filters.words else None
 
     def conditions(p: _Args) -> str:
@@ -73,7 +81,7 @@ async def _page(db, filters: ThreadFilter, after, limit: int) -> ThreadPage:
         )
     more = len(rows) > limit
     rows = rows[:limit]
-    out = []
+    out: list[ThreadRow] = []
     for r in rows:
         order = order_from_row(r[:15])
         last = await _message(db, order.id, order.last_seq) if order.last_seq else None
@@ -111,7 +119,8 @@ def _filters(f: ThreadFilter, p: _Args) -> list[str]:
     return where
 
 
-async def _after(db, conditions, as_of: int, act: int, oid: str, n: int) -> list:
+async def _after(db: asyncpg.Connection, conditions: Callable[[_Args], str], as_of: int, act: int, oid: str,
+                 n: int) -> list[asyncpg.Record]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
     changed = dict(await db.fetch(
         "SELECT order_id, MIN(seq) FROM messages WHERE log_id > $1 GROUP BY order_id LIMIT $2",
@@ -123,7 +132,7 @@ async def _after(db, conditions, as_of: int, act: int, oid: str, n: int) -> list
     cond = conditions(p)
     a, o, ids = p(act), p(oid), p(list(changed), "::text[]")
     # threads without news since the snapshot: their activity now is their activity then
-    rows = list(await db.fetch(
+    rows: list[asyncpg.Record] = list(await db.fetch(
         f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
         f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) AND NOT (o.id = ANY({ids})) "
         f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
@@ -147,7 +156,7 @@ async def _after(db, conditions, as_of: int, act: int, oid: str, n: int) -> list
     return rows[:n]
 
 
-async def _add_matches(db, rows: list[ThreadRow], query: str) -> None:
+async def _add_matches(db: asyncpg.Connection, rows: list[ThreadRow], query: str) -> None:
     """The matching messages of each listed thread, newest first (at most 10 each)."""
     found: dict[str, list[int]] = {}
     for order_id, seq in await db.fetch(
@@ -162,6 +171,6 @@ async def _add_matches(db, rows: list[ThreadRow], query: str) -> None:
         r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := await _message(db, r.order.id, seq))]
 
 
-async def _message(db, order_id: str, seq: int) -> Message | None:
+async def _message(db: asyncpg.Connection, order_id: str, seq: int) -> Message | None:
     row = await db.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", order_id, seq)
     return message_from_row(order_id, row) if row else None
