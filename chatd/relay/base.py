@@ -9,6 +9,7 @@ limit that holds across instances. It never knows the hub: it calls the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from chatd.rooms.events import RoomEvent, UserEvent
@@ -21,7 +22,7 @@ class Handler(Protocol):
 
     def deliver_user(self, ev: UserEvent) -> None: ...
 
-    def resync(self, orders=None) -> None:
+    def resync(self, orders: Iterable[str] | None = None) -> None:
         """The relay (re)subscribed to these rooms (None: all): refill from the
         store what may have been missed."""
 

@@ -15,17 +15,22 @@ class LocalRelay:
     def __init__(self) -> None:
         self._handler: Handler | None = None
 
+    @property
+    def _live_handler(self) -> Handler:
+        assert self._handler is not None  # set by start(), until aclose()
+        return self._handler
+
     async def start(self, handler: Handler) -> None:
         self._handler = handler
 
     def publish_room(self, ev: RoomEvent) -> None:
-        self._handler.deliver_room(ev)
+        self._live_handler.deliver_room(ev)
 
     def publish_user(self, ev: UserEvent) -> None:
-        self._handler.deliver_user(ev)
+        self._live_handler.deliver_user(ev)
 
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
-        self._handler.deliver_room(RoomEvent(order, data))
+        self._live_handler.deliver_room(RoomEvent(order, data))
 
     def online(self, order: str) -> frozenset[str]:
         return frozenset()  # the local hub knows everyone

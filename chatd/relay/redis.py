@@ -24,6 +24,8 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -31,6 +33,7 @@ from redis.exceptions import RedisError
 
 from chatd.relay import redis_presence as rp
 from chatd.relay import resp
+from chatd.relay.base import Handler
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.tasks import stop
 
@@ -41,6 +44,13 @@ _MAX_BACKLOG = 100_000  # publishes queued while Redis is slow or down; oldest d
 _REPLY_TIMEOUT_S = 5.0  # a PUBLISH batch unanswered this long: the connection is given up
 _ROOM = b"chatd:room:"
 _USER = b"chatd:user:"
+
+# What the publisher sends, in queue order: a PUBLISH (channel, payload), a
+# presence change (order, user, online, frame), this instance's count of a user.
+_Publish = tuple[Literal["publish"], bytes, bytes]
+_PresenceChange = tuple[Literal["presence"], str, str, bool, bytes]
+_Conns = tuple[Literal["conns"], str]
+_Queued = _Publish | _PresenceChange | _Conns
 
 
 class PresenceNote(msgspec.Struct, array_like=True):
@@ -73,7 +83,7 @@ def origin_prefix(instance: str) -> bytes:
     return head[: 1 + len(packed)]
 
 
-async def _cancel(tasks: list[asyncio.Task], within: float) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]], within: float) -> None:
     """Cancel until they have ended (or `within` is up): a cancellation that
     lands as a redis-py read times out can be taken for the timeout and lost,
     and the task would go on after close with a connection of its own."""
@@ -97,7 +107,7 @@ def user_channel(user: str) -> str:
 class RedisRelay:
     """Implements chatd.relay.base.Relay (see there for the contract)."""
 
-    def __init__(self, url: str, presence_frame, canary_interval_s: float = 1.0,
+    def __init__(self, url: str, presence_frame: Callable[[str, str, bool], bytes], canary_interval_s: float = 1.0,
                  admit_timeout_s: float = 1.0) -> None:
         self.url = url
         # an admit that Redis does not answer in time falls back to this instance's count
@@ -108,9 +118,9 @@ class RedisRelay:
         self._own = origin_prefix(self.instance)
         self.canary_interval_s = canary_interval_s
         self.healthy = False
-        self._handler = None
+        self._handler: Handler | None = None
         self._redis: aioredis.Redis | None = None
-        self._queue: list[tuple] = []  # ("publish", channel, payload), ("presence", ...), ("conns", user)
+        self._queue: list[_Queued] = []  # ("publish", channel, payload), ("presence", ...), ("conns", user)
         self._queue_event = asyncio.Event()
         self._wanted: set[str] = set()
         self._subscribed: set[str] = set()
@@ -121,9 +131,9 @@ class RedisRelay:
         self._last_canary = 0.0
         self._canary_channel = f"chatd:canary:{self.instance}"
         self._canary_bytes = self._canary_channel.encode()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._online: dict[str, set[str]] = {}  # order -> users online anywhere (rooms we watch)
-        self._loading: dict[str, asyncio.Task] = {}  # order -> presence being read
+        self._loading: dict[str, asyncio.Task[None]] = {}  # order -> presence being read
         self._mine: set[tuple[str, str]] = set()  # (order, user) with a connection here
         self._conns: dict[str, int] = {}  # user -> admitted connections here
         # Every write of our counts is built and answered under this lock, so Redis
@@ -133,9 +143,19 @@ class RedisRelay:
         self._synced = False  # our holdings were put in Redis since we (re)connected
         self.dropped = 0
 
+    @property
+    def _live_handler(self) -> Handler:
+        assert self._handler is not None  # set by start(), until aclose()
+        return self._handler
+
+    @property
+    def _client(self) -> aioredis.Redis:
+        assert self._redis is not None  # set by start()
+        return self._redis
+
     # --- lifecycle --------------------------------------------------------
 
-    async def start(self, handler) -> None:
+    async def start(self, handler: Handler) -> None:
         self._handler = handler
         self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
         self._change = self._redis.register_script(rp.CHANGE)
@@ -171,11 +191,11 @@ class RedisRelay:
     # --- publishing ----------------------------------------------------------
 
     def publish_room(self, ev: RoomEvent) -> None:
-        self._handler.deliver_room(ev)
+        self._live_handler.deliver_room(ev)
         self._enqueue(_ROOM + ev.order.encode(), _encode(Envelope(self.instance, ROOM, room=ev)))
 
     def publish_user(self, ev: UserEvent) -> None:
-        self._handler.deliver_user(ev)
+        self._live_handler.deliver_user(ev)
         self._enqueue(_USER + ev.user.encode(), _encode(Envelope(self.instance, USER, user=ev)))
 
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
@@ -236,23 +256,24 @@ class RedisRelay:
                     self._mark_down(f"publish failed: {exc}")
                     await asyncio.sleep(0.5)  # best effort: the store fills the gaps later
 
-    async def _send(self, batch: list[tuple]) -> None:
+    async def _send(self, batch: list[_Queued]) -> None:
         if any(item[0] == "conns" for item in batch):
             async with self._counting:  # the counts are read and written in one turn
                 await self._send_batch(batch)
         else:
             await self._send_batch(batch)
 
-    async def _send_batch(self, batch: list[tuple]) -> None:
+    async def _send_batch(self, batch: list[_Queued]) -> None:
         """In queue order: runs of publishes on the bare connection, the rest
         (scripts) on redis-py, each run answered before the next is sent."""
         for publishes, run in itertools.groupby(batch, key=lambda item: item[0] == "publish"):
+            # groupby's key: a run is all publishes or holds none
             if publishes:
-                await self._publish(list(run))
+                await self._publish(cast("list[_Publish]", list(run)))
             else:
-                await self._run_scripts(list(run))
+                await self._run_scripts(cast("list[_PresenceChange | _Conns]", list(run)))
 
-    async def _publish(self, items: list[tuple]) -> None:
+    async def _publish(self, items: list[_Publish]) -> None:
         """One write of PUBLISH commands; their replies are only counted."""
         if self._pub is None or self._pub.lost.done():  # (again) after it was lost
             self._pub = None
@@ -270,9 +291,9 @@ class RedisRelay:
             log.warning("relay: Redis refused %d publishes", conn.errors)
             conn.errors = 0
 
-    async def _run_scripts(self, items: list[tuple]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        presence = []
+    async def _run_scripts(self, items: list[_PresenceChange | _Conns]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        presence: list[tuple[int, str, str, bool, bytes]] = []
         keys = [rp.REGISTRY, rp.owned_key(self.instance)]
         for item in items:
             if item[0] == "conns":  # our count now, whatever was queued before
@@ -293,7 +314,7 @@ class RedisRelay:
         ev = RoomEvent(order, data or self.presence_frame(order, user, online))
         self._apply_presence(order, user, online)
         if deliver:
-            self._handler.deliver_room(ev)
+            self._live_handler.deliver_room(ev)
         env = Envelope(self.instance, PRESENCE, room=ev, presence=PresenceNote(user, online))
         self._enqueue(_ROOM + order.encode(), _encode(env))
 
@@ -301,7 +322,7 @@ class RedisRelay:
 
     async def _heartbeat(self) -> None:
         """Keep our `alive` key fresh; take over the holdings of instances whose key ran out."""
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._client.pipeline(transaction=True)
         pipe.set(rp.alive_key(self.instance), b"1", px=rp.ALIVE_MS)
         pipe.sismember(rp.REGISTRY, self.instance)
         pipe.smembers(rp.REGISTRY)
@@ -311,7 +332,7 @@ class RedisRelay:
         others = [i.decode() for i in instances if i.decode() != self.instance]
         if not others:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for i in others:
             pipe.exists(rp.alive_key(i))
         for inst, alive in zip(others, await pipe.execute(), strict=True):  # one answer per command
@@ -349,7 +370,7 @@ class RedisRelay:
         orders = list(self._online)
         if not orders:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False)
         for o in orders:
             pipe.hkeys(rp.presence_key(o))
         pipe.smembers(rp.REGISTRY)
@@ -361,7 +382,7 @@ class RedisRelay:
             now = rp.holders(f, registered)
             for user in now ^ users:
                 if (order, user) not in self._mine:  # ours: the local hub knows already
-                    self._handler.deliver_room(RoomEvent(order, self.presence_frame(order, user, user in now)))
+                    self._live_handler.deliver_room(RoomEvent(order, self.presence_frame(order, user, user in now)))
             users.clear()
             users.update(now)
 
@@ -394,7 +415,7 @@ class RedisRelay:
 
     async def _load_presence(self, order: str) -> None:
         try:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._client.pipeline(transaction=False)
             pipe.hkeys(rp.presence_key(order))
             pipe.smembers(rp.REGISTRY)
             fields, registered = await pipe.execute()
@@ -419,8 +440,9 @@ class RedisRelay:
     async def _run_subscriber(self) -> None:
         delay = 0.1
         while True:
-            conn = sync = None
-            held: list = []  # messages that came before the resync
+            conn: resp.Connection | None = None
+            sync: asyncio.Task[None] | None = None
+            held: list[Any] = []  # messages that came before the resync
             try:
                 conn = await resp.connect(self.url, on_push=held.append)
                 self._sub = conn
@@ -433,7 +455,7 @@ class RedisRelay:
                 async with asyncio.timeout(5.0):
                     await self._sync_presence()
                     await self._reload_presence()
-                self._handler.resync()  # whatever was missed while down comes from the store
+                self._live_handler.resync()  # whatever was missed while down comes from the store
                 for reply in held:
                     self._on_push(reply)
                 conn.on_push = self._on_push  # from here on each read is handled as it comes
@@ -477,7 +499,7 @@ class RedisRelay:
         self._subscribed.update(add)
         self._subscribed.difference_update(drop)
 
-    def _on_push(self, reply) -> None:
+    def _on_push(self, reply: Any) -> None:
         """One pub/sub reply, as hiredis parsed it: [kind, channel, data or count]."""
         try:
             kind, channel, data = reply
@@ -488,7 +510,7 @@ class RedisRelay:
             elif kind == b"subscribe" and channel.startswith(_ROOM):
                 # From here on the room's events come through Redis;
                 # what was published before is in the store.
-                self._handler.resync([channel[len(_ROOM):].decode()])
+                self._live_handler.resync([channel[len(_ROOM):].decode()])
         except Exception:  # noqa: BLE001 - one bad message must not end the subscription
             log.exception("relay: cannot handle %r", reply[:2] if isinstance(reply, list) else reply)
 
@@ -502,20 +524,24 @@ class RedisRelay:
         env = _decode(data)
         if env.origin == self.instance:
             return  # delivered locally when published
+        # each kind carries its own fields; one without them is a bad message (_on_push logs it)
         if env.kind == ROOM:
-            self._handler.deliver_room(env.room)
+            assert env.room is not None
+            self._live_handler.deliver_room(env.room)
         elif env.kind == USER:
-            self._handler.deliver_user(env.user)
+            assert env.user is not None
+            self._live_handler.deliver_user(env.user)
         elif env.kind == PRESENCE:
+            assert env.room is not None and env.presence is not None
             self._apply_presence(env.room.order, env.presence.user, env.presence.online)
-            self._handler.deliver_room(env.room)
+            self._live_handler.deliver_room(env.room)
 
     # --- health ------------------------------------------------------------------
 
     async def _run_canary(self) -> None:
         while True:
             try:
-                await self._redis.publish(self._canary_channel, b"1")
+                await self._client.publish(self._canary_channel, b"1")
                 async with asyncio.timeout(5.0):
                     await self._heartbeat()
             except (RedisError, OSError, TimeoutError) as exc:

@@ -32,6 +32,7 @@ need hash tags).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.resources import files
 
 REGISTRY = "chatd:instances"
@@ -85,10 +86,10 @@ def split(m: bytes | str) -> tuple[str, str]:
     return raw[: int(n)].decode(), raw[int(n):].decode()
 
 
-def holders(fields, registered) -> set[str]:
+def holders(fields: Iterable[bytes | str], registered: Iterable[bytes | str]) -> set[str]:
     """Users of a room's presence fields held by a registered instance."""
     live = {r.decode() if isinstance(r, bytes) else r for r in registered}
-    users = set()
+    users: set[str] = set()
     for f in fields:
         inst, _, user = (f.decode() if isinstance(f, bytes) else f).partition("|")
         if inst in live:

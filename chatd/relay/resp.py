@@ -14,10 +14,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+from collections.abc import Callable
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ResponseError
+
+# a pub/sub reply as hiredis parses it: [kind, channel, data or count] (hiredis types its replies Any)
+OnPush = Callable[[Any], None]
 
 _PUBLISH = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
 
@@ -40,20 +45,26 @@ class Connection(asyncio.Protocol):
     counted against `send`s, and what is left over (pub/sub pushes) goes to
     `on_push`."""
 
-    def __init__(self, on_push=None) -> None:
+    def __init__(self, on_push: OnPush | None = None) -> None:
         self.on_push = on_push
-        self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.unanswered = 0  # replies still due for `send`
         self.errors = 0  # error replies to `send`
         self._reader = hiredis.Reader()
-        self._calls: collections.deque[asyncio.Future] = collections.deque()
-        self._drained: asyncio.Future | None = None
+        self._calls: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._drained: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport) -> None:
-        self._transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # create_connection and create_unix_connection give a Transport; Protocol types it as the base class
+        self._transport = cast(asyncio.Transport, transport)
 
-    def connection_lost(self, exc) -> None:
+    @property
+    def _open_transport(self) -> asyncio.Transport:
+        assert self._transport is not None  # set by connection_made(), before connect() returns
+        return self._transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
         err = ConnectionError(f"redis connection lost: {exc!r}" if exc else "redis connection closed")
         if not self.lost.done():
             self.lost.set_exception(err)
@@ -78,15 +89,16 @@ class Connection(asyncio.Protocol):
                 if not self.unanswered and self._drained is not None and not self._drained.done():
                     self._drained.set_result(None)
             else:
+                assert self.on_push is not None  # pushes come only on a connection given on_push
                 self.on_push(reply)
 
-    async def call(self, *args) -> object:
+    async def call(self, *args: bytes | str | int) -> object:
         """One command and its reply (raised if an error); not while `send`s are unanswered."""
         assert not self.unanswered
         self._check()
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls.append(fut)
-        self._transport.write(pack(*args))
+        self._open_transport.write(pack(*args))
         reply = await fut
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
@@ -96,12 +108,12 @@ class Connection(asyncio.Protocol):
         """Packed commands whose replies are only counted."""
         self._check()
         self.unanswered += replies
-        self._transport.write(data)
+        self._open_transport.write(data)
 
     def write(self, data: bytes) -> None:
         """Packed commands whose replies come as pushes (SUBSCRIBE, UNSUBSCRIBE)."""
         self._check()
-        self._transport.write(data)
+        self._open_transport.write(data)
 
     async def drained(self) -> None:
         """Until every `send` has its reply."""
@@ -119,7 +131,7 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
 
-async def connect(url: str, on_push=None, timeout: float = 2.0) -> Connection:
+async def connect(url: str, on_push: OnPush | None = None, timeout: float = 2.0) -> Connection:
     """Connected, authenticated and on the URL's database (same URL rules as redis-py)."""
     opts = parse_url(url)
     loop = asyncio.get_running_loop()
