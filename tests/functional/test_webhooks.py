@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatd.webhooks import sign, verify
 from tests.support.client import API_KEY, request
 from tests.support.receiver import Receiver, get
+from tests.support.wait import wait_for
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis, both delivering the outbox
 
@@ -179,6 +180,28 @@ async def test_failed_deliveries_are_retried_with_backoff(server, receiver):
     results = deliveries(await scrape(server))
     assert results["failed"] >= 3 and results["delivered"] >= 3
     assert await gauges(server, "chatd_webhook_backlog", 0.0) == [0.0] * len(server.bases)
+
+
+async def test_a_rest_message_is_not_addressed_to_who_is_joined_on_another_instance(server, receiver):
+    """REST may reach an instance where nobody is joined to the order (on a cluster the
+    first, with the buyer joined on the second): the buyer is online all the same, and
+    gets no message.created (the first instance used to count only its own rooms)."""
+    await server.order("W-5")
+    await server.client("boss", "staff")  # the first instance: joined to nothing
+    buyer = await server.client("buyer1", "buyer")  # the second instance
+    await buyer.join("W-5")
+
+    async def buyer_online():  # the buyer's join reaches Redis a moment after the `joined` frame
+        st, o = await server.api("GET", "/api/v1/orders/W-5")
+        return {p["id"]: p["online"] for p in o["participants"]}["buyer1"]
+
+    await wait_for(buyer_online, timeout=5, what="the buyer online in GET /orders/W-5")
+    st, ack = await server.api("POST", "/api/v1/orders/W-5/messages", {"client_id": "c1", "text": "shipped"})
+    assert st == 201
+    await buyer.expect("message", order="W-5", seq=ack["seq"])
+    await receiver.wait_for(lambda rs: len(rs) >= 2)
+    await settle(server, receiver)
+    assert sorted(e["recipient"]["id"] for e in events(receiver, "message.created")) == ["rep1", "supplier1"]
 
 
 @pytest.mark.parametrize("sections", [{"webhooks": {"url": "http://127.0.0.1:9/hook", "secret": "s",
