@@ -6,7 +6,8 @@ Modules that set `BACKENDS = ("single", "cluster")` run every test twice: once
 against one in-process server, once against two chatd processes sharing one
 database and relaying through a real Redis server, with each new client
 connected to the next instance in turn. Participants spread over instances
-must not be able to tell.
+must not be able to tell. A test that reaches into the in-process app (its
+clock, its store) is marked `@pytest.mark.single_only("why")`.
 """
 
 from __future__ import annotations
@@ -167,9 +168,18 @@ class ClusterServer(Server):
         return row[0], row[1]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "single_only(reason): in a module with BACKENDS, run this test on "
+                                       "the in-process server only (skipped on the cluster before it starts)")
+
+
 def pytest_generate_tests(metafunc):
     if "server" in metafunc.fixturenames and "backend" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "BACKENDS", ("single",))
+        only = metafunc.definition.get_closest_marker("single_only")
+        if only is not None:
+            skip = pytest.mark.skip(reason=f"single only: {only.args[0]}")
+            backends = [b if b == "single" else pytest.param(b, marks=skip) for b in backends]
         metafunc.parametrize("backend", backends, scope="function")
 
 
