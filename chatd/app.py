@@ -93,7 +93,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
                  "a volume they all mount", files.root.resolve())
     attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
-    threads = Threads(store, chat.online, cfg.limits.history_max)
+    threads = Threads(store, chat.online_now_each, cfg.limits.history_max)
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
 
     async with AsyncExitStack() as running:

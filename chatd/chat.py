@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import EllipsisType
 from typing import Literal
 
@@ -99,8 +99,19 @@ class Chat:
         await self.hub.aclose()
 
     def online(self, order_id: str) -> frozenset[str]:
-        """Participants with a connection joined to the order, on any instance."""
+        """Participants with a connection joined to the order, on any instance, as far
+        as known here: exact for a room watched here (someone here is joined)."""
         return self.hub.online(order_id) | self.relay.online(order_id)
+
+    async def online_now(self, order_id: str) -> frozenset[str]:
+        """Like `online`, also for an order nobody here is joined to (REST may reach
+        any instance): the relay asks who is joined elsewhere."""
+        return (await self.online_now_each([order_id]))[order_id]
+
+    async def online_now_each(self, order_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """`online_now` of each order, in one round trip to the relay."""
+        elsewhere = await self.relay.online_now(order_ids)
+        return {o: self.hub.online(o) | elsewhere[o] for o in order_ids}
 
     # --- the relay's handler --------------------------------------------------
 
@@ -183,8 +194,9 @@ class Chat:
         removed participants are cut off, the room hears the new state."""
         if not order_id or len(order_id) > 200:
             raise BadRequest("order id must be 1 to 200 characters")
+        online = await self.online_now(order_id)  # for the room's new state, read before the write
         change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep)
-        self.publish_change(change)
+        self.publish_change(change, online)
         return change
 
     # --- health -------------------------------------------------------------------
@@ -331,10 +343,11 @@ class Chat:
         screened, = await self._screen(actor, order_id, kind, client_id, text)
         assert screened is not None  # a text screened stays a text
         text = screened
-        # who is joined now decides whom the outbox's message.created addresses
+        # who is joined now, on any instance, decides whom the outbox's message.created addresses
+        present = await self.online_now(order_id)
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs,
-                                       present=self.online(order_id))
-        self.publish_posted(posted)
+                                       present=present)
+        self.publish_posted(posted, present)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
@@ -374,8 +387,9 @@ class Chat:
         screened, text = await self._screen(actor, order_id, "status", client_id, status, text)
         assert screened is not None  # a text screened stays a text
         status = screened
-        posted = await self.store.set_status(actor, order_id, status, client_id, text, present=self.online(order_id))
-        self.publish_posted(posted)
+        present = await self.online_now(order_id)
+        posted = await self.store.set_status(actor, order_id, status, client_id, text, present=present)
+        self.publish_posted(posted, present)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
     async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
@@ -383,12 +397,14 @@ class Chat:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
         reason, = await self._screen(actor, order_id, "dispute", client_id, reason)
-        posted = await self.store.dispute(actor, order_id, action, client_id, reason, present=self.online(order_id))
-        self.publish_posted(posted)
+        present = await self.online_now(order_id)
+        posted = await self.store.dispute(actor, order_id, action, client_id, reason, present=present)
+        self.publish_posted(posted, present)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
-    def publish_posted(self, posted: Posted) -> None:
-        """Fan a committed message out: room, then each reader's unread and notify."""
+    def publish_posted(self, posted: Posted, online: frozenset[str] | None = None) -> None:
+        """Fan a committed message out: room, then each reader's unread and notify
+        (`online`: who is joined, for a new order state; None: as known here)."""
         if posted.duplicate:
             return
         m = posted.message
@@ -402,14 +418,17 @@ class Chat:
             publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
                                    side=ch.side, hidden=ch.hidden))
         if posted.order is not None:
-            self.publish_order(posted.order)
+            self.publish_order(posted.order, online)
 
-    def publish_order(self, order: OrderRecord) -> None:
-        state = OrderState(order.id, order.status, order.dispute, order.participants(self.online(order.id)))
+    def publish_order(self, order: OrderRecord, online: frozenset[str] | None = None) -> None:
+        if online is None:
+            online = self.online(order.id)
+        state = OrderState(order.id, order.status, order.dispute, order.participants(online))
         self.relay.publish_room(RoomEvent(order.id, encode_frame(state)))
 
-    def publish_change(self, change: OrderChange) -> None:
-        """After an order upsert: cut removed users off, then tell the room."""
+    def publish_change(self, change: OrderChange, online: frozenset[str] | None = None) -> None:
+        """After an order upsert: cut removed users off, then tell the room (`online`:
+        who is joined, as in `publish_posted`)."""
         order_id = change.order.id
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
@@ -418,7 +437,7 @@ class Chat:
             self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
                                                order_id, hidden=ch.hidden))
         if change.state_changed and not change.created:
-            self.publish_order(change.order)
+            self.publish_order(change.order, online)
 
     # --- typing, read, history, inbox -----------------------------------------------
 

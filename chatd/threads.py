@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, NotRequired, TypedDict
 
 import msgspec
@@ -94,13 +94,19 @@ def _decode_cursor(cursor: str) -> tuple[int, int, str]:
     return as_of, activity, order_id
 
 
+OnlineEach = Callable[[Sequence[str]], Awaitable[dict[str, frozenset[str]]]]
+
+
+async def _nobody_online(order_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+    return dict.fromkeys(order_ids, frozenset())
+
+
 class Threads:
     """GET /api/v1/threads: checks the query, asks the store for a page, shapes it."""
 
-    def __init__(self, store: Store, online: Callable[[str], frozenset[str]] = lambda order_id: frozenset(),
-                 max_limit: int = 200) -> None:
+    def __init__(self, store: Store, online: OnlineEach = _nobody_online, max_limit: int = 200) -> None:
         self.store = store
-        self.online = online  # order id -> users with a live connection joined to it (loop only)
+        self.online = online  # order ids -> users with a live connection joined to each, on any instance
         self.max_limit = max_limit
 
     def close(self) -> None:
@@ -126,14 +132,14 @@ class Threads:
         if filters.words:
             await self.store.index_search()  # a search sees every message stored before it
         page = await self.store.thread_page(filters, after, min(query.limit, self.max_limit))
-        threads = [self._entry(row, query) for row in page.rows]
+        online = await self.online([row.order.id for row in page.rows])
+        threads = [self._entry(row, query, online[row.order.id]) for row in page.rows]
         last = page.rows[-1] if page.rows else None
         next_cursor = _encode_cursor(page.as_of, last.activity, last.order.id) if page.more and last else None
         return {"threads": threads, "next_cursor": next_cursor}
 
-    def _entry(self, row: ThreadRow, query: ThreadQuery) -> ThreadEntry:
+    def _entry(self, row: ThreadRow, query: ThreadQuery, online: frozenset[str]) -> ThreadEntry:
         order = row.order
-        online = self.online(order.id)
         participants = order.participants(online)
         entry: ThreadEntry = {
             "order": order.id,

@@ -6,7 +6,8 @@ Modules that set `BACKENDS = ("single", "cluster")` run every test twice: once
 against one in-process server, once against two chatd processes sharing one
 database and relaying through a real Redis server, with each new client
 connected to the next instance in turn. Participants spread over instances
-must not be able to tell.
+must not be able to tell. A test that reaches into the in-process app (its
+clock, its store) is marked `@pytest.mark.single_only("why")`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ class Server:
 
     def next_ws_url(self) -> str:
         return self.ws_url
+
+    @property
+    def bases(self) -> list[str]:
+        """Every instance's base URL (one here), e.g. to add up their /metrics."""
+        return [self.base]
+
+    async def outbox_counts(self) -> tuple[int, int]:
+        """(webhook events waiting, given up on) in the store, read now."""
+        from chatd.edge.keys import WEBHOOKS
+
+        return await self.app[WEBHOOKS].backlog()
 
     async def client(self, sub: str, role: str, **kw) -> Client:
         c = await Client.open(self.next_ws_url(), token(sub, role, **kw))
@@ -71,14 +83,14 @@ def with_sections(cfg, sections: dict):
     return cfg
 
 
-def make_config(tmp_path, **limits) -> Config:
+def make_config(tmp_path, store: StoreConfig | None = None, **limits) -> Config:
     # the contact filter off (the shipped default is "block"): tests of other features
     # send links and numbers across the line; tests of the filter set their mode
     from tests.support.postgres_server import store_url
 
     return Config(
         auth=AuthConfig(secret=SECRET, api_key=API_KEY),
-        store=StoreConfig(path=str(tmp_path / "chatd.sqlite3"), url=store_url() or ""),
+        store=store or StoreConfig(path=str(tmp_path / "chatd.sqlite3"), url=store_url() or ""),
         limits=LimitsConfig(**limits),
         filter=FilterConfig(mode="off"),
     )
@@ -111,6 +123,7 @@ class ClusterServer(Server):
     """Two chatd processes over one SQLite file and one Redis, behind the `Server` face.
 
     REST goes to the first instance; WebSocket clients alternate between them.
+    `cfg` is the nodes' own: their store, and the attachments folder beside it.
     """
 
     def __init__(self, nodes, cfg) -> None:
@@ -130,10 +143,43 @@ class ClusterServer(Server):
         self._turn += 1
         return url
 
+    @property
+    def bases(self) -> list[str]:
+        return [n.base for n in self.nodes]
+
+    async def outbox_counts(self) -> tuple[int, int]:
+        """Read from the shared store itself: no one instance's app holds it."""
+        sql = ("SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) "
+               "FROM webhook_outbox")
+        if self.cfg.store.url:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.cfg.store.url)
+            try:
+                row = await conn.fetchrow(sql)
+            finally:
+                await conn.close()
+        else:
+            import contextlib
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(f"file:{self.cfg.store.path}?mode=ro", uri=True)) as db:
+                row = db.execute(sql).fetchone()
+        return row[0], row[1]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "single_only(reason): in a module with BACKENDS, run this test on "
+                                       "the in-process server only (skipped on the cluster before it starts)")
+
 
 def pytest_generate_tests(metafunc):
     if "server" in metafunc.fixturenames and "backend" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "BACKENDS", ("single",))
+        only = metafunc.definition.get_closest_marker("single_only")
+        if only is not None:
+            skip = pytest.mark.skip(reason=f"single only: {only.args[0]}")
+            backends = [b if b == "single" else pytest.param(b, marks=skip) for b in backends]
         metafunc.parametrize("backend", backends, scope="function")
 
 
@@ -164,7 +210,9 @@ async def _cluster(tmp_path, request, limits, extra: dict) -> ClusterServer:
     url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{next(_db_numbers) % 16}"
     cluster = Cluster(tmp_path, url, 2, limits, sections=extra)
     await cluster.start()
-    return ClusterServer(cluster.nodes, with_sections(make_config(tmp_path, **limits), extra))
+    # the config the nodes share: their store (file or database), so the attachments folder beside it
+    store = StoreConfig(**cluster.store)
+    return ClusterServer(cluster.nodes, with_sections(make_config(tmp_path, store, **limits), extra))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ limit that holds across instances. It never knows the hub: it calls the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from chatd.rooms.events import RoomEvent, UserEvent
@@ -63,7 +63,12 @@ class Presence(Protocol):
         (offline) across all instances."""
 
     def online(self, order: str) -> frozenset[str]:
-        """Users online in `order` on other instances, as far as known."""
+        """Users online in `order` on other instances, as far as known (a room
+        watched here: its presence is kept up to date; any other: nobody)."""
+
+    async def online_now(self, orders: Sequence[str]) -> dict[str, frozenset[str]]:
+        """Users online in each of `orders` on other instances, also in rooms not
+        watched here (asked now: REST and thread lists reach any instance)."""
 
     async def load_room(self, order: str) -> None:
         """Wait until `online(order)` is known (a room just watched)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chatd.relay.base import Handler
 from chatd.rooms.events import RoomEvent, UserEvent
 
@@ -34,6 +36,9 @@ class LocalRelay:
 
     def online(self, order: str) -> frozenset[str]:
         return frozenset()  # the local hub knows everyone
+
+    async def online_now(self, orders: Sequence[str]) -> dict[str, frozenset[str]]:
+        return dict.fromkeys(orders, frozenset())
 
     async def admit(self, user: str, limit: int, local: int) -> bool:
         return local < limit

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 import msgspec
@@ -210,6 +210,29 @@ class RedisRelay:
 
     def online(self, order: str) -> frozenset[str]:
         return frozenset(self._online.get(order, ()))
+
+    async def online_now(self, orders: Sequence[str]) -> dict[str, frozenset[str]]:
+        """A watched room's presence as kept here; the others' read from Redis in one
+        round trip (nobody while Redis is away or does not answer in time: as far as known)."""
+        out = {o: frozenset(self._online[o]) for o in orders if o in self._online and o not in self._loading}
+        ask = [o for o in dict.fromkeys(orders) if o not in out]
+        if not ask:
+            return out
+        if not self._connected:  # no wait for an answer that is not coming
+            return {**out, **dict.fromkeys(ask, frozenset())}
+        try:
+            async with asyncio.timeout(self.admit_timeout_s):
+                pipe = self._client.pipeline(transaction=False)
+                for o in ask:
+                    pipe.hkeys(rp.presence_key(o))
+                pipe.smembers(rp.REGISTRY)
+                *fields, registered = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("relay: presence of %d rooms not read: %r", len(ask), exc)
+            return {**out, **dict.fromkeys(ask, frozenset())}
+        for o, f in zip(ask, fields, strict=True):
+            out[o] = frozenset(rp.holders(f, registered))
+        return out
 
     async def admit(self, user: str, limit: int, local: int) -> bool:
         if local >= limit:

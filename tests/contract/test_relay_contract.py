@@ -19,6 +19,7 @@ from chatd.relay.local import LocalRelay
 from chatd.relay.redis import RedisRelay
 from chatd.rooms.events import RoomEvent, UserEvent
 from tests.support.procs import free_port
+from tests.support.wait import wait_for
 
 
 class Recorder:
@@ -192,6 +193,29 @@ async def test_a_first_presence_reaches_the_room(make):
     a.relay.presence(order, user, True, frame)
     for node in (a, b):
         await node.handler.until(lambda node=node: RoomEvent(order, frame) in node.handler.got, "presence")
+
+
+async def test_who_is_online_is_read_also_where_the_room_is_not_watched(make):
+    """`online_now` answers for rooms this node has no member in (REST, thread lists):
+    the user another node holds there, once that reached Redis (LocalRelay: nobody
+    elsewhere, the hub knows everyone)."""
+    a, b = await make(2)
+    order, user = names()
+    await a.watch(order, user)
+    a.relay.presence(order, user, True, presence_frame(order, user, True))
+    want = {order: frozenset({user}) if b.across_instances else frozenset(), "nowhere": frozenset()}
+
+    async def known():
+        return await b.relay.online_now([order, "nowhere"]) == want
+
+    await wait_for(known, timeout=10, what=f"{user} online in {order}, read where it is not watched")
+    assert b.relay.online("nowhere") == frozenset()
+
+
+async def test_who_is_online_is_nobody_known_when_no_instance_can_be_reached(make):
+    [a] = await make(1, unreachable=True)
+    order, _ = names()
+    assert await a.relay.online_now([order]) == {order: frozenset()}
 
 
 # --- admission -------------------------------------------------------------------

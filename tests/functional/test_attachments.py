@@ -19,6 +19,8 @@ from tests.support import samples
 from tests.support.client import API_KEY, token
 from tests.support.receiver import get
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis (one file folder)
+
 
 async def upload(base: str, order: str, data: bytes, name: str = "file.bin", auth: str | None = None,
                  chunked: bool = False) -> tuple[int, dict]:
@@ -51,6 +53,9 @@ SUPPLIER = token("supplier1", "supplier")
 REP = token("rep1", "sales_rep")
 STRANGER = token("buyer2", "buyer")
 STAFF = token("boss", "staff")
+# a file's type is decided within the one request that brings it: uploads accepted and
+# refused on the cluster are the tests after these
+SNIFFING = "types are sniffed within one request (the cluster uploads and refuses below)"
 
 
 @pytest.mark.parametrize("make, name, mime", [
@@ -66,6 +71,7 @@ STAFF = token("boss", "staff")
     (samples.text, "list.txt", "text/plain"),
     (samples.png, "no-extension", "image/png"),  # the name is not trusted either way
 ], ids=lambda v: v if isinstance(v, str) and "/" not in v else None)
+@pytest.mark.single_only(SNIFFING)
 async def test_allowed_types_are_sniffed(server, make, name, mime):
     await server.order("A-1")
     st, att = await upload(server.base, "A-1", make(), name, BUYER)
@@ -85,6 +91,7 @@ async def test_allowed_types_are_sniffed(server, make, name, mime):
     (b"\xff\xfe\x00h\x00i", "utf16.txt"),
     (bytes(range(256)) * 4, "data.pdf"),  # unknown binary
 ])
+@pytest.mark.single_only(SNIFFING)
 async def test_refused_types(server, data, name):
     await server.order("A-1")
     st, body = await upload(server.base, "A-1", data, name, BUYER)
@@ -203,6 +210,31 @@ async def test_identical_files_are_stored_once(server):
     assert len(files) == 1 and len(files[0].name) == 64  # named by sha256
 
 
+async def test_uploaded_on_one_instance_sent_and_downloaded_on_every_one(server):
+    """On a cluster REST goes to the first instance and the sender is on the second:
+    rows and files are shared, so each instance serves what the other took in."""
+    await server.order("A-X")
+    await server.client("boss", "staff")  # the first instance
+    supplier = await server.client("supplier1", "supplier")  # the second
+    st, att = await upload(server.base, "A-X", samples.pdf(), "invoice.pdf", SUPPLIER)
+    assert st == 201, att
+    url = f"/api/v1/attachments/{att['id']}"
+    for base in server.bases:
+        assert (await get(base + url, SUPPLIER))[0] == 200  # the uploader's, not sent yet
+        assert (await get(base + url, BUYER))[0] == 404
+    ack = await send(supplier, "A-X", "the invoice", [att["id"]])  # on the second instance
+    assert ack["type"] == "ack", ack
+    for base in server.bases:
+        st, headers, body = await get(base + url, BUYER)
+        assert st == 200 and body == samples.pdf() and headers["Content-Type"] == "application/pdf"
+    # the other way round: uploaded on the last instance, the same content as one on the first
+    st, twin = await upload(server.bases[-1], "A-X", samples.pdf(), "copy.pdf", BUYER)
+    assert st == 201 and twin["id"] != att["id"]
+    assert (await get(server.base + f"/api/v1/attachments/{twin['id']}", BUYER))[0] == 200
+    files = [p for p in attachments_dir(server.cfg).rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    assert len(files) == 1  # stored once, whichever instance took it in
+
+
 @pytest.mark.parametrize("sections", [{"attachments": {"max_bytes": 100_000}}], ids=["100kB"])
 async def test_size_limit(server):
     await server.order("A-1")
@@ -244,6 +276,7 @@ async def test_unused_uploads_are_deleted_by_the_background_task(server):
     assert ack["type"] == "error" and ack["code"] == "bad_request"
 
 
+@pytest.mark.single_only("the in-process server's store is patched")
 async def test_a_message_is_refused_if_its_upload_vanished_meanwhile(server):
     """The link is written in the message's transaction and checks the upload still exists."""
     await server.order("A-1")
@@ -382,6 +415,7 @@ BOT = token("bot1", "bot", orders="*")
 
 @pytest.mark.parametrize("sections", [{"attachments": {"upload_bytes_per_minute": 100_000, "max_bytes": 60_000}}],
                          ids=["100-kB-a-minute"])
+@pytest.mark.single_only("the clock is injected into the in-process server")
 async def test_upload_bytes_are_rate_limited_for_every_role(server):
     """Staff and bots are exempt from the count of uploads, not from the bytes:
     a bot token cannot fill the disk (issue 9, item 7). The clock is injected."""

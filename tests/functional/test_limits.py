@@ -11,6 +11,11 @@ from websockets.asyncio.client import connect
 
 from tests.support.client import Client, request, settled, short_token, token
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis, unless single only
+# most limits hold for one connection, decided by the instance it is on: the cluster runs the
+# tests of limits that involve the other instance (the store, connections per user, replay)
+PER_CONNECTION = "a limit of one connection, decided on its own instance"
+
 
 def lim(**kw):
     return pytest.mark.parametrize("limits", [kw], ids=["-".join(f"{k}={v}" for k, v in kw.items())])
@@ -21,6 +26,7 @@ async def _still_open(client) -> None:
     assert client.close_code is None
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @pytest.mark.parametrize("raw", [
     b"{not json",
     b"",
@@ -49,6 +55,7 @@ async def test_malformed_frames_get_bad_request_and_stay_open(server, raw):
     assert (await buyer.post("o1", "still here"))["type"] == "ack"
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 async def test_bad_values_get_bad_request(server):
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
@@ -82,6 +89,7 @@ async def test_too_long_text_is_refused_and_not_stored(server):
     await _still_open(buyer)
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(rate_per_s=0.001, rate_burst=3, rate_abuse_closes=1000)
 async def test_rate_limit(server):
     await server.order("o1")
@@ -108,6 +116,7 @@ async def test_rate_limit(server):
         assert (await bot.post("o1", f"b{i}"))["type"] == "ack"
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(rate_per_s=0.001, rate_burst=2, rate_abuse_closes=3)
 async def test_rate_limit_abuse_closes_4429(server):
     await server.order("o1")
@@ -134,6 +143,7 @@ async def test_frame_too_large_closes_1009(server):
     assert [m["client_id"] for m in page["messages"]] == ["c"]
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(auth_timeout_s=0.2)
 async def test_no_auth_in_time_closes_4401(server):
     c = await server.raw_client()
@@ -150,6 +160,7 @@ async def test_no_auth_in_time_closes_4401(server):
     assert ok.close_code is None
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @pytest.mark.parametrize("first", [
     {"type": "ping"},
     {"type": "join", "order": "o1"},
@@ -173,6 +184,7 @@ async def test_bad_or_missing_auth_closes_4401(server, first):
     assert await c.closed() == 4401
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 async def test_token_in_query_string(server):
     await server.order("o1")
     c = await Client.open(server.ws_url + "?token=" + token("bot1", "bot", orders=["o1"]))
@@ -190,6 +202,7 @@ async def _past(exp: float) -> None:
         await asyncio.sleep(exp - time.time() + 0.01)
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 async def test_expired_token_at_join_closes_4401(server):
     for o in ("o1", "o2", "o3"):
         await server.order(o)
@@ -238,6 +251,7 @@ async def test_too_many_connections_closes_4429(server):
     await _still_open(b)
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 async def test_ws_connect_works_with_plain_websockets(server):
     """Sanity: the endpoint speaks standard WebSocket (no subprotocol needed)."""
     async with connect(server.ws_url) as ws:
@@ -245,6 +259,7 @@ async def test_ws_connect_works_with_plain_websockets(server):
         assert '"ready"' in await ws.recv()
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(heartbeat_s=0.2)
 async def test_heartbeat_pings_and_drops_a_silent_peer(server):
     from tests.support.rawws import RawWS
@@ -279,6 +294,7 @@ async def _next_control(peer):
             return f
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 async def test_frame_of_exactly_max_frame_bytes_passes(server):
     """`max_frame_bytes` (64 KiB) is inclusive: 65,536 bytes pass, 65,537 close 1009."""
     limit = server.cfg.limits.max_frame_bytes
@@ -312,6 +328,7 @@ async def test_join_limit_is_capped_before_reading(server):
     assert seqs == [[4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [6, 7, 8]]
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(read_rate_per_s=0.001, read_burst=3, rate_abuse_closes=1000)
 async def test_read_requests_are_rate_limited(server):
     await server.order("o1")
@@ -333,6 +350,7 @@ async def test_read_requests_are_rate_limited(server):
     await _still_open(buyer)
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(read_rate_per_s=0.001, read_burst=2, rate_abuse_closes=3)
 async def test_read_rate_abuse_closes_4429(server):
     await server.order("o1")
@@ -356,6 +374,7 @@ async def _ping_until_closed(peer, every_s: float) -> None:
         pass
 
 
+@pytest.mark.single_only(PER_CONNECTION)
 @lim(auth_timeout_s=1.0)
 async def test_auth_deadline_is_absolute_despite_pings(server):
     """Control frames do not extend the auth deadline, and a late auth is refused."""
@@ -385,6 +404,7 @@ async def test_auth_deadline_is_absolute_despite_pings(server):
         peer.close()
 
 
+@pytest.mark.single_only("per instance: the cluster spreads the sockets of one address over two")
 @lim(max_unauthenticated_per_ip=3, auth_timeout_s=30.0)
 async def test_unauthenticated_sockets_are_bounded_per_address(server):
     waiting = [await server.raw_client() for _ in range(3)]

@@ -8,6 +8,8 @@ import aiohttp
 
 from tests.support.client import API_KEY, token
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 BUYER = {"id": "buyer1", "name": "Bea"}
 SUPPLIER = {"id": "supplier1", "name": "Sam"}
 REP = {"id": "rep1", "name": "Rita"}

@@ -9,6 +9,8 @@ import uuid
 
 from tests.support.client import API_KEY, settled, token
 
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
+
 
 async def _tick() -> None:
     """Let the wall clock move to the next millisecond, so activity times differ."""

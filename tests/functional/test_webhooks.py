@@ -10,10 +10,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatd.edge.keys import WEBHOOKS
 from chatd.webhooks import sign, verify
 from tests.support.client import API_KEY, request
 from tests.support.receiver import Receiver, get
+from tests.support.wait import wait_for
+
+BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis, both delivering the outbox
 
 SECRET = "webhook-secret-for-tests"
 
@@ -41,11 +43,41 @@ def events(receiver: Receiver, kind: str | None = None) -> list[dict]:
 
 async def settle(server, receiver: Receiver) -> None:
     """Wait (bounded) until the outbox is empty: every event so far has been delivered."""
-    hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while (await hooks.backlog())[0]:
+    while (await server.outbox_counts())[0]:
         assert time.monotonic() < deadline, "webhook outbox did not drain"
         await asyncio.sleep(0.01)
+
+
+async def scrape(server) -> list[dict]:
+    """The metric families of every instance (one, or each of a cluster's)."""
+    out = []
+    async with aiohttp.ClientSession() as s:
+        for base in server.bases:
+            async with s.get(base + "/metrics") as r:
+                out.append({f.name: f for f in text_string_to_metric_families(await r.text())})
+    return out
+
+
+def deliveries(instances: list[dict]) -> dict[str, float]:
+    """chatd_webhook_deliveries_total by result, added up over the instances."""
+    out: dict[str, float] = {}
+    for fams in instances:
+        for s in fams["chatd_webhook_deliveries"].samples:
+            if s.name.endswith("_total"):
+                out[s.labels["result"]] = out.get(s.labels["result"], 0) + s.value
+    return out
+
+
+async def gauges(server, name: str, want: float) -> list[float]:
+    """`name` on every instance, once each reads `want` (bounded): an instance's gauge is
+    as of its own last delivery round, which may be before another instance's (up to 1 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        values = [v for fams in await scrape(server) for v in (s.value for s in fams[name].samples)]
+        if all(v == want for v in values) or time.monotonic() > deadline:
+            return values
+        await asyncio.sleep(0.05)
 
 
 async def test_events_are_signed_and_addressed_to_offline_participants(server, receiver):
@@ -79,8 +111,10 @@ async def test_events_are_signed_and_addressed_to_offline_participants(server, r
     buyer = await server.client("buyer1", "buyer")
     await supplier.post("W-1", "are you there?")
     await receiver.wait_for(lambda rs: len(rs) >= 2)
-    # ...then joins: only the rep is notified now
+    # ...then joins: only the rep is notified now (once the supplier's instance knows:
+    # with two instances the buyer's presence comes over Redis, like the frame the supplier gets)
     await buyer.join("W-1")
+    await supplier.expect("presence", order="W-1", user="buyer1", online=True)
     receiver.requests.clear()
     await supplier.post("W-1", "now you are here")
     await receiver.wait_for(lambda rs: len(rs) >= 1)
@@ -138,18 +172,36 @@ async def test_failed_deliveries_are_retried_with_backoff(server, receiver):
     # a retry is the same event: same id (the receiver's idempotency key)
     assert {r["json"]["id"] for r in retried} <= set(receiver.refused)
     assert len({r["json"]["id"] for r in got}) == 3
+    assert len(receiver.requests) == 3  # each delivered once, whichever instance delivered it
     for r in got:
         check_signature(r)  # re-signed with the attempt's timestamp, same event id and body
 
-    # failures are visible in /metrics
-    async with aiohttp.ClientSession() as s:
-        async with s.get(server.base + "/metrics") as r:
-            text = await r.text()
-    fams = {f.name: f for f in text_string_to_metric_families(text)}
-    results = {s.labels["result"]: s.value for s in fams["chatd_webhook_deliveries"].samples
-               if s.name.endswith("_total")}
+    # failures are visible in /metrics (added up over the instances that delivered)
+    results = deliveries(await scrape(server))
     assert results["failed"] >= 3 and results["delivered"] >= 3
-    assert [s.value for s in fams["chatd_webhook_backlog"].samples] == [0.0]
+    assert await gauges(server, "chatd_webhook_backlog", 0.0) == [0.0] * len(server.bases)
+
+
+async def test_a_rest_message_is_not_addressed_to_who_is_joined_on_another_instance(server, receiver):
+    """REST may reach an instance where nobody is joined to the order (on a cluster the
+    first, with the buyer joined on the second): the buyer is online all the same, and
+    gets no message.created (the first instance used to count only its own rooms)."""
+    await server.order("W-5")
+    await server.client("boss", "staff")  # the first instance: joined to nothing
+    buyer = await server.client("buyer1", "buyer")  # the second instance
+    await buyer.join("W-5")
+
+    async def buyer_online():  # the buyer's join reaches Redis a moment after the `joined` frame
+        st, o = await server.api("GET", "/api/v1/orders/W-5")
+        return {p["id"]: p["online"] for p in o["participants"]}["buyer1"]
+
+    await wait_for(buyer_online, timeout=5, what="the buyer online in GET /orders/W-5")
+    st, ack = await server.api("POST", "/api/v1/orders/W-5/messages", {"client_id": "c1", "text": "shipped"})
+    assert st == 201
+    await buyer.expect("message", order="W-5", seq=ack["seq"])
+    await receiver.wait_for(lambda rs: len(rs) >= 2)
+    await settle(server, receiver)
+    assert sorted(e["recipient"]["id"] for e in events(receiver, "message.created")) == ["rep1", "supplier1"]
 
 
 @pytest.mark.parametrize("sections", [{"webhooks": {"url": "http://127.0.0.1:9/hook", "secret": "s",
@@ -158,15 +210,11 @@ async def test_failed_deliveries_are_retried_with_backoff(server, receiver):
 async def test_events_are_given_up_after_max_attempts(server):
     await server.order("W-3")
     await server.api("POST", "/api/v1/orders/W-3/messages", {"client_id": "c1", "text": "hello"})
-    hooks = server.app[WEBHOOKS]
     deadline = time.monotonic() + 10
-    while await hooks.backlog() != (0, 3):
-        assert time.monotonic() < deadline, await hooks.backlog()
+    while await server.outbox_counts() != (0, 3):
+        assert time.monotonic() < deadline, await server.outbox_counts()
         await asyncio.sleep(0.02)
-    async with aiohttp.ClientSession() as s:
-        async with s.get(server.base + "/metrics") as r:
-            fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
-    assert [s.value for s in fams["chatd_webhook_dead"].samples] == [3.0]
+    assert await gauges(server, "chatd_webhook_dead", 3.0) == [3.0] * len(server.bases)
 
 
 async def test_delivered_after_a_restart(tmp_path):

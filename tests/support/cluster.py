@@ -37,6 +37,7 @@ class Cluster:
                  store: dict | None = None, sections: dict | None = None) -> None:
         if store is None:
             store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
+        self.store = store
         self.nodes: list[ServerProc] = []
         for i in range(n):
             d = tmp_path / f"node{i}"

@@ -64,14 +64,15 @@ async def put_order(request: web.Request) -> web.Response:
     chat: Chat = request.app[CHAT]
     change = await chat.register_order(request.match_info["order"], order.status, _person(order.buyer),
                                        _person(order.supplier), rep)
-    return json_response(order_json(change.order, chat.online(change.order.id)), 201 if change.created else 200)
+    online = await chat.online_now(change.order.id)
+    return json_response(order_json(change.order, online), 201 if change.created else 200)
 
 
 async def get_order(request: web.Request) -> web.Response:
     require_api_or_staff(principal(request))
     chat: Chat = request.app[CHAT]
     order = await chat.order(request.match_info["order"])
-    return json_response(order_json(order, chat.online(order.id)))
+    return json_response(order_json(order, await chat.online_now(order.id)))
 
 
 def add_routes(app: web.Application) -> None:
