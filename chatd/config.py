@@ -93,6 +93,26 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     concurrency: int = 8  # deliveries in flight at once
 
 
+class StatusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One status of a `[[workflows.<name>.statuses]]` list (chatd.workflow checks the values)."""
+
+    name: str
+    label: str = ""  # "" = the name
+    tone: str = "neutral"  # "neutral", "info", "progress", "success", "danger"
+    terminal: bool = False  # entering it closes the chat (after close_after_s)
+    next: dict[str, list[str]] = {}  # status -> roles that may move the order there
+
+
+class WorkflowDefConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    statuses: list[StatusConfig] = []  # in pipeline order; the first is a new order's status
+    close_after_s: float | None = None  # None = [workflow] close_after_s
+
+
+class WorkflowConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    default: str = "free"  # a new order's workflow when PUT names none
+    close_after_s: float = 0.0  # grace after a terminal status before the chat closes to participants
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 0  # 0 = GET /metrics on the main port; otherwise only on this listener
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
@@ -108,6 +128,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     filter: FilterConfig = FilterConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
+    workflow: WorkflowConfig = WorkflowConfig()
+    workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
 
