@@ -34,7 +34,7 @@ from chatd import metrics
 from chatd.config import WebhooksConfig
 from chatd.store.base import Store
 from chatd.store.records import OrderRecord, OutboxEvent, OutboxFailure
-from chatd.store.rows import now_ms
+from chatd.store.rows import SYSTEM, now_ms
 from chatd.tasks import stop
 from chatd.wire import Message
 
@@ -78,7 +78,7 @@ def message_events(order: OrderRecord, msg: Message, present: frozenset[str]) ->
     if msg.kind == "dispute" and order.dispute is not None:
         kind = "dispute.opened" if order.dispute.open else "dispute.closed"
         out.append((kind, {"order": order.id, "dispute": order.dispute, "by": msg.sender, "message": msg}))
-    elif msg.kind == "status":
+    elif msg.kind == "status" and msg.sender.id != SYSTEM.id:  # the api key's (PUT): `order_events`
         out.append(("order.status_changed", {"order": order.id, "status": order.status, "by": msg.sender,
                                              "message": msg}))
     return out

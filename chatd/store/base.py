@@ -44,6 +44,7 @@ from chatd.auth.tokens import Identity
 from chatd.store.records import (
     AttachmentRow,
     OrderChange,
+    OrderPlan,
     OrderRecord,
     OutboxEvent,
     OutboxFailure,
@@ -60,6 +61,14 @@ from chatd.wire import AttachmentRef, Message
 MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str, dict[str, Any]]]]
 # (order before or None, order after) -> [(event type, payload)]
 OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
+# Rules chat decides (chatd.workflow) and the store runs on the order as locked in
+# the write, so the check and the change are one atomic step; each raises ChatError to refuse.
+# (order or None for a new one) -> what an upsert does to its workflow and status
+OrderRule = Callable[[OrderRecord | None], OrderPlan]
+# (order, the actor's role on it) -> when its chat closes after this status change (None: open)
+StatusRule = Callable[[OrderRecord, str], int | None]
+# (order, the sender's role on it) -> None, or refuse (a closed chat)
+PostRule = Callable[[OrderRecord, str], None]
 # an inbox entry: (order id, status, unread, dispute open, last message or None)
 InboxRow = tuple[str, str, int, bool, Message | None]
 
@@ -68,21 +77,30 @@ class Orders(Protocol):
     async def get_order(self, order_id: str) -> OrderRecord | None: ...
 
     async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ..., *,
+                        rule: OrderRule | None = None, present: frozenset[str] = frozenset()) -> OrderChange:
         """Create or update an order (`sales_rep=...` leaves it). Participants whose
-        role changed lose their marker (`removed`, `totals`); new ones get one."""
+        role changed lose their marker (`removed`, `totals`); new ones get one.
+        `rule` decides workflow, status and close time (None: the status given or
+        kept, workflow and close time kept, a new order's workflow `free`); when it
+        says `post`, a `status` message from the system is written with the change
+        (`posted`; `present` as for `post`)."""
 
 
 class Messages(Protocol):
     async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None, kind: str = "text",
                    attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+                   present: frozenset[str] = frozenset(), rule: PostRule | None = None) -> Posted:
         """Store a text/note/system message with the next seq. `attachments` are
         linked in the same transaction; one deleted meanwhile refuses the message
-        (`internal`). `present`: who is joined to the order now (outbox events)."""
+        (`internal`). `present`: who is joined to the order now (outbox events).
+        `rule` may refuse it, given the locked order (a repeat is answered first)."""
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None,
-                         present: frozenset[str] = frozenset()) -> Posted: ...
+                         present: frozenset[str] = frozenset(), rule: StatusRule | None = None) -> Posted:
+        """Change the status and post a `status` message, atomically. `rule` checks the
+        transition against the locked order and gives its close time (None: only the
+        role check of `permissions.may_set_status`, the close time kept)."""
 
     async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str, reason: str | None,
                       present: frozenset[str] = frozenset()) -> Posted: ...

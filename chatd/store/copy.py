@@ -55,9 +55,10 @@ def _outbox_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 _MESSAGE_COLS = ("order_id", "seq", "ts", "kind", "sender_id", "sender_name", "sender_role", "client_id", "text",
-                 "status", "attachments")
+                 "status", "attachments", "forced")
 _ORDER_COLS = ("id", "status", "buyer_id", "buyer_name", "supplier_id", "supplier_name", "rep_id", "rep_name",
-               "dispute_open", "dispute_reason", "dispute_by", "dispute_ts", "last_seq", "last_ts", "created_ts")
+               "dispute_open", "dispute_reason", "dispute_by", "dispute_ts", "last_seq", "last_ts", "created_ts",
+               "workflow", "closes_at")
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
 _LINK_COLS = ("attachment_id", "order_id", "seq", "kind")

@@ -22,6 +22,8 @@ class OrderRecord(msgspec.Struct):
     last_seq: int
     last_ts: int
     created_ts: int
+    workflow: str = "free"  # chatd.workflow: the order's status pipeline
+    closes_at: int | None = None  # ms: its chat closes to participants then (a terminal status)
 
     @property
     def slots(self) -> tuple[str, str, str | None]:
@@ -74,6 +76,18 @@ class OrderChange(msgspec.Struct):
     state_changed: bool  # status, dispute or participants differ
     removed: list[str]  # users whose role changed: access ended, or it is another now
     totals: list[UnreadChange] = []  # their unread on the order, now 0, and new totals
+    posted: Posted | None = None  # the status message, when the upsert changed an order's status
+
+
+class OrderPlan(msgspec.Struct, frozen=True):
+    """What an upsert does to the order's workflow and status, decided (chatd.chat,
+    chatd.workflow) against the order as locked in the write."""
+
+    workflow: str
+    status: str
+    closes_at: int | None
+    post: bool = False  # an existing order's status changes: post a status message
+    forced: bool = False  # ... outside its workflow (the api key forced it)
 
 
 class ReadMarker(msgspec.Struct):

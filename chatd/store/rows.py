@@ -16,9 +16,9 @@ from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 ORDER_COLS = (
     "id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, "
-    "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts"
+    "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at"
 )
-MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments"
+MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _attachments_decoder = msgspec.json.Decoder(list[AttachmentRef])
 
 
@@ -40,6 +40,8 @@ def order_from_row(row: Sequence[Any]) -> OrderRecord:
         last_seq=row[12],
         last_ts=row[13],
         created_ts=row[14],
+        workflow=row[15],
+        closes_at=row[16],
     )
 
 
@@ -54,6 +56,7 @@ def message_from_row(order: str, row: Sequence[Any]) -> Message:
         client_id=row[6],
         attachments=_attachments_decoder.decode(row[9]) if row[9] else [],
         status=row[8],
+        forced=bool(row[10]),
     )
 
 
@@ -73,3 +76,6 @@ class Actor(msgspec.Struct, frozen=True):
         if role is None:
             raise NotFound("no such order", ref=order.id)
         return role
+
+
+SYSTEM = Actor("system", "System", "system")  # who writes with the api key (REST)

@@ -345,3 +345,79 @@ def test_the_backend_has_every_member_of_the_contract_and_awaits_alike(store_bac
             got = getattr(type(backend), name)
             assert inspect.iscoroutinefunction(got) == inspect.iscoroutinefunction(want), name
     assert inspect.isasyncgenfunction(type(backend).export)  # streamed, never a whole history in memory
+
+
+# --- workflows: the order's pipeline and close time, rules run on the locked order -------
+
+
+async def test_put_order_keeps_workflow_and_close_time_and_posts_a_status_change(store, store_factory):
+    from chatd.store.records import OrderPlan, Person
+
+    people = (Person(BUYER.id, BUYER.name), Person(SUPPLIER.id, SUPPLIER.name))
+    seen: list[object] = []
+
+    def create(old):
+        seen.append(old)
+        return OrderPlan("factory", "confirmed", None)
+
+    change = await store.put_order("o1", None, *people, rule=create)
+    assert seen == [None] and change.created and change.posted is None
+    assert (change.order.workflow, change.order.status, change.order.closes_at) == ("factory", "confirmed", None)
+
+    def ship(old):
+        assert (old.workflow, old.status) == ("factory", "confirmed")  # as the write sees it
+        return OrderPlan(old.workflow, "completed", 12345, post=True, forced=True)
+
+    change = await store.put_order("o1", "completed", None, None, rule=ship)
+    assert change.state_changed and change.posted is not None
+    m = change.posted.message
+    assert (m.kind, m.status, m.forced, m.seq, m.sender.id, m.text) == (
+        "status", "completed", True, 1, "system", "Status changed to completed")
+    assert {u.user for u in change.posted.unread} == {BUYER.id, SUPPLIER.id}  # the new message is unread
+    # what was written holds for another instance over the same database, and for replay
+    other = await store_factory()
+    order = await other.get_order("o1")
+    assert (order.workflow, order.status, order.closes_at, order.last_seq) == ("factory", "completed", 12345, 1)
+    msgs, _ = await other.history("o1", True, None, None, 10)
+    assert [(x.status, x.forced) for x in msgs] == [("completed", True)]
+    # without a rule: the status given, workflow and close time kept, no message
+    change = await store.put_order("o1", "shipped", None, None)
+    assert (change.order.workflow, change.order.status, change.order.closes_at) == ("factory", "shipped", 12345)
+    assert change.posted is None
+    # a new order without a rule is `free`
+    assert (await store.put_order("o2", None, *people)).order.workflow == "free"
+
+
+async def test_status_and_post_rules_run_on_the_locked_order(store):
+    await put_order(store, "o1")
+    calls: list[tuple[str, str]] = []
+
+    def allow(order, role):
+        calls.append((order.status, role))
+        return 777
+
+    posted = await store.set_status(SUPPLIER, "o1", "done", "st1", None, rule=allow)
+    assert calls == [("open", "supplier")] and posted.order.closes_at == 777
+    assert (await store.get_order("o1")).closes_at == 777
+
+    def refuse(order, role):
+        raise Conflict(f"not from {order.status}")
+
+    with pytest.raises(Conflict, match="not from done"):
+        await store.set_status(SUPPLIER, "o1", "again", "st2", None, rule=refuse)
+    # a rule replaces the role check: it may let a buyer move the order (factory: delivered)
+    await store.set_status(BUYER, "o1", "delivered", "st3", None, rule=lambda order, role: None)
+    order = await store.get_order("o1")
+    assert (order.status, order.closes_at, order.last_seq) == ("delivered", None, 2)
+
+    def closed(order, role):
+        if role == "buyer":
+            raise Forbidden("closed")
+
+    stored = await store.post(BUYER, "o1", "before", "p1")
+    with pytest.raises(Forbidden):
+        await store.post(BUYER, "o1", "after", "p2", rule=closed)
+    again = await store.post(BUYER, "o1", "before", "p1", rule=closed)  # a repeat is still answered
+    assert again.duplicate and again.message.seq == stored.message.seq
+    assert (await store.post(SUPPLIER, "o1", "still", "p3", rule=closed)).message.seq == 4
+    assert await _seqs(store, "o1") == [1, 2, 3, 4]

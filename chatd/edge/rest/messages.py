@@ -11,10 +11,8 @@ from chatd.chat import Chat, actor_of
 from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import ApiKey, body, int_param, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import BadRequest, Forbidden
-from chatd.store.rows import Actor
+from chatd.store.rows import SYSTEM  # who posts with the api key
 from chatd.wire import ClientId, Id, Seq, encode
-
-SYSTEM = Actor("system", "System", "system")  # who posts with the api key
 
 
 class PostBody(msgspec.Struct, forbid_unknown_fields=True):

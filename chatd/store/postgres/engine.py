@@ -29,7 +29,8 @@ from chatd.store.base import MessageEvents, OrderEvents
 from chatd.store.postgres.migrations import migrate
 
 if TYPE_CHECKING:
-    from chatd.store.records import OrderRecord
+    from chatd.store.records import OrderRecord, Posted
+    from chatd.wire import AttachmentRef, UserRef
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
@@ -91,6 +92,11 @@ class StoreMixin:
 
         @staticmethod
         async def _total(db: asyncpg.Connection, user_id: str) -> int: ...
+
+        async def _insert(self, db: asyncpg.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
+                          client_id: str | None, status: str | None = None,
+                          attachments: list[AttachmentRef] | None = None,
+                          present: frozenset[str] = frozenset(), forced: bool = False) -> Posted | None: ...
 
 
 S = TypeVar("S", bound=StoreMixin)

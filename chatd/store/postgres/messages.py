@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from chatd.auth import permissions
-from chatd.errors import Conflict, Forbidden, Internal
+from chatd.errors import ChatError, Conflict, Forbidden, Internal
+from chatd.store.base import PostRule, StatusRule
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import outbox
 from chatd.store.postgres.engine import StoreMixin
@@ -53,7 +54,7 @@ class Messages(StoreMixin):
     async def _insert(self, db: asyncpg.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
                       client_id: str | None, status: str | None = None,
                       attachments: list[AttachmentRef] | None = None,
-                      present: frozenset[str] = frozenset()) -> Posted | None:
+                      present: frozenset[str] = frozenset(), forced: bool = False) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, outbox
         events); None if (order, sender, client_id) exists already. The order's
         row is locked (`_load_order`), so `last_seq` is the latest committed."""
@@ -64,9 +65,10 @@ class Messages(StoreMixin):
         att = msgspec.json.encode(attachments).decode() if attachments else None
         inserted = await db.fetchval(
             "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
-            "client_id, text, status, attachments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "client_id, text, status, attachments, forced) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
             "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1",
-            order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att,
+            order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced),
         )
         if inserted is None:
             return None
@@ -76,7 +78,7 @@ class Messages(StoreMixin):
             UnreadChange(user, count, total, bool(side), hidden)
             for user, count, total, side, hidden in await db.fetch(_UNREAD + notes_only, order.id, sender.id)
         ]
-        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status)
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             await links.link(db, msg)
         if self.events_for_message is not None:
@@ -91,7 +93,7 @@ class Messages(StoreMixin):
 
     async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
                    kind: str = "text", attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+                   present: frozenset[str] = frozenset(), rule: PostRule | None = None) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
         async def op(db: asyncpg.Connection) -> Posted:
@@ -99,6 +101,14 @@ class Messages(StoreMixin):
             role = actor.role_in(order)
             if kind == "note" and not permissions.sees_notes(role):
                 raise Forbidden("buyers cannot write notes", ref=client_id)
+            if rule is not None:
+                try:
+                    rule(order, role)
+                except ChatError:  # a repeat of a message stored before is answered as before
+                    dup = await self._find(db, order_id, actor.id, client_id) if client_id else None
+                    if dup is not None:
+                        return Posted(message=dup, duplicate=True, unread=[])
+                    raise
             had_unread = role != "bot" and await db.fetchval(
                 "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id)
             posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), kind, text, client_id,
@@ -123,16 +133,20 @@ class Messages(StoreMixin):
         return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
-                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+                         text: str | None, present: frozenset[str] = frozenset(),
+                         rule: StatusRule | None = None) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
         async def op(db: asyncpg.Connection) -> Posted:
             order, role, dup = await self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
-            if not permissions.may_set_status(role):
+            if rule is not None:
+                order.closes_at = rule(order, role)  # against the status as locked by this write
+            elif not permissions.may_set_status(role):
                 raise Forbidden(f"role {role} cannot change the status", ref=client_id)
-            await db.execute("UPDATE orders SET status = $1 WHERE id = $2", status, order_id)
+            await db.execute("UPDATE orders SET status = $1, closes_at = $2 WHERE id = $3", status,
+                             order.closes_at, order_id)
             order.status = status
             posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
                                         text or f"Status changed to {status}", client_id, status=status,

@@ -141,6 +141,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_outbox_due ON webhook_outbox (dead, next_ts);
     """,
+    # 2: order workflows, as SQLite's migration 6.
+    """
+    ALTER TABLE orders ADD COLUMN workflow TEXT NOT NULL DEFAULT 'free';
+    ALTER TABLE orders ADD COLUMN closes_at BIGINT;
+    ALTER TABLE messages ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
+from chatd.store.base import OrderRule
 from chatd.store.postgres import outbox
 from chatd.store.postgres.engine import StoreMixin, pooled_read
-from chatd.store.records import OrderChange, OrderRecord, Person, UnreadChange
-from chatd.store.rows import ORDER_COLS, now_ms, order_from_row
+from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
+from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
+from chatd.wire import UserRef
 
 if TYPE_CHECKING:
     import asyncpg
@@ -36,7 +38,8 @@ class Orders(StoreMixin):
         return order_from_row(row)
 
     async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ..., *,
+                        rule: OrderRule | None = None, present: frozenset[str] = frozenset()) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is."""
 
         async def op(db: asyncpg.Connection) -> OrderChange:
@@ -50,9 +53,15 @@ class Orders(StoreMixin):
                 raise BadRequest("a new order needs buyer and supplier")
             else:
                 new_buyer, new_supplier = buyer, supplier
+            if rule is not None:
+                plan = rule(old)  # against the order as locked by this write
+            else:
+                plan = OrderPlan(old.workflow if old else "free",
+                                 status if status is not None else (old.status if old else "open"),
+                                 old.closes_at if old else None)
             new = OrderRecord(
                 id=order_id,
-                status=status if status is not None else (old.status if old else "open"),
+                status=plan.status,
                 buyer=new_buyer,
                 supplier=new_supplier,
                 sales_rep=(old.sales_rep if old else None) if sales_rep is ... else sales_rep,
@@ -60,6 +69,8 @@ class Orders(StoreMixin):
                 last_seq=old.last_seq if old else 0,
                 last_ts=old.last_ts if old else 0,
                 created_ts=old.created_ts if old else now_ms(),
+                workflow=plan.workflow,
+                closes_at=plan.closes_at,
             )
             ids = [p.id for p in (new.buyer, new.supplier, new.sales_rep) if p]
             if len(set(ids)) != len(ids):
@@ -68,13 +79,16 @@ class Orders(StoreMixin):
             rep = new.sales_rep
             await db.execute(
                 "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
-                "rep_id, rep_name, created_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+                "rep_id, rep_name, created_ts, workflow, closes_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
                 "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
                 "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
-                "rep_id = excluded.rep_id, rep_name = excluded.rep_name",
+                "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
+                "workflow = excluded.workflow, closes_at = excluded.closes_at",
                 order_id, new.status, new.buyer.id, new.buyer.name, new.supplier.id,
                 new.supplier.name, rep.id if rep else None, rep.name if rep else None, new.created_ts,
+                new.workflow, new.closes_at,
             )
             old_roles = old.roles() if old else {}
             new_roles = new.roles()
@@ -92,9 +106,14 @@ class Orders(StoreMixin):
             removed += [u for u in added if u not in old_roles and old is not None]
             changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
                 old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
-            )
+            ) or old.workflow != new.workflow or old.closes_at != new.closes_at
             self._outbox_written += await outbox.enqueue(db, events)
+            posted = None
+            if plan.post and old is not None:  # after the markers: everyone in the slots counts it unread
+                posted = await self._insert(db, new, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "status",
+                                            f"Status changed to {new.status}", None, status=new.status,
+                                            present=present, forced=plan.forced)
             return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
-                               totals=totals)
+                               totals=totals, posted=posted)
 
         return await self._write(op)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 _ORDER_COLS = (
     "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
-    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts"
+    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts, "
+    "o.workflow, o.closes_at"
 )
 _ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
@@ -83,13 +84,13 @@ async def _page(db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int,
     rows = rows[:limit]
     out: list[ThreadRow] = []
     for r in rows:
-        order = order_from_row(r[:15])
+        order = order_from_row(r[:17])
         last = await _message(db, order.id, order.last_seq) if order.last_seq else None
         unread = None
         if filters.unread_for:
             unread = await db.fetchval("SELECT unread FROM read_markers WHERE order_id = $1 AND user_id = $2",
                                        order.id, filters.unread_for) or 0
-        out.append(ThreadRow(order, r[15], last, unread))
+        out.append(ThreadRow(order, r[17], last, unread))
     if query is not None and out:
         await _add_matches(db, out, query)
     return ThreadPage(out, as_of, more)
@@ -152,7 +153,7 @@ async def _after(db: asyncpg.Connection, conditions: Callable[[_Args], str], as_
             f"WHERE t.act < {a} OR (t.act = {a} AND t.id < {o})",
             *p.values,
         )
-        rows.sort(key=lambda r: (r[15], r[0]), reverse=True)
+        rows.sort(key=lambda r: (r[17], r[0]), reverse=True)
     return rows[:n]
 
 

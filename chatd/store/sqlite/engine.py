@@ -37,7 +37,8 @@ from chatd.store.sqlite.migrations import migrate
 from chatd.tasks import stop
 
 if TYPE_CHECKING:
-    from chatd.store.records import OrderRecord
+    from chatd.store.records import OrderRecord, Posted
+    from chatd.wire import AttachmentRef, UserRef
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -88,6 +89,11 @@ class StoreMixin:
 
         @staticmethod
         def _total(db: sqlite3.Connection, user_id: str) -> int: ...
+
+        def _insert(self, db: sqlite3.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
+                    client_id: str | None, status: str | None = None,
+                    attachments: list[AttachmentRef] | None = None,
+                    present: frozenset[str] = frozenset(), forced: bool = False) -> Posted | None: ...
 
 
 S = TypeVar("S", bound=StoreMixin)

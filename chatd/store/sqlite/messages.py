@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from chatd.auth import permissions
-from chatd.errors import Conflict, Forbidden, Internal
+from chatd.errors import ChatError, Conflict, Forbidden, Internal
+from chatd.store.base import PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.store.sqlite import attachments as links
@@ -42,7 +43,7 @@ class Messages(StoreMixin):
     def _insert(self, db: sqlite3.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
                 client_id: str | None, status: str | None = None,
                 attachments: list[AttachmentRef] | None = None,
-                present: frozenset[str] = frozenset()) -> Posted | None:
+                present: frozenset[str] = frozenset(), forced: bool = False) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, outbox
         events); None if (order, sender, client_id) exists already."""
         if attachments:
@@ -52,9 +53,9 @@ class Messages(StoreMixin):
         att = msgspec.json.encode(attachments).decode() if attachments else None
         cur = db.execute(
             "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
-            "client_id, text, status, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "client_id, text, status, attachments, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING",
-            (order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att),
+            (order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced)),
         )
         if cur.rowcount == 0:
             return None
@@ -70,7 +71,7 @@ class Messages(StoreMixin):
                 (order.id, sender.id),
             )
         ]
-        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status)
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)
         if self.events_for_message is not None:
@@ -85,7 +86,7 @@ class Messages(StoreMixin):
 
     async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
                    kind: str = "text", attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+                   present: frozenset[str] = frozenset(), rule: PostRule | None = None) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
         def op(db: sqlite3.Connection) -> Posted:
@@ -93,6 +94,13 @@ class Messages(StoreMixin):
             role = actor.role_in(order)
             if kind == "note" and not permissions.sees_notes(role):
                 raise Forbidden("buyers cannot write notes", ref=client_id)
+            if rule is not None:
+                try:
+                    rule(order, role)
+                except ChatError:  # a repeat of a message stored before is answered as before
+                    if (dup := self._find(db, order_id, actor.id, client_id)) is not None:
+                        return Posted(message=dup, duplicate=True, unread=[])
+                    raise
             had_unread = role != "bot" and db.execute(
                 "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
             ).fetchone()
@@ -118,16 +126,19 @@ class Messages(StoreMixin):
         return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
-                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+                         text: str | None, present: frozenset[str] = frozenset(),
+                         rule: StatusRule | None = None) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
         def op(db: sqlite3.Connection) -> Posted:
             order, role, dup = self._order_change(db, actor, order_id, client_id)
             if dup:
                 return dup
-            if not permissions.may_set_status(role):
+            if rule is not None:
+                order.closes_at = rule(order, role)  # against the status as locked by this write
+            elif not permissions.may_set_status(role):
                 raise Forbidden(f"role {role} cannot change the status", ref=client_id)
-            db.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
+            db.execute("UPDATE orders SET status = ?, closes_at = ? WHERE id = ?", (status, order.closes_at, order_id))
             order.status = status
             posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
                                   text or f"Status changed to {status}", client_id, status=status,

@@ -177,6 +177,14 @@ MIGRATIONS: list[str] = [
            AND read_markers.user_id IN (o.buyer_id, o.supplier_id, o.rep_id));
     CREATE INDEX read_markers_side ON read_markers (user_id) WHERE side = 1;
     """,
+    # 6: order workflows (chatd.workflow): the order's pipeline, when its chat
+    # closes to participants (a terminal status plus the grace period, ms), and
+    # status messages the api key forced outside the pipeline.
+    """
+    ALTER TABLE orders ADD COLUMN workflow TEXT NOT NULL DEFAULT 'free';
+    ALTER TABLE orders ADD COLUMN closes_at INTEGER;
+    ALTER TABLE messages ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -21,7 +21,8 @@ from chatd.wire import Message
 
 _ORDER_COLS = (
     "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
-    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts"
+    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts, "
+    "o.workflow, o.closes_at"
 )
 # a thread's activity: the last message's time, or the order's creation
 _ACTIVITY = "(CASE WHEN last_seq > 0 THEN last_ts ELSE created_ts END)"
@@ -64,14 +65,14 @@ class Threads(StoreMixin):
                 rows = rows[:limit]
                 out = []
                 for r in rows:
-                    order = order_from_row(r[:15])
+                    order = order_from_row(r[:17])
                     last = _message(db, order.id, order.last_seq) if order.last_seq else None
                     unread = None
                     if filters.unread_for:
                         u = db.execute("SELECT unread FROM read_markers WHERE order_id = ? AND user_id = ?",
                                        (order.id, filters.unread_for)).fetchone()
                         unread = u[0] if u else 0
-                    out.append(ThreadRow(order, r[15], last, unread))
+                    out.append(ThreadRow(order, r[17], last, unread))
                 if fts is not None and out:
                     _add_matches(db, out, fts)
             finally:
@@ -145,7 +146,7 @@ def _after(db: sqlite3.Connection, where: list[str], args: list[Any], as_of: int
             "WHERE act < ? OR (act = ? AND id < ?)",
             (changed_json, *args, act, act, oid),
         ).fetchall()
-        rows.sort(key=lambda r: (r[15], r[0]), reverse=True)
+        rows.sort(key=lambda r: (r[17], r[0]), reverse=True)
     return rows[:n]
 
 
