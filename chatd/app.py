@@ -31,6 +31,7 @@ from chatd.store.base import Store
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks, message_events, order_events
 from chatd.wire import Presence, encode_frame
+from chatd.workflow import Workflows
 
 log = logging.getLogger("chatd")
 
@@ -92,7 +93,9 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         log.info("attachment files in %s ([attachments] dir unset): with several hosts, set it to "
                  "a volume they all mount", files.root.resolve())
     attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode)
-    chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
+    chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode,
+                workflows=Workflows(cfg.workflow, cfg.workflows))
+    attachments.gate = chat.check_open  # no uploads by participants to a closed chat
     threads = Threads(store, chat.online_now_each, cfg.limits.history_max)
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
 

@@ -120,6 +120,8 @@ class Attachments:
         self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, when)
         self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
+        # refuses an upload to an order whose chat is closed to the uploader (chat's check_open)
+        self.gate: Callable[[OrderRecord, str], None] | None = None
         self._placing = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task[None] | None = None
 
@@ -167,7 +169,9 @@ class Attachments:
     async def upload(self, ident: Identity, order_id: str, filename: str | None,
                      chunks: AsyncIterator[bytes]) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
-        _, role = await self._role(ident, order_id)
+        order, role = await self._role(ident, order_id)
+        if self.gate is not None:
+            self.gate(order, role)
         self.bytes.check(ident.id)
         self._take_token(ident)
         name = self._screen_name(clean_name(filename), role)

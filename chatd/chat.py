@@ -12,23 +12,23 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import EllipsisType
-from typing import Literal
+from typing import Literal, TypedDict
 
 import msgspec
 
-from chatd import contact_filter, metrics
+from chatd import contact_filter, metrics, workflow
 from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, NotFound, TooLarge
+from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, Conflict, NotFound, TooLarge
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import OrderChange, OrderRecord, Person, Posted, ReadMarker
+from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -40,6 +40,7 @@ from chatd.wire import (
     Joined,
     Left,
     Message,
+    NextStatus,
     OrderState,
     Presence,
     Receipt,
@@ -50,8 +51,21 @@ from chatd.wire import (
     encode_frame,
     frame,
 )
+from chatd.workflow import Workflow, Workflows
 
 log = logging.getLogger("chatd.chat")
+
+
+class StateFields(TypedDict):
+    """The workflow and lifecycle fields of `joined` and `order`, for one role."""
+
+    workflow: str
+    status_label: str
+    status_tone: str
+    next_statuses: list[NextStatus]
+    closed: bool
+    closed_reason: str | None
+    closes_at: int | None
 
 
 class Disconnect(Exception):
@@ -72,7 +86,9 @@ class Chat:
 
     def __init__(self, store: Store, hub: Hub, relay: Relay, limits: LimitsConfig, *,
                  attachments: Attachments | None = None, contact_filter: str = "off",
-                 wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic) -> None:
+                 workflows: Workflows | None = None,
+                 wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic,
+                 close_clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.hub = hub
         self.relay = relay
@@ -87,6 +103,8 @@ class Chat:
         self._resyncs: set[asyncio.Task[None]] = set()
         self.closing = False  # shutdown began: /readyz fails
         self.clock = clock  # typing intervals (tests inject one)
+        self.workflows = workflows or Workflows()  # [workflow], [workflows.*]: status pipelines
+        self.close_clock = close_clock  # wall-clock seconds: when chats close (tests inject one)
         self.deliver_room = hub.deliver_room
 
     async def start(self, catch_up_s: float = 0.0) -> None:
@@ -189,15 +207,76 @@ class Chat:
     # --- orders -----------------------------------------------------------------
 
     async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
-                             supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+                             supplier: Person | None, sales_rep: Person | None | EllipsisType = ..., *,
+                             workflow_name: str | None = None, force: bool = False) -> OrderChange:
         """The host platform creates or updates an order (sales_rep `...`: unchanged);
-        removed participants are cut off, the room hears the new state."""
+        removed participants are cut off, the room hears the new state. A status
+        change follows the order's workflow (as a bot would), or with `force` is
+        made outside it (the message says `forced`); it is posted to the chat."""
         if not order_id or len(order_id) > 200:
             raise BadRequest("order id must be 1 to 200 characters")
         online = await self.online_now(order_id)  # for the room's new state, read before the write
-        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep)
+
+        def rule(old: OrderRecord | None) -> OrderPlan:
+            return self._order_plan(old, status, workflow_name, force)
+
+        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep, rule=rule,
+                                            present=online)
+        if change.posted is not None:
+            self.publish_posted(change.posted, online)
         self.publish_change(change, online)
         return change
+
+    def _now_ms(self) -> int:
+        return int(self.close_clock() * 1000)
+
+    def _order_plan(self, old: OrderRecord | None, status: str | None, name: str | None, force: bool) -> OrderPlan:
+        """What a registration does to workflow, status and close time (run in the store's write)."""
+        now = self._now_ms()
+        if old is None:
+            wf = self.workflows.pick(name)
+            st = wf.initial if status is None else status
+            if not wf.has(st):
+                raise BadRequest(f"workflow {wf.name} has no status {st}")
+            return OrderPlan(wf.name, st, workflow.closes_at(wf, st, now))
+        wf = self.workflows.get(old.workflow) if name is None else self.workflows.pick(name)
+        if wf.name != old.workflow and not (self.workflows.get(old.workflow).has(old.status)
+                                            and wf.has(old.status)):
+            raise Conflict(f"status {old.status} is not in both workflows {old.workflow} and {wf.name}")
+        if status is None or status == old.status:
+            kept = old.closes_at if old.closes_at is not None else workflow.closes_at(wf, old.status, now)
+            return OrderPlan(wf.name, old.status, kept if wf.terminal(old.status) else None)
+        if force and not wf.has(status):
+            raise BadRequest(f"workflow {wf.name} has no status {status}")
+        refusal = wf.refusal(old.status, status, "bot")  # the api key moves an order on as a bot would
+        if refusal is not None and not force:
+            raise refusal
+        return OrderPlan(wf.name, status, workflow.closes_at(wf, status, now), post=True, forced=refusal is not None)
+
+    # --- what each user may do next, and whether the chat is closed ------------------
+
+    def closed(self, order: OrderRecord) -> bool:
+        """Whether the order's chat is closed to participants now."""
+        return workflow.closed(order, self._now_ms())
+
+    def check_open(self, order: OrderRecord, role: str, ref: str | None = None) -> None:
+        """Refuse a participant's post, upload or typing in a closed chat (`forbidden`)."""
+        workflow.check_open(order, role, self._now_ms(), ref)
+
+    def _state(self, order: OrderRecord, role: str) -> StateFields:
+        """The workflow fields of `joined` and `order` for a member of `role`."""
+        wf: Workflow = self.workflows.get(order.workflow)
+        label, tone = wf.describe(order.status)
+        closed = workflow.closed(order, self._now_ms())
+        return {
+            "workflow": wf.name,
+            "status_label": label,
+            "status_tone": tone,
+            "next_statuses": [NextStatus(s.name, s.label, s.tone) for s in wf.next_for(order.status, role)],
+            "closed": closed,
+            "closed_reason": order.status if closed else None,
+            "closes_at": order.closes_at,
+        }
 
     # --- health -------------------------------------------------------------------
 
@@ -239,6 +318,7 @@ class Chat:
             read_seq=read_seq,
             unread=unread,
             truncated=truncated,
+            **self._state(order, role),
         )
         send = self.hub.send
         send(conn, encode_frame(joined))
@@ -346,7 +426,8 @@ class Chat:
         # who is joined now, on any instance, decides whom the outbox's message.created addresses
         present = await self.online_now(order_id)
         posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs,
-                                       present=present)
+                                       present=present,
+                                       rule=lambda order, role: self.check_open(order, role, client_id))
         self.publish_posted(posted, present)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
@@ -388,7 +469,16 @@ class Chat:
         assert screened is not None  # a text screened stays a text
         status = screened
         present = await self.online_now(order_id)
-        posted = await self.store.set_status(actor, order_id, status, client_id, text, present=present)
+
+        def rule(order: OrderRecord, role: str) -> int | None:
+            """The transition, against the status as locked in the write."""
+            wf = self.workflows.get(order.workflow)
+            if (refusal := wf.refusal(order.status, status, role)) is not None:
+                refusal.ref = client_id
+                raise refusal
+            return workflow.closes_at(wf, status, self._now_ms())
+
+        posted = await self.store.set_status(actor, order_id, status, client_id, text, present=present, rule=rule)
         self.publish_posted(posted, present)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
@@ -421,10 +511,19 @@ class Chat:
             self.publish_order(posted.order, online)
 
     def publish_order(self, order: OrderRecord, online: frozenset[str] | None = None) -> None:
+        """The order's new state to its room: one frame per role when what each
+        may do next differs (`next_statuses`), else one for everyone."""
         if online is None:
             online = self.online(order.id)
-        state = OrderState(order.id, order.status, order.dispute, order.participants(online))
-        self.relay.publish_room(RoomEvent(order.id, encode_frame(state)))
+        participants = order.participants(online)
+        frames = {role: encode_frame(OrderState(order.id, order.status, order.dispute, participants,
+                                                **self._state(order, role)))
+                  for role in sorted(permissions.ROLES)}
+        if len(set(frames.values())) == 1:
+            self.relay.publish_room(RoomEvent(order.id, next(iter(frames.values()))))
+            return
+        for role, data in frames.items():
+            self.relay.publish_room(RoomEvent(order.id, data, role=role))
 
     def publish_change(self, change: OrderChange, online: frozenset[str] | None = None) -> None:
         """After an order upsert: cut removed users off, then tell the room (`online`:
@@ -441,9 +540,16 @@ class Chat:
 
     # --- typing, read, history, inbox -----------------------------------------------
 
-    def typing(self, conn: Conn, order_id: str, active: bool) -> None:
+    async def typing(self, conn: Conn, order_id: str, active: bool) -> None:
         if order_id not in conn.rooms:
             raise BadRequest("join the order before sending typing", ref=order_id)
+        role = conn.rooms[order_id].role
+        if active and role in permissions.PARTICIPANT_ROLES:  # nobody types in a closed chat
+            order = await self.store.get_order(order_id)
+            if order is not None:
+                self.check_open(order, role, order_id)
+            if order_id not in conn.rooms:
+                return  # left while the order was read
         room = self.hub.rooms[order_id]
         limits = self.limits
         forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)

@@ -33,7 +33,14 @@ DEMO_PEOPLE = {
 def _load(path: str | None) -> config_mod.Config:
     if path is not None and not Path(path).exists():
         raise SystemExit(f"chatd: config file {path} not found")
-    return config_mod.load(path if path is not None else "config.toml")
+    cfg = config_mod.load(path if path is not None else "config.toml")
+    from chatd.workflow import Workflows
+
+    try:
+        Workflows(cfg.workflow, cfg.workflows)  # checked before anything starts
+    except ValueError as exc:
+        raise SystemExit(f"chatd: {exc}") from None
+    return cfg
 
 
 def _use_uvloop() -> None:

@@ -193,6 +193,7 @@ class Message(Struct, tag="message", omit_defaults=True):
     client_id: str | None
     attachments: list[AttachmentRef]
     status: str | None = None
+    forced: bool = False  # a status set outside the order's workflow (api key, `force`)
 
 
 # --- server -> client ---------------------------------------------------
@@ -201,6 +202,14 @@ class Message(Struct, tag="message", omit_defaults=True):
 class Ready(Struct, tag="ready"):
     user: UserRef
     heartbeat_s: float
+
+
+class NextStatus(Struct):
+    """A status the receiving user may move the order to (its workflow's label and tone)."""
+
+    status: str
+    label: str
+    tone: str
 
 
 class Joined(Struct, tag="joined"):
@@ -212,6 +221,13 @@ class Joined(Struct, tag="joined"):
     read_seq: int
     unread: int
     truncated: bool = False
+    workflow: str = "free"
+    status_label: str = ""
+    status_tone: str = "neutral"
+    next_statuses: list[NextStatus] = []  # for the receiving user's role
+    closed: bool = False  # participants may read but not post, upload or type
+    closed_reason: str | None = None  # the terminal status that closed it
+    closes_at: int | None = None  # ms: when the chat closes (or closed)
 
 
 class Left(Struct, tag="left"):
@@ -256,6 +272,13 @@ class OrderState(Struct, tag="order"):
     status: str
     dispute: DisputeState | None
     participants: list[Participant]
+    workflow: str = "free"
+    status_label: str = ""
+    status_tone: str = "neutral"
+    next_statuses: list[NextStatus] = []  # for the receiving user's role
+    closed: bool = False
+    closed_reason: str | None = None
+    closes_at: int | None = None
 
 
 class HistoryPage(Struct, tag="history"):

@@ -215,7 +215,7 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
                                       frame.kind, frame.attachments)
                 send(conn, wire.encode_frame(ack))
             case wire.Typing():
-                chat.typing(conn, frame.order, frame.active)
+                await chat.typing(conn, frame.order, frame.active)
             case wire.Read():
                 await chat.read(conn, frame.order, frame.seq)
             case wire.Join():

@@ -16,7 +16,8 @@ class RoomEvent(msgspec.Struct, array_like=True):
     `notes` marks frames buyers must never get; `plain` frames go only to
     members who do not see notes (a receipt clamped below the notes);
     `skip_user` is not sent to that user's connections (a typing event is
-    not echoed to the typist).
+    not echoed to the typist); `role`, when set, only to members of that role
+    on the order (an `order` frame says what each role may do next).
     """
 
     order: str
@@ -25,6 +26,7 @@ class RoomEvent(msgspec.Struct, array_like=True):
     notes: bool = False
     skip_user: str | None = None
     plain: bool = False
+    role: str = ""
 
 
 class UserEvent(msgspec.Struct, array_like=True):

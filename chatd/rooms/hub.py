@@ -258,6 +258,8 @@ class Hub:
             return
         if ev.skip_user is not None and ev.skip_user == conn.ident.id:
             return
+        if ev.role and ev.role != member.role:
+            return
         if member.pending is not None:
             member.pending.append(ev)
             return

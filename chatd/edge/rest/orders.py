@@ -26,6 +26,8 @@ class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
     buyer: PersonBody | None = None
     supplier: PersonBody | None = None
     sales_rep: PersonBody | None | msgspec.UnsetType = msgspec.UNSET
+    workflow: Id | None = None  # a new order's pipeline (default [workflow] default); a change needs its status in both
+    force: bool = False  # make a status change its workflow does not allow (the message says `forced`)
 
 
 class OrderJson(TypedDict):
@@ -37,9 +39,12 @@ class OrderJson(TypedDict):
     dispute: DisputeState | None
     last_seq: int
     participants: list[Participant]
+    workflow: str
+    closed: bool
+    closes_at: int | None
 
 
-def order_json(order: OrderRecord, online: frozenset[str] = frozenset()) -> OrderJson:
+def order_json(order: OrderRecord, online: frozenset[str] = frozenset(), closed: bool = False) -> OrderJson:
     return {
         "order": order.id,
         "status": order.status,
@@ -49,6 +54,9 @@ def order_json(order: OrderRecord, online: frozenset[str] = frozenset()) -> Orde
         "dispute": order.dispute,
         "last_seq": order.last_seq,
         "participants": order.participants(online),
+        "workflow": order.workflow,
+        "closed": closed,
+        "closes_at": order.closes_at,
     }
 
 
@@ -63,16 +71,18 @@ async def put_order(request: web.Request) -> web.Response:
     rep = ... if order.sales_rep is msgspec.UNSET else _person(order.sales_rep)
     chat: Chat = request.app[CHAT]
     change = await chat.register_order(request.match_info["order"], order.status, _person(order.buyer),
-                                       _person(order.supplier), rep)
+                                       _person(order.supplier), rep, workflow_name=order.workflow,
+                                       force=order.force)
     online = await chat.online_now(change.order.id)
-    return json_response(order_json(change.order, online), 201 if change.created else 200)
+    return json_response(order_json(change.order, online, chat.closed(change.order)),
+                         201 if change.created else 200)
 
 
 async def get_order(request: web.Request) -> web.Response:
     require_api_or_staff(principal(request))
     chat: Chat = request.app[CHAT]
     order = await chat.order(request.match_info["order"])
-    return json_response(order_json(order, await chat.online_now(order.id)))
+    return json_response(order_json(order, await chat.online_now(order.id), chat.closed(order)))
 
 
 def add_routes(app: web.Application) -> None:
