@@ -421,3 +421,33 @@ async def test_status_and_post_rules_run_on_the_locked_order(store):
     assert again.duplicate and again.message.seq == stored.message.seq
     assert (await store.post(SUPPLIER, "o1", "still", "p3", rule=closed)).message.seq == 4
     assert await _seqs(store, "o1") == [1, 2, 3, 4]
+
+
+async def test_two_instances_changing_a_status_at_once_cannot_both_pass_on_a_stale_one(store_factory):
+    """The transition is checked against the status the write locked: of two stores over one
+    database moving `pending` to `in_progress` at once, one passes and the other meets
+    `in_progress` (conflict); the history holds one status message."""
+    from chatd.store.records import OrderPlan
+    from chatd.workflow import Workflows
+
+    retail = Workflows().get("retail")
+
+    def rule(target):
+        def check(order, role):
+            if (refusal := retail.refusal(order.status, target, role)) is not None:
+                raise refusal
+        return check
+
+    first, second = await store_factory(), await store_factory()
+    await put_order(first, "o1")
+    await first.put_order("o1", None, None, None, rule=lambda old: OrderPlan("retail", "pending", None))
+    for i in range(5):  # several rounds: either may win each time
+        results = await asyncio.gather(
+            first.set_status(SUPPLIER, "o1", "in_progress", f"a{i}", None, rule=rule("in_progress")),
+            second.set_status(SUPPLIER, "o1", "in_progress", f"b{i}", None, rule=rule("in_progress")),
+            return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["Conflict", "Posted"], results
+        await first.put_order("o1", None, None, None,
+                              rule=lambda old: OrderPlan("retail", "pending", None, post=True, forced=True))
+    msgs, _ = await first.history("o1", True, None, None, 100)
+    assert [m.status for m in msgs] == ["in_progress", "pending"] * 5

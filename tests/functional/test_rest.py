@@ -32,14 +32,14 @@ async def test_put_and_get_order(server):
     supplier = await server.client("supplier1", "supplier")
     j = await supplier.join("A-1")
     await supplier.post("A-1", "hi")
-    # update: absent fields keep their value
+    # update: absent fields keep their value; a status change posts its message (issue 12)
     st, o = await server.api("PUT", "/api/v1/orders/A-1", {"status": "paid"})
-    assert st == 200 and o["status"] == "paid" and o["sales_rep"] == REP and o["last_seq"] == 1
+    assert st == 200 and o["status"] == "paid" and o["sales_rep"] == REP and o["last_seq"] == 2
     ev = await supplier.expect("order", order="A-1")
     assert ev["status"] == "paid" and j["status"] == "open"
     for auth in (API_KEY, token("staff1", "staff")):
         st, o = await server.api("GET", "/api/v1/orders/A-1", auth=auth)
-        assert st == 200 and o["status"] == "paid" and o["last_seq"] == 1
+        assert st == 200 and o["status"] == "paid" and o["last_seq"] == 2
         assert {p["id"]: p["online"] for p in o["participants"]}["supplier1"] is True
 
 
