@@ -92,7 +92,8 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     if cfg.store.url and not cfg.attachments.dir:
         log.info("attachment files in %s ([attachments] dir unset): with several hosts, set it to "
                  "a volume they all mount", files.root.resolve())
-    attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode)
+    attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode,
+                              retention_days=cfg.retention.attachments_days)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode,
                 workflows=Workflows(cfg.workflow, cfg.workflows))
     attachments.gate = chat.check_open  # no uploads by participants to a closed chat

@@ -108,11 +108,12 @@ class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
     def __init__(self, store: Store, files: FileStore, cfg: AttachmentsConfig, contact_filter: str = "off",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, retention_days: float = 0.0) -> None:
         self.store = store
         self.files = files
         self.max_bytes = cfg.max_bytes
         self.ttl_ms = int(cfg.unreferenced_ttl_s * 1000)
+        self.retention_ms = int(retention_days * 86_400_000)  # [retention] attachments_days; 0: kept
         self.interval_s = cfg.cleanup_interval_s
         self.max_per_message = cfg.max_per_message
         self.contact_filter = contact_filter  # [filter] mode, for file names
@@ -273,10 +274,14 @@ class Attachments:
                 log.exception("attachment clean-up failed")
 
     async def cleanup(self) -> int:
-        """Delete uploads no message carries that are older than the TTL; return how many."""
-        cutoff = now_ms() - self.ttl_ms
+        """Delete uploads no message carries that are older than the TTL, and with
+        `[retention] attachments_days` every upload older than that; return how many."""
+        now = now_ms()
         async with self._placing:
-            count, orphans = await self.store.delete_unreferenced(cutoff)
+            count, orphans = await self.store.delete_unreferenced(now - self.ttl_ms)
+            if self.retention_ms:
+                expired, gone = await self.store.delete_expired(now - self.retention_ms)
+                count, orphans = count + expired, [*orphans, *gone]
             for sha in orphans:
                 await self._remove_orphan(sha)
         await self.files.sweep()

@@ -93,6 +93,10 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     concurrency: int = 8  # deliveries in flight at once
 
 
+class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    attachments_days: float = 0.0  # attachments older than this are deleted, sent or not (files too); 0 = kept
+
+
 class StatusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One status of a `[[workflows.<name>.statuses]]` list (chatd.workflow checks the values)."""
 
@@ -128,6 +132,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     filter: FilterConfig = FilterConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     metrics: MetricsConfig = MetricsConfig()
+    retention: RetentionConfig = RetentionConfig()
     workflow: WorkflowConfig = WorkflowConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
@@ -212,6 +217,8 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
+    if cfg.retention.attachments_days < 0:
+        raise ValueError("[retention] attachments_days must not be negative")
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError("[store] synchronous must be \"normal\" or \"full\"")
     return msgspec.structs.replace(

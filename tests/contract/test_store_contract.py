@@ -451,3 +451,20 @@ async def test_two_instances_changing_a_status_at_once_cannot_both_pass_on_a_sta
                               rule=lambda old: OrderPlan("retail", "pending", None, post=True, forced=True))
     msgs, _ = await first.history("o1", True, None, None, 100)
     assert [m.status for m in msgs] == ["in_progress", "pending"] * 5
+
+
+async def test_retention_deletes_old_uploads_sent_or_not_and_keeps_the_messages(store):
+    await put_order(store, "o1")
+    old = now_ms() - 10_000
+    for att_id, sha, ts in (("a1", "aa" * 32, old), ("a2", "aa" * 32, now_ms() + 60_000), ("a3", "bb" * 32, old)):
+        await store.add_attachment(AttachmentRow(att_id, "o1", SUPPLIER.id, "p.png", "image/png", 3, sha, ts))
+    ref = AttachmentRef("a1", "p.png", "image/png", 3)
+    await store.post(SUPPLIER, "o1", "", "c1", attachments=[ref])
+    count, orphans = await store.delete_expired(now_ms())
+    # a1 (sent) and a3 (not) are gone; a1's content is still a2's, a3's is no one's
+    assert (count, orphans) == (2, ["bb" * 32])
+    assert await store.attachment("a1") is None and await store.attachment("a3") is None
+    assert await store.attachment_links("a1") == []
+    assert (await store.attachment("a2")) is not None
+    msgs, _ = await store.history("o1", True, None, None, 10)
+    assert msgs[0].attachments == [ref]  # the message keeps what it said it carried

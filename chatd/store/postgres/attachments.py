@@ -80,6 +80,22 @@ class Attachments(StoreMixin):
 
         return await self._write(op)
 
+    async def delete_expired(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+        async def op(db: asyncpg.Connection) -> tuple[int, list[str]]:
+            rows = await db.fetch(
+                "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments WHERE created_ts < $1 "
+                "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, sha256",
+                created_before_ms, limit,
+            )
+            await db.execute("DELETE FROM message_attachments WHERE attachment_id = ANY($1::text[])",
+                             [r[0] for r in rows])
+            shas = sorted({r[1] for r in rows})
+            in_use = {r[0] for r in await db.fetch(
+                "SELECT DISTINCT sha256 FROM attachments WHERE sha256 = ANY($1::text[])", shas)}
+            return len(rows), [sha for sha in shas if sha not in in_use]
+
+        return await self._write(op)
+
     @pooled_read
     async def sha256_in_use(self, db: asyncpg.Connection, sha256: str) -> bool:
         return await db.fetchval("SELECT 1 FROM attachments WHERE sha256 = $1 LIMIT 1", sha256) is not None

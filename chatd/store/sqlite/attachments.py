@@ -73,6 +73,19 @@ class Attachments(StoreMixin):
 
         return await self._write(op)
 
+    async def delete_expired(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+        def op(db: sqlite3.Connection) -> tuple[int, list[str]]:
+            rows = db.execute("SELECT id, sha256 FROM attachments WHERE created_ts < ? LIMIT ?",
+                              (created_before_ms, limit)).fetchall()
+            for att_id, _ in rows:
+                db.execute("DELETE FROM message_attachments WHERE attachment_id = ?", (att_id,))
+                db.execute("DELETE FROM attachments WHERE id = ?", (att_id,))
+            orphans = [sha for sha in {sha for _, sha in rows}
+                       if db.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is None]
+            return len(rows), orphans
+
+        return await self._write(op)
+
     @inline_read
     async def sha256_in_use(self, sha256: str) -> bool:
         return self.reader.execute(
