@@ -84,29 +84,36 @@ _SUPPLIER_SIDE = frozenset(permissions.SUPPLIER_SIDE | permissions.OPERATOR_ROLE
 _MAKER = frozenset({"supplier", "staff", "bot"})
 
 
-def _s(name: str, label: str, tone: str, terminal: bool = False,
-       **next: frozenset[str]) -> StatusDef:
+def _s(name: str, label: str, tone: str, terminal: bool = False, **next: frozenset[str]) -> StatusDef:
     return StatusDef(name, label, tone, terminal, next)
 
 
 PRESETS: dict[str, Workflow] = {
     # help page "Product Orders": the business confirms, fulfils and ships; customers may not
-    "retail": Workflow("retail", (
-        _s("pending", "Pending", "neutral", in_progress=_SUPPLIER_SIDE, cancelled=_SUPPLIER_SIDE),
-        _s("in_progress", "In Progress", "info", shipped=_SUPPLIER_SIDE, cancelled=_SUPPLIER_SIDE),
-        _s("shipped", "Shipped", "progress", completed=_SUPPLIER_SIDE),
-        _s("completed", "Completed", "success", True),
-        _s("cancelled", "Cancelled", "danger", True),
-    ), 0.0),
+    "retail": Workflow(
+        "retail",
+        (
+            _s("pending", "Pending", "neutral", in_progress=_SUPPLIER_SIDE, cancelled=_SUPPLIER_SIDE),
+            _s("in_progress", "In Progress", "info", shipped=_SUPPLIER_SIDE, cancelled=_SUPPLIER_SIDE),
+            _s("shipped", "Shipped", "progress", completed=_SUPPLIER_SIDE),
+            _s("completed", "Completed", "success", True),
+            _s("cancelled", "Cancelled", "danger", True),
+        ),
+        0.0,
+    ),
     # the factory's "Managing Active Orders": the factory advances it, the buyer confirms receipt
-    "factory": Workflow("factory", (
-        _s("confirmed", "Confirmed", "neutral", in_production=_MAKER),
-        _s("in_production", "In Production", "info", quality_check=_MAKER),
-        _s("quality_check", "Quality Check", "info", shipped=_MAKER),
-        _s("shipped", "Shipped", "progress", delivered=frozenset({"buyer", "staff"})),
-        _s("delivered", "Delivered", "success", completed=frozenset({"staff", "bot"})),
-        _s("completed", "Completed", "success", True),
-    ), 0.0),
+    "factory": Workflow(
+        "factory",
+        (
+            _s("confirmed", "Confirmed", "neutral", in_production=_MAKER),
+            _s("in_production", "In Production", "info", quality_check=_MAKER),
+            _s("quality_check", "Quality Check", "info", shipped=_MAKER),
+            _s("shipped", "Shipped", "progress", delivered=frozenset({"buyer", "staff"})),
+            _s("delivered", "Delivered", "success", completed=frozenset({"staff", "bot"})),
+            _s("completed", "Completed", "success", True),
+        ),
+        0.0,
+    ),
     FREE: Workflow(FREE, (), 0.0, free=True),
 }
 
@@ -126,16 +133,18 @@ def _from_config(name: str, cfg: WorkflowDefConfig, close_after_s: float) -> Wor
                 raise ValueError(f"[workflows.{name}] status {s.name}: no status {target} to move to")
             if unknown := set(roles) - permissions.ROLES:
                 raise ValueError(f"[workflows.{name}] status {s.name}: unknown roles {sorted(unknown)}")
-        out.append(StatusDef(s.name, s.label or s.name, s.tone, s.terminal,
-                             {t: frozenset(r) for t, r in s.next.items()}))
+        out.append(
+            StatusDef(s.name, s.label or s.name, s.tone, s.terminal, {t: frozenset(r) for t, r in s.next.items()})
+        )
     return Workflow(name, tuple(out), close_after_s if cfg.close_after_s is None else cfg.close_after_s)
 
 
 class Workflows:
     """Every workflow of the deployment by name, and the default for a new order."""
 
-    def __init__(self, cfg: WorkflowConfig | None = None,
-                 definitions: Mapping[str, WorkflowDefConfig] | None = None) -> None:
+    def __init__(
+        self, cfg: WorkflowConfig | None = None, definitions: Mapping[str, WorkflowDefConfig] | None = None
+    ) -> None:
         cfg = cfg or WorkflowConfig()
         if cfg.close_after_s < 0:
             raise ValueError("[workflow] close_after_s must not be negative")

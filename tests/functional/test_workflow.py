@@ -21,23 +21,42 @@ USERS = {"buyer": "buyer1", "supplier": "supplier1", "sales_rep": "rep1", "staff
 SIDE = {"supplier", "sales_rep", "staff", "bot"}
 MAKER = {"supplier", "staff", "bot"}
 # (from, to) -> roles, written out here from the help pages, not read from chatd.workflow
-RETAIL = {("pending", "in_progress"): SIDE, ("pending", "cancelled"): SIDE, ("in_progress", "shipped"): SIDE,
-          ("in_progress", "cancelled"): SIDE, ("shipped", "completed"): SIDE}
+RETAIL = {
+    ("pending", "in_progress"): SIDE,
+    ("pending", "cancelled"): SIDE,
+    ("in_progress", "shipped"): SIDE,
+    ("in_progress", "cancelled"): SIDE,
+    ("shipped", "completed"): SIDE,
+}
 RETAIL_STATUSES = ["pending", "in_progress", "shipped", "completed", "cancelled"]
-FACTORY = {("confirmed", "in_production"): MAKER, ("in_production", "quality_check"): MAKER,
-           ("quality_check", "shipped"): MAKER, ("shipped", "delivered"): {"buyer", "staff"},
-           ("delivered", "completed"): {"staff", "bot"}}
+FACTORY = {
+    ("confirmed", "in_production"): MAKER,
+    ("in_production", "quality_check"): MAKER,
+    ("quality_check", "shipped"): MAKER,
+    ("shipped", "delivered"): {"buyer", "staff"},
+    ("delivered", "completed"): {"staff", "bot"},
+}
 FACTORY_STATUSES = ["confirmed", "in_production", "quality_check", "shipped", "delivered", "completed"]
-LABELS = {"pending": ("Pending", "neutral"), "in_progress": ("In Progress", "info"),
-          "shipped": ("Shipped", "progress"), "completed": ("Completed", "success"),
-          "cancelled": ("Cancelled", "danger"), "confirmed": ("Confirmed", "neutral"),
-          "in_production": ("In Production", "info"), "quality_check": ("Quality Check", "info"),
-          "delivered": ("Delivered", "success")}
+LABELS = {
+    "pending": ("Pending", "neutral"),
+    "in_progress": ("In Progress", "info"),
+    "shipped": ("Shipped", "progress"),
+    "completed": ("Completed", "success"),
+    "cancelled": ("Cancelled", "danger"),
+    "confirmed": ("Confirmed", "neutral"),
+    "in_production": ("In Production", "info"),
+    "quality_check": ("Quality Check", "info"),
+    "delivered": ("Delivered", "success"),
+}
 
 
 async def register(server, order: str, workflow: str | None = None, **extra) -> dict:
-    body = {"buyer": {"id": "buyer1", "name": "Bea"}, "supplier": {"id": "supplier1", "name": "Sam"},
-            "sales_rep": {"id": "rep1", "name": "Rita"}, **extra}
+    body = {
+        "buyer": {"id": "buyer1", "name": "Bea"},
+        "supplier": {"id": "supplier1", "name": "Sam"},
+        "sales_rep": {"id": "rep1", "name": "Rita"},
+        **extra,
+    }
     if workflow:
         body["workflow"] = workflow
     st, o = await server.api("PUT", f"/api/v1/orders/{order}", body)
@@ -58,8 +77,7 @@ async def everyone(server, order: str) -> dict:
 
 async def set_status(client, order: str, status: str) -> dict:
     cid = str(uuid.uuid4())
-    return await request(client, {"type": "set_status", "order": order, "status": status, "client_id": cid},
-                         "ack")
+    return await request(client, {"type": "set_status", "order": order, "status": status, "client_id": cid}, "ack")
 
 
 async def say(client, order: str, text: str) -> dict:
@@ -67,8 +85,11 @@ async def say(client, order: str, text: str) -> dict:
 
 
 def next_of(pipeline: dict, statuses: list[str], current: str, role: str) -> list[dict]:
-    return [{"status": s, "label": LABELS[s][0], "tone": LABELS[s][1]}
-            for s in statuses if role in pipeline.get((current, s), set())]
+    return [
+        {"status": s, "label": LABELS[s][0], "tone": LABELS[s][1]}
+        for s in statuses
+        if role in pipeline.get((current, s), set())
+    ]
 
 
 def check_state(frame: dict, pipeline: dict, statuses: list[str], status: str, role: str, closed: bool = False):
@@ -108,8 +129,9 @@ async def walk(server, order: str, pipeline: dict, statuses: list[str], path: li
         for role, c in clients.items():
             m = await c.expect("message", order=order, seq=ack["seq"])
             assert m["kind"] == "status" and m["status"] == target and "forced" not in m
-            check_state(await c.expect("order", order=order, status=target), pipeline, statuses, target, role,
-                        closed=terminal)
+            check_state(
+                await c.expect("order", order=order, status=target), pipeline, statuses, target, role, closed=terminal
+            )
     await refused_everywhere(clients, order, pipeline, statuses, current)
     # nothing refused was stored: the history is the moves, in order
     st, page = await server.api("GET", f"/api/v1/orders/{order}/messages")
@@ -120,8 +142,13 @@ async def walk(server, order: str, pipeline: dict, statuses: list[str], path: li
 async def test_retail_pipeline_end_to_end(server):
     o = await register(server, "R-1", "retail")
     assert (o["workflow"], o["status"], o["closed"], o["closes_at"]) == ("retail", "pending", False, None)
-    clients = await walk(server, "R-1", RETAIL, RETAIL_STATUSES,
-                         [("supplier", "in_progress"), ("sales_rep", "shipped"), ("bot", "completed")])
+    clients = await walk(
+        server,
+        "R-1",
+        RETAIL,
+        RETAIL_STATUSES,
+        [("supplier", "in_progress"), ("sales_rep", "shipped"), ("bot", "completed")],
+    )
     # completed is terminal and the grace period 0: closed to participants at once
     for role in ("buyer", "supplier", "sales_rep"):
         r = await say(clients[role], "R-1", "one more thing")
@@ -139,9 +166,19 @@ async def test_retail_pipeline_end_to_end(server):
 
 async def test_factory_pipeline_end_to_end_the_buyer_confirms_receipt(server):
     await register(server, "F-1", "factory")
-    clients = await walk(server, "F-1", FACTORY, FACTORY_STATUSES, [
-        ("supplier", "in_production"), ("bot", "quality_check"), ("supplier", "shipped"),
-        ("buyer", "delivered"), ("staff", "completed")])
+    clients = await walk(
+        server,
+        "F-1",
+        FACTORY,
+        FACTORY_STATUSES,
+        [
+            ("supplier", "in_production"),
+            ("bot", "quality_check"),
+            ("supplier", "shipped"),
+            ("buyer", "delivered"),
+            ("staff", "completed"),
+        ],
+    )
     r = await say(clients["buyer"], "F-1", "thanks")
     assert r["type"] == "error" and r["code"] == "forbidden"
 
@@ -155,8 +192,12 @@ async def test_rest_status_changes_post_to_the_chat_and_the_api_key_may_force(se
     st, o = await server.api("PUT", "/api/v1/orders/R-3", {"status": "in_progress"})
     assert st == 200 and o["status"] == "in_progress" and o["last_seq"] == 1
     m = await buyer.expect("message", order="R-3", seq=1)
-    assert (m["kind"], m["status"], m["sender"]["id"], m["text"]) == ("status", "in_progress", "system",
-                                                                     "Status changed to in_progress")
+    assert (m["kind"], m["status"], m["sender"]["id"], m["text"]) == (
+        "status",
+        "in_progress",
+        "system",
+        "Status changed to in_progress",
+    )
     assert "forced" not in m
     state = await buyer.expect("order", order="R-3", status="in_progress")
     assert state["status_label"] == "In Progress" and state["next_statuses"] == []
@@ -184,13 +225,27 @@ async def test_rest_status_changes_post_to_the_chat_and_the_api_key_may_force(se
     await register(server, "R-4", "retail")
     st, body = await server.api("PUT", "/api/v1/orders/R-4", {"workflow": "factory"})  # pending is not
     assert st == 409 and body["error"]["code"] == "conflict"
-    st, body = await server.api("PUT", "/api/v1/orders/R-5", {
-        "buyer": {"id": "buyer1", "name": "Bea"}, "supplier": {"id": "supplier1", "name": "Sam"},
-        "workflow": "factory", "status": "pending"})
+    st, body = await server.api(
+        "PUT",
+        "/api/v1/orders/R-5",
+        {
+            "buyer": {"id": "buyer1", "name": "Bea"},
+            "supplier": {"id": "supplier1", "name": "Sam"},
+            "workflow": "factory",
+            "status": "pending",
+        },
+    )
     assert st == 400
-    st, o = await server.api("PUT", "/api/v1/orders/R-5", {
-        "buyer": {"id": "buyer1", "name": "Bea"}, "supplier": {"id": "supplier1", "name": "Sam"},
-        "workflow": "factory", "status": "shipped"})
+    st, o = await server.api(
+        "PUT",
+        "/api/v1/orders/R-5",
+        {
+            "buyer": {"id": "buyer1", "name": "Bea"},
+            "supplier": {"id": "supplier1", "name": "Sam"},
+            "workflow": "factory",
+            "status": "shipped",
+        },
+    )
     assert st == 201 and o["status"] == "shipped" and o["last_seq"] == 0  # registering posts nothing
 
 
@@ -199,7 +254,13 @@ async def test_free_is_the_default_and_behaves_as_before(server):
     buyer = await server.client("buyer1", "buyer")
     j = await buyer.join("X-1")
     assert (j["workflow"], j["status"], j["status_label"], j["status_tone"], j["next_statuses"], j["closed"]) == (
-        "free", "open", "open", "neutral", [], False)
+        "free",
+        "open",
+        "open",
+        "neutral",
+        [],
+        False,
+    )
     supplier = await server.client("supplier1", "supplier")
     assert (await set_status(buyer, "X-1", "paid"))["code"] == "forbidden"
     for status in ("completed", "whatever", "cancelled"):
@@ -240,8 +301,11 @@ async def test_closing_after_the_grace_period_and_a_dispute_reopening(server):
     form = aiohttp.FormData()
     form.add_field("file", io.BytesIO(b"packing list\n"), filename="list.txt", content_type="text/plain")
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{server.base}/api/v1/orders/G-1/attachments", data=form,
-                          headers={"Authorization": f"Bearer {token('buyer1', 'buyer')}"}) as resp:
+        async with s.post(
+            f"{server.base}/api/v1/orders/G-1/attachments",
+            data=form,
+            headers={"Authorization": f"Bearer {token('buyer1', 'buyer')}"},
+        ) as resp:
             assert resp.status == 403 and (await resp.json())["error"]["code"] == "forbidden"
     for role in ("staff", "bot"):
         assert (await say(clients[role], "G-1", f"{role} may"))["type"] == "ack"
@@ -250,15 +314,19 @@ async def test_closing_after_the_grace_period_and_a_dispute_reopening(server):
     st, o = await server.api("GET", "/api/v1/orders/G-1")
     assert o["closed"] is True
     # the buyer can always complain: a dispute reopens posting until it closes
-    r = await request(buyer, {"type": "dispute", "order": "G-1", "action": "open", "client_id": "d1",
-                              "reason": "one is broken"}, "ack")
+    r = await request(
+        buyer,
+        {"type": "dispute", "order": "G-1", "action": "open", "client_id": "d1", "reason": "one is broken"},
+        "ack",
+    )
     assert r["type"] == "ack"
     state = await buyer.expect("order", order="G-1", status="completed", closed=False)
     assert state["dispute"]["open"] is True
     assert (await say(buyer, "G-1", "photo attached"))["type"] == "ack"
     assert (await say(supplier, "G-1", "sorry, replacing it"))["type"] == "ack"
-    r = await request(clients["staff"], {"type": "dispute", "order": "G-1", "action": "close",
-                                         "client_id": "d2"}, "ack")
+    r = await request(
+        clients["staff"], {"type": "dispute", "order": "G-1", "action": "close", "client_id": "d2"}, "ack"
+    )
     assert r["type"] == "ack"
     await buyer.expect("order", order="G-1", closed=True)
     assert (await say(buyer, "G-1", "and another"))["code"] == "forbidden"
@@ -276,7 +344,11 @@ async def test_the_close_holds_on_every_instance_and_across_restarts_of_the_view
         c = await server.client(USERS[role], role)
         j = await c.join("C-1")
         assert (j["closed"], j["closed_reason"], j["status_label"], j["status_tone"]) == (
-            True, "cancelled", "Cancelled", "danger")
+            True,
+            "cancelled",
+            "Cancelled",
+            "danger",
+        )
         assert j["next_statuses"] == []
         r = await say(c, "C-1", "why?")
         assert r["type"] == "error" and r["code"] == "forbidden" and "cancelled" in r["message"]

@@ -15,8 +15,9 @@ ROLES = ("buyer", "supplier", "sales_rep", "staff", "bot")
 
 def order(status: str, closes_at: int | None = None, dispute_open: bool | None = None) -> OrderRecord:
     dispute = None if dispute_open is None else DisputeState(dispute_open, "late", "b", 1)
-    return OrderRecord("o1", status, Person("b", "B"), Person("s", "S"), None, dispute, 0, 0, 0,
-                       workflow="retail", closes_at=closes_at)
+    return OrderRecord(
+        "o1", status, Person("b", "B"), Person("s", "S"), None, dispute, 0, 0, 0, workflow="retail", closes_at=closes_at
+    )
 
 
 def allowed(wf: workflow.Workflow) -> set[tuple[str, str, str]]:
@@ -32,18 +33,32 @@ def test_retail_preset_is_the_help_pages_pipeline():
     assert [s.tone for s in wf.statuses] == ["neutral", "info", "progress", "success", "danger"]
     assert {s.name for s in wf.statuses if s.terminal} == {"completed", "cancelled"}
     side = ("supplier", "sales_rep", "staff", "bot")
-    moves = [("pending", "in_progress"), ("pending", "cancelled"), ("in_progress", "shipped"),
-             ("in_progress", "cancelled"), ("shipped", "completed")]
+    moves = [
+        ("pending", "in_progress"),
+        ("pending", "cancelled"),
+        ("in_progress", "shipped"),
+        ("in_progress", "cancelled"),
+        ("shipped", "completed"),
+    ]
     assert allowed(wf) == {(a, b, r) for a, b in moves for r in side}
 
 
 def test_factory_preset_lets_the_buyer_confirm_delivery():
     wf = Workflows().get("factory")
-    assert [s.name for s in wf.statuses] == ["confirmed", "in_production", "quality_check", "shipped",
-                                             "delivered", "completed"]
+    assert [s.name for s in wf.statuses] == [
+        "confirmed",
+        "in_production",
+        "quality_check",
+        "shipped",
+        "delivered",
+        "completed",
+    ]
     maker = ("supplier", "staff", "bot")
-    expected = {(a, b, r) for a, b in [("confirmed", "in_production"), ("in_production", "quality_check"),
-                                       ("quality_check", "shipped")] for r in maker}
+    expected = {
+        (a, b, r)
+        for a, b in [("confirmed", "in_production"), ("in_production", "quality_check"), ("quality_check", "shipped")]
+        for r in maker
+    }
     expected |= {("shipped", "delivered", r) for r in ("buyer", "staff")}
     expected |= {("delivered", "completed", r) for r in ("staff", "bot")}
     assert allowed(wf) == expected
@@ -86,7 +101,8 @@ def _defs(toml: str, tmp_path) -> config.Config:
 
 
 def test_config_overrides_a_preset_and_adds_one(tmp_path):
-    cfg = _defs("""
+    cfg = _defs(
+        """
 [workflow]
 default = "rental"
 close_after_s = 60
@@ -108,7 +124,9 @@ next = {done = ["staff"]}
 [[workflows.retail.statuses]]
 name = "done"
 terminal = true
-""", tmp_path)
+""",
+        tmp_path,
+    )
     ws = Workflows(cfg.workflow, cfg.workflows)
     rental = ws.pick(None)
     assert rental.name == "rental" and rental.close_after_s == 5
@@ -118,14 +136,17 @@ terminal = true
     assert workflow.closes_at(rental, "returned", 1000) == 6000 and workflow.closes_at(rental, "booked", 1) is None
 
 
-@pytest.mark.parametrize("toml,match", [
-    ('[[workflows.x.statuses]]\nname = "a"\ntone = "purple"\n', "tone"),
-    ('[[workflows.x.statuses]]\nname = "a"\nnext = {b = ["staff"]}\n', "no status b"),
-    ('[[workflows.x.statuses]]\nname = "a"\nnext = {a = ["admin"]}\n', "unknown roles"),
-    ('[[workflows.x.statuses]]\nname = "a"\n[[workflows.x.statuses]]\nname = "a"\n', "unique"),
-    ('[workflows.x]\nclose_after_s = 1\n', "at least one status"),
-    ('[[workflows.free.statuses]]\nname = "a"\n', "built in"),
-])
+@pytest.mark.parametrize(
+    "toml,match",
+    [
+        ('[[workflows.x.statuses]]\nname = "a"\ntone = "purple"\n', "tone"),
+        ('[[workflows.x.statuses]]\nname = "a"\nnext = {b = ["staff"]}\n', "no status b"),
+        ('[[workflows.x.statuses]]\nname = "a"\nnext = {a = ["admin"]}\n', "unknown roles"),
+        ('[[workflows.x.statuses]]\nname = "a"\n[[workflows.x.statuses]]\nname = "a"\n', "unique"),
+        ("[workflows.x]\nclose_after_s = 1\n", "at least one status"),
+        ('[[workflows.free.statuses]]\nname = "a"\n', "built in"),
+    ],
+)
 def test_bad_definitions_are_refused(tmp_path, toml, match):
     cfg = _defs(toml, tmp_path)
     with pytest.raises(ValueError, match=match):

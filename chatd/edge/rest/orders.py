@@ -70,12 +70,17 @@ async def put_order(request: web.Request) -> web.Response:
     order = await body(request, OrderBody)
     rep = ... if order.sales_rep is msgspec.UNSET else _person(order.sales_rep)
     chat: Chat = request.app[CHAT]
-    change = await chat.register_order(request.match_info["order"], order.status, _person(order.buyer),
-                                       _person(order.supplier), rep, workflow_name=order.workflow,
-                                       force=order.force)
+    change = await chat.register_order(
+        request.match_info["order"],
+        order.status,
+        _person(order.buyer),
+        _person(order.supplier),
+        rep,
+        workflow_name=order.workflow,
+        force=order.force,
+    )
     online = await chat.online_now(change.order.id)
-    return json_response(order_json(change.order, online, chat.closed(change.order)),
-                         201 if change.created else 200)
+    return json_response(order_json(change.order, online, chat.closed(change.order)), 201 if change.created else 200)
 
 
 async def get_order(request: web.Request) -> web.Response:

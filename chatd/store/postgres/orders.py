@@ -31,15 +31,24 @@ class Orders(StoreMixin):
     async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord:
         """The order, its row locked for the transaction when `lock`: every write
         that allocates a seq takes it first, so seqs are gapless across hosts."""
-        row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""),
-                                order_id)
+        row = await db.fetchrow(
+            f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""), order_id
+        )
         if row is None:
             raise NotFound("no such order", ref=order_id)
         return order_from_row(row)
 
-    async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ..., *,
-                        rule: OrderRule | None = None, present: frozenset[str] = frozenset()) -> OrderChange:
+    async def put_order(
+        self,
+        order_id: str,
+        status: str | None,
+        buyer: Person | None,
+        supplier: Person | None,
+        sales_rep: Person | None | EllipsisType = ...,
+        *,
+        rule: OrderRule | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is."""
 
         async def op(db: asyncpg.Connection) -> OrderChange:
@@ -56,9 +65,11 @@ class Orders(StoreMixin):
             if rule is not None:
                 plan = rule(old)  # against the order as locked by this write
             else:
-                plan = OrderPlan(old.workflow if old else "free",
-                                 status if status is not None else (old.status if old else "open"),
-                                 old.closes_at if old else None)
+                plan = OrderPlan(
+                    old.workflow if old else "free",
+                    status if status is not None else (old.status if old else "open"),
+                    old.closes_at if old else None,
+                )
             new = OrderRecord(
                 id=order_id,
                 status=plan.status,
@@ -86,9 +97,17 @@ class Orders(StoreMixin):
                 "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
                 "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
                 "workflow = excluded.workflow, closes_at = excluded.closes_at",
-                order_id, new.status, new.buyer.id, new.buyer.name, new.supplier.id,
-                new.supplier.name, rep.id if rep else None, rep.name if rep else None, new.created_ts,
-                new.workflow, new.closes_at,
+                order_id,
+                new.status,
+                new.buyer.id,
+                new.buyer.name,
+                new.supplier.id,
+                new.supplier.name,
+                rep.id if rep else None,
+                rep.name if rep else None,
+                new.created_ts,
+                new.workflow,
+                new.closes_at,
             )
             old_roles = old.roles() if old else {}
             new_roles = new.roles()
@@ -97,23 +116,40 @@ class Orders(StoreMixin):
             totals: list[UnreadChange] = []
             for user in removed:
                 gone = await db.fetchval(
-                    "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id)
+                    "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id
+                )
                 if gone:
-                    totals.append(UnreadChange(user, 0, await self._total(db, user),
-                                               hidden=await self._hidden(db, user)))
+                    totals.append(
+                        UnreadChange(user, 0, await self._total(db, user), hidden=await self._hidden(db, user))
+                    )
             for user in added:  # replaces a staff or bot (side) marker of theirs
                 await self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
             removed += [u for u in added if u not in old_roles and old is not None]
-            changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
-                old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
-            ) or old.workflow != new.workflow or old.closes_at != new.closes_at
+            changed = (
+                old is None
+                or old.status != new.status
+                or bool(removed)
+                or bool(added)
+                or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
+                or old.workflow != new.workflow
+                or old.closes_at != new.closes_at
+            )
             self._outbox_written += await outbox.enqueue(db, events)
             posted = None
             if plan.post and old is not None:  # after the markers: everyone in the slots counts it unread
-                posted = await self._insert(db, new, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "status",
-                                            f"Status changed to {new.status}", None, status=new.status,
-                                            present=present, forced=plan.forced)
-            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
-                               totals=totals, posted=posted)
+                posted = await self._insert(
+                    db,
+                    new,
+                    UserRef(SYSTEM.id, SYSTEM.name, "bot"),
+                    "status",
+                    f"Status changed to {new.status}",
+                    None,
+                    status=new.status,
+                    present=present,
+                    forced=plan.forced,
+                )
+            return OrderChange(
+                order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
+            )
 
         return await self._write(op)

@@ -55,9 +55,11 @@ class Orders(StoreMixin):
             if rule is not None:
                 plan = rule(old)  # against the order as this write sees it
             else:
-                plan = OrderPlan(old.workflow if old else "free",
-                                 status if status is not None else (old.status if old else "open"),
-                                 old.closes_at if old else None)
+                plan = OrderPlan(
+                    old.workflow if old else "free",
+                    status if status is not None else (old.status if old else "open"),
+                    old.closes_at if old else None,
+                )
             new = OrderRecord(
                 id=order_id,
                 status=plan.status,
@@ -85,9 +87,17 @@ class Orders(StoreMixin):
                 "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
                 "workflow = excluded.workflow, closes_at = excluded.closes_at",
                 (
-                    order_id, new.status, new.buyer.id, new.buyer.name, new.supplier.id,
-                    new.supplier.name, rep.id if rep else None, rep.name if rep else None,
-                    new.created_ts, new.workflow, new.closes_at,
+                    order_id,
+                    new.status,
+                    new.buyer.id,
+                    new.buyer.name,
+                    new.supplier.id,
+                    new.supplier.name,
+                    rep.id if rep else None,
+                    rep.name if rep else None,
+                    new.created_ts,
+                    new.workflow,
+                    new.closes_at,
                 ),
             )
             old_roles = old.roles() if old else {}
@@ -96,8 +106,9 @@ class Orders(StoreMixin):
             added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
             totals = []
             for user in removed:
-                gone = db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread",
-                                  (user, order_id)).fetchone()
+                gone = db.execute(
+                    "DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread", (user, order_id)
+                ).fetchone()
                 if gone and gone[0]:
                     totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
             for user in added:  # replaces a staff or bot (side) marker of theirs
@@ -105,16 +116,31 @@ class Orders(StoreMixin):
             # someone new in a slot may be joined as staff or a bot, seeing notes:
             # their connections leave the room like a removed participant's
             removed += [u for u in added if u not in old_roles and old is not None]
-            changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
-                old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
-            ) or old.workflow != new.workflow or old.closes_at != new.closes_at
+            changed = (
+                old is None
+                or old.status != new.status
+                or bool(removed)
+                or bool(added)
+                or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
+                or old.workflow != new.workflow
+                or old.closes_at != new.closes_at
+            )
             self._outbox_written += outbox.enqueue(db, events)
             posted = None
             if plan.post and old is not None:  # after the markers: everyone in the slots counts it unread
-                posted = self._insert(db, new, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "status",
-                                      f"Status changed to {new.status}", None, status=new.status,
-                                      present=present, forced=plan.forced)
-            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
-                               totals=totals, posted=posted)
+                posted = self._insert(
+                    db,
+                    new,
+                    UserRef(SYSTEM.id, SYSTEM.name, "bot"),
+                    "status",
+                    f"Status changed to {new.status}",
+                    None,
+                    status=new.status,
+                    present=present,
+                    forced=plan.forced,
+                )
+            return OrderChange(
+                order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
+            )
 
         return await self._write(op)
