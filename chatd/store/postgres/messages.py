@@ -112,7 +112,7 @@ class Messages(StoreMixin):
                                                   hidden=await self._hidden(db, actor.id)))
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def _order_change(self, db: asyncpg.Connection, actor: Actor, order_id: str,
                             client_id: str) -> tuple[OrderRecord, str, Posted | None]:
@@ -141,7 +141,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
                       reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
@@ -179,7 +179,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
                     newest: bool) -> tuple[list[Message], bool]:

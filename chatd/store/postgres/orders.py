@@ -97,4 +97,4 @@ class Orders(StoreMixin):
             return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
                                totals=totals)
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
