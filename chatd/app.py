@@ -75,7 +75,8 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         events_for_message=message_events if cfg.webhooks.url else None,
         events_for_order=order_events if cfg.webhooks.url else None,
         on_outbox=wake_webhooks if cfg.webhooks.url else None,
-        on_batch=metrics.observe_batch)
+        on_batch=metrics.observe_batch,
+    )
     relay = make_relay(cfg)
     chat: Chat | None = None  # the hub fills a gap in a room from the store, through the chat service
 
@@ -83,14 +84,21 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         assert chat is not None  # built right after the hub, before anything runs
         return chat.read_gap(order, after, before)
 
-    hub = Hub(cfg.limits.outbound_queue_frames, cfg.limits.outbound_buffer_bytes,
-              on_room_idle=relay.watch_room, on_user_idle=relay.watch_user,
-              gap_reader=read_gap,
-              queue_bytes=cfg.limits.outbound_queue_bytes, total_reader=store.visible_total)
+    hub = Hub(
+        cfg.limits.outbound_queue_frames,
+        cfg.limits.outbound_buffer_bytes,
+        on_room_idle=relay.watch_room,
+        on_user_idle=relay.watch_user,
+        gap_reader=read_gap,
+        queue_bytes=cfg.limits.outbound_queue_bytes,
+        total_reader=store.visible_total,
+    )
     files = DirectoryFiles(attachments_dir(cfg))
     if cfg.store.url and not cfg.attachments.dir:
-        log.info("attachment files in %s ([attachments] dir unset): with several hosts, set it to "
-                 "a volume they all mount", files.root.resolve())
+        log.info(
+            "attachment files in %s ([attachments] dir unset): with several hosts, set it to a volume they all mount",
+            files.root.resolve(),
+        )
     attachments = Attachments(store, files, cfg.attachments, contact_filter=cfg.filter.mode)
     chat = Chat(store, hub, relay, cfg.limits, attachments=attachments, contact_filter=cfg.filter.mode)
     threads = Threads(store, chat.online_now_each, cfg.limits.history_max)

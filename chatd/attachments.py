@@ -107,8 +107,14 @@ class ByteBudget:
 class Attachments:
     """Uploads, the link to messages, who may download, and the clean-up of unused uploads."""
 
-    def __init__(self, store: Store, files: FileStore, cfg: AttachmentsConfig, contact_filter: str = "off",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        files: FileStore,
+        cfg: AttachmentsConfig,
+        contact_filter: str = "off",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.files = files
         self.max_bytes = cfg.max_bytes
@@ -135,8 +141,9 @@ class Attachments:
 
     async def _role(self, ident: Identity, order_id: str) -> tuple[OrderRecord, str]:
         order = await self.store.get_order(order_id)
-        role = None if order is None else permissions.order_role(
-            ident.id, ident.role, ident.orders, order_id, order.slots)
+        role = (
+            None if order is None else permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+        )
         if order is None or role is None:
             raise NotFound("no such order", ref=order_id)
         return order, role
@@ -164,8 +171,9 @@ class Attachments:
             return name
         return contact_filter.screen(name, self.contact_filter)[0]
 
-    async def upload(self, ident: Identity, order_id: str, filename: str | None,
-                     chunks: AsyncIterator[bytes]) -> AttachmentRef:
+    async def upload(
+        self, ident: Identity, order_id: str, filename: str | None, chunks: AsyncIterator[bytes]
+    ) -> AttachmentRef:
         """Store one file for `order_id` from `chunks`; only the current chunk is in memory."""
         _, role = await self._role(ident, order_id)
         self.bytes.check(ident.id)
@@ -222,8 +230,12 @@ class Attachments:
         out = []
         for att_id in unique:
             row = await self.store.attachment(att_id)
-            if row is None or row.order_id != order_id or row.uploader_id != sender_id or (
-                    not row.linked and row.created_ts < cutoff):
+            if (
+                row is None
+                or row.order_id != order_id
+                or row.uploader_id != sender_id
+                or (not row.linked and row.created_ts < cutoff)
+            ):
                 raise BadRequest(f"unknown attachment {att_id}", ref=ref)
             out.append(AttachmentRef(att_id, row.name, row.mime, row.size))
         return out

@@ -70,9 +70,18 @@ def actor_of(ident: Identity) -> Actor:
 class Chat:
     """Every use case of the edges; collaborators come in through the constructor."""
 
-    def __init__(self, store: Store, hub: Hub, relay: Relay, limits: LimitsConfig, *,
-                 attachments: Attachments | None = None, contact_filter: str = "off",
-                 wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        relay: Relay,
+        limits: LimitsConfig,
+        *,
+        attachments: Attachments | None = None,
+        contact_filter: str = "off",
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.hub = hub
         self.relay = relay
@@ -188,8 +197,14 @@ class Chat:
 
     # --- orders -----------------------------------------------------------------
 
-    async def register_order(self, order_id: str, status: str | None, buyer: Person | None,
-                             supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+    async def register_order(
+        self,
+        order_id: str,
+        status: str | None,
+        buyer: Person | None,
+        supplier: Person | None,
+        sales_rep: Person | None | EllipsisType = ...,
+    ) -> OrderChange:
         """The host platform creates or updates an order (sales_rep `...`: unchanged);
         removed participants are cut off, the room hears the new state."""
         if not order_id or len(order_id) > 200:
@@ -329,8 +344,9 @@ class Chat:
         if not allow_empty and is_blank(text):
             raise BadRequest("text is empty (or only whitespace and invisible characters)", ref=ref)
 
-    async def send(self, actor: Actor, order_id: str, client_id: str, text: str, kind: str,
-                   attachments: list[str] | None = None) -> Ack:
+    async def send(
+        self, actor: Actor, order_id: str, client_id: str, text: str, kind: str, attachments: list[str] | None = None
+    ) -> Ack:
         if not client_id:
             raise BadRequest("client_id is required", ref=order_id)
         started = time.perf_counter()
@@ -340,20 +356,20 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
-        screened, = await self._screen(actor, order_id, kind, client_id, text)
+        (screened,) = await self._screen(actor, order_id, kind, client_id, text)
         assert screened is not None  # a text screened stays a text
         text = screened
         # who is joined now, on any instance, decides whom the outbox's message.created addresses
         present = await self.online_now(order_id)
-        posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs,
-                                       present=present)
+        posted = await self.store.post(actor, order_id, text, client_id, kind, attachments=refs, present=present)
         self.publish_posted(posted, present)
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
-    async def _screen(self, actor: Actor, order_id: str, kind: str, client_id: str,
-                      *texts: str | None) -> list[str | None]:
+    async def _screen(
+        self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None
+    ) -> list[str | None]:
         """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
 
         Each text is masked or refused. The `client_id` is echoed to the other
@@ -377,8 +393,7 @@ class Chat:
             metrics.CONTACT_FILTER.labels("masked").inc()
         return [t for t, _ in out]
 
-    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
-                         text: str | None) -> Ack:
+    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None) -> Ack:
         if not status or len(status) > 64:
             raise BadRequest("status must be 1 to 64 characters", ref=client_id)
         if text is not None:
@@ -392,11 +407,10 @@ class Chat:
         self.publish_posted(posted, present)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
-    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
-                      reason: str | None) -> Ack:
+    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str, reason: str | None) -> Ack:
         if reason is not None:
             self._check_text(reason, client_id, allow_empty=True)
-        reason, = await self._screen(actor, order_id, "dispute", client_id, reason)
+        (reason,) = await self._screen(actor, order_id, "dispute", client_id, reason)
         present = await self.online_now(order_id)
         posted = await self.store.dispute(actor, order_id, action, client_id, reason, present=present)
         self.publish_posted(posted, present)
@@ -415,8 +429,11 @@ class Chat:
         publish_user = self.relay.publish_user
         for ch in posted.unread:
             data = encode_frame(Unread(m.order, ch.count, ch.total))
-            publish_user(UserEvent(ch.user, data, m.order, notify if ch.user != m.sender.id else b"",
-                                   side=ch.side, hidden=ch.hidden))
+            publish_user(
+                UserEvent(
+                    ch.user, data, m.order, notify if ch.user != m.sender.id else b"", side=ch.side, hidden=ch.hidden
+                )
+            )
         if posted.order is not None:
             self.publish_order(posted.order, online)
 
@@ -434,8 +451,9 @@ class Chat:
         for user in change.removed:
             self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
         for ch in change.totals:  # their unread on this order is gone from their total
-            self.relay.publish_user(UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)),
-                                               order_id, hidden=ch.hidden))
+            self.relay.publish_user(
+                UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)), order_id, hidden=ch.hidden)
+            )
         if change.state_changed and not change.created:
             self.publish_order(change.order, online)
 
@@ -496,8 +514,15 @@ class Chat:
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
             return
-        self.relay.publish_user(UserEvent(ident.id, encode_frame(Unread(order_id, marker.unread, marker.total)),
-                                           order_id, side=marker.side, hidden=marker.hidden))
+        self.relay.publish_user(
+            UserEvent(
+                ident.id,
+                encode_frame(Unread(order_id, marker.unread, marker.total)),
+                order_id,
+                side=marker.side,
+                hidden=marker.hidden,
+            )
+        )
         if marker.role in permissions.PARTICIPANT_ROLES:
             self._publish_receipt(order_id, ident.id, marker)
 
@@ -517,15 +542,33 @@ class Chat:
         marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
         if marker is None:
             read_seq, unread, _ = await self.store.marker(order_id, user, True, 0)
-            return {"order": order_id, "user": user, "read_seq": read_seq, "unread": unread,
-                    "total": await self.store.total_unread(user)}
-        self.relay.publish_user(UserEvent(user, encode_frame(Unread(order_id, marker.unread, marker.total)),
-                                           order_id, side=marker.side, hidden=marker.hidden))
-        return {"order": order_id, "user": user, "read_seq": marker.read_seq, "unread": marker.unread,
-                "total": marker.total}
+            return {
+                "order": order_id,
+                "user": user,
+                "read_seq": read_seq,
+                "unread": unread,
+                "total": await self.store.total_unread(user),
+            }
+        self.relay.publish_user(
+            UserEvent(
+                user,
+                encode_frame(Unread(order_id, marker.unread, marker.total)),
+                order_id,
+                side=marker.side,
+                hidden=marker.hidden,
+            )
+        )
+        return {
+            "order": order_id,
+            "user": user,
+            "read_seq": marker.read_seq,
+            "unread": marker.unread,
+            "total": marker.total,
+        }
 
-    async def messages_page(self, viewer: Identity | None, order_id: str, before: int | None, after: int | None,
-                            limit: int | None) -> HistoryPage:
+    async def messages_page(
+        self, viewer: Identity | None, order_id: str, before: int | None, after: int | None, limit: int | None
+    ) -> HistoryPage:
         """A page of the order's messages as `viewer` (None: the api key) may see them."""
         sees = await self._viewer_sees_notes(viewer, order_id)
         limit = self._page_limit(limit)

@@ -147,9 +147,14 @@ def _migrate_store(args: argparse.Namespace) -> int:
     from chatd.store.copy import CopyError, copy_store
 
     try:
-        report = asyncio.run(copy_store(args.source, args.target, args.batch,
-                                        progress=lambda line: print(f"chatd migrate-store: {line}",
-                                                                    file=sys.stderr, flush=True)))
+        report = asyncio.run(
+            copy_store(
+                args.source,
+                args.target,
+                args.batch,
+                progress=lambda line: print(f"chatd migrate-store: {line}", file=sys.stderr, flush=True),
+            )
+        )
     except CopyError as exc:
         print(f"chatd migrate-store: {exc}", file=sys.stderr)
         return 1
@@ -183,15 +188,23 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
 
     p_copy = sub.add_parser(
-        "migrate-store", help="copy a SQLite database into an empty PostgreSQL one (chatd stopped)",
+        "migrate-store",
+        help="copy a SQLite database into an empty PostgreSQL one (chatd stopped)",
         description="Copy every order, message, read marker, unread total, attachment row and pending "
-                    "webhook event of a SQLite installation into PostgreSQL. The source is only read; the "
-                    "target is migrated to the current schema and must hold no chatd data. See "
-                    "docs/operations.md, Moving from SQLite to PostgreSQL.")
-    p_copy.add_argument("--from", dest="source", required=True, metavar="SQLITE",
-                        help="sqlite:///path/to/chatd.sqlite3 (or a plain path)")
-    p_copy.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL",
-                        help="postgresql://user:password@host:port/database")
+        "webhook event of a SQLite installation into PostgreSQL. The source is only read; the "
+        "target is migrated to the current schema and must hold no chatd data. See "
+        "docs/operations.md, Moving from SQLite to PostgreSQL.",
+    )
+    p_copy.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SQLITE",
+        help="sqlite:///path/to/chatd.sqlite3 (or a plain path)",
+    )
+    p_copy.add_argument(
+        "--to", dest="target", required=True, metavar="POSTGRESQL", help="postgresql://user:password@host:port/database"
+    )
     p_copy.add_argument("--batch", type=int, default=5000, help="rows per COPY (default 5000)")
 
     from chatd import tools

@@ -132,7 +132,7 @@ def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
     if not url:
         return store
     if url.startswith("sqlite://"):
-        path = url[len("sqlite://"):]
+        path = url[len("sqlite://") :]
         if not path.startswith("/") or len(path) < 2:
             raise ValueError("[store] url: sqlite:///absolute/path (a relative path goes in [store] path)")
         return msgspec.structs.replace(store, path=path, url="")
@@ -183,15 +183,14 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         cfg = msgspec.structs.replace(cfg, relay=RelayConfig(url=relay_url))
     if env.get("CHATD_WEBHOOK_SECRET"):
         cfg = msgspec.structs.replace(
-            cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"]))
+            cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"])
+        )
     if cfg.filter.mode not in ("off", "mask", "block"):
-        raise ValueError("[filter] mode must be \"off\", \"mask\" or \"block\"")
+        raise ValueError('[filter] mode must be "off", "mask" or "block"')
     if cfg.attachments.upload_bytes_per_minute < cfg.attachments.max_bytes:
         raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.store.synchronous not in ("normal", "full"):
-        raise ValueError("[store] synchronous must be \"normal\" or \"full\"")
-    return msgspec.structs.replace(
-        cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev
-    )
+        raise ValueError('[store] synchronous must be "normal" or "full"')
+    return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

@@ -132,7 +132,8 @@ class DirectoryFiles:
                 st = e.stat()
                 # .gone: moved aside by `delete`; a rename updates ctime, not mtime
                 if (e.name.endswith(".part") and st.st_mtime <= limit) or (
-                        e.name.endswith(".gone") and st.st_ctime <= limit):
+                    e.name.endswith(".gone") and st.st_ctime <= limit
+                ):
                     os.unlink(e.path)
             except FileNotFoundError:
                 pass

@@ -26,19 +26,26 @@ IMAGE_MAGIC = (
 EXECUTABLE_MAGIC = (
     b"MZ",  # DOS / Windows PE
     b"\x7fELF",
-    b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",  # Mach-O
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",  # Mach-O
     b"\xca\xfe\xba\xbe",  # Mach-O universal, Java class
     b"#!",  # scripts
     b"\x00asm",  # WebAssembly
     b"dex\n",  # Android
 )
-OOXML = {"word/": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-         "xl/": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         "ppt/": "application/vnd.openxmlformats-officedocument.presentationml.presentation"}
-OLE_STREAMS = {"worddocument": "application/msword",
-               "workbook": "application/vnd.ms-excel",
-               "book": "application/vnd.ms-excel",
-               "powerpoint document": "application/vnd.ms-powerpoint"}
+OOXML = {
+    "word/": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xl/": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt/": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+OLE_STREAMS = {
+    "worddocument": "application/msword",
+    "workbook": "application/vnd.ms-excel",
+    "book": "application/vnd.ms-excel",
+    "powerpoint document": "application/vnd.ms-powerpoint",
+}
 OLE_MACROS = {"macros", "_vba_project_cur", "vba", "_vba_project"}
 ZIP_MAX_ENTRIES = 20000
 
@@ -163,7 +170,7 @@ def _ole_names(path: Path) -> set[str]:
                 n_len = struct.unpack_from("<H", data, off + 64)[0]
                 kind = data[off + 66]
                 if kind in (1, 2, 5) and 2 <= n_len <= 64:
-                    names.add(data[off:off + n_len - 2].decode("utf-16-le", "replace").lower())
+                    names.add(data[off : off + n_len - 2].decode("utf-16-le", "replace").lower())
             cur = fat[cur] if cur < len(fat) else 0xFFFFFFFE
             seen += 1
         return names

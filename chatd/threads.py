@@ -112,8 +112,7 @@ class Threads:
     def close(self) -> None:
         """Nothing to release: the store owns its connections."""
 
-    async def apage(self, query: ThreadQuery, scope_user: str | None = None,
-                    staff: str | None = None) -> ThreadsPage:
+    async def apage(self, query: ThreadQuery, scope_user: str | None = None, staff: str | None = None) -> ThreadsPage:
         """One page: `{threads, next_cursor}`. `scope_user` limits it to the orders where
         that user holds the supplier or sales rep slot (a supplier-side caller); `staff`
         (a staff token's id) leaves out the orders where that id is the buyer: a buyer
@@ -124,10 +123,14 @@ class Threads:
             raise BadRequest("has_messages must be true, false or any")
         if query.dispute not in (None, "open", "closed", "none"):
             raise BadRequest("dispute must be open, closed or none")
-        filters = ThreadFilter(dispute=query.dispute, unread_for=query.unread_for or None,
-                               has_messages=query.has_messages,
-                               words=search_words(query.q) if query.q else (),
-                               scope_user=scope_user, staff=staff)
+        filters = ThreadFilter(
+            dispute=query.dispute,
+            unread_for=query.unread_for or None,
+            has_messages=query.has_messages,
+            words=search_words(query.q) if query.q else (),
+            scope_user=scope_user,
+            staff=staff,
+        )
         after = _decode_cursor(query.cursor) if query.cursor else None
         if filters.words:
             await self.store.index_search()  # a search sees every message stored before it

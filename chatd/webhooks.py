@@ -73,22 +73,29 @@ def recipients(order: OrderRecord, msg: Message, online: frozenset[str]) -> list
 def message_events(order: OrderRecord, msg: Message, present: frozenset[str]) -> list[tuple[str, dict[str, Any]]]:
     """The events a committed message announces (pure: the store calls it inside the
     write transaction). `present`: users joined to the order when it was sent."""
-    out = [("message.created", {"order": order.id, "recipient": person, "message": msg})
-           for person in recipients(order, msg, present)]
+    out = [
+        ("message.created", {"order": order.id, "recipient": person, "message": msg})
+        for person in recipients(order, msg, present)
+    ]
     if msg.kind == "dispute" and order.dispute is not None:
         kind = "dispute.opened" if order.dispute.open else "dispute.closed"
         out.append((kind, {"order": order.id, "dispute": order.dispute, "by": msg.sender, "message": msg}))
     elif msg.kind == "status":
-        out.append(("order.status_changed", {"order": order.id, "status": order.status, "by": msg.sender,
-                                             "message": msg}))
+        out.append(
+            ("order.status_changed", {"order": order.id, "status": order.status, "by": msg.sender, "message": msg})
+        )
     return out
 
 
 def order_events(old: OrderRecord | None, new: OrderRecord) -> list[tuple[str, dict[str, Any]]]:
     """The events an order upsert announces (pure, like `message_events`)."""
     if old is not None and old.status != new.status:
-        return [("order.status_changed", {"order": new.id, "status": new.status, "previous_status": old.status,
-                                          "by": None, "message": None})]
+        return [
+            (
+                "order.status_changed",
+                {"order": new.id, "status": new.status, "previous_status": old.status, "by": None, "message": None},
+            )
+        ]
     return []
 
 
@@ -177,8 +184,15 @@ class Webhooks:
             delay = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempts - 1))
             delay *= random.uniform(0.8, 1.2)  # spread retries of many events out
             failed.append(OutboxFailure(row.id, attempts, now_ms() + int(delay * 1000), err[:500], dead))
-            log.log(logging.WARNING if dead else logging.INFO, "webhook %s (%s) attempt %d failed: %s%s",
-                    row.event_id, row.type, attempts, err, "; giving up" if dead else "")
+            log.log(
+                logging.WARNING if dead else logging.INFO,
+                "webhook %s (%s) attempt %d failed: %s%s",
+                row.event_id,
+                row.type,
+                attempts,
+                err,
+                "; giving up" if dead else "",
+            )
         await self.store.settle_events(done, failed)
         self.counts = await self.store.outbox_counts()  # before the counters: a scrape sees both
         for f in failed:

@@ -63,8 +63,10 @@ async def run(target: str, rate: int, seconds: float) -> None:
         await asyncio.sleep(0.001)
     await asyncio.sleep(0.5)  # the last echoes
     cpu = time.process_time() - cpu
-    print(f"{target}: {sent} msgs in {seconds:.0f} s, CPU {100 * cpu / seconds:.1f} % of a core, "
-          f"{1e6 * cpu / sent:.1f} us/msg ({handler.n} deliveries)")
+    print(
+        f"{target}: {sent} msgs in {seconds:.0f} s, CPU {100 * cpu / seconds:.1f} % of a core, "
+        f"{1e6 * cpu / sent:.1f} us/msg ({handler.n} deliveries)"
+    )
     await relay.aclose()
 
 

@@ -67,8 +67,11 @@ class Server:
                 return r.status, data
 
     async def order(self, order: str, buyer="buyer1", supplier="supplier1", rep: str | None = "rep1", status=None):
-        body = {"buyer": {"id": buyer, "name": buyer.title()}, "supplier": {"id": supplier, "name": supplier.title()},
-                "sales_rep": {"id": rep, "name": rep.title()} if rep else None}
+        body = {
+            "buyer": {"id": buyer, "name": buyer.title()},
+            "supplier": {"id": supplier, "name": supplier.title()},
+            "sales_rep": {"id": rep, "name": rep.title()} if rep else None,
+        }
         if status:
             body["status"] = status
         st, data = await self.api("PUT", f"/api/v1/orders/{order}", body)
@@ -149,8 +152,7 @@ class ClusterServer(Server):
 
     async def outbox_counts(self) -> tuple[int, int]:
         """Read from the shared store itself: no one instance's app holds it."""
-        sql = ("SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) "
-               "FROM webhook_outbox")
+        sql = "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox"
         if self.cfg.store.url:
             import asyncpg
 
@@ -169,8 +171,11 @@ class ClusterServer(Server):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "single_only(reason): in a module with BACKENDS, run this test on "
-                                       "the in-process server only (skipped on the cluster before it starts)")
+    config.addinivalue_line(
+        "markers",
+        "single_only(reason): in a module with BACKENDS, run this test on "
+        "the in-process server only (skipped on the cluster before it starts)",
+    )
 
 
 def pytest_generate_tests(metafunc):

@@ -58,8 +58,9 @@ def _file(names: tuple[str, ...], content_type: str, headers: dict[str, str]) ->
         paths = [web_dir() / name for name in names]
         for path in paths:
             if not path.is_file():
-                log.warning("%s not found: run chatd from a checkout or an editable install, or set CHATD_WEB_DIR",
-                            path)
+                log.warning(
+                    "%s not found: run chatd from a checkout or an editable install, or set CHATD_WEB_DIR", path
+                )
                 raise web.HTTPNotFound()
         if len(paths) == 1:
             return web.FileResponse(paths[0], headers={**headers, "Content-Type": content_type})

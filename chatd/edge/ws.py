@@ -50,8 +50,7 @@ async def close_all(app: web.Application) -> None:
     sockets = [*app[SOCKETS]]
     if sockets:
         await asyncio.gather(
-            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False)
-              for ws in sockets),
+            *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down", drain=False) for ws in sockets),
             return_exceptions=True,
         )
 
@@ -91,15 +90,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
             return ws
         closing: list[asyncio.Task[None]] = []  # closes the hub asked for (1013, 4401 at exp)
-        conn = Conn(ident, request.transport,
-                    lambda code, reason="": closing.append(_spawn(_close(ws, code, reason))))
+        conn = Conn(ident, request.transport, lambda code, reason="": closing.append(_spawn(_close(ws, code, reason))))
         now = time.monotonic()
         conn.posting = Bucket(limits.rate_per_s, limits.rate_burst, now)
         conn.reading = Bucket(limits.read_rate_per_s, limits.read_burst, now)
         hub.add_conn(conn)
         chat.arm_expiry(conn)
-        hub.send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
-                                                    limits.heartbeat_s)))
+        hub.send(
+            conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s))
+        )
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
@@ -211,8 +210,9 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
         match frame:
             case wire.Send():
                 _take_token(conn, limits)
-                ack = await chat.send(actor_of(conn.ident), frame.order, frame.client_id, frame.text,
-                                      frame.kind, frame.attachments)
+                ack = await chat.send(
+                    actor_of(conn.ident), frame.order, frame.client_id, frame.text, frame.kind, frame.attachments
+                )
                 send(conn, wire.encode_frame(ack))
             case wire.Typing():
                 chat.typing(conn, frame.order, frame.active)
@@ -232,13 +232,13 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
                 send(conn, wire.encode_frame(await chat.inbox(conn, frame.limit, frame.cursor)))
             case wire.SetStatus():
                 _take_token(conn, limits)
-                ack = await chat.set_status(actor_of(conn.ident), frame.order, frame.status, frame.client_id,
-                                            frame.text)
+                ack = await chat.set_status(
+                    actor_of(conn.ident), frame.order, frame.status, frame.client_id, frame.text
+                )
                 send(conn, wire.encode_frame(ack))
             case wire.Dispute():
                 _take_token(conn, limits)
-                ack = await chat.dispute(actor_of(conn.ident), frame.order, frame.action, frame.client_id,
-                                         frame.reason)
+                ack = await chat.dispute(actor_of(conn.ident), frame.order, frame.action, frame.client_id, frame.reason)
                 send(conn, wire.encode_frame(ack))
             case wire.Ping():
                 send(conn, PONG)
@@ -246,8 +246,10 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
                 ident = verify(frame.token, cfg.auth.secret)
                 if ident.id != conn.ident.id or ident.role != conn.ident.role:
                     raise Unauthorized("a refreshed token must be for the same user and role")
-                send(conn, wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role),
-                                                        limits.heartbeat_s)))
+                send(
+                    conn,
+                    wire.encode_frame(wire.Ready(wire.UserRef(ident.id, ident.name, ident.role), limits.heartbeat_s)),
+                )
                 await chat.reauth(conn, ident)  # leaves the rooms it no longer covers
     except ChatError as exc:
         # a posting frame's error names its client_id (what the client waits on), even
@@ -258,4 +260,3 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
         send(conn, _error(exc))
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         send(conn, wire.encode_frame(wire.ErrorFrame("bad_request", f"invalid frame: {exc}", wire.ref_of(data))))
-

@@ -107,8 +107,13 @@ def user_channel(user: str) -> str:
 class RedisRelay:
     """Implements chatd.relay.base.Relay (see there for the contract)."""
 
-    def __init__(self, url: str, presence_frame: Callable[[str, str, bool], bytes], canary_interval_s: float = 1.0,
-                 admit_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        presence_frame: Callable[[str, str, bool], bytes],
+        canary_interval_s: float = 1.0,
+        admit_timeout_s: float = 1.0,
+    ) -> None:
         self.url = url
         # an admit that Redis does not answer in time falls back to this instance's count
         self.admit_timeout_s = admit_timeout_s
@@ -241,7 +246,8 @@ class RedisRelay:
             async with asyncio.timeout(self.admit_timeout_s), self._counting:
                 ok = await self._admit(
                     keys=[rp.REGISTRY, rp.conns_key(user), rp.owned_conns_key(self.instance)],
-                    args=[self.instance, user, local + 1, limit])
+                    args=[self.instance, user, local + 1, limit],
+                )
                 if ok:
                     self._conns[user] = local + 1
         except (RedisError, OSError, TimeoutError):
@@ -320,8 +326,11 @@ class RedisRelay:
         keys = [rp.REGISTRY, rp.owned_key(self.instance)]
         for item in items:
             if item[0] == "conns":  # our count now, whatever was queued before
-                await self._set_conns(keys=[rp.owned_conns_key(self.instance)],
-                                      args=[self.instance, 0, item[1], self._conns.get(item[1], 0)], client=pipe)
+                await self._set_conns(
+                    keys=[rp.owned_conns_key(self.instance)],
+                    args=[self.instance, 0, item[1], self._conns.get(item[1], 0)],
+                    client=pipe,
+                )
             else:
                 _, order, user, online, data = item
                 await self._change(keys=keys, args=[self.instance, rp.member(order, user), int(online)], client=pipe)
@@ -331,8 +340,7 @@ class RedisRelay:
             if results[index] == 0:  # no other live instance holds them here
                 self._announce(order, user, online, data)
 
-    def _announce(self, order: str, user: str, online: bool, data: bytes | None = None,
-                  deliver: bool = True) -> None:
+    def _announce(self, order: str, user: str, online: bool, data: bytes | None = None, deliver: bool = True) -> None:
         """`user` went online (offline) in `order` across all instances: tell the room everywhere."""
         ev = RoomEvent(order, data or self.presence_frame(order, user, online))
         self._apply_presence(order, user, online)
@@ -533,7 +541,7 @@ class RedisRelay:
             elif kind == b"subscribe" and channel.startswith(_ROOM):
                 # From here on the room's events come through Redis;
                 # what was published before is in the store.
-                self._live_handler.resync([channel[len(_ROOM):].decode()])
+                self._live_handler.resync([channel[len(_ROOM) :].decode()])
         except Exception:  # noqa: BLE001 - one bad message must not end the subscription
             log.exception("relay: cannot handle %r", reply[:2] if isinstance(reply, list) else reply)
 
@@ -572,8 +580,9 @@ class RedisRelay:
             await asyncio.sleep(self.canary_interval_s)
             if time.monotonic() - self._last_canary > 3 * self.canary_interval_s:
                 if self.healthy:
-                    log.warning("relay degraded: no canary through Redis for %.1fs",
-                                time.monotonic() - self._last_canary)
+                    log.warning(
+                        "relay degraded: no canary through Redis for %.1fs", time.monotonic() - self._last_canary
+                    )
                 self.healthy = False
 
     def _mark_down(self, why: str) -> None:

@@ -83,7 +83,7 @@ def split(m: bytes | str) -> tuple[str, str]:
     s = m.decode() if isinstance(m, bytes) else m
     n, _, rest = s.partition(":")
     raw = rest.encode()
-    return raw[: int(n)].decode(), raw[int(n):].decode()
+    return raw[: int(n)].decode(), raw[int(n) :].decode()
 
 
 def holders(fields: Iterable[bytes | str], registered: Iterable[bytes | str]) -> set[str]:

@@ -141,8 +141,9 @@ async def connect(url: str, on_push: OnPush | None = None, timeout: float = 2.0)
             _, conn = await loop.create_unix_connection(factory, opts["path"])
         else:
             tls = ssl.create_default_context() if url.startswith("rediss:") else None
-            _, conn = await loop.create_connection(factory, opts.get("host", "localhost"),
-                                                   opts.get("port", 6379), ssl=tls)
+            _, conn = await loop.create_connection(
+                factory, opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls
+            )
         try:
             if opts.get("password"):
                 await conn.call("AUTH", *([opts["username"]] if opts.get("username") else []), opts["password"])

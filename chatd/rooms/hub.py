@@ -39,8 +39,19 @@ class Conn:
     """One WebSocket connection as the hub sees it. Few objects, all slots."""
 
     __slots__ = (
-        "ident", "transport", "closer", "rooms", "inbox", "out", "out_bytes", "closed",
-        "posting", "reading", "strikes", "expiry", "__weakref__",
+        "ident",
+        "transport",
+        "closer",
+        "rooms",
+        "inbox",
+        "out",
+        "out_bytes",
+        "closed",
+        "posting",
+        "reading",
+        "strikes",
+        "expiry",
+        "__weakref__",
     )
 
     def __init__(self, ident: Identity, transport: asyncio.Transport | None, closer: Callable[..., None]) -> None:
@@ -85,9 +96,16 @@ class Bucket:
 class Hub:
     """Who is here, and delivery to them: what chat.Chat, the `relay.base.Handler`, delivers through."""
 
-    def __init__(self, queue_frames: int, buffer_bytes: int, on_room_idle: IdleCallback | None = None,
-                 on_user_idle: IdleCallback | None = None, gap_reader: GapReader | None = None,
-                 queue_bytes: int = 8 << 20, total_reader: TotalReader | None = None) -> None:
+    def __init__(
+        self,
+        queue_frames: int,
+        buffer_bytes: int,
+        on_room_idle: IdleCallback | None = None,
+        on_user_idle: IdleCallback | None = None,
+        gap_reader: GapReader | None = None,
+        queue_bytes: int = 8 << 20,
+        total_reader: TotalReader | None = None,
+    ) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
@@ -233,7 +251,7 @@ class Hub:
             self.deliver_room(ev)
             if room.held is not None:  # another gap: the rest waits behind it
                 # reachable: deliver_room may hold again; mypy keeps room.held narrowed to None from above
-                room.held.extend(held[i + 1:])  # type: ignore[unreachable]
+                room.held.extend(held[i + 1 :])  # type: ignore[unreachable]
                 return
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -363,8 +381,7 @@ class Hub:
         if conn.closed:
             return
         self.slow_closes += 1
-        log.info("closing slow reader %s (%d frames, %d bytes queued)", conn.user, len(conn.out or ()),
-                 conn.out_bytes)
+        log.info("closing slow reader %s (%d frames, %d bytes queued)", conn.user, len(conn.out or ()), conn.out_bytes)
         conn.out = None
         conn.closed = True
         conn.closer(CloseCode.TRY_AGAIN_LATER)
@@ -383,7 +400,7 @@ async def _no_total(ident: Identity) -> int:
 
 def _unread_of(data: bytes) -> Unread:
     n = data[1] & 0x7F  # the payload after the header `wire.frame` wrote
-    return msgspec.json.decode(data[2 if n < 126 else 4 if n == 126 else 10:], type=Unread)
+    return msgspec.json.decode(data[2 if n < 126 else 4 if n == 126 else 10 :], type=Unread)
 
 
 def _retotal(data: bytes, total: int) -> bytes:

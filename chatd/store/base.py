@@ -67,33 +67,62 @@ InboxRow = tuple[str, str, int, bool, Message | None]
 class Orders(Protocol):
     async def get_order(self, order_id: str) -> OrderRecord | None: ...
 
-    async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+    async def put_order(
+        self,
+        order_id: str,
+        status: str | None,
+        buyer: Person | None,
+        supplier: Person | None,
+        sales_rep: Person | None | EllipsisType = ...,
+    ) -> OrderChange:
         """Create or update an order (`sales_rep=...` leaves it). Participants whose
         role changed lose their marker (`removed`, `totals`); new ones get one."""
 
 
 class Messages(Protocol):
-    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None, kind: str = "text",
-                   attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+    async def post(
+        self,
+        actor: Actor,
+        order_id: str,
+        text: str,
+        client_id: str | None,
+        kind: str = "text",
+        attachments: list[AttachmentRef] | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Store a text/note/system message with the next seq. `attachments` are
         linked in the same transaction; one deleted meanwhile refuses the message
         (`internal`). `present`: who is joined to the order now (outbox events)."""
 
-    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None,
-                         present: frozenset[str] = frozenset()) -> Posted: ...
+    async def set_status(
+        self,
+        actor: Actor,
+        order_id: str,
+        status: str,
+        client_id: str,
+        text: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted: ...
 
-    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str, reason: str | None,
-                      present: frozenset[str] = frozenset()) -> Posted: ...
+    async def dispute(
+        self,
+        actor: Actor,
+        order_id: str,
+        action: str,
+        client_id: str,
+        reason: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted: ...
 
-    async def history(self, order_id: str, sees_notes: bool, before: int | None, after: int | None,
-                      limit: int) -> tuple[list[Message], bool]:
+    async def history(
+        self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
         """The newest `limit` below `before`, or the oldest `limit` above `after`;
         ascending; and whether more were left out."""
 
-    async def replay(self, order_id: str, sees_notes: bool, since: int | None,
-                     limit: int) -> tuple[list[Message], bool]:
+    async def replay(
+        self, order_id: str, sees_notes: bool, since: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
         """After `since` (newest `limit` kept, flag: some left out), or the newest `limit`."""
 
     def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
@@ -101,11 +130,11 @@ class Messages(Protocol):
 
 
 class Markers(Protocol):
-    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
-                        backward: bool = False) -> ReadMarker | None: ...
+    async def mark_read(
+        self, actor: Actor | None, order_id: str, user_id: str, seq: int, backward: bool = False
+    ) -> ReadMarker | None: ...
 
-    async def marker(self, order_id: str, user_id: str, sees_notes: bool,
-                     last_seq: int) -> tuple[int, int, int]:
+    async def marker(self, order_id: str, user_id: str, sees_notes: bool, last_seq: int) -> tuple[int, int, int]:
         """(read_seq, unread, newest seq the user may see)."""
 
     async def total_unread(self, user_id: str) -> int: ...
@@ -162,8 +191,7 @@ class ThreadSearch(Protocol):
     async def index_search(self) -> None:
         """Bring the search index up to every message committed before the call."""
 
-    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
-                          limit: int) -> ThreadPage:
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         """Threads newest activity first, as of a snapshot: `after` is (snapshot,
         activity, order id) of the previous page's last thread."""
 

@@ -54,10 +54,36 @@ def _outbox_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return (*row[:3], body, *row[4:])
 
 
-_MESSAGE_COLS = ("order_id", "seq", "ts", "kind", "sender_id", "sender_name", "sender_role", "client_id", "text",
-                 "status", "attachments")
-_ORDER_COLS = ("id", "status", "buyer_id", "buyer_name", "supplier_id", "supplier_name", "rep_id", "rep_name",
-               "dispute_open", "dispute_reason", "dispute_by", "dispute_ts", "last_seq", "last_ts", "created_ts")
+_MESSAGE_COLS = (
+    "order_id",
+    "seq",
+    "ts",
+    "kind",
+    "sender_id",
+    "sender_name",
+    "sender_role",
+    "client_id",
+    "text",
+    "status",
+    "attachments",
+)
+_ORDER_COLS = (
+    "id",
+    "status",
+    "buyer_id",
+    "buyer_name",
+    "supplier_id",
+    "supplier_name",
+    "rep_id",
+    "rep_name",
+    "dispute_open",
+    "dispute_reason",
+    "dispute_by",
+    "dispute_ts",
+    "last_seq",
+    "last_ts",
+    "created_ts",
+)
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
 _LINK_COLS = ("attachment_id", "order_id", "seq", "kind")
@@ -73,24 +99,56 @@ TABLES: tuple[Table, ...] = (
     # A message's commit-log number (message_log.id in SQLite) becomes its log_id:
     # thread pagination and the order of search matches stay as they were.
     # message_log is read in id order, each message by its primary key.
-    Table("messages", (*_MESSAGE_COLS, "log_id"),
-          f"SELECT {_cols(_MESSAGE_COLS, 'm.')}, l.id FROM message_log l "
-          "JOIN messages m ON m.order_id = l.order_id AND m.seq = l.seq ORDER BY l.id",
-          ("COUNT(*)", "COALESCE(SUM(seq), 0)", "COALESCE(MAX(ts), 0)")),
-    Table("orders", _ORDER_COLS, f"SELECT {_cols(_ORDER_COLS)} FROM orders ORDER BY id",
-          ("COUNT(*)", "COALESCE(SUM(last_seq), 0)", "COALESCE(SUM(dispute_open), 0)")),
-    Table("read_markers", _MARKER_COLS, f"SELECT {_cols(_MARKER_COLS)} FROM read_markers ORDER BY order_id, user_id",
-          ("COUNT(*)", "COALESCE(SUM(read_seq), 0)", "COALESCE(SUM(unread), 0)", "COALESCE(SUM(side), 0)",
-           "COALESCE(SUM(sees_notes), 0)")),
-    Table("user_stats", ("user_id", "unread_total"), "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
-          ("COUNT(*)", "COALESCE(SUM(unread_total), 0)"), prepare="DELETE FROM user_stats"),
-    Table("attachments", _ATTACHMENT_COLS, f"SELECT {_cols(_ATTACHMENT_COLS)} FROM attachments ORDER BY id",
-          ("COUNT(*)", "COALESCE(SUM(size), 0)")),
-    Table("message_attachments", _LINK_COLS,
-          f"SELECT {_cols(_LINK_COLS)} FROM message_attachments ORDER BY attachment_id, order_id, seq"),
-    Table("webhook_outbox", _OUTBOX_COLS, f"SELECT {_cols(_OUTBOX_COLS)} FROM webhook_outbox ORDER BY id",
-          ("COUNT(*)", "COALESCE(SUM(id), 0)", "COALESCE(SUM(attempts), 0)", "COALESCE(SUM(dead), 0)"),
-          convert=_outbox_row),
+    Table(
+        "messages",
+        (*_MESSAGE_COLS, "log_id"),
+        f"SELECT {_cols(_MESSAGE_COLS, 'm.')}, l.id FROM message_log l "
+        "JOIN messages m ON m.order_id = l.order_id AND m.seq = l.seq ORDER BY l.id",
+        ("COUNT(*)", "COALESCE(SUM(seq), 0)", "COALESCE(MAX(ts), 0)"),
+    ),
+    Table(
+        "orders",
+        _ORDER_COLS,
+        f"SELECT {_cols(_ORDER_COLS)} FROM orders ORDER BY id",
+        ("COUNT(*)", "COALESCE(SUM(last_seq), 0)", "COALESCE(SUM(dispute_open), 0)"),
+    ),
+    Table(
+        "read_markers",
+        _MARKER_COLS,
+        f"SELECT {_cols(_MARKER_COLS)} FROM read_markers ORDER BY order_id, user_id",
+        (
+            "COUNT(*)",
+            "COALESCE(SUM(read_seq), 0)",
+            "COALESCE(SUM(unread), 0)",
+            "COALESCE(SUM(side), 0)",
+            "COALESCE(SUM(sees_notes), 0)",
+        ),
+    ),
+    Table(
+        "user_stats",
+        ("user_id", "unread_total"),
+        "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
+        ("COUNT(*)", "COALESCE(SUM(unread_total), 0)"),
+        prepare="DELETE FROM user_stats",
+    ),
+    Table(
+        "attachments",
+        _ATTACHMENT_COLS,
+        f"SELECT {_cols(_ATTACHMENT_COLS)} FROM attachments ORDER BY id",
+        ("COUNT(*)", "COALESCE(SUM(size), 0)"),
+    ),
+    Table(
+        "message_attachments",
+        _LINK_COLS,
+        f"SELECT {_cols(_LINK_COLS)} FROM message_attachments ORDER BY attachment_id, order_id, seq",
+    ),
+    Table(
+        "webhook_outbox",
+        _OUTBOX_COLS,
+        f"SELECT {_cols(_OUTBOX_COLS)} FROM webhook_outbox ORDER BY id",
+        ("COUNT(*)", "COALESCE(SUM(id), 0)", "COALESCE(SUM(attempts), 0)", "COALESCE(SUM(dead), 0)"),
+        convert=_outbox_row,
+    ),
     # the last /healthz write probe: a chatd started on the target may have written one
     Table("health", ("id", "ts"), "SELECT id, ts FROM health", prepare="DELETE FROM health"),
 )
@@ -118,16 +176,20 @@ class Report:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"copied {self.source} -> {self.target} (PostgreSQL schema version {self.schema_version})",
-                 f"  {'table':<22}{'source':>10}{'target':>10}"]
+        lines = [
+            f"copied {self.source} -> {self.target} (PostgreSQL schema version {self.schema_version})",
+            f"  {'table':<22}{'source':>10}{'target':>10}",
+        ]
         lines += [f"  {name:<22}{src:>10}{dst:>10}" for name, src, dst in self.tables]
         lines.append("not copied:")
         lines += [f"  {k}: {v}" for k, v in NOT_COPIED.items()]
         if self.sequences:
             lines.append("sequences: " + ", ".join(f"{k} continues after {v}" for k, v in self.sequences.items()))
-        lines.append("attachment files are not in the database: set [attachments] dir of the PostgreSQL "
-                     "configuration to the directory the SQLite installation used (default: attachments "
-                     "beside the SQLite file)")
+        lines.append(
+            "attachment files are not in the database: set [attachments] dir of the PostgreSQL "
+            "configuration to the directory the SQLite installation used (default: attachments "
+            "beside the SQLite file)"
+        )
         lines.append(f"every table's rows match ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
@@ -135,7 +197,7 @@ class Report:
 def source_path(url: str) -> Path:
     """`sqlite:///absolute/path` (as `[store] url` takes it) or a plain file path."""
     if url.startswith("sqlite://"):
-        path = url[len("sqlite://"):]
+        path = url[len("sqlite://") :]
         if not path.startswith("/") or len(path) < 2:
             raise CopyError("--from: sqlite:///absolute/path/to/chatd.sqlite3 (or a plain file path)")
         return Path(path)
@@ -209,11 +271,15 @@ def open_source(path: Path) -> Source:
         if "orders" not in tables:
             raise CopyError(f"{path} is not a chatd database (no orders table)")
         if version < current:
-            raise CopyError(f"{path} has schema version {version}, this chatd writes {current}: start this "
-                            "chatd on it once (it migrates the file), stop it, then copy")
+            raise CopyError(
+                f"{path} has schema version {version}, this chatd writes {current}: start this "
+                "chatd on it once (it migrates the file), stop it, then copy"
+            )
         if version > current:
-            raise CopyError(f"{path} has schema version {version}, newer than this chatd knows ({current}): "
-                            "copy it with the chatd that wrote it")
+            raise CopyError(
+                f"{path} has schema version {version}, newer than this chatd knows ({current}): "
+                "copy it with the chatd that wrote it"
+            )
         known = {t.name for t in TABLES} | set(NOT_COPIED)
         unknown = sorted(t for t in tables if t not in known and not t.startswith((_FTS_SHADOW, "sqlite_")))
         if unknown:
@@ -224,8 +290,9 @@ def open_source(path: Path) -> Source:
     return src
 
 
-async def copy_store(source: str, target: str, batch: int = BATCH_ROWS,
-                     progress: Callable[[str], None] | None = None) -> Report:
+async def copy_store(
+    source: str, target: str, batch: int = BATCH_ROWS, progress: Callable[[str], None] | None = None
+) -> Report:
     """Copy the SQLite database `source` (URL or path) into the PostgreSQL
     database `target` (URL); the report says what went where. Raises CopyError."""
     if not target.startswith(("postgresql://", "postgres://")):
@@ -238,8 +305,9 @@ async def copy_store(source: str, target: str, batch: int = BATCH_ROWS,
     src = open_source(path)
     try:
         try:
-            conn = await asyncpg.connect(target, server_settings={
-                "statement_timeout": "0", "application_name": "chatd migrate-store"})
+            conn = await asyncpg.connect(
+                target, server_settings={"statement_timeout": "0", "application_name": "chatd migrate-store"}
+            )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise CopyError(f"cannot reach {redact(target)}: {exc}") from exc
         try:
@@ -270,25 +338,26 @@ async def _migrate(conn: asyncpg.Connection) -> int:
     except asyncpg.PostgresError as exc:
         raise CopyError(f"cannot bring the target to chatd's schema: {exc}") from exc
     if version != len(pg_migrations.MIGRATIONS):
-        raise CopyError(f"the target has chatd schema version {version}, this chatd knows "
-                        f"{len(pg_migrations.MIGRATIONS)}: copy with the chatd that wrote it")
+        raise CopyError(
+            f"the target has chatd schema version {version}, this chatd knows "
+            f"{len(pg_migrations.MIGRATIONS)}: copy with the chatd that wrote it"
+        )
     return version
 
 
-async def _copy(src: Source, conn: asyncpg.Connection, report: Report, batch: int,
-                say: Callable[[str], None]) -> None:
+async def _copy(src: Source, conn: asyncpg.Connection, report: Report, batch: int, say: Callable[[str], None]) -> None:
     db = src.db
     db.execute("BEGIN")  # one snapshot of the source for every table
     try:
         async with conn.transaction():
             # nobody writes meanwhile (a chatd started on the target waits), and the emptiness holds
             await conn.execute(f"LOCK TABLE {', '.join(t.name for t in TABLES)} IN EXCLUSIVE MODE")
-            held = [name for name in DATA_TABLES
-                    if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {name})")]
+            held = [name for name in DATA_TABLES if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {name})")]
             if held:
                 raise CopyError(
                     f"the target already holds chatd data (rows in {', '.join(held)}): nothing was written. "
-                    "Copy into an empty database: create a new one (createdb), or drop and recreate this one")
+                    "Copy into an empty database: create a new one (createdb), or drop and recreate this one"
+                )
             for table in TABLES:
                 n = await _copy_table(db, conn, table, batch, say)
                 say(f"{table.name}: {n} rows")
@@ -300,15 +369,18 @@ async def _copy(src: Source, conn: asyncpg.Connection, report: Report, batch: in
             await _verify(db, conn, report)
             db.execute("COMMIT")  # the snapshot ends: a write since it began shows now
             if src.changed():
-                raise CopyError("the SQLite file was written to while it was copied: stop every chatd using "
-                                "it, then copy again (nothing was written)")
+                raise CopyError(
+                    "the SQLite file was written to while it was copied: stop every chatd using "
+                    "it, then copy again (nothing was written)"
+                )
     finally:
         if db.in_transaction:
             db.execute("COMMIT")
 
 
-async def _copy_table(src: sqlite3.Connection, conn: asyncpg.Connection, table: Table, batch: int,
-                      say: Callable[[str], None]) -> int:
+async def _copy_table(
+    src: sqlite3.Connection, conn: asyncpg.Connection, table: Table, batch: int, say: Callable[[str], None]
+) -> int:
     if table.prepare:
         await conn.execute(table.prepare)
     cur = src.execute(table.select)
@@ -322,8 +394,10 @@ async def _copy_table(src: sqlite3.Connection, conn: asyncpg.Connection, table: 
             if n % (batch * 20) == 0:
                 say(f"{table.name}: {n} rows so far")
     except asyncpg.CharacterNotInRepertoireError as exc:
-        raise CopyError(f"{table.name}: a text value PostgreSQL cannot hold (U+0000): {exc}; find it in the "
-                        "SQLite file (e.g. instr(text, char(0)) > 0), change it there, then copy again") from exc
+        raise CopyError(
+            f"{table.name}: a text value PostgreSQL cannot hold (U+0000): {exc}; find it in the "
+            "SQLite file (e.g. instr(text, char(0)) > 0), change it there, then copy again"
+        ) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise CopyError(f"{table.name}: {exc}") from exc
     finally:

@@ -25,8 +25,12 @@ from tests.support.client import API_KEY  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 WAIT_MS = 10_000
 expect.set_options(timeout=WAIT_MS)
@@ -173,10 +177,20 @@ async def open_chat(browser, host_site):
     """
     opened: list[ChatPage] = []
 
-    async def open_(base: str, order: str, token: str, *, width: int = 1000, height: int = 720,
-                    path: str = "/host", wait_online: bool = True, setup=None) -> ChatPage:
-        ctx = await browser.new_context(viewport={"width": width, "height": height}, locale="en-GB",
-                                        timezone_id="Europe/Berlin")
+    async def open_(
+        base: str,
+        order: str,
+        token: str,
+        *,
+        width: int = 1000,
+        height: int = 720,
+        path: str = "/host",
+        wait_online: bool = True,
+        setup=None,
+    ) -> ChatPage:
+        ctx = await browser.new_context(
+            viewport={"width": width, "height": height}, locale="en-GB", timezone_id="Europe/Berlin"
+        )
         await ctx.add_init_script(VISIBILITY_SHIM)
         if setup is not None:  # e.g. ctx.route_web_socket(...), before the page connects
             await setup(ctx)
@@ -197,4 +211,3 @@ async def open_chat(browser, host_site):
         await chat.context.close()
     errors = [e for chat in opened for e in chat.errors]
     assert not errors, f"uncaught errors in the page: {errors}"
-

@@ -254,8 +254,15 @@ async def test_message_html_is_shown_as_text_and_runs_nothing(server, open_chat)
     await supplier.say("<script>alert('script')</script><b>bold?</b>")
     await supplier.say("<img src=x onerror=\"window.__xss = 1\"><svg onload=alert('svg')>")
     bot = await server.client("bot1", "bot", name="<img src=x onerror=alert('bot')>", orders="*")
-    await bot.send({"type": "set_status", "order": "o-xss", "status": "<b>shipped</b>",
-                    "client_id": "s1", "text": "<img src=x onerror=alert('status')>"})
+    await bot.send(
+        {
+            "type": "set_status",
+            "order": "o-xss",
+            "status": "<b>shipped</b>",
+            "client_id": "s1",
+            "text": "<img src=x onerror=alert('status')>",
+        }
+    )
     await bot.expect("ack")
     await buyer.page.evaluate("() => window.widget.openDispute('<img src=x onerror=alert(\"dispute\")>')")
     links = "Links: https://example.com/a?b=1&c=2 javascript:alert('link') http://safe.example/x."
@@ -265,7 +272,8 @@ async def test_message_html_is_shown_as_text_and_runs_nothing(server, open_chat)
         await expect(page.message("Links:")).to_be_visible()
         await expect(page.message(XSS).locator(".chatd-text")).to_have_text(XSS)
         await expect(page.message("<script>").locator(".chatd-text")).to_have_text(
-            "<script>alert('script')</script><b>bold?</b>")
+            "<script>alert('script')</script><b>bold?</b>"
+        )
         await expect(page.page.locator(".chatd-dispute")).to_contain_text('<img src=x onerror=alert("dispute")>')
         await expect(page.page.locator(".chatd-status")).to_contain_text("<b>shipped</b>")
         await expect(page.page.locator(".chatd-event--status")).to_contain_text("<img src=x onerror=alert('status')>")
@@ -277,7 +285,9 @@ async def test_message_html_is_shown_as_text_and_runs_nothing(server, open_chat)
         anchors = page.message("Links:").locator("a")
         await expect(anchors).to_have_count(2)
         assert await anchors.evaluate_all("as => as.map(a => a.href)") == [
-            "https://example.com/a?b=1&c=2", "http://safe.example/x"]
+            "https://example.com/a?b=1&c=2",
+            "http://safe.example/x",
+        ]
         for rel in await anchors.evaluate_all("as => as.map(a => a.rel)"):
             assert "noopener" in rel and "noreferrer" in rel
         await expect(page.message("Links:")).to_contain_text("javascript:alert('link')")
@@ -356,7 +366,6 @@ async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_cha
     await expect(outsider.page.get_by_role("alert")).to_have_text("This order’s chat is not available.")
     await expect(outsider.input).to_be_hidden()
 
-    expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10),
-                              wait_online=False)
+    expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10), wait_online=False)
     await expect(expired.root).to_have_attribute("data-state", "closed")
     await expect(expired.page.get_by_role("alert")).to_contain_text("session has expired")

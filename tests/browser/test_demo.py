@@ -48,7 +48,8 @@ async def test_demo_page_and_bot_status_update(demo, open_chat):
         await expect(page.page.locator("#order-status")).to_have_text("Confirmed")
     await expect(bot).to_have_text("Post “Packed” as the demo bot")
     await expect(buyer.page.get_by_role("button", name=re.compile("as the demo bot"))).to_have_text(
-        "Post “Packed” as the demo bot")
+        "Post “Packed” as the demo bot"
+    )
 
     await buyer.say("Works under the demo page's CSP too")
     await expect(supplier.message("CSP too")).to_be_visible()
@@ -87,11 +88,11 @@ async def test_screenshots_of_buyer_and_supplier(demo, open_chat):
     buyer = await open_chat(demo, DEMO_ORDER, BEA, path="/demo", width=390, height=844)
     rep = await open_chat(demo, DEMO_ORDER, RITA, width=900, height=700)
 
-    await buyer.say("Hi Sam, could you confirm the delivery date for the LED panels? "
-                    "We need them on site by Friday.")
+    await buyer.say("Hi Sam, could you confirm the delivery date for the LED panels? We need them on site by Friday.")
     await expect(supplier.message("on site by Friday")).to_be_visible()
-    await supplier.say("Hi Bea! They ship tomorrow morning, so Thursday delivery is realistic.\n"
-                       "I'll post the tracking link here.")
+    await supplier.say(
+        "Hi Bea! They ship tomorrow morning, so Thursday delivery is realistic.\nI'll post the tracking link here."
+    )
     await rep.note_toggle.click()
     await rep.say("Key account: please prioritise, and double-check the mounting kits are in stock.")
     await expect(supplier.message("Key account")).to_be_visible()
@@ -106,8 +107,9 @@ async def test_screenshots_of_buyer_and_supplier(demo, open_chat):
     await expect(supplier.badge).to_be_hidden()  # all seen
     await supplier.set_hidden(True)  # Sam switches tabs; Bea finds a problem
     await buyer.say("Hmm, one panel from the previous delivery arrived with a cracked frame.")
-    await buyer.page.evaluate("() => window.chatdDemoWidget.openDispute('Cracked frame on 1 of 2 panels "
-                              "(previous delivery)')")
+    await buyer.page.evaluate(
+        "() => window.chatdDemoWidget.openDispute('Cracked frame on 1 of 2 panels (previous delivery)')"
+    )
     await expect(buyer.page.locator(".chatd-dispute")).to_be_visible()
     await expect(supplier.badge).to_have_text("2")
     await expect(supplier.divider).to_be_attached()

@@ -39,16 +39,18 @@ def make_store(backend: str, where: str) -> Store:
 
 
 async def put_order(store: Store, order_id: str) -> None:
-    await store.put_order(order_id, None, Person(BUYER.id, BUYER.name), Person(SUPPLIER.id, SUPPLIER.name),
-                          Person(REP.id, REP.name))
+    await store.put_order(
+        order_id, None, Person(BUYER.id, BUYER.name), Person(SUPPLIER.id, SUPPLIER.name), Person(REP.id, REP.name)
+    )
 
 
 async def _write(backend: str, where: str, order_id: str, count: int, prefix: str) -> list[int]:
     store = make_store(backend, where)
     await store.open()
     try:
-        posted = await asyncio.gather(*(store.post(SUPPLIER, order_id, f"{prefix} {i}", f"{prefix}-{i}")
-                                        for i in range(count)))
+        posted = await asyncio.gather(
+            *(store.post(SUPPLIER, order_id, f"{prefix} {i}", f"{prefix}-{i}") for i in range(count))
+        )
         return [p.message.seq for p in posted]
     finally:
         await store.aclose()

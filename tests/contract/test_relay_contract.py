@@ -115,8 +115,7 @@ async def make(request):
         target = f"redis://127.0.0.1:{free_port()}/0" if unreachable else url  # nothing listens there
         # a loaded CI machine may take over a second to answer: the fallback is not what these test
         timeout = 1.0 if unreachable else 30.0
-        return [await start(RedisRelay(target, presence_frame, admit_timeout_s=timeout), True)
-                for _ in range(n)]
+        return [await start(RedisRelay(target, presence_frame, admit_timeout_s=timeout), True) for _ in range(n)]
 
     yield make_nodes
     for node in {id(n): n for n in nodes}.values():
@@ -130,8 +129,9 @@ def names() -> tuple[str, str]:
 
 
 def interleaved(order: str, user: str, n: int) -> list[RoomEvent | UserEvent]:
-    return [RoomEvent(order, b"r%d" % i, seq=i + 1) if i % 3 else UserEvent(user, b"u%d" % i, order=order)
-            for i in range(n)]
+    return [
+        RoomEvent(order, b"r%d" % i, seq=i + 1) if i % 3 else UserEvent(user, b"u%d" % i, order=order) for i in range(n)
+    ]
 
 
 def publish(node: Node, events) -> None:

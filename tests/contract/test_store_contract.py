@@ -107,8 +107,17 @@ async def test_seq_is_gapless_and_unique_with_other_processes_writing(store, sto
     await put_order(store, "o1")
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.contract.stores", store_backend, store_where, "o1", "100", f"p{i}",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tests.contract.stores",
+            store_backend,
+            store_where,
+            "o1",
+            "100",
+            f"p{i}",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
         for i in range(2)
     ]
     mine = await asyncio.gather(*(store.post(REP, "o1", f"here {i}", f"here-{i}") for i in range(100)))
@@ -297,8 +306,7 @@ async def test_unread_counts_are_exact(store, store_factory):
     entries, total, _ = await other.inbox(_Ident(BUYER.id, "buyer"), 10, None)
     assert total == 0 and sorted((e[0], e[2]) for e in entries) == [("o1", 0), ("o2", 0)]
     back = await store.mark_read(None, "o1", BUYER.id, 2, backward=True)  # the api key marks unread
-    visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0]
-                           if m.sender.id != BUYER.id])
+    visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0] if m.sender.id != BUYER.id])
     assert back.unread == visible_after_2 and await store.total_unread(BUYER.id) == visible_after_2
 
 
@@ -315,8 +323,10 @@ async def test_counts_are_plain_integers(store):
     for u in posted.unread:
         assert all(type(v) is int for v in (u.count, u.total, u.hidden)), u
     marker = await store.mark_read(staff, "o1", staff.id, 1)
-    assert all(type(v) is int for v in (marker.read_seq, marker.unread, marker.total, marker.hidden,
-                                        marker.plain_seq, marker.plain_before)), marker
+    assert all(
+        type(v) is int
+        for v in (marker.read_seq, marker.unread, marker.total, marker.hidden, marker.plain_seq, marker.plain_before)
+    ), marker
     assert type(await store.visible_total(_Ident(staff.id, "staff"))) is int
     assert all(type(v) is int for v in await store.marker("o1", BUYER.id, False, 2))
 
@@ -334,9 +344,13 @@ def test_the_backend_has_every_member_of_the_contract_and_awaits_alike(store_bac
     import inspect
 
     backend = make_store(store_backend, store_where)  # not opened: only its shape is looked at
-    members = {name for cls in Store.__mro__ if cls.__module__ == "chatd.store.base"
-               for name in list(vars(cls)) + list(getattr(cls, "__annotations__", {}))
-               if not name.startswith("_")}
+    members = {
+        name
+        for cls in Store.__mro__
+        if cls.__module__ == "chatd.store.base"
+        for name in list(vars(cls)) + list(getattr(cls, "__annotations__", {}))
+        if not name.startswith("_")
+    }
     missing = sorted(m for m in members if not hasattr(backend, m))
     assert missing == []
     for name in members:

@@ -36,16 +36,18 @@ async def _upload(server, order: str, auth: str) -> str:
     form = aiohttp.FormData()
     form.add_field("file", io.BytesIO(b"plain words\n"), filename="a.txt", content_type="text/plain")
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{server.base}/api/v1/orders/{order}/attachments", data=form,
-                          headers={"Authorization": f"Bearer {auth}"}) as r:
+        async with s.post(
+            f"{server.base}/api/v1/orders/{order}/attachments", data=form, headers={"Authorization": f"Bearer {auth}"}
+        ) as r:
             assert r.status == 201, await r.text()
             return (await r.json())["id"]
 
 
 async def _send(c: Client, order: str, text: str, kind: str = "text", attachments=None) -> dict:
     cid = str(uuid.uuid4())
-    await c.send({"type": "send", "order": order, "client_id": cid, "text": text, "kind": kind,
-                  "attachments": attachments or []})
+    await c.send(
+        {"type": "send", "order": order, "client_id": cid, "text": text, "kind": kind, "attachments": attachments or []}
+    )
     while True:
         f = await c._next_of(("ack", "error"))
         if f.get("client_id") == cid or f.get("ref") == cid:
@@ -66,11 +68,16 @@ async def _setup(server):
 
 # --- (a), (b): markers of an earlier identity ------------------------------------------------
 
-@pytest.mark.parametrize("before, after", [
-    (("staff", None), ("buyer", None)),
-    (("bot", ["m1"]), ("bot", ["m2"])),
-    (("bot", "*"), ("supplier", None)),
-], ids=["staff-then-buyer", "bot-claim-narrowed", "bot-then-supplier"])
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (("staff", None), ("buyer", None)),
+        (("bot", ["m1"]), ("bot", ["m2"])),
+        (("bot", "*"), ("supplier", None)),
+    ],
+    ids=["staff-then-buyer", "bot-claim-narrowed", "bot-then-supplier"],
+)
 async def test_read_state_of_an_earlier_identity_shows_nothing(server, before, after):
     supplier = await _setup(server)
     assert (await supplier.post("m3", "for x"))["seq"] == 1
@@ -96,6 +103,7 @@ async def test_read_state_of_an_earlier_identity_shows_nothing(server, before, a
 
 # --- (c): a staff member becomes the buyer ---------------------------------------------------
 
+
 async def test_staff_registered_as_buyer_stops_receiving_notes(server):
     supplier = await _setup(server)
     staff = await server.client("x", "staff")
@@ -120,6 +128,7 @@ async def test_staff_registered_as_buyer_stops_receiving_notes(server):
 
 # --- (d): a staff token carrying a buyer's id -----------------------------------------------
 
+
 async def test_threads_follow_the_role_on_each_order(server):
     await _setup(server)
     st, body = await server.api("GET", "/api/v1/threads?has_messages=any", auth=token("b1", "staff"))
@@ -134,6 +143,7 @@ async def test_threads_follow_the_role_on_each_order(server):
 
 
 # --- (e): a bot's refreshed token no longer covers a joined order ------------------------------
+
 
 async def test_bot_refresh_narrowing_its_orders_leaves_the_room(server):
     supplier = await _setup(server)
@@ -156,6 +166,7 @@ async def test_bot_refresh_narrowing_its_orders_leaves_the_room(server):
 
 
 # --- (f): expiry on an open connection ---------------------------------------------------------
+
 
 async def test_open_connection_is_closed_4401_at_exp(server):
     await server.order("m1", buyer="b1", supplier="s1", rep="r1")
@@ -182,6 +193,7 @@ async def test_refreshed_token_moves_the_deadline(server):
 
 # --- (g): receipts never carry a note's seq to a buyer ---------------------------------------
 
+
 async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
     supplier = await _setup(server)
     buyer = await server.client("b1", "buyer")
@@ -191,7 +203,7 @@ async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
     await _read(rep, "m1", 1)
     assert (await buyer.expect("receipt", user="r1"))["seq"] == 1
     await _read(rep, "m1", 2)  # the note
-    assert (await supplier.expect("receipt", user="r1", seq=2))
+    assert await supplier.expect("receipt", user="r1", seq=2)
     assert (await supplier.post("m1", "third"))["seq"] == 3
     await _read(rep, "m1", 3)
     assert (await buyer.expect("receipt", user="r1"))["seq"] == 3
@@ -211,8 +223,12 @@ PHASES = [
     (None, "bot", "*", ALL),
     (None, "supplier", None, NONE),
     ({"sales_rep": {"id": "u", "name": "U"}}, "buyer", None, ALL),  # the slot wins: a rep here
-    ({"buyer": {"id": "u", "name": "U"}, "sales_rep": {"id": "r1", "name": "R1"}}, "staff", None,
-     PLAIN),  # the slot wins: a buyer here
+    (
+        {"buyer": {"id": "u", "name": "U"}, "sales_rep": {"id": "r1", "name": "R1"}},
+        "staff",
+        None,
+        PLAIN,
+    ),  # the slot wins: a buyer here
     ({"buyer": {"id": "b1", "name": "B1"}}, "staff", None, ALL),
     (None, "buyer", None, NONE),
 ]

@@ -22,13 +22,16 @@ from tests.support.receiver import get
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis (one file folder)
 
 
-async def upload(base: str, order: str, data: bytes, name: str = "file.bin", auth: str | None = None,
-                 chunked: bool = False) -> tuple[int, dict]:
+async def upload(
+    base: str, order: str, data: bytes, name: str = "file.bin", auth: str | None = None, chunked: bool = False
+) -> tuple[int, dict]:
     form = aiohttp.FormData()
     if chunked:
+
         async def gen():
             for i in range(0, len(data), 16384):
-                yield data[i:i + 16384]
+                yield data[i : i + 16384]
+
         form.add_field("file", gen(), filename=name, content_type="application/octet-stream")
     else:
         form.add_field("file", io.BytesIO(data), filename=name, content_type="application/octet-stream")
@@ -40,8 +43,9 @@ async def upload(base: str, order: str, data: bytes, name: str = "file.bin", aut
 
 async def send(client, order: str, text: str, attachments: list[str], kind: str = "text") -> dict:
     cid = str(uuid.uuid4())
-    await client.send({"type": "send", "order": order, "client_id": cid, "text": text, "kind": kind,
-                       "attachments": attachments})
+    await client.send(
+        {"type": "send", "order": order, "client_id": cid, "text": text, "kind": kind, "attachments": attachments}
+    )
     while True:
         f = await client._next_of(("ack", "error"))
         if f.get("client_id") == cid or f.get("ref") == cid:
@@ -58,19 +62,23 @@ STAFF = token("boss", "staff")
 SNIFFING = "types are sniffed within one request (the cluster uploads and refuses below)"
 
 
-@pytest.mark.parametrize("make, name, mime", [
-    (samples.png, "photo.png", "image/png"),
-    (samples.jpeg, "photo.jpg", "image/jpeg"),
-    (samples.gif, "anim.gif", "image/gif"),
-    (samples.webp, "pic.webp", "image/webp"),
-    (samples.pdf, "invoice.pdf", "application/pdf"),
-    (samples.docx, "spec.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-    (samples.xlsx, "prices.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-    (samples.odt, "letter.odt", "application/vnd.oasis.opendocument.text"),
-    (samples.ole, "old.doc", "application/msword"),
-    (samples.text, "list.txt", "text/plain"),
-    (samples.png, "no-extension", "image/png"),  # the name is not trusted either way
-], ids=lambda v: v if isinstance(v, str) and "/" not in v else None)
+@pytest.mark.parametrize(
+    "make, name, mime",
+    [
+        (samples.png, "photo.png", "image/png"),
+        (samples.jpeg, "photo.jpg", "image/jpeg"),
+        (samples.gif, "anim.gif", "image/gif"),
+        (samples.webp, "pic.webp", "image/webp"),
+        (samples.pdf, "invoice.pdf", "application/pdf"),
+        (samples.docx, "spec.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (samples.xlsx, "prices.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (samples.odt, "letter.odt", "application/vnd.oasis.opendocument.text"),
+        (samples.ole, "old.doc", "application/msword"),
+        (samples.text, "list.txt", "text/plain"),
+        (samples.png, "no-extension", "image/png"),  # the name is not trusted either way
+    ],
+    ids=lambda v: v if isinstance(v, str) and "/" not in v else None,
+)
 @pytest.mark.single_only(SNIFFING)
 async def test_allowed_types_are_sniffed(server, make, name, mime):
     await server.order("A-1")
@@ -79,18 +87,21 @@ async def test_allowed_types_are_sniffed(server, make, name, mime):
     assert att["mime"] == mime and att["name"] == name and att["size"] == len(make())
 
 
-@pytest.mark.parametrize("data, name", [
-    (samples.exe(), "invoice.pdf"),  # a Windows executable named like a PDF
-    (samples.elf(), "photo.png"),
-    (b"#!/bin/sh\nrm -rf /\n", "notes.txt"),
-    (samples.plain_zip(), "archive.zip"),
-    (samples.docx(macros=True), "spec.docx"),  # macro-enabled: code
-    (samples.ole("WordDocument", ("Macros",)), "old.doc"),
-    (samples.ole("SummaryInformation"), "setup.msi"),  # a compound file that is no Office document
-    (b"plain text\x00with a NUL", "notes.txt"),
-    (b"\xff\xfe\x00h\x00i", "utf16.txt"),
-    (bytes(range(256)) * 4, "data.pdf"),  # unknown binary
-])
+@pytest.mark.parametrize(
+    "data, name",
+    [
+        (samples.exe(), "invoice.pdf"),  # a Windows executable named like a PDF
+        (samples.elf(), "photo.png"),
+        (b"#!/bin/sh\nrm -rf /\n", "notes.txt"),
+        (samples.plain_zip(), "archive.zip"),
+        (samples.docx(macros=True), "spec.docx"),  # macro-enabled: code
+        (samples.ole("WordDocument", ("Macros",)), "old.doc"),
+        (samples.ole("SummaryInformation"), "setup.msi"),  # a compound file that is no Office document
+        (b"plain text\x00with a NUL", "notes.txt"),
+        (b"\xff\xfe\x00h\x00i", "utf16.txt"),
+        (bytes(range(256)) * 4, "data.pdf"),  # unknown binary
+    ],
+)
 @pytest.mark.single_only(SNIFFING)
 async def test_refused_types(server, data, name):
     await server.order("A-1")
@@ -112,8 +123,11 @@ async def test_upload_needs_a_role_on_the_order(server):
     st, body = await upload(server.base, "A-1", b"", "empty.txt", BUYER)
     assert st == 400
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{server.base}/api/v1/orders/A-1/attachments", json={"file": "x"},
-                          headers={"Authorization": f"Bearer {BUYER}"}) as r:
+        async with s.post(
+            f"{server.base}/api/v1/orders/A-1/attachments",
+            json={"file": "x"},
+            headers={"Authorization": f"Bearer {BUYER}"},
+        ) as r:
             assert r.status == 400
     for tok in (SUPPLIER, REP, STAFF):
         st, body = await upload(server.base, "A-1", samples.png(), "p.png", tok)
@@ -148,7 +162,8 @@ async def test_send_with_attachments_and_who_may_download(server):
         assert headers["Content-Type"] == "application/pdf"
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Content-Disposition"] == (
-            "attachment; filename=\"Invoice M_rz.pdf\"; filename*=UTF-8''" + quote("Invoice März.pdf", safe=""))
+            "attachment; filename=\"Invoice M_rz.pdf\"; filename*=UTF-8''" + quote("Invoice März.pdf", safe="")
+        )
     # ?token= works too (a link in a page)
     assert (await get(url + f"?token={SUPPLIER}"))[0] == 200
     # outsiders learn nothing: 404, like an id that does not exist
@@ -249,8 +264,9 @@ async def test_size_limit(server):
     assert list(tmp.iterdir()) == []  # partial files removed
 
 
-@pytest.mark.parametrize("sections", [{"attachments": {"unreferenced_ttl_s": 0.3, "cleanup_interval_s": 0.1}}],
-                         ids=["short-ttl"])
+@pytest.mark.parametrize(
+    "sections", [{"attachments": {"unreferenced_ttl_s": 0.3, "cleanup_interval_s": 0.1}}], ids=["short-ttl"]
+)
 async def test_unused_uploads_are_deleted_by_the_background_task(server):
     await server.order("A-1")
     buyer = await server.client("buyer1", "buyer")
@@ -316,8 +332,11 @@ async def test_memory_stays_bounded_during_a_20mb_upload(tmp_path):
     try:
         async with aiohttp.ClientSession() as s:
             headers = {"Authorization": f"Bearer {API_KEY}"}
-            async with s.put(f"{proc.base}/api/v1/orders/BIG", headers=headers, json={
-                "buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}}) as r:
+            async with s.put(
+                f"{proc.base}/api/v1/orders/BIG",
+                headers=headers,
+                json={"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}},
+            ) as r:
                 assert r.status == 201
         # warm up: the same path with a small file (threads, buffers, imports)
         st, _ = await upload(proc.base, "BIG", samples.pdf(2_000_000), "warm.pdf", BUYER)
@@ -341,8 +360,11 @@ async def test_memory_stays_bounded_during_a_20mb_upload(tmp_path):
             form = aiohttp.FormData()
             form.add_field("file", fh, filename="big.pdf", content_type="application/pdf")
             async with aiohttp.ClientSession() as s:
-                async with s.post(f"{proc.base}/api/v1/orders/BIG/attachments", data=form,
-                                  headers={"Authorization": f"Bearer {BUYER}"}) as r:
+                async with s.post(
+                    f"{proc.base}/api/v1/orders/BIG/attachments",
+                    data=form,
+                    headers={"Authorization": f"Bearer {BUYER}"},
+                ) as r:
                     body = await r.json()
                     assert r.status == 201, body
         assert body["size"] == size
@@ -363,7 +385,8 @@ def test_clean_name_and_content_disposition():
     assert clean_name("..") == "file" and clean_name(None) == "file" and clean_name("  ") == "file"
     assert clean_name("a" * 300 + ".pdf").endswith(".pdf") and len(clean_name("a" * 300 + ".pdf")) == 200
     assert content_disposition('x";\\evil.pdf') == (
-        "attachment; filename=\"x___evil.pdf\"; filename*=UTF-8''x%22%3B%5Cevil.pdf")
+        "attachment; filename=\"x___evil.pdf\"; filename*=UTF-8''x%22%3B%5Cevil.pdf"
+    )
 
 
 async def test_attachment_routes_answer_other_origins(server):
@@ -373,10 +396,14 @@ async def test_attachment_routes_answer_other_origins(server):
     await server.order("A-CORS")
     async with aiohttp.ClientSession() as s:
         for path in ("/api/v1/orders/A-CORS/attachments", "/api/v1/attachments/some-id"):
-            async with s.options(server.base + path, headers={
-                "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization",
-            }) as r:
+            async with s.options(
+                server.base + path,
+                headers={
+                    "Origin": "https://shop.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization",
+                },
+            ) as r:
                 assert r.status == 204
                 assert r.headers["Access-Control-Allow-Origin"] == "*"
                 assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
@@ -387,11 +414,15 @@ async def test_attachment_routes_answer_other_origins(server):
     st, att = await upload(server.base, "A-CORS", samples.png(), "p.png", BUYER)
     assert st == 201
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{server.base}/api/v1/orders/A-CORS/attachments", data=b"x",
-                          headers={"Authorization": f"Bearer {BUYER}", "Origin": "https://shop.example"}) as r:
+        async with s.post(
+            f"{server.base}/api/v1/orders/A-CORS/attachments",
+            data=b"x",
+            headers={"Authorization": f"Bearer {BUYER}", "Origin": "https://shop.example"},
+        ) as r:
             assert r.status >= 400 and r.headers["Access-Control-Allow-Origin"] == "*"  # the error is readable
-        async with s.get(f"{server.base}/api/v1/attachments/{att['id']}",
-                         headers={"Authorization": f"Bearer {BUYER}"}) as r:
+        async with s.get(
+            f"{server.base}/api/v1/attachments/{att['id']}", headers={"Authorization": f"Bearer {BUYER}"}
+        ) as r:
             assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
             assert "Content-Disposition" in r.headers["Access-Control-Expose-Headers"]
 
@@ -413,8 +444,9 @@ async def test_uploads_are_rate_limited_per_user(server):
 BOT = token("bot1", "bot", orders="*")
 
 
-@pytest.mark.parametrize("sections", [{"attachments": {"upload_bytes_per_minute": 100_000, "max_bytes": 60_000}}],
-                         ids=["100-kB-a-minute"])
+@pytest.mark.parametrize(
+    "sections", [{"attachments": {"upload_bytes_per_minute": 100_000, "max_bytes": 60_000}}], ids=["100-kB-a-minute"]
+)
 @pytest.mark.single_only("the clock is injected into the in-process server")
 async def test_upload_bytes_are_rate_limited_for_every_role(server):
     """Staff and bots are exempt from the count of uploads, not from the bytes:

@@ -43,8 +43,10 @@ def _frame(action: str, order: str) -> tuple[dict, str]:
         "history": ({"type": "history", "order": order}, "history"),
         "read": ({"type": "read", "order": order, "seq": 1}, ""),
         "set_status": ({"type": "set_status", "order": order, "status": "shipped", "client_id": cid}, "ack"),
-        "dispute_open": ({"type": "dispute", "order": order, "action": "open", "client_id": cid,
-                          "reason": "late"}, "ack"),
+        "dispute_open": (
+            {"type": "dispute", "order": order, "action": "open", "client_id": cid, "reason": "late"},
+            "ack",
+        ),
         "dispute_close": ({"type": "dispute", "order": order, "action": "close", "client_id": cid}, "ack"),
     }[action]
 
@@ -108,8 +110,10 @@ async def test_outsider_error_frames_identical(server):
         ghost_frame = dict(frame, order="nope")
         a = await request(r2, frame, ok_type or "pong") if ok_type else await _do(r2, action, "m1")
         b = await request(r2, ghost_frame, ok_type or "pong") if ok_type else await _do(r2, action, "nope")
-        norm = lambda f, order: {k: (v.replace(order, "<o>") if isinstance(v, str) else v)  # noqa: E731
-                                 for k, v in f.items() if k != "_taken"}
+
+        def norm(f, order):
+            return {k: (v.replace(order, "<o>") if isinstance(v, str) else v) for k, v in f.items() if k != "_taken"}
+
         assert norm(a, "m1") == norm(b, "nope"), (action, a, b)
 
 
@@ -231,8 +235,9 @@ async def test_replaced_buyer_and_removed_rep_lose_their_inbox_entry(server):
     page = await request(rep, {"type": "inbox"}, "inbox")
     assert [e["order"] for e in page["orders"]] == ["m1"] and page["total_unread"] == 2
     # the buyer is replaced and the rep dropped in one update
-    st, _ = await server.api("PUT", "/api/v1/orders/m1", {"buyer": {"id": "b9", "name": "New Buyer"},
-                                                          "sales_rep": None})
+    st, _ = await server.api(
+        "PUT", "/api/v1/orders/m1", {"buyer": {"id": "b9", "name": "New Buyer"}, "sales_rep": None}
+    )
     assert st == 200
     page = await request(rep, {"type": "inbox"}, "inbox")
     assert page["orders"] == [] and page["total_unread"] == 0

@@ -30,18 +30,22 @@ async def _still_serves(server, client: Client) -> None:
     assert (await client.post("o1", "still here"))["type"] == "ack"
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "history", "order": "o1", "before": HUGE},
-    {"type": "history", "order": "o1", "after": HUGE},
-    {"type": "history", "order": "o1", "after": -HUGE},
-    {"type": "history", "order": "o1", "limit": HUGE},
-    {"type": "join", "order": "o1", "since": HUGE},
-    {"type": "join", "order": "o1", "limit": HUGE},
-    {"type": "read", "order": "o1", "seq": HUGE},
-    {"type": "inbox", "limit": HUGE},
-    {"type": "inbox", "cursor": f"{HUGE}:o1"},
-    {"type": "inbox", "cursor": f"-{HUGE}:o1"},
-], ids=lambda f: f["type"] + "-" + next(k for k in f if k not in ("type", "order")))
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "history", "order": "o1", "before": HUGE},
+        {"type": "history", "order": "o1", "after": HUGE},
+        {"type": "history", "order": "o1", "after": -HUGE},
+        {"type": "history", "order": "o1", "limit": HUGE},
+        {"type": "join", "order": "o1", "since": HUGE},
+        {"type": "join", "order": "o1", "limit": HUGE},
+        {"type": "read", "order": "o1", "seq": HUGE},
+        {"type": "inbox", "limit": HUGE},
+        {"type": "inbox", "cursor": f"{HUGE}:o1"},
+        {"type": "inbox", "cursor": f"-{HUGE}:o1"},
+    ],
+    ids=lambda f: f["type"] + "-" + next(k for k in f if k not in ("type", "order")),
+)
 async def test_integers_beyond_64_bits_get_bad_request(server, frame, tracebacks):
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
@@ -58,11 +62,15 @@ def _nested(depth: int, inner: bytes = b"1") -> bytes:
     return b"[" * depth + inner + b"]" * depth
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"type": "ping", "x": ' + _nested(DEEP) + b"}",
-    b'{"type": "send", "order": "o1", "client_id": "c", "text": "x", "extra": ' + _nested(DEEP) + b"}",
-    b'{"x": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b', "type": "ping"}',
-], ids=["ping-unknown-field", "send-unknown-field", "objects"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type": "ping", "x": ' + _nested(DEEP) + b"}",
+        b'{"type": "send", "order": "o1", "client_id": "c", "text": "x", "extra": ' + _nested(DEEP) + b"}",
+        b'{"x": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b', "type": "ping"}',
+    ],
+    ids=["ping-unknown-field", "send-unknown-field", "objects"],
+)
 async def test_deep_nesting_gets_bad_request(server, raw, tracebacks):
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
@@ -82,17 +90,20 @@ async def test_deep_nesting_as_first_frame_closes_4401(server, tracebacks):
     assert not tracebacks()
 
 
-@pytest.mark.parametrize("frame, field", [
-    ({"type": "join", "order": "o" * 201}, "order"),
-    ({"type": "send", "order": "o1", "client_id": "c" * 129, "text": "hi"}, "client_id"),
-    ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a"] * 101}, "attachments"),
-    ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a" * 65]}, "attachments"),
-    ({"type": "set_status", "order": "o1", "client_id": "c", "status": "s" * 65}, "status"),
-    ({"type": "set_status", "order": "o1", "client_id": "", "status": "paid"}, "client_id"),
-    ({"type": "dispute", "order": "o1", "client_id": "", "action": "open"}, "client_id"),
-    ({"type": "inbox", "cursor": "1:" + "o" * 300}, "cursor"),
-    ({"type": "auth", "token": "t" * 8193}, "token"),
-])
+@pytest.mark.parametrize(
+    "frame, field",
+    [
+        ({"type": "join", "order": "o" * 201}, "order"),
+        ({"type": "send", "order": "o1", "client_id": "c" * 129, "text": "hi"}, "client_id"),
+        ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a"] * 101}, "attachments"),
+        ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a" * 65]}, "attachments"),
+        ({"type": "set_status", "order": "o1", "client_id": "c", "status": "s" * 65}, "status"),
+        ({"type": "set_status", "order": "o1", "client_id": "", "status": "paid"}, "client_id"),
+        ({"type": "dispute", "order": "o1", "client_id": "", "action": "open"}, "client_id"),
+        ({"type": "inbox", "cursor": "1:" + "o" * 300}, "cursor"),
+        ({"type": "auth", "token": "t" * 8193}, "token"),
+    ],
+)
 async def test_field_bounds_at_decode_time(server, frame, field, tracebacks):
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
@@ -127,10 +138,17 @@ async def test_rest_deep_nesting_gets_400(server, tracebacks):
     await server.order("o1")
     raw = b'{"client_id": "c", "text": "x", "x": ' + _nested(DEEP) + b"}"
     async with aiohttp.ClientSession() as s:
-        for method, path in (("POST", "/api/v1/orders/o1/messages"), ("PUT", "/api/v1/orders/o2"),
-                             ("POST", "/api/v1/orders/o1/read")):
-            async with s.request(method, server.base + path, data=raw, headers={
-                    "Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}) as r:
+        for method, path in (
+            ("POST", "/api/v1/orders/o1/messages"),
+            ("PUT", "/api/v1/orders/o2"),
+            ("POST", "/api/v1/orders/o1/read"),
+        ):
+            async with s.request(
+                method,
+                server.base + path,
+                data=raw,
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+            ) as r:
                 body = await r.json()
                 assert r.status == 400 and body["error"]["code"] == "bad_request", (path, r.status, body)
     assert not tracebacks()
@@ -138,9 +156,12 @@ async def test_rest_deep_nesting_gets_400(server, tracebacks):
 
 async def test_rest_status_and_people_are_bounded(server, tracebacks):
     await server.order("o1")
-    for body in ({"status": "s" * 65}, {"status": ""},
-                 {"buyer": {"id": "b" * 201, "name": "B"}},
-                 {"buyer": {"id": "b", "name": "n" * 201}}):
+    for body in (
+        {"status": "s" * 65},
+        {"status": ""},
+        {"buyer": {"id": "b" * 201, "name": "B"}},
+        {"buyer": {"id": "b", "name": "n" * 201}},
+    ):
         st, data = await server.api("PUT", "/api/v1/orders/o1", body)
         assert st == 400 and data["error"]["code"] == "bad_request", (body, st, data)
     st, data = await server.api("PUT", "/api/v1/orders/o1", {"status": "s" * 64})
@@ -160,20 +181,36 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
     return b"--" + b + b"\r\n" + header + b"\r\n\r\nhello\r\n--" + b + b"--\r\n"
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("multipart/form-data", _part("xyz")),
-    ("multipart/form-data; boundary=" + "b" * 71, _part("b" * 71)),
-    ("multipart/form-data; boundary=xyz",
-     _part("xyz", b'Content-Disposition: form-data; name="file"\x00; filename="a"')),
-    ("multipart/form-data; boundary=xyz", _part("xyz", b"Content-Dis\x00position: form-data")),
-    ("multipart/form-data; boundary=xyz", b"--xyz\r\nno colon here\r\n\r\nhello\r\n--xyz--\r\n"),
-    ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nhi\r\n--xyz--\r\n"),
-    ("multipart/form-data; boundary=xyz", b"not multipart at all"),
-    ("multipart/mixed; boundary=xyz", _part("xyz", b"Content-Type: multipart/mixed")),
-    ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
-    ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
-], ids=["no-boundary", "boundary-71", "nul-in-header", "nul-in-name", "no-colon", "many-headers",
-        "garbage", "nested-no-boundary", "unclosed-quote", "truncated-headers"])
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data", _part("xyz")),
+        ("multipart/form-data; boundary=" + "b" * 71, _part("b" * 71)),
+        (
+            "multipart/form-data; boundary=xyz",
+            _part("xyz", b'Content-Disposition: form-data; name="file"\x00; filename="a"'),
+        ),
+        ("multipart/form-data; boundary=xyz", _part("xyz", b"Content-Dis\x00position: form-data")),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nno colon here\r\n\r\nhello\r\n--xyz--\r\n"),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nhi\r\n--xyz--\r\n"),
+        ("multipart/form-data; boundary=xyz", b"not multipart at all"),
+        ("multipart/mixed; boundary=xyz", _part("xyz", b"Content-Type: multipart/mixed")),
+        ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
+        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
+    ],
+    ids=[
+        "no-boundary",
+        "boundary-71",
+        "nul-in-header",
+        "nul-in-name",
+        "no-colon",
+        "many-headers",
+        "garbage",
+        "nested-no-boundary",
+        "unclosed-quote",
+        "truncated-headers",
+    ],
+)
 async def test_malformed_multipart_gets_400(server, content_type, body, tracebacks):
     await server.order("o1")
     st, data = await _upload_raw(server, body, content_type)
@@ -217,8 +254,26 @@ async def test_token_sub_and_name_are_bounded(server, tracebacks):
     assert not tracebacks()
 
 
-INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u200e", "\u200f", "\u202a", "\u202e",
-             "\u2066", "\u2069", "\u00ad", "\u180e", "\u3000", "\u00a0", "\u2028", "\u034f", "\U000e0020"]
+INVISIBLE = [
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\ufeff",
+    "\u200e",
+    "\u200f",
+    "\u202a",
+    "\u202e",
+    "\u2066",
+    "\u2069",
+    "\u00ad",
+    "\u180e",
+    "\u3000",
+    "\u00a0",
+    "\u2028",
+    "\u034f",
+    "\U000e0020",
+]
 
 
 async def test_invisible_only_text_is_refused(server):
@@ -236,13 +291,17 @@ async def test_invisible_only_text_is_refused(server):
     assert len(page["messages"]) == 3
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "join", "order": "o1\u0000"},
-    {"type": "history", "order": "\u0000"},
-    {"type": "send", "order": "o1", "client_id": "c\u0000", "text": "hi"},
-    {"type": "send", "order": "o1", "client_id": "c1", "text": "a\u0000b"},
-    {"type": "inbox", "cursor": "1:o\u0000"},
-], ids=["join", "history", "client_id", "text", "cursor"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "join", "order": "o1\u0000"},
+        {"type": "history", "order": "\u0000"},
+        {"type": "send", "order": "o1", "client_id": "c\u0000", "text": "hi"},
+        {"type": "send", "order": "o1", "client_id": "c1", "text": "a\u0000b"},
+        {"type": "inbox", "cursor": "1:o\u0000"},
+    ],
+    ids=["join", "history", "client_id", "text", "cursor"],
+)
 async def test_nul_in_any_string_gets_bad_request(server, frame, tracebacks):
     """U+0000 is refused in every field on every backend (PostgreSQL's text cannot hold it)."""
     await server.order("o1")

@@ -58,9 +58,16 @@ def score(rows) -> dict:
         else:
             tn += 1
     return {
-        "positives": tp + fn, "negatives": fp + tn, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0,
-        "kind_accuracy": kind_ok / tp if tp else 1.0, "misses": misses,
+        "positives": tp + fn,
+        "negatives": fp + tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "kind_accuracy": kind_ok / tp if tp else 1.0,
+        "misses": misses,
     }
 
 
@@ -69,9 +76,11 @@ def test_corpus_precision_and_recall():
     h = score(HOLDOUT)
     e = score(EVASIONS)
     for name, r in (("corpus", s), ("holdout", h), ("evasions", e)):
-        print(f"\n{name}: {r['positives']} positive, {r['negatives']} negative; "
-              f"precision {r['precision']:.3f}, recall {r['recall']:.3f}, "
-              f"kind right {r['kind_accuracy']:.3f} (tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, tn {r['tn']})")
+        print(
+            f"\n{name}: {r['positives']} positive, {r['negatives']} negative; "
+            f"precision {r['precision']:.3f}, recall {r['recall']:.3f}, "
+            f"kind right {r['kind_accuracy']:.3f} (tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, tn {r['tn']})"
+        )
         for m in r["misses"]:
             print("   ", *m)
     assert s["positives"] >= 100 and s["negatives"] >= 100
@@ -86,11 +95,17 @@ def test_corpus_precision_and_recall():
     assert e["kind_accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("text", [
-    "Bank transfer ref 00123456789",  # a reference, not a phone with a 00 prefix
-    "IMG_20240315_123456.jpg", "B|k3j2h1|4521|1764580000123456|xxxxxxxx",
-    "Made @ home", "Is the .com address right?", "Look at gmail later",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bank transfer ref 00123456789",  # a reference, not a phone with a 00 prefix
+        "IMG_20240315_123456.jpg",
+        "B|k3j2h1|4521|1764580000123456|xxxxxxxx",
+        "Made @ home",
+        "Is the .com address right?",
+        "Look at gmail later",
+    ],
+)
 def test_order_talk_with_separators_and_prefixes_passes(text):
     assert cf.scan(text) == []
 
@@ -192,7 +207,7 @@ async def test_mode_block_refuses_contact_details(server):
 async def test_mode_mask_stores_and_delivers_the_masked_text(server):
     buyer, supplier, results = await _send_all(server, "mask")
     assert all(r["type"] == "ack" for _, _, r in results)
-    for (_label, text, reply) in results:
+    for _label, text, reply in results:
         live = await supplier.expect("message", order="CF-1", seq=reply["seq"])
         expected, found = cf.screen(text, "mask")
         assert live["text"] == expected
@@ -222,14 +237,35 @@ async def test_who_is_screened(server):
     st, ack = await server.api("POST", "/api/v1/orders/CF-2/messages", {"client_id": "sys1", "text": contact})
     assert st == 201
     # status texts and dispute reasons cross the line too
-    r = await request(supplier, {"type": "set_status", "order": "CF-2", "status": "shipped", "client_id": "s1",
-                                 "text": "shipped, questions to sam@supplier.com"}, "ack")
+    r = await request(
+        supplier,
+        {
+            "type": "set_status",
+            "order": "CF-2",
+            "status": "shipped",
+            "client_id": "s1",
+            "text": "shipped, questions to sam@supplier.com",
+        },
+        "ack",
+    )
     assert r["type"] == "error" and r["code"] == "blocked_content" and "e-mail" in r["message"]
-    r = await request(buyer, {"type": "dispute", "order": "CF-2", "action": "open", "client_id": "d1",
-                              "reason": "broken, see wa.me/15551234567"}, "ack")
+    r = await request(
+        buyer,
+        {
+            "type": "dispute",
+            "order": "CF-2",
+            "action": "open",
+            "client_id": "d1",
+            "reason": "broken, see wa.me/15551234567",
+        },
+        "ack",
+    )
     assert r["type"] == "error" and r["code"] == "blocked_content"
-    r = await request(buyer, {"type": "dispute", "order": "CF-2", "action": "open", "client_id": "d2",
-                              "reason": "broken on arrival"}, "ack")
+    r = await request(
+        buyer,
+        {"type": "dispute", "order": "CF-2", "action": "open", "client_id": "d2", "reason": "broken on arrival"},
+        "ack",
+    )
     assert r["type"] == "ack"
 
 
@@ -237,16 +273,26 @@ async def test_who_is_screened(server):
 async def test_mask_applies_to_status_text_and_rest_is_exempt(server):
     await server.order("CF-3")
     supplier = await server.client("supplier1", "supplier")
-    r = await request(supplier, {"type": "set_status", "order": "CF-3", "status": "shipped", "client_id": "s1",
-                                 "text": "shipped, call 555-123-4567"}, "ack")
+    r = await request(
+        supplier,
+        {
+            "type": "set_status",
+            "order": "CF-3",
+            "status": "shipped",
+            "client_id": "s1",
+            "text": "shipped, call 555-123-4567",
+        },
+        "ack",
+    )
     assert r["type"] == "ack"
     st, page = await server.api("GET", "/api/v1/orders/CF-3/messages")
     assert page["messages"][0]["text"] == "shipped, call [phone removed]"
 
 
 @pytest.mark.single_only("a file name is screened within its upload request, on one instance")
-@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
-                         ids=["block", "mask"])
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
 async def test_attachment_names_are_screened(server, sections):
     """A file name travels with the message: "call me 555 123 4567.pdf" is
     refused or masked like text; staff are exempt; ordinary names pass."""
@@ -268,16 +314,18 @@ async def test_attachment_names_are_screened(server, sections):
 # --- issue 9, item 6: every channel, and the default ------------------------------------------
 
 
-@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
-                         ids=["block", "mask"])
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
 async def test_status_value_is_screened(server, sections):
     """The status value itself reaches the buyer (order state, "Status changed to ...")."""
     await server.order("CF-S")
     buyer = await server.client("buyer1", "buyer")
     await buyer.join("CF-S")
     supplier = await server.client("supplier1", "supplier")
-    r = await request(supplier, {"type": "set_status", "order": "CF-S", "status": "wa.me/15551234567",
-                                 "client_id": "st1"}, "ack")
+    r = await request(
+        supplier, {"type": "set_status", "order": "CF-S", "status": "wa.me/15551234567", "client_id": "st1"}, "ack"
+    )
     if sections["filter"]["mode"] == "block":
         assert r["type"] == "error" and r["code"] == "blocked_content" and r["ref"] == "st1", r
         assert "link" in r["message"]
@@ -286,8 +334,7 @@ async def test_status_value_is_screened(server, sections):
         msg = await buyer.expect("message", order="CF-S", seq=r["seq"])
         assert msg["status"] == "[link removed]" and msg["text"] == "Status changed to [link removed]"
     # a status with an ordinary value passes and the buyer sees it
-    r = await request(supplier, {"type": "set_status", "order": "CF-S", "status": "shipped", "client_id": "st2"},
-                      "ack")
+    r = await request(supplier, {"type": "set_status", "order": "CF-S", "status": "shipped", "client_id": "st2"}, "ack")
     assert r["type"] == "ack"
     await buyer.expect("message", order="CF-S", seq=r["seq"])
     seen = repr(buyer.frames)
@@ -296,8 +343,9 @@ async def test_status_value_is_screened(server, sections):
     assert "wa.me" not in repr(page)
 
 
-@pytest.mark.parametrize("sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}],
-                         ids=["block", "mask"])
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
 async def test_client_id_cannot_carry_contact_details(server):
     """client_id is echoed in the message to everyone in the room. It is the retry
     key, so it cannot be masked: one the filter flags is refused in both modes."""
@@ -305,14 +353,19 @@ async def test_client_id_cannot_carry_contact_details(server):
     buyer = await server.client("buyer1", "buyer")
     supplier = await server.client("supplier1", "supplier")
     await buyer.join("CF-C")
-    for cid, frame in (("wa.me/15551234567", {"type": "send", "text": "hello"}),
-                       ("john@gmail.com", {"type": "send", "text": "hello"}),
-                       ("+1 555 123 4567", {"type": "set_status", "status": "packed"})):
+    for cid, frame in (
+        ("wa.me/15551234567", {"type": "send", "text": "hello"}),
+        ("john@gmail.com", {"type": "send", "text": "hello"}),
+        ("+1 555 123 4567", {"type": "set_status", "status": "packed"}),
+    ):
         r = await request(supplier, {**frame, "order": "CF-C", "client_id": cid}, "ack")
         assert r["type"] == "error" and r["code"] == "blocked_content" and r["ref"] == cid, r
         assert "client_id" in r["message"]
-    r = await request(buyer, {"type": "dispute", "order": "CF-C", "action": "open", "client_id": "t.me/shopx",
-                              "reason": "broken"}, "ack")
+    r = await request(
+        buyer,
+        {"type": "dispute", "order": "CF-C", "action": "open", "client_id": "t.me/shopx", "reason": "broken"},
+        "ack",
+    )
     assert r["type"] == "error" and r["code"] == "blocked_content"
     # a generated id passes, and a retry with it is still answered exactly once
     cid = str(uuid.uuid4())

@@ -67,8 +67,9 @@ class Pump:
                     await window.acquire()
                     cid = f"{self.prefix}-{i}"
                     self.sent[cid] = f"{self.prefix} message {i}"
-                    await ws.send(json.dumps({"type": "send", "order": ORDER, "client_id": cid,
-                                              "text": self.sent[cid]}))
+                    await ws.send(
+                        json.dumps({"type": "send", "order": ORDER, "client_id": cid, "text": self.sent[cid]})
+                    )
                     i += 1
                     if i % WINDOW == 0:
                         await asyncio.sleep(0)  # let the reader take acks
@@ -84,17 +85,23 @@ class Pump:
 
 
 def export(proc: ServerProc) -> list[dict]:
-    req = urllib.request.Request(f"{proc.base}/api/v1/orders/{ORDER}/messages?format=ndjson",
-                                 headers={"Authorization": f"Bearer {API_KEY}"})
+    req = urllib.request.Request(
+        f"{proc.base}/api/v1/orders/{ORDER}/messages?format=ndjson", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         return [json.loads(line) for line in r.read().decode().splitlines() if line]
 
 
 def put_order(proc: ServerProc) -> None:
-    body = json.dumps({"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"},
-                       "sales_rep": None}).encode()
-    req = urllib.request.Request(f"{proc.base}/api/v1/orders/{ORDER}", data=body, method="PUT",
-                                 headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    body = json.dumps(
+        {"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}, "sales_rep": None}
+    ).encode()
+    req = urllib.request.Request(
+        f"{proc.base}/api/v1/orders/{ORDER}",
+        data=body,
+        method="PUT",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status in (200, 201)
 
@@ -134,8 +141,10 @@ async def test_kill_9_mid_stream_loses_no_acked_message(proc):
     put_order(proc)
     buyer = await Client.open(proc.ws_url, token("buyer1", "buyer"))
     await buyer.join(ORDER)
-    pumps = [(Pump(proc.ws_url, token("staff1", "staff"), "staff"), "staff1"),
-             (Pump(proc.ws_url, token("bot1", "bot", orders="*"), "bot"), "bot1")]
+    pumps = [
+        (Pump(proc.ws_url, token("staff1", "staff"), "staff"), "staff1"),
+        (Pump(proc.ws_url, token("bot1", "bot", orders="*"), "bot"), "bot1"),
+    ]
     tasks = [asyncio.create_task(p.run(signal_after=150)) for p, _ in pumps]
     await asyncio.wait_for(asyncio.gather(*(p.first_acks.wait() for p, _ in pumps)), 30)
     await proc.akill()  # SIGKILL while both are still sending

@@ -36,8 +36,15 @@ from tests.support.client import API_KEY, Client, token
 EXAMPLES = int(os.environ.get("CHATD_FUZZ_EXAMPLES", "200"))
 # no shrinking unless asked (CHATD_FUZZ_SHRINK=1): on a failure it can take minutes
 PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("CHATD_FUZZ_SHRINK") else [])
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
-                suppress_health_check=list(HealthCheck), print_blob=False)
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=PHASES,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
 ORDERS = ["o1", "o2", "missing", "", "o" * 200, "o" * 201, "ü/ö?#%", "o1\x00", " o1"]
 EDGE_INTS = [0, 1, -1, 2**31 - 1, 2**31, 2**53, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 10**30, -(10**30)]
 # a connection may be closed for these (too big, too fast); never 1011
@@ -51,10 +58,19 @@ def limits():
 
 # --- strategies -------------------------------------------------------------------------
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(EDGE_INTS),
-                         st.floats(allow_nan=False), st.text(max_size=20))
-any_json = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(EDGE_INTS),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+)
+any_json = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 deep = st.integers(1, 20_000).map(lambda d: "[" * d + "]" * d)
 DEEP = "\x01deep\x01"  # in a generated object: replaced by `deep` JSON text once it is dumped
 
@@ -70,7 +86,8 @@ def long_text(bound: int | None) -> st.SearchStrategy[str]:
     if bound is not None:
         sizes += [bound - 1, bound, bound + 1]
     return st.tuples(st.sampled_from(sorted(set(s for s in sizes if s >= 0))), st.sampled_from("x\u200bé😀\x00 ")).map(
-        lambda t: t[1] * t[0])
+        lambda t: t[1] * t[0]
+    )
 
 
 def for_type(t: mi.Type) -> st.SearchStrategy:
@@ -89,8 +106,9 @@ def for_type(t: mi.Type) -> st.SearchStrategy:
         case mi.UnionType():
             return st.one_of(*(for_type(x) for x in t.types))
         case mi.ListType():
-            return st.one_of(st.lists(for_type(t.item_type), max_size=5),
-                             st.integers(0, 150).map(lambda n: ["a" * 10] * n))
+            return st.one_of(
+                st.lists(for_type(t.item_type), max_size=5), st.integers(0, 150).map(lambda n: ["a" * 10] * n)
+            )
         case mi.StructType():
             return struct_dict(t)
     return any_json
@@ -98,8 +116,7 @@ def for_type(t: mi.Type) -> st.SearchStrategy:
 
 def struct_dict(t: mi.StructType, tag: str | None = None) -> st.SearchStrategy[dict]:
     """A JSON object for a Struct: each field valid-ish, of another type, or left out; extra fields too."""
-    fields = {f.name: st.one_of(for_type(f.type), for_type(f.type), any_json, st.just(DEEP))
-              for f in t.fields}
+    fields = {f.name: st.one_of(for_type(f.type), for_type(f.type), any_json, st.just(DEEP)) for f in t.fields}
 
     @st.composite
     def build(draw):
@@ -122,7 +139,9 @@ def frame_bytes(tag: str) -> st.SearchStrategy[str | bytes]:
     obj = st.tuples(struct_dict(FRAME_TYPES[tag], tag), st.integers(1, 20_000))
     as_text = obj.map(lambda t: dumps(*t))
     return st.one_of(
-        as_text, as_text, as_text,
+        as_text,
+        as_text,
+        as_text,
         obj.map(lambda t: dumps(*t, ascii_only=True).encode()),
         as_text.map(lambda s: s[: len(s) // 2]),  # truncated
         st.tuples(deep, st.just(tag)).map(lambda t: f'{{"type": "{t[1]}", "x": {t[0]}}}'),
@@ -253,17 +272,25 @@ async def test_fuzz_first_frame(server, caplog):
 
 # --- REST ----------------------------------------------------------------------------------------
 
-BODIES = {("PUT", "/api/v1/orders/{order}"): orders.OrderBody,
-          ("POST", "/api/v1/orders/{order}/messages"): messages.PostBody,
-          ("POST", "/api/v1/orders/{order}/read"): messages.ReadBody}
+BODIES = {
+    ("PUT", "/api/v1/orders/{order}"): orders.OrderBody,
+    ("POST", "/api/v1/orders/{order}/messages"): messages.PostBody,
+    ("POST", "/api/v1/orders/{order}/read"): messages.ReadBody,
+}
 QUERY_KEYS = ["limit", "before", "after", "format", "cursor", "dispute", "unread_for", "has_messages", "q", "token"]
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 
 
 def auth_values() -> st.SearchStrategy[str | None]:
     """Mostly credentials that pass, so requests reach the handlers; and some that do not."""
-    tokens = [token("buyer1", "buyer"), token("supplier1", "supplier"), token("rep1", "sales_rep"),
-              token("staff1", "staff"), token("bot1", "bot", orders="*"), token("buyer1", "buyer", ttl_s=-5)]
+    tokens = [
+        token("buyer1", "buyer"),
+        token("supplier1", "supplier"),
+        token("rep1", "sales_rep"),
+        token("staff1", "staff"),
+        token("bot1", "bot", orders="*"),
+        token("buyer1", "buyer", ttl_s=-5),
+    ]
     known = st.sampled_from([f"Bearer {API_KEY}", f"Bearer {API_KEY}", *(f"Bearer {t}" for t in tokens), None])
     return st.one_of(known, header_text.map(lambda s: "Bearer " + s))
 
@@ -271,27 +298,49 @@ def auth_values() -> st.SearchStrategy[str | None]:
 @st.composite
 def multipart(draw) -> tuple[bytes, str]:
     """A multipart body, well formed or not: boundary, part headers and end all vary."""
-    boundary = draw(st.one_of(st.just("xyz"), header_text.filter(lambda s: '"' not in s and ";" not in s),
-                              st.integers(60, 80).map(lambda n: "b" * n)))
+    boundary = draw(
+        st.one_of(
+            st.just("xyz"),
+            header_text.filter(lambda s: '"' not in s and ";" not in s),
+            st.integers(60, 80).map(lambda n: "b" * n),
+        )
+    )
     name = draw(st.sampled_from(["file", "other", "", "file\x00"]))
-    headers = [f'Content-Disposition: form-data; name="{name}"; filename="{draw(st.text(max_size=20))}"'.encode(
-        "utf-8", "surrogatepass")]
+    headers = [
+        f'Content-Disposition: form-data; name="{name}"; filename="{draw(st.text(max_size=20))}"'.encode(
+            "utf-8", "surrogatepass"
+        )
+    ]
     headers += draw(st.lists(st.one_of(st.binary(max_size=30), header_text.map(str.encode)), max_size=3))
-    content = draw(st.one_of(st.binary(max_size=200), st.just(b"hello, a text file\n"),
-                             st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)))
+    content = draw(
+        st.one_of(
+            st.binary(max_size=200), st.just(b"hello, a text file\n"), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+        )
+    )
     b = boundary.encode()
     body = b"--" + b + b"\r\n" + b"\r\n".join(headers) + b"\r\n\r\n" + content + b"\r\n--" + b + b"--\r\n"
     if draw(st.booleans()):
         body = body[: draw(st.integers(0, len(body)))]
-    ctype = draw(st.sampled_from([f"multipart/form-data; boundary={boundary}", "multipart/form-data",
-                                  f'multipart/form-data; boundary="{boundary}"', "multipart/mixed; boundary=x",
-                                  "application/json", "text/plain"]))
+    ctype = draw(
+        st.sampled_from(
+            [
+                f"multipart/form-data; boundary={boundary}",
+                "multipart/form-data",
+                f'multipart/form-data; boundary="{boundary}"',
+                "multipart/mixed; boundary=x",
+                "application/json",
+                "text/plain",
+            ]
+        )
+    )
     return body, ctype
 
 
 query_value = st.one_of(
     st.sampled_from([str(i) for i in EDGE_INTS] + ["ndjson", "open", "closed", "none", "true", "false", "any", "o1"]),
-    st.text(max_size=30), st.integers().map(str))
+    st.text(max_size=30),
+    st.integers().map(str),
+)
 
 
 @st.composite
@@ -306,8 +355,10 @@ def queries(draw) -> dict[str, str]:
 def request_for(method: str, path: str) -> st.SearchStrategy[dict]:
     @st.composite
     def build(draw):
-        values = {"order": draw(st.one_of(st.just("o1"), st.just("o1"), st.sampled_from(ORDERS), st.text(max_size=30))),
-                  "id": draw(st.one_of(st.text(max_size=30), st.just("x" * 22)))}
+        values = {
+            "order": draw(st.one_of(st.just("o1"), st.just("o1"), st.sampled_from(ORDERS), st.text(max_size=30))),
+            "id": draw(st.one_of(st.text(max_size=30), st.just("x" * 22))),
+        }
         url = path.format(**{k: quote(v, safe="") or "x" for k, v in values.items()})
         query = draw(queries())
         headers = {}
@@ -319,8 +370,13 @@ def request_for(method: str, path: str) -> st.SearchStrategy[dict]:
         elif method in ("PUT", "POST"):
             kind = BODIES.get((method, path))
             obj = draw(struct_dict(mi.type_info(kind)) if kind else any_json)
-            body = draw(st.one_of(st.just(dumps(obj, draw(st.integers(1, 20_000))).encode()),
-                                  st.binary(max_size=40), deep.map(str.encode)))
+            body = draw(
+                st.one_of(
+                    st.just(dumps(obj, draw(st.integers(1, 20_000))).encode()),
+                    st.binary(max_size=40),
+                    deep.map(str.encode),
+                )
+            )
             headers["Content-Type"] = "application/json"
         return {"method": method, "url": url, "params": query, "headers": headers, "data": body}
 
@@ -348,8 +404,9 @@ async def test_fuzz_rest(server, method, path, caplog):
     session = aiohttp.ClientSession()
 
     async def call(req) -> None:
-        async with session.request(req["method"], server.base + req["url"], params=req["params"],
-                                   headers=req["headers"], data=req["data"]) as r:
+        async with session.request(
+            req["method"], server.base + req["url"], params=req["params"], headers=req["headers"], data=req["data"]
+        ) as r:
             body = await r.read()
             assert r.status < 500, (req, r.status, body[:300])
             if r.status >= 400 and req["url"].startswith("/api/") and req["method"] != "HEAD":

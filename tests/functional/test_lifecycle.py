@@ -27,8 +27,9 @@ class Proc:
         self.cwd = cwd
         self.out = cwd / f"out-{time.monotonic_ns()}.log"
         with open(self.out, "wb") as f:
-            self.p = subprocess.Popen([sys.executable, "-m", "chatd", *args], cwd=cwd, env=child_env(),
-                                      stdout=f, stderr=subprocess.STDOUT)
+            self.p = subprocess.Popen(
+                [sys.executable, "-m", "chatd", *args], cwd=cwd, env=child_env(), stdout=f, stderr=subprocess.STDOUT
+            )
 
     def log(self) -> str:
         return self.out.read_text()
@@ -57,8 +58,9 @@ class Proc:
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatd", *args], cwd=cwd, env=child_env(),
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "chatd", *args], cwd=cwd, env=child_env(), capture_output=True, text=True, timeout=30
+    )
 
 
 async def test_serve_without_config_uses_embedded_defaults(tmp_path):
@@ -109,7 +111,7 @@ def test_serve_with_missing_config_file_fails(tmp_path):
 
 
 def test_bad_config_is_refused(tmp_path):
-    (tmp_path / "c.toml").write_text('[limits]\nmax_frame_bites = 5\n')
+    (tmp_path / "c.toml").write_text("[limits]\nmax_frame_bites = 5\n")
     r = run(tmp_path, "serve", "--config", "c.toml")
     assert r.returncode != 0 and "max_frame_bites" in r.stderr
 
@@ -131,8 +133,13 @@ def test_token_command(tmp_path, orders):
 
 def test_env_overrides_configured_secret(tmp_path):
     (tmp_path / "c.toml").write_text('[auth]\nsecret = "from-the-file-0123456789abcdef01"\napi_key = "k"\n')
-    r = subprocess.run([sys.executable, "-m", "chatd", "token", "--config", "c.toml", "--sub", "u1", "--role", "buyer"],
-                       cwd=tmp_path, env=child_env(CHATD_AUTH_SECRET=SECRET), capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "chatd", "token", "--config", "c.toml", "--sub", "u1", "--role", "buyer"],
+        cwd=tmp_path,
+        env=child_env(CHATD_AUTH_SECRET=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert verify(r.stdout.strip(), SECRET).id == "u1"

@@ -27,23 +27,27 @@ async def _still_open(client) -> None:
 
 
 @pytest.mark.single_only(PER_CONNECTION)
-@pytest.mark.parametrize("raw", [
-    b"{not json",
-    b"",
-    b"[1, 2]",
-    b'"just a string"',
-    b'{"no": "type"}',
-    b'{"type": "shout", "order": "o1"}',
-    b'{"type": "join"}',
-    b'{"type": "join", "order": 5}',
-    b'{"type": "join", "order": "o1", "since": "yesterday"}',
-    b'{"type": "send", "order": "o1", "client_id": "c", "text": 42}',
-    b'{"type": "send", "order": "o1", "client_id": "c", "text": "hi", "kind": "shout"}',
-    b'{"type": "typing", "order": "o1", "active": "yes"}',
-    b'{"type": "read", "order": "o1", "seq": 1.5}',
-    b'{"type": "dispute", "order": "o1", "action": "reopen", "client_id": "c"}',
-    b'\xff\xfe',
-], ids=lambda r: r.decode("latin-1")[:40] or "empty")
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'"just a string"',
+        b'{"no": "type"}',
+        b'{"type": "shout", "order": "o1"}',
+        b'{"type": "join"}',
+        b'{"type": "join", "order": 5}',
+        b'{"type": "join", "order": "o1", "since": "yesterday"}',
+        b'{"type": "send", "order": "o1", "client_id": "c", "text": 42}',
+        b'{"type": "send", "order": "o1", "client_id": "c", "text": "hi", "kind": "shout"}',
+        b'{"type": "typing", "order": "o1", "active": "yes"}',
+        b'{"type": "read", "order": "o1", "seq": 1.5}',
+        b'{"type": "dispute", "order": "o1", "action": "reopen", "client_id": "c"}',
+        b"\xff\xfe",
+    ],
+    ids=lambda r: r.decode("latin-1")[:40] or "empty",
+)
 async def test_malformed_frames_get_bad_request_and_stay_open(server, raw):
     await server.order("o1")
     buyer = await server.client("buyer1", "buyer")
@@ -79,8 +83,9 @@ async def test_too_long_text_is_refused_and_not_stored(server):
     r = await buyer.post("o1", "x" * 11, client_id=cid)
     assert r["type"] == "error" and r["code"] == "too_large" and r["ref"] == cid
     assert (await buyer.post("o1", "é" * 10))["seq"] == 1  # characters, not bytes
-    r = await request(buyer, {"type": "set_status", "order": "o1", "status": "x", "client_id": "s",
-                              "text": "y" * 11}, "ack")
+    r = await request(
+        buyer, {"type": "set_status", "order": "o1", "status": "x", "client_id": "s", "text": "y" * 11}, "ack"
+    )
     assert r["code"] == "too_large"
     st, page = await server.api("GET", "/api/v1/orders/o1/messages")
     assert [m["seq"] for m in page["messages"]] == [1]
@@ -161,22 +166,30 @@ async def test_no_auth_in_time_closes_4401(server):
 
 
 @pytest.mark.single_only(PER_CONNECTION)
-@pytest.mark.parametrize("first", [
-    {"type": "ping"},
-    {"type": "join", "order": "o1"},
-    {"type": "auth", "token": "not.a.jwt"},
-    {"type": "auth", "token": "EXPIRED"},
-    {"type": "auth", "token": "WRONG_SECRET"},
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"type": "ping"},
+        {"type": "join", "order": "o1"},
+        {"type": "auth", "token": "not.a.jwt"},
+        {"type": "auth", "token": "EXPIRED"},
+        {"type": "auth", "token": "WRONG_SECRET"},
+    ],
+)
 async def test_bad_or_missing_auth_closes_4401(server, first):
     import jwt
 
     if first.get("token") == "EXPIRED":
         first = {"type": "auth", "token": token("buyer1", "buyer", ttl_s=-10)}
     elif first.get("token") == "WRONG_SECRET":
-        first = {"type": "auth", "token": jwt.encode(
-            {"sub": "buyer1", "role": "buyer", "exp": time.time() + 60}, "another-secret-0123456789abcdef0123",
-            algorithm="HS256")}
+        first = {
+            "type": "auth",
+            "token": jwt.encode(
+                {"sub": "buyer1", "role": "buyer", "exp": time.time() + 60},
+                "another-secret-0123456789abcdef0123",
+                algorithm="HS256",
+            ),
+        }
     c = await server.raw_client()
     await c.send(first)
     err = await c.expect("error")
@@ -316,8 +329,12 @@ async def test_join_limit_is_capped_before_reading(server):
         await poster.post("o1", f"m{i}")
     buyer = await server.client("buyer1", "buyer")
     seqs = []
-    for kw, truncated in (({"limit": 10**9}, False), ({"since": 0, "limit": 10**9}, True),
-                          ({"since": 3, "limit": 10**9}, False), ({"since": 0}, True)):
+    for kw, truncated in (
+        ({"limit": 10**9}, False),
+        ({"since": 0, "limit": 10**9}, True),
+        ({"since": 3, "limit": 10**9}, False),
+        ({"since": 0}, True),
+    ):
         joined = await buyer.join("o1", **kw)
         assert joined["truncated"] is truncated, kw
         await settled(buyer)
@@ -336,8 +353,11 @@ async def test_read_requests_are_rate_limited(server):
     assert (await request(buyer, {"type": "history", "order": "o1"}, "history"))["type"] == "history"
     assert (await request(buyer, {"type": "inbox"}, "inbox"))["type"] == "inbox"
     assert (await buyer.join("o1"))["order"] == "o1"
-    for frame in ({"type": "history", "order": "o1", "limit": 200}, {"type": "inbox"},
-                  {"type": "join", "order": "o1", "limit": 500}):
+    for frame in (
+        {"type": "history", "order": "o1", "limit": 200},
+        {"type": "inbox"},
+        {"type": "join", "order": "o1", "limit": 500},
+    ):
         r = await request(buyer, frame, "history", "inbox", "joined")
         assert r["type"] == "error" and r["code"] == "rate_limited", (frame, r)
     # posting has its own bucket, and other connections theirs
@@ -385,6 +405,7 @@ async def test_auth_deadline_is_absolute_despite_pings(server):
     started = time.monotonic()
     pinger = asyncio.create_task(_ping_until_closed(peer, 0.2))
     try:
+
         async def late_auth():
             await asyncio.sleep(2.0)  # past the deadline, by the attack's own pace
             try:

@@ -93,9 +93,18 @@ async def test_message_shape_and_ack_after_broadcast(server):
     ack = await supplier.post("o1", "hello", client_id="abc")
     # the sender's own connection gets the message too
     m = await supplier.expect("message", seq=1)
-    assert m == {"type": "message", "order": "o1", "seq": 1, "ts": ack["ts"], "kind": "text",
-                 "sender": {"id": "supplier1", "name": "Supplier1", "role": "supplier"}, "text": "hello",
-                 "client_id": "abc", "attachments": [], "_taken": True}
+    assert m == {
+        "type": "message",
+        "order": "o1",
+        "seq": 1,
+        "ts": ack["ts"],
+        "kind": "text",
+        "sender": {"id": "supplier1", "name": "Supplier1", "role": "supplier"},
+        "text": "hello",
+        "client_id": "abc",
+        "attachments": [],
+        "_taken": True,
+    }
     # everyone who sees a message can find it in history by the time of the ack
     msgs = await _history(supplier, "o1")
     assert msgs[0]["seq"] == 1 and msgs[0]["ts"] == ack["ts"]
@@ -109,8 +118,9 @@ async def test_text_rules(server):
         assert r["type"] == "error" and r["code"] == "bad_request"
     r = await request(buyer, {"type": "send", "order": "o1", "client_id": "", "text": "x"}, "ack")
     assert r["code"] == "bad_request"
-    r = await request(buyer, {"type": "send", "order": "o1", "client_id": "a1", "text": "x",
-                              "attachments": ["att-1"]}, "ack")
+    r = await request(
+        buyer, {"type": "send", "order": "o1", "client_id": "a1", "text": "x", "attachments": ["att-1"]}, "ack"
+    )
     assert r["code"] == "bad_request" and r["ref"] == "a1"
     ok = await buyer.post("o1", "x" * 4000)
     assert ok["type"] == "ack" and ok["seq"] == 1

@@ -27,10 +27,22 @@ def value(fams: dict, name: str, sample: str | None = None, **labels) -> float:
 
 
 FAMILIES = [
-    "chatd_connections", "chatd_users_connected", "chatd_rooms", "chatd_room_memberships",
-    "chatd_messages_in", "chatd_messages_out", "chatd_ack_latency_seconds", "chatd_store_batch_size",
-    "chatd_store_commit_seconds", "chatd_relay_up", "chatd_webhook_backlog", "chatd_webhook_dead",
-    "chatd_ws_closes", "chatd_webhook_deliveries", "chatd_contact_filter_hits", "chatd_uploads",
+    "chatd_connections",
+    "chatd_users_connected",
+    "chatd_rooms",
+    "chatd_room_memberships",
+    "chatd_messages_in",
+    "chatd_messages_out",
+    "chatd_ack_latency_seconds",
+    "chatd_store_batch_size",
+    "chatd_store_commit_seconds",
+    "chatd_relay_up",
+    "chatd_webhook_backlog",
+    "chatd_webhook_dead",
+    "chatd_ws_closes",
+    "chatd_webhook_deliveries",
+    "chatd_contact_filter_hits",
+    "chatd_uploads",
 ]
 
 
@@ -39,8 +51,13 @@ async def test_metrics_follow_what_happens(server):
     await server.order("MX-1")
     before = await scrape(url)
     for name in FAMILIES:
-        if name in ("chatd_messages_in", "chatd_ws_closes", "chatd_webhook_deliveries",
-                    "chatd_contact_filter_hits", "chatd_uploads"):
+        if name in (
+            "chatd_messages_in",
+            "chatd_ws_closes",
+            "chatd_webhook_deliveries",
+            "chatd_contact_filter_hits",
+            "chatd_uploads",
+        ):
             continue  # labelled counters appear with their first event
         assert name in before, name
     assert value(before, "chatd_connections") == 0
@@ -60,8 +77,10 @@ async def test_metrics_follow_what_happens(server):
     assert value(after, "chatd_users_connected") == 2
     assert value(after, "chatd_rooms") == 1
     assert value(after, "chatd_room_memberships") == 2
-    d = lambda name, sample=None, **kw: value(after, name, sample, **kw) - (  # noqa: E731
-        value(before, name, sample, **kw) if name in before else 0)
+
+    def d(name, sample=None, **kw):
+        return value(after, name, sample, **kw) - (value(before, name, sample, **kw) if name in before else 0)
+
     assert d("chatd_messages_in", "chatd_messages_in_total", kind="text") == 3
     assert d("chatd_messages_out", "chatd_messages_out_total") == 6  # 3 messages x 2 members
     assert d("chatd_ack_latency_seconds", "chatd_ack_latency_seconds_count") == 3
@@ -75,11 +94,16 @@ async def test_metrics_follow_what_happens(server):
     await bad.send({"type": "auth", "token": "not-a-token"})
     assert await bad.closed() == 4401
     final = await scrape(url)
-    closes = {(s.labels["code"], s.labels["by"]): s.value for s in final["chatd_ws_closes"].samples
-              if s.name.endswith("_total")}
-    before_closes = {(s.labels["code"], s.labels["by"]): s.value for s in
-                     before.get("chatd_ws_closes", type("F", (), {"samples": []})).samples
-                     if s.name.endswith("_total")}
+    closes = {
+        (s.labels["code"], s.labels["by"]): s.value
+        for s in final["chatd_ws_closes"].samples
+        if s.name.endswith("_total")
+    }
+    before_closes = {
+        (s.labels["code"], s.labels["by"]): s.value
+        for s in before.get("chatd_ws_closes", type("F", (), {"samples": []})).samples
+        if s.name.endswith("_total")
+    }
     assert closes[("4401", "server")] - before_closes.get(("4401", "server"), 0) == 1
     assert closes[("1000", "client")] - before_closes.get(("1000", "client"), 0) >= 1
     assert value(final, "chatd_connections") == 1

@@ -38,13 +38,28 @@ PEOPLE = {  # user -> (role, orders they may join)
     "boss": ("staff", ("M-1", "M-2", "M-3")),
 }
 ORDERS = ("M-1", "M-2", "M-3")
-THREAD_QUERIES = ("", "?limit=2", "?q=pallets", "?q=pal%20dam", "?dispute=open", "?unread_for=buyer1",
-                  "?has_messages=any", "?has_messages=false", "?q=margin")
+THREAD_QUERIES = (
+    "",
+    "?limit=2",
+    "?q=pallets",
+    "?q=pal%20dam",
+    "?dispute=open",
+    "?unread_for=buyer1",
+    "?has_messages=any",
+    "?has_messages=false",
+    "?q=margin",
+)
 
 
 def migrate_store(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatd", "migrate-store", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "chatd", "migrate-store", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 async def api(base: str, method: str, path: str, body=None, auth: str = API_KEY):
@@ -57,8 +72,9 @@ async def upload(base: str, order: str, data: bytes, name: str, auth: str) -> di
     form = aiohttp.FormData()
     form.add_field("file", io.BytesIO(data), filename=name, content_type="application/octet-stream")
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{base}/api/v1/orders/{order}/attachments", data=form,
-                          headers={"Authorization": f"Bearer {auth}"}) as r:
+        async with s.post(
+            f"{base}/api/v1/orders/{order}/attachments", data=form, headers={"Authorization": f"Bearer {auth}"}
+        ) as r:
             assert r.status == 201, await r.text()
             return await r.json()
 
@@ -78,30 +94,47 @@ async def fill(srv: ServerProc) -> dict:
     """Orders, messages of every kind, read markers (a staff side marker too),
     an attachment sent and one not yet sent: through REST and WebSocket."""
     base = srv.base
-    for order, buyer, supplier, rep in (("M-1", "buyer1", "supplier1", "rep1"), ("M-2", "buyer1", "supplier2", None),
-                                        ("M-3", "buyer2", "supplier1", "rep1")):
-        st, body = await api(base, "PUT", f"/api/v1/orders/{order}", {
-            "buyer": {"id": buyer, "name": buyer.title()}, "supplier": {"id": supplier, "name": supplier.title()},
-            "sales_rep": {"id": rep, "name": rep.title()} if rep else None})
+    for order, buyer, supplier, rep in (
+        ("M-1", "buyer1", "supplier1", "rep1"),
+        ("M-2", "buyer1", "supplier2", None),
+        ("M-3", "buyer2", "supplier1", "rep1"),
+    ):
+        st, body = await api(
+            base,
+            "PUT",
+            f"/api/v1/orders/{order}",
+            {
+                "buyer": {"id": buyer, "name": buyer.title()},
+                "supplier": {"id": supplier, "name": supplier.title()},
+                "sales_rep": {"id": rep, "name": rep.title()} if rep else None,
+            },
+        )
         assert st == 201, body
     buyer, supplier, rep = [await client(srv, u) for u in ("buyer1", "supplier1", "rep1")]
     supplier2, staff = await client(srv, "supplier2"), await client(srv, "boss")
     try:
         await acked(buyer, {"type": "send", "order": "M-1", "text": "Are the pallets ready?"})
         await acked(supplier, {"type": "send", "order": "M-1", "text": "The pallets leave on Friday"})
-        await acked(rep, {"type": "send", "order": "M-1", "kind": "note",
-                          "text": "internal: margin on pallets is thin"})
-        await acked(supplier, {"type": "set_status", "order": "M-1", "status": "shipped",
-                               "text": "Shipped with Parcel Express"})
+        await acked(
+            rep, {"type": "send", "order": "M-1", "kind": "note", "text": "internal: margin on pallets is thin"}
+        )
+        await acked(
+            supplier, {"type": "set_status", "order": "M-1", "status": "shipped", "text": "Shipped with Parcel Express"}
+        )
         await acked(buyer, {"type": "dispute", "order": "M-1", "action": "open", "reason": "two pallets damaged"})
         photo = await upload(base, "M-1", samples.png(3, 2), "damage.png", token("buyer1", "buyer"))
-        await acked(buyer, {"type": "send", "order": "M-1", "text": "photo of the damage",
-                            "attachments": [photo["id"]]})
+        await acked(
+            buyer, {"type": "send", "order": "M-1", "text": "photo of the damage", "attachments": [photo["id"]]}
+        )
         unsent = await upload(base, "M-1", samples.pdf(2000), "claim.pdf", token("buyer1", "buyer"))
         for i in range(3):
             await acked(supplier2, {"type": "send", "order": "M-2", "text": f"quote {i} for crates"})
-        st, body = await api(base, "POST", "/api/v1/orders/M-2/messages",
-                             {"client_id": "erp-1", "text": "Invoice INV-1 issued", "kind": "system"})
+        st, body = await api(
+            base,
+            "POST",
+            "/api/v1/orders/M-2/messages",
+            {"client_id": "erp-1", "text": "Invoice INV-1 issued", "kind": "system"},
+        )
         assert st == 201, body
         await buyer.send({"type": "read", "order": "M-1", "seq": 2})
         await staff.send({"type": "read", "order": "M-1", "seq": 3})  # a side marker, with sees_notes
@@ -138,8 +171,9 @@ async def snapshot(srv: ServerProc, atts: dict) -> dict:
     st, page = await api(base, "GET", "/api/v1/threads?has_messages=any&limit=2")
     assert st == 200 and page["next_cursor"], page  # carries the snapshot's log id
     out["threads page 1"] = offline(page)
-    out["threads page 2"] = offline(await api(
-        base, "GET", f"/api/v1/threads?has_messages=any&limit=2&cursor={page['next_cursor']}"))
+    out["threads page 2"] = offline(
+        await api(base, "GET", f"/api/v1/threads?has_messages=any&limit=2&cursor={page['next_cursor']}")
+    )
     assert out["threads page 2"][0] == 200
     for user, (_role, orders) in PEOPLE.items():
         c = await client(srv, user)
@@ -153,8 +187,12 @@ async def snapshot(srv: ServerProc, atts: dict) -> dict:
             await c.close()
     for name, att_id in atts.items():
         st, headers, body = await get(f"{base}/api/v1/attachments/{att_id}", token("buyer1", "buyer"))
-        out[f"attachment {name}"] = (st, headers.get("Content-Type"), headers.get("Content-Disposition"),
-                                     hashlib.sha256(body).hexdigest())
+        out[f"attachment {name}"] = (
+            st,
+            headers.get("Content-Type"),
+            headers.get("Content-Disposition"),
+            hashlib.sha256(body).hexdigest(),
+        )
     st, headers, body = await get(f"{base}/api/v1/attachments/{atts['photo']}", token("supplier1", "supplier"))
     out["photo as supplier"] = (st, hashlib.sha256(body).hexdigest())
     return out
@@ -187,8 +225,12 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
         assert old.stop() == 0
 
         source = old.db_path
-        pending = {r[0] for r in sqlite3.connect(f"file:{source}?mode=ro", uri=True).execute(
-            "SELECT event_id FROM webhook_outbox WHERE dead = 0")}
+        pending = {
+            r[0]
+            for r in sqlite3.connect(f"file:{source}?mode=ro", uri=True).execute(
+                "SELECT event_id FROM webhook_outbox WHERE dead = 0"
+            )
+        }
         assert pending, "the receiver was down: events wait in the outbox"
         source_digest = digest(source)
         beside = sorted(p.name for p in source.parent.iterdir())
@@ -208,8 +250,8 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
         try:  # identities continue after the copied ids
             for table, column in copy.SEQUENCES:
                 assert await conn.fetchval(
-                    f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{table}', '{column}'))") == \
-                    await conn.fetchval(f"SELECT MAX({column}) FROM {table}")
+                    f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{table}', '{column}'))"
+                ) == await conn.fetchval(f"SELECT MAX({column}) FROM {table}")
         finally:
             await conn.close()
 
@@ -217,9 +259,14 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
         assert again.returncode == 1 and "already holds chatd data" in again.stderr, again.stderr
 
         # the same attachment files: [attachments] dir points where the SQLite installation kept them
-        new = ServerProc(tmp_path / "pg", {"store": {"url": url},
-                                           "attachments": {"dir": str(source.parent / "attachments")},
-                                           "webhooks": {"url": up.url, **hooks}})
+        new = ServerProc(
+            tmp_path / "pg",
+            {
+                "store": {"url": url},
+                "attachments": {"dir": str(source.parent / "attachments")},
+                "webhooks": {"url": up.url, **hooks},
+            },
+        )
         await new.astart()
         after = await snapshot(new, atts)
         assert after.keys() == before.keys()
@@ -236,16 +283,22 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
         finally:
             await supplier.close()
         assert ack["seq"] == 1
-        buyer_ack = await api(new.base, "POST", "/api/v1/orders/M-1/messages",
-                              {"client_id": "erp-2", "text": "Replacement pallets ordered", "kind": "system"})
+        buyer_ack = await api(
+            new.base,
+            "POST",
+            "/api/v1/orders/M-1/messages",
+            {"client_id": "erp-2", "text": "Replacement pallets ordered", "kind": "system"},
+        )
         assert buyer_ack[0] == 201 and buyer_ack[1]["seq"] == before["order M-1"][1]["last_seq"] + 1
         st, body = await api(new.base, "GET", "/api/v1/threads?q=pallets")
         assert [t["order"] for t in body["threads"]] == ["M-1", "M-3"]
         assert body["threads"][0]["matches"][0]["text"] == "Replacement pallets ordered"
         st, body = await api(new.base, "GET", "/api/v1/threads?limit=2")
         assert [t["order"] for t in body["threads"]] == ["M-1", "M-3"]
-        await up.wait_for(lambda reqs: any(r["json"].get("message", {}).get("text") == "Pallets for you too"
-                                           for r in reqs), timeout=20)
+        await up.wait_for(
+            lambda reqs: any(r["json"].get("message", {}).get("text") == "Pallets for you too" for r in reqs),
+            timeout=20,
+        )
     finally:
         old.stop()
         if new is not None:
@@ -268,11 +321,16 @@ async def test_every_table_is_copied_or_accounted_for(tmp_path):
     conn = await asyncpg.connect(new_database())
     try:
         await pg_migrations.migrate(conn)
-        pg_tables = {r[0] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
-        identities = {(r[0], r[1]) for r in await conn.fetch(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')")}
+        pg_tables = {
+            r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        }
+        identities = {
+            (r[0], r[1])
+            for r in await conn.fetch(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')"
+            )
+        }
     finally:
         await conn.close()
     assert pg_tables == copied | {"chatd_schema"}
@@ -297,8 +355,12 @@ async def test_a_source_it_cannot_copy_whole_is_refused(tmp_path, case):
     url = new_database()
     done = await asyncio.to_thread(migrate_store, "--from", str(path), "--to", url)
     assert done.returncode == 1
-    expected = {"old schema": "start this chatd on it once", "unknown table": "later_feature",
-                "not chatd": "not a chatd database", "missing": "no such file"}[case]
+    expected = {
+        "old schema": "start this chatd on it once",
+        "unknown table": "later_feature",
+        "not chatd": "not a chatd database",
+        "missing": "no such file",
+    }[case]
     assert expected in done.stderr, done.stderr
     assert (path.read_bytes() if path.exists() else None) == before
 
@@ -310,16 +372,20 @@ async def test_a_source_written_during_the_copy_is_refused(tmp_path, open_meanwh
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     sqlite_migrations.migrate(db)
-    db.execute("INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, created_ts) "
-               "VALUES ('W-1', 'open', 'b', 'B', 's', 'S', 1)")
+    db.execute(
+        "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, created_ts) "
+        "VALUES ('W-1', 'open', 'b', 'B', 's', 'S', 1)"
+    )
     if not open_meanwhile:
         db.close()  # the last connection: -wal and -shm go, the file alone is complete
 
     def write_meanwhile(line: str) -> None:
         if line.startswith("messages:"):
             w = db if open_meanwhile else sqlite3.connect(path, isolation_level=None)
-            w.execute("INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
-                      "created_ts) VALUES ('W-2', 'open', 'b', 'B', 's', 'S', 2)")
+            w.execute(
+                "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
+                "created_ts) VALUES ('W-2', 'open', 'b', 'B', 's', 'S', 2)"
+            )
             if not open_meanwhile:
                 w.close()
 

@@ -73,8 +73,9 @@ async def test_order_errors(server):
         st, body = await server.api("PUT", "/api/v1/orders/A-2", bad)
         assert st == 400 and err(body) == "bad_request", bad
     async with aiohttp.ClientSession() as s:
-        async with s.put(server.base + "/api/v1/orders/A-2", data=b"{not json",
-                         headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        async with s.put(
+            server.base + "/api/v1/orders/A-2", data=b"{not json", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as r:
             assert r.status == 400 and err(await r.json()) == "bad_request"
     st, body = await server.api("GET", "/api/v1/orders/A-2")
     assert st == 404  # nothing was created by the bad requests
@@ -87,8 +88,13 @@ async def test_get_messages_permissions_and_paging(server):
     for i in range(5):
         await supplier.post("A-1", f"m{i + 1}")
     base = "/api/v1/orders/A-1/messages"
-    for auth in (API_KEY, token("staff1", "staff"), token("buyer1", "buyer"), token("rep1", "sales_rep"),
-                 token("bot1", "bot", orders=["A-1"])):
+    for auth in (
+        API_KEY,
+        token("staff1", "staff"),
+        token("buyer1", "buyer"),
+        token("rep1", "sales_rep"),
+        token("bot1", "bot", orders=["A-1"]),
+    ):
         st, page = await server.api("GET", base, auth=auth)
         assert st == 200 and [m["seq"] for m in page["messages"]] == [1, 2, 3, 4, 5], auth
         assert page["order"] == "A-1" and page["has_more"] is False
@@ -98,8 +104,12 @@ async def test_get_messages_permissions_and_paging(server):
     assert [m["seq"] for m in page["messages"]] == [4, 5] and page["has_more"] is False
     # outsiders: the same 404 as for an order that does not exist
     st_ghost, ghost = await server.api("GET", "/api/v1/orders/nope/messages", auth=token("rep2", "sales_rep"))
-    for auth in (token("rep2", "sales_rep"), token("buyer2", "buyer"), token("bot2", "bot", orders=["B-1"]),
-                 token("bot3", "bot")):
+    for auth in (
+        token("rep2", "sales_rep"),
+        token("buyer2", "buyer"),
+        token("bot2", "bot", orders=["B-1"]),
+        token("bot3", "bot"),
+    ):
         st, body = await server.api("GET", base, auth=auth)
         assert (st, body) == (st_ghost, ghost) == (404, ghost) and err(body) == "not_found"
     st, body = await server.api("GET", base, auth=None)
@@ -119,8 +129,9 @@ async def test_ndjson_streams_whole_history(server):
     assert [m["seq"] for m in lines] == list(range(1, 621))
     assert lines[0]["text"] == "m1" and lines[0]["type"] == "message" and lines[0]["order"] == "A-1"
     async with aiohttp.ClientSession() as s:
-        async with s.get(server.base + "/api/v1/orders/A-1/messages?format=ndjson",
-                         headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        async with s.get(
+            server.base + "/api/v1/orders/A-1/messages?format=ndjson", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as r:
             assert r.content_type == "application/x-ndjson"
     st, body = await server.api("GET", "/api/v1/orders/nope/messages?format=ndjson")
     assert st == 404 and err(body) == "not_found"
@@ -135,21 +146,31 @@ async def test_post_message(server):
     m = await buyer.expect("message", seq=1)
     assert m["kind"] == "text" and m["sender"]["id"] == "system" and m["text"] == "Paid."
     bot = token("courier", "bot", orders=["A-1"])
-    st, ack = await server.api("POST", "/api/v1/orders/A-1/messages",
-                               {"client_id": "k1", "text": "Out for delivery", "kind": "system"}, auth=bot)
+    st, ack = await server.api(
+        "POST",
+        "/api/v1/orders/A-1/messages",
+        {"client_id": "k1", "text": "Out for delivery", "kind": "system"},
+        auth=bot,
+    )
     assert st == 201 and ack["seq"] == 2  # same client_id, another sender
     m = await buyer.expect("message", seq=2)
     assert m["sender"] == {"id": "courier", "name": "Courier", "role": "bot"} and m["kind"] == "system"
     await buyer.expect("unread", order="A-1", count=2)
     # who may not
-    for auth, status, code in ((token("buyer1", "buyer"), 403, "forbidden"),
-                               (token("staff1", "staff"), 403, "forbidden"),
-                               (token("other", "bot", orders=["Z"]), 404, "not_found"),
-                               (None, 401, "unauthorized")):
+    for auth, status, code in (
+        (token("buyer1", "buyer"), 403, "forbidden"),
+        (token("staff1", "staff"), 403, "forbidden"),
+        (token("other", "bot", orders=["Z"]), 404, "not_found"),
+        (None, 401, "unauthorized"),
+    ):
         st, body = await server.api("POST", "/api/v1/orders/A-1/messages", {"client_id": "x", "text": "t"}, auth=auth)
         assert (st, err(body)) == (status, code)
-    for bad in ({"client_id": "x", "text": "t", "kind": "note"}, {"text": "t"}, {"client_id": "x", "text": ""},
-                {"client_id": "x", "text": 5}):
+    for bad in (
+        {"client_id": "x", "text": "t", "kind": "note"},
+        {"text": "t"},
+        {"client_id": "x", "text": ""},
+        {"client_id": "x", "text": 5},
+    ):
         st, body = await server.api("POST", "/api/v1/orders/A-1/messages", bad)
         assert st == 400 and err(body) == "bad_request", bad
     st, body = await server.api("POST", "/api/v1/orders/nope/messages", {"client_id": "x", "text": "t"})
@@ -175,13 +196,15 @@ async def test_post_read_marks_unread_live(server):
     j = await buyer.join("A-1", since=4)
     assert (j["read_seq"], j["unread"]) == (2, 2)
     # staff may too; forward again
-    st, body = await server.api("POST", "/api/v1/orders/A-1/read", {"user": "buyer1", "seq": 4},
-                                auth=token("staff1", "staff"))
+    st, body = await server.api(
+        "POST", "/api/v1/orders/A-1/read", {"user": "buyer1", "seq": 4}, auth=token("staff1", "staff")
+    )
     assert st == 200 and body["unread"] == 0 and body["total"] == 0
     await buyer.expect("unread", order="A-1", count=0)
     # errors
-    st, body = await server.api("POST", "/api/v1/orders/A-1/read", {"user": "buyer1", "seq": 1},
-                                auth=token("buyer1", "buyer"))
+    st, body = await server.api(
+        "POST", "/api/v1/orders/A-1/read", {"user": "buyer1", "seq": 1}, auth=token("buyer1", "buyer")
+    )
     assert st == 403 and err(body) == "forbidden"
     st, body = await server.api("POST", "/api/v1/orders/A-1/read", {"user": "stranger", "seq": 1})
     assert st == 404 and err(body) == "not_found"

@@ -37,8 +37,7 @@ async def test_rest_on_an_instance_without_the_room_sees_who_is_joined_elsewhere
     async def buyer_online():
         st, o = await server.api("GET", "/api/v1/orders/P-2")
         assert st == 200
-        return {p["id"]: p["online"] for p in o["participants"]} == {"buyer1": True, "supplier1": False,
-                                                                     "rep1": False}
+        return {p["id"]: p["online"] for p in o["participants"]} == {"buyer1": True, "supplier1": False, "rep1": False}
 
     await wait_for(buyer_online, timeout=5, what="the buyer online in GET /orders/P-2 on the first instance")
     st, o = await server.api("PUT", "/api/v1/orders/P-2", {"status": "paid"})

@@ -30,7 +30,8 @@ async def _burst(posters, n: int) -> None:
     """Send `n` messages round robin without waiting for acks, then wait for all acks."""
     for i in range(n):
         await posters[i % len(posters)].send(
-            {"type": "send", "order": ORDER, "client_id": str(uuid.uuid4()), "text": f"m{i}"})
+            {"type": "send", "order": ORDER, "client_id": str(uuid.uuid4()), "text": f"m{i}"}
+        )
     for idx, p in enumerate(posters):
         mine = len(range(idx, n, len(posters)))
         for _ in range(mine):

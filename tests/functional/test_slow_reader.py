@@ -18,8 +18,11 @@ MAX_MESSAGES = 2000  # the poster gives up here: the slow reader must be gone lo
 
 @pytest.fixture
 def limits():
-    return {"outbound_queue_frames": QUEUE_FRAMES, "outbound_buffer_bytes": BUFFER_BYTES,
-            "max_text_chars": len(TEXT) + 10}
+    return {
+        "outbound_queue_frames": QUEUE_FRAMES,
+        "outbound_buffer_bytes": BUFFER_BYTES,
+        "max_text_chars": len(TEXT) + 10,
+    }
 
 
 async def test_slow_reader_is_closed_1013_and_others_get_everything(server):

@@ -21,8 +21,9 @@ async def _tick() -> None:
 
 
 async def post(server, order: str, text: str, kind: str = "text") -> dict:
-    st, ack = await server.api("POST", f"/api/v1/orders/{order}/messages",
-                               {"client_id": str(uuid.uuid4()), "text": text, "kind": kind})
+    st, ack = await server.api(
+        "POST", f"/api/v1/orders/{order}/messages", {"client_id": str(uuid.uuid4()), "text": text, "kind": kind}
+    )
     assert st == 201, ack
     return ack
 
@@ -94,8 +95,13 @@ async def test_threads_newest_first_with_every_filter(server):
     assert st == 403
     st, body = await threads(server, auth=None)
     assert st == 401
-    for bad in ({"dispute": "maybe"}, {"has_messages": "perhaps"}, {"limit": "0"}, {"limit": "x"},
-                {"cursor": "garbage"}):
+    for bad in (
+        {"dispute": "maybe"},
+        {"has_messages": "perhaps"},
+        {"limit": "0"},
+        {"limit": "x"},
+        {"cursor": "garbage"},
+    ):
         st, body = await threads(server, **bad)
         assert st == 400 and body["error"]["code"] == "bad_request", bad
 
@@ -175,8 +181,9 @@ async def test_pagination_is_stable_while_messages_arrive(server):
     # starting again shows the threads created meanwhile too, by their current activity
     st, body = await threads(server, limit=200)
     assert sorted(ids(body)) == sorted(orders + [f"N-{i}" for i in range(1, pages + 1)])
-    assert [t["activity_ts"] for t in body["threads"]] == sorted((t["activity_ts"] for t in body["threads"]),
-                                                                 reverse=True)
+    assert [t["activity_ts"] for t in body["threads"]] == sorted(
+        (t["activity_ts"] for t in body["threads"]), reverse=True
+    )
 
 
 async def test_pagination_with_filters_and_exact_page_ends(server):
@@ -239,7 +246,7 @@ async def test_full_text_search_words_prefixes_and_notes(server):
     assert ids(body) == []
     st, body = await threads(server, q="%21%21%21")  # "!!!": no word
     assert st == 400
-    st, body = await threads(server, q='%22pallets%22%20OR%20x*')  # FTS syntax is not passed through
+    st, body = await threads(server, q="%22pallets%22%20OR%20x*")  # FTS syntax is not passed through
     assert st == 200
 
 
@@ -283,8 +290,9 @@ async def test_mark_unread_is_pushed_live(server):
     assert ids(body) == []
 
     # staff marks the thread unread again from seq 1: pushed to every tab at once
-    st, body = await server.api("POST", "/api/v1/orders/M-1/read", {"user": "buyer1", "seq": 1},
-                                auth=token("boss", "staff"))
+    st, body = await server.api(
+        "POST", "/api/v1/orders/M-1/read", {"user": "buyer1", "seq": 1}, auth=token("boss", "staff")
+    )
     assert st == 200 and (body["read_seq"], body["unread"], body["total"]) == (1, 2, 2)
     for tab in (buyer_tab1, buyer_tab2):
         u = await tab.expect("unread", order="M-1", count=2)

@@ -22,8 +22,15 @@ SECRET = "webhook-secret-for-tests"
 
 @pytest.fixture
 def sections(receiver):
-    return {"webhooks": {"url": receiver.url, "secret": SECRET, "backoff_initial_s": 0.05,
-                         "backoff_max_s": 0.2, "timeout_s": 2.0}}
+    return {
+        "webhooks": {
+            "url": receiver.url,
+            "secret": SECRET,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.2,
+            "timeout_s": 2.0,
+        }
+    }
 
 
 def check_signature(req: dict) -> None:
@@ -123,15 +130,15 @@ async def test_events_are_signed_and_addressed_to_offline_participants(server, r
 
     # disputes and status changes
     receiver.requests.clear()
-    r = await request(buyer, {"type": "dispute", "order": "W-1", "action": "open", "client_id": "d1",
-                              "reason": "wrong colour"}, "ack")
+    r = await request(
+        buyer, {"type": "dispute", "order": "W-1", "action": "open", "client_id": "d1", "reason": "wrong colour"}, "ack"
+    )
     assert r["type"] == "ack"
     await receiver.wait_for(lambda rs: any(x["json"]["type"] == "dispute.opened" for x in rs))
     staff = await server.client("boss", "staff")
     r = await request(staff, {"type": "dispute", "order": "W-1", "action": "close", "client_id": "d2"}, "ack")
     await receiver.wait_for(lambda rs: any(x["json"]["type"] == "dispute.closed" for x in rs))
-    r = await request(supplier, {"type": "set_status", "order": "W-1", "status": "shipped", "client_id": "s1"},
-                      "ack")
+    r = await request(supplier, {"type": "set_status", "order": "W-1", "status": "shipped", "client_id": "s1"}, "ack")
     await receiver.wait_for(lambda rs: any(x["json"]["type"] == "order.status_changed" for x in rs))
     st, _ = await server.api("PUT", "/api/v1/orders/W-1", {"status": "delivered"})
     await receiver.wait_for(lambda rs: len([x for x in rs if x["json"]["type"] == "order.status_changed"]) == 2)
@@ -204,9 +211,11 @@ async def test_a_rest_message_is_not_addressed_to_who_is_joined_on_another_insta
     assert sorted(e["recipient"]["id"] for e in events(receiver, "message.created")) == ["rep1", "supplier1"]
 
 
-@pytest.mark.parametrize("sections", [{"webhooks": {"url": "http://127.0.0.1:9/hook", "secret": "s",
-                                                    "max_attempts": 2, "backoff_initial_s": 0.01}}],
-                         ids=["unreachable"])
+@pytest.mark.parametrize(
+    "sections",
+    [{"webhooks": {"url": "http://127.0.0.1:9/hook", "secret": "s", "max_attempts": 2, "backoff_initial_s": 0.01}}],
+    ids=["unreachable"],
+)
 async def test_events_are_given_up_after_max_attempts(server):
     await server.order("W-3")
     await server.api("POST", "/api/v1/orders/W-3/messages", {"client_id": "c1", "text": "hello"})
@@ -223,18 +232,34 @@ async def test_delivered_after_a_restart(tmp_path):
     from tests.support.procs import ServerProc, free_port
 
     port = free_port()
-    proc = ServerProc(tmp_path, {"webhooks": {"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET,
-                                              "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "timeout_s": 1.0}})
+    proc = ServerProc(
+        tmp_path,
+        {
+            "webhooks": {
+                "url": f"http://127.0.0.1:{port}/hook",
+                "secret": SECRET,
+                "backoff_initial_s": 0.05,
+                "backoff_max_s": 0.2,
+                "timeout_s": 1.0,
+            }
+        },
+    )
     await proc.astart()
     receiver = Receiver()
     try:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with aiohttp.ClientSession() as s:
-            async with s.put(f"{proc.base}/api/v1/orders/R-1", headers=headers, json={
-                "buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}}) as r:
+            async with s.put(
+                f"{proc.base}/api/v1/orders/R-1",
+                headers=headers,
+                json={"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}},
+            ) as r:
                 assert r.status == 201
-            async with s.post(f"{proc.base}/api/v1/orders/R-1/messages", headers=headers,
-                              json={"client_id": "c1", "text": "parcel left the warehouse"}) as r:
+            async with s.post(
+                f"{proc.base}/api/v1/orders/R-1/messages",
+                headers=headers,
+                json={"client_id": "c1", "text": "parcel left the warehouse"},
+            ) as r:
                 ack = await r.json()
                 assert r.status == 201
             # wait until a delivery attempt has failed (nobody listens on the port yet)
@@ -242,8 +267,11 @@ async def test_delivered_after_a_restart(tmp_path):
             while True:
                 async with s.get(f"{proc.base}/metrics") as r:
                     fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
-                failed = sum(x.value for x in fams["chatd_webhook_deliveries"].samples
-                             if x.name.endswith("_total") and x.labels["result"] == "failed")
+                failed = sum(
+                    x.value
+                    for x in fams["chatd_webhook_deliveries"].samples
+                    if x.name.endswith("_total") and x.labels["result"] == "failed"
+                )
                 backlog = fams["chatd_webhook_backlog"].samples[0].value
                 if failed >= 1:
                     break
@@ -273,9 +301,13 @@ async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, 
     from tests.support.client import token
     from tests.support.samples import png
 
-    cfg = with_sections(make_config(tmp_path), {
-        "store": {"synchronous": "full"},
-        "webhooks": {"url": receiver.url, "secret": SECRET, "backoff_initial_s": 0.05}})
+    cfg = with_sections(
+        make_config(tmp_path),
+        {
+            "store": {"synchronous": "full"},
+            "webhooks": {"url": receiver.url, "secret": SECRET, "backoff_initial_s": 0.05},
+        },
+    )
     server = Server(await aiohttp_server(create_app(cfg)), cfg)
     await server.order("FS-1")
     buyer = await server.client("buyer1", "buyer")

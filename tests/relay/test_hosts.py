@@ -39,8 +39,10 @@ async def hosts(cluster_factory):
 async def export(c: Cluster, i: int, order: str) -> list[dict]:
     """Every stored message of the order (operator view), in seq order, through host i's REST."""
     async with aiohttp.ClientSession() as s:
-        async with s.get(f"{c.nodes[i].base}/api/v1/orders/{order}/messages?format=ndjson",
-                         headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        async with s.get(
+            f"{c.nodes[i].base}/api/v1/orders/{order}/messages?format=ndjson",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as r:
             assert r.status == 200, await r.text()
             return [json.loads(line) for line in (await r.text()).splitlines() if line]
 
@@ -114,8 +116,9 @@ class Sender:
             while todo or in_flight:
                 while todo and len(in_flight) < WINDOW:
                     cid = todo.popleft()
-                    await ws.send(json.dumps({"type": "send", "order": self.order, "client_id": cid,
-                                              "text": self.text[cid]}))
+                    await ws.send(
+                        json.dumps({"type": "send", "order": self.order, "client_id": cid, "text": self.text[cid]})
+                    )
                     in_flight.append(cid)
                     self.sent.add(cid)
                 f = json.loads(await asyncio.wait_for(ws.recv(), 15))
@@ -332,8 +335,11 @@ async def test_postgres_restarted_mid_stream(own_postgres, cluster_factory):  # 
 
             await asyncio.to_thread(pg.start)  # same port, same data; chatd is not restarted
             for node in c.nodes:
-                await wait_for(lambda node=node: health(node.base).get("store") == "ok", timeout=20,
-                               what=f"store back on {node.base}")
+                await wait_for(
+                    lambda node=node: health(node.base).get("store") == "ok",
+                    timeout=20,
+                    what=f"store back on {node.base}",
+                )
                 assert await status_of(node.base, "/readyz") == 200
             await until([s.resumed for s in senders], tasks, 20, "acks again on both hosts")
             for s in senders:  # a few more each, then stop

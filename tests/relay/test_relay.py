@@ -142,8 +142,9 @@ async def test_four_processes_write_one_order_gapless(cluster_factory):
     async def writer(i: int) -> list[int]:
         out = []
         for k in range(50):
-            st, ack = await c.api(i, "POST", "/api/v1/orders/o3/messages",
-                                  {"client_id": f"w{i}-{k}", "text": f"from {i} #{k}"})
+            st, ack = await c.api(
+                i, "POST", "/api/v1/orders/o3/messages", {"client_id": f"w{i}-{k}", "text": f"from {i} #{k}"}
+            )
             assert st == 201, ack
             out.append(ack["seq"])
         return out
@@ -267,6 +268,7 @@ async def test_connection_limit_holds_across_instances(cluster_factory):
     assert not await admitted_on(0) and not await admitted_on(1)
     await c.client(0, "supplier1", "supplier")  # other users are not affected
     await second.close()  # on node 1: a slot frees for node 0 too
+
     async def on_0() -> bool:
         return await admitted_on(0)
 
@@ -298,8 +300,9 @@ async def test_workers_two_serve_real_clients(tmp_path, redis_proc):
         await wait_for(saw_both, what="two worker pids")
         await wait_for(lambda: health(proc.base).get("relay") == "ok", what="relay")
         async with aiohttp.ClientSession() as s:
-            async with s.put(proc.base + "/api/v1/orders/o5", json=ORDER,
-                             headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            async with s.put(
+                proc.base + "/api/v1/orders/o5", json=ORDER, headers={"Authorization": f"Bearer {API_KEY}"}
+            ) as r:
                 assert r.status == 201
         for i in range(6):
             role, sub = [("buyer", "buyer1"), ("supplier", "supplier1")][i % 2]
@@ -329,6 +332,7 @@ async def test_subscriptions_follow_local_interest(cluster_factory, redis_proc):
     await c.api(0, "PUT", "/api/v1/orders/o6", ORDER)
     r = aioredis.from_url(redis_proc.url)
     try:
+
         async def channels():
             return {ch.decode() for ch in await r.pubsub_channels("chatd:*")}
 
@@ -363,8 +367,13 @@ async def test_workers_need_a_redis_relay(tmp_path):
     from tests.support.procs import ROOT, child_env
 
     out = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "chatd", "serve", "--workers", "2"],
-        cwd=tmp_path, env=child_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=30,
+        subprocess.run,
+        [sys.executable, "-m", "chatd", "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env=child_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode != 0
     assert "--workers > 1 needs a Redis relay" in out.stderr

@@ -24,16 +24,14 @@ class Api:
 
     async def call(self, method: str, path: str, json=None, auth: str = API_KEY):
         async with aiohttp.ClientSession() as s:
-            async with s.request(method, self.base + path, json=json,
-                                 headers={"Authorization": f"Bearer {auth}"}) as r:
+            async with s.request(method, self.base + path, json=json, headers={"Authorization": f"Bearer {auth}"}) as r:
                 body = await r.read()
                 return r.status, (msgspec.json.decode(body) if r.content_type == "application/json" else body)
 
     async def order(self, prefix: str = "o", buyer="buyer1", supplier="supplier1", status=None) -> str:
         """A new order with a unique id; returns the id."""
         order = f"{prefix}-{next(_ids)}"
-        body = {"buyer": {"id": buyer, "name": buyer.title()},
-                "supplier": {"id": supplier, "name": supplier.title()}}
+        body = {"buyer": {"id": buyer, "name": buyer.title()}, "supplier": {"id": supplier, "name": supplier.title()}}
         if status:
             body["status"] = status
         st, data = await self.call("PUT", f"/api/v1/orders/{order}", body)
@@ -88,8 +86,12 @@ class Run:
 async def run_py(*args: str, env: dict | None = None, timeout: float = 3 * TIMEOUT) -> Run:
     """Run `python <args>` from the repo root and wait for it (bounded)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=ROOT, env=child_env(**(env or {})),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        *args,
+        cwd=ROOT,
+        env=child_env(**(env or {})),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(timeout):

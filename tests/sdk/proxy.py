@@ -40,8 +40,10 @@ class Proxy:
             return
         pair = (writer, up_writer)
         self._pairs.add(pair)
-        tasks = [asyncio.create_task(self._pump(reader, up_writer, upstream=True)),
-                 asyncio.create_task(self._pump(up_reader, writer, upstream=False))]
+        tasks = [
+            asyncio.create_task(self._pump(reader, up_writer, upstream=True)),
+            asyncio.create_task(self._pump(up_reader, writer, upstream=False)),
+        ]
         self._tasks.update(tasks)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         self._close(pair)

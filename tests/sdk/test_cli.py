@@ -28,8 +28,15 @@ class Tail:
     @classmethod
     async def start(cls, *args: str, env: dict | None = None) -> Tail:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chatd", "tail", *args, cwd=ROOT, env=child_env(**(env or {})),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "chatd",
+            "tail",
+            *args,
+            cwd=ROOT,
+            env=child_env(**(env or {})),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         return cls(proc)
 
@@ -56,8 +63,9 @@ async def test_tail_follows_a_room_in_readable_lines(chatd_proc, api):
     order = await api.order()
     async with client.connect(chatd_proc.base, BOT_TOKEN) as bot:
         await bot.send(order, "already there")
-        tail = await Tail.start("--url", chatd_proc.base, "--order", order,
-                                env={"CHATD_TOKEN": token("supplier1", "supplier")})
+        tail = await Tail.start(
+            "--url", chatd_proc.base, "--order", order, env={"CHATD_TOKEN": token("supplier1", "supplier")}
+        )
         try:
             head = await tail.line()
             assert head.startswith(f"-- {order}: status open, last seq 1;") and "Supplier1 (supplier)" in head
@@ -67,7 +75,11 @@ async def test_tail_follows_a_room_in_readable_lines(chatd_proc, api):
             assert LINE.match(await tail.line()).groups() == ("2", "Delivery Bot", "bot", "two")
             assert await tail.line() == "    lines"
             assert LINE.match(await tail.line()).groups() == (
-                "3", "Delivery Bot", "bot", "[status: shipped] On its way")
+                "3",
+                "Delivery Bot",
+                "bot",
+                "[status: shipped] On its way",
+            )
             assert await tail.line() == f"-- {order}: status shipped"
             assert await tail.stop() == 0
         finally:
@@ -76,8 +88,9 @@ async def test_tail_follows_a_room_in_readable_lines(chatd_proc, api):
 
 async def test_tail_json_prints_one_event_per_line(chatd_proc, api):
     order = await api.order()
-    tail = await Tail.start("--url", chatd_proc.ws_url, "--token", token("supplier1", "supplier"),
-                            "--order", order, "--json")
+    tail = await Tail.start(
+        "--url", chatd_proc.ws_url, "--token", token("supplier1", "supplier"), "--order", order, "--json"
+    )
     try:
         joined = json.loads(await tail.line())
         assert (joined["type"], joined["order"], joined["last_seq"]) == ("joined", order, 0)
@@ -107,11 +120,25 @@ async def test_say_posts_as_the_bot_and_sets_the_status(chatd_proc, api):
         assert (r.out, again.out) == (f"{order} #3\n", f"{order} #3 (already stored: same client id)\n")
         got = await messages(buyer, 3)
         assert [(m.kind, m.sender.id, m.text, m.status) for m in got] == [
-            ("text", "bot1", "Packed", None), ("status", "bot1", "Shipped!", "shipped"), ("text", "bot1", "Once", None)]
+            ("text", "bot1", "Packed", None),
+            ("status", "bot1", "Shipped!", "shipped"),
+            ("text", "bot1", "Once", None),
+        ]
     assert (await api.get_order(order))["status"] == "shipped"
     # with only the api key it posts over REST, as the system
-    r = await run_py("-m", "chatd", "say", "--url", chatd_proc.base, "--api-key", API_KEY, "--order", order,
-                     "--text", "From the platform")
+    r = await run_py(
+        "-m",
+        "chatd",
+        "say",
+        "--url",
+        chatd_proc.base,
+        "--api-key",
+        API_KEY,
+        "--order",
+        order,
+        "--text",
+        "From the platform",
+    )
     assert (r.code, r.out) == (0, f"{order} #4\n"), r
     last = (await api.messages(order))[-1]
     assert (last["sender"]["id"], last["text"]) == ("system", "From the platform")
@@ -123,20 +150,35 @@ async def test_history_exports_readable_lines_and_ndjson(chatd_proc, api):
         for i in range(3):
             await bot.send(order, f"h{i}")
         await bot.send(order, "internal", kind="note")
-    r = await run_py("-m", "chatd", "history", "--url", chatd_proc.base, "--order", order,
-                     env={"CHATD_API_KEY": API_KEY})
+    r = await run_py(
+        "-m", "chatd", "history", "--url", chatd_proc.base, "--order", order, env={"CHATD_API_KEY": API_KEY}
+    )
     assert r.code == 0, r
     lines = r.out.splitlines()
     assert [LINE.match(x).groups() for x in lines] == [
-        ("1", "Delivery Bot", "bot", "h0"), ("2", "Delivery Bot", "bot", "h1"), ("3", "Delivery Bot", "bot", "h2"),
-        ("4", "Delivery Bot", "bot", "[note] internal")]
-    r = await run_py("-m", "chatd", "history", "--url", chatd_proc.base, "--order", order, "--ndjson",
-                     "--api-key", API_KEY)
+        ("1", "Delivery Bot", "bot", "h0"),
+        ("2", "Delivery Bot", "bot", "h1"),
+        ("3", "Delivery Bot", "bot", "h2"),
+        ("4", "Delivery Bot", "bot", "[note] internal"),
+    ]
+    r = await run_py(
+        "-m", "chatd", "history", "--url", chatd_proc.base, "--order", order, "--ndjson", "--api-key", API_KEY
+    )
     assert r.code == 0, r
     assert [json.loads(x) for x in r.out.splitlines()] == await api.messages(order)
     # a buyer's token: the same export without the note
-    r = await run_py("-m", "chatd", "history", "--url", chatd_proc.base, "--order", order, "--ndjson",
-                     "--token", token("buyer1", "buyer"))
+    r = await run_py(
+        "-m",
+        "chatd",
+        "history",
+        "--url",
+        chatd_proc.base,
+        "--order",
+        order,
+        "--ndjson",
+        "--token",
+        token("buyer1", "buyer"),
+    )
     assert [json.loads(x)["seq"] for x in r.out.splitlines()] == [1, 2, 3]
 
 
@@ -152,12 +194,16 @@ async def test_cli_errors_say_what_to_do_and_exit_2(chatd_proc, api):
         (["tail", "--url", chatd_proc.base, "--token", expired, "--order", order], "token expired"),
         (["say", "--url", chatd_proc.base, "--token", expired, "--order", order, "--text", "x"], "token expired"),
         (["history", "--url", chatd_proc.base, "--token", expired, "--order", order], "token expired"),
-        (["tail", "--url", chatd_proc.base, "--token", outsider, "--order", order],
-         "does not exist, or this credential may not see it"),
+        (
+            ["tail", "--url", chatd_proc.base, "--token", outsider, "--order", order],
+            "does not exist, or this credential may not see it",
+        ),
         (["say", "--url", chatd_proc.base, "--token", BOT_TOKEN, "--order", "nope", "--text", "x"], "does not exist"),
         (["history", "--url", chatd_proc.base, "--api-key", API_KEY, "--order", "nope"], "does not exist"),
-        (["say", "--url", chatd_proc.base, "--token", token("buyer1", "buyer"), "--order", order, "--status", "x"],
-         "not allowed on order"),
+        (
+            ["say", "--url", chatd_proc.base, "--token", token("buyer1", "buyer"), "--order", order, "--status", "x"],
+            "not allowed on order",
+        ),
         (["tail", "--url", chatd_proc.base, "--api-key", API_KEY, "--order", order], "a connection token is needed"),
         (["say", "--url", chatd_proc.base, "--order", order, "--text", "x"], "pass a bot token"),
     ]

@@ -16,8 +16,10 @@ BOT = {"orders": "*"}
 
 async def test_send_returns_the_ack_and_joined_clients_get_each_message_once(chatd_proc, api):
     order = await api.order()
-    async with client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer, \
-            client.connect(chatd_proc.ws_url, token("bot1", "bot", **BOT)) as bot:
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.ws_url, token("bot1", "bot", **BOT)) as bot,
+    ):
         joined = await buyer.join(order)
         assert joined.order == order and joined.last_seq == 0 and joined.status == "open"
         assert buyer.user == wire.UserRef("buyer1", "Buyer1", "buyer")
@@ -75,22 +77,28 @@ async def test_errors_are_typed_with_the_contract_code_and_ref(chatd_proc, api):
 
 async def test_status_and_dispute_post_messages_and_change_the_order(chatd_proc, api):
     order = await api.order()
-    async with client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer, \
-            client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier:
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
+    ):
         await buyer.join(order)
         await supplier.set_status(order, "packed", "Packed!")
         await buyer.dispute(order, "open", "late")
         got = await messages(buyer, 2)
         assert [(m.kind, m.status, m.text) for m in got] == [
-            ("status", "packed", "Packed!"), ("dispute", None, "Dispute opened: late")]
+            ("status", "packed", "Packed!"),
+            ("dispute", None, "Dispute opened: late"),
+        ]
         state = await next_event(buyer, wire.OrderState)
         assert state.dispute is not None and state.dispute.open and state.dispute.reason == "late"
 
 
 async def test_typing_block_shows_the_indicator_and_clears_it(chatd_proc, api):
     order = await api.order()
-    async with client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer, \
-            client.connect(chatd_proc.base, token("supplier1", "supplier"), typing_interval_s=0.2) as supplier:
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("supplier1", "supplier"), typing_interval_s=0.2) as supplier,
+    ):
         await buyer.join(order)
         await supplier.join(order)
         async with supplier.typing(order):
@@ -106,8 +114,10 @@ async def test_typing_block_shows_the_indicator_and_clears_it(chatd_proc, api):
 
 async def test_read_moves_the_marker_and_others_see_the_receipt(chatd_proc, api):
     order = await api.order()
-    async with client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer, \
-            client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier:
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
+    ):
         await supplier.join(order)
         await supplier.send(order, "hello")
         await buyer.read(order, 1)
@@ -118,8 +128,10 @@ async def test_read_moves_the_marker_and_others_see_the_receipt(chatd_proc, api)
 async def test_history_pages_and_inbox_notifications(chatd_proc, api):
     order = await api.order(buyer="buyer9")
     other = await api.order(buyer="buyer9")
-    async with client.connect(chatd_proc.base, token("buyer9", "buyer")) as buyer, \
-            client.connect(chatd_proc.base, token("bot1", "bot", **BOT)) as bot:
+    async with (
+        client.connect(chatd_proc.base, token("buyer9", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("bot1", "bot", **BOT)) as bot,
+    ):
         for i in range(5):
             await bot.send(order, f"h{i}")
         page = await buyer.history(order, limit=2)
@@ -137,8 +149,10 @@ async def test_history_pages_and_inbox_notifications(chatd_proc, api):
 
 async def test_leave_and_removal_end_a_room(chatd_proc, api):
     order = await api.order(supplier="supplier7")
-    async with client.connect(chatd_proc.base, token("supplier7", "supplier")) as supplier, \
-            client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer:
+    async with (
+        client.connect(chatd_proc.base, token("supplier7", "supplier")) as supplier,
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+    ):
         await buyer.join(order)
         left = await buyer.leave(order)
         assert (left.order, left.reason) == (order, "leave")
@@ -200,8 +214,10 @@ async def test_a_reader_that_falls_behind_is_bounded_and_misses_nothing(chatd_pr
     keeps at most `max_queued_events` waiting, and once read, the rest comes
     by rejoining from the last one handed out: every message once, in order."""
     order = await api.order()
-    async with client.connect(chatd_proc.base, token("buyer1", "buyer"), max_queued_events=40) as reader, \
-            client.connect(chatd_proc.base, token("bot1", "bot", **BOT)) as bot:
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer"), max_queued_events=40) as reader,
+        client.connect(chatd_proc.base, token("bot1", "bot", **BOT)) as bot,
+    ):
         await reader.join(order)
         for start in range(0, 700, 50):
             await asyncio.gather(*(bot.send(order, f"m{i}") for i in range(start, start + 50)))

@@ -28,8 +28,10 @@ async def test_stream_survives_kill_9_and_restart_without_gap_or_duplicate(own_p
     total, kills = 90, (20, 50)
     go = {k: asyncio.Event() for k in kills}
     on_the_wire = {k: asyncio.Event() for k in kills}
-    async with client.connect(own_proc.base, token("supplier1", "supplier"), **FAST) as reader, \
-            client.connect(own_proc.base, token("bot1", "bot", **BOT), **FAST) as bot:
+    async with (
+        client.connect(own_proc.base, token("supplier1", "supplier"), **FAST) as reader,
+        client.connect(own_proc.base, token("bot1", "bot", **BOT), **FAST) as bot,
+    ):
         await reader.join(order)
 
         async def post() -> list[wire.Ack]:
@@ -69,8 +71,10 @@ async def test_missed_more_than_the_replay_limit_is_filled_from_history(tmp_path
     try:
         api = Api(proc.base)
         order = await api.order()
-        async with client.connect(proxy.url, token("supplier1", "supplier"), **FAST) as reader, \
-                client.connect(proc.base, token("bot1", "bot", **BOT)) as bot:
+        async with (
+            client.connect(proxy.url, token("supplier1", "supplier"), **FAST) as reader,
+            client.connect(proc.base, token("bot1", "bot", **BOT)) as bot,
+        ):
             await reader.join(order)
             for i in range(3):
                 await bot.send(order, f"m{i}")
@@ -107,8 +111,10 @@ async def test_send_whose_ack_was_lost_is_retried_and_stored_once(own_proc):
     try:
         api = Api(own_proc.base)
         order = await api.order()
-        async with client.connect(proxy.url, token("supplier1", "supplier"), **FAST) as sender, \
-                client.connect(own_proc.base, token("bot1", "bot", **BOT), reconnect=False) as watcher:
+        async with (
+            client.connect(proxy.url, token("supplier1", "supplier"), **FAST) as sender,
+            client.connect(own_proc.base, token("bot1", "bot", **BOT), reconnect=False) as watcher,
+        ):
             await watcher.join(order)
             await sender.send(order, "before")
             proxy.mute()  # from here on nothing the server says reaches the sender
@@ -152,8 +158,11 @@ async def test_requests_in_flight_during_an_outage_are_answered_after_it(own_pro
     async with client.connect(own_proc.base, token("supplier1", "supplier"), **FAST) as c:
         await c.send(order, "one")
         own_proc.kill()
-        pending = [asyncio.create_task(c.send(order, "two")), asyncio.create_task(c.history(order)),
-                   asyncio.create_task(c.read(order, 1))]
+        pending = [
+            asyncio.create_task(c.send(order, "two")),
+            asyncio.create_task(c.history(order)),
+            asyncio.create_task(c.read(order, 1)),
+        ]
         await own_proc.astart()
         ack, page, read = await asyncio.wait_for(asyncio.gather(*pending), 30)
         assert ack.seq == 2 and read is None
@@ -164,8 +173,7 @@ async def test_requests_in_flight_during_an_outage_are_answered_after_it(own_pro
 async def test_gives_up_after_the_reconnect_timeout(own_proc):
     api = Api(own_proc.base)
     order = await api.order()
-    c = await client.connect(own_proc.base, token("supplier1", "supplier"),
-                             reconnect_timeout_s=0.5, **FAST)
+    c = await client.connect(own_proc.base, token("supplier1", "supplier"), reconnect_timeout_s=0.5, **FAST)
     try:
         await c.join(order)
         own_proc.kill()

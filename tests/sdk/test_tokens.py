@@ -60,8 +60,10 @@ async def test_expired_token_is_replaced_through_the_callable_on_reconnect(own_p
     api = Api(own_proc.base)
     order = await api.order()
     tokens = Tokens("supplier1", "supplier", is_async=is_async)
-    async with client.connect(own_proc.base, tokens, **FAST) as c, \
-            client.connect(own_proc.base, token("bot1", "bot", orders="*")) as bot:
+    async with (
+        client.connect(own_proc.base, tokens, **FAST) as c,
+        client.connect(own_proc.base, token("bot1", "bot", orders="*")) as bot,
+    ):
         await c.join(order)
         await bot.send(order, "before")
         assert [m.text for m in await messages(c, 1)] == ["before"]
@@ -118,8 +120,10 @@ async def test_a_callable_token_is_refreshed_before_the_server_closes_at_exp(cha
     it a fresh token in time, on the same socket, with no join to prompt it."""
     order = await api.order()
     tokens = Tokens("supplier1", "supplier")
-    async with client.connect(chatd_proc.base, tokens) as c, \
-            client.connect(chatd_proc.base, token("bot1", "bot", orders="*")) as bot:
+    async with (
+        client.connect(chatd_proc.base, tokens) as c,
+        client.connect(chatd_proc.base, token("bot1", "bot", orders="*")) as bot,
+    ):
         await c.join(order)
         await until_past(tokens.first_exp + 0.2)
         await bot.send(order, "after the first token's exp")

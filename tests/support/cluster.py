@@ -33,8 +33,15 @@ def health(base: str) -> dict[str, Any]:
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path, redis_url: str, n: int, limits: dict | None = None,
-                 store: dict | None = None, sections: dict | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        redis_url: str,
+        n: int,
+        limits: dict | None = None,
+        store: dict | None = None,
+        sections: dict | None = None,
+    ) -> None:
         if store is None:
             store = {"path": str(tmp_path / "shared.sqlite3"), "url": store_url() or ""}
         self.store = store
@@ -71,8 +78,9 @@ class Cluster:
 
     async def api(self, i: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         async with aiohttp.ClientSession() as s:
-            async with s.request(method, self.nodes[i].base + path, json=body,
-                                 headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            async with s.request(
+                method, self.nodes[i].base + path, json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+            ) as r:
                 return r.status, await r.json(content_type=None)
 
     async def stop(self) -> None:

@@ -63,17 +63,50 @@ class PostgresProc:
         bins = bin_dir()
         if not (self.data / "PG_VERSION").exists():
             subprocess.run(
-                _as_owner([str(bins / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                           "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                _as_owner(
+                    [
+                        str(bins / "initdb"),
+                        "-D",
+                        str(self.data),
+                        "-U",
+                        self.user,
+                        "--auth=trust",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                        "--no-sync",
+                    ]
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
         with open(self.dir / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
-                _as_owner([str(bins / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                           "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-                           "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                           "-c", "max_connections=300", "-c", "shared_buffers=64MB"]),
-                stdout=log, stderr=subprocess.STDOUT,
+                _as_owner(
+                    [
+                        str(bins / "postgres"),
+                        "-D",
+                        str(self.data),
+                        "-p",
+                        str(self.port),
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        f"unix_socket_directories={self.dir}",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=300",
+                        "-c",
+                        "shared_buffers=64MB",
+                    ]
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -92,9 +125,26 @@ class PostgresProc:
 
     def _psql(self, db: str, sql: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [str(bin_dir() / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-             "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql],
-            check=check, capture_output=True, env={**os.environ, "PGCONNECT_TIMEOUT": "2"},
+            [
+                str(bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            check=check,
+            capture_output=True,
+            env={**os.environ, "PGCONNECT_TIMEOUT": "2"},
         )
 
     def new_database(self) -> str:
@@ -109,9 +159,13 @@ class PostgresProc:
         if self.proc is None or self.proc.poll() is not None:
             return
         # pg_ctl signals the postmaster itself, not runuser (which would not pass SIGINT on)
-        subprocess.run(_as_owner([str(bin_dir() / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast",
-                                  "-w", "-t", str(int(timeout))]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            _as_owner(
+                [str(bin_dir() / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", str(int(timeout))]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

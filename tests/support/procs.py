@@ -105,7 +105,10 @@ class ServerProc:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chatd", "serve", "--config", str(self.config_path), *self.args],
-                cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def healthy(self) -> bool:

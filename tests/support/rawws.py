@@ -27,10 +27,13 @@ class RawWS:
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
-        await loop.sock_sendall(sock, (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode())
+        await loop.sock_sendall(
+            sock,
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode(),
+        )
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = await loop.sock_recv(sock, 4096)
@@ -78,8 +81,8 @@ class RawWS:
             n, at = struct.unpack("!Q", b[2:10])[0], 10
         if len(b) < at + n:
             return None
-        self.buf = b[at + n:]
-        return opcode, b[at:at + n]
+        self.buf = b[at + n :]
+        return opcode, b[at : at + n]
 
     async def next_frame(self):
         """The next frame (opcode, payload); None at end of stream."""

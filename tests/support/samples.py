@@ -10,6 +10,7 @@ import zlib
 
 def png(width: int = 1, height: int = 1) -> bytes:
     """A valid RGB PNG: one red pixel, or a red-to-blue gradient of the given size."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -17,8 +18,12 @@ def png(width: int = 1, height: int = 1) -> bytes:
         return b"\x00" + b"".join(bytes((255 - 255 * x // width, 40, 255 * y // height)) for x in range(width))
 
     raw = b"\x00\xff\x00\x00" if (width, height) == (1, 1) else b"".join(row(y) for y in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg() -> bytes:
@@ -26,8 +31,10 @@ def jpeg() -> bytes:
 
 
 def gif() -> bytes:
-    return b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00" \
-           b"\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    return (
+        b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00"
+        b"\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    )
 
 
 def webp() -> bytes:
@@ -89,7 +96,7 @@ def ole(stream: str = "WordDocument", extra: tuple[str, ...] = ()) -> bytes:
     def entry(name: str, kind: int) -> bytes:
         e = bytearray(128)
         raw = name.encode("utf-16-le") + b"\x00\x00"
-        e[0:len(raw)] = raw
+        e[0 : len(raw)] = raw
         struct.pack_into("<HBB", e, 64, len(raw), kind, 1)
         struct.pack_into("<III", e, 68, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
         struct.pack_into("<IQ", e, 116, 0xFFFFFFFE, 0)
@@ -102,8 +109,9 @@ def ole(stream: str = "WordDocument", extra: tuple[str, ...] = ()) -> bytes:
 
 
 def exe() -> bytes:
-    return (b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 50
-            + b"This program cannot be run in DOS mode")
+    return (
+        b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 50 + b"This program cannot be run in DOS mode"
+    )
 
 
 def elf() -> bytes:

@@ -20,8 +20,9 @@ def seconds(s: float) -> float:
     return s * SCALE
 
 
-async def wait_for(cond: Callable[[], Any] | Callable[[], Awaitable[Any]], timeout: float = 15.0,
-                   what: str = "condition") -> Any:
+async def wait_for(
+    cond: Callable[[], Any] | Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
+) -> Any:
     """Poll `cond` (sync: run in a thread; or a coroutine function) until it is
     truthy, and return its value; AssertionError after `timeout` (scaled)."""
     loop = asyncio.get_running_loop()

@@ -25,14 +25,15 @@ async def files(tmp_path):
 
 def visible(files: DirectoryFiles) -> list[str]:
     """Every file outside tmp/, relative to the root."""
-    return sorted(str(p.relative_to(files.root)) for p in files.root.rglob("*")
-                  if p.is_file() and p.parent != files.tmp)
+    return sorted(
+        str(p.relative_to(files.root)) for p in files.root.rglob("*") if p.is_file() and p.parent != files.tmp
+    )
 
 
 async def test_a_file_is_visible_under_its_name_only_once_placed(files):
     async with files.put() as part:
         for i in range(0, len(DATA), 10_000):
-            await part.write(DATA[i:i + 10_000])
+            await part.write(DATA[i : i + 10_000])
         assert part.size == len(DATA)
         assert not await files.exists(SHA)
         name = await part.finish()
@@ -81,10 +82,25 @@ async def test_the_same_content_is_stored_once(files):
     assert list(files.tmp.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", [
-    "../../etc/passwd", "/etc/passwd", "..", ".", "", "tmp", SHA[:2] + "/" + SHA[2:], SHA.upper(),
-    SHA + "0", SHA[:-1], "../" + SHA[3:], SHA[:60] + "/../", "\0" * 64, SHA[:63] + "\n",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".",
+        "",
+        "tmp",
+        SHA[:2] + "/" + SHA[2:],
+        SHA.upper(),
+        SHA + "0",
+        SHA[:-1],
+        "../" + SHA[3:],
+        SHA[:60] + "/../",
+        "\0" * 64,
+        SHA[:63] + "\n",
+    ],
+)
 async def test_no_name_reaches_outside_the_directory(files, name):
     with pytest.raises(ValueError):
         files.path(name)

@@ -134,17 +134,20 @@ def _has_number(line: str, n) -> bool:
 def test_every_client_frame_is_documented_and_every_documented_one_exists():
     assert set(CLIENT) == set(CLIENT_DOC), (
         f"undocumented: {sorted(set(CLIENT) - set(CLIENT_DOC))}; "
-        f"not in wire.py: {sorted(set(CLIENT_DOC) - set(CLIENT))}")
+        f"not in wire.py: {sorted(set(CLIENT_DOC) - set(CLIENT))}"
+    )
 
 
 def test_every_server_frame_is_documented_and_every_documented_one_exists():
     assert set(SERVER) == set(SERVER_DOC), (
         f"undocumented: {sorted(set(SERVER) - set(SERVER_DOC))}; "
-        f"not in wire.py: {sorted(set(SERVER_DOC) - set(SERVER))}")
+        f"not in wire.py: {sorted(set(SERVER_DOC) - set(SERVER))}"
+    )
 
 
 FRAMES = [("client", tag, CLIENT[tag], CLIENT_DOC.get(tag, "")) for tag in CLIENT] + [
-    ("server", tag, SERVER[tag], SERVER_DOC.get(tag, "")) for tag in SERVER]
+    ("server", tag, SERVER[tag], SERVER_DOC.get(tag, "")) for tag in SERVER
+]
 
 
 @pytest.mark.parametrize("side,tag,cls,body", FRAMES, ids=[f"{s}-{t}" for s, t, _, _ in FRAMES])
@@ -179,8 +182,12 @@ def _bounds(t) -> list:
     return out
 
 
-CLIENT_FIELDS = [(tag, f.name, _bounds(f.type)) for tag, cls in CLIENT.items()
-                 for f in msgspec.inspect.type_info(cls).fields if _bounds(f.type)]
+CLIENT_FIELDS = [
+    (tag, f.name, _bounds(f.type))
+    for tag, cls in CLIENT.items()
+    for f in msgspec.inspect.type_info(cls).fields
+    if _bounds(f.type)
+]
 
 
 @pytest.mark.parametrize("tag,field,bounds", CLIENT_FIELDS, ids=[f"{t}.{f}" for t, f, _ in CLIENT_FIELDS])
@@ -250,8 +257,10 @@ def test_every_close_code_has_a_row(code):
 
 
 LIMITS = [("limits", f, getattr(LimitsConfig(), f)) for f in LimitsConfig.__struct_fields__] + [
-    ("attachments", f, getattr(AttachmentsConfig(), f)) for f in AttachmentsConfig.__struct_fields__
-    if isinstance(getattr(AttachmentsConfig(), f), (int, float))]
+    ("attachments", f, getattr(AttachmentsConfig(), f))
+    for f in AttachmentsConfig.__struct_fields__
+    if isinstance(getattr(AttachmentsConfig(), f), (int, float))
+]
 
 
 @pytest.mark.parametrize("section,key,default", LIMITS, ids=[f"{s}.{k}" for s, k, _ in LIMITS])

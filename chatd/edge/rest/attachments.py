@@ -63,8 +63,7 @@ async def post_attachment(request: web.Request) -> web.Response:
 # what aiohttp's multipart reader raises on a malformed body (no or a too long
 # boundary, a bad part header, a body without its boundaries); a malformed
 # Content-Disposition is a warning, raised where warnings are errors
-MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader,
-                    BadContentDispositionParam)
+MULTIPART_ERRORS = (ValueError, BadHttpMessage, BadContentDispositionHeader, BadContentDispositionParam)
 
 
 async def _file_part(request: web.Request) -> BodyPartReader | None:
@@ -90,13 +89,16 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         who = principal(request)
     path, att = await request.app[ATTACHMENTS].locate(viewer(who), request.match_info["id"])
     mime = att.mime + ("; charset=utf-8" if att.mime.startswith("text/") else "")
-    return web.FileResponse(path, headers={
-        "Content-Type": mime,
-        "Content-Disposition": content_disposition(att.name),
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "private, max-age=300",
-    })
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": mime,
+            "Content-Disposition": content_disposition(att.name),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=300",
+        },
+    )
 
 
 # The widget runs on the host platform's pages, another origin than chatd's,
@@ -113,7 +115,8 @@ _CORS = {
 
 def _is_attachment_route(path: str) -> bool:
     return path.startswith("/api/v1/attachments/") or (
-        path.startswith("/api/v1/orders/") and path.endswith("/attachments"))
+        path.startswith("/api/v1/orders/") and path.endswith("/attachments")
+    )
 
 
 async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:

@@ -23,8 +23,9 @@ async def healthz(request: web.Request) -> web.Response:
     except (ChatError, Exception) as exc:  # noqa: BLE001 - any failure means "cannot serve"
         log.warning("health check: store not writable: %s", exc)
         return json_response({"status": "unavailable", "store": "error", "relay": relay}, 503)
-    return json_response({"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay,
-                          "pid": os.getpid()})
+    return json_response(
+        {"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay, "pid": os.getpid()}
+    )
 
 
 async def readyz(request: web.Request) -> web.Response:

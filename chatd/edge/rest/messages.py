@@ -40,8 +40,9 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
             await resp.write(b"".join(encode(m) + b"\n" for m in chunk))
         await resp.write_eof()
         return resp
-    page = await chat.messages_page(who, order_id, int_param(request, "before"), int_param(request, "after"),
-                                    int_param(request, "limit"))
+    page = await chat.messages_page(
+        who, order_id, int_param(request, "before"), int_param(request, "after"), int_param(request, "limit")
+    )
     return json_response({"order": order_id, "messages": page.messages, "has_more": page.has_more})
 
 
@@ -53,8 +54,13 @@ async def post_message(request: web.Request) -> web.Response:
     if post.kind not in ("text", "system"):
         raise BadRequest("kind must be text or system")
     chat: Chat = request.app[CHAT]
-    ack = await chat.send(SYSTEM if isinstance(who, ApiKey) else actor_of(who), request.match_info["order"],
-                          post.client_id, post.text, post.kind)
+    ack = await chat.send(
+        SYSTEM if isinstance(who, ApiKey) else actor_of(who),
+        request.match_info["order"],
+        post.client_id,
+        post.text,
+        post.kind,
+    )
     return json_response(ack, 200 if ack.duplicate else 201)
 
 

@@ -62,8 +62,9 @@ async def put_order(request: web.Request) -> web.Response:
     order = await body(request, OrderBody)
     rep = ... if order.sales_rep is msgspec.UNSET else _person(order.sales_rep)
     chat: Chat = request.app[CHAT]
-    change = await chat.register_order(request.match_info["order"], order.status, _person(order.buyer),
-                                       _person(order.supplier), rep)
+    change = await chat.register_order(
+        request.match_info["order"], order.status, _person(order.buyer), _person(order.supplier), rep
+    )
     online = await chat.online_now(change.order.id)
     return json_response(order_json(change.order, online), 201 if change.created else 200)
 

@@ -26,14 +26,17 @@ async def get_threads(request: web.Request) -> web.Response:
         scope = who.id
     q = request.query
     limit = int_param(request, "limit")
-    query = msgspec.convert(dict(  # checks the bounds of ThreadQuery's fields
-        dispute=q.get("dispute") or None,
-        unread_for=q.get("unread_for") or None,
-        has_messages=(q.get("has_messages") or "true").lower(),
-        q=q.get("q") or None,
-        limit=50 if limit is None else limit,
-        cursor=q.get("cursor") or None,
-    ), ThreadQuery)
+    query = msgspec.convert(
+        dict(  # checks the bounds of ThreadQuery's fields
+            dispute=q.get("dispute") or None,
+            unread_for=q.get("unread_for") or None,
+            has_messages=(q.get("has_messages") or "true").lower(),
+            q=q.get("q") or None,
+            limit=50 if limit is None else limit,
+            cursor=q.get("cursor") or None,
+        ),
+        ThreadQuery,
+    )
     return json_response(await request.app[THREADS].apage(query, scope, staff))
 
 

@@ -39,9 +39,17 @@ class Attachments(StoreMixin):
 
     async def add_attachment(self, row: AttachmentRow) -> None:
         async def op(db: asyncpg.Connection) -> None:
-            await db.execute(f"INSERT INTO attachments ({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                             row.id, row.order_id, row.uploader_id, row.name, row.mime, row.size, row.sha256,
-                             row.created_ts)
+            await db.execute(
+                f"INSERT INTO attachments ({_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                row.id,
+                row.order_id,
+                row.uploader_id,
+                row.name,
+                row.mime,
+                row.size,
+                row.sha256,
+                row.created_ts,
+            )
 
         await self._write(op)
 
@@ -62,8 +70,10 @@ class Attachments(StoreMixin):
 
     @pooled_read
     async def attachment_links(self, db: asyncpg.Connection, att_id: str) -> list[tuple[str, str]]:
-        return [tuple(r) for r in await db.fetch(
-            "SELECT order_id, kind FROM message_attachments WHERE attachment_id = $1", att_id)]
+        return [
+            tuple(r)
+            for r in await db.fetch("SELECT order_id, kind FROM message_attachments WHERE attachment_id = $1", att_id)
+        ]
 
     async def delete_unreferenced(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
         async def op(db: asyncpg.Connection) -> tuple[int, list[str]]:
@@ -71,11 +81,14 @@ class Attachments(StoreMixin):
                 "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments a WHERE created_ts < $1 "
                 "AND NOT EXISTS (SELECT 1 FROM message_attachments m WHERE m.attachment_id = a.id) "
                 "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING sha256",
-                created_before_ms, limit,
+                created_before_ms,
+                limit,
             )
             shas = sorted({r[0] for r in rows})
-            in_use = {r[0] for r in await db.fetch(
-                "SELECT DISTINCT sha256 FROM attachments WHERE sha256 = ANY($1::text[])", shas)}
+            in_use = {
+                r[0]
+                for r in await db.fetch("SELECT DISTINCT sha256 FROM attachments WHERE sha256 = ANY($1::text[])", shas)
+            }
             return len(rows), [sha for sha in shas if sha not in in_use]
 
         return await self._write(op)

@@ -43,15 +43,23 @@ RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the ba
 # stops; a pooled connection whose session ended that way, its close not yet read,
 # answers the next query with asyncpg's InternalClientError ("another operation is
 # in progress"), not with a connection error.
-GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-        asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError, OSError,
-        asyncio.TimeoutError)
+GONE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 # A value PostgreSQL's text cannot hold (U+0000): the edges refuse it first; this is the net
 UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 
 
 def _unstorable(exc: BaseException) -> BadRequest:
     return BadRequest(f"a value the store cannot hold: {exc}")
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -116,11 +124,18 @@ def pooled_read(
 class Engine:
     """Writes go through `_write` (group commit); reads through `_reading`."""
 
-    def __init__(self, url: str, pool_size: int = 10, statement_timeout_s: float = 30.0,
-                 max_batch: int = 512, *, events_for_message: MessageEvents | None = None,
-                 events_for_order: OrderEvents | None = None,
-                 on_outbox: Callable[[], None] | None = None,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        statement_timeout_s: float = 30.0,
+        max_batch: int = 512,
+        *,
+        events_for_message: MessageEvents | None = None,
+        events_for_order: OrderEvents | None = None,
+        on_outbox: Callable[[], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.url = url
         self.pool_size = pool_size
         self.statement_timeout_s = statement_timeout_s
@@ -149,15 +164,18 @@ class Engine:
         timeout_ms = str(int(self.statement_timeout_s * 1000))
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=max(2, self.pool_size),
+                self.url,
+                min_size=1,
+                max_size=max(2, self.pool_size),
                 server_settings={"statement_timeout": timeout_ms, "application_name": "chatd"},
             )
             async with self._pool.acquire() as conn:
                 await migrate(conn)
         except GONE as exc:
             raise Unavailable(f"cannot reach the database: {exc}") from exc
-        self._writer_tasks = [asyncio.create_task(self._run_writer(i), name=f"chatd-writer-{i}")
-                              for i in range(self.writers)]
+        self._writer_tasks = [
+            asyncio.create_task(self._run_writer(i), name=f"chatd-writer-{i}") for i in range(self.writers)
+        ]
 
     async def aclose(self) -> None:
         """Flush every queued write, then close. Idempotent."""

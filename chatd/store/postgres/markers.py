@@ -24,20 +24,22 @@ class Markers(StoreMixin):
     """Mixed into PostgresStore."""
 
     @pooled_read
-    async def marker(self, db: asyncpg.Connection, order_id: str, user_id: str, sees_notes: bool,
-                     last_seq: int) -> tuple[int, int, int]:
+    async def marker(
+        self, db: asyncpg.Connection, order_id: str, user_id: str, sees_notes: bool, last_seq: int
+    ) -> tuple[int, int, int]:
         """(read_seq, unread, last visible seq) for a user on an order."""
         row = await db.fetchrow(
             "SELECT read_seq, unread, last_seq FROM read_markers WHERE user_id = $1 AND order_id = $2",
-            user_id, order_id,
+            user_id,
+            order_id,
         )
         if row:
             return row[0], row[1], row[2] if not sees_notes else last_seq
         notes = "" if sees_notes else " AND kind <> 'note'"
         count, last = await db.fetchrow(
-            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 "
-            f"AND sender_id <> $2{notes}",
-            order_id, user_id,
+            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND sender_id <> $2{notes}",
+            order_id,
+            user_id,
         )
         return 0, count, last if not sees_notes else last_seq
 
@@ -63,8 +65,9 @@ class Markers(StoreMixin):
         return total - hidden
 
     @pooled_read
-    async def inbox(self, db: asyncpg.Connection, ident: Identity, limit: int,
-                    cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
+    async def inbox(
+        self, db: asyncpg.Connection, ident: Identity, limit: int, cursor: str | None
+    ) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor)."""
         args: list[Any] = [ident.id]
         where = ""
@@ -92,8 +95,9 @@ class Markers(StoreMixin):
         for oid, status, unread, dispute_open, last_seq, _ in rows:
             last = None
             if last_seq:
-                row = await db.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2",
-                                        oid, last_seq)
+                row = await db.fetchrow(
+                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", oid, last_seq
+                )
                 last = message_from_row(oid, row) if row else None
             entries.append((oid, status, unread, bool(dispute_open), last))
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
@@ -105,20 +109,27 @@ class Markers(StoreMixin):
         unread, last = await db.fetchrow(
             f"SELECT COUNT(*) FILTER (WHERE sender_id <> $1), COALESCE(MAX(seq), 0) FROM messages "
             f"WHERE order_id = $2{notes}",
-            user, order.id,
+            user,
+            order.id,
         )
         await db.execute("DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2", user, order.id)
         await db.execute(
             "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
             "last_seq, activity_ts, side) VALUES ($1, $2, $3, 0, $4, $5, $6, $7)",
-            user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts,
+            user,
+            order.id,
+            int(sees_notes),
+            unread,
+            last,
+            order.last_ts or order.created_ts,
             int(user not in order.slots),
         )
 
     @staticmethod
     async def _hidden(db: asyncpg.Connection, user_id: str) -> int:
         hidden: int = await db.fetchval(
-            "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id)
+            "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id
+        )
         return hidden
 
     @staticmethod
@@ -126,8 +137,9 @@ class Markers(StoreMixin):
         total: int = await db.fetchval("SELECT unread_total FROM user_stats WHERE user_id = $1", user_id) or 0
         return total
 
-    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
-                        backward: bool = False) -> ReadMarker | None:
+    async def mark_read(
+        self, actor: Actor | None, order_id: str, user_id: str, seq: int, backward: bool = False
+    ) -> ReadMarker | None:
         """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
         `actor` None means the api key acting for `user_id`. None when nothing changed."""
 
@@ -140,7 +152,8 @@ class Markers(StoreMixin):
                 sees = permissions.sees_notes(role)
             row = await db.fetchrow(
                 "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = $1 AND order_id = $2",
-                user_id, order_id,
+                user_id,
+                order_id,
             )
             if row is None:
                 if actor is None:
@@ -154,15 +167,27 @@ class Markers(StoreMixin):
             notes = "" if sees else " AND kind <> 'note'"
             unread = await db.fetchval(
                 f"SELECT COUNT(*) FROM messages WHERE order_id = $1 AND seq > $2 AND sender_id <> $3{notes}",
-                order_id, target, user_id,
+                order_id,
+                target,
+                user_id,
             )
-            await db.execute("UPDATE read_markers SET read_seq = $1, unread = $2 WHERE user_id = $3 AND order_id = $4",
-                             target, unread, user_id, order_id)
-            plain = ("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 "
-                     "AND kind <> 'note'")
-            return ReadMarker(read_seq=target, unread=unread, total=await self._total(db, user_id), role=role,
-                              side=bool(side), hidden=await self._hidden(db, user_id),
-                              plain_seq=await db.fetchval(plain, order_id, target),
-                              plain_before=await db.fetchval(plain, order_id, read_seq))
+            await db.execute(
+                "UPDATE read_markers SET read_seq = $1, unread = $2 WHERE user_id = $3 AND order_id = $4",
+                target,
+                unread,
+                user_id,
+                order_id,
+            )
+            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 AND kind <> 'note'"
+            return ReadMarker(
+                read_seq=target,
+                unread=unread,
+                total=await self._total(db, user_id),
+                role=role,
+                side=bool(side),
+                hidden=await self._hidden(db, user_id),
+                plain_seq=await db.fetchval(plain, order_id, target),
+                plain_before=await db.fetchval(plain, order_id, read_seq),
+            )
 
         return await self._write(op, key=order_id)

@@ -37,8 +37,9 @@ class Messages(StoreMixin):
 
     async def check_writable(self) -> None:
         async def op(db: asyncpg.Connection) -> None:
-            await db.execute("INSERT INTO health (id, ts) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET ts = $1",
-                             now_ms())
+            await db.execute(
+                "INSERT INTO health (id, ts) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET ts = $1", now_ms()
+            )
 
         await self._write(op)
 
@@ -46,14 +47,24 @@ class Messages(StoreMixin):
     async def _find(db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Message | None:
         row = await db.fetchrow(
             f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND sender_id = $2 AND client_id = $3",
-            order_id, sender_id, client_id,
+            order_id,
+            sender_id,
+            client_id,
         )
         return message_from_row(order_id, row) if row else None
 
-    async def _insert(self, db: asyncpg.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
-                      client_id: str | None, status: str | None = None,
-                      attachments: list[AttachmentRef] | None = None,
-                      present: frozenset[str] = frozenset()) -> Posted | None:
+    async def _insert(
+        self,
+        db: asyncpg.Connection,
+        order: OrderRecord,
+        sender: UserRef,
+        kind: str,
+        text: str,
+        client_id: str | None,
+        status: str | None = None,
+        attachments: list[AttachmentRef] | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, outbox
         events); None if (order, sender, client_id) exists already. The order's
         row is locked (`_load_order`), so `last_seq` is the latest committed."""
@@ -66,7 +77,17 @@ class Messages(StoreMixin):
             "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
             "client_id, text, status, attachments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1",
-            order.id, seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att,
+            order.id,
+            seq,
+            ts,
+            kind,
+            sender.id,
+            sender.name,
+            sender.role,
+            client_id,
+            text,
+            status,
+            att,
         )
         if inserted is None:
             return None
@@ -89,9 +110,16 @@ class Messages(StoreMixin):
             raise Internal("seq conflict")
         return Posted(message=found, duplicate=True, unread=[])
 
-    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
-                   kind: str = "text", attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+    async def post(
+        self,
+        actor: Actor,
+        order_id: str,
+        text: str,
+        client_id: str | None,
+        kind: str = "text",
+        attachments: list[AttachmentRef] | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
         async def op(db: asyncpg.Connection) -> Posted:
@@ -100,30 +128,53 @@ class Messages(StoreMixin):
             if kind == "note" and not permissions.sees_notes(role):
                 raise Forbidden("buyers cannot write notes", ref=client_id)
             had_unread = role != "bot" and await db.fetchval(
-                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id)
-            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), kind, text, client_id,
-                                        attachments=attachments, present=present)
+                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id
+            )
+            posted = await self._insert(
+                db,
+                order,
+                UserRef(actor.id, actor.name, role),
+                kind,
+                text,
+                client_id,
+                attachments=attachments,
+                present=present,
+            )
             if posted is None:  # only a client_id can repeat
                 assert client_id is not None
                 return await self._duplicate(db, order_id, actor.id, client_id)
             if had_unread:
-                posted.unread.append(UnreadChange(actor.id, 0, await self._total(db, actor.id),
-                                                  side=actor.id not in order.slots,
-                                                  hidden=await self._hidden(db, actor.id)))
+                posted.unread.append(
+                    UnreadChange(
+                        actor.id,
+                        0,
+                        await self._total(db, actor.id),
+                        side=actor.id not in order.slots,
+                        hidden=await self._hidden(db, actor.id),
+                    )
+                )
             return posted
 
         return await self._write(op, key=order_id)
 
-    async def _order_change(self, db: asyncpg.Connection, actor: Actor, order_id: str,
-                            client_id: str) -> tuple[OrderRecord, str, Posted | None]:
+    async def _order_change(
+        self, db: asyncpg.Connection, actor: Actor, order_id: str, client_id: str
+    ) -> tuple[OrderRecord, str, Posted | None]:
         """(order, actor's role, the earlier Posted if this client_id was seen)."""
         order = await self._load_order(db, order_id, lock=True)
         role = actor.role_in(order)
         dup = await self._find(db, order_id, actor.id, client_id)
         return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
 
-    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
-                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+    async def set_status(
+        self,
+        actor: Actor,
+        order_id: str,
+        status: str,
+        client_id: str,
+        text: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
         async def op(db: asyncpg.Connection) -> Posted:
@@ -134,17 +185,31 @@ class Messages(StoreMixin):
                 raise Forbidden(f"role {role} cannot change the status", ref=client_id)
             await db.execute("UPDATE orders SET status = $1 WHERE id = $2", status, order_id)
             order.status = status
-            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
-                                        text or f"Status changed to {status}", client_id, status=status,
-                                        present=present)
+            posted = await self._insert(
+                db,
+                order,
+                UserRef(actor.id, actor.name, role),
+                "status",
+                text or f"Status changed to {status}",
+                client_id,
+                status=status,
+                present=present,
+            )
             assert posted is not None  # no message of this client_id (_order_change looked, under the row lock)
             posted.order = order
             return posted
 
         return await self._write(op, key=order_id)
 
-    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
-                      reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
+    async def dispute(
+        self,
+        actor: Actor,
+        order_id: str,
+        action: str,
+        client_id: str,
+        reason: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Open or close the order's dispute and post a `dispute` message, atomically."""
 
         async def op(db: asyncpg.Connection) -> Posted:
@@ -171,24 +236,33 @@ class Messages(StoreMixin):
             await db.execute(
                 "UPDATE orders SET dispute_open = $1, dispute_reason = $2, dispute_by = $3, dispute_ts = $4 "
                 "WHERE id = $5",
-                int(d.open), d.reason, d.by, d.ts, order_id,
+                int(d.open),
+                d.reason,
+                d.by,
+                d.ts,
+                order_id,
             )
-            posted = await self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text,
-                                        client_id, present=present)
+            posted = await self._insert(
+                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present
+            )
             assert posted is not None  # no message of this client_id (_order_change looked, under the row lock)
             posted.order = order
             return posted
 
         return await self._write(op, key=order_id)
 
-    async def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
-                    newest: bool) -> tuple[list[Message], bool]:
+    async def _page(
+        self, order_id: str, sees_notes: bool, above: int, below: int, limit: int, newest: bool
+    ) -> tuple[list[Message], bool]:
         notes = "" if sees_notes else " AND kind <> 'note'"
         async with self._reading() as db:
             rows = await db.fetch(
                 f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2 AND seq < $3{notes} "
                 f"ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT $4",
-                order_id, above, below, limit + 1,
+                order_id,
+                above,
+                below,
+                limit + 1,
             )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -196,16 +270,17 @@ class Messages(StoreMixin):
             rows.reverse()
         return [message_from_row(order_id, r) for r in rows], more
 
-    async def history(self, order_id: str, sees_notes: bool, before: int | None, after: int | None,
-                      limit: int) -> tuple[list[Message], bool]:
+    async def history(
+        self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
         """The newest `limit` below `before`, or the oldest `limit` above `after`."""
         if after is not None:
             return await self._page(order_id, sees_notes, after, _NO_END, limit, newest=False)
-        return await self._page(order_id, sees_notes, 0, _NO_END if before is None else before, limit,
-                                newest=True)
+        return await self._page(order_id, sees_notes, 0, _NO_END if before is None else before, limit, newest=True)
 
-    async def replay(self, order_id: str, sees_notes: bool, since: int | None,
-                     limit: int) -> tuple[list[Message], bool]:
+    async def replay(
+        self, order_id: str, sees_notes: bool, since: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
         """Messages after `since` (newest `limit` kept, flag: some left out), or the newest `limit`."""
         msgs, more = await self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
         return msgs, more and since is not None
@@ -217,9 +292,10 @@ class Messages(StoreMixin):
         while True:
             async with self._reading() as db:
                 rows = await db.fetch(
-                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2{notes} "
-                    "ORDER BY seq LIMIT $3",
-                    order_id, after, chunk,
+                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2{notes} ORDER BY seq LIMIT $3",
+                    order_id,
+                    after,
+                    chunk,
                 )
             if not rows:
                 return

@@ -29,14 +29,21 @@ class Orders(StoreMixin):
     async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord:
         """The order, its row locked for the transaction when `lock`: every write
         that allocates a seq takes it first, so seqs are gapless across hosts."""
-        row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""),
-                                order_id)
+        row = await db.fetchrow(
+            f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""), order_id
+        )
         if row is None:
             raise NotFound("no such order", ref=order_id)
         return order_from_row(row)
 
-    async def put_order(self, order_id: str, status: str | None, buyer: Person | None,
-                        supplier: Person | None, sales_rep: Person | None | EllipsisType = ...) -> OrderChange:
+    async def put_order(
+        self,
+        order_id: str,
+        status: str | None,
+        buyer: Person | None,
+        supplier: Person | None,
+        sales_rep: Person | None | EllipsisType = ...,
+    ) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is."""
 
         async def op(db: asyncpg.Connection) -> OrderChange:
@@ -73,8 +80,15 @@ class Orders(StoreMixin):
                 "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
                 "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
                 "rep_id = excluded.rep_id, rep_name = excluded.rep_name",
-                order_id, new.status, new.buyer.id, new.buyer.name, new.supplier.id,
-                new.supplier.name, rep.id if rep else None, rep.name if rep else None, new.created_ts,
+                order_id,
+                new.status,
+                new.buyer.id,
+                new.buyer.name,
+                new.supplier.id,
+                new.supplier.name,
+                rep.id if rep else None,
+                rep.name if rep else None,
+                new.created_ts,
             )
             old_roles = old.roles() if old else {}
             new_roles = new.roles()
@@ -83,18 +97,23 @@ class Orders(StoreMixin):
             totals: list[UnreadChange] = []
             for user in removed:
                 gone = await db.fetchval(
-                    "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id)
+                    "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id
+                )
                 if gone:
-                    totals.append(UnreadChange(user, 0, await self._total(db, user),
-                                               hidden=await self._hidden(db, user)))
+                    totals.append(
+                        UnreadChange(user, 0, await self._total(db, user), hidden=await self._hidden(db, user))
+                    )
             for user in added:  # replaces a staff or bot (side) marker of theirs
                 await self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
             removed += [u for u in added if u not in old_roles and old is not None]
-            changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
-                old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
+            changed = (
+                old is None
+                or old.status != new.status
+                or bool(removed)
+                or bool(added)
+                or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
             )
             self._outbox_written += await outbox.enqueue(db, events)
-            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
-                               totals=totals)
+            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed, totals=totals)
 
         return await self._write(op, key=order_id)

@@ -27,8 +27,8 @@ async def enqueue(db: asyncpg.Connection, events: list[tuple[str, dict[str, Any]
         rows.append((event_id, kind, body, ts, ts))
     if rows:
         await db.executemany(
-            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES ($1, $2, $3, $4, $5)",
-            rows)
+            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES ($1, $2, $3, $4, $5)", rows
+        )
     return len(rows)
 
 
@@ -41,7 +41,9 @@ class Outbox(StoreMixin):
                 "UPDATE webhook_outbox SET next_ts = $2 WHERE id IN (SELECT id FROM webhook_outbox "
                 "WHERE dead = 0 AND next_ts <= $1 ORDER BY next_ts, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, event_id, type, body, attempts",
-                now_ms, lease_until_ms, limit,
+                now_ms,
+                lease_until_ms,
+                limit,
             )
             rows = sorted(rows, key=lambda r: r[0])
             return [OutboxEvent(row[0], row[1], row[2], bytes(row[3]), row[4]) for row in rows]
@@ -68,5 +70,6 @@ class Outbox(StoreMixin):
     @pooled_read
     async def outbox_counts(self, db: asyncpg.Connection) -> tuple[int, int]:
         row = await db.fetchrow(
-            "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox")
+            "SELECT COUNT(*) FILTER (WHERE dead = 0), COUNT(*) FILTER (WHERE dead = 1) FROM webhook_outbox"
+        )
         return row[0], row[1]

@@ -49,22 +49,24 @@ class _Args:
 class Threads(StoreMixin):
     """Mixed into PostgresStore."""
 
-    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
-                          limit: int) -> ThreadPage:
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         async with self._reading() as db:
             async with db.transaction(isolation="repeatable_read", readonly=True):
                 return await _page(db, filters, after, limit)
 
 
-async def _page(db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int, int, str] | None,
-                limit: int) -> ThreadPage:
+async def _page(
+    db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int
+) -> ThreadPage:
     query = ts_query(filters.words) if filters.words else None
 
     def conditions(p: _Args) -> str:
         where = _filters(filters, p)
         if query is not None:
-            where.append(f"EXISTS (SELECT 1 FROM messages s WHERE s.order_id = o.id "
-                         f"AND s.search @@ to_tsquery('chatd_search', {p(query)}))")
+            where.append(
+                f"EXISTS (SELECT 1 FROM messages s WHERE s.order_id = o.id "
+                f"AND s.search @@ to_tsquery('chatd_search', {p(query)}))"
+            )
         return " AND ".join(where) or "TRUE"
 
     if after is not None:
@@ -87,8 +89,12 @@ async def _page(db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int,
         last = await _message(db, order.id, order.last_seq) if order.last_seq else None
         unread = None
         if filters.unread_for:
-            unread = await db.fetchval("SELECT unread FROM read_markers WHERE order_id = $1 AND user_id = $2",
-                                       order.id, filters.unread_for) or 0
+            unread = (
+                await db.fetchval(
+                    "SELECT unread FROM read_markers WHERE order_id = $1 AND user_id = $2", order.id, filters.unread_for
+                )
+                or 0
+            )
         out.append(ThreadRow(order, r[15], last, unread))
     if query is not None and out:
         await _add_matches(db, out, query)
@@ -108,36 +114,45 @@ def _filters(f: ThreadFilter, p: _Args) -> list[str]:
     elif f.dispute == "none":
         where.append("o.dispute_ts IS NULL")
     if f.unread_for:
-        where.append(f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {p(f.unread_for)} "
-                     "AND r.unread > 0)")
+        where.append(
+            f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {p(f.unread_for)} AND r.unread > 0)"
+        )
     if f.scope_user is not None:  # participants hold a marker on each of their orders
         u = p(f.scope_user)
-        where.append(f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {u}) "
-                     f"AND (o.supplier_id = {u} OR o.rep_id = {u})")
+        where.append(
+            f"o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = {u}) "
+            f"AND (o.supplier_id = {u} OR o.rep_id = {u})"
+        )
     if f.staff is not None:
         where.append(f"o.buyer_id <> {p(f.staff)}")
     return where
 
 
-async def _after(db: asyncpg.Connection, conditions: Callable[[_Args], str], as_of: int, act: int, oid: str,
-                 n: int) -> list[asyncpg.Record]:
+async def _after(
+    db: asyncpg.Connection, conditions: Callable[[_Args], str], as_of: int, act: int, oid: str, n: int
+) -> list[asyncpg.Record]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
-    changed = dict(await db.fetch(
-        "SELECT order_id, MIN(seq) FROM messages WHERE log_id > $1 GROUP BY order_id LIMIT $2",
-        as_of, MAX_CHANGED + 1,
-    ))
+    changed = dict(
+        await db.fetch(
+            "SELECT order_id, MIN(seq) FROM messages WHERE log_id > $1 GROUP BY order_id LIMIT $2",
+            as_of,
+            MAX_CHANGED + 1,
+        )
+    )
     if len(changed) > MAX_CHANGED:
         raise Conflict("the cursor is too old: start again from the first page")
     p = _Args()
     cond = conditions(p)
     a, o, ids = p(act), p(oid), p(list(changed), "::text[]")
     # threads without news since the snapshot: their activity now is their activity then
-    rows: list[asyncpg.Record] = list(await db.fetch(
-        f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
-        f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) AND NOT (o.id = ANY({ids})) "
-        f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
-        *p.values,
-    ))
+    rows: list[asyncpg.Record] = list(
+        await db.fetch(
+            f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+            f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) AND NOT (o.id = ANY({ids})) "
+            f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
+            *p.values,
+        )
+    )
     if changed:
         p = _Args()
         cond = conditions(p)
@@ -162,7 +177,8 @@ async def _add_matches(db: asyncpg.Connection, rows: list[ThreadRow], query: str
     for order_id, seq in await db.fetch(
         "SELECT order_id, seq FROM messages WHERE order_id = ANY($1::text[]) "
         "AND search @@ to_tsquery('chatd_search', $2) ORDER BY log_id DESC",
-        [r.order.id for r in rows], query,
+        [r.order.id for r in rows],
+        query,
     ):
         found.setdefault(order_id, []).append(seq)
     for r in rows:

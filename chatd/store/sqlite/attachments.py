@@ -35,9 +35,10 @@ class Attachments(StoreMixin):
 
     async def add_attachment(self, row: AttachmentRow) -> None:
         def op(db: sqlite3.Connection) -> None:
-            db.execute(f"INSERT INTO attachments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (row.id, row.order_id, row.uploader_id, row.name, row.mime, row.size, row.sha256,
-                        row.created_ts))
+            db.execute(
+                f"INSERT INTO attachments ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.order_id, row.uploader_id, row.name, row.mime, row.size, row.sha256, row.created_ts),
+            )
 
         await self._write(op)
 
@@ -55,8 +56,12 @@ class Attachments(StoreMixin):
 
     @inline_read
     async def attachment_links(self, att_id: str) -> list[tuple[str, str]]:
-        return [tuple(r) for r in self.reader.execute(
-            "SELECT order_id, kind FROM message_attachments WHERE attachment_id = ?", (att_id,)).fetchall()]
+        return [
+            tuple(r)
+            for r in self.reader.execute(
+                "SELECT order_id, kind FROM message_attachments WHERE attachment_id = ?", (att_id,)
+            ).fetchall()
+        ]
 
     async def delete_unreferenced(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
         def op(db: sqlite3.Connection) -> tuple[int, list[str]]:
@@ -67,13 +72,17 @@ class Attachments(StoreMixin):
             ).fetchall()
             for att_id, _ in rows:
                 db.execute("DELETE FROM attachments WHERE id = ?", (att_id,))
-            orphans = [sha for sha in {sha for _, sha in rows}
-                       if db.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is None]
+            orphans = [
+                sha
+                for sha in {sha for _, sha in rows}
+                if db.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is None
+            ]
             return len(rows), orphans
 
         return await self._write(op)
 
     @inline_read
     async def sha256_in_use(self, sha256: str) -> bool:
-        return self.reader.execute(
-            "SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone() is not None
+        return (
+            self.reader.execute("SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone() is not None
+        )

@@ -45,6 +45,7 @@ P = ParamSpec("P")
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
 
+
 class _Op:
     __slots__ = ("fn", "future")
 
@@ -109,10 +110,17 @@ def inline_read(
 class Engine:
     """Writes go through `_write` (group commit); reads are inline on `_r`."""
 
-    def __init__(self, path: str, synchronous: str = "normal", max_batch: int = 512, *,
-                 events_for_message: MessageEvents | None = None, events_for_order: OrderEvents | None = None,
-                 on_outbox: Callable[[], None] | None = None,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        synchronous: str = "normal",
+        max_batch: int = 512,
+        *,
+        events_for_message: MessageEvents | None = None,
+        events_for_order: OrderEvents | None = None,
+        on_outbox: Callable[[], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
         self.max_batch = max_batch
@@ -176,7 +184,8 @@ class Engine:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chatd-writer")
         self._writer_task = asyncio.create_task(self._run_writer(), name="chatd-writer")
         self._checkpoint_task = asyncio.create_task(
-            self._run_checkpoints(self.checkpoint_interval_s), name="chatd-checkpoint")
+            self._run_checkpoints(self.checkpoint_interval_s), name="chatd-checkpoint"
+        )
         self._indexer_task = asyncio.create_task(self._run_indexer(), name="chatd-search-indexer")
 
     async def aclose(self) -> None:

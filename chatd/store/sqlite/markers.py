@@ -36,8 +36,7 @@ class Markers(StoreMixin):
         # staff and bots without a marker yet: everything visible is unread
         notes = "" if sees_notes else " AND kind != 'note'"
         count, last = self.reader.execute(
-            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? "
-            f"AND sender_id != ?{notes}",
+            f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND sender_id != ?{notes}",
             (order_id, user_id),
         ).fetchone()
         return 0, count, last if not sees_notes else last_seq
@@ -116,15 +115,23 @@ class Markers(StoreMixin):
         db.execute(
             "INSERT INTO read_markers (user_id, order_id, sees_notes, read_seq, unread, "
             "last_seq, activity_ts, side) VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
-            (user, order.id, int(sees_notes), unread, last, order.last_ts or order.created_ts,
-             int(user not in order.slots)),
+            (
+                user,
+                order.id,
+                int(sees_notes),
+                unread,
+                last,
+                order.last_ts or order.created_ts,
+                int(user not in order.slots),
+            ),
         )
 
     @staticmethod
     def _hidden(db: sqlite3.Connection, user_id: str) -> int:
         """The user's unread on side markers (read_markers_side: usually no rows)."""
-        hidden: int = db.execute("SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1",
-                                 (user_id,)).fetchone()[0]
+        hidden: int = db.execute(
+            "SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1", (user_id,)
+        ).fetchone()[0]
         return hidden
 
     @staticmethod
@@ -132,8 +139,9 @@ class Markers(StoreMixin):
         row = db.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
         return row[0] if row else 0
 
-    async def mark_read(self, actor: Actor | None, order_id: str, user_id: str, seq: int,
-                        backward: bool = False) -> ReadMarker | None:
+    async def mark_read(
+        self, actor: Actor | None, order_id: str, user_id: str, seq: int, backward: bool = False
+    ) -> ReadMarker | None:
         """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
 
         `actor` None means the api key acting for `user_id` (who must hold a
@@ -169,9 +177,15 @@ class Markers(StoreMixin):
                 (target, unread, user_id, order_id),
             )
             plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
-            return ReadMarker(read_seq=target, unread=unread, total=self._total(db, user_id), role=role,
-                              side=bool(side), hidden=self._hidden(db, user_id),
-                              plain_seq=db.execute(plain, (order_id, target)).fetchone()[0],
-                              plain_before=db.execute(plain, (order_id, read_seq)).fetchone()[0])
+            return ReadMarker(
+                read_seq=target,
+                unread=unread,
+                total=self._total(db, user_id),
+                role=role,
+                side=bool(side),
+                hidden=self._hidden(db, user_id),
+                plain_seq=db.execute(plain, (order_id, target)).fetchone()[0],
+                plain_before=db.execute(plain, (order_id, read_seq)).fetchone()[0],
+            )
 
         return await self._write(op)

@@ -39,10 +39,18 @@ class Messages(StoreMixin):
         ).fetchone()
         return message_from_row(order_id, row) if row else None
 
-    def _insert(self, db: sqlite3.Connection, order: OrderRecord, sender: UserRef, kind: str, text: str,
-                client_id: str | None, status: str | None = None,
-                attachments: list[AttachmentRef] | None = None,
-                present: frozenset[str] = frozenset()) -> Posted | None:
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        order: OrderRecord,
+        sender: UserRef,
+        kind: str,
+        text: str,
+        client_id: str | None,
+        status: str | None = None,
+        attachments: list[AttachmentRef] | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, outbox
         events); None if (order, sender, client_id) exists already."""
         if attachments:
@@ -83,9 +91,16 @@ class Messages(StoreMixin):
             raise Internal("seq conflict")
         return Posted(message=found, duplicate=True, unread=[])
 
-    async def post(self, actor: Actor, order_id: str, text: str, client_id: str | None,
-                   kind: str = "text", attachments: list[AttachmentRef] | None = None,
-                   present: frozenset[str] = frozenset()) -> Posted:
+    async def post(
+        self,
+        actor: Actor,
+        order_id: str,
+        text: str,
+        client_id: str | None,
+        kind: str = "text",
+        attachments: list[AttachmentRef] | None = None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Store a `text`/`note` (or, for the system, `system`) message."""
 
         def op(db: sqlite3.Connection) -> Posted:
@@ -93,23 +108,41 @@ class Messages(StoreMixin):
             role = actor.role_in(order)
             if kind == "note" and not permissions.sees_notes(role):
                 raise Forbidden("buyers cannot write notes", ref=client_id)
-            had_unread = role != "bot" and db.execute(
-                "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
-            ).fetchone()
-            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), kind, text, client_id,
-                                  attachments=attachments, present=present)
+            had_unread = (
+                role != "bot"
+                and db.execute(
+                    "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
+                ).fetchone()
+            )
+            posted = self._insert(
+                db,
+                order,
+                UserRef(actor.id, actor.name, role),
+                kind,
+                text,
+                client_id,
+                attachments=attachments,
+                present=present,
+            )
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
             if had_unread and had_unread[0]:
-                posted.unread.append(UnreadChange(actor.id, 0, self._total(db, actor.id),
-                                                  side=actor.id not in order.slots,
-                                                  hidden=self._hidden(db, actor.id)))
+                posted.unread.append(
+                    UnreadChange(
+                        actor.id,
+                        0,
+                        self._total(db, actor.id),
+                        side=actor.id not in order.slots,
+                        hidden=self._hidden(db, actor.id),
+                    )
+                )
             return posted
 
         return await self._write(op)
 
-    def _order_change(self, db: sqlite3.Connection, actor: Actor, order_id: str,
-                      client_id: str) -> tuple[OrderRecord, str, Posted | None]:
+    def _order_change(
+        self, db: sqlite3.Connection, actor: Actor, order_id: str, client_id: str
+    ) -> tuple[OrderRecord, str, Posted | None]:
         """(order, actor's role, the earlier Posted if this client_id was seen) for
         a status or dispute change: a retry answers before any rule is checked."""
         order = self._load_order(db, order_id)
@@ -117,8 +150,15 @@ class Messages(StoreMixin):
         dup = self._find(db, order_id, actor.id, client_id)
         return order, role, Posted(message=dup, duplicate=True, unread=[]) if dup else None
 
-    async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str,
-                         text: str | None, present: frozenset[str] = frozenset()) -> Posted:
+    async def set_status(
+        self,
+        actor: Actor,
+        order_id: str,
+        status: str,
+        client_id: str,
+        text: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Change the order's status and post a `status` message, atomically."""
 
         def op(db: sqlite3.Connection) -> Posted:
@@ -129,17 +169,31 @@ class Messages(StoreMixin):
                 raise Forbidden(f"role {role} cannot change the status", ref=client_id)
             db.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
             order.status = status
-            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "status",
-                                  text or f"Status changed to {status}", client_id, status=status,
-                                  present=present)
+            posted = self._insert(
+                db,
+                order,
+                UserRef(actor.id, actor.name, role),
+                "status",
+                text or f"Status changed to {status}",
+                client_id,
+                status=status,
+                present=present,
+            )
             assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
             return posted
 
         return await self._write(op)
 
-    async def dispute(self, actor: Actor, order_id: str, action: str, client_id: str,
-                      reason: str | None, present: frozenset[str] = frozenset()) -> Posted:
+    async def dispute(
+        self,
+        actor: Actor,
+        order_id: str,
+        action: str,
+        client_id: str,
+        reason: str | None,
+        present: frozenset[str] = frozenset(),
+    ) -> Posted:
         """Open or close the order's dispute and post a `dispute` message, atomically."""
 
         def op(db: sqlite3.Connection) -> Posted:
@@ -164,20 +218,21 @@ class Messages(StoreMixin):
                 text = f"Dispute closed: {reason}" if reason else "Dispute closed"
             d = order.dispute
             db.execute(
-                "UPDATE orders SET dispute_open = ?, dispute_reason = ?, dispute_by = ?, dispute_ts = ? "
-                "WHERE id = ?",
+                "UPDATE orders SET dispute_open = ?, dispute_reason = ?, dispute_by = ?, dispute_ts = ? WHERE id = ?",
                 (int(d.open), d.reason, d.by, d.ts, order_id),
             )
-            posted = self._insert(db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id,
-                                  present=present)
+            posted = self._insert(
+                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present
+            )
             assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
             return posted
 
         return await self._write(op)
 
-    def _page(self, order_id: str, sees_notes: bool, above: int, below: int, limit: int,
-              newest: bool) -> tuple[list[Message], bool]:
+    def _page(
+        self, order_id: str, sees_notes: bool, above: int, below: int, limit: int, newest: bool
+    ) -> tuple[list[Message], bool]:
         """Up to `limit` messages with above < seq < below, ascending, taken from the
         newest end or the oldest; and whether more were left out."""
         notes = "" if sees_notes else " AND kind != 'note'"
@@ -216,8 +271,7 @@ class Messages(StoreMixin):
         after = 0
         while True:
             async with self._aux.execute(
-                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} "
-                "ORDER BY seq LIMIT ?",
+                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} ORDER BY seq LIMIT ?",
                 (order_id, after, chunk),
             ) as cur:
                 rows = list(await cur.fetchall())

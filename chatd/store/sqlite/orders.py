@@ -71,8 +71,14 @@ class Orders(StoreMixin):
                 "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
                 "rep_id = excluded.rep_id, rep_name = excluded.rep_name",
                 (
-                    order_id, new.status, new.buyer.id, new.buyer.name, new.supplier.id,
-                    new.supplier.name, rep.id if rep else None, rep.name if rep else None,
+                    order_id,
+                    new.status,
+                    new.buyer.id,
+                    new.buyer.name,
+                    new.supplier.id,
+                    new.supplier.name,
+                    rep.id if rep else None,
+                    rep.name if rep else None,
                     new.created_ts,
                 ),
             )
@@ -82,8 +88,9 @@ class Orders(StoreMixin):
             added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
             totals = []
             for user in removed:
-                gone = db.execute("DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread",
-                                  (user, order_id)).fetchone()
+                gone = db.execute(
+                    "DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread", (user, order_id)
+                ).fetchone()
                 if gone and gone[0]:
                     totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
             for user in added:  # replaces a staff or bot (side) marker of theirs
@@ -91,11 +98,14 @@ class Orders(StoreMixin):
             # someone new in a slot may be joined as staff or a bot, seeing notes:
             # their connections leave the room like a removed participant's
             removed += [u for u in added if u not in old_roles and old is not None]
-            changed = old is None or old.status != new.status or bool(removed) or bool(added) or (
-                old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep
+            changed = (
+                old is None
+                or old.status != new.status
+                or bool(removed)
+                or bool(added)
+                or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
             )
             self._outbox_written += outbox.enqueue(db, events)
-            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed,
-                               totals=totals)
+            return OrderChange(order=new, created=old is None, state_changed=changed, removed=removed, totals=totals)
 
         return await self._write(op)

@@ -24,7 +24,8 @@ def enqueue(db: sqlite3.Connection, events: list[tuple[str, dict[str, Any]]]) ->
         rows.append((event_id, kind, body, ts, ts))
     if rows:
         db.executemany(
-            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES (?, ?, ?, ?, ?)", rows)
+            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES (?, ?, ?, ?, ?)", rows
+        )
     return len(rows)
 
 
@@ -38,8 +39,9 @@ class Outbox(StoreMixin):
                 "WHERE dead = 0 AND next_ts <= ? ORDER BY next_ts, id LIMIT ?",
                 (now_ms, limit),
             ).fetchall()
-            db.executemany("UPDATE webhook_outbox SET next_ts = ? WHERE id = ?",
-                           [(lease_until_ms, row[0]) for row in rows])
+            db.executemany(
+                "UPDATE webhook_outbox SET next_ts = ? WHERE id = ?", [(lease_until_ms, row[0]) for row in rows]
+            )
             return [OutboxEvent(row[0], row[1], row[2], bytes(row[3]), row[4]) for row in rows]
 
         return await self._write(op)

@@ -39,16 +39,17 @@ def fts_query(words: tuple[str, ...]) -> str:
 class Threads(StoreMixin):
     """Mixed into SqliteStore."""
 
-    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None,
-                          limit: int) -> ThreadPage:
+    async def thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         return await asyncio.to_thread(self._thread_page, filters, after, limit)
 
     def _thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         where, args = _filters(filters)
         fts = fts_query(filters.words) if filters.words else None
         if fts is not None:
-            where.append("o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "
-                         "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))")
+            where.append(
+                "o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "
+                "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))"
+            )
             args.append(fts)
         with self._search_lock, self._reading():
             db = self._search_db()
@@ -68,8 +69,10 @@ class Threads(StoreMixin):
                     last = _message(db, order.id, order.last_seq) if order.last_seq else None
                     unread = None
                     if filters.unread_for:
-                        u = db.execute("SELECT unread FROM read_markers WHERE order_id = ? AND user_id = ?",
-                                       (order.id, filters.unread_for)).fetchone()
+                        u = db.execute(
+                            "SELECT unread FROM read_markers WHERE order_id = ? AND user_id = ?",
+                            (order.id, filters.unread_for),
+                        ).fetchone()
                         unread = u[0] if u else 0
                     out.append(ThreadRow(order, r[15], last, unread))
                 if fts is not None and out:
@@ -97,8 +100,10 @@ def _filters(f: ThreadFilter) -> tuple[list[str], list[Any]]:
         where.append("o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = ? AND r.unread > 0)")
         args.append(f.unread_for)
     if f.scope_user is not None:  # participants hold a marker on each of their orders
-        where.append("o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = ?) "
-                     "AND (o.supplier_id = ? OR o.rep_id = ?)")
+        where.append(
+            "o.id IN (SELECT r.order_id FROM read_markers r WHERE r.user_id = ?) "
+            "AND (o.supplier_id = ? OR o.rep_id = ?)"
+        )
         args += [f.scope_user, f.scope_user, f.scope_user]
     if f.staff is not None:
         where.append("o.buyer_id != ?")
@@ -115,14 +120,17 @@ def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int) ->
     ).fetchall()
 
 
-def _after(db: sqlite3.Connection, where: list[str], args: list[Any], as_of: int, act: int, oid: str,
-           n: int) -> list[Any]:
+def _after(
+    db: sqlite3.Connection, where: list[str], args: list[Any], as_of: int, act: int, oid: str, n: int
+) -> list[Any]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
     # each thread with news since the snapshot, and its first seq after it
-    changed = dict(db.execute(
-        "SELECT order_id, MIN(seq) FROM message_log WHERE id > ? GROUP BY order_id LIMIT ?",
-        (as_of, MAX_CHANGED + 1),
-    ).fetchall())
+    changed = dict(
+        db.execute(
+            "SELECT order_id, MIN(seq) FROM message_log WHERE id > ? GROUP BY order_id LIMIT ?",
+            (as_of, MAX_CHANGED + 1),
+        ).fetchall()
+    )
     if len(changed) > MAX_CHANGED:
         raise Conflict("the cursor is too old: start again from the first page")
     changed_json = msgspec.json.encode(changed).decode()

@@ -26,8 +26,9 @@ def redis_url(tmp_path_factory):  # its own: the test cuts every connection Redi
 
 @pytest.mark.parametrize("kind", ["pubsub", "normal"])  # the subscriber's, then every other connection
 async def test_connections_killed_by_redis_come_back(redis_url, kind):
-    a, b = (Node(RedisRelay(redis_url, presence_frame, canary_interval_s=0.2, admit_timeout_s=30.0), True)
-            for _ in range(2))
+    a, b = (
+        Node(RedisRelay(redis_url, presence_frame, canary_interval_s=0.2, admit_timeout_s=30.0), True) for _ in range(2)
+    )
     order, user = f"o-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
     admin = aioredis.from_url(redis_url)
     try:

@@ -106,7 +106,12 @@ async def test_a_gap_is_filled_in_a_task_and_later_events_wait_in_order():
         gate.set()
         got = [await a.next() for _ in range(5)]
         assert [(m["seq"], m["text"]) for m in got] == [
-            (2, "from the store"), (3, "from the store"), (4, "live"), (0, "typing"), (5, "live")]
+            (2, "from the store"),
+            (3, "from the store"),
+            (4, "live"),
+            (0, "typing"),
+            (5, "live"),
+        ]
         hub.deliver_room(_ev("r1", 5, "again"))  # an older copy: dropped
         hub.deliver_room(_ev("r1", 6, "live"))
         assert (await a.next())["seq"] == 6

@@ -27,13 +27,17 @@ def _outside_store() -> list[Path]:
 
 
 def test_no_database_driver_outside_the_store():
-    found = {str(p.relative_to(ROOT)): sorted(m for m in _imports(p) if m.split(".")[0] in DRIVERS)
-             for p in _outside_store()}
+    found = {
+        str(p.relative_to(ROOT)): sorted(m for m in _imports(p) if m.split(".")[0] in DRIVERS) for p in _outside_store()
+    }
     assert {k: v for k, v in found.items() if v} == {}
 
 
 def test_no_module_outside_the_store_names_a_backend():
     """chatd.store.make_store picks the backend from the config; the rest sees the contract."""
-    found = [str(p.relative_to(ROOT)) for p in _outside_store()
-             if any(m.startswith(("chatd.store.sqlite", "chatd.store.postgres")) for m in _imports(p))]
+    found = [
+        str(p.relative_to(ROOT))
+        for p in _outside_store()
+        if any(m.startswith(("chatd.store.sqlite", "chatd.store.postgres")) for m in _imports(p))
+    ]
     assert found == []

@@ -31,16 +31,18 @@ def test_a_sqlite_url_is_the_path(tmp_path):
 
 
 def test_a_postgresql_url_with_pool_and_timeout(tmp_path):
-    cfg = load(_write(tmp_path, 'url = "postgresql://u:p@127.0.0.1:5432/chat"\npool_size = 3\n'
-                                'statement_timeout_s = 2.5'), ENV)
+    cfg = load(
+        _write(tmp_path, 'url = "postgresql://u:p@127.0.0.1:5432/chat"\npool_size = 3\nstatement_timeout_s = 2.5'), ENV
+    )
     store = make_store(cfg)
     assert isinstance(store, PostgresStore)
     assert (store.url, store.pool_size, store.statement_timeout_s) == ("postgresql://u:p@127.0.0.1:5432/chat", 3, 2.5)
 
 
 def test_the_environment_overrides_the_file(tmp_path):
-    cfg = load(_write(tmp_path, f'url = "sqlite://{tmp_path}/b.sqlite3"'),
-               {**ENV, "CHATD_STORE_URL": "postgres://h/db"})
+    cfg = load(
+        _write(tmp_path, f'url = "sqlite://{tmp_path}/b.sqlite3"'), {**ENV, "CHATD_STORE_URL": "postgres://h/db"}
+    )
     assert isinstance(make_store(cfg), PostgresStore)
 
 
