@@ -28,6 +28,7 @@ from chatd.rooms.events import RoomEvent
 from chatd.rooms.hub import Hub
 from chatd.store import make_store
 from chatd.store.base import Store
+from chatd.store.records import OrderRecord
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks, message_events, order_events
 from chatd.wire import Presence, encode_frame
@@ -85,6 +86,11 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         assert chat is not None  # built right after the hub, before anything runs
         return chat.read_gap(order, after, before)
 
+    def check_open(order: OrderRecord, role: str) -> None:
+        """No uploads by participants to a closed chat: the chat service decides."""
+        assert chat is not None  # built right after the attachment service, before anything runs
+        chat.check_open(order, role)
+
     hub = Hub(
         cfg.limits.outbound_queue_frames,
         cfg.limits.outbound_buffer_bytes,
@@ -101,7 +107,12 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             files.root.resolve(),
         )
     attachments = Attachments(
-        store, files, cfg.attachments, contact_filter=cfg.filter.mode, retention_days=cfg.retention.attachments_days
+        store,
+        files,
+        cfg.attachments,
+        contact_filter=cfg.filter.mode,
+        retention_days=cfg.retention.attachments_days,
+        gate=check_open,
     )
     chat = Chat(
         store,
@@ -112,7 +123,6 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         contact_filter=cfg.filter.mode,
         workflows=Workflows(cfg.workflow, cfg.workflows),
     )
-    attachments.gate = chat.check_open  # no uploads by participants to a closed chat
     threads = Threads(store, chat.online_now_each, cfg.limits.history_max)
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
 

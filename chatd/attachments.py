@@ -115,6 +115,7 @@ class Attachments:
         contact_filter: str = "off",
         clock: Callable[[], float] = time.monotonic,
         retention_days: float = 0.0,
+        gate: Callable[[OrderRecord, str], None] | None = None,
     ) -> None:
         self.store = store
         self.files = files
@@ -129,7 +130,7 @@ class Attachments:
         self.clock = clock  # upload rate buckets (tests inject their own)
         self.bytes = ByteBudget(cfg.upload_bytes_per_minute, lambda: self.clock())
         # refuses an upload to an order whose chat is closed to the uploader (chat's check_open)
-        self.gate: Callable[[OrderRecord, str], None] | None = None
+        self.gate = gate
         self._placing = asyncio.Lock()  # placing a file + its row vs deleting rows + orphaned files
         self._task: asyncio.Task[None] | None = None
 

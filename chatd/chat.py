@@ -330,7 +330,9 @@ class Chat:
             status=order.status,
             dispute=order.dispute,
             participants=order.participants(self.online(order_id)),
-            last_seq=last_visible,
+            # the replay reaches the newest visible message as it read it; a message
+            # committed after that (seen by the marker's read) comes live, not twice
+            last_seq=msgs[-1].seq if msgs else last_visible,
             read_seq=read_seq,
             unread=unread,
             truncated=truncated,

@@ -110,11 +110,10 @@ async def test_outsider_error_frames_identical(server):
         ghost_frame = dict(frame, order="nope")
         a = await request(r2, frame, ok_type or "pong") if ok_type else await _do(r2, action, "m1")
         b = await request(r2, ghost_frame, ok_type or "pong") if ok_type else await _do(r2, action, "nope")
-        norm = lambda f, order: {
-            k: (v.replace(order, "<o>") if isinstance(v, str) else v)  # noqa: E731
-            for k, v in f.items()
-            if k != "_taken"
-        }
+
+        def norm(f, order):
+            return {k: (v.replace(order, "<o>") if isinstance(v, str) else v) for k, v in f.items() if k != "_taken"}
+
         assert norm(a, "m1") == norm(b, "nope"), (action, a, b)
 
 

@@ -77,12 +77,10 @@ async def test_metrics_follow_what_happens(server):
     assert value(after, "chatd_users_connected") == 2
     assert value(after, "chatd_rooms") == 1
     assert value(after, "chatd_room_memberships") == 2
-    d = lambda name, sample=None, **kw: (
-        value(after, name, sample, **kw)
-        - (  # noqa: E731
-            value(before, name, sample, **kw) if name in before else 0
-        )
-    )
+
+    def d(name, sample=None, **kw):
+        return value(after, name, sample, **kw) - (value(before, name, sample, **kw) if name in before else 0)
+
     assert d("chatd_messages_in", "chatd_messages_in_total", kind="text") == 3
     assert d("chatd_messages_out", "chatd_messages_out_total") == 6  # 3 messages x 2 members
     assert d("chatd_ack_latency_seconds", "chatd_ack_latency_seconds_count") == 3

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
+WRITERS = 4  # at most; one connection of the pool is left for reads
+_OUTBOX_WRITTEN: contextvars.ContextVar[int] = contextvars.ContextVar("chatd_outbox_written", default=0)
 RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
 # The database is away (stopping, starting, unreachable): `unavailable`, the client
 # tries again with the same client_id. 57P01/57P02 end the sessions of a server that
@@ -86,7 +90,7 @@ class StoreMixin:
 
         def _reading(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
 
-        def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> asyncio.Future[T]: ...
+        def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "") -> asyncio.Future[T]: ...
 
         # the other concerns' (Orders, Markers)
         @staticmethod
@@ -152,9 +156,13 @@ class Engine:
         self.statement_timeout_s = statement_timeout_s
         self.max_batch = max_batch
         self._pool: asyncpg.Pool | None = None
-        self._queue: list[_Op] = []
-        self._wakeup = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
+        # Writes of one order always go through one writer, in the order they were
+        # made; the writers commit in parallel on connections of their own, so the
+        # round trips of one batch do not hold up the other orders'.
+        self.writers = max(1, min(WRITERS, self.pool_size - 1))
+        self._queues: list[list[_Op]] = [[] for _ in range(self.writers)]
+        self._wakeups = [asyncio.Event() for _ in range(self.writers)]
+        self._writer_tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self.batches = 0
         self.writes = 0
@@ -163,7 +171,6 @@ class Engine:
         self.events_for_message = events_for_message
         self.events_for_order = events_for_order
         self.on_outbox = on_outbox
-        self._outbox_written = 0  # events written by the batch being committed
         self.on_batch = on_batch  # (ops, seconds) per commit
 
     # --- lifecycle ------------------------------------------------------
@@ -181,16 +188,18 @@ class Engine:
                 await migrate(conn)
         except GONE as exc:
             raise Unavailable(f"cannot reach the database: {exc}") from exc
-        self._writer_task = asyncio.create_task(self._run_writer(), name="chatd-writer")
+        self._writer_tasks = [
+            asyncio.create_task(self._run_writer(i), name=f"chatd-writer-{i}") for i in range(self.writers)
+        ]
 
     async def aclose(self) -> None:
         """Flush every queued write, then close. Idempotent."""
         if self._closing:
             return
         self._closing = True
-        self._wakeup.set()
-        if self._writer_task:
-            await self._writer_task
+        for wakeup in self._wakeups:
+            wakeup.set()
+        await asyncio.gather(*self._writer_tasks)
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -220,22 +229,35 @@ class Engine:
 
     # --- the writer ------------------------------------------------------
 
-    def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> asyncio.Future[T]:
+    @property
+    def _outbox_written(self) -> int:
+        """Outbox events written by the batch this writer task is committing (a
+        context variable: every writer task has its own)."""
+        return _OUTBOX_WRITTEN.get()
+
+    @_outbox_written.setter
+    def _outbox_written(self, n: int) -> None:
+        _OUTBOX_WRITTEN.set(n)
+
+    def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "") -> asyncio.Future[T]:
+        """Queue `fn` for the writer of `key` (an order id: its writes stay in order)."""
         if self._closing:
             raise Unavailable("store is closed")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(fn, fut))
-        self._wakeup.set()
+        i = zlib.crc32(key.encode()) % self.writers if key else 0
+        self._queues[i].append(_Op(fn, fut))
+        self._wakeups[i].set()
         return fut
 
-    async def _run_writer(self) -> None:
+    async def _run_writer(self, i: int) -> None:
+        queue, wakeup = self._queues[i], self._wakeups[i]
         while True:
-            await self._wakeup.wait()
+            await wakeup.wait()
             await asyncio.sleep(LINGER_S)  # let the frames already read reach the queue
-            self._wakeup.clear()
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
+            wakeup.clear()
+            while queue:
+                batch = queue[: self.max_batch]
+                del queue[: self.max_batch]
                 await self._commit(batch)
             if self._closing:
                 return

@@ -168,7 +168,7 @@ class Messages(StoreMixin):
                 )
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def _order_change(
         self, db: asyncpg.Connection, actor: Actor, order_id: str, client_id: str
@@ -217,7 +217,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def dispute(
         self,
@@ -267,7 +267,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
 
     async def _page(
         self, order_id: str, sees_notes: bool, above: int, below: int, limit: int, newest: bool

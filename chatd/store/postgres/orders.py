@@ -152,4 +152,4 @@ class Orders(StoreMixin):
                 order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
             )
 
-        return await self._write(op)
+        return await self._write(op, key=order_id)
