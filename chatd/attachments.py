@@ -289,7 +289,8 @@ class Attachments:
 
     async def cleanup(self) -> int:
         """Delete uploads no message carries that are older than the TTL, and with
-        `[retention] attachments_days` every upload older than that; return how many."""
+        `[retention] attachments_days` the uploads of chats closed that long (no open
+        dispute); return how many."""
         now = now_ms()
         async with self._placing:
             count, orphans = await self.store.delete_unreferenced(now - self.ttl_ms)

@@ -94,7 +94,7 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    attachments_days: float = 0.0  # attachments older than this are deleted, sent or not (files too); 0 = kept
+    attachments_days: float = 0.0  # days after a chat closed (no open dispute) its attachments go; 0 = kept
 
 
 class StatusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

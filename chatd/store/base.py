@@ -184,10 +184,10 @@ class AttachmentStore(Protocol):
         """Delete uploads no message carries, created before the cutoff:
         (how many, the sha256 no row refers to any more)."""
 
-    async def delete_expired(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
-        """Retention: delete uploads created before the cutoff whether a message carries
-        them or not, with their message links (the messages keep the metadata):
-        (how many, the sha256 no row refers to any more)."""
+    async def delete_expired(self, closed_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+        """Retention: delete the uploads of orders whose chat closed before the cutoff
+        and that have no open dispute, with their message links (the messages keep
+        the metadata): (how many, the sha256 no row refers to any more)."""
 
     async def sha256_in_use(self, sha256: str) -> bool: ...
 

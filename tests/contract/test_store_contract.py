@@ -476,18 +476,34 @@ async def test_two_instances_changing_a_status_at_once_cannot_both_pass_on_a_sta
     assert [m.status for m in msgs] == ["in_progress", "pending"] * 5
 
 
-async def test_retention_deletes_old_uploads_sent_or_not_and_keeps_the_messages(store):
-    await put_order(store, "o1")
-    old = now_ms() - 10_000
-    for att_id, sha, ts in (("a1", "aa" * 32, old), ("a2", "aa" * 32, now_ms() + 60_000), ("a3", "bb" * 32, old)):
-        await store.add_attachment(AttachmentRow(att_id, "o1", SUPPLIER.id, "p.png", "image/png", 3, sha, ts))
+async def test_retention_deletes_the_uploads_of_chats_closed_long_enough_and_keeps_the_messages(store):
+    """Only orders whose chat closed before the cutoff and have no open dispute lose
+    their uploads; open chats and disputed ones keep theirs; messages stay."""
+    from chatd.store.records import OrderPlan, Person
+
+    people = (Person(BUYER.id, BUYER.name), Person(SUPPLIER.id, SUPPLIER.name))
+    cutoff = now_ms()
+    closing = (("closed", cutoff - 10_000), ("recent", cutoff + 60_000), ("open", None), ("disputed", cutoff - 10_000))
+    for order, closes_at in closing:
+        await store.put_order(order, None, *people, rule=lambda old, c=closes_at: OrderPlan("free", "open", c))
+    await store.dispute(BUYER, "disputed", "open", "d1", "damaged")
+    uploads = (
+        ("a1", "closed", "aa" * 32),
+        ("a2", "recent", "aa" * 32),
+        ("a3", "closed", "bb" * 32),
+        ("a4", "open", "cc" * 32),
+        ("a5", "disputed", "dd" * 32),
+    )
+    for att_id, order, sha in uploads:
+        await store.add_attachment(AttachmentRow(att_id, order, SUPPLIER.id, "p.png", "image/png", 3, sha, cutoff))
     ref = AttachmentRef("a1", "p.png", "image/png", 3)
-    await store.post(SUPPLIER, "o1", "", "c1", attachments=[ref])
-    count, orphans = await store.delete_expired(now_ms())
+    await store.post(SUPPLIER, "closed", "", "c1", attachments=[ref])
+    count, orphans = await store.delete_expired(cutoff)
     # a1 (sent) and a3 (not) are gone; a1's content is still a2's, a3's is no one's
     assert (count, orphans) == (2, ["bb" * 32])
     assert await store.attachment("a1") is None and await store.attachment("a3") is None
     assert await store.attachment_links("a1") == []
-    assert (await store.attachment("a2")) is not None
-    msgs, _ = await store.history("o1", True, None, None, 10)
+    for kept in ("a2", "a4", "a5"):
+        assert (await store.attachment(kept)) is not None
+    msgs, _ = await store.history("closed", True, None, None, 10)
     assert msgs[0].attachments == [ref]  # the message keeps what it said it carried

@@ -482,25 +482,3 @@ def test_upload_bytes_per_minute_is_at_least_max_bytes(tmp_path):
     path.write_text("[attachments]\nmax_bytes = 1000\nupload_bytes_per_minute = 999\n")
     with pytest.raises(ValueError, match="upload_bytes_per_minute"):
         config.load(path, environ={"CHATD_AUTH_SECRET": "s", "CHATD_API_KEY": "k"})
-
-
-@pytest.mark.parametrize(
-    "sections",
-    [{"retention": {"attachments_days": 0.5 / 86400}, "attachments": {"cleanup_interval_s": 0.1}}],
-    ids=["half-a-second"],
-)
-async def test_retention_deletes_old_attachments_even_when_sent(server):
-    """`[retention] attachments_days`: a sent attachment goes too once old enough; the
-    message stays, with what it carried, and the download answers 404."""
-    await server.order("A-1")
-    buyer = await server.client("buyer1", "buyer")
-    st, sent = await upload(server.base, "A-1", samples.png(), "sent.png", BUYER)
-    assert st == 201 and (await send(buyer, "A-1", "photo", [sent["id"]]))["type"] == "ack"
-    deadline = time.monotonic() + 10
-    while (await get(f"{server.base}/api/v1/attachments/{sent['id']}", BUYER))[0] != 404:
-        assert time.monotonic() < deadline, "the old attachment was not deleted"
-        await asyncio.sleep(0.05)
-    st, page = await server.api("GET", "/api/v1/orders/A-1/messages")
-    assert [a["id"] for a in page["messages"][-1]["attachments"]] == [sent["id"]]
-    root = attachments_dir(server.cfg)
-    assert not [p for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp"]

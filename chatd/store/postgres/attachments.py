@@ -93,12 +93,14 @@ class Attachments(StoreMixin):
 
         return await self._write(op)
 
-    async def delete_expired(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+    async def delete_expired(self, closed_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
         async def op(db: asyncpg.Connection) -> tuple[int, list[str]]:
             rows = await db.fetch(
-                "DELETE FROM attachments WHERE id IN (SELECT id FROM attachments WHERE created_ts < $1 "
-                "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, sha256",
-                created_before_ms,
+                "DELETE FROM attachments WHERE id IN (SELECT a.id FROM attachments a "
+                "JOIN orders o ON o.id = a.order_id "
+                "WHERE o.closes_at IS NOT NULL AND o.closes_at < $1 AND o.dispute_open = 0 "
+                "LIMIT $2 FOR UPDATE OF a SKIP LOCKED) RETURNING id, sha256",
+                closed_before_ms,
                 limit,
             )
             await db.execute(

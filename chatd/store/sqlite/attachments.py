@@ -81,10 +81,12 @@ class Attachments(StoreMixin):
 
         return await self._write(op)
 
-    async def delete_expired(self, created_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
+    async def delete_expired(self, closed_before_ms: int, limit: int = 1000) -> tuple[int, list[str]]:
         def op(db: sqlite3.Connection) -> tuple[int, list[str]]:
             rows = db.execute(
-                "SELECT id, sha256 FROM attachments WHERE created_ts < ? LIMIT ?", (created_before_ms, limit)
+                "SELECT a.id, a.sha256 FROM attachments a JOIN orders o ON o.id = a.order_id "
+                "WHERE o.closes_at IS NOT NULL AND o.closes_at < ? AND o.dispute_open = 0 LIMIT ?",
+                (closed_before_ms, limit),
             ).fetchall()
             for att_id, _ in rows:
                 db.execute("DELETE FROM message_attachments WHERE attachment_id = ?", (att_id,))
