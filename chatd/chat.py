@@ -243,6 +243,19 @@ class Chat:
         self.publish_change(change, online)
         return change
 
+    async def assign_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+        """The host platform assigns a buyer's sales rep (None: none): every order of
+        the buyer whose rep follows the buyer gets it in one store write; the old rep
+        is cut off (`left`, `removed`) and each room hears its new state."""
+        if not buyer_id or len(buyer_id) > 200:
+            raise BadRequest("buyer id must be 1 to 200 characters")
+        changes = await self.store.set_buyer_rep(buyer_id, sales_rep)
+        changed = [c for c in changes if c.state_changed]
+        online = await self.online_now_each([c.order.id for c in changed]) if changed else {}
+        for change in changed:
+            self.publish_change(change, online[change.order.id])
+        return changes
+
     def _now_ms(self) -> int:
         return int(self.close_clock() * 1000)
 

@@ -92,7 +92,19 @@ class Orders(Protocol):
         `rule` decides workflow, status and close time (None: the status given or
         kept, workflow and close time kept, a new order's workflow `free`); when it
         says `post`, a `status` message from the system is written with the change
-        (`posted`; `present` as for `post`)."""
+        (`posted`; `present` as for `post`). A new order without `sales_rep` gets its
+        buyer's rep (`set_buyer_rep`) and follows it; one given `sales_rep` (null
+        included) keeps its own from then on."""
+
+    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+        """Assign the buyer's sales rep (None: none) and, in the same transaction, give
+        it to every order of the buyer that follows its buyer's rep, as `put_order`
+        with that rep would: one change per such order (ascending id; `removed`,
+        `totals` as there). A rep who is the buyer, or the supplier of such an
+        order, is refused (`bad_request`) before anything is written."""
+
+    async def buyer_rep(self, buyer_id: str) -> Person | None:
+        """The buyer's assigned sales rep, if any."""
 
 
 class Messages(Protocol):

@@ -86,6 +86,7 @@ _ORDER_COLS = (
     "created_ts",
     "workflow",
     "closes_at",
+    "rep_from_buyer",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
@@ -114,6 +115,11 @@ TABLES: tuple[Table, ...] = (
         _ORDER_COLS,
         f"SELECT {_cols(_ORDER_COLS)} FROM orders ORDER BY id",
         ("COUNT(*)", "COALESCE(SUM(last_seq), 0)", "COALESCE(SUM(dispute_open), 0)"),
+    ),
+    Table(
+        "buyer_reps",
+        ("buyer_id", "rep_id", "rep_name"),
+        "SELECT buyer_id, rep_id, rep_name FROM buyer_reps ORDER BY buyer_id",
     ),
     Table(
         "read_markers",

@@ -507,3 +507,64 @@ async def test_retention_deletes_the_uploads_of_chats_closed_long_enough_and_kee
         assert (await store.attachment(kept)) is not None
     msgs, _ = await store.history("closed", True, None, None, 10)
     assert msgs[0].attachments == [ref]  # the message keeps what it said it carried
+
+
+# --- a buyer's sales rep -----------------------------------------------------------------
+
+
+async def test_a_buyer_rep_goes_to_every_following_order_in_one_write(store, store_factory):
+    from chatd.store.records import Person
+
+    buyer, supplier = Person("b9", "Buyer"), Person("s9", "Supplier")
+    old_rep, new_rep, own = Person("r8", "Old"), Person("r9", "New"), Person("r7", "Own")
+    assert await store.buyer_rep("b9") is None
+    await store.put_order("a1", None, buyer, supplier)
+    await store.put_order("a2", None, buyer, supplier)
+    await store.put_order("a3", None, buyer, supplier, own)  # its own rep: an override
+    assert (await store.get_order("a1")).sales_rep is None
+    changes = await store.set_buyer_rep("b9", old_rep)
+    assert [c.order.id for c in changes] == ["a1", "a2"]
+    # (someone new in a slot is in `removed` too: joined as staff before, as put_order says)
+    assert all(c.state_changed and c.order.sales_rep == old_rep and c.removed == ["r8"] for c in changes)
+    await store.post(Actor("s9", "Supplier", "supplier"), "a1", "unread by the rep", "c1")
+    assert await store.total_unread("r8") == 1
+
+    changes = await store.set_buyer_rep("b9", new_rep)
+    assert [c.order.id for c in changes] == ["a1", "a2"]
+    assert all(c.removed == ["r8", "r9"] for c in changes)
+    assert [(t.user, t.count, t.total) for t in changes[0].totals] == [("r8", 0, 0)]
+    other = await store_factory()  # committed
+    assert (await other.get_order("a1")).sales_rep == new_rep
+    assert (await other.get_order("a2")).sales_rep == new_rep
+    assert (await other.get_order("a3")).sales_rep == own
+    assert await other.buyer_rep("b9") == new_rep
+    assert await store.total_unread("r9") == 1  # the new rep's marker counts what is there
+
+    # a new order without sales_rep gets the buyer's; updating it without one keeps following
+    created = await store.put_order("a4", None, buyer, supplier)
+    assert created.order.sales_rep == new_rep
+    await store.put_order("a4", "shipped", None, None)
+    # an order given sales_rep (null included) no longer follows
+    await store.put_order("a2", None, None, None, None)
+    changes = await store.set_buyer_rep("b9", None)
+    assert [c.order.id for c in changes] == ["a1", "a4"]
+    assert all(c.removed == ["r9"] and c.order.sales_rep is None for c in changes)
+    assert await store.buyer_rep("b9") is None
+    assert (await store.get_order("a3")).sales_rep == own
+    assert (await store.get_order("a2")).sales_rep is None
+
+
+async def test_a_buyer_rep_clashing_with_a_slot_is_refused_before_any_write(store):
+    from chatd.store.records import Person
+
+    buyer, supplier = Person("b9", "Buyer"), Person("s9", "Supplier")
+    await store.put_order("a1", None, buyer, supplier)
+    with pytest.raises(ChatError) as err:
+        await store.set_buyer_rep("b9", Person("s9", "Supplier"))
+    assert err.value.code == "bad_request"
+    with pytest.raises(ChatError):
+        await store.set_buyer_rep("b9", Person("b9", "Buyer"))
+    assert await store.buyer_rep("b9") is None
+    assert (await store.get_order("a1")).sales_rep is None
+    assert await store.set_buyer_rep("nobody", Person("r1", "Rep")) == []
+    assert await store.buyer_rep("nobody") == Person("r1", "Rep")

@@ -147,6 +147,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE orders ADD COLUMN closes_at BIGINT;
     ALTER TABLE messages ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: buyers' sales reps, as SQLite's migration 7.
+    """
+    CREATE TABLE buyer_reps (buyer_id TEXT PRIMARY KEY, rep_id TEXT NOT NULL, rep_name TEXT NOT NULL);
+    ALTER TABLE orders ADD COLUMN rep_from_buyer INTEGER NOT NULL DEFAULT 0;
+    UPDATE orders SET rep_from_buyer = 1 WHERE rep_id IS NULL;
+    CREATE INDEX orders_buyer ON orders (buyer_id);
+    """,
 ]
 
 

@@ -185,6 +185,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE orders ADD COLUMN closes_at INTEGER;
     ALTER TABLE messages ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: a buyer's sales rep (PUT /api/v1/buyers/{buyer}). An order's rep follows
+    # its buyer's (rep_from_buyer = 1) unless its own upsert named a sales_rep
+    # (an override, null included); orders stored before had no assignment to
+    # follow: those without a rep follow it from now on, those with one keep it.
+    """
+    CREATE TABLE buyer_reps (buyer_id TEXT PRIMARY KEY, rep_id TEXT NOT NULL, rep_name TEXT NOT NULL);
+    ALTER TABLE orders ADD COLUMN rep_from_buyer INTEGER NOT NULL DEFAULT 0;
+    UPDATE orders SET rep_from_buyer = 1 WHERE rep_id IS NULL;
+    CREATE INDEX orders_buyer ON orders (buyer_id);
+    """,
 ]
 
 

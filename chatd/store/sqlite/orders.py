@@ -41,106 +41,169 @@ class Orders(StoreMixin):
         rule: OrderRule | None = None,
         present: frozenset[str] = frozenset(),
     ) -> OrderChange:
-        """Create or update an order; `sales_rep=...` leaves it as it is."""
+        """Create or update an order; `sales_rep=...` leaves it as it is (a new order,
+        or one whose rep follows its buyer, gets the buyer's rep)."""
 
         def op(db: sqlite3.Connection) -> OrderChange:
-            row = db.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
-            old = order_from_row(row) if row else None
-            if old is not None:
-                new_buyer, new_supplier = buyer or old.buyer, supplier or old.supplier
-            elif buyer is None or supplier is None:
-                raise BadRequest("a new order needs buyer and supplier")
-            else:
-                new_buyer, new_supplier = buyer, supplier
-            if rule is not None:
-                plan = rule(old)  # against the order as this write sees it
-            else:
-                plan = OrderPlan(
-                    old.workflow if old else "free",
-                    status if status is not None else (old.status if old else "open"),
-                    old.closes_at if old else None,
-                )
-            new = OrderRecord(
-                id=order_id,
-                status=plan.status,
-                buyer=new_buyer,
-                supplier=new_supplier,
-                sales_rep=(old.sales_rep if old else None) if sales_rep is ... else sales_rep,
-                dispute=old.dispute if old else None,
-                last_seq=old.last_seq if old else 0,
-                last_ts=old.last_ts if old else 0,
-                created_ts=old.created_ts if old else now_ms(),
-                workflow=plan.workflow,
-                closes_at=plan.closes_at,
-            )
-            ids = [p.id for p in (new.buyer, new.supplier, new.sales_rep) if p]
-            if len(set(ids)) != len(ids):
-                raise BadRequest("buyer, supplier and sales_rep must be different users")
-            events = self.events_for_order(old, new) if self.events_for_order else []  # before any write
-            rep = new.sales_rep
-            db.execute(
-                "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
-                "rep_id, rep_name, created_ts, workflow, closes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
-                "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
-                "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
-                "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
-                "workflow = excluded.workflow, closes_at = excluded.closes_at",
-                (
-                    order_id,
-                    new.status,
-                    new.buyer.id,
-                    new.buyer.name,
-                    new.supplier.id,
-                    new.supplier.name,
-                    rep.id if rep else None,
-                    rep.name if rep else None,
-                    new.created_ts,
-                    new.workflow,
-                    new.closes_at,
-                ),
-            )
-            old_roles = old.roles() if old else {}
-            new_roles = new.roles()
-            removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
-            added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
-            totals = []
-            for user in removed:
-                gone = db.execute(
-                    "DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread", (user, order_id)
-                ).fetchone()
-                if gone and gone[0]:
-                    totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
-            for user in added:  # replaces a staff or bot (side) marker of theirs
-                self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
-            # someone new in a slot may be joined as staff or a bot, seeing notes:
-            # their connections leave the room like a removed participant's
-            removed += [u for u in added if u not in old_roles and old is not None]
-            changed = (
-                old is None
-                or old.status != new.status
-                or bool(removed)
-                or bool(added)
-                or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
-                or old.workflow != new.workflow
-                or old.closes_at != new.closes_at
-            )
-            self._outbox_written += outbox.enqueue(db, events)
-            posted = None
-            if plan.post and old is not None:  # after the markers: everyone in the slots counts it unread
-                posted = self._insert(
-                    db,
-                    new,
-                    UserRef(SYSTEM.id, SYSTEM.name, "bot"),
-                    "status",
-                    f"Status changed to {new.status}",
-                    None,
-                    status=new.status,
-                    present=present,
-                    forced=plan.forced,
-                )
-            return OrderChange(
-                order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
-            )
+            return self._upsert_order(db, order_id, status, buyer, supplier, sales_rep, rule, present)
 
         return await self._write(op)
+
+    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+        """Assign (None: unassign) the buyer's rep; every order of the buyer whose rep
+        follows the buyer gets it, in one transaction (one change per order)."""
+
+        def op(db: sqlite3.Connection) -> list[OrderChange]:
+            if sales_rep is not None:  # refused before anything is written
+                if sales_rep.id == buyer_id:
+                    raise BadRequest("a buyer cannot be their own sales_rep")
+                clash = db.execute(
+                    "SELECT id FROM orders WHERE buyer_id = ? AND rep_from_buyer = 1 AND supplier_id = ? LIMIT 1",
+                    (buyer_id, sales_rep.id),
+                ).fetchone()
+                if clash is not None:
+                    raise BadRequest("buyer, supplier and sales_rep must be different users", ref=clash[0])
+            if sales_rep is None:
+                db.execute("DELETE FROM buyer_reps WHERE buyer_id = ?", (buyer_id,))
+            else:
+                db.execute(
+                    "INSERT INTO buyer_reps (buyer_id, rep_id, rep_name) VALUES (?, ?, ?) "
+                    "ON CONFLICT (buyer_id) DO UPDATE SET rep_id = excluded.rep_id, rep_name = excluded.rep_name",
+                    (buyer_id, sales_rep.id, sales_rep.name),
+                )
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM orders WHERE buyer_id = ? AND rep_from_buyer = 1 ORDER BY id", (buyer_id,)
+                )
+            ]
+            return [self._upsert_order(db, i, None, None, None, ..., None, frozenset()) for i in ids]
+
+        return await self._write(op)
+
+    async def buyer_rep(self, buyer_id: str) -> Person | None:
+        with self._reading():
+            row = self.reader.execute(
+                "SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = ?", (buyer_id,)
+            ).fetchone()
+        return Person(row[0], row[1]) if row else None
+
+    def _upsert_order(
+        self,
+        db: sqlite3.Connection,
+        order_id: str,
+        status: str | None,
+        buyer: Person | None,
+        supplier: Person | None,
+        sales_rep: Person | None | EllipsisType,
+        rule: OrderRule | None,
+        present: frozenset[str],
+    ) -> OrderChange:
+        row = db.execute(f"SELECT {ORDER_COLS}, rep_from_buyer FROM orders WHERE id = ?", (order_id,)).fetchone()
+        old = order_from_row(row) if row else None
+        if old is not None:
+            new_buyer, new_supplier = buyer or old.buyer, supplier or old.supplier
+        elif buyer is None or supplier is None:
+            raise BadRequest("a new order needs buyer and supplier")
+        else:
+            new_buyer, new_supplier = buyer, supplier
+        if rule is not None:
+            plan = rule(old)  # against the order as this write sees it
+        else:
+            plan = OrderPlan(
+                old.workflow if old else "free",
+                status if status is not None else (old.status if old else "open"),
+                old.closes_at if old else None,
+            )
+        from_buyer = sales_rep is ... and (old is None or bool(row[-1]))
+        if sales_rep is not ...:
+            rep_now = sales_rep
+        elif from_buyer:  # the buyer's rep (as assigned now), also after a buyer change
+            got = db.execute("SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = ?", (new_buyer.id,)).fetchone()
+            rep_now = Person(got[0], got[1]) if got else None
+        else:
+            rep_now = old.sales_rep if old else None
+        new = OrderRecord(
+            id=order_id,
+            status=plan.status,
+            buyer=new_buyer,
+            supplier=new_supplier,
+            sales_rep=rep_now,
+            dispute=old.dispute if old else None,
+            last_seq=old.last_seq if old else 0,
+            last_ts=old.last_ts if old else 0,
+            created_ts=old.created_ts if old else now_ms(),
+            workflow=plan.workflow,
+            closes_at=plan.closes_at,
+        )
+        ids = [p.id for p in (new.buyer, new.supplier, new.sales_rep) if p]
+        if len(set(ids)) != len(ids):
+            raise BadRequest("buyer, supplier and sales_rep must be different users")
+        events = self.events_for_order(old, new) if self.events_for_order else []  # before any write
+        rep = new.sales_rep
+        db.execute(
+            "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
+            "rep_id, rep_name, created_ts, workflow, closes_at, rep_from_buyer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+            "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
+            "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
+            "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
+            "workflow = excluded.workflow, closes_at = excluded.closes_at, rep_from_buyer = excluded.rep_from_buyer",
+            (
+                order_id,
+                new.status,
+                new.buyer.id,
+                new.buyer.name,
+                new.supplier.id,
+                new.supplier.name,
+                rep.id if rep else None,
+                rep.name if rep else None,
+                new.created_ts,
+                new.workflow,
+                new.closes_at,
+                int(from_buyer),
+            ),
+        )
+        old_roles = old.roles() if old else {}
+        new_roles = new.roles()
+        removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
+        added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
+        totals = []
+        for user in removed:
+            gone = db.execute(
+                "DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread", (user, order_id)
+            ).fetchone()
+            if gone and gone[0]:
+                totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
+        for user in added:  # replaces a staff or bot (side) marker of theirs
+            self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
+        # someone new in a slot may be joined as staff or a bot, seeing notes:
+        # their connections leave the room like a removed participant's
+        removed += [u for u in added if u not in old_roles and old is not None]
+        changed = (
+            old is None
+            or old.status != new.status
+            or bool(removed)
+            or bool(added)
+            or (old.buyer != new.buyer or old.supplier != new.supplier or old.sales_rep != new.sales_rep)
+            or old.workflow != new.workflow
+            or old.closes_at != new.closes_at
+        )
+        self._outbox_written += outbox.enqueue(db, events)
+        posted = None
+        if plan.post and old is not None:  # after the markers: everyone in the slots counts it unread
+            posted = self._insert(
+                db,
+                new,
+                UserRef(SYSTEM.id, SYSTEM.name, "bot"),
+                "status",
+                f"Status changed to {new.status}",
+                None,
+                status=new.status,
+                present=present,
+                forced=plan.forced,
+            )
+        return OrderChange(
+            order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
+        )
