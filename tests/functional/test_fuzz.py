@@ -358,6 +358,7 @@ def request_for(method: str, path: str) -> st.SearchStrategy[dict]:
         values = {
             "order": draw(st.one_of(st.just("o1"), st.just("o1"), st.sampled_from(ORDERS), st.text(max_size=30))),
             "id": draw(st.one_of(st.text(max_size=30), st.just("x" * 22))),
+            "buyer": draw(st.one_of(st.just("buyer1"), st.text(max_size=30))),
         }
         url = path.format(**{k: quote(v, safe="") or "x" for k, v in values.items()})
         query = draw(queries())
