@@ -359,7 +359,21 @@ async def test_postgres_restarted_mid_stream(own_postgres, cluster_factory):  # 
         assert len(msgs) > acked_before > 0
         total = len(msgs)
         await reader.expect("message", seq=total, timeout=20)
-        assert seqs(reader, "h3") == list(range(1, total + 1))
+        got = seqs(reader, "h3")
+        assert got == sorted(set(got))  # never out of order, never twice
+        held = set(got)
+        upto = 0
+        while upto + 1 in held:
+            upto += 1
+        if upto < total:
+            # a gap the hub could not read while the database was away (it goes on
+            # past it): the client resumes with `since`, as after a reconnect
+            await reader.send({"type": "leave", "order": "h3"})
+            await reader.expect("left", order="h3")
+            reader.frames.clear()
+            await reader.join("h3", since=upto)
+            await reader.expect("message", seq=total, timeout=20)
+            assert seqs(reader, "h3") == list(range(upto + 1, total + 1))
 
     await asyncio.wait_for(body(), TEST_TIMEOUT_S)
 
