@@ -185,6 +185,7 @@ async def test_two_hosts_one_room_one_seq_one_unread(hosts):
         for cl in (buyer, buyer_tab):
             u = await cl.expect("unread", order="h1", count=20)
             assert u["total"] == 20
+        buyer.skip()  # the count of 8 it got while message 8 came in is not the answer
         await buyer_tab.send({"type": "read", "order": "h1", "seq": 12})  # read on host B ...
         u = await buyer.expect("unread", order="h1", count=8)  # ... counts on host A
         assert u["total"] == 8
