@@ -26,11 +26,12 @@ from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
 from chatd.rooms.hub import Hub
+from chatd.sla import Escalator
 from chatd.store import make_store
 from chatd.store.base import Store
 from chatd.store.records import OrderRecord
 from chatd.threads import Threads
-from chatd.webhooks import Webhooks, message_events, order_events
+from chatd.webhooks import Webhooks, breach_events, message_events, order_events
 from chatd.wire import Presence, encode_frame
 from chatd.workflow import Workflows
 
@@ -59,7 +60,7 @@ def attachments_dir(cfg: Config) -> Path:
 
 @asynccontextmanager
 async def open_services(cfg: Config) -> AsyncIterator[Services]:
-    """Store, relay, hub, attachments, chat, threads, webhooks, metrics: built and
+    """Store, relay, hub, attachments, chat, threads, webhooks, sla, metrics: built and
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
@@ -122,8 +123,12 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         attachments=attachments,
         contact_filter=cfg.filter.mode,
         workflows=Workflows(cfg.workflow, cfg.workflows),
+        reply_within_s=cfg.sla.reply_within_s,
     )
-    threads = Threads(store, chat.online_now_each, cfg.limits.history_max)
+    threads = Threads(store, chat.online_now_each, cfg.limits.history_max, reply_within_s=cfg.sla.reply_within_s)
+    sla = Escalator(
+        chat, cfg.sla.reply_within_s, cfg.sla.check_every_s, events=breach_events if cfg.webhooks.url else None
+    )
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
 
     async with AsyncExitStack() as running:
@@ -139,11 +144,13 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         if webhooks is not None:
             await webhooks.start()
             running.push_async_callback(webhooks.aclose)
+        await sla.start()
+        running.push_async_callback(sla.aclose)
         # registering collects once: made when everything it reads is running
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
         registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
-        yield Services(chat, attachments, threads, webhooks, registry)
+        yield Services(chat, attachments, threads, webhooks, registry, sla)
 
 
 def create_app(cfg: Config) -> web.Application:

@@ -16,7 +16,7 @@ from typing import Literal, TypedDict
 
 import msgspec
 
-from chatd import contact_filter, metrics, workflow
+from chatd import contact_filter, metrics, responses, workflow
 from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
@@ -28,11 +28,12 @@ from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker
+from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker, Waiting
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
     Ack,
+    AwaitingReply,
     ErrorFrame,
     HistoryPage,
     InboxEntry,
@@ -44,6 +45,7 @@ from chatd.wire import (
     OrderState,
     Presence,
     Receipt,
+    ReplyState,
     TypingEvent,
     Unread,
     UserRef,
@@ -54,6 +56,8 @@ from chatd.wire import (
 from chatd.workflow import Workflow, Workflows
 
 log = logging.getLogger("chatd.chat")
+
+REPORT_DAYS = (7, 30, 90)  # the windows of the response-times report
 
 
 class StateFields(TypedDict):
@@ -66,6 +70,7 @@ class StateFields(TypedDict):
     closed: bool
     closed_reason: str | None
     closes_at: int | None
+    awaiting_reply: AwaitingReply | None
 
 
 class Disconnect(Exception):
@@ -97,6 +102,7 @@ class Chat:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         close_clock: Callable[[], float] = time.time,
+        reply_within_s: float = 86_400.0,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -114,6 +120,7 @@ class Chat:
         self.clock = clock  # typing intervals (tests inject one)
         self.workflows = workflows or Workflows()  # [workflow], [workflows.*]: status pipelines
         self.close_clock = close_clock  # wall-clock seconds: when chats close (tests inject one)
+        self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: when a waiting buyer's reply is due
         self.deliver_room = hub.deliver_room
 
     async def start(self, catch_up_s: float = 0.0) -> None:
@@ -305,7 +312,37 @@ class Chat:
             "closed": closed,
             "closed_reason": order.status if closed else None,
             "closes_at": order.closes_at,
+            "awaiting_reply": (
+                responses.awaiting(order.waiting, self.reply_within_ms) if permissions.sees_notes(role) else None
+            ),
         }
+
+    def publish_waiting(self, order_id: str, waiting: Waiting | None) -> None:
+        """The reply clock started, stopped or escalated: to the room's supplier side,
+        staff and bots (never a buyer: the frame goes where notes go)."""
+        data = encode_frame(ReplyState(order_id, responses.awaiting(waiting, self.reply_within_ms)))
+        self.relay.publish_room(RoomEvent(order_id, data, notes=True))
+
+    async def response_report(self, supplier: str | None, sales_rep: str | None, days: int) -> responses.Report:
+        """First-response times over the last `days` (7, 30 or 90) for a supplier's
+        and/or a sales rep's orders (neither: every order), chatd.responses.report."""
+        if days not in REPORT_DAYS:
+            raise BadRequest(f"days must be one of {', '.join(map(str, REPORT_DAYS))}")
+        now = self._now_ms()
+        periods = await self.store.response_periods(now - days * 86_400_000, supplier, sales_rep)
+        return responses.report(periods, days, self.reply_within_ms / 1000, now)
+
+    async def no_reply_needed(self, conn: Conn, order_id: str, seq: int) -> None:
+        """The supplier side or staff marks the buyer's message `seq` as needing no
+        reply (chatd.responses): the room hears `reply_state` if the clock changed,
+        the caller always does."""
+        if order_id not in conn.rooms:
+            raise BadRequest("join the order before sending no_reply_needed", ref=order_id)
+        changed, waiting = await self.store.dismiss_wait(actor_of(conn.ident), order_id, seq)
+        if changed:
+            self.publish_waiting(order_id, waiting)
+        else:
+            self.hub.send(conn, encode_frame(ReplyState(order_id, responses.awaiting(waiting, self.reply_within_ms))))
 
     # --- health -------------------------------------------------------------------
 
@@ -548,6 +585,8 @@ class Chat:
                     ch.user, data, m.order, notify if ch.user != m.sender.id else b"", side=ch.side, hidden=ch.hidden
                 )
             )
+        if posted.waiting_changed:
+            self.publish_waiting(m.order, posted.waiting)
         if posted.order is not None:
             self.publish_order(posted.order, online)
 

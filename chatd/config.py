@@ -117,6 +117,11 @@ class WorkflowConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     close_after_s: float = 0.0  # grace after a terminal status before the chat closes to participants
 
 
+class SlaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reply_within_s: float = 86_400.0  # a buyer waiting longer is escalated once (chatd.sla); 0 = never
+    check_every_s: float = 60.0  # how often an instance looks for buyers waiting too long
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 0  # 0 = GET /metrics on the main port; otherwise only on this listener
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
@@ -134,6 +139,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics: MetricsConfig = MetricsConfig()
     retention: RetentionConfig = RetentionConfig()
     workflow: WorkflowConfig = WorkflowConfig()
+    sla: SlaConfig = SlaConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
@@ -220,6 +226,8 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.retention.attachments_days < 0:
         raise ValueError("[retention] attachments_days must not be negative")
+    if cfg.sla.reply_within_s < 0 or cfg.sla.check_every_s <= 0:
+        raise ValueError("[sla] reply_within_s must not be negative and check_every_s must be positive")
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError('[store] synchronous must be "normal" or "full"')
     return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, NotRequired, TypedDict
 
@@ -24,9 +25,10 @@ import msgspec
 from msgspec import Meta
 
 from chatd.errors import BadRequest
+from chatd.responses import awaiting
 from chatd.store.base import Store
 from chatd.store.records import ThreadFilter, ThreadRow
-from chatd.wire import ID_CHARS, DisputeState, Message, Participant, Seq, decode_json
+from chatd.wire import ID_CHARS, AwaitingReply, DisputeState, Message, Participant, Seq, decode_json
 
 QUERY_CHARS = 1000  # the q of a search: at most MAX_TERMS words are used anyway
 CURSOR_CHARS = 2048  # base64 of JSON naming an order id of up to 200 (escaped) characters
@@ -39,6 +41,9 @@ class ThreadQuery(msgspec.Struct, frozen=True):
     unread_for: Annotated[str, Meta(max_length=ID_CHARS)] | None = None  # threads where this user has unread messages
     has_messages: str = "true"  # "true" (default), "false", "any"
     q: Annotated[str, Meta(max_length=QUERY_CHARS)] | None = None  # full-text: every word, as a word or a prefix
+    status: Annotated[str, Meta(max_length=ID_CHARS)] | None = None
+    awaiting_reply: str | None = None  # "true": the buyer waits for the supplier side; "false": nobody waits
+    overdue: str | None = None  # "true": ... longer than [sla] reply_within_s
     limit: int = 50
     cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
 
@@ -54,6 +59,7 @@ class ThreadEntry(TypedDict):
     message_count: int
     activity_ts: int
     last_message: Message | None
+    awaiting_reply: AwaitingReply | None
     unread: NotRequired[int]  # with `unread_for`
     match_count: NotRequired[int]  # with `q`
     matches: NotRequired[list[Message]]
@@ -104,10 +110,20 @@ async def _nobody_online(order_ids: Sequence[str]) -> dict[str, frozenset[str]]:
 class Threads:
     """GET /api/v1/threads: checks the query, asks the store for a page, shapes it."""
 
-    def __init__(self, store: Store, online: OnlineEach = _nobody_online, max_limit: int = 200) -> None:
+    def __init__(
+        self,
+        store: Store,
+        online: OnlineEach = _nobody_online,
+        max_limit: int = 200,
+        *,
+        reply_within_s: float = 86_400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.online = online  # order ids -> users with a live connection joined to each, on any instance
         self.max_limit = max_limit
+        self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: `overdue` waits longer than this
+        self.clock = clock  # wall-clock seconds (tests inject one)
 
     def close(self) -> None:
         """Nothing to release: the store owns its connections."""
@@ -123,6 +139,11 @@ class Threads:
             raise BadRequest("has_messages must be true, false or any")
         if query.dispute not in (None, "open", "closed", "none"):
             raise BadRequest("dispute must be open, closed or none")
+        if query.awaiting_reply not in (None, "true", "false"):
+            raise BadRequest("awaiting_reply must be true or false")
+        if query.overdue not in (None, "true"):
+            raise BadRequest("overdue must be true")
+        overdue_cutoff = int(self.clock() * 1000) - self.reply_within_ms if query.overdue else None
         filters = ThreadFilter(
             dispute=query.dispute,
             unread_for=query.unread_for or None,
@@ -130,6 +151,9 @@ class Threads:
             words=search_words(query.q) if query.q else (),
             scope_user=scope_user,
             staff=staff,
+            status=query.status,
+            awaiting_reply=None if query.awaiting_reply is None else query.awaiting_reply == "true",
+            waiting_since_before=overdue_cutoff,
         )
         after = _decode_cursor(query.cursor) if query.cursor else None
         if filters.words:
@@ -153,6 +177,7 @@ class Threads:
             "message_count": order.last_seq,  # seqs are gapless and messages are never deleted
             "activity_ts": row.activity,
             "last_message": row.last,
+            "awaiting_reply": awaiting(order.waiting, self.reply_within_ms),
         }
         if query.unread_for:
             entry["unread"] = row.unread or 0

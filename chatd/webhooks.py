@@ -99,6 +99,29 @@ def order_events(old: OrderRecord | None, new: OrderRecord) -> list[tuple[str, d
     return []
 
 
+def breach_events(order: OrderRecord, now_ms: int) -> list[tuple[str, dict[str, Any]]]:
+    """`sla.breached`: the order's buyer has waited too long for a reply (pure, like
+    `message_events`; chatd.sla has the store write it with the escalation)."""
+    w = order.waiting
+    if w is None:
+        return []
+    return [
+        (
+            "sla.breached",
+            {
+                "order": order.id,
+                "status": order.status,
+                "buyer": order.buyer,
+                "supplier": order.supplier,
+                "sales_rep": order.sales_rep,
+                "waiting_since": w.since,
+                "waiting_seq": w.seq,
+                "waited_s": (now_ms - w.since) / 1000,
+            },
+        )
+    ]
+
+
 class Webhooks:
     """The delivery task over the store's outbox."""
 

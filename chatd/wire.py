@@ -103,11 +103,18 @@ class Dispute(Struct, tag="dispute"):
     reason: str | None = None
 
 
+class NoReplyNeeded(Struct, tag="no_reply_needed"):
+    """The supplier side (or staff): the buyer's message `seq` asks nothing of us."""
+
+    order: Id
+    seq: Seq
+
+
 class Ping(Struct, tag="ping"):
     pass
 
 
-ClientFrame = Auth | Join | Leave | Send | Typing | Read | History | Inbox | SetStatus | Dispute | Ping
+ClientFrame = Auth | Join | Leave | Send | Typing | Read | History | Inbox | SetStatus | Dispute | NoReplyNeeded | Ping
 
 decoder = msgspec.json.Decoder(ClientFrame)
 
@@ -212,6 +219,23 @@ class NextStatus(Struct):
     tone: str
 
 
+class AwaitingReply(Struct):
+    """The buyer waits for the supplier side: since their message `seq` at `since`;
+    a reply is due by `due_at` (ms; `[sla] reply_within_s`); `overdue`: escalated."""
+
+    seq: int
+    since: int
+    due_at: int
+    overdue: bool
+
+
+class ReplyState(Struct, tag="reply_state"):
+    """To the supplier side, staff and bots of a room: the reply clock started or stopped."""
+
+    order: str
+    awaiting_reply: AwaitingReply | None
+
+
 class Joined(Struct, tag="joined"):
     order: str
     status: str
@@ -228,6 +252,7 @@ class Joined(Struct, tag="joined"):
     closed: bool = False  # participants may read but not post, upload or type
     closed_reason: str | None = None  # the terminal status that closed it
     closes_at: int | None = None  # ms: when the chat closes (or closed)
+    awaiting_reply: AwaitingReply | None = None  # never for buyers
 
 
 class Left(Struct, tag="left"):
@@ -279,6 +304,7 @@ class OrderState(Struct, tag="order"):
     closed: bool = False
     closed_reason: str | None = None
     closes_at: int | None = None
+    awaiting_reply: AwaitingReply | None = None  # never for buyers
 
 
 class HistoryPage(Struct, tag="history"):

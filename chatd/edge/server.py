@@ -19,8 +19,9 @@ from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config, ServerConfig
 from chatd.edge import rest, static, ws
-from chatd.edge.keys import ATTACHMENTS, CHAT, CONFIG, METRICS, SOCKETS, THREADS, UNAUTHENTICATED, WEBHOOKS
+from chatd.edge.keys import ATTACHMENTS, CHAT, CONFIG, METRICS, SLA, SOCKETS, THREADS, UNAUTHENTICATED, WEBHOOKS
 from chatd.edge.rest.metrics import listener as metrics_listener
+from chatd.sla import Escalator
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
 
@@ -34,6 +35,7 @@ class Services:
     threads: Threads
     webhooks: Webhooks | None
     metrics: CollectorRegistry
+    sla: Escalator
 
 
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
@@ -53,6 +55,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[THREADS] = s.threads
             app[WEBHOOKS] = s.webhooks
             app[METRICS] = s.metrics
+            app[SLA] = s.sla
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield
 

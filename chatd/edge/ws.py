@@ -240,6 +240,9 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
                 _take_token(conn, limits)
                 ack = await chat.dispute(actor_of(conn.ident), frame.order, frame.action, frame.client_id, frame.reason)
                 send(conn, wire.encode_frame(ack))
+            case wire.NoReplyNeeded():
+                _take_token(conn, limits)
+                await chat.no_reply_needed(conn, frame.order, frame.seq)
             case wire.Ping():
                 send(conn, PONG)
             case wire.Auth():

@@ -53,6 +53,7 @@ from chatd.store.records import (
     ReadMarker,
     ThreadFilter,
     ThreadPage,
+    Waiting,
 )
 from chatd.store.rows import Actor
 from chatd.wire import AttachmentRef, Message
@@ -63,6 +64,8 @@ MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str,
 OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
 # Rules chat decides (chatd.workflow) and the store runs on the order as locked in
 # the write, so the check and the change are one atomic step; each raises ChatError to refuse.
+# (order whose buyer waits, now ms) -> the outbox events of an escalation (sla.breached)
+BreachEvents = Callable[[OrderRecord, int], list[tuple[str, dict[str, Any]]]]
 # (order or None for a new one) -> what an upsert does to its workflow and status
 OrderRule = Callable[[OrderRecord | None], OrderPlan]
 # (order, the actor's role on it) -> when its chat closes after this status change (None: open)
@@ -180,6 +183,34 @@ class Markers(Protocol):
         """(entries, visible total, next cursor); newest activity first."""
 
 
+class Replies(Protocol):
+    """The reply clock (chatd.responses): every message write starts or stops it in
+    its own transaction (`Posted.waiting_changed`); these act on it directly."""
+
+    async def dismiss_wait(self, actor: Actor, order_id: str, seq: int) -> tuple[bool, Waiting | None]:
+        """The buyer's message `seq` needs no reply (the supplier side or staff says):
+        a waiting period started at or before it ends and leaves the report; the
+        first later buyer message that asks starts the next one. `bad_request` unless
+        `seq` is a buyer's message. (changed, the order's waiting now)."""
+
+    async def overdue(self, waiting_since_before: int, limit: int) -> list[tuple[str, int]]:
+        """(order id, seq its buyer waits since) of the orders not escalated yet whose
+        buyer has waited since before the cutoff (ms), longest first."""
+
+    async def escalate(
+        self, order_id: str, seq: int, now_ms: int, text: str, events: BreachEvents | None = None
+    ) -> Posted | None:
+        """Escalate the waiting period that started at `seq`, once: flag it, post `text`
+        as a system note and write `events` to the outbox, atomically. None if it was
+        answered, dismissed or escalated meanwhile (by any instance)."""
+
+    async def response_periods(
+        self, since_ms: int, supplier: str | None, sales_rep: str | None
+    ) -> list[tuple[int, int | None]]:
+        """(asked at, answered at or None), ms, of the waiting periods started since
+        `since_ms` on orders of that supplier and/or sales rep when each started."""
+
+
 class AttachmentStore(Protocol):
     """Attachment metadata rows (the files themselves are the attachments module's)."""
 
@@ -235,7 +266,7 @@ class ThreadSearch(Protocol):
         activity, order id) of the previous page's last thread."""
 
 
-class Store(Orders, Messages, Markers, AttachmentStore, OutboxStore, ThreadSearch, Protocol):
+class Store(Orders, Messages, Markers, Replies, AttachmentStore, OutboxStore, ThreadSearch, Protocol):
     """The whole contract, as one object: what the composition root builds."""
 
     on_batch: Callable[[int, float], None] | None  # (writes, seconds) per commit, for metrics

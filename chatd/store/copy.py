@@ -87,10 +87,24 @@ _ORDER_COLS = (
     "workflow",
     "closes_at",
     "rep_from_buyer",
+    "awaiting_seq",
+    "awaiting_since",
+    "sla_escalated",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
 _LINK_COLS = ("attachment_id", "order_id", "seq", "kind")
+_RESPONSE_COLS = (
+    "order_id",
+    "asked_seq",
+    "asked_at",
+    "supplier_id",
+    "rep_id",
+    "answered_seq",
+    "answered_at",
+    "answered_by",
+    "escalated_at",
+)
 _OUTBOX_COLS = ("id", "event_id", "type", "body", "created_ts", "attempts", "next_ts", "last_error", "dead")
 
 
@@ -120,6 +134,12 @@ TABLES: tuple[Table, ...] = (
         "buyer_reps",
         ("buyer_id", "rep_id", "rep_name"),
         "SELECT buyer_id, rep_id, rep_name FROM buyer_reps ORDER BY buyer_id",
+    ),
+    Table(
+        "responses",
+        _RESPONSE_COLS,
+        f"SELECT {_cols(_RESPONSE_COLS)} FROM responses ORDER BY order_id, asked_seq",
+        ("COUNT(*)", "COALESCE(SUM(asked_at), 0)", "COALESCE(SUM(answered_at), 0)"),
     ),
     Table(
         "read_markers",

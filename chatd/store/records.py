@@ -12,6 +12,15 @@ class Person(msgspec.Struct, frozen=True):
     name: str
 
 
+class Waiting(msgspec.Struct, frozen=True):
+    """The buyer waits for the business side (chatd.responses): since their
+    message `seq` at `since` (ms); `escalated` once `[sla] reply_within_s` passed."""
+
+    seq: int
+    since: int
+    escalated: bool = False
+
+
 class OrderRecord(msgspec.Struct):
     id: str
     status: str
@@ -24,6 +33,7 @@ class OrderRecord(msgspec.Struct):
     created_ts: int
     workflow: str = "free"  # chatd.workflow: the order's status pipeline
     closes_at: int | None = None  # ms: its chat closes to participants then (a terminal status)
+    waiting: Waiting | None = None  # the buyer waits for a reply
 
     @property
     def slots(self) -> tuple[str, str, str | None]:
@@ -68,6 +78,8 @@ class Posted(msgspec.Struct):
     duplicate: bool
     unread: list[UnreadChange]
     order: OrderRecord | None = None  # set when the post changed order state
+    waiting_changed: bool = False  # it started or stopped the reply clock (the order's `waiting` now: `waiting`)
+    waiting: Waiting | None = None
 
 
 class OrderChange(msgspec.Struct):
@@ -142,6 +154,9 @@ class ThreadFilter(msgspec.Struct, frozen=True):
     words: tuple[str, ...] = ()  # full-text: every word, as a word or (longer than 1) a prefix
     scope_user: str | None = None  # supplier or sales rep slot held by this user
     staff: str | None = None  # leave out orders where this id is the buyer
+    status: str | None = None
+    awaiting_reply: bool | None = None  # the buyer waits for a reply (True) or not (False)
+    waiting_since_before: int | None = None  # ms: ... and has since before this (overdue)
 
 
 class ThreadRow(msgspec.Struct):

@@ -11,12 +11,13 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import NotFound
-from chatd.store.records import OrderRecord, Person
+from chatd.store.records import OrderRecord, Person, Waiting
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 ORDER_COLS = (
     "id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, "
-    "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at"
+    "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at, "
+    "awaiting_seq, awaiting_since, sla_escalated"
 )
 MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _attachments_decoder = msgspec.json.Decoder(list[AttachmentRef])
@@ -42,6 +43,7 @@ def order_from_row(row: Sequence[Any]) -> OrderRecord:
         created_ts=row[14],
         workflow=row[15],
         closes_at=row[16],
+        waiting=Waiting(row[17], row[18], bool(row[19])) if row[17] is not None else None,
     )
 
 

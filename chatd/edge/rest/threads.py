@@ -8,8 +8,10 @@ from aiohttp import web
 from chatd.auth import permissions
 from chatd.edge.keys import THREADS
 from chatd.edge.rest.common import ApiKey, int_param, json_response, principal
-from chatd.errors import Forbidden
+from chatd.errors import BadRequest, Forbidden
 from chatd.threads import ThreadQuery
+
+FILTERS = frozenset(ThreadQuery.__struct_fields__)  # every query parameter GET /api/v1/threads takes
 
 
 async def get_threads(request: web.Request) -> web.Response:
@@ -25,6 +27,9 @@ async def get_threads(request: web.Request) -> web.Response:
             raise Forbidden("api key, staff or a supplier-side token required")
         scope = who.id
     q = request.query
+    unknown = sorted(set(q) - FILTERS)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]}: threads take {', '.join(sorted(FILTERS))}")
     limit = int_param(request, "limit")
     query = msgspec.convert(
         dict(  # checks the bounds of ThreadQuery's fields
@@ -32,6 +37,9 @@ async def get_threads(request: web.Request) -> web.Response:
             unread_for=q.get("unread_for") or None,
             has_messages=(q.get("has_messages") or "true").lower(),
             q=q.get("q") or None,
+            status=q.get("status") or None,
+            awaiting_reply=(q.get("awaiting_reply") or "").lower() or None,
+            overdue=(q.get("overdue") or "").lower() or None,
             limit=50 if limit is None else limit,
             cursor=q.get("cursor") or None,
         ),

@@ -86,6 +86,7 @@ class StoreMixin:
         # Engine's
         events_for_message: MessageEvents | None
         events_for_order: OrderEvents | None
+        clock: Callable[[], float]
         _outbox_written: int
 
         def _reading(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
@@ -150,6 +151,7 @@ class Engine:
         events_for_order: OrderEvents | None = None,
         on_outbox: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.pool_size = pool_size
@@ -170,6 +172,7 @@ class Engine:
         # giving the outbox events of a write, a wake-up after a commit that wrote some.
         self.events_for_message = events_for_message
         self.events_for_order = events_for_order
+        self.clock = clock  # wall-clock seconds: message timestamps (tests inject one)
         self.on_outbox = on_outbox
         self.on_batch = on_batch  # (ops, seconds) per commit
 

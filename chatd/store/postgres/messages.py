@@ -16,7 +16,7 @@ from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import PostRule, StatusRule
 from chatd.store.postgres import attachments as links
-from chatd.store.postgres import outbox
+from chatd.store.postgres import outbox, responses
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
@@ -72,7 +72,7 @@ class Messages(StoreMixin):
         row is locked (`_load_order`), so `last_seq` is the latest committed."""
         if attachments:
             await links.check(db, attachments)  # refused before anything is written
-        ts = now_ms()
+        ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
         inserted = await db.fetchval(
@@ -104,9 +104,10 @@ class Messages(StoreMixin):
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             await links.link(db, msg)
+        changed = await responses.apply(db, order, msg, bool(attachments))
         if self.events_for_message is not None:
             self._outbox_written += await outbox.enqueue(db, self.events_for_message(order, msg, present))
-        return Posted(message=msg, duplicate=False, unread=unread)
+        return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)
 
     async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:
         found = await self._find(db, order_id, sender_id, client_id)

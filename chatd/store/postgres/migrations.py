@@ -154,6 +154,28 @@ MIGRATIONS: list[str] = [
     UPDATE orders SET rep_from_buyer = 1 WHERE rep_id IS NULL;
     CREATE INDEX orders_buyer ON orders (buyer_id);
     """,
+    # 4: response times, as SQLite's migration 8.
+    """
+    ALTER TABLE orders ADD COLUMN awaiting_seq BIGINT;
+    ALTER TABLE orders ADD COLUMN awaiting_since BIGINT;
+    ALTER TABLE orders ADD COLUMN sla_escalated INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX orders_awaiting ON orders (awaiting_since) WHERE awaiting_since IS NOT NULL;
+    CREATE TABLE responses (
+        order_id TEXT NOT NULL,
+        asked_seq BIGINT NOT NULL,
+        asked_at BIGINT NOT NULL,
+        supplier_id TEXT NOT NULL,
+        rep_id TEXT,
+        answered_seq BIGINT,
+        answered_at BIGINT,
+        answered_by TEXT,
+        escalated_at BIGINT,
+        PRIMARY KEY (order_id, asked_seq)
+    );
+    CREATE INDEX responses_supplier ON responses (supplier_id, asked_at);
+    CREATE INDEX responses_rep ON responses (rep_id, asked_at);
+    CREATE INDEX responses_asked ON responses (asked_at);
+    """,
 ]
 
 

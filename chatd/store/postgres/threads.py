@@ -13,17 +13,14 @@ from typing import TYPE_CHECKING
 from chatd.errors import Conflict
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
-from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
 from chatd.wire import Message
 
 if TYPE_CHECKING:
     import asyncpg
 
-_ORDER_COLS = (
-    "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
-    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts, "
-    "o.workflow, o.closes_at"
-)
+_ORDER_COLS = ", ".join("o." + c.strip() for c in ORDER_COLS.split(","))
+_ACT = ORDER_COLS.count(",") + 1  # the activity column after them
 _ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
@@ -86,7 +83,7 @@ async def _page(
     rows = rows[:limit]
     out: list[ThreadRow] = []
     for r in rows:
-        order = order_from_row(r[:17])
+        order = order_from_row(r[:_ACT])
         last = await _message(db, order.id, order.last_seq) if order.last_seq else None
         unread = None
         if filters.unread_for:
@@ -96,7 +93,7 @@ async def _page(
                 )
                 or 0
             )
-        out.append(ThreadRow(order, r[17], last, unread))
+        out.append(ThreadRow(order, r[_ACT], last, unread))
     if query is not None and out:
         await _add_matches(db, out, query)
     return ThreadPage(out, as_of, more)
@@ -126,6 +123,12 @@ def _filters(f: ThreadFilter, p: _Args) -> list[str]:
         )
     if f.staff is not None:
         where.append(f"o.buyer_id <> {p(f.staff)}")
+    if f.status is not None:
+        where.append(f"o.status = {p(f.status)}")
+    if f.awaiting_reply is not None:
+        where.append("o.awaiting_seq IS NOT NULL" if f.awaiting_reply else "o.awaiting_seq IS NULL")
+    if f.waiting_since_before is not None:
+        where.append(f"o.awaiting_since < {p(f.waiting_since_before)}")
     return where
 
 
@@ -168,7 +171,7 @@ async def _after(
             f"WHERE t.act < {a} OR (t.act = {a} AND t.id < {o})",
             *p.values,
         )
-        rows.sort(key=lambda r: (r[17], r[0]), reverse=True)
+        rows.sort(key=lambda r: (r[_ACT], r[0]), reverse=True)
     return rows[:n]
 
 

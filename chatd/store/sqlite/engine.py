@@ -65,6 +65,7 @@ class StoreMixin:
         # Engine's
         events_for_message: MessageEvents | None
         events_for_order: OrderEvents | None
+        clock: Callable[[], float]
         _outbox_written: int
         _aux: aiosqlite.Connection | None
         _search_lock: threading.Lock
@@ -135,6 +136,7 @@ class Engine:
         events_for_order: OrderEvents | None = None,
         on_outbox: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -160,6 +162,7 @@ class Engine:
         # transaction.
         self.events_for_message = events_for_message
         self.events_for_order = events_for_order
+        self.clock = clock  # wall-clock seconds: message timestamps (tests inject one)
         self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed
         self.on_batch = on_batch  # (ops, seconds) per commit

@@ -17,7 +17,7 @@ from chatd.store.base import PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.store.sqlite import attachments as links
-from chatd.store.sqlite import outbox
+from chatd.store.sqlite import outbox, responses
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
@@ -57,7 +57,7 @@ class Messages(StoreMixin):
         events); None if (order, sender, client_id) exists already."""
         if attachments:
             links.check(db, attachments)  # refused before anything is written
-        ts = now_ms()
+        ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
         cur = db.execute(
@@ -83,9 +83,10 @@ class Messages(StoreMixin):
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)
+        changed = responses.apply(db, order, msg, bool(attachments))
         if self.events_for_message is not None:
             self._outbox_written += outbox.enqueue(db, self.events_for_message(order, msg, present))
-        return Posted(message=msg, duplicate=False, unread=unread)
+        return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)
 
     def _duplicate(self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None) -> Posted:
         found = self._find(db, order_id, sender_id, client_id)

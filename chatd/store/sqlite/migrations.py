@@ -195,6 +195,32 @@ MIGRATIONS: list[str] = [
     UPDATE orders SET rep_from_buyer = 1 WHERE rep_id IS NULL;
     CREATE INDEX orders_buyer ON orders (buyer_id);
     """,
+    # 8: response times (chatd.responses). An order's buyer waits since message
+    # awaiting_seq (at awaiting_since, ms) until the supplier side answers;
+    # sla_escalated: this waiting period was escalated. `responses` keeps every
+    # waiting period, with the supplier and rep of the order when it started,
+    # for the report; one marked as needing no reply is deleted.
+    """
+    ALTER TABLE orders ADD COLUMN awaiting_seq INTEGER;
+    ALTER TABLE orders ADD COLUMN awaiting_since INTEGER;
+    ALTER TABLE orders ADD COLUMN sla_escalated INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX orders_awaiting ON orders (awaiting_since) WHERE awaiting_since IS NOT NULL;
+    CREATE TABLE responses (
+        order_id TEXT NOT NULL,
+        asked_seq INTEGER NOT NULL,
+        asked_at INTEGER NOT NULL,
+        supplier_id TEXT NOT NULL,
+        rep_id TEXT,
+        answered_seq INTEGER,
+        answered_at INTEGER,
+        answered_by TEXT,
+        escalated_at INTEGER,
+        PRIMARY KEY (order_id, asked_seq)
+    );
+    CREATE INDEX responses_supplier ON responses (supplier_id, asked_at);
+    CREATE INDEX responses_rep ON responses (rep_id, asked_at);
+    CREATE INDEX responses_asked ON responses (asked_at);
+    """,
 ]
 
 

@@ -135,6 +135,7 @@ class Orders(StoreMixin):
             created_ts=old.created_ts if old else now_ms(),
             workflow=plan.workflow,
             closes_at=plan.closes_at,
+            waiting=old.waiting if old else None,
         )
         ids = [p.id for p in (new.buyer, new.supplier, new.sales_rep) if p]
         if len(set(ids)) != len(ids):

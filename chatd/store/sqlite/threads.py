@@ -15,15 +15,12 @@ import msgspec
 
 from chatd.errors import Conflict
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
-from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import Message
 
-_ORDER_COLS = (
-    "o.id, o.status, o.buyer_id, o.buyer_name, o.supplier_id, o.supplier_name, o.rep_id, o.rep_name, "
-    "o.dispute_open, o.dispute_reason, o.dispute_by, o.dispute_ts, o.last_seq, o.last_ts, o.created_ts, "
-    "o.workflow, o.closes_at"
-)
+_ORDER_COLS = ", ".join("o." + c.strip() for c in ORDER_COLS.split(","))
+_ACT = ORDER_COLS.count(",") + 1  # the activity column after them
 # a thread's activity: the last message's time, or the order's creation
 _ACTIVITY = "(CASE WHEN last_seq > 0 THEN last_ts ELSE created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
@@ -66,7 +63,7 @@ class Threads(StoreMixin):
                 rows = rows[:limit]
                 out = []
                 for r in rows:
-                    order = order_from_row(r[:17])
+                    order = order_from_row(r[:_ACT])
                     last = _message(db, order.id, order.last_seq) if order.last_seq else None
                     unread = None
                     if filters.unread_for:
@@ -75,7 +72,7 @@ class Threads(StoreMixin):
                             (order.id, filters.unread_for),
                         ).fetchone()
                         unread = u[0] if u else 0
-                    out.append(ThreadRow(order, r[17], last, unread))
+                    out.append(ThreadRow(order, r[_ACT], last, unread))
                 if fts is not None and out:
                     _add_matches(db, out, fts)
             finally:
@@ -109,6 +106,14 @@ def _filters(f: ThreadFilter) -> tuple[list[str], list[Any]]:
     if f.staff is not None:
         where.append("o.buyer_id != ?")
         args.append(f.staff)
+    if f.status is not None:
+        where.append("o.status = ?")
+        args.append(f.status)
+    if f.awaiting_reply is not None:
+        where.append("o.awaiting_seq IS NOT NULL" if f.awaiting_reply else "o.awaiting_seq IS NULL")
+    if f.waiting_since_before is not None:
+        where.append("o.awaiting_since < ?")
+        args.append(f.waiting_since_before)
     return where, args
 
 
@@ -154,7 +159,7 @@ def _after(
             "WHERE act < ? OR (act = ? AND id < ?)",
             (changed_json, *args, act, act, oid),
         ).fetchall()
-        rows.sort(key=lambda r: (r[17], r[0]), reverse=True)
+        rows.sort(key=lambda r: (r[_ACT], r[0]), reverse=True)
     return rows[:n]
 
 

@@ -1,0 +1,148 @@
+"""The reply clock (chatd.responses) in PostgreSQL. Mirrors chatd.store.sqlite.responses;
+every write takes the order's row lock first, so two hosts never escalate one
+waiting period twice."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chatd.errors import BadRequest, Forbidden
+from chatd.responses import effect, may_dismiss
+from chatd.store.base import BreachEvents
+from chatd.store.postgres import outbox
+from chatd.store.postgres.engine import StoreMixin, pooled_read
+from chatd.store.records import OrderRecord, Posted, Waiting
+from chatd.store.rows import SYSTEM, Actor
+from chatd.wire import Message, UserRef
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_SCAN = 1000  # buyer messages looked at for a new start after a no-reply mark
+
+
+async def apply(db: asyncpg.Connection, order: OrderRecord, msg: Message, has_attachments: bool) -> bool:
+    """Start or stop the order's reply clock for a message just inserted; whether it changed."""
+    what = effect(msg.sender.role, msg.kind, msg.text, has_attachments)
+    if what == "ask" and order.waiting is None:
+        await _start(db, order, msg.seq, msg.ts)
+        return True
+    if what == "answer" and order.waiting is not None:
+        await db.execute(
+            "UPDATE responses SET answered_seq = $1, answered_at = $2, answered_by = $3 "
+            "WHERE order_id = $4 AND asked_seq = $5",
+            msg.seq,
+            msg.ts,
+            msg.sender.id,
+            order.id,
+            order.waiting.seq,
+        )
+        await _set(db, order, None)
+        return True
+    return False
+
+
+async def _start(db: asyncpg.Connection, order: OrderRecord, seq: int, ts: int) -> None:
+    await db.execute(
+        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT DO NOTHING",
+        order.id,
+        seq,
+        ts,
+        order.supplier.id,
+        order.sales_rep.id if order.sales_rep else None,
+    )
+    await _set(db, order, Waiting(seq, ts))
+
+
+async def _set(db: asyncpg.Connection, order: OrderRecord, waiting: Waiting | None) -> None:
+    w = waiting
+    await db.execute(
+        "UPDATE orders SET awaiting_seq = $1, awaiting_since = $2, sla_escalated = $3 WHERE id = $4",
+        w.seq if w else None,
+        w.since if w else None,
+        int(bool(w and w.escalated)),
+        order.id,
+    )
+    order.waiting = waiting
+
+
+class Responses(StoreMixin):
+    """Mixed into PostgresStore."""
+
+    async def dismiss_wait(self, actor: Actor, order_id: str, seq: int) -> tuple[bool, Waiting | None]:
+        """As chatd.store.sqlite.responses."""
+
+        async def op(db: asyncpg.Connection) -> tuple[bool, Waiting | None]:
+            order = await self._load_order(db, order_id, lock=True)
+            if not may_dismiss(actor.role_in(order)):
+                raise Forbidden("only the supplier side or staff can mark a message as needing no reply", ref=order_id)
+            role = await db.fetchval("SELECT sender_role FROM messages WHERE order_id = $1 AND seq = $2", order_id, seq)
+            if role != "buyer":
+                raise BadRequest("seq must name a buyer's message", ref=order_id)
+            w = order.waiting
+            if w is None or w.seq > seq:
+                return False, w
+            await db.execute("DELETE FROM responses WHERE order_id = $1 AND asked_seq = $2", order_id, w.seq)
+            await _set(db, order, None)
+            for r in await db.fetch(
+                "SELECT seq, ts, kind, text, attachments FROM messages WHERE order_id = $1 AND seq > $2 "
+                "AND sender_role = 'buyer' ORDER BY seq LIMIT $3",
+                order_id,
+                seq,
+                _SCAN,
+            ):
+                if effect("buyer", r[2], r[3], bool(r[4])) == "ask":
+                    await _start(db, order, r[0], r[1])
+                    break
+            return True, order.waiting
+
+        return await self._write(op, key=order_id)
+
+    @pooled_read
+    async def overdue(self, db: asyncpg.Connection, waiting_since_before: int, limit: int) -> list[tuple[str, int]]:
+        rows = await db.fetch(
+            "SELECT id, awaiting_seq FROM orders WHERE awaiting_since < $1 AND sla_escalated = 0 "
+            "ORDER BY awaiting_since LIMIT $2",
+            waiting_since_before,
+            limit,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def escalate(
+        self, order_id: str, seq: int, now_ms: int, text: str, events: BreachEvents | None = None
+    ) -> Posted | None:
+        """As chatd.store.sqlite.responses."""
+
+        async def op(db: asyncpg.Connection) -> Posted | None:
+            order = await self._load_order(db, order_id, lock=True)
+            w = order.waiting
+            if w is None or w.seq != seq or w.escalated:
+                return None
+            await _set(db, order, Waiting(w.seq, w.since, escalated=True))
+            await db.execute(
+                "UPDATE responses SET escalated_at = $1 WHERE order_id = $2 AND asked_seq = $3", now_ms, order_id, seq
+            )
+            posted = await self._insert(db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"sla:{seq}")
+            if posted is None:
+                return None
+            if events is not None:
+                self._outbox_written += await outbox.enqueue(db, events(order, now_ms))
+            posted.waiting_changed, posted.waiting = True, order.waiting
+            return posted
+
+        return await self._write(op, key=order_id)
+
+    @pooled_read
+    async def response_periods(
+        self, db: asyncpg.Connection, since_ms: int, supplier: str | None, sales_rep: str | None
+    ) -> list[tuple[int, int | None]]:
+        where: list[str] = ["asked_at >= $1"]
+        args: list[Any] = [since_ms]
+        for col, value in (("supplier_id", supplier), ("rep_id", sales_rep)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{col} = ${len(args)}")
+        query = f"SELECT asked_at, answered_at FROM responses WHERE {' AND '.join(where)}"
+        rows: list[Any] = await db.fetch(query, *args)
+        return [(r[0], r[1]) for r in rows]
