@@ -568,3 +568,131 @@ async def test_a_buyer_rep_clashing_with_a_slot_is_refused_before_any_write(stor
     assert (await store.get_order("a1")).sales_rep is None
     assert await store.set_buyer_rep("nobody", Person("r1", "Rep")) == []
     assert await store.buyer_rep("nobody") == Person("r1", "Rep")
+
+
+# --- the reply clock (chatd.responses) ------------------------------------------------
+
+STAFF = Actor("st1", "Staff", "staff")
+
+
+class _Clock:
+    """Wall-clock seconds the test moves (message timestamps)."""
+
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_the_reply_clock_starts_at_a_buyer_question_and_stops_at_the_supplier_side(store, store_factory):
+    clock = store.clock = _Clock()
+    await put_order(store, "w1")
+    ack = await store.post(BUYER, "w1", "thanks!", "b0")  # an acknowledgement asks nothing
+    assert not ack.waiting_changed and (await store.get_order("w1")).waiting is None
+    clock.t += 10
+    asked = await store.post(BUYER, "w1", "Can you deliver before noon?", "b1")
+    assert asked.waiting_changed and asked.waiting.seq == 2 and asked.waiting.since == asked.message.ts
+    clock.t += 10
+    again = await store.post(BUYER, "w1", "Also: gate code needed?", "b2")  # the clock runs from the first
+    assert not again.waiting_changed
+    for actor, kind, text in (
+        (SUPPLIER, "note", "internal: check"),
+        (STAFF, "text", "staff here"),
+        (BUYER, "text", "ok"),
+    ):
+        assert not (await store.post(actor, "w1", text, f"{actor.id}-{kind}", kind=kind)).waiting_changed
+    status = await store.set_status(SUPPLIER, "w1", "shipped", "st", None)
+    assert not status.waiting_changed
+    other = await store_factory()
+    w = (await other.get_order("w1")).waiting
+    assert (w.seq, w.since, w.escalated) == (2, asked.message.ts, False)
+    clock.t += 100
+    answer = await store.post(REP, "w1", "Yes, 11:00", "r1")
+    assert answer.waiting_changed and answer.waiting is None
+    assert (await other.get_order("w1")).waiting is None
+    periods = await other.response_periods(0, "s1", None)
+    assert periods == [(asked.message.ts, answer.message.ts)]
+    assert await other.response_periods(0, None, "r1") == periods
+    assert await other.response_periods(0, "someone-else", None) == []
+    assert await other.response_periods(answer.message.ts, None, None) == []  # asked before the window
+
+
+async def test_no_reply_needed_ends_the_wait_and_a_later_question_starts_the_next(store):
+    await put_order(store, "w2")
+    first = await store.post(BUYER, "w2", "FYI the dock is closed on Friday", "b1")
+    second = await store.post(BUYER, "w2", "👍", "b2")
+    third = await store.post(BUYER, "w2", "And when will it ship", "b3")
+    assert first.waiting_changed and not second.waiting_changed and not third.waiting_changed
+    with pytest.raises(Forbidden):
+        await store.dismiss_wait(BUYER, "w2", 1)
+    with pytest.raises(ChatError) as bad:
+        await store.dismiss_wait(SUPPLIER, "w2", 99)
+    assert bad.value.code == "bad_request"
+    changed, waiting = await store.dismiss_wait(SUPPLIER, "w2", 2)  # covers 1 and 2; 3 still asks
+    assert changed and waiting.seq == 3 and waiting.since == third.message.ts
+    assert await store.response_periods(0, None, None) == [(third.message.ts, None)]  # the first left the report
+    assert await store.dismiss_wait(STAFF, "w2", 1) == (False, waiting)  # before this wait: nothing to do
+    changed, waiting = await store.dismiss_wait(STAFF, "w2", 3)
+    assert changed and waiting is None and await store.response_periods(0, None, None) == []
+
+
+async def test_an_overdue_wait_is_escalated_once_across_instances(store, store_factory):
+    clock = store.clock = _Clock()
+    await put_order(store, "w3")
+    await put_order(store, "w4")
+    asked = await store.post(BUYER, "w3", "Where is my order", "b1")
+    clock.t += 50
+    await store.post(BUYER, "w4", "Is the invoice ready", "b1")
+    since = asked.message.ts
+    assert await store.overdue(since, 10) == []
+    assert await store.overdue(since + 1, 10) == [("w3", 1)]
+    assert [o for o, _ in await store.overdue(since + 60_000, 10)] == ["w3", "w4"]  # longest first
+    other = await store_factory()
+
+    def events(order, now):
+        return [("sla.breached", {"order": order.id, "seq": order.waiting.seq, "escalated": order.waiting.escalated})]
+
+    a, b = await asyncio.gather(
+        store.escalate("w3", 1, since + 1, "Reply overdue", events),
+        other.escalate("w3", 1, since + 1, "Reply overdue", events),
+    )
+    done = [p for p in (a, b) if p is not None]
+    assert len(done) == 1
+    note = done[0].message
+    assert (note.kind, note.sender.id, note.text) == ("note", "system", "Reply overdue")
+    assert done[0].waiting.escalated and (await other.get_order("w3")).waiting.escalated
+    assert await store.overdue(since + 60_000, 10) == [("w4", 1)]
+    claimed = await store.claim_events(now_ms() + 10**9, now_ms() + 10**9, 10)
+    bodies = [msgspec.json.decode(e.body) for e in claimed if e.type == "sla.breached"]
+    assert [(b["order"], b["seq"], b["escalated"]) for b in bodies] == [("w3", 1, True)]
+    assert await store.escalate("w3", 1, since + 2, "again", events) is None
+    await store.post(SUPPLIER, "w3", "On its way", "s1")  # answered: the next question is a new period
+    assert await store.escalate("w3", 1, since + 3, "late", events) is None
+    again = await store.post(BUYER, "w3", "Tracking number please", "b2")
+    assert again.waiting_changed and not again.waiting.escalated
+
+
+async def test_threads_filter_by_status_and_by_who_waits(store):
+    clock = store.clock = _Clock()
+    from chatd.store.records import ThreadFilter
+
+    for oid in ("t1", "t2", "t3"):
+        await put_order(store, oid)
+    await store.post(BUYER, "t1", "question one", "b1")
+    clock.t += 3600
+    await store.post(BUYER, "t2", "question two", "b1")
+    await store.post(SUPPLIER, "t3", "hello", "s1")
+    await store.set_status(SUPPLIER, "t3", "shipped", "st", None)
+
+    async def ids(**kw) -> list[str]:
+        page = await store.thread_page(ThreadFilter(**kw), None, 50)
+        return sorted(r.order.id for r in page.rows)
+
+    assert await ids(awaiting_reply=True) == ["t1", "t2"]
+    assert await ids(awaiting_reply=False) == ["t3"]
+    cutoff = int(clock.t * 1000)  # t1 has waited an hour longer than t2
+    assert await ids(awaiting_reply=True, waiting_since_before=cutoff) == ["t1"]
+    assert await ids(status="shipped") == ["t3"]
+    page = await store.thread_page(ThreadFilter(awaiting_reply=True), None, 50)
+    assert {r.order.id: r.order.waiting.seq for r in page.rows} == {"t1": 1, "t2": 1}
