@@ -36,13 +36,14 @@ event loop after a commit that wrote outbox events.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, Protocol
 
 from chatd.auth.tokens import Identity
 from chatd.store.records import (
     AttachmentRow,
+    Contact,
     OrderChange,
     OrderPlan,
     OrderRecord,
@@ -89,8 +90,10 @@ class Orders(Protocol):
         *,
         rule: OrderRule | None = None,
         present: frozenset[str] = frozenset(),
+        contacts: Mapping[str, Contact] | None = None,
     ) -> OrderChange:
-        """Create or update an order (`sales_rep=...` leaves it). Participants whose
+        """Create or update an order (`sales_rep=...` leaves it). `contacts` (user id ->
+        contact data, see Contact) are saved in the same transaction. Participants whose
         role changed lose their marker (`removed`, `totals`); new ones get one.
         `rule` decides workflow, status and close time (None: the status given or
         kept, workflow and close time kept, a new order's workflow `free`); when it
@@ -99,7 +102,9 @@ class Orders(Protocol):
         buyer's rep (`set_buyer_rep`) and follows it; one given `sales_rep` (null
         included) keeps its own from then on."""
 
-    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+    async def set_buyer_rep(
+        self, buyer_id: str, sales_rep: Person | None, contacts: Mapping[str, Contact] | None = None
+    ) -> list[OrderChange]:
         """Assign the buyer's sales rep (None: none) and, in the same transaction, give
         it to every order of the buyer that follows its buyer's rep, as `put_order`
         with that rep would: one change per such order (ascending id; `removed`,
@@ -108,6 +113,9 @@ class Orders(Protocol):
 
     async def buyer_rep(self, buyer_id: str) -> Person | None:
         """The buyer's assigned sales rep, if any."""
+
+    async def contacts(self, user_ids: Sequence[str]) -> dict[str, Contact]:
+        """The stored contact data of those users (those without any left out)."""
 
 
 class Messages(Protocol):

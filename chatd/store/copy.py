@@ -90,6 +90,9 @@ _ORDER_COLS = (
     "awaiting_seq",
     "awaiting_since",
     "sla_escalated",
+    "buyer_avatar",
+    "supplier_avatar",
+    "rep_avatar",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
@@ -132,8 +135,13 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "buyer_reps",
-        ("buyer_id", "rep_id", "rep_name"),
-        "SELECT buyer_id, rep_id, rep_name FROM buyer_reps ORDER BY buyer_id",
+        ("buyer_id", "rep_id", "rep_name", "rep_avatar"),
+        "SELECT buyer_id, rep_id, rep_name, rep_avatar FROM buyer_reps ORDER BY buyer_id",
+    ),
+    Table(
+        "contacts",
+        ("user_id", "email", "phone", "locale"),
+        "SELECT user_id, email, phone, locale FROM contacts ORDER BY user_id",
     ),
     Table(
         "responses",

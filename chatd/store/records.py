@@ -10,6 +10,17 @@ from chatd.wire import DisputeState, Message, Participant
 class Person(msgspec.Struct, frozen=True):
     id: str
     name: str
+    avatar_url: str | None = None  # shown beside their messages (participants' frames)
+
+
+class Contact(msgspec.Struct, frozen=True):
+    """How chatd reaches a user outside the chat: for notifications only, never
+    sent to another participant. None: not given (an upsert keeps the stored value);
+    "" clears it."""
+
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
 
 
 class Waiting(msgspec.Struct, frozen=True):
@@ -40,14 +51,10 @@ class OrderRecord(msgspec.Struct):
         return (self.buyer.id, self.supplier.id, self.sales_rep.id if self.sales_rep else None)
 
     def participants(self, online: frozenset[str] = frozenset()) -> list[Participant]:
-        out = [
-            Participant(self.buyer.id, self.buyer.name, "buyer", self.buyer.id in online),
-            Participant(self.supplier.id, self.supplier.name, "supplier", self.supplier.id in online),
-        ]
+        slots = [(self.buyer, "buyer"), (self.supplier, "supplier")]
         if self.sales_rep:
-            rep = self.sales_rep
-            out.append(Participant(rep.id, rep.name, "sales_rep", rep.id in online))
-        return out
+            slots.append((self.sales_rep, "sales_rep"))
+        return [Participant(p.id, p.name, role, p.id in online, p.avatar_url) for p, role in slots]
 
     def roles(self) -> dict[str, str]:
         """Participant id -> slot role (buyer wins a clash, see permissions)."""

@@ -696,3 +696,37 @@ async def test_threads_filter_by_status_and_by_who_waits(store):
     assert await ids(status="shipped") == ["t3"]
     page = await store.thread_page(ThreadFilter(awaiting_reply=True), None, 50)
     assert {r.order.id: r.order.waiting.seq for r in page.rows} == {"t1": 1, "t2": 1}
+
+
+# --- contact data ---------------------------------------------------------------------
+
+
+async def test_contacts_and_avatars_are_saved_with_the_order_and_kept_cleared_or_replaced(store, store_factory):
+    from chatd.store.records import Contact, Person
+
+    buyer = Person("b1", "Buyer", "https://cdn.example/b1.png")
+    supplier = Person("s1", "Supplier")
+    await store.put_order(
+        "c1",
+        None,
+        buyer,
+        supplier,  # no sales_rep: the order follows its buyer's
+        contacts={"b1": Contact("b@example.com", "+49 30 1234", "de-DE"), "s1": Contact(email="s@example.com")},
+    )
+    other = await store_factory()
+    got = await other.contacts(["b1", "s1", "nobody"])
+    assert got == {"b1": Contact("b@example.com", "+49 30 1234", "de-DE"), "s1": Contact("s@example.com", None, None)}
+    order = await other.get_order("c1")
+    assert [(p.id, p.avatar_url) for p in order.participants()] == [("b1", "https://cdn.example/b1.png"), ("s1", None)]
+    # None keeps a field, "" clears it; a refused upsert saves nothing
+    await store.put_order("c1", None, None, None, contacts={"b1": Contact(phone="", locale="fr")})
+    assert (await other.contacts(["b1"]))["b1"] == Contact("b@example.com", None, "fr")
+    with pytest.raises(ChatError):
+        await store.put_order("c2", None, None, supplier, contacts={"s1": Contact(email="changed@example.com")})
+    assert (await other.contacts(["s1"]))["s1"].email == "s@example.com"
+    # a buyer's rep carries an avatar to every following order
+    await store.set_buyer_rep("b1", Person("r9", "Rep", "https://cdn.example/r9.png"), {"r9": Contact(locale="en")})
+    rep = (await other.get_order("c1")).sales_rep
+    assert (rep.id, rep.avatar_url) == ("r9", "https://cdn.example/r9.png")
+    assert (await other.buyer_rep("b1")).avatar_url == "https://cdn.example/r9.png"
+    assert (await other.contacts(["r9"]))["r9"].locale == "en"

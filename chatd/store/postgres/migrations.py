@@ -176,6 +176,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
+    # 5: contact data, as SQLite's migration 9.
+    """
+    ALTER TABLE orders ADD COLUMN buyer_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN supplier_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN rep_avatar TEXT;
+    ALTER TABLE buyer_reps ADD COLUMN rep_avatar TEXT;
+    CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT, phone TEXT, locale TEXT);
+    """,
 ]
 
 

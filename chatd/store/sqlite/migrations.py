@@ -221,6 +221,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
+    # 9: contact data (PUT /api/v1/orders, /buyers). Avatars are shown with the
+    # participants, so they live with each slot like the names; e-mail, phone
+    # and locale are for notifications only, one row per user (the latest PUT
+    # naming them wins), never sent to another participant.
+    """
+    ALTER TABLE orders ADD COLUMN buyer_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN supplier_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN rep_avatar TEXT;
+    ALTER TABLE buyer_reps ADD COLUMN rep_avatar TEXT;
+    CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT, phone TEXT, locale TEXT);
+    """,
 ]
 
 
