@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.auth.tokens import Identity
 from chatd.store.records import (
     AttachmentRow,
     Contact,
+    NotificationRow,
+    NotifyPrefs,
     OrderChange,
     OrderPlan,
     OrderRecord,
@@ -52,11 +54,15 @@ from chatd.store.records import (
     Person,
     Posted,
     ReadMarker,
+    SentCounts,
     ThreadFilter,
     ThreadPage,
     Waiting,
 )
 from chatd.store.rows import Actor
+
+if TYPE_CHECKING:
+    from chatd.notifications import Planned
 from chatd.wire import AttachmentRef, Message
 
 # (order, message, users joined to the order when it was sent) -> [(event type, payload)]
@@ -65,6 +71,8 @@ MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str,
 OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
 # Rules chat decides (chatd.workflow) and the store runs on the order as locked in
 # the write, so the check and the change are one atomic step; each raises ChatError to refuse.
+# (order, message, users joined to the order) -> the notifications it schedules (chatd.notifications)
+NotifyRule = Callable[[OrderRecord, Message, frozenset[str]], list["Planned"]]
 # (order whose buyer waits, now ms) -> the outbox events of an escalation (sla.breached)
 BreachEvents = Callable[[OrderRecord, int], list[tuple[str, dict[str, Any]]]]
 # (order or None for a new one) -> what an upsert does to its workflow and status
@@ -219,6 +227,38 @@ class Replies(Protocol):
         `since_ms` on orders of that supplier and/or sales rep when each started."""
 
 
+class NotificationStore(Protocol):
+    """Notifications (chatd.notifications schedules them in each message's write with
+    `notifications_for`; a read takes what it covers out): claimed with a lease, then
+    settled with their webhook event in one transaction, or postponed."""
+
+    notifications_for: NotifyRule | None
+
+    async def claim_notifications(self, now_ms: int, lease_until_ms: int, limit: int) -> list[NotificationRow]:
+        """Due pending notifications, leased until `lease_until_ms` (other instances leave them)."""
+
+    async def sent_counts(self, user_id: str, order_id: str, since_ms: int) -> SentCounts: ...
+
+    async def postpone_notification(self, notification_id: str, due_ts: int, failed: bool = False) -> None:
+        """Due again at `due_ts`, lease released (`failed`: one more attempt counted)."""
+
+    async def finish_notification(
+        self, notification_id: str, sent_ts: int, last_seq: int, events: list[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        """Sent, covering up to `last_seq` (later messages stay pending in a new one), and
+        `events` written to the outbox, atomically. False if it was read (gone) meanwhile."""
+
+    async def notify_prefs(self, user_id: str) -> NotifyPrefs: ...
+
+    async def set_notify_prefs(self, user_id: str, prefs: NotifyPrefs) -> None:
+        """Replace the user's preferences; a muted order's pending notification goes."""
+
+    async def prune_notifications(self, sent_before_ms: int) -> int:
+        """Forget notifications sent before the cutoff (the caps look back one day)."""
+
+    async def pending_notifications(self, user_id: str) -> list[NotificationRow]: ...
+
+
 class AttachmentStore(Protocol):
     """Attachment metadata rows (the files themselves are the attachments module's)."""
 
@@ -274,7 +314,9 @@ class ThreadSearch(Protocol):
         activity, order id) of the previous page's last thread."""
 
 
-class Store(Orders, Messages, Markers, Replies, AttachmentStore, OutboxStore, ThreadSearch, Protocol):
+class Store(
+    Orders, Messages, Markers, Replies, NotificationStore, AttachmentStore, OutboxStore, ThreadSearch, Protocol
+):
     """The whole contract, as one object: what the composition root builds."""
 
     on_batch: Callable[[int, float], None] | None  # (writes, seconds) per commit, for metrics

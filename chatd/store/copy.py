@@ -108,6 +108,22 @@ _RESPONSE_COLS = (
     "answered_by",
     "escalated_at",
 )
+_NOTIFICATION_COLS = (
+    "id",
+    "user_id",
+    "order_id",
+    "role",
+    "reason",
+    "first_seq",
+    "last_seq",
+    "created_ts",
+    "due_ts",
+    "deadline_ts",
+    "state",
+    "lease_until",
+    "attempts",
+    "sent_ts",
+)
 _OUTBOX_COLS = ("id", "event_id", "type", "body", "created_ts", "attempts", "next_ts", "last_error", "dead")
 
 
@@ -137,6 +153,18 @@ TABLES: tuple[Table, ...] = (
         "buyer_reps",
         ("buyer_id", "rep_id", "rep_name", "rep_avatar"),
         "SELECT buyer_id, rep_id, rep_name, rep_avatar FROM buyer_reps ORDER BY buyer_id",
+    ),
+    Table(
+        "notifications",
+        _NOTIFICATION_COLS,
+        f"SELECT {_cols(_NOTIFICATION_COLS)} FROM notifications ORDER BY id",
+        ("COUNT(*)", "COALESCE(SUM(last_seq), 0)", "COALESCE(SUM(state), 0)"),
+    ),
+    Table("notify_prefs", ("user_id", "email"), "SELECT user_id, email FROM notify_prefs ORDER BY user_id"),
+    Table(
+        "notify_muted",
+        ("user_id", "order_id"),
+        "SELECT user_id, order_id FROM notify_muted ORDER BY user_id, order_id",
     ),
     Table(
         "contacts",

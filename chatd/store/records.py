@@ -120,6 +120,36 @@ class ReadMarker(msgspec.Struct):
     plain_before: int = 0  # the same for the marker before this move
 
 
+class NotificationRow(msgspec.Struct, frozen=True):
+    """A pending notification (chatd.notifier): `user` is to hear of messages
+    `first_seq`..`last_seq` of `order`."""
+
+    id: str  # the recipient's de-duplication key (webhook and e-mail alike)
+    user: str
+    order: str
+    role: str  # the recipient's role on the order when it was scheduled
+    reason: str  # "messages", "status", "dispute"
+    first_seq: int
+    last_seq: int
+    created_ts: int
+    due_ts: int
+    attempts: int
+
+
+class SentCounts(msgspec.Struct, frozen=True):
+    """Notifications sent to a user since a moment: in all and on one order, with the oldest."""
+
+    user: int
+    user_oldest: int | None
+    order: int
+    order_oldest: int | None
+
+
+class NotifyPrefs(msgspec.Struct, frozen=True):
+    email: bool = True  # built-in e-mail on (webhooks are the host platform's to filter)
+    muted: list[str] = []  # orders nothing is scheduled for
+
+
 class AttachmentRow(msgspec.Struct, frozen=True):
     """An upload's metadata; the file is named by `sha256`."""
 

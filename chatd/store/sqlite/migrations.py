@@ -232,6 +232,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE buyer_reps ADD COLUMN rep_avatar TEXT;
     CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT, phone TEXT, locale TEXT);
     """,
+    # 10: notifications (chatd.notifications, chatd.notifier): at most one pending
+    # (state 0) per user and order, joined by later messages; due_ts moves with
+    # them up to deadline_ts; sent ones (state 1) are kept two days for the caps.
+    """
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        created_ts INTEGER NOT NULL,
+        due_ts INTEGER NOT NULL,
+        deadline_ts INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_ts INTEGER
+    );
+    CREATE UNIQUE INDEX notifications_pending ON notifications (user_id, order_id) WHERE state = 0;
+    CREATE INDEX notifications_due ON notifications (due_ts) WHERE state = 0;
+    CREATE INDEX notifications_sent ON notifications (user_id, sent_ts) WHERE state = 1;
+    CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
+    """,
 ]
 
 
