@@ -110,11 +110,52 @@ class NoReplyNeeded(Struct, tag="no_reply_needed"):
     seq: Seq
 
 
+class Help(Struct, tag="help"):
+    """A participant asks the platform's staff for help (chatd.attention)."""
+
+    order: Id
+    client_id: ClientId
+    text: str | None = None
+
+
+class Resolve(Struct, tag="resolve"):
+    """Staff: the order's help request is handled (without a message)."""
+
+    order: Id
+
+
+class Follow(Struct, tag="follow"):
+    """Staff: keep the order in my attention queue."""
+
+    order: Id
+
+
+class Unfollow(Struct, tag="unfollow"):
+    order: Id
+
+
 class Ping(Struct, tag="ping"):
     pass
 
 
-ClientFrame = Auth | Join | Leave | Send | Typing | Read | History | Inbox | SetStatus | Dispute | NoReplyNeeded | Ping
+ClientFrame = (
+    Auth
+    | Join
+    | Leave
+    | Send
+    | Typing
+    | Read
+    | History
+    | Inbox
+    | SetStatus
+    | Dispute
+    | NoReplyNeeded
+    | Help
+    | Resolve
+    | Follow
+    | Unfollow
+    | Ping
+)
 
 decoder = msgspec.json.Decoder(ClientFrame)
 
@@ -281,10 +322,11 @@ class Receipt(Struct, tag="receipt"):
     seq: int
 
 
-class Unread(Struct, tag="unread"):
+class Unread(Struct, tag="unread", omit_defaults=True):
     order: str
     count: int
     total: int
+    reasons: list[str] | None = None  # staff only: why the order is in their queue ([]: it left it)
 
 
 class Presence(Struct, tag="presence"):
@@ -314,12 +356,13 @@ class HistoryPage(Struct, tag="history"):
     has_more: bool
 
 
-class InboxEntry(Struct):
+class InboxEntry(Struct, omit_defaults=True):
     order: str
     status: str
     unread: int
     dispute_open: bool
     last_message: Message | None
+    reasons: list[str] | None = None  # staff only: an entry of their attention queue, and why
 
 
 class InboxPage(Struct, tag="inbox"):

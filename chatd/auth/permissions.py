@@ -23,6 +23,8 @@ STATUS_SETTERS = frozenset({"supplier", "staff", "bot"})
 DISPUTE_OPENERS = frozenset({"buyer", "staff"})
 RATE_EXEMPT = OPERATOR_ROLES
 CONTACT_FILTERED = PARTICIPANT_ROLES  # whose messages to each other the contact filter screens
+HELP_ASKERS = PARTICIPANT_ROLES  # who may ask the platform for help (staff answer it)
+QUEUE_ROLE = "staff"  # the role on an order that reads the shared staff state and the attention queue
 
 
 def order_role(
@@ -72,6 +74,10 @@ def may_set_status(role: str) -> bool:
 
 def may_open_dispute(role: str) -> bool:
     return role in DISPUTE_OPENERS
+
+
+def may_ask_help(role: str) -> bool:
+    return role in HELP_ASKERS
 
 
 def may_close_dispute(role: str, user_id: str, opened_by: str | None) -> bool:

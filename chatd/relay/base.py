@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 
 
 class Handler(Protocol):
@@ -21,6 +21,8 @@ class Handler(Protocol):
     def deliver_room(self, ev: RoomEvent) -> None: ...
 
     def deliver_user(self, ev: UserEvent) -> None: ...
+
+    def deliver_staff(self, ev: StaffEvent) -> None: ...
 
     def resync(self, orders: Iterable[str] | None = None) -> None:
         """The relay (re)subscribed to these rooms (None: all): refill from the
@@ -43,11 +45,17 @@ class PubSub(Protocol):
 
     def publish_user(self, ev: UserEvent) -> None: ...
 
+    def publish_staff(self, ev: StaffEvent) -> None:
+        """To every instance with a staff connection (the staff attention queue)."""
+
     def watch_room(self, order: str, on: bool) -> None:
         """This instance has (no longer) a member in `order`'s room."""
 
     def watch_user(self, user: str, on: bool) -> None:
         """This instance has (no longer) a connection of `user`."""
+
+    def watch_staff(self, on: bool) -> None:
+        """This instance has (no longer) a staff connection."""
 
     async def start(self, handler: Handler) -> None: ...
 

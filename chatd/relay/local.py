@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chatd.relay.base import Handler
-from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 
 
 class LocalRelay:
@@ -31,6 +31,9 @@ class LocalRelay:
     def publish_user(self, ev: UserEvent) -> None:
         self._live_handler.deliver_user(ev)
 
+    def publish_staff(self, ev: StaffEvent) -> None:
+        self._live_handler.deliver_staff(ev)
+
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
         self._live_handler.deliver_room(RoomEvent(order, data))
 
@@ -53,6 +56,9 @@ class LocalRelay:
         pass
 
     def watch_user(self, user: str, on: bool) -> None:
+        pass
+
+    def watch_staff(self, on: bool) -> None:
         pass
 
     async def aclose(self) -> None:

@@ -34,16 +34,17 @@ from redis.exceptions import RedisError
 from chatd.relay import redis_presence as rp
 from chatd.relay import resp
 from chatd.relay.base import Handler
-from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.tasks import stop
 
 log = logging.getLogger("chatd.relay")
 
-ROOM, USER, PRESENCE = 0, 1, 2
+ROOM, USER, PRESENCE, STAFF = 0, 1, 2, 3
 _MAX_BACKLOG = 100_000  # publishes queued while Redis is slow or down; oldest dropped
 _REPLY_TIMEOUT_S = 5.0  # a PUBLISH batch unanswered this long: the connection is given up
 _ROOM = b"chatd:room:"
 _USER = b"chatd:user:"
+STAFF_CHANNEL = "chatd:staff"  # every instance with a staff connection
 
 # What the publisher sends, in queue order: a PUBLISH (channel, payload), a
 # presence change (order, user, online, frame), this instance's count of a user.
@@ -66,6 +67,7 @@ class Envelope(msgspec.Struct, array_like=True):
     room: RoomEvent | None = None
     user: UserEvent | None = None
     presence: PresenceNote | None = None
+    staff: StaffEvent | None = None  # last: instances that do not know it ignore it
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -202,6 +204,10 @@ class RedisRelay:
     def publish_user(self, ev: UserEvent) -> None:
         self._live_handler.deliver_user(ev)
         self._enqueue(_USER + ev.user.encode(), _encode(Envelope(self.instance, USER, user=ev)))
+
+    def publish_staff(self, ev: StaffEvent) -> None:
+        self._live_handler.deliver_staff(ev)
+        self._enqueue(STAFF_CHANNEL.encode(), _encode(Envelope(self.instance, STAFF, staff=ev)))
 
     def presence(self, order: str, user: str, online: bool, data: bytes) -> None:
         """A user's first (last) local connection joined (left) `order`: count it
@@ -461,6 +467,9 @@ class RedisRelay:
     def watch_user(self, user: str, on: bool) -> None:
         self._watch(user_channel(user), on)
 
+    def watch_staff(self, on: bool) -> None:
+        self._watch(STAFF_CHANNEL, on)
+
     def _watch(self, channel: str, on: bool) -> None:
         if on:
             self._wanted.add(channel)
@@ -562,6 +571,9 @@ class RedisRelay:
         elif env.kind == USER:
             assert env.user is not None
             self._live_handler.deliver_user(env.user)
+        elif env.kind == STAFF:
+            assert env.staff is not None
+            self._live_handler.deliver_staff(env.staff)
         elif env.kind == PRESENCE:
             assert env.room is not None and env.presence is not None
             self._apply_presence(env.room.order, env.presence.user, env.presence.online)

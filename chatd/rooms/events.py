@@ -51,3 +51,28 @@ class UserEvent(msgspec.Struct, array_like=True):
     removed: bytes = b""
     side: bool = False
     hidden: int = 0
+
+
+class StaffEvent(msgspec.Struct, array_like=True):
+    """Frames for the platform's staff connections, wherever they are (chatd.attention).
+
+    Each staff connection whose queue holds `order` gets an `unread` frame:
+    `followed` if its user follows the order, else `unread` (the frames differ in
+    `reasons`; each connection's `total` is its own, read by its hub). `queued`: the
+    order is in every staff member's queue; `moved`: it entered or left it, so every
+    staff connection hears; `only`: for that staff member alone (follow, unfollow).
+    `notify` (a new message) goes to connections that asked for `inbox`, have not
+    joined the order and did not send it (`sender`), where it is in their queue. A
+    staff token whose id is in `slots` is that participant on the order: none of this.
+    """
+
+    order: str
+    unread: bytes
+    followed: bytes
+    notify: bytes = b""
+    sender: str = ""
+    followers: list[str] = []
+    slots: list[str] = []
+    queued: bool = False
+    moved: bool = False
+    only: str = ""

@@ -55,6 +55,7 @@ from chatd.store.records import (
     Posted,
     ReadMarker,
     SentCounts,
+    StaffView,
     ThreadFilter,
     ThreadPage,
     Waiting,
@@ -81,8 +82,11 @@ OrderRule = Callable[[OrderRecord | None], OrderPlan]
 StatusRule = Callable[[OrderRecord, str], int | None]
 # (order, the sender's role on it) -> None, or refuse (a closed chat)
 PostRule = Callable[[OrderRecord, str], None]
-# an inbox entry: (order id, status, unread, dispute open, last message or None)
-InboxRow = tuple[str, str, int, bool, Message | None]
+# (order, the asker's role on it) -> (kind, text) of a help request's message, or refuse
+HelpRule = Callable[[OrderRecord, str], tuple[str, str]]
+# an inbox entry: (order id, status, unread, dispute open, last message or None,
+# the reasons of a staff queue entry or None)
+InboxRow = tuple[str, str, int, bool, Message | None, list[str] | None]
 
 
 class Orders(Protocol):
@@ -193,10 +197,51 @@ class Markers(Protocol):
     async def total_unread(self, user_id: str) -> int: ...
 
     async def visible_total(self, ident: Identity) -> int:
-        """The unread total over the orders this identity's token covers."""
+        """The unread total over the orders this identity's token covers; for a staff
+        token, its own orders as a participant and its attention queue (`Attention`)."""
 
     async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
-        """(entries, visible total, next cursor); newest activity first."""
+        """(entries, visible total, next cursor); newest activity first. A staff token's
+        are its orders as a participant and its attention queue (with reasons)."""
+
+
+class Attention(Protocol):
+    """The staff attention queue (chatd.attention). Staff share one read marker per
+    order: `mark_read` by a staff member (their role on the order) moves it, a staff
+    message moves it as sending moves anyone's, and every message write reports the
+    order's place in the queues (`Posted.staff`). An order is in every staff member's
+    queue while it has an open dispute, an SLA breach or an open help request, and in
+    a staff member's own while they follow it; never where their id holds a slot."""
+
+    async def staff_marker(self, order_id: str) -> tuple[int, int]:
+        """(read_seq, unread) of the shared staff marker (without one: where it would
+        start, at the newest message staff sent)."""
+
+    async def following(self, user_id: str, order_id: str) -> bool: ...
+
+    async def request_help(
+        self, actor: Actor, order_id: str, client_id: str, present: frozenset[str], rule: HelpRule
+    ) -> Posted:
+        """Post a participant's help request (`rule` gives kind and text for their role,
+        or refuses) and open the order's (or renew an open one), atomically. A repeated
+        client_id answers the first (`duplicate`) before the rule runs. A staff member's
+        later text or note on the order closes it (`Posted.staff.moved`)."""
+
+    async def resolve_help(self, actor: Actor, order_id: str) -> StaffView:
+        """Staff close the open help request without a message (`conflict`: none open;
+        `forbidden`: not staff on the order)."""
+
+    async def follow(self, actor: Actor, order_id: str, on: bool) -> tuple[bool, StaffView]:
+        """A staff member follows the order (or no longer does): (changed, place now)."""
+
+    async def mark_staff_read(
+        self, order_ids: list[str], seq: int | None, unread: bool, viewer: str | None
+    ) -> list[tuple[StaffView, bool]]:
+        """Move many shared staff markers in one transaction, in the order given: read
+        (forward to `seq`, clamped; None: the newest message), or `unread` (back to just
+        before the newest message not sent as staff). `viewer`: the staff token's id, which
+        may hold no slot on any of them (`forbidden`); a missing order: `not_found`;
+        nothing written either way. [(place now, moved)]."""
 
 
 class Replies(Protocol):
@@ -315,7 +360,16 @@ class ThreadSearch(Protocol):
 
 
 class Store(
-    Orders, Messages, Markers, Replies, NotificationStore, AttachmentStore, OutboxStore, ThreadSearch, Protocol
+    Orders,
+    Messages,
+    Markers,
+    Attention,
+    Replies,
+    NotificationStore,
+    AttachmentStore,
+    OutboxStore,
+    ThreadSearch,
+    Protocol,
 ):
     """The whole contract, as one object: what the composition root builds."""
 

@@ -93,6 +93,9 @@ _ORDER_COLS = (
     "buyer_avatar",
     "supplier_avatar",
     "rep_avatar",
+    "help_by",
+    "help_ts",
+    "help_seq",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
@@ -190,6 +193,17 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
+        "staff_markers",
+        ("order_id", "read_seq", "unread"),
+        "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
+        ("COUNT(*)", "COALESCE(SUM(read_seq), 0)", "COALESCE(SUM(unread), 0)"),
+    ),
+    Table(
+        "staff_follows",
+        ("user_id", "order_id"),
+        "SELECT user_id, order_id FROM staff_follows ORDER BY user_id, order_id",
+    ),
+    Table(
         "user_stats",
         ("user_id", "unread_total"),
         "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
@@ -223,8 +237,12 @@ NOT_COPIED: dict[str, str] = {
     "message_log": "its ids are the messages' log_id",
     "messages_fts": "PostgreSQL indexes each message's text itself (messages.search)",
     "search_state": "the SQLite search indexer's position (PostgreSQL indexes as it writes)",
+    "order_words": "PostgreSQL's own order_words is kept by a trigger on orders as they are copied",
+    "order_words_fts": "PostgreSQL indexes order_words itself (order_words.search)",
+    "email_words": "PostgreSQL searches contacts' e-mails through an index on contacts",
+    "email_words_fts": "PostgreSQL searches contacts' e-mails through an index on contacts",
 }
-_FTS_SHADOW = "messages_fts_"  # FTS5's own tables behind messages_fts
+_FTS_SHADOW = ("messages_fts_", "order_words_fts_", "email_words_fts_")  # FTS5's own tables behind each index
 # PostgreSQL identity columns, set past the copied ids
 SEQUENCES: tuple[tuple[str, str], ...] = (("messages", "log_id"), ("webhook_outbox", "id"))
 # tables whose rows mean "this database is in use": the copy refuses a target holding any
@@ -346,7 +364,7 @@ def open_source(path: Path) -> Source:
                 "copy it with the chatd that wrote it"
             )
         known = {t.name for t in TABLES} | set(NOT_COPIED)
-        unknown = sorted(t for t in tables if t not in known and not t.startswith((_FTS_SHADOW, "sqlite_")))
+        unknown = sorted(t for t in tables if t not in known and not t.startswith((*_FTS_SHADOW, "sqlite_")))
         if unknown:
             raise CopyError(f"{path} has tables this chatd cannot copy: {', '.join(unknown)}")
     except BaseException:

@@ -32,6 +32,15 @@ class Waiting(msgspec.Struct, frozen=True):
     escalated: bool = False
 
 
+class HelpState(msgspec.Struct, frozen=True):
+    """An open help request (chatd.attention): who asked last, when (ms), and the
+    message that asked (a later request while it is open replaces these)."""
+
+    by: str
+    ts: int
+    seq: int
+
+
 class OrderRecord(msgspec.Struct):
     id: str
     status: str
@@ -45,6 +54,7 @@ class OrderRecord(msgspec.Struct):
     workflow: str = "free"  # chatd.workflow: the order's status pipeline
     closes_at: int | None = None  # ms: its chat closes to participants then (a terminal status)
     waiting: Waiting | None = None  # the buyer waits for a reply
+    help: HelpState | None = None  # a participant asked the platform for help (staff only see it)
 
     @property
     def slots(self) -> tuple[str, str, str | None]:
@@ -78,6 +88,21 @@ class UnreadChange(msgspec.Struct, array_like=True):
     hidden: int = 0
 
 
+class StaffView(msgspec.Struct):
+    """An order's place in the staff queue after a write (chatd.attention): the shared
+    staff marker, the shared reasons (every staff member's queue), who follows it (their
+    own queue), and its participants (a staff token of theirs is that participant there).
+    `moved`: a shared reason came or went, so the order entered or left queues."""
+
+    order: str
+    read_seq: int
+    unread: int
+    reasons: list[str]
+    followers: list[str]
+    slots: list[str]
+    moved: bool = False
+
+
 class Posted(msgspec.Struct):
     """A message durably stored (or found again for a repeated client_id)."""
 
@@ -87,6 +112,7 @@ class Posted(msgspec.Struct):
     order: OrderRecord | None = None  # set when the post changed order state
     waiting_changed: bool = False  # it started or stopped the reply clock (the order's `waiting` now: `waiting`)
     waiting: Waiting | None = None
+    staff: StaffView | None = None  # the order is (or was) in a staff queue: staff hear of it
 
 
 class OrderChange(msgspec.Struct):
@@ -118,6 +144,7 @@ class ReadMarker(msgspec.Struct):
     hidden: int = 0
     plain_seq: int = 0  # the newest non-note seq up to read_seq: what buyers may learn
     plain_before: int = 0  # the same for the marker before this move
+    staff: StaffView | None = None  # a staff read: the shared staff marker moved (not the user's own)
 
 
 class NotificationRow(msgspec.Struct, frozen=True):
@@ -194,6 +221,9 @@ class ThreadFilter(msgspec.Struct, frozen=True):
     status: str | None = None
     awaiting_reply: bool | None = None  # the buyer waits for a reply (True) or not (False)
     waiting_since_before: int | None = None  # ms: ... and has since before this (overdue)
+    attention: bool = False  # the staff queue: open dispute, SLA breach, open help request, or followed
+    queue_user: str | None = None  # ... as this staff member's (their follows; orders where they hold a slot left out)
+    emails: bool = False  # `words` also match participants' e-mails (operators only: never the supplier side)
 
 
 class ThreadRow(msgspec.Struct):
@@ -203,6 +233,8 @@ class ThreadRow(msgspec.Struct):
     unread: int | None = None  # with `unread_for`
     matches: list[Message] | None = None  # with `words`: newest first, at most 10
     match_count: int = 0
+    reasons: list[str] | None = None  # with `attention`: why it is in the queue
+    staff_unread: int | None = None  # with `attention`: the shared staff marker's count
 
 
 class ThreadPage(msgspec.Struct):

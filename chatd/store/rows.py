@@ -11,13 +11,13 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import NotFound
-from chatd.store.records import OrderRecord, Person, Waiting
+from chatd.store.records import HelpState, OrderRecord, Person, Waiting
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 ORDER_COLS = (
     "id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, "
     "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at, "
-    "awaiting_seq, awaiting_since, sla_escalated, buyer_avatar, supplier_avatar, rep_avatar"
+    "awaiting_seq, awaiting_since, sla_escalated, buyer_avatar, supplier_avatar, rep_avatar, help_by, help_ts, help_seq"
 )
 MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _attachments_decoder = msgspec.json.Decoder(list[AttachmentRef])
@@ -44,6 +44,7 @@ def order_from_row(row: Sequence[Any]) -> OrderRecord:
         workflow=row[15],
         closes_at=row[16],
         waiting=Waiting(row[17], row[18], bool(row[19])) if row[17] is not None else None,
+        help=HelpState(row[23], row[24], row[25]) if row[24] is not None else None,
     )
 
 

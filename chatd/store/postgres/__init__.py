@@ -1,6 +1,7 @@
 """The PostgreSQL implementation of the Store contract (chatd.store.base), over asyncpg."""
 
 from chatd.store.postgres.attachments import Attachments
+from chatd.store.postgres.attention import Attention
 from chatd.store.postgres.engine import Engine
 from chatd.store.postgres.markers import Markers
 from chatd.store.postgres.messages import Messages
@@ -11,7 +12,9 @@ from chatd.store.postgres.responses import Responses
 from chatd.store.postgres.threads import Threads
 
 
-class PostgresStore(Engine, Orders, Messages, Markers, Notifications, Responses, Attachments, Outbox, Threads):
+class PostgresStore(
+    Engine, Orders, Messages, Markers, Attention, Notifications, Responses, Attachments, Outbox, Threads
+):
     """An asyncpg pool with group commit (see engine); SQL per concern beside it."""
 
 

@@ -32,7 +32,7 @@ from chatd.store.postgres.migrations import migrate
 
 if TYPE_CHECKING:
     from chatd.store.records import OrderRecord, Posted
-    from chatd.wire import AttachmentRef, UserRef
+    from chatd.wire import AttachmentRef, Message, UserRef
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
@@ -119,7 +119,15 @@ class StoreMixin:
             attachments: list[AttachmentRef] | None = None,
             present: frozenset[str] = frozenset(),
             forced: bool = False,
+            *,
+            asks_help: bool = False,
+            moved: bool = False,
         ) -> Posted | None: ...
+
+        @staticmethod
+        async def _find(db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Message | None: ...
+
+        async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted: ...
 
 
 S = TypeVar("S", bound=StoreMixin)

@@ -12,6 +12,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
+from chatd.store.postgres import attention as staff
 from chatd.store.postgres import notifications
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
@@ -56,6 +57,8 @@ class Markers(StoreMixin):
         """The user's unread total over the orders this identity may see: side
         markers count only if the token covers their order."""
         total = await self._total(db, ident.id)
+        if ident.role == permissions.QUEUE_ROLE:  # the shared staff state, not the id's own staff markers
+            return total - await self._hidden(db, ident.id) + await staff.queue_total(db, ident.id)
         if permissions.covers_every_order(ident.role, ident.orders):
             return total
         rows = await db.fetch(
@@ -69,38 +72,50 @@ class Markers(StoreMixin):
     async def inbox(
         self, db: asyncpg.Connection, ident: Identity, limit: int, cursor: str | None
     ) -> tuple[list[InboxRow], int, str | None]:
-        """The identity's orders, newest activity first: (entries, total, next_cursor)."""
+        """The identity's orders, newest activity first: (entries, total, next_cursor);
+        as chatd.store.sqlite.markers."""
         args: list[Any] = [ident.id]
         where = ""
-        if not permissions.covers_every_order(ident.role, ident.orders):
+        queue = ident.role == permissions.QUEUE_ROLE
+        if queue:
+            where = " AND m.side = 0"
+        elif not permissions.covers_every_order(ident.role, ident.orders):
             claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
             args.append(claim)
             where = f" AND (m.side = 0 OR m.order_id = ANY(${len(args)}::text[]))"
+        after = None
         if cursor:
             ts, _, oid = cursor.partition(":")
             if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
                 raise BadRequest("invalid cursor")
-            args += [int(ts), oid]
+            after = (int(ts), oid)
+            args += [after[0], oid]
             n = len(args)
             where += f" AND (m.activity_ts < ${n - 1} OR (m.activity_ts = ${n - 1} AND m.order_id < ${n}))"
         args.append(limit + 1)
-        rows = await db.fetch(
-            "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
-            "FROM read_markers m JOIN orders o ON o.id = m.order_id "
-            f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}",
-            *args,
-        )
+        rows: list[tuple[Any, ...]] = [
+            (*tuple(r), None)
+            for r in await db.fetch(
+                "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
+                "FROM read_markers m JOIN orders o ON o.id = m.order_id "
+                f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}",
+                *args,
+            )
+        ]
+        if queue:  # two lists in one order: neither holds an order of the other (slots are left out)
+            rows += await staff.queue_rows(db, ident.id, after, limit + 1)
+            rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
         entries: list[InboxRow] = []
-        for oid, status, unread, dispute_open, last_seq, _ in rows:
+        for oid, status, unread, dispute_open, last_seq, _, reasons in rows:
             last = None
             if last_seq:
                 row = await db.fetchrow(
                     f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", oid, last_seq
                 )
                 last = message_from_row(oid, row) if row else None
-            entries.append((oid, status, unread, bool(dispute_open), last))
+            entries.append((oid, status, unread, bool(dispute_open), last, reasons))
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
         return entries, await self._visible_total(db, ident), next_cursor
 
@@ -151,6 +166,8 @@ class Markers(StoreMixin):
             if actor is not None:
                 role = actor.role_in(order)
                 sees = permissions.sees_notes(role)
+                if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
+                    return await staff.read(db, order, seq, backward)
             row = await db.fetchrow(
                 "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = $1 AND order_id = $2",
                 user_id,

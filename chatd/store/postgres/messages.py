@@ -16,6 +16,7 @@ from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import PostRule, StatusRule
 from chatd.store.postgres import attachments as links
+from chatd.store.postgres import attention as staff
 from chatd.store.postgres import notifications, outbox, responses
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import OrderRecord, Posted, UnreadChange
@@ -66,10 +67,13 @@ class Messages(StoreMixin):
         attachments: list[AttachmentRef] | None = None,
         present: frozenset[str] = frozenset(),
         forced: bool = False,
+        *,
+        asks_help: bool = False,
+        moved: bool = False,
     ) -> Posted | None:
-        """Insert with the next seq and its side rows (attachment links, outbox
-        events); None if (order, sender, client_id) exists already. The order's
-        row is locked (`_load_order`), so `last_seq` is the latest committed."""
+        """Insert with the next seq and its side rows (as chatd.store.sqlite.messages);
+        None if (order, sender, client_id) exists already. The order's row is locked
+        (`_load_order`), so `last_seq` is the latest committed."""
         if attachments:
             await links.check(db, attachments)  # refused before anything is written
         ts = int(self.clock() * 1000)
@@ -104,12 +108,22 @@ class Messages(StoreMixin):
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             await links.link(db, msg)
+        overdue = order.waiting is not None and order.waiting.escalated
         changed = await responses.apply(db, order, msg, bool(attachments))
+        moved |= overdue and not (order.waiting is not None and order.waiting.escalated)  # an SLA breach answered
+        moved |= await staff.on_message(db, order, msg, asks_help)
         if self.notifications_for is not None:
             await notifications.schedule(db, order.id, seq, ts, self.notifications_for(order, msg, present))
         if self.events_for_message is not None:
             self._outbox_written += await outbox.enqueue(db, self.events_for_message(order, msg, present))
-        return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)
+        return Posted(
+            message=msg,
+            duplicate=False,
+            unread=unread,
+            waiting_changed=changed,
+            waiting=order.waiting,
+            staff=await staff.view(db, order, moved),
+        )
 
     async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:
         found = await self._find(db, order_id, sender_id, client_id)
@@ -246,6 +260,7 @@ class Messages(StoreMixin):
                     raise Conflict("a dispute is already open", ref=client_id)
                 order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
                 text = f"Dispute opened: {reason}" if reason else "Dispute opened"
+                await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             else:
                 if not current or not current.open:
                     raise Conflict("no dispute is open", ref=client_id)
@@ -264,7 +279,7 @@ class Messages(StoreMixin):
                 order_id,
             )
             posted = await self._insert(
-                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present
+                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present, moved=True
             )
             assert posted is not None  # no message of this client_id (_order_change looked, under the row lock)
             posted.order = order

@@ -208,6 +208,72 @@ MIGRATIONS: list[str] = [
     CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
     """,
+    # 7: the staff attention queue and the search of order ids, names and e-mails, as
+    # SQLite's migration 11. What `q` also searches is one tsvector per order (its id
+    # and participants' names, in order_words, kept by a trigger on orders) and an
+    # expression index on contacts' e-mails; '@', '.', '_', '+', '/', ':', '#' and '-'
+    # become spaces first, so an e-mail or a host splits into words as SQLite's
+    # tokenizer splits it (PostgreSQL's parser would keep it as one token).
+    """
+    ALTER TABLE orders ADD COLUMN help_by TEXT;
+    ALTER TABLE orders ADD COLUMN help_ts BIGINT;
+    ALTER TABLE orders ADD COLUMN help_seq BIGINT;
+    CREATE INDEX orders_attention ON orders (id) WHERE dispute_open = 1 OR sla_escalated = 1 OR help_ts IS NOT NULL;
+    CREATE TABLE staff_markers (
+        order_id TEXT PRIMARY KEY,
+        read_seq BIGINT NOT NULL DEFAULT 0,
+        unread BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE staff_follows (
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, order_id)
+    );
+    CREATE INDEX staff_follows_order ON staff_follows (order_id);
+    CREATE FUNCTION chatd_staff_marker() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.sender_role = 'staff' THEN
+            UPDATE staff_markers SET read_seq = NEW.seq, unread = 0 WHERE order_id = NEW.order_id;
+        ELSE
+            UPDATE staff_markers SET unread = unread + 1 WHERE order_id = NEW.order_id;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER messages_after_insert_staff AFTER INSERT ON messages
+        FOR EACH ROW EXECUTE FUNCTION chatd_staff_marker();
+    INSERT INTO staff_markers (order_id, read_seq, unread)
+        SELECT q.id, q.seq, (SELECT COUNT(*) FROM messages m
+                              WHERE m.order_id = q.id AND m.seq > q.seq AND m.sender_role <> 'staff')
+          FROM (SELECT o.id, COALESCE((SELECT MAX(m.seq) FROM messages m
+                                        WHERE m.order_id = o.id AND m.sender_role = 'staff'), 0) AS seq
+                  FROM orders o WHERE o.dispute_open = 1 OR o.sla_escalated = 1) q;
+    CREATE TABLE order_words (
+        order_id TEXT PRIMARY KEY,
+        words TEXT NOT NULL,
+        search TSVECTOR GENERATED ALWAYS AS
+            (to_tsvector('chatd_search', translate(words, '@._+/:#-', '        '))) STORED
+    );
+    CREATE INDEX order_words_search ON order_words USING GIN (search);
+    CREATE FUNCTION chatd_order_words() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO order_words (order_id, words)
+        VALUES (NEW.id,
+                NEW.id || ' ' || NEW.buyer_name || ' ' || NEW.supplier_name || ' ' || COALESCE(NEW.rep_name, ''))
+        ON CONFLICT (order_id) DO UPDATE SET words = EXCLUDED.words;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER orders_after_insert_words AFTER INSERT ON orders
+        FOR EACH ROW EXECUTE FUNCTION chatd_order_words();
+    CREATE TRIGGER orders_after_update_words AFTER UPDATE OF buyer_name, supplier_name, rep_name ON orders
+        FOR EACH ROW WHEN (NEW.buyer_name IS DISTINCT FROM OLD.buyer_name
+                           OR NEW.supplier_name IS DISTINCT FROM OLD.supplier_name
+                           OR NEW.rep_name IS DISTINCT FROM OLD.rep_name)
+        EXECUTE FUNCTION chatd_order_words();
+    INSERT INTO order_words (order_id, words)
+        SELECT id, id || ' ' || buyer_name || ' ' || supplier_name || ' ' || COALESCE(rep_name, '') FROM orders;
+    CREATE INDEX contacts_email_search ON contacts
+        USING GIN (to_tsvector('chatd_search', translate(COALESCE(email, ''), '@._+/:#-', '        ')));
+    """,
 ]
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from chatd.attention import SLA_CLIENT_ID
 from chatd.errors import BadRequest, Forbidden
 from chatd.responses import effect, may_dismiss
 from chatd.store.base import BreachEvents
+from chatd.store.postgres import attention as staff
 from chatd.store.postgres import outbox
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, Posted, Waiting
@@ -123,7 +125,10 @@ class Responses(StoreMixin):
             await db.execute(
                 "UPDATE responses SET escalated_at = $1 WHERE order_id = $2 AND asked_seq = $3", now_ms, order_id, seq
             )
-            posted = await self._insert(db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"sla:{seq}")
+            await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
+            posted = await self._insert(
+                db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"{SLA_CLIENT_ID}{seq}", moved=True
+            )
             if posted is None:
                 return None
             if events is not None:

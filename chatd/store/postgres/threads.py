@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from chatd import attention
 from chatd.errors import Conflict
+from chatd.store.postgres import attention as staff
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
 from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
@@ -24,6 +26,8 @@ _ACT = ORDER_COLS.count(",") + 1  # the activity column after them
 _ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
+# what the index of migration 7 holds for each contact: its e-mail split into words
+EMAIL_SEARCH = "to_tsvector('chatd_search', translate(COALESCE(c.email, ''), '@._+/:#-', '        '))"
 
 
 def ts_query(words: tuple[str, ...]) -> str:
@@ -61,10 +65,18 @@ async def _page(
     def conditions(p: _Args) -> str:
         where = _filters(filters, p)
         if query is not None:
-            where.append(
+            q = p(query)
+            # a message, or the order's id and participants' names, or (operators) a participant's e-mail
+            found = [
                 f"EXISTS (SELECT 1 FROM messages s WHERE s.order_id = o.id "
-                f"AND s.search @@ to_tsquery('chatd_search', {p(query)}))"
-            )
+                f"AND s.search @@ to_tsquery('chatd_search', {q}))",
+                f"EXISTS (SELECT 1 FROM order_words w WHERE w.order_id = o.id "
+                f"AND w.search @@ to_tsquery('chatd_search', {q}))",
+            ]
+            if filters.emails:
+                mailed = f"(SELECT c.user_id FROM contacts c WHERE {EMAIL_SEARCH} @@ to_tsquery('chatd_search', {q}))"
+                found.append(f"o.buyer_id IN {mailed} OR o.supplier_id IN {mailed} OR o.rep_id IN {mailed}")
+            where.append("(" + " OR ".join(found) + ")")
         return " AND ".join(where) or "TRUE"
 
     if after is not None:
@@ -93,7 +105,10 @@ async def _page(
                 )
                 or 0
             )
-        out.append(ThreadRow(order, r[_ACT], last, unread))
+        row = ThreadRow(order, r[_ACT], last, unread)
+        if filters.attention:
+            await _add_queue(db, row, filters.queue_user)
+        out.append(row)
     if query is not None and out:
         await _add_matches(db, out, query)
     return ThreadPage(out, as_of, more)
@@ -129,7 +144,25 @@ def _filters(f: ThreadFilter, p: _Args) -> list[str]:
         where.append("o.awaiting_seq IS NOT NULL" if f.awaiting_reply else "o.awaiting_seq IS NULL")
     if f.waiting_since_before is not None:
         where.append(f"o.awaiting_since < {p(f.waiting_since_before)}")
+    if f.attention:
+        if f.queue_user is None:
+            where.append(staff.SHARED)
+        else:
+            u = p(f.queue_user)
+            where.append(f"({staff.SHARED} OR o.id IN (SELECT order_id FROM staff_follows WHERE user_id = {u}))")
+            where.append(staff.NOT_IN_SLOT.format(u=u))
     return where
+
+
+async def _add_queue(db: asyncpg.Connection, row: ThreadRow, user: str | None) -> None:
+    """As chatd.store.sqlite.threads._add_queue."""
+    order = row.order
+    followed = user is not None and (
+        await db.fetchval("SELECT 1 FROM staff_follows WHERE user_id = $1 AND order_id = $2", user, order.id)
+        is not None
+    )
+    row.reasons = attention.reasons_for(attention.shared_reasons(order), followed)
+    row.staff_unread = (await staff.marker(db, order.id))[1]
 
 
 async def _after(

@@ -1,6 +1,7 @@
 """The SQLite implementation of the Store contract (chatd.store.base)."""
 
 from chatd.store.sqlite.attachments import Attachments
+from chatd.store.sqlite.attention import Attention
 from chatd.store.sqlite.engine import Engine
 from chatd.store.sqlite.markers import Markers
 from chatd.store.sqlite.messages import Messages
@@ -11,7 +12,7 @@ from chatd.store.sqlite.responses import Responses
 from chatd.store.sqlite.threads import Threads
 
 
-class SqliteStore(Engine, Orders, Messages, Markers, Notifications, Responses, Attachments, Outbox, Threads):
+class SqliteStore(Engine, Orders, Messages, Markers, Attention, Notifications, Responses, Attachments, Outbox, Threads):
     """SQLite in WAL mode with group commit (see engine); SQL per concern beside it."""
 
 

@@ -38,7 +38,7 @@ from chatd.tasks import stop
 
 if TYPE_CHECKING:
     from chatd.store.records import OrderRecord, Posted
-    from chatd.wire import AttachmentRef, UserRef
+    from chatd.wire import AttachmentRef, Message, UserRef
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -105,7 +105,18 @@ class StoreMixin:
             attachments: list[AttachmentRef] | None = None,
             present: frozenset[str] = frozenset(),
             forced: bool = False,
+            *,
+            asks_help: bool = False,
+            moved: bool = False,
         ) -> Posted | None: ...
+
+        def _find(
+            self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None
+        ) -> Message | None: ...
+
+        def _duplicate(
+            self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None
+        ) -> Posted: ...
 
 
 S = TypeVar("S", bound=StoreMixin)

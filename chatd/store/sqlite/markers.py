@@ -18,6 +18,7 @@ from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import MSG_COLS, Actor, message_from_row
+from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import notifications
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 
@@ -51,8 +52,11 @@ class Markers(StoreMixin):
     async def visible_total(self, ident: Identity) -> int:
         """The user's unread total over the orders this identity may see: side
         markers (kept for the id as staff or a bot) count only if the token covers
-        their order."""
+        their order. A staff token counts none of them: its own orders as a
+        participant, and its attention queue from the shared staff markers."""
         total = await self.total_unread(ident.id)
+        if ident.role == permissions.QUEUE_ROLE:
+            return total - self._hidden(self.reader, ident.id) + staff.queue_total(self.reader, ident.id)
         if permissions.covers_every_order(ident.role, ident.orders):
             return total
         rows: list[tuple[str, int]] = self.reader.execute(
@@ -65,39 +69,51 @@ class Markers(StoreMixin):
     async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor).
 
-        Each entry is (order_id, status, unread, dispute_open, last Message or None).
-        Side markers are listed only where the token covers the order.
+        Each entry is (order_id, status, unread, dispute_open, last Message or None,
+        reasons or None). Side markers are listed only where the token covers the
+        order; a staff token's are its participant orders and its attention queue.
         """
         args: list[Any] = [ident.id]
         where = ""
-        if not permissions.covers_every_order(ident.role, ident.orders):
+        queue = ident.role == permissions.QUEUE_ROLE
+        if queue:
+            where = " AND m.side = 0"  # the shared staff state stands in for an id's own staff markers
+        elif not permissions.covers_every_order(ident.role, ident.orders):
             claim = sorted(ident.orders) if ident.role == "bot" and ident.orders else []
             where = " AND (m.side = 0 OR m.order_id IN (SELECT value FROM json_each(?)))"
             args.append(msgspec.json.encode(claim).decode())
+        after = None
         if cursor:
             ts, _, oid = cursor.partition(":")
             # what next_cursor makes: "<activity ms>:<order id>"
             if not (ts.isascii() and ts.isdigit() and len(ts) <= 18 and oid):
                 raise BadRequest("invalid cursor")
-            args += [int(ts), int(ts), oid]
+            after = (int(ts), oid)
+            args += [after[0], after[0], oid]
             where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
-        rows = self.reader.execute(
-            "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
-            "FROM read_markers m JOIN orders o ON o.id = m.order_id "
-            f"WHERE m.user_id = ?{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ?",
-            (*args, limit + 1),
-        ).fetchall()
+        rows: list[tuple[Any, ...]] = [
+            (*r, None)
+            for r in self.reader.execute(
+                "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
+                "FROM read_markers m JOIN orders o ON o.id = m.order_id "
+                f"WHERE m.user_id = ?{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        ]
+        if queue:  # two lists in one order: neither holds an order of the other (slots are left out)
+            rows += staff.queue_rows(self.reader, ident.id, after, limit + 1)
+            rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
         entries: list[InboxRow] = []
-        for oid, status, unread, dispute_open, last_seq, _ in rows:
+        for oid, status, unread, dispute_open, last_seq, _, reasons in rows:
             last = None
             if last_seq:
                 row = self.reader.execute(
                     f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (oid, last_seq)
                 ).fetchone()
                 last = message_from_row(oid, row) if row else None
-            entries.append((oid, status, unread, bool(dispute_open), last))
+            entries.append((oid, status, unread, bool(dispute_open), last, reasons))
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
         return entries, await self.visible_total(ident), next_cursor
 
@@ -146,7 +162,8 @@ class Markers(StoreMixin):
         """Move `user_id`'s read marker to `seq` (forward only unless `backward`).
 
         `actor` None means the api key acting for `user_id` (who must hold a
-        marker). Returns None when nothing changed.
+        marker). An actor who is staff on the order moves the shared staff marker
+        instead (`ReadMarker.staff`). Returns None when nothing changed.
         """
 
         def op(db: sqlite3.Connection) -> ReadMarker | None:
@@ -155,6 +172,8 @@ class Markers(StoreMixin):
             if actor is not None:
                 role = actor.role_in(order)
                 sees = permissions.sees_notes(role)
+                if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
+                    return staff.read(db, order, seq, backward)
             row = db.execute(
                 "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = ? AND order_id = ?",
                 (user_id, order_id),

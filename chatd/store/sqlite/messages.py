@@ -17,6 +17,7 @@ from chatd.store.base import PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.store.sqlite import attachments as links
+from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import notifications, outbox, responses
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
@@ -52,9 +53,14 @@ class Messages(StoreMixin):
         attachments: list[AttachmentRef] | None = None,
         present: frozenset[str] = frozenset(),
         forced: bool = False,
+        *,
+        asks_help: bool = False,
+        moved: bool = False,
     ) -> Posted | None:
-        """Insert with the next seq and its side rows (attachment links, outbox
-        events); None if (order, sender, client_id) exists already."""
+        """Insert with the next seq and its side rows (attachment links, the reply
+        clock, the staff queue, notifications, outbox events); None if (order, sender,
+        client_id) exists already. `asks_help`: a help request (chatd.attention);
+        `moved`: the caller's change added or removed a shared queue reason."""
         if attachments:
             links.check(db, attachments)  # refused before anything is written
         ts = int(self.clock() * 1000)
@@ -83,12 +89,22 @@ class Messages(StoreMixin):
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)
+        overdue = order.waiting is not None and order.waiting.escalated
         changed = responses.apply(db, order, msg, bool(attachments))
+        moved |= overdue and not (order.waiting is not None and order.waiting.escalated)  # an SLA breach answered
+        moved |= staff.on_message(db, order, msg, asks_help)
         if self.notifications_for is not None:
             notifications.schedule(db, order.id, seq, ts, self.notifications_for(order, msg, present))
         if self.events_for_message is not None:
             self._outbox_written += outbox.enqueue(db, self.events_for_message(order, msg, present))
-        return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)
+        return Posted(
+            message=msg,
+            duplicate=False,
+            unread=unread,
+            waiting_changed=changed,
+            waiting=order.waiting,
+            staff=staff.view(db, order, moved),
+        )
 
     def _duplicate(self, db: sqlite3.Connection, order_id: str, sender_id: str, client_id: str | None) -> Posted:
         found = self._find(db, order_id, sender_id, client_id)
@@ -225,6 +241,7 @@ class Messages(StoreMixin):
                     raise Conflict("a dispute is already open", ref=client_id)
                 order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
                 text = f"Dispute opened: {reason}" if reason else "Dispute opened"
+                staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             else:
                 if not current or not current.open:
                     raise Conflict("no dispute is open", ref=client_id)
@@ -238,7 +255,7 @@ class Messages(StoreMixin):
                 (int(d.open), d.reason, d.by, d.ts, order_id),
             )
             posted = self._insert(
-                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present
+                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present, moved=True
             )
             assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order

@@ -258,6 +258,94 @@ MIGRATIONS: list[str] = [
     CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
     """,
+    # 11: the staff attention queue (chatd.attention). Staff share one read marker per
+    # order (staff_markers: `unread` counts what was not sent as staff after read_seq;
+    # a staff message moves it, as sending moves a participant's). It exists for every
+    # order in a queue (made when one enters it) and for every order staff read; the
+    # trigger keeps it exact. An open help request is kept with the order (help_*:
+    # the latest request); follows are per staff member. orders_attention finds the
+    # orders every staff member's queue holds. Per-user staff markers are not
+    # migrated (read_markers cannot tell a staff member's from a bot's): staff tokens
+    # no longer read them, and the orders in the queue now start at their newest
+    # staff message, where a staff reply would have put the shared marker.
+    # order_words and email_words hold what `q` also searches besides messages (the
+    # order id and participants' names; e-mails), each behind an FTS5 index of its
+    # own, kept by triggers on orders and contacts.
+    """
+    ALTER TABLE orders ADD COLUMN help_by TEXT;
+    ALTER TABLE orders ADD COLUMN help_ts INTEGER;
+    ALTER TABLE orders ADD COLUMN help_seq INTEGER;
+    CREATE INDEX orders_attention ON orders (id) WHERE dispute_open = 1 OR sla_escalated = 1 OR help_ts IS NOT NULL;
+    CREATE TABLE staff_markers (
+        order_id TEXT PRIMARY KEY,
+        read_seq INTEGER NOT NULL DEFAULT 0,
+        unread INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE staff_follows (
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, order_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX staff_follows_order ON staff_follows (order_id);
+    CREATE TRIGGER messages_after_insert_staff AFTER INSERT ON messages BEGIN
+        UPDATE staff_markers
+           SET read_seq = CASE WHEN NEW.sender_role = 'staff' THEN NEW.seq ELSE read_seq END,
+               unread = CASE WHEN NEW.sender_role = 'staff' THEN 0 ELSE unread + 1 END
+         WHERE order_id = NEW.order_id;
+    END;
+    INSERT INTO staff_markers (order_id, read_seq, unread)
+        SELECT q.id, q.seq, (SELECT COUNT(*) FROM messages m
+                              WHERE m.order_id = q.id AND m.seq > q.seq AND m.sender_role != 'staff')
+          FROM (SELECT o.id, COALESCE((SELECT MAX(m.seq) FROM messages m
+                                        WHERE m.order_id = o.id AND m.sender_role = 'staff'), 0) AS seq
+                  FROM orders o WHERE o.dispute_open = 1 OR o.sla_escalated = 1) q;
+    CREATE TABLE order_words (id INTEGER PRIMARY KEY, order_id TEXT NOT NULL UNIQUE, words TEXT NOT NULL);
+    CREATE VIRTUAL TABLE order_words_fts USING fts5(
+        words, content = 'order_words', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE email_words (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, words TEXT NOT NULL);
+    CREATE VIRTUAL TABLE email_words_fts USING fts5(
+        words, content = 'email_words', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER order_words_after_insert AFTER INSERT ON order_words BEGIN
+        INSERT INTO order_words_fts (rowid, words) VALUES (NEW.id, NEW.words);
+    END;
+    CREATE TRIGGER order_words_after_update AFTER UPDATE OF words ON order_words BEGIN
+        INSERT INTO order_words_fts (order_words_fts, rowid, words) VALUES ('delete', OLD.id, OLD.words);
+        INSERT INTO order_words_fts (rowid, words) VALUES (NEW.id, NEW.words);
+    END;
+    CREATE TRIGGER email_words_after_insert AFTER INSERT ON email_words BEGIN
+        INSERT INTO email_words_fts (rowid, words) VALUES (NEW.id, NEW.words);
+    END;
+    CREATE TRIGGER email_words_after_update AFTER UPDATE OF words ON email_words BEGIN
+        INSERT INTO email_words_fts (email_words_fts, rowid, words) VALUES ('delete', OLD.id, OLD.words);
+        INSERT INTO email_words_fts (rowid, words) VALUES (NEW.id, NEW.words);
+    END;
+    CREATE TRIGGER orders_after_insert_words AFTER INSERT ON orders BEGIN
+        INSERT INTO order_words (order_id, words)
+        VALUES (NEW.id,
+                NEW.id || ' ' || NEW.buyer_name || ' ' || NEW.supplier_name || ' ' || COALESCE(NEW.rep_name, ''));
+    END;
+    CREATE TRIGGER orders_after_update_words AFTER UPDATE OF buyer_name, supplier_name, rep_name ON orders
+    WHEN NEW.buyer_name IS NOT OLD.buyer_name OR NEW.supplier_name IS NOT OLD.supplier_name
+      OR NEW.rep_name IS NOT OLD.rep_name BEGIN
+        UPDATE order_words
+           SET words = NEW.id || ' ' || NEW.buyer_name || ' ' || NEW.supplier_name || ' ' || COALESCE(NEW.rep_name, '')
+         WHERE order_id = NEW.id;
+    END;
+    CREATE TRIGGER contacts_after_insert_words AFTER INSERT ON contacts WHEN NEW.email IS NOT NULL BEGIN
+        INSERT INTO email_words (user_id, words) VALUES (NEW.user_id, NEW.email)
+            ON CONFLICT (user_id) DO UPDATE SET words = excluded.words;
+    END;
+    CREATE TRIGGER contacts_after_update_words AFTER UPDATE OF email ON contacts
+    WHEN NEW.email IS NOT OLD.email BEGIN
+        INSERT INTO email_words (user_id, words) VALUES (NEW.user_id, COALESCE(NEW.email, ''))
+            ON CONFLICT (user_id) DO UPDATE SET words = excluded.words;
+    END;
+    INSERT INTO order_words (order_id, words)
+        SELECT id, id || ' ' || buyer_name || ' ' || supplier_name || ' ' || COALESCE(rep_name, '') FROM orders;
+    INSERT INTO email_words (user_id, words) SELECT user_id, email FROM contacts WHERE email IS NOT NULL;
+    """,
 ]
 
 

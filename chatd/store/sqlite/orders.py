@@ -169,6 +169,7 @@ class Orders(StoreMixin):
             workflow=plan.workflow,
             closes_at=plan.closes_at,
             waiting=old.waiting if old else None,
+            help=old.help if old else None,
         )
         ids = [p.id for p in (new.buyer, new.supplier, new.sales_rep) if p]
         if len(set(ids)) != len(ids):

@@ -7,11 +7,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from chatd.attention import SLA_CLIENT_ID
 from chatd.errors import BadRequest, Forbidden
 from chatd.responses import effect, may_dismiss
 from chatd.store.base import BreachEvents
 from chatd.store.records import OrderRecord, Posted, Waiting
 from chatd.store.rows import SYSTEM, Actor
+from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import outbox
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import Message, UserRef
@@ -118,7 +120,10 @@ class Responses(StoreMixin):
             db.execute(
                 "UPDATE responses SET escalated_at = ? WHERE order_id = ? AND asked_seq = ?", (now_ms, order_id, seq)
             )
-            posted = self._insert(db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"sla:{seq}")
+            staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
+            posted = self._insert(
+                db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"{SLA_CLIENT_ID}{seq}", moved=True
+            )
             if posted is None:  # this period's note exists: escalated before
                 return None
             if events is not None:

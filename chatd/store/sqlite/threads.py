@@ -13,9 +13,11 @@ from typing import Any
 
 import msgspec
 
+from chatd import attention
 from chatd.errors import Conflict
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
 from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
+from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import Message
 
@@ -44,11 +46,22 @@ class Threads(StoreMixin):
         where, args = _filters(filters)
         fts = fts_query(filters.words) if filters.words else None
         if fts is not None:
-            where.append(
+            # a message, or the order's id and participants' names, or (operators) a participant's e-mail
+            found = [
                 "o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "
-                "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))"
-            )
-            args.append(fts)
+                "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))",
+                "o.id IN (SELECT w.order_id FROM order_words w WHERE w.id IN "
+                "(SELECT rowid FROM order_words_fts WHERE order_words_fts MATCH ?))",
+            ]
+            args += [fts, fts]
+            if filters.emails:
+                mailed = (
+                    "(SELECT e.user_id FROM email_words e WHERE e.id IN "
+                    "(SELECT rowid FROM email_words_fts WHERE email_words_fts MATCH ?))"
+                )
+                found.append(f"o.buyer_id IN {mailed} OR o.supplier_id IN {mailed} OR o.rep_id IN {mailed}")
+                args += [fts, fts, fts]
+            where.append("(" + " OR ".join(found) + ")")
         with self._search_lock, self._reading():
             db = self._search_db()
             db.execute("BEGIN")  # one snapshot for the page (WAL: never waits for the writer)
@@ -72,7 +85,10 @@ class Threads(StoreMixin):
                             (order.id, filters.unread_for),
                         ).fetchone()
                         unread = u[0] if u else 0
-                    out.append(ThreadRow(order, r[_ACT], last, unread))
+                    row = ThreadRow(order, r[_ACT], last, unread)
+                    if filters.attention:
+                        _add_queue(db, row, filters.queue_user)
+                    out.append(row)
                 if fts is not None and out:
                     _add_matches(db, out, fts)
             finally:
@@ -114,7 +130,26 @@ def _filters(f: ThreadFilter) -> tuple[list[str], list[Any]]:
     if f.waiting_since_before is not None:
         where.append("o.awaiting_since < ?")
         args.append(f.waiting_since_before)
+    if f.attention:
+        if f.queue_user is None:
+            where.append(staff.SHARED)
+        else:
+            where.append(f"({staff.SHARED} OR o.id IN (SELECT order_id FROM staff_follows WHERE user_id = ?))")
+            where.append(staff.NOT_IN_SLOT)
+            args += [f.queue_user] * 4
     return where, args
+
+
+def _add_queue(db: sqlite3.Connection, row: ThreadRow, user: str | None) -> None:
+    """Why the thread is in the queue (for `user`, a staff member: their follow too),
+    and the shared staff marker's count."""
+    order = row.order
+    followed = user is not None and (
+        db.execute("SELECT 1 FROM staff_follows WHERE user_id = ? AND order_id = ?", (user, order.id)).fetchone()
+        is not None
+    )
+    row.reasons = attention.reasons_for(attention.shared_reasons(order), followed)
+    row.staff_unread = staff.marker(db, order.id)[1]
 
 
 def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int) -> list[Any]:
