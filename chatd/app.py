@@ -27,6 +27,7 @@ from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
 from chatd.rooms.hub import Hub
 from chatd.sla import Escalator
+from chatd.staff_queue import StaffQueue
 from chatd.store import make_store
 from chatd.store.base import Store
 from chatd.store.records import OrderRecord
@@ -60,7 +61,7 @@ def attachments_dir(cfg: Config) -> Path:
 
 @asynccontextmanager
 async def open_services(cfg: Config) -> AsyncIterator[Services]:
-    """Store, relay, hub, attachments, chat, threads, webhooks, sla, metrics: built and
+    """Store, relay, hub, attachments, chat, threads, webhooks, sla, the staff queue, metrics: built and
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
@@ -100,6 +101,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         gap_reader=read_gap,
         queue_bytes=cfg.limits.outbound_queue_bytes,
         total_reader=store.visible_total,
+        on_staff_idle=relay.watch_staff,
     )
     files = DirectoryFiles(attachments_dir(cfg))
     if cfg.store.url and not cfg.attachments.dir:
@@ -130,6 +132,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         chat, cfg.sla.reply_within_s, cfg.sla.check_every_s, events=breach_events if cfg.webhooks.url else None
     )
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
+    queue = StaffQueue(chat)
 
     async with AsyncExitStack() as running:
         await store.open()
@@ -150,7 +153,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
         registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
-        yield Services(chat, attachments, threads, webhooks, registry, sla)
+        yield Services(chat, attachments, threads, webhooks, registry, sla, queue)
 
 
 def create_app(cfg: Config) -> web.Application:

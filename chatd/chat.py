@@ -16,19 +16,29 @@ from typing import Literal, TypedDict
 
 import msgspec
 
-from chatd import contact_filter, metrics, responses, workflow
+from chatd import attention, contact_filter, metrics, responses, workflow
 from chatd.attachments import Attachments
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, Conflict, NotFound, TooLarge
+from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, Conflict, Forbidden, NotFound, TooLarge
 from chatd.relay.base import Relay
-from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker, Waiting
+from chatd.store.records import (
+    Contact,
+    OrderChange,
+    OrderPlan,
+    OrderRecord,
+    Person,
+    Posted,
+    ReadMarker,
+    StaffView,
+    Waiting,
+)
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -122,6 +132,7 @@ class Chat:
         self.close_clock = close_clock  # wall-clock seconds: when chats close (tests inject one)
         self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: when a waiting buyer's reply is due
         self.deliver_room = hub.deliver_room
+        self.deliver_staff = hub.deliver_staff
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -379,7 +390,10 @@ class Chat:
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
         msgs, truncated = await self.store.replay(order_id, sees, since, limit)
-        read_seq, unread, last_visible = await self.store.marker(order_id, ident.id, sees, order.last_seq)
+        if role == permissions.QUEUE_ROLE:  # staff read the shared staff marker
+            (read_seq, unread), last_visible = await self.store.staff_marker(order_id), order.last_seq
+        else:
+            read_seq, unread, last_visible = await self.store.marker(order_id, ident.id, sees, order.last_seq)
         joined = Joined(
             order=order_id,
             status=order.status,
@@ -399,6 +413,22 @@ class Chat:
             send(conn, encode_frame(m))
         top = max(order.last_seq, msgs[-1].seq if msgs else 0)
         self.hub.release(conn, order_id, member, top)
+        if role == permissions.QUEUE_ROLE:
+            await self._follow_on_join(conn, order_id)
+
+    async def _follow_on_join(self, conn: Conn, order_id: str) -> None:
+        """Joining an order as staff follows it (chatd.attention); a store that cannot
+        write now does not fail the join."""
+        ident = conn.ident
+        try:
+            if await self.store.following(ident.id, order_id):
+                return
+            changed, view = await self.store.follow(actor_of(ident), order_id, True)
+        except ChatError as exc:
+            log.warning("follow on join of %s: %s", order_id, exc.message)
+            return
+        if changed:
+            self.publish_staff(view, only=ident.id)
 
     def arm_expiry(self, conn: Conn) -> None:
         """Close the connection (4401) when its token expires; a refresh moves this."""
@@ -572,6 +602,36 @@ class Chat:
         self.publish_posted(posted, present)
         return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
 
+    async def help(self, actor: Actor, order_id: str, client_id: str, text: str | None) -> Ack:
+        """A participant asks the platform for help (chatd.attention): a message (from a
+        buyer a `system` message all see, from the supplier side a `note`) and the
+        order's open help request, in one write; staff hear of it in their queue."""
+        if text is not None:
+            self._check_text(text, client_id, allow_empty=True)
+        order = await self.store.get_order(order_id)
+        if order is None:
+            raise NotFound("no such order", ref=client_id)
+        role = actor.role_in(order)
+        if not permissions.may_ask_help(role):
+            raise Forbidden("staff and bots answer help requests; they do not ask", ref=client_id)
+        kind = attention.help_kind(role)
+        (text,) = await self._screen(actor, order_id, kind, client_id, text)  # a buyer's reaches the supplier
+        body = attention.help_text(text)
+        present = await self.online_now(order_id)
+
+        def rule(locked: OrderRecord, now: str) -> tuple[str, str]:
+            """The role as the write finds it: screened and worded for the role read above."""
+            if not permissions.may_ask_help(now):
+                raise Forbidden("staff and bots answer help requests; they do not ask", ref=client_id)
+            if attention.help_kind(now) != kind:
+                raise Conflict("your role on this order changed meanwhile: ask again", ref=client_id)
+            self.check_open(locked, now, client_id)
+            return kind, body
+
+        posted = await self.store.request_help(actor, order_id, client_id, present, rule)
+        self.publish_posted(posted, present)
+        return Ack(order_id, client_id, posted.message.seq, posted.message.ts, posted.duplicate)
+
     def publish_posted(self, posted: Posted, online: frozenset[str] | None = None) -> None:
         """Fan a committed message out: room, then each reader's unread and notify
         (`online`: who is joined, for a new order state; None: as known here)."""
@@ -590,10 +650,33 @@ class Chat:
                     ch.user, data, m.order, notify if ch.user != m.sender.id else b"", side=ch.side, hidden=ch.hidden
                 )
             )
+        if posted.staff is not None:  # the order is in staff queues (or just left one)
+            self.publish_staff(posted.staff, notify, m.sender.id)
         if posted.waiting_changed:
             self.publish_waiting(m.order, posted.waiting)
         if posted.order is not None:
             self.publish_order(posted.order, online)
+
+    def publish_staff(self, view: StaffView, notify: bytes = b"", sender: str = "", only: str = "") -> None:
+        """An order's place in the staff queues to every staff connection it concerns, on
+        every instance (chatd.attention): `unread` with the shared marker's count and why
+        it is queued, `notify` for a new message (`notify`, sent by `sender`); `only`:
+        that staff member's own queue changed (a follow)."""
+        shared = view.reasons
+        self.relay.publish_staff(
+            StaffEvent(
+                view.order,
+                encode_frame(Unread(view.order, view.unread, 0, shared)),
+                encode_frame(Unread(view.order, view.unread, 0, attention.reasons_for(shared, True))),
+                notify,
+                sender,
+                view.followers,
+                view.slots,
+                queued=bool(shared),
+                moved=view.moved,
+                only=only,
+            )
+        )
 
     def publish_order(self, order: OrderRecord, online: frozenset[str] | None = None) -> None:
         """The order's new state to its room: one frame per role when what each
@@ -690,6 +773,10 @@ class Chat:
         ident = conn.ident
         marker = await self.store.mark_read(actor_of(ident), order_id, ident.id, seq)
         if marker is None:
+            return
+        if marker.role == permissions.QUEUE_ROLE:  # the shared staff marker moved, for every staff member
+            if marker.staff is not None:
+                self.publish_staff(marker.staff)
             return
         self.relay.publish_user(
             UserEvent(

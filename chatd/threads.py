@@ -24,7 +24,7 @@ from typing import Annotated, NotRequired, TypedDict
 import msgspec
 from msgspec import Meta
 
-from chatd.errors import BadRequest
+from chatd.errors import BadRequest, Forbidden
 from chatd.responses import awaiting
 from chatd.store.base import Store
 from chatd.store.records import ThreadFilter, ThreadRow
@@ -44,6 +44,7 @@ class ThreadQuery(msgspec.Struct, frozen=True):
     status: Annotated[str, Meta(max_length=ID_CHARS)] | None = None
     awaiting_reply: str | None = None  # "true": the buyer waits for the supplier side; "false": nobody waits
     overdue: str | None = None  # "true": ... longer than [sla] reply_within_s
+    attention: str | None = None  # "true": the staff attention queue (chatd.attention)
     limit: int = 50
     cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
 
@@ -63,6 +64,8 @@ class ThreadEntry(TypedDict):
     unread: NotRequired[int]  # with `unread_for`
     match_count: NotRequired[int]  # with `q`
     matches: NotRequired[list[Message]]
+    reasons: NotRequired[list[str]]  # with `attention`
+    staff_unread: NotRequired[int]  # with `attention`: the shared staff marker's count
 
 
 class ThreadsPage(TypedDict):
@@ -132,7 +135,9 @@ class Threads:
         """One page: `{threads, next_cursor}`. `scope_user` limits it to the orders where
         that user holds the supplier or sales rep slot (a supplier-side caller); `staff`
         (a staff token's id) leaves out the orders where that id is the buyer: a buyer
-        there, whatever the token says, and buyers have no threads."""
+        there, whatever the token says, and buyers have no threads. With `attention`,
+        the staff queue: `staff`'s own (their follows, none of their slots), or for the
+        api key every order any staff member must see."""
         if query.limit < 1:
             raise BadRequest("limit must be at least 1")
         if query.has_messages not in ("true", "false", "any"):
@@ -143,6 +148,10 @@ class Threads:
             raise BadRequest("awaiting_reply must be true or false")
         if query.overdue not in (None, "true"):
             raise BadRequest("overdue must be true")
+        if query.attention not in (None, "true"):
+            raise BadRequest("attention must be true")
+        if query.attention and scope_user is not None:
+            raise Forbidden("the staff attention queue is for staff and the api key")
         overdue_cutoff = int(self.clock() * 1000) - self.reply_within_ms if query.overdue else None
         filters = ThreadFilter(
             dispute=query.dispute,
@@ -154,6 +163,9 @@ class Threads:
             status=query.status,
             awaiting_reply=None if query.awaiting_reply is None else query.awaiting_reply == "true",
             waiting_since_before=overdue_cutoff,
+            attention=query.attention == "true",
+            queue_user=staff,
+            emails=scope_user is None,  # never the supplier side: a match would confirm a buyer's e-mail
         )
         after = _decode_cursor(query.cursor) if query.cursor else None
         if filters.words:
@@ -184,4 +196,7 @@ class Threads:
         if row.matches is not None:
             entry["match_count"] = row.match_count
             entry["matches"] = row.matches
+        if row.reasons is not None:
+            entry["reasons"] = row.reasons
+            entry["staff_unread"] = row.staff_unread or 0
         return entry

@@ -15,6 +15,7 @@ from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
 from chatd.sla import Escalator
+from chatd.staff_queue import StaffQueue
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
 
@@ -25,5 +26,6 @@ THREADS = web.AppKey("threads", Threads)
 WEBHOOKS = web.AppKey[Webhooks | None]("webhooks")  # None without [webhooks] url
 METRICS = web.AppKey("metrics", CollectorRegistry)
 SLA = web.AppKey("sla", Escalator)
+QUEUE = web.AppKey("queue", StaffQueue)  # the staff attention queue's staff-side use cases
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
 UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth

@@ -20,9 +20,10 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat, Disconnect, actor_of
 from chatd.config import Config, LimitsConfig
-from chatd.edge.keys import CHAT, CONFIG, SOCKETS, UNAUTHENTICATED
+from chatd.edge.keys import CHAT, CONFIG, QUEUE, SOCKETS, UNAUTHENTICATED
 from chatd.errors import ChatError, CloseCode, RateLimited, Unauthorized
 from chatd.rooms.hub import Bucket, Conn
+from chatd.staff_queue import StaffQueue
 
 log = logging.getLogger("chatd.ws")
 _tasks: set[asyncio.Task[None]] = set()
@@ -106,7 +107,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                     await asyncio.gather(*closing)
                     break
                 try:
-                    await _dispatch(chat, conn, msg.data, cfg)
+                    await _dispatch(chat, app[QUEUE], conn, msg.data, cfg)
                 except Disconnect as d:
                     await _close(ws, d.code, d.reason)
                     break
@@ -201,7 +202,7 @@ def _take_token(conn: Conn, limits: LimitsConfig, bucket: Bucket | None = None) 
 PONG = wire.encode_frame(wire.Pong())
 
 
-async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> None:
+async def _dispatch(chat: Chat, queue: StaffQueue, conn: Conn, data: str | bytes, cfg: Config) -> None:
     send = chat.hub.send
     limits = cfg.limits
     frame = None
@@ -243,6 +244,18 @@ async def _dispatch(chat: Chat, conn: Conn, data: str | bytes, cfg: Config) -> N
             case wire.NoReplyNeeded():
                 _take_token(conn, limits)
                 await chat.no_reply_needed(conn, frame.order, frame.seq)
+            case wire.Help():
+                _take_token(conn, limits)
+                send(
+                    conn,
+                    wire.encode_frame(await chat.help(actor_of(conn.ident), frame.order, frame.client_id, frame.text)),
+                )
+            case wire.Resolve():
+                _take_token(conn, limits)
+                await queue.resolve(conn.ident, frame.order)
+            case wire.Follow() | wire.Unfollow():
+                _take_token(conn, limits)
+                await queue.follow(conn.ident, frame.order, isinstance(frame, wire.Follow))
             case wire.Ping():
                 send(conn, PONG)
             case wire.Auth():

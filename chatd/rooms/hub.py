@@ -24,7 +24,7 @@ import msgspec
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.errors import CloseCode
-from chatd.rooms.events import RoomEvent, UserEvent
+from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.room import Member, Room
 from chatd.wire import Unread, encode_frame
 
@@ -105,12 +105,14 @@ class Hub:
         gap_reader: GapReader | None = None,
         queue_bytes: int = 8 << 20,
         total_reader: TotalReader | None = None,
+        on_staff_idle: Callable[[bool], None] | None = None,
     ) -> None:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.buffer_bytes = buffer_bytes
         self.rooms: dict[str, Room] = {}
         self.users: dict[str, set[Conn]] = {}
+        self.staff: set[Conn] = set()  # connections of staff tokens: the attention queue's audience
         self._dirty: list[Conn] = []
         self._held: list[Conn] = []
         self._scheduled = False
@@ -121,11 +123,13 @@ class Hub:
         # called with (key, on) when the first / last local interest appears
         self.on_room_idle: IdleCallback = on_room_idle or (lambda order, on: None)
         self.on_user_idle: IdleCallback = on_user_idle or (lambda user, on: None)
+        self.on_staff_idle: Callable[[bool], None] = on_staff_idle or (lambda on: None)
         # async (order, after, before) -> RoomEvents of the stored messages in between
         self.gap_reader = gap_reader or _no_gap
         # async identity -> the user's unread total over the orders that identity may see
         self.total_reader = total_reader or _no_total
         self._tasks: set[asyncio.Task[None]] = set()  # gap fills and re-totalled unreads in flight
+        self._totalling: dict[Conn, list[tuple[bytes, bytes]]] = {}  # (unread, notify) waiting for a total
 
     # --- connections -----------------------------------------------------
 
@@ -138,6 +142,10 @@ class Hub:
             conns = self.users[conn.user] = set()
             self.on_user_idle(conn.user, True)
         conns.add(conn)
+        if conn.ident.role == permissions.QUEUE_ROLE:  # a refresh keeps the role: staff for good
+            self.staff.add(conn)
+            if len(self.staff) == 1:
+                self.on_staff_idle(True)
 
     def remove_conn(self, conn: Conn) -> list[str]:
         """Forget a connection; return the orders where its user is now offline."""
@@ -150,6 +158,10 @@ class Hub:
             if not conns:
                 del self.users[conn.user]
                 self.on_user_idle(conn.user, False)
+        if conn in self.staff:
+            self.staff.discard(conn)
+            if not self.staff:
+                self.on_staff_idle(False)
         return offline
 
     def join(self, conn: Conn, order: str, sees_notes: bool, role: str = "") -> tuple[Member, bool]:
@@ -299,14 +311,17 @@ class Hub:
                     self.push(conn, ev.removed)
                 continue
             ident = conn.ident
-            if ev.side and not permissions.covers(ident.role, ident.orders, ev.order):
-                continue  # another identity's read state (staff, bot) under this id
+            staff = ident.role == permissions.QUEUE_ROLE
+            if ev.side and (staff or not permissions.covers(ident.role, ident.orders, ev.order)):
+                continue  # another identity's read state under this id (a staff token reads the shared one)
             notify = ev.notify if ev.notify and conn.inbox and ev.order not in conn.rooms else b""
             if ev.data:
-                if ev.hidden and ident.role == "bot" and not permissions.covers_every_order(ident.role, ident.orders):
-                    # a bot's token covers some orders: its total is read from the store,
-                    # off the fan-out path (the notify after it, as on every other path)
-                    self._spawn(self._push_retotalled(conn, ident, ev.data, notify))
+                if staff or (
+                    ev.hidden and ident.role == "bot" and not permissions.covers_every_order(ident.role, ident.orders)
+                ):
+                    # a staff token's total holds its queue, a bot's covers some orders: read from
+                    # the store, off the fan-out path (the notify after it, as on every other path)
+                    self._totalled(conn, ev.data, notify)
                     continue
                 elif ev.hidden and not permissions.covers_every_order(ident.role, ident.orders):
                     # a participant token covers none of the side markers
@@ -316,11 +331,44 @@ class Hub:
             if notify:
                 self.push(conn, notify)
 
-    async def _push_retotalled(self, conn: Conn, ident: Identity, data: bytes, notify: bytes) -> None:
-        total = await self.total_reader(ident)
-        self.push(conn, _retotal(data, total))
-        if notify:
-            self.push(conn, notify)
+    def deliver_staff(self, ev: StaffEvent) -> None:
+        """To each staff connection whose queue holds the order (or that it just left);
+        each `unread` gets its connection's own total (chatd.attention)."""
+        for conn in list(self.staff):
+            user = conn.ident.id
+            if user in ev.slots or (ev.only and user != ev.only):
+                continue  # a participant there, not staff; or another staff member's follow
+            followed = user in ev.followers
+            queued = ev.queued or followed
+            if not (queued or ev.moved or ev.only):
+                continue
+            mine = queued and conn.inbox and ev.order not in conn.rooms and user != ev.sender
+            self._totalled(conn, ev.followed if followed else ev.unread, ev.notify if mine else b"")
+
+    def _totalled(self, conn: Conn, data: bytes, notify: bytes) -> None:
+        """Push an `unread` frame with this connection's own total, read from the store;
+        a connection's frames go out in the order they came, each with a total read
+        after its change committed."""
+        waiting = self._totalling.get(conn)
+        if waiting is not None:
+            waiting.append((data, notify))
+            return
+        self._totalling[conn] = [(data, notify)]
+        self._spawn(self._push_totalled(conn))
+
+    async def _push_totalled(self, conn: Conn) -> None:
+        try:
+            while not conn.closed and (batch := self._totalling.get(conn)):
+                self._totalling[conn] = []  # what comes during the read gets a read of its own
+                total = await self.total_reader(conn.ident)
+                for data, notify in batch:
+                    self.push(conn, _retotal(data, total))
+                    if notify:
+                        self.push(conn, notify)
+        except Exception:  # noqa: BLE001 - the store failed: the next change sends a total again
+            log.exception("unread total for %s failed", conn.user)
+        finally:
+            self._totalling.pop(conn, None)
 
     def send(self, conn: Conn, data: bytes) -> None:
         """A frame for one connection only (answers, acks, errors)."""
@@ -406,6 +454,6 @@ def _unread_of(data: bytes) -> Unread:
 
 
 def _retotal(data: bytes, total: int) -> bytes:
-    """An `unread` frame with this connection's own total (rare: see UserEvent)."""
+    """An `unread` frame with this connection's own total (see UserEvent, StaffEvent)."""
     u = _unread_of(data)
-    return encode_frame(Unread(u.order, u.count, total))
+    return encode_frame(Unread(u.order, u.count, total, u.reasons))

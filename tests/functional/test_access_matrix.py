@@ -335,11 +335,12 @@ async def test_one_id_across_roles_and_tokens(server):
 
 
 async def test_total_stays_right_when_markers_come_and_go(server):
-    """A new marker (a staff member's first read, a slot replacing it) adds to the
-    user's total: it neither resets the total nor keeps the replaced marker's count."""
+    """A new marker (a bot's first read, a slot replacing it) adds to the user's total:
+    it neither resets the total nor keeps the replaced marker's count. (Staff read the
+    shared staff marker instead: tests/functional/test_attention.py.)"""
     supplier = await _setup(server)
     await supplier.post("m3", "for x")  # x (m3's buyer) has 1 unread
-    staff = await server.client("x", "staff")
+    staff = await server.client("x", "bot", orders="*")
     await _read(staff, "m1", 1)  # a marker on m1 with the note unread
     page = await request(staff, {"type": "inbox"}, "inbox")
     assert {e["order"]: e["unread"] for e in page["orders"]} == {"m1": 1, "m3": 1}

@@ -1,15 +1,20 @@
-"""REST: the thread list for operators and the supplier side (chatd.threads does the work)."""
+"""REST: the thread list for operators and the supplier side (chatd.threads does the work),
+and marking many threads read or unread for staff (chatd.staff_queue)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
+from chatd.attention import MAX_BULK
 from chatd.auth import permissions
-from chatd.edge.keys import THREADS
-from chatd.edge.rest.common import ApiKey, int_param, json_response, principal
+from chatd.edge.keys import QUEUE, THREADS
+from chatd.edge.rest.common import ApiKey, body, int_param, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import BadRequest, Forbidden
 from chatd.threads import ThreadQuery
+from chatd.wire import Id, Seq
 
 FILTERS = frozenset(ThreadQuery.__struct_fields__)  # every query parameter GET /api/v1/threads takes
 
@@ -40,6 +45,7 @@ async def get_threads(request: web.Request) -> web.Response:
             status=q.get("status") or None,
             awaiting_reply=(q.get("awaiting_reply") or "").lower() or None,
             overdue=(q.get("overdue") or "").lower() or None,
+            attention=(q.get("attention") or "").lower() or None,
             limit=50 if limit is None else limit,
             cursor=q.get("cursor") or None,
         ),
@@ -48,5 +54,20 @@ async def get_threads(request: web.Request) -> web.Response:
     return json_response(await request.app[THREADS].apage(query, scope, staff))
 
 
+class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
+    orders: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_BULK)]
+    seq: Seq | None = None  # read up to it (clamped); absent: up to each order's newest message
+    unread: bool = False  # instead: mark each unread
+
+
+async def read_threads(request: web.Request) -> web.Response:
+    """Api key and staff: many threads read or unread at once, for staff as a whole."""
+    who = principal(request)
+    require_api_or_staff(who)
+    got = await body(request, ReadBody)
+    return json_response(await request.app[QUEUE].read_threads(viewer(who), got.orders, got.seq, got.unread))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/threads", get_threads)
+    app.router.add_post("/api/v1/threads/read", read_threads)
