@@ -312,7 +312,7 @@ async def test_unread_counts_are_exact(store, store_factory):
 
 async def test_counts_are_plain_integers(store):
     """Counters reach the wire as JSON numbers: a driver's decimal sum would be a string there."""
-    staff = Actor("st1", "Staff", "staff")
+    staff = Actor("bt1", "Bot", "bot", "*")  # a bot's marker is its own (staff share one: test_attention_contract)
     await put_order(store, "o1")
     await store.post(SUPPLIER, "o1", "one", "c1")
     marker = await store.mark_read(staff, "o1", staff.id, 0, backward=True)  # a side marker, at 0
@@ -327,6 +327,7 @@ async def test_counts_are_plain_integers(store):
         type(v) is int
         for v in (marker.read_seq, marker.unread, marker.total, marker.hidden, marker.plain_seq, marker.plain_before)
     ), marker
+    assert type(await store.visible_total(_Ident(staff.id, "bot", "*"))) is int
     assert type(await store.visible_total(_Ident(staff.id, "staff"))) is int
     assert all(type(v) is int for v in await store.marker("o1", BUYER.id, False, 2))
 
