@@ -14,8 +14,16 @@ from chatd.errors import Conflict, Forbidden, NotFound
 from chatd.store.base import Store
 from chatd.store.records import Contact, Person, ThreadFilter
 from chatd.store.rows import Actor
+from tests.contract import test_store_contract as contract
 from tests.contract.stores import BUYER, REP, SUPPLIER, put_order
-from tests.contract.test_store_contract import store, store_backend, store_factory, store_where  # noqa: F401
+
+# the contract suite's fixtures: every backend, a database per test, more stores over it
+store_backend, store_where, store_factory, store = (
+    contract.store_backend,
+    contract.store_where,
+    contract.store_factory,
+    contract.store,
+)
 
 STAFF1 = Actor("st1", "Staff One", "staff")
 STAFF2 = Actor("st2", "Staff Two", "staff")
@@ -38,8 +46,8 @@ def _help(kind: str, text: str):
     return rule
 
 
-async def _queue(store: Store, actor: Actor) -> dict[str, tuple[int, list[str] | None]]:
-    entries, _, _ = await store.inbox(_staff(actor), 50, None)
+async def _queue(db: Store, actor: Actor) -> dict[str, tuple[int, list[str] | None]]:
+    entries, _, _ = await db.inbox(_staff(actor), 50, None)
     return {e[0]: (e[2], e[5]) for e in entries}
 
 
@@ -261,7 +269,9 @@ async def test_search_finds_threads_by_order_id_name_and_e_mail(store, store_fac
     assert await found("zoe", "mueller", "example", emails=False) == []  # names match, the e-mail does not
     assert await found("zoe", "ana") == []  # every word in one place
     # a later name or e-mail replaces the earlier one
-    await store.put_order("PO-1001", None, Person("b1", "Zoe Schmidt"), None, contacts={"b1": Contact(email="z@new.example")})
+    await store.put_order(
+        "PO-1001", None, Person("b1", "Zoe Schmidt"), None, contacts={"b1": Contact(email="z@new.example")}
+    )
     assert await found("muller") == [] and await found("schmidt") == ["PO-1001"]
     assert await found("mueller") == [] and await found("new", "example") == ["PO-1001"]
     await store.put_order("PO-1001", None, None, None, contacts={"b1": Contact(email="")})
