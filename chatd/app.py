@@ -22,6 +22,9 @@ from chatd.config import Config
 from chatd.edge import server
 from chatd.edge.server import Services
 from chatd.files import DirectoryFiles
+from chatd.mail.outbound import Mailer
+from chatd.notifications import Rules
+from chatd.notifier import Notifier
 from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
@@ -60,7 +63,7 @@ def attachments_dir(cfg: Config) -> Path:
 
 @asynccontextmanager
 async def open_services(cfg: Config) -> AsyncIterator[Services]:
-    """Store, relay, hub, attachments, chat, threads, webhooks, sla, metrics: built and
+    """Store, relay, hub, attachments, chat, threads, webhooks, sla, notifier, metrics: built and
     started in that order, stopped in reverse (the store last: it flushes every
     queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
@@ -73,10 +76,12 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     # change (written in its transaction), a wake-up on the loop after such a
     # commit, and the batch metric. Nothing of chat, the hub or the relay runs
     # inside a transaction.
+    notifying = bool(cfg.webhooks.url or cfg.email.smtp_url)  # someone to tell: notifications are scheduled
     store: Store = make_store(
         cfg,
         events_for_message=message_events if cfg.webhooks.url else None,
         events_for_order=order_events if cfg.webhooks.url else None,
+        notifications_for=Rules(cfg.notify.delay_s).plan if notifying else None,
         on_outbox=wake_webhooks if cfg.webhooks.url else None,
         on_batch=metrics.observe_batch,
     )
@@ -130,6 +135,12 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         chat, cfg.sla.reply_within_s, cfg.sla.check_every_s, events=breach_events if cfg.webhooks.url else None
     )
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
+    notifier = Notifier(
+        store,
+        cfg.notify,
+        mailer=Mailer(cfg.email) if cfg.email.smtp_url else None,
+        webhooks=bool(cfg.webhooks.url),
+    )
 
     async with AsyncExitStack() as running:
         await store.open()
@@ -146,11 +157,14 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             running.push_async_callback(webhooks.aclose)
         await sla.start()
         running.push_async_callback(sla.aclose)
+        if notifying:
+            await notifier.start()
+            running.push_async_callback(notifier.aclose)
         # registering collects once: made when everything it reads is running
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
         registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
-        yield Services(chat, attachments, threads, webhooks, registry, sla)
+        yield Services(chat, attachments, threads, webhooks, registry, sla, notifier)
 
 
 def create_app(cfg: Config) -> web.Application:

@@ -28,7 +28,17 @@ from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker, Waiting
+from chatd.store.records import (
+    Contact,
+    NotifyPrefs,
+    OrderChange,
+    OrderPlan,
+    OrderRecord,
+    Person,
+    Posted,
+    ReadMarker,
+    Waiting,
+)
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -327,6 +337,18 @@ class Chat:
         staff and bots (never a buyer: the frame goes where notes go)."""
         data = encode_frame(ReplyState(order_id, responses.awaiting(waiting, self.reply_within_ms)))
         self.relay.publish_room(RoomEvent(order_id, data, notes=True))
+
+    async def notification_prefs(self, user: str) -> NotifyPrefs:
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        return await self.store.notify_prefs(user)
+
+    async def set_notification_prefs(self, user: str, prefs: NotifyPrefs) -> NotifyPrefs:
+        """E-mail on or off, and the orders nothing is scheduled for (their pending notifications go)."""
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        await self.store.set_notify_prefs(user, prefs)
+        return prefs
 
     async def response_report(self, supplier: str | None, sales_rep: str | None, days: int) -> responses.Report:
         """First-response times over the last `days` (7, 30 or 90) for a supplier's

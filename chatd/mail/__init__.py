@@ -1,0 +1,1 @@
+"""E-mail: notification mail out (outbound), replies in."""
