@@ -90,6 +90,8 @@ class Notifier:
                 await self.store.prune_notifications(self._now() - 2 * DAY_MS)
             except ChatError as exc:  # the store is away: the next round catches up
                 log.warning("notifications: %s", exc)
+            except Exception:  # a defect: logged, and the next round runs all the same
+                log.exception("notifications: delivery round failed")
             await asyncio.sleep(self.cfg.poll_s)
 
     async def deliver_due(self) -> int:
