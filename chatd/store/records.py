@@ -7,7 +7,7 @@ import msgspec
 from chatd.wire import DisputeState, Message, Participant
 
 
-class Person(msgspec.Struct, frozen=True):
+class Person(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     name: str
     avatar_url: str | None = None  # shown beside their messages (participants' frames)
