@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -122,6 +123,14 @@ class SlaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     check_every_s: float = 60.0  # how often an instance looks for buyers waiting too long
 
 
+class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # reply by e-mail (chatd.mail): the addresses and the inbound SMTP listener
+    reply_domain: str = ""  # "" = reply by e-mail off; else reply+<token>@<this> reaches the order chat
+    inbound_host: str = "127.0.0.1"  # the inbound SMTP listener's address
+    inbound_port: int = 0  # 0 = no listener on this host (another host, or an MTA in front, may run it)
+    max_message_bytes: int = 10 * 1024 * 1024  # a larger mail is refused (552), announced as SIZE
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 0  # 0 = GET /metrics on the main port; otherwise only on this listener
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
@@ -140,6 +149,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention: RetentionConfig = RetentionConfig()
     workflow: WorkflowConfig = WorkflowConfig()
     sla: SlaConfig = SlaConfig()
+    email: EmailConfig = EmailConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
@@ -174,6 +184,21 @@ def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
     if store.pool_size < 1 or store.statement_timeout_s <= 0:
         raise ValueError("[store] pool_size must be at least 1 and statement_timeout_s above 0")
     return msgspec.structs.replace(store, url=url)
+
+
+def _email(email: EmailConfig) -> EmailConfig:
+    """Check `[email]`: a bare domain (kept in lower case, as mail systems may fold
+    it), a listener only with a domain to answer for, a sane size bound."""
+    domain = email.reply_domain.strip().lower()
+    if domain and (not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", domain) or ".." in domain):
+        raise ValueError("[email] reply_domain must be a domain name, such as reply.example.com")
+    if not 0 <= email.inbound_port <= 65535:
+        raise ValueError("[email] inbound_port must be 0 (no listener) to 65535")
+    if email.inbound_port and not domain:
+        raise ValueError("[email] inbound_port needs reply_domain (the domain of the reply addresses)")
+    if email.max_message_bytes < 1024:
+        raise ValueError("[email] max_message_bytes must be at least 1024")
+    return msgspec.structs.replace(email, reply_domain=domain)
 
 
 def _relay_section(raw: dict[str, Any]) -> None:
@@ -228,6 +253,7 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[retention] attachments_days must not be negative")
     if cfg.sla.reply_within_s < 0 or cfg.sla.check_every_s <= 0:
         raise ValueError("[sla] reply_within_s must not be negative and check_every_s must be positive")
+    cfg = msgspec.structs.replace(cfg, email=_email(cfg.email))
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError('[store] synchronous must be "normal" or "full"')
     return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

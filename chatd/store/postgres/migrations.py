@@ -176,6 +176,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
+    # 5: reply-by-e-mail tokens, as SQLite's migration 9.
+    """
+    CREATE TABLE reply_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        revoked_ts BIGINT
+    );
+    CREATE UNIQUE INDEX reply_tokens_live ON reply_tokens (order_id, user_id) WHERE revoked_ts IS NULL;
+    """,
 ]
 
 

@@ -221,6 +221,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
+    # 9: reply-by-e-mail tokens (chatd.mail.addresses). One live token per user and
+    # order (the partial unique index); a revoked one is kept, so its address keeps
+    # answering "revoked" rather than "unknown", and a later one is a new token.
+    """
+    CREATE TABLE reply_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        revoked_ts INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX reply_tokens_live ON reply_tokens (order_id, user_id) WHERE revoked_ts IS NULL;
+    """,
 ]
 
 
