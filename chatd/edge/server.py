@@ -19,8 +19,20 @@ from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config, ServerConfig
 from chatd.edge import rest, static, ws
-from chatd.edge.keys import ATTACHMENTS, CHAT, CONFIG, METRICS, SLA, SOCKETS, THREADS, UNAUTHENTICATED, WEBHOOKS
+from chatd.edge.keys import (
+    ATTACHMENTS,
+    CHAT,
+    CONFIG,
+    METRICS,
+    REPLIES,
+    SLA,
+    SOCKETS,
+    THREADS,
+    UNAUTHENTICATED,
+    WEBHOOKS,
+)
 from chatd.edge.rest.metrics import listener as metrics_listener
+from chatd.mail.addresses import ReplyAddresses
 from chatd.sla import Escalator
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
@@ -36,6 +48,7 @@ class Services:
     webhooks: Webhooks | None
     metrics: CollectorRegistry
     sla: Escalator
+    replies: ReplyAddresses | None = None  # reply-by-e-mail addresses; None without [email] reply_domain
 
 
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
@@ -56,6 +69,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[WEBHOOKS] = s.webhooks
             app[METRICS] = s.metrics
             app[SLA] = s.sla
+            app[REPLIES] = s.replies
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield
 
