@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from chatd.attachments import Attachments
+from chatd.attachments import Attachments, clean_name
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.chat import Chat
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, RateLimited
+from chatd.errors import BadRequest, ChatError, RateLimited
 from chatd.mail import parse, quotes
 from chatd.mail.addresses import Recipient, ReplyAddresses
 from chatd.rooms.hub import Bucket
@@ -71,7 +71,10 @@ class Inbound:
         """DATA: post the mail `raw` to `address`'s order as its recipient. Raises
         the ChatError of the refusal; a repeat answers as the first time did."""
         rcpt = await self.addresses.recipient(address)  # again: revoked or left since RCPT?
-        mail = parse.read(raw, mail_from)
+        try:
+            mail = parse.read(raw, mail_from)
+        except Exception as exc:  # noqa: BLE001 - the stdlib parser's defects on hostile input: a refusal, not a retry
+            raise BadRequest("the message could not be read as MIME") from exc
         if mail.automatic is not None:
             return Delivered(None, f"{mail.automatic}: not posted")
         text = quotes.strip(mail.text)
@@ -90,7 +93,11 @@ class Inbound:
             assert self.attachments is not None  # refused above otherwise
             ident = Identity(rcpt.user_id, rcpt.name, rcpt.role, None, math.inf)
             for f in files:
-                ref = await self.attachments.upload(ident, rcpt.order_id, f.name, _chunks(f.data))
+                try:
+                    ref = await self.attachments.upload(ident, rcpt.order_id, f.name, _chunks(f.data))
+                except ChatError as exc:
+                    exc.message = f"{clean_name(f.name)}: {exc.message}"  # which file, in the sender's bounce
+                    raise
                 ids.append(ref.id)
         ack = await self.chat.send(actor, rcpt.order_id, mail.client_id, text, "text", ids or None)
         done = "already posted" if ack.duplicate else "posted"

@@ -15,8 +15,10 @@ from email.utils import make_msgid
 import aiosmtplib
 import pytest
 
+from chatd.app import create_app
 from chatd.edge.keys import REPLIES
 from chatd.mail.addresses import ReplyAddresses
+from tests.conftest import make_config, with_sections
 from tests.support import samples
 from tests.support.client import SECRET, request, token
 from tests.support.receiver import get
@@ -230,7 +232,7 @@ async def test_an_attachment_is_screened_and_posted_with_the_text(server):
     code, text = await deliver(
         server, mail(to, "invoice", files=(("invoice.pdf", "application/pdf", b"MZ\x90\x00" + b"\x00" * 200),))
     )
-    assert (code, text) == (554, "5.6.1 executables are not accepted")
+    assert (code, text) == (554, "5.6.1 invoice.pdf: executables are not accepted")
     assert len(await history(server)) == 2
 
 
@@ -306,3 +308,16 @@ async def test_a_mail_over_max_message_bytes_is_refused(server):
             await smtp.data(big.as_bytes())
     assert (refused.value.code, refused.value.message) == (552, "Error: Too much mail data")
     assert await history(server) == []
+
+
+async def test_the_listener_stops_with_the_server(tmp_path, aiohttp_server, inbound_port):
+    cfg = with_sections(make_config(tmp_path), {"email": {"reply_domain": DOMAIN, "inbound_port": inbound_port}})
+    srv = await aiohttp_server(create_app(cfg))
+    idle = aiosmtplib.SMTP(hostname="127.0.0.1", port=inbound_port, local_hostname="mx.test")
+    await idle.connect()
+    assert (await idle.noop()).code == 250
+    await srv.close()
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):  # its session ended with the server
+        await idle.noop()
+    with pytest.raises(aiosmtplib.SMTPConnectError):  # and nothing listens any more
+        await aiosmtplib.SMTP(hostname="127.0.0.1", port=inbound_port, local_hostname="mx.test").connect()
