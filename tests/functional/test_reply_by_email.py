@@ -18,7 +18,6 @@ import pytest
 from chatd.app import create_app
 from chatd.edge.keys import REPLIES
 from chatd.mail.addresses import ReplyAddresses
-from tests.conftest import make_config, with_sections
 from tests.support import samples
 from tests.support.client import SECRET, request, token
 from tests.support.receiver import get
@@ -311,6 +310,8 @@ async def test_a_mail_over_max_message_bytes_is_refused(server):
 
 
 async def test_the_listener_stops_with_the_server(tmp_path, aiohttp_server, inbound_port):
+    from tests.conftest import make_config, with_sections
+
     cfg = with_sections(make_config(tmp_path), {"email": {"reply_domain": DOMAIN, "inbound_port": inbound_port}})
     srv = await aiohttp_server(create_app(cfg))
     idle = aiosmtplib.SMTP(hostname="127.0.0.1", port=inbound_port, local_hostname="mx.test")
