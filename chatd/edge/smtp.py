@@ -25,7 +25,7 @@ from chatd.mail.inbound import Inbound
 log = logging.getLogger("chatd.mail")
 
 # error code -> (SMTP reply code, enhanced status code, RFC 3463)
-REPLIES: dict[str, tuple[int, str]] = {
+SMTP_REPLIES: dict[str, tuple[int, str]] = {
     "not_found": (550, "5.1.1"),  # no such reply address, or a bad or revoked token
     "forbidden": (550, "5.7.1"),  # the chat is closed
     "unauthorized": (550, "5.7.1"),
@@ -46,7 +46,7 @@ def reply_for(exc: ChatError) -> str:
     elif isinstance(exc, UnsupportedType):
         code, status = 554, "5.6.1"
     else:
-        code, status = REPLIES.get(exc.code, (451, "4.3.0"))
+        code, status = SMTP_REPLIES.get(exc.code, (451, "4.3.0"))
     return f"{code} {status} {_one_line(exc.message)}"
 
 

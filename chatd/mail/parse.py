@@ -50,10 +50,38 @@ def read(raw: bytes, mail_from: str = "") -> Mail:
         text = _content(body)
         if body.get_content_subtype() == "html":
             text = htmltext.to_text(text)
+        elif str(body.get_param("format", "")).lower() == "flowed":
+            text = unflow(text, str(body.get_param("delsp", "")).lower() == "yes")
     files: list[MailFile] = []
     _files(msg, body, files, related=False)
     message_id = _header(msg, "Message-ID").strip()
     return Mail(text, files, message_id, _automatic(msg, mail_from), client_id(msg, message_id, text, files))
+
+
+def unflow(text: str, delsp: bool = False) -> str:
+    """`format=flowed` text (RFC 3676, Apple Mail and Thunderbird send it) as the
+    paragraphs it stands for: a line ending in a space goes on on the next one.
+    Quoted lines are left as they are (they are not posted)."""
+    out: list[str] = []
+    para: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(">"):
+            if para:
+                out.append("".join(para))
+                para = []
+            out.append(line)
+            continue
+        if line.startswith(" "):
+            line = line[1:]  # space-stuffing
+        if line.endswith(" ") and line != "-- ":
+            para.append(line[:-1] if delsp else line)
+            continue
+        para.append(line)
+        out.append("".join(para))
+        para = []
+    if para:
+        out.append("".join(para))
+    return "\n".join(out)
 
 
 def client_id(msg: Message, message_id: str, text: str, files: list[MailFile]) -> str:

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from chatd.mail.parse import read
+from chatd.mail.parse import read, unflow
 
 
 def message(**headers: str) -> EmailMessage:
@@ -102,3 +102,15 @@ def test_the_client_id_is_a_short_hash_of_the_message_id_or_of_the_content():
     other.set_content("no id, other words")
     keys = [read(m.as_bytes(), "j@x").client_id for m in (plain1, plain2, other)]
     assert keys[0] == keys[1] != keys[2]
+
+
+def test_format_flowed_paragraphs_are_joined():
+    raw = (
+        b"From: j@x\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
+        b"The pallets can go on \r\nFriday, or on Monday \r\nif that suits.\r\n\r\n From here.\r\n"
+        b"> quoted and \r\n> flowed\r\n-- \r\nJane\r\n"
+    )
+    text = read(raw, "j@x").text
+    first = "The pallets can go on Friday, or on Monday if that suits."
+    assert text == first + "\n\nFrom here.\n> quoted and \n> flowed\n-- \nJane\n"
+    assert unflow("a-\nb", delsp=True) == "a-\nb" and unflow("wrap \nme", delsp=True) == "wrapme"
