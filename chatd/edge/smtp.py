@@ -66,10 +66,10 @@ class Handler:
         try:
             rcpt = await self.inbound.recipient(address)
         except ChatError as exc:
-            log.info("RCPT %s refused: %s", address, exc.message)
+            log.info("RCPT refused: %s", exc.message)
             return reply_for(exc)
         except Exception:  # noqa: BLE001 - a defect: the sending server tries again later
-            log.exception("RCPT %s failed", address)
+            log.exception("RCPT failed")
             return "451 4.3.0 internal error; try again later"
         if envelope.rcpt_tos:
             first = self._token(envelope.rcpt_tos[0])
@@ -91,10 +91,10 @@ class Handler:
         try:
             done = await self.inbound.deliver(envelope.rcpt_tos[0], raw, envelope.mail_from or "")
         except ChatError as exc:
-            log.info("reply to %s refused: %s", envelope.rcpt_tos[0], exc.message)
+            log.info("reply refused: %s", exc.message)
             return reply_for(exc)
         except Exception:  # noqa: BLE001 - a defect: refused for now, the sending server retries (stored once)
-            log.exception("reply to %s failed", envelope.rcpt_tos[0])
+            log.exception("reply failed")
             return "451 4.3.0 internal error; try again later"
         return f"250 2.0.0 {_one_line(done.note)}"
 
@@ -121,6 +121,8 @@ class Listener:
         return smtp
 
     async def start(self) -> None:
+        # aiosmtpd logs every session and command at INFO, reply addresses (credentials) included
+        logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger("mail.log").level))
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._session, self.cfg.inbound_host, self.cfg.inbound_port)
         log.info("reply by e-mail: SMTP on %s:%d for @%s", self.cfg.inbound_host, self.port, self.cfg.reply_domain)
