@@ -69,7 +69,8 @@ class Inbound:
 
     async def deliver(self, address: str, raw: bytes, mail_from: str) -> Delivered:
         """DATA: post the mail `raw` to `address`'s order as its recipient. Raises
-        the ChatError of the refusal; a repeat answers as the first time did."""
+        the ChatError of the refusal; a repeat (the same `client_id`) stores nothing
+        and is answered "already posted"."""
         rcpt = await self.addresses.recipient(address)  # again: revoked or left since RCPT?
         try:
             mail = parse.read(raw, mail_from)
