@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import EllipsisType
 from typing import Literal, TypedDict
 
@@ -28,7 +28,17 @@ from chatd.rooms.events import RoomEvent, UserEvent
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
-from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, Posted, ReadMarker, Waiting
+from chatd.store.records import (
+    Contact,
+    NotifyPrefs,
+    OrderChange,
+    OrderPlan,
+    OrderRecord,
+    Person,
+    Posted,
+    ReadMarker,
+    Waiting,
+)
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
@@ -232,6 +242,7 @@ class Chat:
         *,
         workflow_name: str | None = None,
         force: bool = False,
+        contacts: Mapping[str, Contact] | None = None,
     ) -> OrderChange:
         """The host platform creates or updates an order (sales_rep `...`: unchanged);
         removed participants are cut off, the room hears the new state. A status
@@ -244,19 +255,23 @@ class Chat:
         def rule(old: OrderRecord | None) -> OrderPlan:
             return self._order_plan(old, status, workflow_name, force)
 
-        change = await self.store.put_order(order_id, status, buyer, supplier, sales_rep, rule=rule, present=online)
+        change = await self.store.put_order(
+            order_id, status, buyer, supplier, sales_rep, rule=rule, present=online, contacts=contacts
+        )
         if change.posted is not None:
             self.publish_posted(change.posted, online)
         self.publish_change(change, online)
         return change
 
-    async def assign_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+    async def assign_buyer_rep(
+        self, buyer_id: str, sales_rep: Person | None, contacts: Mapping[str, Contact] | None = None
+    ) -> list[OrderChange]:
         """The host platform assigns a buyer's sales rep (None: none): every order of
         the buyer whose rep follows the buyer gets it in one store write; the old rep
         is cut off (`left`, `removed`) and each room hears its new state."""
         if not buyer_id or len(buyer_id) > 200:
             raise BadRequest("buyer id must be 1 to 200 characters")
-        changes = await self.store.set_buyer_rep(buyer_id, sales_rep)
+        changes = await self.store.set_buyer_rep(buyer_id, sales_rep, contacts)
         changed = [c for c in changes if c.state_changed]
         online = await self.online_now_each([c.order.id for c in changed]) if changed else {}
         for change in changed:
@@ -322,6 +337,18 @@ class Chat:
         staff and bots (never a buyer: the frame goes where notes go)."""
         data = encode_frame(ReplyState(order_id, responses.awaiting(waiting, self.reply_within_ms)))
         self.relay.publish_room(RoomEvent(order_id, data, notes=True))
+
+    async def notification_prefs(self, user: str) -> NotifyPrefs:
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        return await self.store.notify_prefs(user)
+
+    async def set_notification_prefs(self, user: str, prefs: NotifyPrefs) -> NotifyPrefs:
+        """E-mail on or off, and the orders nothing is scheduled for (their pending notifications go)."""
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        await self.store.set_notify_prefs(user, prefs)
+        return prefs
 
     async def response_report(self, supplier: str | None, sales_rep: str | None, days: int) -> responses.Report:
         """First-response times over the last `days` (7, 30 or 90) for a supplier's

@@ -94,6 +94,35 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     concurrency: int = 8  # deliveries in flight at once
 
 
+class NotifyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Notifications of messages to participants not in the chat (chatd.notifications);
+    on when [webhooks] url or [email] smtp_url is set."""
+
+    delay_s: float = 300.0  # after the latest message a pending one covers (at most twice this after the first)
+    max_per_order_per_day: int = 4  # per recipient; over it, messages wait for the next one allowed
+    max_per_day: int = 20  # per recipient, all orders
+    link_template: str = ""  # e.g. "https://shop.example/orders/{order}" (the order id, URL-quoted)
+    staff_email: str = ""  # where e-mail addressed to staff goes (disputes); "" = webhook only
+    poll_s: float = 5.0  # how often each instance looks for due notifications
+
+
+class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Reply by e-mail (chatd.mail.addresses, chatd.mail.inbound) and built-in
+    notification e-mail (chatd.mail.outbound)."""
+
+    # reply by e-mail: the addresses and the inbound SMTP listener
+    reply_domain: str = ""  # "" = reply by e-mail off; else reply+<token>@<this> reaches the order chat
+    inbound_host: str = "127.0.0.1"  # the inbound SMTP listener's address
+    inbound_port: int = 0  # 0 = no listener on this host (another host, or an MTA in front, may run it)
+    max_message_bytes: int = 10 * 1024 * 1024  # a larger mail is refused (552), announced as SIZE
+    # notification e-mail out
+    smtp_url: str = ""  # smtp://user:pass@host:587 (STARTTLS), smtps://... (TLS from the start); env CHATD_SMTP_URL
+    from_address: str = "chatd@localhost"
+    templates_dir: str = ""  # notification.subject/.txt/.html here replace the built-in ones
+    tls_ca_file: str = ""  # trust this CA for the SMTP server (default: the system's)
+    timeout_s: float = 30.0
+
+
 class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     attachments_days: float = 0.0  # days after a chat closed (no open dispute) its attachments go; 0 = kept
 
@@ -123,14 +152,6 @@ class SlaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     check_every_s: float = 60.0  # how often an instance looks for buyers waiting too long
 
 
-class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # reply by e-mail (chatd.mail): the addresses and the inbound SMTP listener
-    reply_domain: str = ""  # "" = reply by e-mail off; else reply+<token>@<this> reaches the order chat
-    inbound_host: str = "127.0.0.1"  # the inbound SMTP listener's address
-    inbound_port: int = 0  # 0 = no listener on this host (another host, or an MTA in front, may run it)
-    max_message_bytes: int = 10 * 1024 * 1024  # a larger mail is refused (552), announced as SIZE
-
-
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: int = 0  # 0 = GET /metrics on the main port; otherwise only on this listener
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
@@ -149,6 +170,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention: RetentionConfig = RetentionConfig()
     workflow: WorkflowConfig = WorkflowConfig()
     sla: SlaConfig = SlaConfig()
+    notify: NotifyConfig = NotifyConfig()
     email: EmailConfig = EmailConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
@@ -251,6 +273,14 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.retention.attachments_days < 0:
         raise ValueError("[retention] attachments_days must not be negative")
+    if env.get("CHATD_SMTP_URL"):  # carries a password: keep it out of config files
+        cfg = msgspec.structs.replace(cfg, email=msgspec.structs.replace(cfg.email, smtp_url=env["CHATD_SMTP_URL"]))
+    if cfg.email.smtp_url and not cfg.email.smtp_url.startswith(("smtp://", "smtps://")):
+        raise ValueError("[email] smtp_url must start with smtp:// or smtps://")
+    if cfg.notify.delay_s < 0 or cfg.notify.poll_s <= 0:
+        raise ValueError("[notify] delay_s must not be negative and poll_s must be positive")
+    if cfg.notify.max_per_order_per_day < 1 or cfg.notify.max_per_day < 1:
+        raise ValueError("[notify] max_per_order_per_day and max_per_day must be at least 1")
     if cfg.sla.reply_within_s < 0 or cfg.sla.check_every_s <= 0:
         raise ValueError("[sla] reply_within_s must not be negative and check_every_s must be positive")
     cfg = msgspec.structs.replace(cfg, email=_email(cfg.email))

@@ -186,6 +186,7 @@ class Participant(Struct):
     name: str
     role: str
     online: bool = False
+    avatar_url: str | None = None
 
 
 class Message(Struct, tag="message", omit_defaults=True):

@@ -15,6 +15,7 @@ from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
 from chatd.mail.addresses import ReplyAddresses
+from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
@@ -27,5 +28,6 @@ WEBHOOKS = web.AppKey[Webhooks | None]("webhooks")  # None without [webhooks] ur
 METRICS = web.AppKey("metrics", CollectorRegistry)
 SLA = web.AppKey("sla", Escalator)
 REPLIES = web.AppKey[ReplyAddresses | None]("replies")  # None without [email] reply_domain
+NOTIFIER = web.AppKey("notifier", Notifier)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
 UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth

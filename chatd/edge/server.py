@@ -24,6 +24,7 @@ from chatd.edge.keys import (
     CHAT,
     CONFIG,
     METRICS,
+    NOTIFIER,
     REPLIES,
     SLA,
     SOCKETS,
@@ -33,6 +34,7 @@ from chatd.edge.keys import (
 )
 from chatd.edge.rest.metrics import listener as metrics_listener
 from chatd.mail.addresses import ReplyAddresses
+from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
@@ -48,6 +50,7 @@ class Services:
     webhooks: Webhooks | None
     metrics: CollectorRegistry
     sla: Escalator
+    notifier: Notifier
     replies: ReplyAddresses | None = None  # reply-by-e-mail addresses; None without [email] reply_domain
 
 
@@ -70,6 +73,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[METRICS] = s.metrics
             app[SLA] = s.sla
             app[REPLIES] = s.replies
+            app[NOTIFIER] = s.notifier
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield
 

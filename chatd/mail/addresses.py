@@ -88,6 +88,14 @@ class ReplyAddresses:
             raise NotFound("no such order, or the user holds no participant slot on it", ref=order_id)
         return self.address(token_id)
 
+    async def reply_to(self, user_id: str, order_id: str) -> str | None:
+        """`address_for`, or None when the user holds no slot on the order (the
+        Reply-To of a notification: without one the mail goes out all the same)."""
+        try:
+            return await self.address_for(user_id, order_id)
+        except NotFound:
+            return None
+
     def token_id(self, address: str) -> str:
         """The token id of a reply address of this domain, its signature checked
         (any case); raises NotOurDomain, NotAReplyAddress or InvalidToken."""

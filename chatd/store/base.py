@@ -36,13 +36,16 @@ event loop after a commit that wrote outbox events.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import EllipsisType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatd.auth.tokens import Identity
 from chatd.store.records import (
     AttachmentRow,
+    Contact,
+    NotificationRow,
+    NotifyPrefs,
     OrderChange,
     OrderPlan,
     OrderRecord,
@@ -52,11 +55,15 @@ from chatd.store.records import (
     Posted,
     ReadMarker,
     ReplyToken,
+    SentCounts,
     ThreadFilter,
     ThreadPage,
     Waiting,
 )
 from chatd.store.rows import Actor
+
+if TYPE_CHECKING:
+    from chatd.notifications import Planned
 from chatd.wire import AttachmentRef, Message
 
 # (order, message, users joined to the order when it was sent) -> [(event type, payload)]
@@ -65,6 +72,8 @@ MessageEvents = Callable[[OrderRecord, Message, frozenset[str]], list[tuple[str,
 OrderEvents = Callable[[OrderRecord | None, OrderRecord], list[tuple[str, dict[str, Any]]]]
 # Rules chat decides (chatd.workflow) and the store runs on the order as locked in
 # the write, so the check and the change are one atomic step; each raises ChatError to refuse.
+# (order, message, users joined to the order) -> the notifications it schedules (chatd.notifications)
+NotifyRule = Callable[[OrderRecord, Message, frozenset[str]], list["Planned"]]
 # (order whose buyer waits, now ms) -> the outbox events of an escalation (sla.breached)
 BreachEvents = Callable[[OrderRecord, int], list[tuple[str, dict[str, Any]]]]
 # (order or None for a new one) -> what an upsert does to its workflow and status
@@ -90,8 +99,10 @@ class Orders(Protocol):
         *,
         rule: OrderRule | None = None,
         present: frozenset[str] = frozenset(),
+        contacts: Mapping[str, Contact] | None = None,
     ) -> OrderChange:
-        """Create or update an order (`sales_rep=...` leaves it). Participants whose
+        """Create or update an order (`sales_rep=...` leaves it). `contacts` (user id ->
+        contact data, see Contact) are saved in the same transaction. Participants whose
         role changed lose their marker (`removed`, `totals`); new ones get one.
         `rule` decides workflow, status and close time (None: the status given or
         kept, workflow and close time kept, a new order's workflow `free`); when it
@@ -100,7 +111,9 @@ class Orders(Protocol):
         buyer's rep (`set_buyer_rep`) and follows it; one given `sales_rep` (null
         included) keeps its own from then on."""
 
-    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+    async def set_buyer_rep(
+        self, buyer_id: str, sales_rep: Person | None, contacts: Mapping[str, Contact] | None = None
+    ) -> list[OrderChange]:
         """Assign the buyer's sales rep (None: none) and, in the same transaction, give
         it to every order of the buyer that follows its buyer's rep, as `put_order`
         with that rep would: one change per such order (ascending id; `removed`,
@@ -109,6 +122,9 @@ class Orders(Protocol):
 
     async def buyer_rep(self, buyer_id: str) -> Person | None:
         """The buyer's assigned sales rep, if any."""
+
+    async def contacts(self, user_ids: Sequence[str]) -> dict[str, Contact]:
+        """The stored contact data of those users (those without any left out)."""
 
 
 class Messages(Protocol):
@@ -212,6 +228,38 @@ class Replies(Protocol):
         `since_ms` on orders of that supplier and/or sales rep when each started."""
 
 
+class NotificationStore(Protocol):
+    """Notifications (chatd.notifications schedules them in each message's write with
+    `notifications_for`; a read takes what it covers out): claimed with a lease, then
+    settled with their webhook event in one transaction, or postponed."""
+
+    notifications_for: NotifyRule | None
+
+    async def claim_notifications(self, now_ms: int, lease_until_ms: int, limit: int) -> list[NotificationRow]:
+        """Due pending notifications, leased until `lease_until_ms` (other instances leave them)."""
+
+    async def sent_counts(self, user_id: str, order_id: str, since_ms: int) -> SentCounts: ...
+
+    async def postpone_notification(self, notification_id: str, due_ts: int, failed: bool = False) -> None:
+        """Due again at `due_ts`, lease released (`failed`: one more attempt counted)."""
+
+    async def finish_notification(
+        self, notification_id: str, sent_ts: int, last_seq: int, events: list[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        """Sent, covering up to `last_seq` (later messages stay pending in a new one), and
+        `events` written to the outbox, atomically. False if it was read (gone) meanwhile."""
+
+    async def notify_prefs(self, user_id: str) -> NotifyPrefs: ...
+
+    async def set_notify_prefs(self, user_id: str, prefs: NotifyPrefs) -> None:
+        """Replace the user's preferences; a muted order's pending notification goes."""
+
+    async def prune_notifications(self, sent_before_ms: int) -> int:
+        """Forget notifications sent before the cutoff (the caps look back one day)."""
+
+    async def pending_notifications(self, user_id: str) -> list[NotificationRow]: ...
+
+
 class AttachmentStore(Protocol):
     """Attachment metadata rows (the files themselves are the attachments module's)."""
 
@@ -284,7 +332,18 @@ class ThreadSearch(Protocol):
         activity, order id) of the previous page's last thread."""
 
 
-class Store(Orders, Messages, Markers, Replies, ReplyTokens, AttachmentStore, OutboxStore, ThreadSearch, Protocol):
+class Store(
+    Orders,
+    Messages,
+    Markers,
+    Replies,
+    NotificationStore,
+    ReplyTokens,
+    AttachmentStore,
+    OutboxStore,
+    ThreadSearch,
+    Protocol,
+):
     """The whole contract, as one object: what the composition root builds."""
 
     on_batch: Callable[[int, float], None] | None  # (writes, seconds) per commit, for metrics

@@ -90,6 +90,9 @@ _ORDER_COLS = (
     "awaiting_seq",
     "awaiting_since",
     "sla_escalated",
+    "buyer_avatar",
+    "supplier_avatar",
+    "rep_avatar",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")
@@ -106,6 +109,22 @@ _RESPONSE_COLS = (
     "escalated_at",
 )
 _REPLY_TOKEN_COLS = ("id", "user_id", "order_id", "created_ts", "revoked_ts")
+_NOTIFICATION_COLS = (
+    "id",
+    "user_id",
+    "order_id",
+    "role",
+    "reason",
+    "first_seq",
+    "last_seq",
+    "created_ts",
+    "due_ts",
+    "deadline_ts",
+    "state",
+    "lease_until",
+    "attempts",
+    "sent_ts",
+)
 _OUTBOX_COLS = ("id", "event_id", "type", "body", "created_ts", "attempts", "next_ts", "last_error", "dead")
 
 
@@ -133,8 +152,25 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "buyer_reps",
-        ("buyer_id", "rep_id", "rep_name"),
-        "SELECT buyer_id, rep_id, rep_name FROM buyer_reps ORDER BY buyer_id",
+        ("buyer_id", "rep_id", "rep_name", "rep_avatar"),
+        "SELECT buyer_id, rep_id, rep_name, rep_avatar FROM buyer_reps ORDER BY buyer_id",
+    ),
+    Table(
+        "notifications",
+        _NOTIFICATION_COLS,
+        f"SELECT {_cols(_NOTIFICATION_COLS)} FROM notifications ORDER BY id",
+        ("COUNT(*)", "COALESCE(SUM(last_seq), 0)", "COALESCE(SUM(state), 0)"),
+    ),
+    Table("notify_prefs", ("user_id", "email"), "SELECT user_id, email FROM notify_prefs ORDER BY user_id"),
+    Table(
+        "notify_muted",
+        ("user_id", "order_id"),
+        "SELECT user_id, order_id FROM notify_muted ORDER BY user_id, order_id",
+    ),
+    Table(
+        "contacts",
+        ("user_id", "email", "phone", "locale"),
+        "SELECT user_id, email, phone, locale FROM contacts ORDER BY user_id",
     ),
     Table(
         "responses",

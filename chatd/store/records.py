@@ -10,6 +10,17 @@ from chatd.wire import DisputeState, Message, Participant
 class Person(msgspec.Struct, frozen=True):
     id: str
     name: str
+    avatar_url: str | None = None  # shown beside their messages (participants' frames)
+
+
+class Contact(msgspec.Struct, frozen=True):
+    """How chatd reaches a user outside the chat: for notifications only, never
+    sent to another participant. None: not given (an upsert keeps the stored value);
+    "" clears it."""
+
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
 
 
 class Waiting(msgspec.Struct, frozen=True):
@@ -40,14 +51,10 @@ class OrderRecord(msgspec.Struct):
         return (self.buyer.id, self.supplier.id, self.sales_rep.id if self.sales_rep else None)
 
     def participants(self, online: frozenset[str] = frozenset()) -> list[Participant]:
-        out = [
-            Participant(self.buyer.id, self.buyer.name, "buyer", self.buyer.id in online),
-            Participant(self.supplier.id, self.supplier.name, "supplier", self.supplier.id in online),
-        ]
+        slots = [(self.buyer, "buyer"), (self.supplier, "supplier")]
         if self.sales_rep:
-            rep = self.sales_rep
-            out.append(Participant(rep.id, rep.name, "sales_rep", rep.id in online))
-        return out
+            slots.append((self.sales_rep, "sales_rep"))
+        return [Participant(p.id, p.name, role, p.id in online, p.avatar_url) for p, role in slots]
 
     def roles(self) -> dict[str, str]:
         """Participant id -> slot role (buyer wins a clash, see permissions)."""
@@ -111,6 +118,36 @@ class ReadMarker(msgspec.Struct):
     hidden: int = 0
     plain_seq: int = 0  # the newest non-note seq up to read_seq: what buyers may learn
     plain_before: int = 0  # the same for the marker before this move
+
+
+class NotificationRow(msgspec.Struct, frozen=True):
+    """A pending notification (chatd.notifier): `user` is to hear of messages
+    `first_seq`..`last_seq` of `order`."""
+
+    id: str  # the recipient's de-duplication key (webhook and e-mail alike)
+    user: str
+    order: str
+    role: str  # the recipient's role on the order when it was scheduled
+    reason: str  # "messages", "status", "dispute"
+    first_seq: int
+    last_seq: int
+    created_ts: int
+    due_ts: int
+    attempts: int
+
+
+class SentCounts(msgspec.Struct, frozen=True):
+    """Notifications sent to a user since a moment: in all and on one order, with the oldest."""
+
+    user: int
+    user_oldest: int | None
+    order: int
+    order_oldest: int | None
+
+
+class NotifyPrefs(msgspec.Struct, frozen=True):
+    email: bool = True  # built-in e-mail on (webhooks are the host platform's to filter)
+    muted: list[str] = []  # orders nothing is scheduled for
 
 
 class AttachmentRow(msgspec.Struct, frozen=True):

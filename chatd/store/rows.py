@@ -17,7 +17,7 @@ from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 ORDER_COLS = (
     "id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, "
     "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at, "
-    "awaiting_seq, awaiting_since, sla_escalated"
+    "awaiting_seq, awaiting_since, sla_escalated, buyer_avatar, supplier_avatar, rep_avatar"
 )
 MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _attachments_decoder = msgspec.json.Decoder(list[AttachmentRef])
@@ -34,9 +34,9 @@ def order_from_row(row: Sequence[Any]) -> OrderRecord:
     return OrderRecord(
         id=row[0],
         status=row[1],
-        buyer=Person(row[2], row[3]),
-        supplier=Person(row[4], row[5]),
-        sales_rep=Person(row[6], row[7]) if row[6] is not None else None,
+        buyer=Person(row[2], row[3], row[20]),
+        supplier=Person(row[4], row[5], row[21]),
+        sales_rep=Person(row[6], row[7], row[22]) if row[6] is not None else None,
         dispute=dispute,
         last_seq=row[12],
         last_ts=row[13],

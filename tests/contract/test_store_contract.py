@@ -45,8 +45,8 @@ async def store_factory(store_backend, store_where):
     the backend can tell); all closed at the end."""
     opened: list[Store] = []
 
-    async def open_store() -> Store:
-        store = make_store(store_backend, store_where)
+    async def open_store(**hooks) -> Store:
+        store = make_store(store_backend, store_where, **hooks)
         await store.open()
         opened.append(store)
         return store
@@ -696,6 +696,134 @@ async def test_threads_filter_by_status_and_by_who_waits(store):
     assert await ids(status="shipped") == ["t3"]
     page = await store.thread_page(ThreadFilter(awaiting_reply=True), None, 50)
     assert {r.order.id: r.order.waiting.seq for r in page.rows} == {"t1": 1, "t2": 1}
+
+
+# --- contact data ---------------------------------------------------------------------
+
+
+async def test_contacts_and_avatars_are_saved_with_the_order_and_kept_cleared_or_replaced(store, store_factory):
+    from chatd.store.records import Contact, Person
+
+    buyer = Person("b1", "Buyer", "https://cdn.example/b1.png")
+    supplier = Person("s1", "Supplier")
+    await store.put_order(
+        "c1",
+        None,
+        buyer,
+        supplier,  # no sales_rep: the order follows its buyer's
+        contacts={"b1": Contact("b@example.com", "+49 30 1234", "de-DE"), "s1": Contact(email="s@example.com")},
+    )
+    other = await store_factory()
+    got = await other.contacts(["b1", "s1", "nobody"])
+    assert got == {"b1": Contact("b@example.com", "+49 30 1234", "de-DE"), "s1": Contact("s@example.com", None, None)}
+    order = await other.get_order("c1")
+    assert [(p.id, p.avatar_url) for p in order.participants()] == [("b1", "https://cdn.example/b1.png"), ("s1", None)]
+    # None keeps a field, "" clears it; a refused upsert saves nothing
+    await store.put_order("c1", None, None, None, contacts={"b1": Contact(phone="", locale="fr")})
+    assert (await other.contacts(["b1"]))["b1"] == Contact("b@example.com", None, "fr")
+    with pytest.raises(ChatError):
+        await store.put_order("c2", None, None, supplier, contacts={"s1": Contact(email="changed@example.com")})
+    assert (await other.contacts(["s1"]))["s1"].email == "s@example.com"
+    # a buyer's rep carries an avatar to every following order
+    await store.set_buyer_rep("b1", Person("r9", "Rep", "https://cdn.example/r9.png"), {"r9": Contact(locale="en")})
+    rep = (await other.get_order("c1")).sales_rep
+    assert (rep.id, rep.avatar_url) == ("r9", "https://cdn.example/r9.png")
+    assert (await other.buyer_rep("b1")).avatar_url == "https://cdn.example/r9.png"
+    assert (await other.contacts(["r9"]))["r9"].locale == "en"
+
+
+# --- notifications --------------------------------------------------------------------
+
+
+async def test_a_pending_notification_collects_messages_and_reads_thin_it(store_factory):
+    from chatd.notifications import Rules
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    clock = store.clock = _Clock()
+    await put_order(store, "n1")
+    first = await store.post(SUPPLIER, "n1", "one", "s1")  # buyer and rep are not joined: both scheduled
+    t0 = first.message.ts
+    (b,) = await store.pending_notifications(BUYER.id)
+    (r,) = await store.pending_notifications(REP.id)
+    assert (b.first_seq, b.last_seq, b.due_ts, b.reason, b.role) == (1, 1, t0 + 60_000, "messages", "buyer")
+    assert await store.pending_notifications(SUPPLIER.id) == []  # not the sender
+    clock.t += 50
+    await store.post(SUPPLIER, "n1", "two", "s2")  # joins it; due moves with the latest message ...
+    await store.post(SUPPLIER, "n1", "note", "s-note", kind="note")  # notes: not for the buyer
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.first_seq, b.last_seq, b.due_ts) == (1, 2, t0 + 110_000)
+    clock.t += 60
+    await store.post(SUPPLIER, "n1", "three", "s3", present=frozenset({"r1"}))  # the rep is joined now
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.last_seq, b.due_ts) == (4, t0 + 120_000)  # ... but never past twice the delay after the first
+    (r,) = await store.pending_notifications(REP.id)
+    assert r.last_seq == 3  # the note reached the rep's; not the message sent while joined
+    await store.mark_read(BUYER, "n1", BUYER.id, 2)  # read on some device: only the rest is pending
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.first_seq, b.last_seq) == (3, 4)
+    await store.mark_read(BUYER, "n1", BUYER.id, 4)
+    assert await store.pending_notifications(BUYER.id) == []
+    # a status change notifies the buyer at once; a dispute everyone and staff
+    await store.set_status(SUPPLIER, "n1", "shipped", "st1", None)
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.reason, b.due_ts) == ("status", int(clock.t * 1000))
+    await store.dispute(BUYER, "n1", "open", "d1", "broken")
+    (staff,) = await store.pending_notifications("staff")
+    assert (staff.reason, staff.role, staff.due_ts) == ("dispute", "staff", int(clock.t * 1000))
+    assert (await store.pending_notifications(REP.id))[0].reason == "dispute"
+
+
+async def test_notifications_are_claimed_once_across_instances_and_settled_with_their_event(store_factory):
+    from chatd.notifications import Rules
+
+    one = await store_factory(notifications_for=Rules(0).plan)
+    two = await store_factory(notifications_for=Rules(0).plan)
+    await put_order(one, "n2")
+    for i in range(3):
+        await one.post(SUPPLIER, "n2", f"m{i}", f"s{i}")
+    now = now_ms() + 1000
+    a, b = await asyncio.gather(
+        one.claim_notifications(now, now + 60_000, 10), two.claim_notifications(now, now + 60_000, 10)
+    )
+    claimed = a + b
+    assert sorted(n.user for n in claimed) == [BUYER.id, REP.id]  # each claimed by one instance only
+    assert await two.claim_notifications(now, now + 60_000, 10) == []  # leased
+    buyer = next(n for n in claimed if n.user == BUYER.id)
+    await one.post(SUPPLIER, "n2", "after the claim", "s9")  # joins the claimed one while it is out
+    assert await two.finish_notification(buyer.id, now, 3, [("notification", {"order": "n2", "id": buyer.id})])
+    (rest,) = await one.pending_notifications(BUYER.id)  # the later message waits in a new one
+    assert (rest.first_seq, rest.last_seq) == (4, 4) and rest.id != buyer.id
+    assert not await one.finish_notification(buyer.id, now, 3, [])  # settled once
+    events = await one.claim_events(now_ms() + 10**9, now_ms() + 10**9, 10)
+    assert [e.type for e in events] == ["notification"]
+    counts = await one.sent_counts(BUYER.id, "n2", now - 1)
+    assert (counts.user, counts.user_oldest, counts.order, counts.order_oldest) == (1, now, 1, now)
+    assert (await one.sent_counts(BUYER.id, "other", now - 1)).order == 0
+    rep = next(n for n in claimed if n.user == REP.id)
+    await one.postpone_notification(rep.id, now + 5000, failed=True)
+    early = await one.claim_notifications(now + 4999, now + 4999, 10)  # lease ends at once: claimable again later
+    assert rep.id not in [n.id for n in early]  # not due yet
+    (again,) = [n for n in await two.claim_notifications(now + 5000, now + 70_000, 10) if n.user == REP.id]
+    assert again.id == rep.id and again.attempts == 1
+    assert await one.prune_notifications(now + 1) == 1  # the sent one
+
+
+async def test_preferences_mute_orders_and_switch_email_off(store_factory):
+    from chatd.notifications import Rules
+    from chatd.store.records import NotifyPrefs
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    await put_order(store, "n3")
+    await put_order(store, "n4")
+    assert await store.notify_prefs(BUYER.id) == NotifyPrefs(True, [])
+    await store.post(SUPPLIER, "n3", "hello", "s1")
+    await store.set_notify_prefs(BUYER.id, NotifyPrefs(False, ["n3"]))
+    assert await store.pending_notifications(BUYER.id) == []  # the muted order's pending one went
+    await store.post(SUPPLIER, "n3", "again", "s2")
+    await store.post(SUPPLIER, "n4", "other order", "s3")
+    assert [n.order for n in await store.pending_notifications(BUYER.id)] == ["n4"]
+    other = await store_factory()
+    assert await other.notify_prefs(BUYER.id) == NotifyPrefs(False, ["n3"])
 
 
 # --- reply-by-e-mail tokens ------------------------------------------------------------

@@ -9,23 +9,35 @@ from aiohttp import web
 from chatd.chat import Chat
 from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import API_KEY, body, json_response, principal
-from chatd.edge.rest.orders import PersonBody
+from chatd.edge.rest.orders import Email, Locale, PersonBody, Phone, contacts_of
 from chatd.errors import Forbidden
-from chatd.store.records import Person
+from chatd.store.records import Contact
+
+
+class ContactBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The buyer's own contact data (as a participant's in PUT /api/v1/orders)."""
+
+    email: Email | None = None
+    phone: Phone | None = None
+    locale: Locale | None = None
 
 
 class BuyerBody(msgspec.Struct, forbid_unknown_fields=True):
     sales_rep: PersonBody | None  # required: null unassigns
+    contact: ContactBody | None = None
 
 
 async def put_buyer(request: web.Request) -> web.Response:
     if principal(request) is not API_KEY:
         raise Forbidden("api key required")
     got = await body(request, BuyerBody)
-    rep = Person(got.sales_rep.id, got.sales_rep.name) if got.sales_rep else None
+    rep = got.sales_rep.person() if got.sales_rep else None
     chat: Chat = request.app[CHAT]
     buyer = request.match_info["buyer"]
-    changes = await chat.assign_buyer_rep(buyer, rep)
+    contacts = contacts_of(got.sales_rep)
+    if got.contact is not None:
+        contacts[buyer] = Contact(got.contact.email, got.contact.phone, got.contact.locale)
+    changes = await chat.assign_buyer_rep(buyer, rep, contacts)
     return json_response(
         {
             "buyer": buyer,

@@ -3,7 +3,7 @@ operators read it back (api key or staff)."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
 import msgspec
 from aiohttp import web
@@ -12,13 +12,36 @@ from chatd.chat import Chat
 from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import API_KEY, body, json_response, principal, require_api_or_staff
 from chatd.errors import Forbidden
-from chatd.store.records import OrderRecord, Person
+from chatd.store.records import Contact, OrderRecord, Person
 from chatd.wire import DisputeState, Id, Name, Participant, Status
+
+# Contact fields: "" clears a stored value; absent keeps it.
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^$|^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
+Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^$|^\+?[0-9][0-9 ()./-]{2,31}$")]
+Locale = Annotated[str, msgspec.Meta(max_length=35, pattern=r"^$|^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
+AvatarUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\"'<>\\]+$")]
 
 
 class PersonBody(msgspec.Struct, forbid_unknown_fields=True):
     id: Id
     name: Name
+    avatar_url: AvatarUrl | None = None  # shown with the participant (each PUT naming them replaces it)
+    email: Email | None = None  # for notifications only: never shown to other participants
+    phone: Phone | None = None
+    locale: Locale | None = None  # e.g. "de-DE": the language and times of their notifications
+
+    def person(self) -> Person:
+        return Person(self.id, self.name, self.avatar_url)
+
+    def contact(self) -> Contact | None:
+        if self.email is None and self.phone is None and self.locale is None:
+            return None
+        return Contact(self.email, self.phone, self.locale)
+
+
+def contacts_of(*people: PersonBody | None | msgspec.UnsetType) -> dict[str, Contact]:
+    """The contact data given for these participants, by user id."""
+    return {p.id: c for p in people if isinstance(p, PersonBody) and (c := p.contact()) is not None}
 
 
 class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,7 +84,7 @@ def order_json(order: OrderRecord, online: frozenset[str] = frozenset(), closed:
 
 
 def _person(p: PersonBody | None) -> Person | None:
-    return Person(p.id, p.name) if p else None
+    return p.person() if p else None
 
 
 async def put_order(request: web.Request) -> web.Response:
@@ -78,6 +101,7 @@ async def put_order(request: web.Request) -> web.Response:
         rep,
         workflow_name=order.workflow,
         force=order.force,
+        contacts=contacts_of(order.buyer, order.supplier, order.sales_rep),
     )
     online = await chat.online_now(change.order.id)
     return json_response(order_json(change.order, online, chat.closed(change.order)), 201 if change.created else 200)

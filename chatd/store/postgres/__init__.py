@@ -4,6 +4,7 @@ from chatd.store.postgres.attachments import Attachments
 from chatd.store.postgres.engine import Engine
 from chatd.store.postgres.markers import Markers
 from chatd.store.postgres.messages import Messages
+from chatd.store.postgres.notifications import Notifications
 from chatd.store.postgres.orders import Orders
 from chatd.store.postgres.outbox import Outbox
 from chatd.store.postgres.reply_tokens import ReplyTokens
@@ -11,7 +12,9 @@ from chatd.store.postgres.responses import Responses
 from chatd.store.postgres.threads import Threads
 
 
-class PostgresStore(Engine, Orders, Messages, Markers, Responses, ReplyTokens, Attachments, Outbox, Threads):
+class PostgresStore(
+    Engine, Orders, Messages, Markers, Notifications, Responses, ReplyTokens, Attachments, Outbox, Threads
+):
     """An asyncpg pool with group commit (see engine); SQL per concern beside it."""
 
 

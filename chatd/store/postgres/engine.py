@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import asyncpg
 
 from chatd.errors import BadRequest, ChatError, Internal, Unavailable
-from chatd.store.base import MessageEvents, OrderEvents
+from chatd.store.base import MessageEvents, NotifyRule, OrderEvents
 from chatd.store.postgres.migrations import migrate
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class StoreMixin:
         # Engine's
         events_for_message: MessageEvents | None
         events_for_order: OrderEvents | None
+        notifications_for: NotifyRule | None
         clock: Callable[[], float]
         _outbox_written: int
 
@@ -149,6 +150,7 @@ class Engine:
         *,
         events_for_message: MessageEvents | None = None,
         events_for_order: OrderEvents | None = None,
+        notifications_for: NotifyRule | None = None,
         on_outbox: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -172,6 +174,7 @@ class Engine:
         # giving the outbox events of a write, a wake-up after a commit that wrote some.
         self.events_for_message = events_for_message
         self.events_for_order = events_for_order
+        self.notifications_for = notifications_for  # chatd.notifications: whom a message notifies, and when
         self.clock = clock  # wall-clock seconds: message timestamps (tests inject one)
         self.on_outbox = on_outbox
         self.on_batch = on_batch  # (ops, seconds) per commit

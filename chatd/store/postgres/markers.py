@@ -12,6 +12,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
+from chatd.store.postgres import notifications
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import MSG_COLS, Actor, message_from_row
@@ -178,6 +179,7 @@ class Markers(StoreMixin):
                 user_id,
                 order_id,
             )
+            await notifications.on_read(db, user_id, order_id, target)
             plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 AND kind <> 'note'"
             return ReadMarker(
                 read_seq=target,

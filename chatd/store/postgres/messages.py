@@ -16,7 +16,7 @@ from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import PostRule, StatusRule
 from chatd.store.postgres import attachments as links
-from chatd.store.postgres import outbox, responses
+from chatd.store.postgres import notifications, outbox, responses
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
@@ -105,6 +105,8 @@ class Messages(StoreMixin):
         if attachments:
             await links.link(db, msg)
         changed = await responses.apply(db, order, msg, bool(attachments))
+        if self.notifications_for is not None:
+            await notifications.schedule(db, order.id, seq, ts, self.notifications_for(order, msg, present))
         if self.events_for_message is not None:
             self._outbox_written += await outbox.enqueue(db, self.events_for_message(order, msg, present))
         return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)

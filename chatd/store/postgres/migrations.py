@@ -176,7 +176,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
-    # 5: reply-by-e-mail tokens, as SQLite's migration 9.
+    # 5: contact data, as SQLite's migration 9.
+    """
+    ALTER TABLE orders ADD COLUMN buyer_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN supplier_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN rep_avatar TEXT;
+    ALTER TABLE buyer_reps ADD COLUMN rep_avatar TEXT;
+    CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT, phone TEXT, locale TEXT);
+    """,
+    # 6: notifications, as SQLite's migration 10.
+    """
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        due_ts BIGINT NOT NULL,
+        deadline_ts BIGINT NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_ts BIGINT
+    );
+    CREATE UNIQUE INDEX notifications_pending ON notifications (user_id, order_id) WHERE state = 0;
+    CREATE INDEX notifications_due ON notifications (due_ts) WHERE state = 0;
+    CREATE INDEX notifications_sent ON notifications (user_id, sent_ts) WHERE state = 1;
+    CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
+    """,
+    # 7: reply-by-e-mail tokens, as SQLite's migration 11.
     """
     CREATE TABLE reply_tokens (
         id TEXT PRIMARY KEY,

@@ -3,6 +3,7 @@ Mirrors chatd.store.sqlite.orders."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from types import EllipsisType
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
 from chatd.store.postgres import outbox, reply_tokens
 from chatd.store.postgres.engine import StoreMixin, pooled_read
-from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
+from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
 from chatd.wire import UserRef
 
@@ -19,8 +20,31 @@ if TYPE_CHECKING:
     import asyncpg
 
 
+async def _save_contacts(db: asyncpg.Connection, contacts: Mapping[str, Contact] | None) -> None:
+    """Upsert users' contact data: a field given replaces, None keeps, "" clears."""
+    for user, c in sorted((contacts or {}).items()):
+        await db.execute(
+            "INSERT INTO contacts (user_id, email, phone, locale) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), "
+            "NULLIF($4, '')) ON CONFLICT (user_id) DO UPDATE SET "
+            "email = CASE WHEN $2::text IS NULL THEN contacts.email ELSE excluded.email END, "
+            "phone = CASE WHEN $3::text IS NULL THEN contacts.phone ELSE excluded.phone END, "
+            "locale = CASE WHEN $4::text IS NULL THEN contacts.locale ELSE excluded.locale END",
+            user,
+            c.email,
+            c.phone,
+            c.locale,
+        )
+
+
 class Orders(StoreMixin):
     """Mixed into PostgresStore."""
+
+    @pooled_read
+    async def contacts(self, db: asyncpg.Connection, user_ids: Sequence[str]) -> dict[str, Contact]:
+        rows = await db.fetch(
+            "SELECT user_id, email, phone, locale FROM contacts WHERE user_id = ANY($1::text[])", list(user_ids)
+        )
+        return {r[0]: Contact(r[1], r[2], r[3]) for r in rows}
 
     @pooled_read
     async def get_order(self, db: asyncpg.Connection, order_id: str) -> OrderRecord | None:
@@ -48,6 +72,7 @@ class Orders(StoreMixin):
         *,
         rule: OrderRule | None = None,
         present: frozenset[str] = frozenset(),
+        contacts: Mapping[str, Contact] | None = None,
     ) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is (a new order,
         or one whose rep follows its buyer, gets the buyer's rep)."""
@@ -55,11 +80,15 @@ class Orders(StoreMixin):
         async def op(db: asyncpg.Connection) -> OrderChange:
             if buyer is not None:  # before the order's lock, as set_buyer_rep takes them
                 await db.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "buyer:" + buyer.id)
-            return await self._upsert_order(db, order_id, status, buyer, supplier, sales_rep, rule, present)
+            change = await self._upsert_order(db, order_id, status, buyer, supplier, sales_rep, rule, present)
+            await _save_contacts(db, contacts)  # after the checks: a refused upsert leaves them
+            return change
 
         return await self._write(op, key=order_id)
 
-    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+    async def set_buyer_rep(
+        self, buyer_id: str, sales_rep: Person | None, contacts: Mapping[str, Contact] | None = None
+    ) -> list[OrderChange]:
         """Assign (None: unassign) the buyer's rep; every order of the buyer whose rep
         follows the buyer gets it, in one transaction (one change per order)."""
 
@@ -80,23 +109,27 @@ class Orders(StoreMixin):
                 await db.execute("DELETE FROM buyer_reps WHERE buyer_id = $1", buyer_id)
             else:
                 await db.execute(
-                    "INSERT INTO buyer_reps (buyer_id, rep_id, rep_name) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (buyer_id) DO UPDATE SET rep_id = excluded.rep_id, rep_name = excluded.rep_name",
+                    "INSERT INTO buyer_reps (buyer_id, rep_id, rep_name, rep_avatar) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (buyer_id) DO UPDATE SET rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
+                    "rep_avatar = excluded.rep_avatar",
                     buyer_id,
                     sales_rep.id,
                     sales_rep.name,
+                    sales_rep.avatar_url,
                 )
             rows = await db.fetch(
                 "SELECT id FROM orders WHERE buyer_id = $1 AND rep_from_buyer = 1 ORDER BY id", buyer_id
             )
-            return [await self._upsert_order(db, r[0], None, None, None, ..., None, frozenset()) for r in rows]
+            changes = [await self._upsert_order(db, r[0], None, None, None, ..., None, frozenset()) for r in rows]
+            await _save_contacts(db, contacts)
+            return changes
 
         return await self._write(op, key="buyer:" + buyer_id)
 
     @pooled_read
     async def buyer_rep(self, db: asyncpg.Connection, buyer_id: str) -> Person | None:
-        row = await db.fetchrow("SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = $1", buyer_id)
-        return Person(row[0], row[1]) if row else None
+        row = await db.fetchrow("SELECT rep_id, rep_name, rep_avatar FROM buyer_reps WHERE buyer_id = $1", buyer_id)
+        return Person(row[0], row[1], row[2]) if row else None
 
     async def _upsert_order(
         self,
@@ -131,8 +164,10 @@ class Orders(StoreMixin):
         if sales_rep is not ...:
             rep_now = sales_rep
         elif from_buyer:  # the buyer's rep (as assigned now), also after a buyer change
-            got = await db.fetchrow("SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = $1", new_buyer.id)
-            rep_now = Person(got[0], got[1]) if got else None
+            got = await db.fetchrow(
+                "SELECT rep_id, rep_name, rep_avatar FROM buyer_reps WHERE buyer_id = $1", new_buyer.id
+            )
+            rep_now = Person(got[0], got[1], got[2]) if got else None
         else:
             rep_now = old.sales_rep if old else None
         new = OrderRecord(
@@ -156,13 +191,16 @@ class Orders(StoreMixin):
         rep = new.sales_rep
         await db.execute(
             "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
-            "rep_id, rep_name, created_ts, workflow, closes_at, rep_from_buyer) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "rep_id, rep_name, created_ts, workflow, closes_at, rep_from_buyer, "
+            "buyer_avatar, supplier_avatar, rep_avatar) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
             "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
             "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
             "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
-            "workflow = excluded.workflow, closes_at = excluded.closes_at, rep_from_buyer = excluded.rep_from_buyer",
+            "workflow = excluded.workflow, closes_at = excluded.closes_at, rep_from_buyer = excluded.rep_from_buyer, "
+            "buyer_avatar = excluded.buyer_avatar, supplier_avatar = excluded.supplier_avatar, "
+            "rep_avatar = excluded.rep_avatar",
             order_id,
             new.status,
             new.buyer.id,
@@ -175,6 +213,9 @@ class Orders(StoreMixin):
             new.workflow,
             new.closes_at,
             int(from_buyer),
+            new.buyer.avatar_url,
+            new.supplier.avatar_url,
+            rep.avatar_url if rep else None,
         )
         old_roles = old.roles() if old else {}
         new_roles = new.roles()

@@ -4,6 +4,7 @@ from chatd.store.sqlite.attachments import Attachments
 from chatd.store.sqlite.engine import Engine
 from chatd.store.sqlite.markers import Markers
 from chatd.store.sqlite.messages import Messages
+from chatd.store.sqlite.notifications import Notifications
 from chatd.store.sqlite.orders import Orders
 from chatd.store.sqlite.outbox import Outbox
 from chatd.store.sqlite.reply_tokens import ReplyTokens
@@ -11,7 +12,9 @@ from chatd.store.sqlite.responses import Responses
 from chatd.store.sqlite.threads import Threads
 
 
-class SqliteStore(Engine, Orders, Messages, Markers, Responses, ReplyTokens, Attachments, Outbox, Threads):
+class SqliteStore(
+    Engine, Orders, Messages, Markers, Notifications, Responses, ReplyTokens, Attachments, Outbox, Threads
+):
     """SQLite in WAL mode with group commit (see engine); SQL per concern beside it."""
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from chatd.errors import ChatError, Internal, Unavailable
-from chatd.store.base import MessageEvents, OrderEvents
+from chatd.store.base import MessageEvents, NotifyRule, OrderEvents
 from chatd.store.sqlite.migrations import migrate
 from chatd.tasks import stop
 
@@ -65,6 +65,7 @@ class StoreMixin:
         # Engine's
         events_for_message: MessageEvents | None
         events_for_order: OrderEvents | None
+        notifications_for: NotifyRule | None
         clock: Callable[[], float]
         _outbox_written: int
         _aux: aiosqlite.Connection | None
@@ -134,6 +135,7 @@ class Engine:
         *,
         events_for_message: MessageEvents | None = None,
         events_for_order: OrderEvents | None = None,
+        notifications_for: NotifyRule | None = None,
         on_outbox: Callable[[], None] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -162,6 +164,7 @@ class Engine:
         # transaction.
         self.events_for_message = events_for_message
         self.events_for_order = events_for_order
+        self.notifications_for = notifications_for  # chatd.notifications: whom a message notifies, and when
         self.clock = clock  # wall-clock seconds: message timestamps (tests inject one)
         self.on_outbox = on_outbox
         self._outbox_written = 0  # events written by the batch being committed

@@ -18,6 +18,7 @@ from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import MSG_COLS, Actor, message_from_row
+from chatd.store.sqlite import notifications
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 
 
@@ -176,6 +177,7 @@ class Markers(StoreMixin):
                 "UPDATE read_markers SET read_seq = ?, unread = ? WHERE user_id = ? AND order_id = ?",
                 (target, unread, user_id, order_id),
             )
+            notifications.on_read(db, user_id, order_id, target)
             plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
             return ReadMarker(
                 read_seq=target,

@@ -17,7 +17,7 @@ from chatd.store.base import PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
 from chatd.store.sqlite import attachments as links
-from chatd.store.sqlite import outbox, responses
+from chatd.store.sqlite import notifications, outbox, responses
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
@@ -84,6 +84,8 @@ class Messages(StoreMixin):
         if attachments:
             links.link(db, msg)
         changed = responses.apply(db, order, msg, bool(attachments))
+        if self.notifications_for is not None:
+            notifications.schedule(db, order.id, seq, ts, self.notifications_for(order, msg, present))
         if self.events_for_message is not None:
             self._outbox_written += outbox.enqueue(db, self.events_for_message(order, msg, present))
         return Posted(message=msg, duplicate=False, unread=unread, waiting_changed=changed, waiting=order.waiting)

@@ -221,7 +221,44 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_rep ON responses (rep_id, asked_at);
     CREATE INDEX responses_asked ON responses (asked_at);
     """,
-    # 9: reply-by-e-mail tokens (chatd.mail.addresses). One live token per user and
+    # 9: contact data (PUT /api/v1/orders, /buyers). Avatars are shown with the
+    # participants, so they live with each slot like the names; e-mail, phone
+    # and locale are for notifications only, one row per user (the latest PUT
+    # naming them wins), never sent to another participant.
+    """
+    ALTER TABLE orders ADD COLUMN buyer_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN supplier_avatar TEXT;
+    ALTER TABLE orders ADD COLUMN rep_avatar TEXT;
+    ALTER TABLE buyer_reps ADD COLUMN rep_avatar TEXT;
+    CREATE TABLE contacts (user_id TEXT PRIMARY KEY, email TEXT, phone TEXT, locale TEXT);
+    """,
+    # 10: notifications (chatd.notifications, chatd.notifier): at most one pending
+    # (state 0) per user and order, joined by later messages; due_ts moves with
+    # them up to deadline_ts; sent ones (state 1) are kept two days for the caps.
+    """
+    CREATE TABLE notifications (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        created_ts INTEGER NOT NULL,
+        due_ts INTEGER NOT NULL,
+        deadline_ts INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_ts INTEGER
+    );
+    CREATE UNIQUE INDEX notifications_pending ON notifications (user_id, order_id) WHERE state = 0;
+    CREATE INDEX notifications_due ON notifications (due_ts) WHERE state = 0;
+    CREATE INDEX notifications_sent ON notifications (user_id, sent_ts) WHERE state = 1;
+    CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
+    """,
+    # 11: reply-by-e-mail tokens (chatd.mail.addresses). One live token per user and
     # order (the partial unique index); a revoked one is kept, so its address keeps
     # answering "revoked" rather than "unknown", and a later one is a new token.
     """

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
 from types import EllipsisType
 
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
-from chatd.store.records import OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
+from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
 from chatd.store.sqlite import outbox, reply_tokens
-from chatd.store.sqlite.engine import StoreMixin
+from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import UserRef
+
+
+def _save_contacts(db: sqlite3.Connection, contacts: Mapping[str, Contact] | None) -> None:
+    """Upsert users' contact data: a field given replaces, None keeps, "" clears."""
+    for user, c in (contacts or {}).items():
+        db.execute(
+            "INSERT INTO contacts (user_id, email, phone, locale) VALUES (?, NULLIF(?, ''), NULLIF(?, ''), "
+            "NULLIF(?, '')) ON CONFLICT (user_id) DO UPDATE SET "
+            "email = CASE WHEN ? IS NULL THEN contacts.email ELSE excluded.email END, "
+            "phone = CASE WHEN ? IS NULL THEN contacts.phone ELSE excluded.phone END, "
+            "locale = CASE WHEN ? IS NULL THEN contacts.locale ELSE excluded.locale END",
+            (user, c.email, c.phone, c.locale, c.email, c.phone, c.locale),
+        )
 
 
 class Orders(StoreMixin):
     """Mixed into SqliteStore."""
+
+    @inline_read
+    async def contacts(self, user_ids: Sequence[str]) -> dict[str, Contact]:
+        out = {}
+        for user in dict.fromkeys(user_ids):
+            row = self.reader.execute("SELECT email, phone, locale FROM contacts WHERE user_id = ?", (user,)).fetchone()
+            if row:
+                out[user] = Contact(*row)
+        return out
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
         with self._reading():
@@ -40,16 +63,21 @@ class Orders(StoreMixin):
         *,
         rule: OrderRule | None = None,
         present: frozenset[str] = frozenset(),
+        contacts: Mapping[str, Contact] | None = None,
     ) -> OrderChange:
         """Create or update an order; `sales_rep=...` leaves it as it is (a new order,
         or one whose rep follows its buyer, gets the buyer's rep)."""
 
         def op(db: sqlite3.Connection) -> OrderChange:
-            return self._upsert_order(db, order_id, status, buyer, supplier, sales_rep, rule, present)
+            change = self._upsert_order(db, order_id, status, buyer, supplier, sales_rep, rule, present)
+            _save_contacts(db, contacts)  # after the checks: a refused upsert leaves them
+            return change
 
         return await self._write(op)
 
-    async def set_buyer_rep(self, buyer_id: str, sales_rep: Person | None) -> list[OrderChange]:
+    async def set_buyer_rep(
+        self, buyer_id: str, sales_rep: Person | None, contacts: Mapping[str, Contact] | None = None
+    ) -> list[OrderChange]:
         """Assign (None: unassign) the buyer's rep; every order of the buyer whose rep
         follows the buyer gets it, in one transaction (one change per order)."""
 
@@ -67,9 +95,10 @@ class Orders(StoreMixin):
                 db.execute("DELETE FROM buyer_reps WHERE buyer_id = ?", (buyer_id,))
             else:
                 db.execute(
-                    "INSERT INTO buyer_reps (buyer_id, rep_id, rep_name) VALUES (?, ?, ?) "
-                    "ON CONFLICT (buyer_id) DO UPDATE SET rep_id = excluded.rep_id, rep_name = excluded.rep_name",
-                    (buyer_id, sales_rep.id, sales_rep.name),
+                    "INSERT INTO buyer_reps (buyer_id, rep_id, rep_name, rep_avatar) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (buyer_id) DO UPDATE SET rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
+                    "rep_avatar = excluded.rep_avatar",
+                    (buyer_id, sales_rep.id, sales_rep.name, sales_rep.avatar_url),
                 )
             ids = [
                 r[0]
@@ -77,16 +106,18 @@ class Orders(StoreMixin):
                     "SELECT id FROM orders WHERE buyer_id = ? AND rep_from_buyer = 1 ORDER BY id", (buyer_id,)
                 )
             ]
-            return [self._upsert_order(db, i, None, None, None, ..., None, frozenset()) for i in ids]
+            changes = [self._upsert_order(db, i, None, None, None, ..., None, frozenset()) for i in ids]
+            _save_contacts(db, contacts)
+            return changes
 
         return await self._write(op)
 
     async def buyer_rep(self, buyer_id: str) -> Person | None:
         with self._reading():
             row = self.reader.execute(
-                "SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = ?", (buyer_id,)
+                "SELECT rep_id, rep_name, rep_avatar FROM buyer_reps WHERE buyer_id = ?", (buyer_id,)
             ).fetchone()
-        return Person(row[0], row[1]) if row else None
+        return Person(row[0], row[1], row[2]) if row else None
 
     def _upsert_order(
         self,
@@ -119,8 +150,10 @@ class Orders(StoreMixin):
         if sales_rep is not ...:
             rep_now = sales_rep
         elif from_buyer:  # the buyer's rep (as assigned now), also after a buyer change
-            got = db.execute("SELECT rep_id, rep_name FROM buyer_reps WHERE buyer_id = ?", (new_buyer.id,)).fetchone()
-            rep_now = Person(got[0], got[1]) if got else None
+            got = db.execute(
+                "SELECT rep_id, rep_name, rep_avatar FROM buyer_reps WHERE buyer_id = ?", (new_buyer.id,)
+            ).fetchone()
+            rep_now = Person(got[0], got[1], got[2]) if got else None
         else:
             rep_now = old.sales_rep if old else None
         new = OrderRecord(
@@ -144,13 +177,16 @@ class Orders(StoreMixin):
         rep = new.sales_rep
         db.execute(
             "INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, "
-            "rep_id, rep_name, created_ts, workflow, closes_at, rep_from_buyer) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "rep_id, rep_name, created_ts, workflow, closes_at, rep_from_buyer, "
+            "buyer_avatar, supplier_avatar, rep_avatar) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
             "buyer_id = excluded.buyer_id, buyer_name = excluded.buyer_name, "
             "supplier_id = excluded.supplier_id, supplier_name = excluded.supplier_name, "
             "rep_id = excluded.rep_id, rep_name = excluded.rep_name, "
-            "workflow = excluded.workflow, closes_at = excluded.closes_at, rep_from_buyer = excluded.rep_from_buyer",
+            "workflow = excluded.workflow, closes_at = excluded.closes_at, rep_from_buyer = excluded.rep_from_buyer, "
+            "buyer_avatar = excluded.buyer_avatar, supplier_avatar = excluded.supplier_avatar, "
+            "rep_avatar = excluded.rep_avatar",
             (
                 order_id,
                 new.status,
@@ -164,6 +200,9 @@ class Orders(StoreMixin):
                 new.workflow,
                 new.closes_at,
                 int(from_buyer),
+                new.buyer.avatar_url,
+                new.supplier.avatar_url,
+                rep.avatar_url if rep else None,
             ),
         )
         old_roles = old.roles() if old else {}
