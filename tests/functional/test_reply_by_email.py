@@ -322,3 +322,54 @@ async def test_the_listener_stops_with_the_server(tmp_path, aiohttp_server, inbo
         await idle.noop()
     with pytest.raises(aiosmtplib.SMTPConnectError):  # and nothing listens any more
         await aiosmtplib.SMTP(hostname="127.0.0.1", port=inbound_port, local_hostname="mx.test").connect()
+
+
+async def test_a_notification_mail_is_answered_into_the_chat(tmp_path, aiohttp_server, inbound_port):
+    """Both ways over real SMTP: chatd's notification mail (to an aiosmtpd sink that
+    requires STARTTLS) carries the Reply-To, and answering it as a mail program does,
+    the notification quoted below, posts the answer to the chat."""
+    import trustme
+
+    from chatd.edge.keys import NOTIFIER
+    from tests.conftest import Server, make_config, with_sections
+    from tests.support.smtp import SmtpSink
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    sink = SmtpSink(str(ca_file), ca.issue_cert("127.0.0.1"))
+    sink.controller.start()
+    try:
+        email = {"reply_domain": DOMAIN, "inbound_port": inbound_port, "smtp_url": sink.url}
+        email |= {"tls_ca_file": str(ca_file), "from_address": "orders@shop.test"}
+        cfg = with_sections(make_config(tmp_path), {"email": email, "notify": {"delay_s": 0.0, "poll_s": 3600.0}})
+        server = Server(await aiohttp_server(create_app(cfg)), cfg)
+        body = {
+            "buyer": {"id": "buyer1", "name": "Bea", "email": "bea@customer.example"},
+            "supplier": {"id": "supplier1", "name": "Berg Tools"},
+        }
+        assert (await server.api("PUT", f"/api/v1/orders/{ORDER}", body))[0] == 201
+        supplier = await server.client("supplier1", "supplier")
+        await supplier.join(ORDER)
+        sent = {"type": "send", "order": ORDER, "client_id": "c1", "text": "Your pallets are packed. When can we ship?"}
+        assert (await request(supplier, sent, "ack"))["type"] == "ack"
+        await server.app[NOTIFIER].deliver_due()
+        (note,) = await sink.wait_for(1)
+        assert note["To"] == "bea@customer.example" and note["Auto-Submitted"] == "auto-generated"
+        assert note["Reply-To"] == await address(server, "buyer1")
+
+        plain = note.get_body(("plain",)).get_content()
+        answer = EmailMessage()
+        answer["From"], answer["To"] = "Bea <bea@customer.example>", note["Reply-To"]
+        answer["Subject"], answer["In-Reply-To"] = "Re: " + note["Subject"], note["Message-ID"]
+        answer["Message-ID"] = make_msgid(domain="customer.example")
+        quoted = "\n".join("> " + line for line in plain.splitlines())
+        answer.set_content(f"Friday, please.\n\nOn Mon, 1 Dec 2025 at 10:00, orders@shop.test wrote:\n\n{quoted}\n")
+        code, text = await deliver(server, answer)
+        assert code == 250, text
+        got = await supplier.expect("message", order=ORDER, seq=2)
+        assert (got["text"], got["sender"]["id"]) == ("Friday, please.", "buyer1")
+        for c in server.clients:
+            await c.close()
+    finally:
+        sink.controller.stop()
