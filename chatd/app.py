@@ -21,7 +21,10 @@ from chatd.chat import Chat
 from chatd.config import Config
 from chatd.edge import server
 from chatd.edge.server import Services
+from chatd.edge.smtp import Listener
 from chatd.files import DirectoryFiles
+from chatd.mail.addresses import ReplyAddresses
+from chatd.mail.inbound import Inbound
 from chatd.mail.outbound import Mailer
 from chatd.notifications import Rules
 from chatd.notifier import Notifier
@@ -63,9 +66,9 @@ def attachments_dir(cfg: Config) -> Path:
 
 @asynccontextmanager
 async def open_services(cfg: Config) -> AsyncIterator[Services]:
-    """Store, relay, hub, attachments, chat, threads, webhooks, sla, notifier, metrics: built and
-    started in that order, stopped in reverse (the store last: it flushes every
-    queued write first)."""
+    """Store, relay, hub, attachments, chat, threads, webhooks, sla, reply addresses,
+    notifier, the inbound SMTP listener, metrics: built and started in that order,
+    stopped in reverse (the store last: it flushes every queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
 
     def wake_webhooks() -> None:
@@ -135,11 +138,18 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         chat, cfg.sla.reply_within_s, cfg.sla.check_every_s, events=breach_events if cfg.webhooks.url else None
     )
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
+    # reply by e-mail: addresses wherever [email] reply_domain is set, the listener where inbound_port is too
+    email = cfg.email
+    replies = ReplyAddresses(store, cfg.auth.secret, email.reply_domain) if email.reply_domain else None
+    listener = None
+    if replies is not None and email.inbound_port:
+        listener = Listener(Inbound(chat, replies, cfg.limits, attachments=attachments), email)
     notifier = Notifier(
         store,
         cfg.notify,
         mailer=Mailer(cfg.email) if cfg.email.smtp_url else None,
         webhooks=bool(cfg.webhooks.url),
+        reply_address=replies.reply_to if replies is not None else None,  # the Reply-To of notification mail
     )
 
     async with AsyncExitStack() as running:
@@ -160,11 +170,14 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         if notifying:
             await notifier.start()
             running.push_async_callback(notifier.aclose)
+        if listener is not None:  # last: a reply finds everything it goes through running
+            await listener.start()
+            running.push_async_callback(listener.aclose)
         # registering collects once: made when everything it reads is running
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
         registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
-        yield Services(chat, attachments, threads, webhooks, registry, sla, notifier)
+        yield Services(chat, attachments, threads, webhooks, registry, sla, notifier, replies)
 
 
 def create_app(cfg: Config) -> web.Application:

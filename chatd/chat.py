@@ -536,6 +536,13 @@ class Chat:
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
 
+    async def check_send(self, actor: Actor, order_id: str, client_id: str, text: str, with_files: bool) -> None:
+        """What `send` checks of a text message (length, blank, the contact filter),
+        without writing: for a caller that uploads its files first (reply by e-mail),
+        so a refused text leaves no upload behind."""
+        self._check_text(text, client_id, allow_empty=with_files)
+        await self._screen(actor, order_id, "text", client_id, text)
+
     async def _screen(
         self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None
     ) -> list[str | None]:

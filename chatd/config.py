@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -106,8 +107,15 @@ class NotifyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Built-in notification e-mail (chatd.mail.outbound)."""
+    """Reply by e-mail (chatd.mail.addresses, chatd.mail.inbound) and built-in
+    notification e-mail (chatd.mail.outbound)."""
 
+    # reply by e-mail: the addresses and the inbound SMTP listener
+    reply_domain: str = ""  # "" = reply by e-mail off; else reply+<token>@<this> reaches the order chat
+    inbound_host: str = "127.0.0.1"  # the inbound SMTP listener's address
+    inbound_port: int = 0  # 0 = no listener on this host (another host, or an MTA in front, may run it)
+    max_message_bytes: int = 10 * 1024 * 1024  # a larger mail is refused (552), announced as SIZE
+    # notification e-mail out
     smtp_url: str = ""  # smtp://user:pass@host:587 (STARTTLS), smtps://... (TLS from the start); env CHATD_SMTP_URL
     from_address: str = "chatd@localhost"
     templates_dir: str = ""  # notification.subject/.txt/.html here replace the built-in ones
@@ -200,6 +208,21 @@ def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
     return msgspec.structs.replace(store, url=url)
 
 
+def _email(email: EmailConfig) -> EmailConfig:
+    """Check `[email]`: a bare domain (kept in lower case, as mail systems may fold
+    it), a listener only with a domain to answer for, a sane size bound."""
+    domain = email.reply_domain.strip().lower()
+    if domain and (not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", domain) or ".." in domain):
+        raise ValueError("[email] reply_domain must be a domain name, such as reply.example.com")
+    if not 0 <= email.inbound_port <= 65535:
+        raise ValueError("[email] inbound_port must be 0 (no listener) to 65535")
+    if email.inbound_port and not domain:
+        raise ValueError("[email] inbound_port needs reply_domain (the domain of the reply addresses)")
+    if email.max_message_bytes < 1024:
+        raise ValueError("[email] max_message_bytes must be at least 1024")
+    return msgspec.structs.replace(email, reply_domain=domain)
+
+
 def _relay_section(raw: dict[str, Any]) -> None:
     """`[broker]`, the old name of `[relay]`: still read for one release
     (deprecated), with a warning."""
@@ -260,6 +283,7 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[notify] max_per_order_per_day and max_per_day must be at least 1")
     if cfg.sla.reply_within_s < 0 or cfg.sla.check_every_s <= 0:
         raise ValueError("[sla] reply_within_s must not be negative and check_every_s must be positive")
+    cfg = msgspec.structs.replace(cfg, email=_email(cfg.email))
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError('[store] synchronous must be "normal" or "full"')
     return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

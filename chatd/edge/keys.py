@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
+from chatd.mail.addresses import ReplyAddresses
 from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.threads import Threads
@@ -26,6 +27,7 @@ THREADS = web.AppKey("threads", Threads)
 WEBHOOKS = web.AppKey[Webhooks | None]("webhooks")  # None without [webhooks] url
 METRICS = web.AppKey("metrics", CollectorRegistry)
 SLA = web.AppKey("sla", Escalator)
+REPLIES = web.AppKey[ReplyAddresses | None]("replies")  # None without [email] reply_domain
 NOTIFIER = web.AppKey("notifier", Notifier)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
 UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth

@@ -25,6 +25,7 @@ from chatd.edge.keys import (
     CONFIG,
     METRICS,
     NOTIFIER,
+    REPLIES,
     SLA,
     SOCKETS,
     THREADS,
@@ -32,6 +33,7 @@ from chatd.edge.keys import (
     WEBHOOKS,
 )
 from chatd.edge.rest.metrics import listener as metrics_listener
+from chatd.mail.addresses import ReplyAddresses
 from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.threads import Threads
@@ -49,6 +51,7 @@ class Services:
     metrics: CollectorRegistry
     sla: Escalator
     notifier: Notifier
+    replies: ReplyAddresses | None = None  # reply-by-e-mail addresses; None without [email] reply_domain
 
 
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
@@ -69,6 +72,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[WEBHOOKS] = s.webhooks
             app[METRICS] = s.metrics
             app[SLA] = s.sla
+            app[REPLIES] = s.replies
             app[NOTIFIER] = s.notifier
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield

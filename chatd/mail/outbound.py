@@ -115,6 +115,7 @@ class Mailer:
         # one Message-ID per notification: a resend after a crash is the same mail
         msg["Message-ID"] = f"<{n.notification_id}@{self.domain}>"
         msg["X-Chatd-Notification"] = n.notification_id
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders leave it unanswered
         if n.reply_to:
             msg["Reply-To"] = n.reply_to
         msg.set_content(self.templates["notification.txt"].safe_substitute(values, messages=plain))

@@ -164,6 +164,16 @@ class AttachmentRow(msgspec.Struct, frozen=True):
     linked: bool = False  # some message carries it
 
 
+class ReplyToken(msgspec.Struct, frozen=True):
+    """A reply address's token as stored (chatd.mail.addresses): whose, for which order."""
+
+    id: str
+    user_id: str
+    order_id: str
+    created_ts: int
+    revoked_ts: int | None = None  # ms: revoked then (the user left their slot, or by hand)
+
+
 class OutboxEvent(msgspec.Struct, frozen=True):
     """A webhook event claimed for delivery: `body` is the exact JSON to POST."""
 

@@ -824,3 +824,67 @@ async def test_preferences_mute_orders_and_switch_email_off(store_factory):
     assert [n.order for n in await store.pending_notifications(BUYER.id)] == ["n4"]
     other = await store_factory()
     assert await other.notify_prefs(BUYER.id) == NotifyPrefs(False, ["n3"])
+
+
+# --- reply-by-e-mail tokens ------------------------------------------------------------
+
+
+async def test_a_reply_token_is_minted_once_per_slot_holder_and_order(store, store_factory):
+    await put_order(store, "t1")
+    minted = await store.mint_reply_token(BUYER.id, "t1", "tok-buyer")
+    assert minted == "tok-buyer"
+    assert await store.mint_reply_token(BUYER.id, "t1", "tok-other") == "tok-buyer"  # the live one
+    assert await store.mint_reply_token(SUPPLIER.id, "t1", "tok-supplier") == "tok-supplier"
+    other = await store_factory()  # committed
+    tok = await other.reply_token("tok-buyer")
+    assert (tok.user_id, tok.order_id, tok.revoked_ts) == (BUYER.id, "t1", None) and tok.created_ts > 0
+    # no slot, no order: no token, nothing written
+    assert await store.mint_reply_token("staff-1", "t1", "tok-staff") is None
+    assert await store.mint_reply_token(BUYER.id, "missing", "tok-missing") is None
+    assert await other.reply_token("tok-staff") is None and await other.reply_token("tok-missing") is None
+    assert await other.reply_token("tok-other") is None
+
+
+async def test_two_instances_minting_at_once_agree_on_one_token(store, store_factory):
+    await put_order(store, "t2")
+    other = await store_factory()
+    got = await asyncio.gather(
+        *(s.mint_reply_token(REP.id, "t2", f"tok-{i}") for i, s in enumerate([store, other] * 5))
+    )
+    assert len(set(got)) == 1, got
+
+
+async def test_leaving_a_slot_revokes_the_reply_token_in_the_order_write(store, store_factory):
+    from chatd.store.records import Person
+
+    await put_order(store, "t3")
+    for user in (BUYER.id, SUPPLIER.id, REP.id):
+        await store.mint_reply_token(user, "t3", f"tok-{user}")
+    change = await store.put_order("t3", None, None, Person("s2", "New supplier"))
+    assert SUPPLIER.id in change.removed
+    other = await store_factory()  # the revocation committed with the order change
+    assert (await other.reply_token(f"tok-{SUPPLIER.id}")).revoked_ts is not None
+    assert (await other.reply_token(f"tok-{BUYER.id}")).revoked_ts is None
+    assert await store.mint_reply_token(SUPPLIER.id, "t3", "tok-again") is None  # no slot now
+    assert await store.mint_reply_token("s2", "t3", "tok-s2") == "tok-s2"
+
+    # a buyer's rep moving on (set_buyer_rep) revokes too, on every order that follows the rep
+    buyer, supplier = Person("b5", "Buyer"), Person("s5", "Supplier")
+    await store.put_order("t4", None, buyer, supplier)
+    await store.set_buyer_rep("b5", Person("r5", "Rep"))
+    assert await store.mint_reply_token("r5", "t4", "tok-r5") == "tok-r5"
+    await store.set_buyer_rep("b5", Person("r6", "Next rep"))
+    assert (await other.reply_token("tok-r5")).revoked_ts is not None
+    assert await store.mint_reply_token("r5", "t4", "tok-r5b") is None
+
+
+async def test_a_revoked_token_stays_revoked_and_the_next_one_is_new(store):
+    await put_order(store, "t5")
+    assert await store.mint_reply_token(BUYER.id, "t5", "tok-1") == "tok-1"
+    assert await store.revoke_reply_tokens("t5", [BUYER.id, SUPPLIER.id]) == 1
+    assert await store.revoke_reply_tokens("t5", [BUYER.id]) == 0
+    assert await store.revoke_reply_tokens("t5", []) == 0
+    assert (await store.reply_token("tok-1")).revoked_ts is not None
+    assert await store.mint_reply_token(BUYER.id, "t5", "tok-2") == "tok-2"
+    assert (await store.reply_token("tok-1")).revoked_ts is not None
+    assert (await store.reply_token("tok-2")).revoked_ts is None

@@ -208,6 +208,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
     """,
+    # 7: reply-by-e-mail tokens, as SQLite's migration 11.
+    """
+    CREATE TABLE reply_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        revoked_ts BIGINT
+    );
+    CREATE UNIQUE INDEX reply_tokens_live ON reply_tokens (order_id, user_id) WHERE revoked_ts IS NULL;
+    """,
 ]
 
 
