@@ -133,9 +133,13 @@ class Notifier:
             contact = Contact(self.cfg.staff_email or None)
         link = self.cfg.link_template.replace("{order}", urllib.parse.quote(order.id, safe=""))
         title = headline(row.reason, order, len(msgs))
-        if not await self._email(row, order, msgs, contact, link, title, now):
+        reply_to = None  # where an answer by e-mail goes (chatd.mail.addresses), for the e-mail and the webhook
+        if self.reply_address is not None and row.user != STAFF:
+            reply_to = await self.reply_address(row.user, order.id)
+        if not await self._email(row, order, msgs, contact, link, title, reply_to, now):
             return 0
         payload = self._payload(row, order, role, msgs, contact, link, title)
+        payload["reply_to"] = reply_to
         events = [("notification", payload)] if self.webhooks else []
         return int(await self.store.finish_notification(row.id, now, msgs[-1].seq, events))
 
@@ -147,6 +151,7 @@ class Notifier:
         contact: Contact,
         link: str,
         title: str,
+        reply_to: str | None,
         now: int,
     ) -> bool:
         """Send the e-mail if there is one to send; False: it failed and is due again later."""
@@ -154,9 +159,6 @@ class Notifier:
             return True
         if row.user != STAFF and not (await self.store.notify_prefs(row.user)).email:
             return True
-        reply_to = None
-        if self.reply_address is not None and row.user != STAFF:
-            reply_to = await self.reply_address(row.user, order.id)
         name = self._name(order, row.user)
         notice = Notice(
             row.id,

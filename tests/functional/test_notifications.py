@@ -123,6 +123,7 @@ async def test_one_notification_for_a_burst_by_webhook_and_by_email(server, rece
         "locale": "de-DE",
     }
     assert [m["seq"] for m in b["messages"]] == [1, 2]  # not the note
+    assert b["reply_to"] is None  # reply by e-mail is off here
     assert (b["order"], b["status"], b["reason"], b["link"]) == (
         "N-1",
         "open",
