@@ -21,7 +21,13 @@ from chatd.chat import Chat
 from chatd.config import Config
 from chatd.edge import server
 from chatd.edge.server import Services
+from chatd.edge.smtp import Listener
 from chatd.files import DirectoryFiles
+from chatd.mail.addresses import ReplyAddresses
+from chatd.mail.inbound import Inbound
+from chatd.mail.outbound import Mailer
+from chatd.notifications import Rules
+from chatd.notifier import Notifier
 from chatd.relay.base import Relay
 from chatd.relay.local import LocalRelay
 from chatd.rooms.events import RoomEvent
@@ -61,9 +67,9 @@ def attachments_dir(cfg: Config) -> Path:
 
 @asynccontextmanager
 async def open_services(cfg: Config) -> AsyncIterator[Services]:
-    """Store, relay, hub, attachments, chat, threads, webhooks, sla, the staff queue, metrics: built and
-    started in that order, stopped in reverse (the store last: it flushes every
-    queued write first)."""
+    """Store, relay, hub, attachments, chat, threads, webhooks, sla, the staff queue, reply
+    addresses, notifier, the inbound SMTP listener, metrics: built and started in that
+    order, stopped in reverse (the store last: it flushes every queued write first)."""
     webhooks: Webhooks | None = None  # the store wakes its delivery task after a commit that wrote events
 
     def wake_webhooks() -> None:
@@ -74,10 +80,12 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     # change (written in its transaction), a wake-up on the loop after such a
     # commit, and the batch metric. Nothing of chat, the hub or the relay runs
     # inside a transaction.
+    notifying = bool(cfg.webhooks.url or cfg.email.smtp_url)  # someone to tell: notifications are scheduled
     store: Store = make_store(
         cfg,
         events_for_message=message_events if cfg.webhooks.url else None,
         events_for_order=order_events if cfg.webhooks.url else None,
+        notifications_for=Rules(cfg.notify.delay_s).plan if notifying else None,
         on_outbox=wake_webhooks if cfg.webhooks.url else None,
         on_batch=metrics.observe_batch,
     )
@@ -133,6 +141,19 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
     )
     webhooks = Webhooks(store, cfg.webhooks) if cfg.webhooks.url else None
     queue = StaffQueue(chat)
+    # reply by e-mail: addresses wherever [email] reply_domain is set, the listener where inbound_port is too
+    email = cfg.email
+    replies = ReplyAddresses(store, cfg.auth.secret, email.reply_domain) if email.reply_domain else None
+    listener = None
+    if replies is not None and email.inbound_port:
+        listener = Listener(Inbound(chat, replies, cfg.limits, attachments=attachments), email)
+    notifier = Notifier(
+        store,
+        cfg.notify,
+        mailer=Mailer(cfg.email) if cfg.email.smtp_url else None,
+        webhooks=bool(cfg.webhooks.url),
+        reply_address=replies.reply_to if replies is not None else None,  # the Reply-To of notification mail
+    )
 
     async with AsyncExitStack() as running:
         await store.open()
@@ -149,11 +170,17 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             running.push_async_callback(webhooks.aclose)
         await sla.start()
         running.push_async_callback(sla.aclose)
+        if notifying:
+            await notifier.start()
+            running.push_async_callback(notifier.aclose)
+        if listener is not None:  # last: a reply finds everything it goes through running
+            await listener.start()
+            running.push_async_callback(listener.aclose)
         # registering collects once: made when everything it reads is running
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
         registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
-        yield Services(chat, attachments, threads, webhooks, registry, sla, queue)
+        yield Services(chat, attachments, threads, webhooks, registry, sla, notifier, queue, replies)
 
 
 def create_app(cfg: Config) -> web.Application:

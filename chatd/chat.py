@@ -30,6 +30,7 @@ from chatd.rooms.room import Room
 from chatd.store.base import Store
 from chatd.store.records import (
     Contact,
+    NotifyPrefs,
     OrderChange,
     OrderPlan,
     OrderRecord,
@@ -339,6 +340,18 @@ class Chat:
         data = encode_frame(ReplyState(order_id, responses.awaiting(waiting, self.reply_within_ms)))
         self.relay.publish_room(RoomEvent(order_id, data, notes=True))
 
+    async def notification_prefs(self, user: str) -> NotifyPrefs:
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        return await self.store.notify_prefs(user)
+
+    async def set_notification_prefs(self, user: str, prefs: NotifyPrefs) -> NotifyPrefs:
+        """E-mail on or off, and the orders nothing is scheduled for (their pending notifications go)."""
+        if not user or len(user) > 200:
+            raise BadRequest("user id must be 1 to 200 characters")
+        await self.store.set_notify_prefs(user, prefs)
+        return prefs
+
     async def response_report(self, supplier: str | None, sales_rep: str | None, days: int) -> responses.Report:
         """First-response times over the last `days` (7, 30 or 90) for a supplier's
         and/or a sales rep's orders (neither: every order), chatd.responses.report."""
@@ -543,6 +556,13 @@ class Chat:
         m = posted.message
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Ack(order_id, client_id, m.seq, m.ts, posted.duplicate)
+
+    async def check_send(self, actor: Actor, order_id: str, client_id: str, text: str, with_files: bool) -> None:
+        """What `send` checks of a text message (length, blank, the contact filter),
+        without writing: for a caller that uploads its files first (reply by e-mail),
+        so a refused text leaves no upload behind."""
+        self._check_text(text, client_id, allow_empty=with_files)
+        await self._screen(actor, order_id, "text", client_id, text)
 
     async def _screen(
         self, actor: Actor, order_id: str, kind: str, client_id: str, *texts: str | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -93,6 +94,35 @@ class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     concurrency: int = 8  # deliveries in flight at once
 
 
+class NotifyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Notifications of messages to participants not in the chat (chatd.notifications);
+    on when [webhooks] url or [email] smtp_url is set."""
+
+    delay_s: float = 300.0  # after the latest message a pending one covers (at most twice this after the first)
+    max_per_order_per_day: int = 4  # per recipient; over it, messages wait for the next one allowed
+    max_per_day: int = 20  # per recipient, all orders
+    link_template: str = ""  # e.g. "https://shop.example/orders/{order}" (the order id, URL-quoted)
+    staff_email: str = ""  # where e-mail addressed to staff goes (disputes); "" = webhook only
+    poll_s: float = 5.0  # how often each instance looks for due notifications
+
+
+class EmailConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Reply by e-mail (chatd.mail.addresses, chatd.mail.inbound) and built-in
+    notification e-mail (chatd.mail.outbound)."""
+
+    # reply by e-mail: the addresses and the inbound SMTP listener
+    reply_domain: str = ""  # "" = reply by e-mail off; else reply+<token>@<this> reaches the order chat
+    inbound_host: str = "127.0.0.1"  # the inbound SMTP listener's address
+    inbound_port: int = 0  # 0 = no listener on this host (another host, or an MTA in front, may run it)
+    max_message_bytes: int = 10 * 1024 * 1024  # a larger mail is refused (552), announced as SIZE
+    # notification e-mail out
+    smtp_url: str = ""  # smtp://user:pass@host:587 (STARTTLS), smtps://... (TLS from the start); env CHATD_SMTP_URL
+    from_address: str = "chatd@localhost"
+    templates_dir: str = ""  # notification.subject/.txt/.html here replace the built-in ones
+    tls_ca_file: str = ""  # trust this CA for the SMTP server (default: the system's)
+    timeout_s: float = 30.0
+
+
 class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     attachments_days: float = 0.0  # days after a chat closed (no open dispute) its attachments go; 0 = kept
 
@@ -140,6 +170,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention: RetentionConfig = RetentionConfig()
     workflow: WorkflowConfig = WorkflowConfig()
     sla: SlaConfig = SlaConfig()
+    notify: NotifyConfig = NotifyConfig()
+    email: EmailConfig = EmailConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
@@ -174,6 +206,21 @@ def _store(store: StoreConfig, env_url: str | None) -> StoreConfig:
     if store.pool_size < 1 or store.statement_timeout_s <= 0:
         raise ValueError("[store] pool_size must be at least 1 and statement_timeout_s above 0")
     return msgspec.structs.replace(store, url=url)
+
+
+def _email(email: EmailConfig) -> EmailConfig:
+    """Check `[email]`: a bare domain (kept in lower case, as mail systems may fold
+    it), a listener only with a domain to answer for, a sane size bound."""
+    domain = email.reply_domain.strip().lower()
+    if domain and (not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", domain) or ".." in domain):
+        raise ValueError("[email] reply_domain must be a domain name, such as reply.example.com")
+    if not 0 <= email.inbound_port <= 65535:
+        raise ValueError("[email] inbound_port must be 0 (no listener) to 65535")
+    if email.inbound_port and not domain:
+        raise ValueError("[email] inbound_port needs reply_domain (the domain of the reply addresses)")
+    if email.max_message_bytes < 1024:
+        raise ValueError("[email] max_message_bytes must be at least 1024")
+    return msgspec.structs.replace(email, reply_domain=domain)
 
 
 def _relay_section(raw: dict[str, Any]) -> None:
@@ -226,8 +273,17 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
     if cfg.retention.attachments_days < 0:
         raise ValueError("[retention] attachments_days must not be negative")
+    if env.get("CHATD_SMTP_URL"):  # carries a password: keep it out of config files
+        cfg = msgspec.structs.replace(cfg, email=msgspec.structs.replace(cfg.email, smtp_url=env["CHATD_SMTP_URL"]))
+    if cfg.email.smtp_url and not cfg.email.smtp_url.startswith(("smtp://", "smtps://")):
+        raise ValueError("[email] smtp_url must start with smtp:// or smtps://")
+    if cfg.notify.delay_s < 0 or cfg.notify.poll_s <= 0:
+        raise ValueError("[notify] delay_s must not be negative and poll_s must be positive")
+    if cfg.notify.max_per_order_per_day < 1 or cfg.notify.max_per_day < 1:
+        raise ValueError("[notify] max_per_order_per_day and max_per_day must be at least 1")
     if cfg.sla.reply_within_s < 0 or cfg.sla.check_every_s <= 0:
         raise ValueError("[sla] reply_within_s must not be negative and check_every_s must be positive")
+    cfg = msgspec.structs.replace(cfg, email=_email(cfg.email))
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError('[store] synchronous must be "normal" or "full"')
     return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

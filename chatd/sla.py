@@ -59,6 +59,8 @@ class Escalator:
                 await self.sweep()
             except ChatError as exc:  # the store is away: the next round catches up
                 log.warning("sla: %s", exc)
+            except Exception:  # a defect: logged, and the next round runs all the same
+                log.exception("sla: escalation round failed")
             await asyncio.sleep(self.check_every_s)
 
     async def sweep(self) -> int:

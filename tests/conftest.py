@@ -113,6 +113,14 @@ def sections():
 
 
 @pytest.fixture
+def inbound_port():
+    """A free port on 127.0.0.1 for the inbound SMTP listener (`[email] inbound_port`)."""
+    from tests.support.procs import free_port
+
+    return free_port()
+
+
+@pytest.fixture
 async def receiver():
     """A webhook receiver on a real port."""
     from tests.support.receiver import Receiver

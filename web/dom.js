@@ -180,7 +180,27 @@ var ChatdDom = (function () {
     document.head.appendChild(link);
   }
 
+  /**
+   * A person's avatar: their initials, with their picture over them when the order
+   * gave one (an http(s) URL, set as a property, never markup; a picture that does
+   * not load leaves the initials).
+   * @param {{name: string, avatar_url?: string | null}} person @param {string} role
+   */
+  function avatar(person, role) {
+    var span = el('span', 'chatd-avatar chatd-role-' + role, initials(person.name), { 'aria-hidden': 'true' });
+    var url = person.avatar_url;
+    if (url && /^https?:\/\//i.test(url)) {
+      var img = /** @type {HTMLImageElement} */ (el('img', 'chatd-avatar-img', null, { alt: '', loading: 'lazy' }));
+      img.referrerPolicy = 'no-referrer';
+      img.addEventListener('error', function () { img.remove(); });
+      img.src = url;
+      span.appendChild(img);
+    }
+    return span;
+  }
+
   return {
+    avatar: avatar,
     roleLabel: roleLabel, humanize: humanize, firstName: firstName, initials: initials, dayKey: dayKey,
     makeFormatters: makeFormatters, appendLinkified: appendLinkified, formatSize: formatSize,
     el: el, icon: icon, ensureStylesheet: ensureStylesheet, IMAGE_TYPES: IMAGE_TYPES

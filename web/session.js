@@ -16,7 +16,7 @@
 
 /**
  * @typedef {{id: string, name: string, role: string}} User
- * @typedef {{id: string, name: string, role: string, online: boolean}} Person
+ * @typedef {{id: string, name: string, role: string, online: boolean, avatar_url?: string | null}} Person
  * @typedef {{id: string, name: string, mime?: string, size?: number}} AttachmentRef
  * @typedef {{open?: boolean, reason?: string | null, by?: string, ts?: number}} Dispute
  * @typedef {{
@@ -717,7 +717,9 @@ var ChatdSession = (function () {
       if (!Array.isArray(list)) return;
       /** @type {Map<string, Person>} */
       var people = new Map();
-      list.forEach(function (p) { people.set(p.id, { id: p.id, name: p.name, role: p.role, online: !!p.online }); });
+      list.forEach(function (p) {
+        people.set(p.id, { id: p.id, name: p.name, role: p.role, online: !!p.online, avatar_url: p.avatar_url || null });
+      });
       this.people = people;
       var mine = this.me && people.get(this.me.id);
       this.role = mine ? mine.role : (this.me ? this.me.role : null);

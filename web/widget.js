@@ -536,7 +536,7 @@
         var li = el('li', 'chatd-person' + (p.online ? ' chatd-person--online' : ''));
         var label = p.name + ', ' + D.roleLabel(p.role) + (p.online ? ', online' : ', offline');
         li.setAttribute('title', label);
-        li.appendChild(el('span', 'chatd-avatar chatd-role-' + p.role, D.initials(p.name), { 'aria-hidden': 'true' }));
+        li.appendChild(D.avatar(p, p.role));
         li.appendChild(el('span', 'chatd-person-name', D.firstName(p.name), { 'aria-hidden': 'true' }));
         li.appendChild(el('span', 'chatd-sr', label));
         ul.appendChild(li);
@@ -615,8 +615,8 @@
         role: 'listitem', 'data-seq': String(m.seq), 'data-kind': kind
       });
       if (!own) {
-        var av = el('span', 'chatd-avatar chatd-role-' + sender.role, D.initials(sender.name), { 'aria-hidden': 'true' });
-        node.appendChild(av);
+        var person = this.session.people.get(sender.id);  // the order's participants carry avatar_url
+        node.appendChild(D.avatar({ name: sender.name, avatar_url: person ? person.avatar_url : null }, sender.role));
       }
       var main = el('div', 'chatd-msg-main');
       main.appendChild(this._headEl(sender, m.ts, own));

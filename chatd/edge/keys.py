@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
+from chatd.mail.addresses import ReplyAddresses
+from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.staff_queue import StaffQueue
 from chatd.threads import Threads
@@ -27,5 +29,7 @@ WEBHOOKS = web.AppKey[Webhooks | None]("webhooks")  # None without [webhooks] ur
 METRICS = web.AppKey("metrics", CollectorRegistry)
 SLA = web.AppKey("sla", Escalator)
 QUEUE = web.AppKey("queue", StaffQueue)  # the staff attention queue's staff-side use cases
+REPLIES = web.AppKey[ReplyAddresses | None]("replies")  # None without [email] reply_domain
+NOTIFIER = web.AppKey("notifier", Notifier)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
 UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth

@@ -24,7 +24,9 @@ from chatd.edge.keys import (
     CHAT,
     CONFIG,
     METRICS,
+    NOTIFIER,
     QUEUE,
+    REPLIES,
     SLA,
     SOCKETS,
     THREADS,
@@ -32,6 +34,8 @@ from chatd.edge.keys import (
     WEBHOOKS,
 )
 from chatd.edge.rest.metrics import listener as metrics_listener
+from chatd.mail.addresses import ReplyAddresses
+from chatd.notifier import Notifier
 from chatd.sla import Escalator
 from chatd.staff_queue import StaffQueue
 from chatd.threads import Threads
@@ -48,7 +52,9 @@ class Services:
     webhooks: Webhooks | None
     metrics: CollectorRegistry
     sla: Escalator
+    notifier: Notifier
     queue: StaffQueue
+    replies: ReplyAddresses | None = None  # reply-by-e-mail addresses; None without [email] reply_domain
 
 
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
@@ -70,6 +76,8 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[METRICS] = s.metrics
             app[SLA] = s.sla
             app[QUEUE] = s.queue
+            app[REPLIES] = s.replies
+            app[NOTIFIER] = s.notifier
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield
 

@@ -54,6 +54,7 @@ from chatd.store.records import (
     Person,
     Posted,
     ReadMarker,
+    ReplyToken,
     SentCounts,
     StaffView,
     ThreadFilter,
@@ -328,6 +329,23 @@ class AttachmentStore(Protocol):
     async def sha256_in_use(self, sha256: str) -> bool: ...
 
 
+class ReplyTokens(Protocol):
+    """The tokens of reply-by-e-mail addresses (chatd.mail.addresses): one live token
+    per user and order. `put_order` and `set_buyer_rep` revoke, in their own write,
+    the live tokens of every user in `removed` (they left their slot, or changed it)."""
+
+    async def mint_reply_token(self, user_id: str, order_id: str, new_id: str) -> str | None:
+        """The user's live token on the order, made with `new_id` if they have none;
+        None if there is no such order or the user holds no slot on it (checked in the
+        same write, so a token is never made for someone an order change just removed)."""
+
+    async def reply_token(self, token_id: str) -> ReplyToken | None:
+        """The token with this id, live or revoked; None if there is none."""
+
+    async def revoke_reply_tokens(self, order_id: str, user_ids: list[str]) -> int:
+        """Revoke these users' live tokens on the order; how many were live."""
+
+
 class OutboxStore(Protocol):
     """The webhook outbox: events are written by the store with the change they
     announce (`events_for_*`); delivery claims, then settles them."""
@@ -366,6 +384,7 @@ class Store(
     Attention,
     Replies,
     NotificationStore,
+    ReplyTokens,
     AttachmentStore,
     OutboxStore,
     ThreadSearch,

@@ -111,6 +111,7 @@ _RESPONSE_COLS = (
     "answered_by",
     "escalated_at",
 )
+_REPLY_TOKEN_COLS = ("id", "user_id", "order_id", "created_ts", "revoked_ts")
 _NOTIFICATION_COLS = (
     "id",
     "user_id",
@@ -179,6 +180,12 @@ TABLES: tuple[Table, ...] = (
         _RESPONSE_COLS,
         f"SELECT {_cols(_RESPONSE_COLS)} FROM responses ORDER BY order_id, asked_seq",
         ("COUNT(*)", "COALESCE(SUM(asked_at), 0)", "COALESCE(SUM(answered_at), 0)"),
+    ),
+    Table(
+        "reply_tokens",
+        _REPLY_TOKEN_COLS,
+        f"SELECT {_cols(_REPLY_TOKEN_COLS)} FROM reply_tokens ORDER BY id",
+        ("COUNT(*)", "COUNT(revoked_ts)"),
     ),
     Table(
         "read_markers",

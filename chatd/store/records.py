@@ -7,7 +7,7 @@ import msgspec
 from chatd.wire import DisputeState, Message, Participant
 
 
-class Person(msgspec.Struct, frozen=True):
+class Person(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     name: str
     avatar_url: str | None = None  # shown beside their messages (participants' frames)
@@ -189,6 +189,16 @@ class AttachmentRow(msgspec.Struct, frozen=True):
     sha256: str
     created_ts: int
     linked: bool = False  # some message carries it
+
+
+class ReplyToken(msgspec.Struct, frozen=True):
+    """A reply address's token as stored (chatd.mail.addresses): whose, for which order."""
+
+    id: str
+    user_id: str
+    order_id: str
+    created_ts: int
+    revoked_ts: int | None = None  # ms: revoked then (the user left their slot, or by hand)
 
 
 class OutboxEvent(msgspec.Struct, frozen=True):

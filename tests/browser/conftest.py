@@ -21,6 +21,7 @@ pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]' ins
 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect  # noqa: E402
 
+from tests.support import samples  # noqa: E402
 from tests.support.client import API_KEY  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
@@ -158,11 +159,16 @@ async def browser():
             await b.close()
 
 
+async def _avatar(request: web.Request) -> web.Response:
+    return web.Response(body=samples.png(4, 4), content_type="image/png")
+
+
 @pytest.fixture
 async def host_site(aiohttp_server):
     """An embedding web site on its own origin (another port), serving /host."""
     app = web.Application()
     app.router.add_get("/host", _host_page)
+    app.router.add_get("/avatar.png", _avatar)
     srv = await aiohttp_server(app)
     return f"http://127.0.0.1:{srv.port}"
 

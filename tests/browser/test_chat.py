@@ -7,7 +7,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import api, put_order
+from tests.browser.conftest import PEOPLE, api, put_order
 from tests.support import samples
 from tests.support.client import token
 
@@ -369,3 +369,22 @@ async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_cha
     expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10), wait_online=False)
     await expect(expired.root).to_have_attribute("data-state", "closed")
     await expect(expired.page.get_by_role("alert")).to_contain_text("session has expired")
+
+
+async def test_avatars_show_the_picture_the_order_gave_and_initials_otherwise(server, open_chat, host_site):
+    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()}
+    body["supplier"]["avatar_url"] = host_site + "/avatar.png"
+    body["sales_rep"]["avatar_url"] = host_site + "/missing.png"  # does not load: the initials stay
+    status, data = await api(server.base, "PUT", "/api/v1/orders/o-avatar", body)
+    assert status == 201, data
+    buyer = await open_chat(server.base, "o-avatar", BEA)
+    sam = await open_chat(server.base, "o-avatar", SAM)
+    await sam.say("Hello, photo of the pallet follows")
+    got = buyer.message("photo of the pallet")
+    await expect(got.locator(".chatd-avatar-img")).to_have_attribute("src", host_site + "/avatar.png")
+    assert await got.locator(".chatd-avatar-img").evaluate("img => img.complete && img.naturalWidth") == 4
+    person = buyer.page.locator(".chatd-person").filter(has_text="Sam")
+    await expect(person.locator(".chatd-avatar-img")).to_have_count(1)
+    rita = buyer.page.locator(".chatd-person").filter(has_text="Rita")
+    await expect(rita.locator(".chatd-avatar-img")).to_have_count(0)  # the broken picture was taken away
+    await expect(rita.locator(".chatd-avatar")).to_have_text("RR")

@@ -25,16 +25,17 @@ SUPPLIER = Actor("s1", "Supplier", "supplier")
 REP = Actor("r1", "Rep", "sales_rep")
 
 
-def make_store(backend: str, where: str) -> Store:
-    """A store over the database named by `where` (one per test); not opened yet."""
+def make_store(backend: str, where: str, **hooks) -> Store:
+    """A store over the database named by `where` (one per test), with these hooks
+    (events_for_message, notifications_for, ...); not opened yet."""
     if backend == "sqlite":
         from chatd.store.sqlite import SqliteStore
 
-        return SqliteStore(where)
+        return SqliteStore(where, **hooks)
     if backend == "postgres":
         from chatd.store.postgres import PostgresStore
 
-        return PostgresStore(where, pool_size=4)
+        return PostgresStore(where, pool_size=4, **hooks)
     raise ValueError(f"unknown store backend {backend}")
 
 

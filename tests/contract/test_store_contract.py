@@ -45,8 +45,8 @@ async def store_factory(store_backend, store_where):
     the backend can tell); all closed at the end."""
     opened: list[Store] = []
 
-    async def open_store() -> Store:
-        store = make_store(store_backend, store_where)
+    async def open_store(**hooks) -> Store:
+        store = make_store(store_backend, store_where, **hooks)
         await store.open()
         opened.append(store)
         return store
@@ -731,3 +731,161 @@ async def test_contacts_and_avatars_are_saved_with_the_order_and_kept_cleared_or
     assert (rep.id, rep.avatar_url) == ("r9", "https://cdn.example/r9.png")
     assert (await other.buyer_rep("b1")).avatar_url == "https://cdn.example/r9.png"
     assert (await other.contacts(["r9"]))["r9"].locale == "en"
+
+
+# --- notifications --------------------------------------------------------------------
+
+
+async def test_a_pending_notification_collects_messages_and_reads_thin_it(store_factory):
+    from chatd.notifications import Rules
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    clock = store.clock = _Clock()
+    await put_order(store, "n1")
+    first = await store.post(SUPPLIER, "n1", "one", "s1")  # buyer and rep are not joined: both scheduled
+    t0 = first.message.ts
+    (b,) = await store.pending_notifications(BUYER.id)
+    (r,) = await store.pending_notifications(REP.id)
+    assert (b.first_seq, b.last_seq, b.due_ts, b.reason, b.role) == (1, 1, t0 + 60_000, "messages", "buyer")
+    assert await store.pending_notifications(SUPPLIER.id) == []  # not the sender
+    clock.t += 50
+    await store.post(SUPPLIER, "n1", "two", "s2")  # joins it; due moves with the latest message ...
+    await store.post(SUPPLIER, "n1", "note", "s-note", kind="note")  # notes: not for the buyer
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.first_seq, b.last_seq, b.due_ts) == (1, 2, t0 + 110_000)
+    clock.t += 60
+    await store.post(SUPPLIER, "n1", "three", "s3", present=frozenset({"r1"}))  # the rep is joined now
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.last_seq, b.due_ts) == (4, t0 + 120_000)  # ... but never past twice the delay after the first
+    (r,) = await store.pending_notifications(REP.id)
+    assert r.last_seq == 3  # the note reached the rep's; not the message sent while joined
+    await store.mark_read(BUYER, "n1", BUYER.id, 2)  # read on some device: only the rest is pending
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.first_seq, b.last_seq) == (3, 4)
+    await store.mark_read(BUYER, "n1", BUYER.id, 4)
+    assert await store.pending_notifications(BUYER.id) == []
+    # a status change notifies the buyer at once; a dispute everyone and staff
+    await store.set_status(SUPPLIER, "n1", "shipped", "st1", None)
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.reason, b.due_ts) == ("status", int(clock.t * 1000))
+    await store.dispute(BUYER, "n1", "open", "d1", "broken")
+    (staff,) = await store.pending_notifications("staff")
+    assert (staff.reason, staff.role, staff.due_ts) == ("dispute", "staff", int(clock.t * 1000))
+    assert (await store.pending_notifications(REP.id))[0].reason == "dispute"
+
+
+async def test_notifications_are_claimed_once_across_instances_and_settled_with_their_event(store_factory):
+    from chatd.notifications import Rules
+
+    one = await store_factory(notifications_for=Rules(0).plan)
+    two = await store_factory(notifications_for=Rules(0).plan)
+    await put_order(one, "n2")
+    for i in range(3):
+        await one.post(SUPPLIER, "n2", f"m{i}", f"s{i}")
+    now = now_ms() + 1000
+    a, b = await asyncio.gather(
+        one.claim_notifications(now, now + 60_000, 10), two.claim_notifications(now, now + 60_000, 10)
+    )
+    claimed = a + b
+    assert sorted(n.user for n in claimed) == [BUYER.id, REP.id]  # each claimed by one instance only
+    assert await two.claim_notifications(now, now + 60_000, 10) == []  # leased
+    buyer = next(n for n in claimed if n.user == BUYER.id)
+    await one.post(SUPPLIER, "n2", "after the claim", "s9")  # joins the claimed one while it is out
+    assert await two.finish_notification(buyer.id, now, 3, [("notification", {"order": "n2", "id": buyer.id})])
+    (rest,) = await one.pending_notifications(BUYER.id)  # the later message waits in a new one
+    assert (rest.first_seq, rest.last_seq) == (4, 4) and rest.id != buyer.id
+    assert not await one.finish_notification(buyer.id, now, 3, [])  # settled once
+    events = await one.claim_events(now_ms() + 10**9, now_ms() + 10**9, 10)
+    assert [e.type for e in events] == ["notification"]
+    counts = await one.sent_counts(BUYER.id, "n2", now - 1)
+    assert (counts.user, counts.user_oldest, counts.order, counts.order_oldest) == (1, now, 1, now)
+    assert (await one.sent_counts(BUYER.id, "other", now - 1)).order == 0
+    rep = next(n for n in claimed if n.user == REP.id)
+    await one.postpone_notification(rep.id, now + 5000, failed=True)
+    early = await one.claim_notifications(now + 4999, now + 4999, 10)  # lease ends at once: claimable again later
+    assert rep.id not in [n.id for n in early]  # not due yet
+    (again,) = [n for n in await two.claim_notifications(now + 5000, now + 70_000, 10) if n.user == REP.id]
+    assert again.id == rep.id and again.attempts == 1
+    assert await one.prune_notifications(now + 1) == 1  # the sent one
+
+
+async def test_preferences_mute_orders_and_switch_email_off(store_factory):
+    from chatd.notifications import Rules
+    from chatd.store.records import NotifyPrefs
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    await put_order(store, "n3")
+    await put_order(store, "n4")
+    assert await store.notify_prefs(BUYER.id) == NotifyPrefs(True, [])
+    await store.post(SUPPLIER, "n3", "hello", "s1")
+    await store.set_notify_prefs(BUYER.id, NotifyPrefs(False, ["n3"]))
+    assert await store.pending_notifications(BUYER.id) == []  # the muted order's pending one went
+    await store.post(SUPPLIER, "n3", "again", "s2")
+    await store.post(SUPPLIER, "n4", "other order", "s3")
+    assert [n.order for n in await store.pending_notifications(BUYER.id)] == ["n4"]
+    other = await store_factory()
+    assert await other.notify_prefs(BUYER.id) == NotifyPrefs(False, ["n3"])
+
+
+# --- reply-by-e-mail tokens ------------------------------------------------------------
+
+
+async def test_a_reply_token_is_minted_once_per_slot_holder_and_order(store, store_factory):
+    await put_order(store, "t1")
+    minted = await store.mint_reply_token(BUYER.id, "t1", "tok-buyer")
+    assert minted == "tok-buyer"
+    assert await store.mint_reply_token(BUYER.id, "t1", "tok-other") == "tok-buyer"  # the live one
+    assert await store.mint_reply_token(SUPPLIER.id, "t1", "tok-supplier") == "tok-supplier"
+    other = await store_factory()  # committed
+    tok = await other.reply_token("tok-buyer")
+    assert (tok.user_id, tok.order_id, tok.revoked_ts) == (BUYER.id, "t1", None) and tok.created_ts > 0
+    # no slot, no order: no token, nothing written
+    assert await store.mint_reply_token("staff-1", "t1", "tok-staff") is None
+    assert await store.mint_reply_token(BUYER.id, "missing", "tok-missing") is None
+    assert await other.reply_token("tok-staff") is None and await other.reply_token("tok-missing") is None
+    assert await other.reply_token("tok-other") is None
+
+
+async def test_two_instances_minting_at_once_agree_on_one_token(store, store_factory):
+    await put_order(store, "t2")
+    other = await store_factory()
+    got = await asyncio.gather(
+        *(s.mint_reply_token(REP.id, "t2", f"tok-{i}") for i, s in enumerate([store, other] * 5))
+    )
+    assert len(set(got)) == 1, got
+
+
+async def test_leaving_a_slot_revokes_the_reply_token_in_the_order_write(store, store_factory):
+    from chatd.store.records import Person
+
+    await put_order(store, "t3")
+    for user in (BUYER.id, SUPPLIER.id, REP.id):
+        await store.mint_reply_token(user, "t3", f"tok-{user}")
+    change = await store.put_order("t3", None, None, Person("s2", "New supplier"))
+    assert SUPPLIER.id in change.removed
+    other = await store_factory()  # the revocation committed with the order change
+    assert (await other.reply_token(f"tok-{SUPPLIER.id}")).revoked_ts is not None
+    assert (await other.reply_token(f"tok-{BUYER.id}")).revoked_ts is None
+    assert await store.mint_reply_token(SUPPLIER.id, "t3", "tok-again") is None  # no slot now
+    assert await store.mint_reply_token("s2", "t3", "tok-s2") == "tok-s2"
+
+    # a buyer's rep moving on (set_buyer_rep) revokes too, on every order that follows the rep
+    buyer, supplier = Person("b5", "Buyer"), Person("s5", "Supplier")
+    await store.put_order("t4", None, buyer, supplier)
+    await store.set_buyer_rep("b5", Person("r5", "Rep"))
+    assert await store.mint_reply_token("r5", "t4", "tok-r5") == "tok-r5"
+    await store.set_buyer_rep("b5", Person("r6", "Next rep"))
+    assert (await other.reply_token("tok-r5")).revoked_ts is not None
+    assert await store.mint_reply_token("r5", "t4", "tok-r5b") is None
+
+
+async def test_a_revoked_token_stays_revoked_and_the_next_one_is_new(store):
+    await put_order(store, "t5")
+    assert await store.mint_reply_token(BUYER.id, "t5", "tok-1") == "tok-1"
+    assert await store.revoke_reply_tokens("t5", [BUYER.id, SUPPLIER.id]) == 1
+    assert await store.revoke_reply_tokens("t5", [BUYER.id]) == 0
+    assert await store.revoke_reply_tokens("t5", []) == 0
+    assert (await store.reply_token("tok-1")).revoked_ts is not None
+    assert await store.mint_reply_token(BUYER.id, "t5", "tok-2") == "tok-2"
+    assert (await store.reply_token("tok-1")).revoked_ts is not None
+    assert (await store.reply_token("tok-2")).revoked_ts is None

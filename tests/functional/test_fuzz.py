@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from chatd import wire
 from chatd.app import create_app
 from chatd.config import Config
-from chatd.edge.rest import messages, orders
+from chatd.edge.rest import buyers, messages, orders, users
 from tests.support.client import API_KEY, Client, token
 
 EXAMPLES = int(os.environ.get("CHATD_FUZZ_EXAMPLES", "200"))
@@ -276,8 +276,13 @@ BODIES = {
     ("PUT", "/api/v1/orders/{order}"): orders.OrderBody,
     ("POST", "/api/v1/orders/{order}/messages"): messages.PostBody,
     ("POST", "/api/v1/orders/{order}/read"): messages.ReadBody,
+    ("PUT", "/api/v1/buyers/{buyer}"): buyers.BuyerBody,
+    ("PUT", "/api/v1/users/{user}/notifications"): users.PrefsBody,
 }
-QUERY_KEYS = ["limit", "before", "after", "format", "cursor", "dispute", "unread_for", "has_messages", "q", "token"]
+QUERY_KEYS = [
+    *("limit", "before", "after", "format", "cursor", "dispute", "unread_for", "has_messages", "q", "token"),
+    *("status", "awaiting_reply", "overdue", "supplier", "sales_rep", "days"),
+]
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 
 
@@ -359,6 +364,7 @@ def request_for(method: str, path: str) -> st.SearchStrategy[dict]:
             "order": draw(st.one_of(st.just("o1"), st.just("o1"), st.sampled_from(ORDERS), st.text(max_size=30))),
             "id": draw(st.one_of(st.text(max_size=30), st.just("x" * 22))),
             "buyer": draw(st.one_of(st.just("buyer1"), st.text(max_size=30))),
+            "user": draw(st.one_of(st.just("buyer1"), st.text(max_size=30))),
         }
         url = path.format(**{k: quote(v, safe="") or "x" for k, v in values.items()})
         query = draw(queries())

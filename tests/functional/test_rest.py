@@ -25,9 +25,9 @@ async def test_put_and_get_order(server):
     assert st == 201
     assert o["order"] == "A-1" and o["status"] == "open" and o["dispute"] is None and o["last_seq"] == 0
     assert o["participants"] == [
-        {"id": "buyer1", "name": "Bea", "role": "buyer", "online": False},
-        {"id": "supplier1", "name": "Sam", "role": "supplier", "online": False},
-        {"id": "rep1", "name": "Rita", "role": "sales_rep", "online": False},
+        {"id": "buyer1", "name": "Bea", "role": "buyer", "online": False, "avatar_url": None},
+        {"id": "supplier1", "name": "Sam", "role": "supplier", "online": False, "avatar_url": None},
+        {"id": "rep1", "name": "Rita", "role": "sales_rep", "online": False, "avatar_url": None},
     ]
     supplier = await server.client("supplier1", "supplier")
     j = await supplier.join("A-1")

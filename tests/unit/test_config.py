@@ -52,3 +52,24 @@ def test_old_environment_name_is_read_with_a_warning(tmp_path, caplog):
     assert deprecations(caplog) == ["config: CHATD_BROKER_URL is deprecated, use CHATD_RELAY_URL"]
     other = "redis://127.0.0.1:6400/1"
     assert load(tmp_path, "", CHATD_BROKER_URL=URL, CHATD_RELAY_URL=other).relay.url == other
+
+
+def test_email_section_defaults_and_checks(tmp_path):
+    email = load(tmp_path, "").email
+    assert (email.reply_domain, email.inbound_host, email.inbound_port, email.max_message_bytes) == (
+        "",
+        "127.0.0.1",
+        0,
+        10 * 1024 * 1024,
+    )
+    got = load(tmp_path, '[email]\nreply_domain = "Reply.Shop.Example"\ninbound_port = 2525\n').email
+    assert (got.reply_domain, got.inbound_port) == ("reply.shop.example", 2525)
+    for bad, match in (
+        ('reply_domain = "reply@shop"', "domain name"),
+        ('reply_domain = "a..b"', "domain name"),
+        ("inbound_port = 2525", "needs reply_domain"),
+        ('reply_domain = "r.test"\ninbound_port = 70000', "inbound_port"),
+        ('reply_domain = "r.test"\nmax_message_bytes = 10', "max_message_bytes"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            load(tmp_path, f"[email]\n{bad}\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from chatd.config import Config
-from chatd.edge.rest import attachments, buyers, health, messages, metrics, orders, reports, threads
+from chatd.edge.rest import attachments, buyers, health, messages, metrics, orders, reports, threads, users
 from chatd.edge.rest.common import errors_middleware
 
 __all__ = ["add_routes", "errors_middleware"]
@@ -17,6 +17,7 @@ def add_routes(app: web.Application, cfg: Config) -> None:
     messages.add_routes(app)
     threads.add_routes(app)
     reports.add_routes(app)
+    users.add_routes(app)
     attachments.add_routes(app)
     health.add_routes(app)
     metrics.add_routes(app, cfg.metrics)

@@ -208,8 +208,19 @@ MIGRATIONS: list[str] = [
     CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
     """,
-    # 7: the staff attention queue and the search of order ids, names and e-mails, as
-    # SQLite's migration 11. What `q` also searches is one tsvector per order (its id
+    # 7: reply-by-e-mail tokens, as SQLite's migration 11.
+    """
+    CREATE TABLE reply_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        revoked_ts BIGINT
+    );
+    CREATE UNIQUE INDEX reply_tokens_live ON reply_tokens (order_id, user_id) WHERE revoked_ts IS NULL;
+    """,
+    # 8: the staff attention queue and the search of order ids, names and e-mails, as
+    # SQLite's migration 12. What `q` also searches is one tsvector per order (its id
     # and participants' names, in order_words, kept by a trigger on orders) and an
     # expression index on contacts' e-mails; '@', '.', '_', '+', '/', ':', '#' and '-'
     # become spaces first, so an e-mail or a host splits into words as SQLite's

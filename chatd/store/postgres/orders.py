@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
-from chatd.store.postgres import outbox
+from chatd.store.postgres import outbox, reply_tokens
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
@@ -232,6 +232,7 @@ class Orders(StoreMixin):
         for user in added:  # replaces a staff or bot (side) marker of theirs
             await self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
         removed += [u for u in added if u not in old_roles and old is not None]
+        await reply_tokens.revoke(db, order_id, removed)  # their reply addresses stop working with this commit
         changed = (
             old is None
             or old.status != new.status

@@ -26,7 +26,7 @@ _ACT = ORDER_COLS.count(",") + 1  # the activity column after them
 _ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
-# what the index of migration 7 holds for each contact: its e-mail split into words
+# what the index of migration 8 holds for each contact: its e-mail split into words
 EMAIL_SEARCH = "to_tsvector('chatd_search', translate(COALESCE(c.email, ''), '@._+/:#-', '        '))"
 
 

@@ -3,7 +3,7 @@ help requests, follows, and the queue as a staff member's inbox and bell total.
 
 Every order in some staff member's queue has a shared marker (made when it
 enters one: `ensure_marker`), so a queue page or total never counts messages;
-the trigger of migration 11 keeps each marker exact as messages are written.
+the trigger of migration 12 keeps each marker exact as messages are written.
 """
 
 from __future__ import annotations

@@ -258,7 +258,20 @@ MIGRATIONS: list[str] = [
     CREATE TABLE notify_prefs (user_id TEXT PRIMARY KEY, email INTEGER NOT NULL DEFAULT 1);
     CREATE TABLE notify_muted (user_id TEXT NOT NULL, order_id TEXT NOT NULL, PRIMARY KEY (user_id, order_id));
     """,
-    # 11: the staff attention queue (chatd.attention). Staff share one read marker per
+    # 11: reply-by-e-mail tokens (chatd.mail.addresses). One live token per user and
+    # order (the partial unique index); a revoked one is kept, so its address keeps
+    # answering "revoked" rather than "unknown", and a later one is a new token.
+    """
+    CREATE TABLE reply_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        revoked_ts INTEGER
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX reply_tokens_live ON reply_tokens (order_id, user_id) WHERE revoked_ts IS NULL;
+    """,
+    # 12: the staff attention queue (chatd.attention). Staff share one read marker per
     # order (staff_markers: `unread` counts what was not sent as staff after read_seq;
     # a staff message moves it, as sending moves a participant's). It exists for every
     # order in a queue (made when one enters it) and for every order staff read; the

@@ -11,7 +11,7 @@ from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
-from chatd.store.sqlite import outbox
+from chatd.store.sqlite import outbox, reply_tokens
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import UserRef
 
@@ -222,6 +222,7 @@ class Orders(StoreMixin):
         # someone new in a slot may be joined as staff or a bot, seeing notes:
         # their connections leave the room like a removed participant's
         removed += [u for u in added if u not in old_roles and old is not None]
+        reply_tokens.revoke(db, order_id, removed)  # their reply-by-e-mail addresses stop working with this commit
         changed = (
             old is None
             or old.status != new.status

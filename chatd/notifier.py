@@ -1,0 +1,228 @@
+"""Delivering notifications (scheduled by chatd.notifications in the store): caps,
+the `notification` webhook and built-in e-mail.
+
+Each instance claims due notifications with a lease, so one instance works
+on one at a time. For each: over a cap (`max_per_order_per_day`,
+`max_per_day`, a rolling day) it waits until the cap allows and keeps
+collecting messages; otherwise the e-mail goes out (when configured and the
+recipient has an address and wants e-mail) and then, in one store
+transaction, the notification is marked sent and its webhook event written
+to the outbox. A crash between the two sends the e-mail again, with the same
+Message-ID: at least once, each with an id for de-duplication. What it
+covers is decided when it is sent, from the recipient's role then: notes only
+to those who may see them, nothing to someone who left the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chatd.auth import permissions
+from chatd.config import NotifyConfig
+from chatd.errors import ChatError
+from chatd.mail.outbound import Mailer, Notice, mail_messages
+from chatd.notifications import STAFF
+from chatd.store.base import Store
+from chatd.store.records import Contact, NotificationRow, OrderRecord
+from chatd.tasks import stop
+from chatd.wire import Message
+
+log = logging.getLogger("chatd.notifier")
+
+DAY_MS = 86_400_000
+LEASE_MS = 120_000  # one delivery (an SMTP exchange included) finishes well within this
+BATCH = 50
+MESSAGES = 20  # the newest messages a notification carries
+RETRY_MS = (30_000, 120_000, 600_000, 3_600_000)  # after a failed e-mail, then every hour
+
+ReplyAddress = Callable[[str, str], Awaitable[str | None]]  # (user, order) -> a Reply-To address
+
+
+def headline(reason: str, order: OrderRecord, count: int) -> str:
+    if reason == "dispute":
+        opened = bool(order.dispute and order.dispute.open)
+        return f"A dispute was {'opened' if opened else 'closed'} on order {order.id}"
+    if reason == "status":
+        return f"Order {order.id} is now {order.status}"
+    if count >= MESSAGES:
+        return f"New messages on order {order.id}"
+    return f"{count} new message{'s' if count != 1 else ''} on order {order.id}"
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        cfg: NotifyConfig,
+        *,
+        mailer: Mailer | None = None,
+        webhooks: bool = False,
+        reply_address: ReplyAddress | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.mailer = mailer  # None: no built-in e-mail
+        self.webhooks = webhooks  # [webhooks] url set: a `notification` event per notification
+        self.reply_address = reply_address
+        self.clock = clock  # wall-clock seconds (tests inject one)
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chatd-notifier")
+
+    async def aclose(self) -> None:
+        await stop(self._task)
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+                await self.store.prune_notifications(self._now() - 2 * DAY_MS)
+            except ChatError as exc:  # the store is away: the next round catches up
+                log.warning("notifications: %s", exc)
+            except Exception:  # a defect: logged, and the next round runs all the same
+                log.exception("notifications: delivery round failed")
+            await asyncio.sleep(self.cfg.poll_s)
+
+    async def deliver_due(self) -> int:
+        """Deliver (or postpone) every notification due now; how many went out."""
+        sent = 0
+        while True:
+            now = self._now()
+            due = await self.store.claim_notifications(now, now + LEASE_MS, BATCH)
+            for row in due:
+                sent += await self._deliver(row, now)
+            if len(due) < BATCH:
+                self.sent += sent
+                return sent
+
+    async def _deliver(self, row: NotificationRow, now: int) -> int:
+        counts = await self.store.sent_counts(row.user, row.order, now - DAY_MS)
+        waits = [
+            oldest + DAY_MS
+            for count, cap, oldest in (
+                (counts.order, self.cfg.max_per_order_per_day, counts.order_oldest),
+                (counts.user, self.cfg.max_per_day, counts.user_oldest),
+            )
+            if count >= cap and oldest is not None
+        ]
+        if waits:  # over a cap: the messages wait for the next one allowed
+            await self.store.postpone_notification(row.id, max(waits))
+            return 0
+        order = await self.store.get_order(row.order)
+        role = self._role_now(row, order)
+        if order is None or role is None:  # no longer on the order: nothing to tell them
+            await self.store.finish_notification(row.id, now, row.last_seq, [])
+            return 0
+        msgs = await self._messages(row, role)
+        if not msgs:  # only notes, for someone who may not see them
+            await self.store.finish_notification(row.id, now, row.last_seq, [])
+            return 0
+        contact = (await self.store.contacts([row.user])).get(row.user) or Contact()
+        if row.user == STAFF:
+            contact = Contact(self.cfg.staff_email or None)
+        link = self.cfg.link_template.replace("{order}", urllib.parse.quote(order.id, safe=""))
+        title = headline(row.reason, order, len(msgs))
+        reply_to = None  # where an answer by e-mail goes (chatd.mail.addresses), for the e-mail and the webhook
+        if self.reply_address is not None and row.user != STAFF:
+            reply_to = await self.reply_address(row.user, order.id)
+        if not await self._email(row, order, msgs, contact, link, title, reply_to, now):
+            return 0
+        payload = self._payload(row, order, role, msgs, contact, link, title)
+        payload["reply_to"] = reply_to
+        events = [("notification", payload)] if self.webhooks else []
+        return int(await self.store.finish_notification(row.id, now, msgs[-1].seq, events))
+
+    async def _email(
+        self,
+        row: NotificationRow,
+        order: OrderRecord,
+        msgs: list[Message],
+        contact: Contact,
+        link: str,
+        title: str,
+        reply_to: str | None,
+        now: int,
+    ) -> bool:
+        """Send the e-mail if there is one to send; False: it failed and is due again later."""
+        if self.mailer is None or not contact.email:
+            return True
+        if row.user != STAFF and not (await self.store.notify_prefs(row.user)).email:
+            return True
+        name = self._name(order, row.user)
+        notice = Notice(
+            row.id,
+            contact.email,
+            name,
+            contact.locale,
+            order.id,
+            order.status,
+            title,
+            mail_messages(msgs),
+            link,
+            reply_to,
+        )
+        try:
+            await self.mailer.send(self.mailer.render(notice))
+        except Exception as exc:  # noqa: BLE001 - any SMTP or network failure: try again later
+            log.warning("notification %s: e-mail failed: %s", row.id, exc)
+            retry = RETRY_MS[min(row.attempts, len(RETRY_MS) - 1)]
+            await self.store.postpone_notification(row.id, now + retry, failed=True)
+            return False
+        return True
+
+    @staticmethod
+    def _role_now(row: NotificationRow, order: OrderRecord | None) -> str | None:
+        if row.user == STAFF:
+            return "staff"
+        return order.roles().get(row.user) if order is not None else None
+
+    async def _messages(self, row: NotificationRow, role: str) -> list[Message]:
+        """The newest (up to MESSAGES) of those it covers that `role` may see."""
+        msgs, _ = await self.store.history(row.order, permissions.sees_notes(role), row.last_seq + 1, None, MESSAGES)
+        return [m for m in msgs if m.seq >= row.first_seq]
+
+    @staticmethod
+    def _name(order: OrderRecord, user: str) -> str:
+        for p in order.participants():
+            if p.id == user:
+                return p.name
+        return "Staff" if user == STAFF else user
+
+    def _payload(
+        self,
+        row: NotificationRow,
+        order: OrderRecord,
+        role: str,
+        msgs: list[Message],
+        contact: Any,
+        link: str,
+        title: str,
+    ) -> dict[str, Any]:
+        return {
+            "notification_id": row.id,
+            "order": order.id,
+            "reason": row.reason,
+            "headline": title,
+            "recipient": {
+                "id": None if row.user == STAFF else row.user,
+                "name": self._name(order, row.user),
+                "role": role,
+                "email": contact.email,
+                "phone": contact.phone,
+                "locale": contact.locale,
+            },
+            "status": order.status,
+            "messages": msgs,
+            "link": link or None,
+        }

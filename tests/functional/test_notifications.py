@@ -1,0 +1,302 @@
+"""Notifications (issue 13): debounced, capped, durable notifications of messages to
+participants who are not in the chat, as a `notification` webhook and as e-mail
+through a real SMTP server that requires STARTTLS (aiosmtpd, a trustme CA), with
+injected clocks; across a restart and across two hosts, each sent exactly once.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trustme
+
+from chatd.edge.keys import CHAT, NOTIFIER
+from tests.support.client import request, token
+from tests.support.smtp import SmtpSink
+from tests.support.wait import wait_for
+
+BACKENDS = ("single", "cluster")
+MIN = 60.0
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+async def smtp(ca, tmp_path):
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    sink = SmtpSink(str(path), ca.issue_cert("127.0.0.1"))
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+@pytest.fixture
+def sections(receiver, smtp, backend):
+    return {
+        "webhooks": {"url": receiver.url, "secret": "s" * 16, "backoff_initial_s": 0.05, "timeout_s": 2.0},
+        "email": {"smtp_url": smtp.url, "tls_ca_file": smtp.ca_file, "from_address": "orders@shop.example"},
+        "notify": {
+            "delay_s": 300.0 if backend == "single" else 0.0,
+            "poll_s": 3600.0 if backend == "single" else 0.05,  # single: the test drives delivery
+            "link_template": "https://shop.example/orders/{order}",
+            "staff_email": "help@shop.example",
+            "max_per_order_per_day": 2,  # (single's caps test)
+            "max_per_day": 3 if backend == "single" else 20,
+        },
+    }
+
+
+ORDER = {
+    "buyer": {"id": "buyer1", "name": "Bea", "email": "bea@buyer.example", "phone": "+49 30 1234", "locale": "de-DE"},
+    "supplier": {"id": "supplier1", "name": "Sam", "email": "sam@supplier.example", "locale": "en-US"},
+    "sales_rep": {"id": "rep1", "name": "Rita"},  # no e-mail: webhook only
+}
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def inject(server) -> Clock:
+    clock = Clock()
+    server.app[CHAT].store.clock = server.app[NOTIFIER].clock = server.app[CHAT].close_clock = clock
+    return clock
+
+
+async def say(client, order: str, text: str, kind: str = "text") -> dict:
+    frame = {"type": "send", "order": order, "client_id": f"{order}-{text}", "text": text, "kind": kind}
+    ack = await request(client, frame, "ack")
+    assert ack["type"] == "ack", ack
+    return ack
+
+
+def notifications(receiver, user: str | None = "buyer1") -> list[dict]:
+    out = [r["json"] for r in receiver.requests if r["json"]["type"] == "notification"]
+    return [n for n in out if n["recipient"]["id"] == user] if user != "*" else out
+
+
+async def settle(server) -> None:
+    """Every webhook event written so far has been delivered."""
+
+    async def drained() -> bool:
+        return (await server.outbox_counts())[0] == 0
+
+    await wait_for(drained, what="the outbox to drain")
+
+
+async def delivered(server, receiver, count: int) -> list[dict]:
+    await receiver.wait_for(lambda rs: len([r for r in rs if r["json"]["type"] == "notification"]) >= count)
+    return notifications(receiver, "*")
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_one_notification_for_a_burst_by_webhook_and_by_email(server, receiver, smtp):
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    st, _ = await server.api("PUT", "/api/v1/orders/N-1", ORDER)
+    assert st == 201
+    supplier = await server.client("supplier1", "supplier")
+    await supplier.join("N-1")
+    await say(supplier, "N-1", "Your pallet is packed")
+    clock.t += 2 * MIN
+    await say(supplier, "N-1", "It ships tomorrow <b>8:00</b>")
+    await say(supplier, "N-1", "internal: carrier booked", "note")
+    clock.t += 4 * MIN  # four minutes after the latest: not yet (five after it)
+    assert await notifier.deliver_due() == 0
+    clock.t += 1 * MIN
+    assert await notifier.deliver_due() == 2  # the buyer and the rep, one each for all three messages
+    sent = await delivered(server, receiver, 2)
+    (b,) = [n for n in sent if n["recipient"]["id"] == "buyer1"]
+    assert b["recipient"] == {
+        "id": "buyer1",
+        "name": "Bea",
+        "role": "buyer",
+        "email": "bea@buyer.example",
+        "phone": "+49 30 1234",
+        "locale": "de-DE",
+    }
+    assert [m["seq"] for m in b["messages"]] == [1, 2]  # not the note
+    assert b["reply_to"] is None  # reply by e-mail is off here
+    assert (b["order"], b["status"], b["reason"], b["link"]) == (
+        "N-1",
+        "open",
+        "messages",
+        "https://shop.example/orders/N-1",
+    )
+    (r,) = [n for n in sent if n["recipient"]["id"] == "rep1"]
+    assert [m["seq"] for m in r["messages"]] == [1, 2, 3] and r["recipient"]["email"] is None
+    (mail,) = await smtp.wait_for(1)  # the rep has no address: only the buyer's e-mail
+    assert smtp.envelopes[0] == ("orders@shop.example", ["bea@buyer.example"])
+    assert mail["Subject"] == "2 new messages on order N-1"
+    assert mail["Message-ID"] == f"<{b['notification_id']}@shop.example>"
+    plain = mail.get_body(("plain",)).get_content()
+    rich = mail.get_body(("html",)).get_content()
+    assert "Your pallet is packed" in plain and "https://shop.example/orders/N-1" in plain
+    assert "carrier booked" not in plain + rich  # notes never reach a buyer
+    assert "&lt;b&gt;8:00&lt;/b&gt;" in rich and "<b>8:00</b>" not in rich  # texts are text in HTML too
+    assert "sam@supplier.example" not in mail.as_string()  # never the other side's contact details
+    assert "(15.01.2027, 08:00:00 UTC)" in plain  # the buyer's locale (de-DE) writes the time
+    assert await notifier.deliver_due() == 0  # sent once
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_reading_cancels_caps_hold_back_and_urgent_events_go_at_once(server, receiver, smtp):
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    await server.api("PUT", "/api/v1/orders/N-2", ORDER)
+    await server.api("PUT", "/api/v1/orders/N-3", ORDER)
+    supplier = await server.client("supplier1", "supplier")
+    buyer = await server.client("buyer1", "buyer")
+    for order in ("N-2", "N-3"):
+        await supplier.join(order)
+    await say(supplier, "N-2", "first")
+    await buyer.send({"type": "read", "order": "N-2", "seq": 1})  # read on some device, never joined
+    await buyer.expect("unread", order="N-2", count=0)
+    clock.t += 10 * MIN
+    assert await notifier.deliver_due() == 1  # the rep's only: the buyer read it
+    await settle(server)
+    assert notifications(receiver) == []
+    # caps: two per order per day, three per day; over them the messages wait for the next one allowed
+    for i in range(4):
+        await say(supplier, "N-2", f"update {i}")
+        clock.t += 10 * MIN
+        await notifier.deliver_due()
+    await settle(server)
+    buyer_sent = notifications(receiver)
+    assert len(buyer_sent) == 2  # the order's cap
+    await say(supplier, "N-3", "on the other order")
+    clock.t += 10 * MIN
+    await notifier.deliver_due()
+    await settle(server)
+    assert len(notifications(receiver)) == 3  # the day's cap reached
+    await say(supplier, "N-3", "more on the other order")
+    clock.t += 10 * MIN
+    await notifier.deliver_due()
+    await settle(server)
+    assert len(notifications(receiver)) == 3
+    clock.t += 24 * 3600  # a day on, both caps allow again: the held-back messages come, one per order
+    await notifier.deliver_due()
+    await settle(server)
+    later = notifications(receiver)[3:]
+    assert {n["order"]: [m["seq"] for m in n["messages"]] for n in later} == {"N-2": [4, 5], "N-3": [2]}
+    # a status change reaches the buyer at once, a dispute everyone and staff
+    st, _ = await server.api("PUT", "/api/v1/orders/N-3", {"status": "shipped"})
+    await notifier.deliver_due()
+    await settle(server)
+    assert notifications(receiver)[-1]["reason"] == "status"
+    clock.t += 24 * 3600
+    r = await request(
+        buyer, {"type": "dispute", "order": "N-3", "action": "open", "client_id": "d1", "reason": "broken"}, "ack"
+    )
+    assert r["type"] == "ack"
+    await notifier.deliver_due()
+    await settle(server)
+    staff = notifications(receiver, None)
+    assert [(n["reason"], n["recipient"]["role"], n["recipient"]["email"]) for n in staff] == [
+        ("dispute", "staff", "help@shop.example")
+    ]
+    await settle(server)
+    disputes = {n["recipient"]["id"] for n in notifications(receiver, "*") if n["reason"] == "dispute"}
+    assert disputes == {"rep1", None}  # not the buyer who opened it, nor the supplier watching the chat
+    mails = await smtp.wait_for(1)
+    assert any(m["To"] == "help@shop.example" and "dispute" in m["Subject"] for m in mails)
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_preferences_and_a_failing_mail_server(server, receiver, smtp):
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    await server.api("PUT", "/api/v1/orders/N-4", ORDER)
+    await server.api("PUT", "/api/v1/orders/N-5", ORDER)
+    supplier = await server.client("supplier1", "supplier")
+    st, prefs = await server.api("GET", "/api/v1/users/buyer1/notifications", auth=token("buyer1", "buyer"))
+    assert (st, prefs) == (200, {"user": "buyer1", "email": True, "muted_orders": []})
+    st, _ = await server.api("GET", "/api/v1/users/buyer1/notifications", auth=token("buyer2", "buyer"))
+    assert st == 403
+    st, prefs = await server.api(
+        "PUT",
+        "/api/v1/users/buyer1/notifications",
+        {"email": False, "muted_orders": ["N-5"]},
+        auth=token("buyer1", "buyer"),
+    )
+    assert st == 200 and prefs["muted_orders"] == ["N-5"]
+    for order in ("N-4", "N-5"):
+        await supplier.join(order)
+        await say(supplier, order, "news")
+    clock.t += 10 * MIN
+    await notifier.deliver_due()
+    await settle(server)
+    assert [n["order"] for n in notifications(receiver)] == ["N-4"]  # N-5 muted; e-mail off: webhook only
+    assert smtp.mails == []
+    for bad in ({"email": "yes"}, {"muted_orders": ["x" * 201]}, {"sms": True}):
+        st, err = await server.api("PUT", "/api/v1/users/buyer1/notifications", bad)
+        assert st == 400 and err["error"]["code"] == "bad_request", bad
+    # the supplier wants e-mail; the mail server fails once: retried, then sent once
+    await supplier.send({"type": "leave", "order": "N-4"})
+    await supplier.expect("left", order="N-4")
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.join("N-4")
+    await say(buyer, "N-4", "When?")
+    smtp.fail_next = 1
+    clock.t += 10 * MIN
+    assert await notifier.deliver_due() == 1  # the rep's (no e-mail); the supplier's e-mail failed
+    await settle(server)
+    await settle(server)
+    assert not notifications(receiver, "supplier1")
+    clock.t += 1 * MIN
+    assert await notifier.deliver_due() == 1
+    (mail,) = await smtp.wait_for(1)
+    assert mail["To"] == "sam@supplier.example"
+    await delivered(server, receiver, 2)
+    await settle(server)
+    assert len(notifications(receiver, "supplier1")) == 1
+
+
+@pytest.mark.single_only("a restart of the in-process server over the same database")
+async def test_a_pending_notification_survives_a_restart_and_goes_once(server, receiver, smtp, aiohttp_server):
+    from chatd.app import create_app
+
+    clock = inject(server)
+    await server.api("PUT", "/api/v1/orders/N-6", ORDER)
+    supplier = await server.client("supplier1", "supplier")
+    await supplier.join("N-6")
+    await say(supplier, "N-6", "before the restart")
+    await server.srv.close()  # the first instance goes away with the notification pending
+    again = await aiohttp_server(create_app(server.cfg))
+    notifier = again.app[NOTIFIER]
+    notifier.clock = Clock(clock.t + 10 * MIN)
+    assert await notifier.deliver_due() == 2  # buyer and rep, once each
+    assert await notifier.deliver_due() == 0
+    await delivered(server, receiver, 2)
+    assert [n["messages"][0]["text"] for n in notifications(receiver)] == ["before the restart"]
+
+
+async def test_two_hosts_send_each_notification_once(server, receiver, smtp, backend):
+    if backend != "cluster":
+        pytest.skip("the real-time variant of the two-instance race")
+    orders = [f"H-{i}" for i in range(6)]
+    for order in orders:
+        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", ORDER)
+        assert st == 201
+    supplier = await server.client("supplier1", "supplier")
+    for order in orders:
+        await supplier.join(order)
+        await say(supplier, order, "news")
+    # both instances deliver every 50 ms; each order's buyer and rep are told once: 12 webhooks, 6 e-mails
+    await delivered(server, receiver, 12)
+    await smtp.wait_for(6)
+    await settle(server)
+    sent = notifications(receiver, "*")
+    ids = [n["notification_id"] for n in sent]
+    assert len(ids) == len(set(ids))
+    assert sorted((n["order"], n["recipient"]["id"]) for n in sent) == sorted(
+        (o, u) for o in orders for u in ("buyer1", "rep1")
+    )
+    assert len({m["Message-ID"] for m in smtp.mails}) == len(smtp.mails) == 6
