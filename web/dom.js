@@ -181,6 +181,20 @@ var ChatdDom = (function () {
   }
 
   /**
+   * A blob as a data: URL (image previews: a CSP of `img-src 'self' data:` allows
+   * them, where blob: URLs would need `img-src blob:` too).
+   * @param {Blob} blob @returns {Promise<string>}
+   */
+  function dataUrl(blob) {
+    return new Promise(function (resolve, reject) {
+      var r = new FileReader();
+      r.onload = function () { resolve(String(r.result)); };
+      r.onerror = function () { reject(r.error); };
+      r.readAsDataURL(blob);
+    });
+  }
+
+  /**
    * A person's avatar: their initials, with their picture over them when the order
    * gave one (an http(s) URL, set as a property, never markup; a picture that does
    * not load leaves the initials).
@@ -203,7 +217,7 @@ var ChatdDom = (function () {
     avatar: avatar,
     roleLabel: roleLabel, humanize: humanize, firstName: firstName, initials: initials, dayKey: dayKey,
     makeFormatters: makeFormatters, appendLinkified: appendLinkified, formatSize: formatSize,
-    el: el, icon: icon, ensureStylesheet: ensureStylesheet, IMAGE_TYPES: IMAGE_TYPES
+    el: el, icon: icon, ensureStylesheet: ensureStylesheet, dataUrl: dataUrl, IMAGE_TYPES: IMAGE_TYPES
   };
 })();
 

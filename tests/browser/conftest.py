@@ -78,6 +78,30 @@ PEOPLE = {
 }
 
 
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def axe_check(page: Page, name: str, within: list[str] | None = None) -> None:
+    """axe-core injected into the page: no serious or critical violations (open shadow roots included).
+
+    `within`: only that part, as axe's shadow DOM path (e.g. a modal dialog:
+    the page behind it is inert, and its colours under the backdrop are not what anyone reads).
+    """
+    if not AXE_JS.is_file():
+        pytest.fail("node_modules/axe-core is missing: run npm ci")
+    if not await page.evaluate("() => !!window.axe"):
+        await page.add_script_tag(content=AXE_JS.read_text(encoding="utf-8"))
+    result = await page.evaluate(
+        "within => axe.run(within ? {include: [within]} : document, {resultTypes: ['violations']})", within
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: accessibility violations: {bad}"
+
+
 def chromium_executable() -> str | None:
     """Debian's chromium if on PATH; None lets Playwright use its own browser."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -90,9 +114,9 @@ async def api(base: str, method: str, path: str, body=None, auth: str = API_KEY)
             return r.status, data
 
 
-async def put_order(base: str, order: str) -> None:
-    """An order with Bea (buyer), Sam (supplier) and Rita (sales rep)."""
-    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()}
+async def put_order(base: str, order: str, **fields) -> None:
+    """An order with Bea (buyer), Sam (supplier) and Rita (sales rep); `fields`: workflow, status, force."""
+    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()} | fields
     status, data = await api(base, "PUT", f"/api/v1/orders/{order}", body)
     assert status in (200, 201), data
 
