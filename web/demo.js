@@ -44,7 +44,8 @@
     document.title = (d.count ? '(' + d.count + ') ' : '') + 'Order ' + order + ' · ' + (claims.name || 'chat');
   });
 
-  // The demo bot exists only under `chatd demo`.
+  // The demo bot exists only under `chatd demo`, and posts as the shop's side: not offered to the buyer.
+  if (claims.role === 'buyer') return;
   var auth = { Authorization: 'Bearer ' + token };
   /** @param {string} next */
   var label = function (next) { $('bot-post').textContent = 'Post “' + humanize(next) + '” as the demo bot'; };
