@@ -672,6 +672,10 @@ var ChatdSession = (function () {
       this._setPeople(f.participants);
       this._setOrder(f);
       this._setUnread(f.unread, null);
+      // the others' read markers come back with the history: "Seen by" survives a reload
+      if (Array.isArray(f.receipts)) {
+        for (var i = 0; i < f.receipts.length; i++) this._onReceipt(f.receipts[i]);
+      }
       this._emit('joined', { first: first, unread: f.unread || 0, readSeq: f.read_seq || 0, lastSeq: f.last_seq || 0 });
       this._setState('online');
       this._flushOutbox();

@@ -389,3 +389,19 @@ async def test_avatars_show_the_picture_the_order_gave_and_initials_otherwise(se
     rita = buyer.page.locator(".chatd-person").filter(has_text="Rita")
     await expect(rita.locator(".chatd-avatar-img")).to_have_count(0)  # the broken picture was taken away
     await expect(rita.locator(".chatd-avatar")).to_have_text("RR")
+
+
+async def test_seen_by_survives_a_reload(server, open_chat):
+    """Receipts come back with the history (`joined.receipts`), not only live."""
+    await put_order(server.base, "o-seen")
+    buyer = await open_chat(server.base, "o-seen", BEA)
+    supplier = await open_chat(server.base, "o-seen", SAM)
+    await buyer.say("Did the invoice arrive?")
+    mine = buyer.message("Did the invoice arrive?")
+    await expect(mine.locator(".chatd-msg-foot")).to_have_text("Seen by Sam")
+    await buyer.page.reload()
+    await buyer.online()
+    await expect(buyer.message("Did the invoice arrive?").locator(".chatd-msg-foot")).to_have_text("Seen by Sam")
+    await supplier.page.reload()  # and the reader's own marker is no receipt to themselves
+    await supplier.online()
+    await expect(supplier.message("Did the invoice arrive?")).to_be_visible()

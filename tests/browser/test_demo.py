@@ -13,8 +13,8 @@ from playwright.async_api import expect
 from chatd.app import create_app
 from chatd.cli import DEMO_ORDER, _demo_startup
 from tests.browser.conftest import api, axe_check
-from tests.support import samples
 from tests.conftest import make_config
+from tests.support import samples
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
