@@ -1410,6 +1410,8 @@
 
   /** @type {any} */ (global).ChatdWidget = {
     version: '1',
+    /** The chatd base URL this script came from (the components' default `url`). */
+    baseUrl: defaultBaseUrl,
     /**
      * Mount a chat for one order into `element` (an Element or a CSS selector).
      * @param {Element | string} element @param {WidgetOptions} options

@@ -366,6 +366,8 @@ async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_cha
     await expect(outsider.root).to_have_attribute("data-state", "closed")
     await expect(outsider.page.get_by_role("alert")).to_have_text("This order’s chat is not available.")
     await expect(outsider.input).to_be_hidden()
+    await expect(outsider.page.locator(".chatd-body")).to_be_hidden()  # a state of its own, not under an empty box
+    await outsider.screenshot("closed-not-available.png")
 
     expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10), wait_online=False)
     await expect(expired.root).to_have_attribute("data-state", "closed")
