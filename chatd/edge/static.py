@@ -50,6 +50,8 @@ FILES = {
     "/demo": (("demo.html",), "text/html; charset=utf-8", _PAGE),
     "/demo/demo.js": (("demo.js",), _JS, _COMMON),
     "/demo/demo.css": (("demo.css",), "text/css; charset=utf-8", _COMMON),
+    "/demo/orders": (("demo-orders.html",), "text/html; charset=utf-8", _PAGE),
+    "/demo/orders.js": (("demo-orders.js",), _JS, _COMMON),
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import expect
 
 from chatd.app import create_app
-from chatd.cli import DEMO_ORDER, _demo_startup
+from chatd.cli import DEMO_ORDER, DEMO_ORDERS, _demo_startup
 from tests.browser.conftest import api, axe_check
 from tests.conftest import make_config
 from tests.support import samples
@@ -81,6 +81,38 @@ async def test_demo_on_a_phone_and_image_previews_under_its_csp(demo, open_chat,
     for page in (buyer, supplier):
         assert not [m for m in page.console if "Content Security Policy" in m or m.startswith("error")], page.console
     await axe_check(buyer.page, "demo, phone")  # last: axe itself applies inline styles the CSP refuses
+
+
+async def test_demo_orders_page_with_badges_bell_and_inbox(demo, open_chat):
+    """Each participant's orders page: a badge per order, the bell, the inbox; the order page has the bell too."""
+    bea = await open_chat(demo, "", BEA, path="/demo/orders", wait_online=False, width=390, height=844)
+    sam = await open_chat(demo, "", SAM, path="/demo/orders", wait_online=False, width=1280, height=860)
+    bea_order = await open_chat(demo, DEMO_ORDER, BEA, path="/demo")
+    for page in (bea, sam):
+        await expect(page.page.locator(".order-card")).to_have_count(len(DEMO_ORDERS))
+        await expect(page.page.locator(".chatd-inbox-row")).to_have_count(len(DEMO_ORDERS))
+    rita = await open_chat(demo, "demo-1002", RITA, path="/demo")
+    await rita.say("Hi both, the quote for the second order is ready.")
+    for page in (bea, sam):
+        chat_button = page.page.locator(".order-card").filter(has_text="demo-1002").locator(".open-chat")
+        await expect(chat_button).to_have_attribute("data-unread", "1")
+        await expect(chat_button.locator(".chatd-cbadge")).to_have_text("1")
+        bell = page.page.get_by_role("button", name=re.compile("^Messages, "))
+        await expect(bell).to_have_attribute("aria-label", "Messages, 1 unread")
+        await expect(page.page.locator(".chatd-inbox-row").first).to_contain_text("quote for the second order")
+    bell = bea_order.page.get_by_role("button", name=re.compile("^Messages, "))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 1 unread")
+    await bell.click()
+    link = bea_order.page.locator("a.chatd-bell-item")
+    await expect(link).to_contain_text("demo-1002")
+    assert "order=demo-1002" in (await link.get_attribute("href") or "")
+    await bea_order.screenshot("demo-order-bell.png")
+    await bea.screenshot("demo-orders-phone-buyer.png", full_page=True)
+    await sam.screenshot("demo-orders-desktop-supplier.png")
+    for page in (bea, sam, bea_order, rita):
+        assert not [m for m in page.console if "Content Security Policy" in m or m.startswith("error")], page.console
+    await axe_check(bea.page, "orders page, phone")
+    await axe_check(sam.page, "orders page, desktop")
 
 
 async def test_demo_endpoints(demo):
