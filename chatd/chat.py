@@ -54,6 +54,7 @@ from chatd.wire import (
     NextStatus,
     OrderState,
     Presence,
+    ReadMark,
     Receipt,
     ReplyState,
     TypingEvent,
@@ -402,6 +403,7 @@ class Chat:
         # member.pending and is released without what the replay covers.
         msgs, truncated = await self.store.replay(order_id, sees, since, limit)
         read_seq, unread, last_visible = await self.store.marker(order_id, ident.id, sees, order.last_seq)
+        receipts = [ReadMark(user, seq) for user, seq in await self.store.receipts(order_id, ident.id, sees)]
         joined = Joined(
             order=order_id,
             status=order.status,
@@ -413,6 +415,7 @@ class Chat:
             read_seq=read_seq,
             unread=unread,
             truncated=truncated,
+            receipts=receipts,
             **self._state(order, role),
         )
         send = self.hub.send
