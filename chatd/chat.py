@@ -55,6 +55,7 @@ from chatd.wire import (
     NextStatus,
     OrderState,
     Presence,
+    ReadMark,
     Receipt,
     ReplyState,
     TypingEvent,
@@ -407,6 +408,7 @@ class Chat:
             (read_seq, unread), last_visible = await self.store.staff_marker(order_id), order.last_seq
         else:
             read_seq, unread, last_visible = await self.store.marker(order_id, ident.id, sees, order.last_seq)
+        receipts = [ReadMark(user, seq) for user, seq in await self.store.receipts(order_id, ident.id, sees)]
         joined = Joined(
             order=order_id,
             status=order.status,
@@ -418,6 +420,7 @@ class Chat:
             read_seq=read_seq,
             unread=unread,
             truncated=truncated,
+            receipts=receipts,
             **self._state(order, role),
         )
         send = self.hub.send

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatd")
 
 DEMO_ORDER = "demo-1001"
+# the orders of the demo's orders page (badges, bell, inbox); the first has the demo bot
+DEMO_ORDERS = (DEMO_ORDER, "demo-1002", "demo-1003")
 DEMO_PEOPLE = {
     "buyer": ("bea", "Bea Buyer"),
     "supplier": ("sam", "Sam Supplier"),
@@ -116,9 +118,10 @@ def _demo_startup(cfg: config_mod.Config) -> OnStartup:
         from chatd.store.records import Person
 
         p = DEMO_PEOPLE
-        await app[CHAT].register_order(
-            DEMO_ORDER, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
-        )
+        for order in DEMO_ORDERS:
+            await app[CHAT].register_order(
+                order, None, Person(*p["buyer"]), Person(*p["supplier"]), Person(*p["sales_rep"])
+            )
 
         add_demo_bot(app, DEMO_ORDER)  # POST /demo/bot (startup runs before the router freezes)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -126,6 +129,7 @@ def _demo_startup(cfg: config_mod.Config) -> OnStartup:
         for role, (uid, name) in p.items():
             token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
             lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
+            lines.append(f"    orders page (badges, bell, inbox): {base}/demo/orders?token={token}")
         bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
         lines.append('  demo bot:  the "Post ... as the demo bot" button on each page posts a status update')
         lines.append(f"  bot token: {bot}")

@@ -278,6 +278,13 @@ class ReplyState(Struct, tag="reply_state"):
     awaiting_reply: AwaitingReply | None
 
 
+class ReadMark(Struct):
+    """Another participant's read marker, as a `receipt` frame would carry it."""
+
+    user: str
+    seq: int
+
+
 class Joined(Struct, tag="joined"):
     order: str
     status: str
@@ -295,6 +302,7 @@ class Joined(Struct, tag="joined"):
     closed_reason: str | None = None  # the terminal status that closed it
     closes_at: int | None = None  # ms: when the chat closes (or closed)
     awaiting_reply: AwaitingReply | None = None  # never for buyers
+    receipts: list[ReadMark] = []  # the other participants' markers ("Seen by" after a reload)
 
 
 class Left(Struct, tag="left"):

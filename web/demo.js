@@ -34,6 +34,12 @@
     return s.charAt(0).toUpperCase() + s.slice(1);
   };
 
+  // the shop bar: the bell over the user's orders, and their orders page
+  /** @param {string} o */
+  var chatLink = function (o) { return '/demo?' + new URLSearchParams({ order: o, token: String(token) }).toString(); };
+  /** @type {HTMLAnchorElement} */ ($('all-orders')).href = '/demo/orders?' + new URLSearchParams({ token: String(token) }).toString();
+  /** @type {any} */ (window).ChatdWidget.bell($('bell'), { url: location.origin, token: token, link: chatLink });
+
   var widget = /** @type {any} */ (window).ChatdWidget.mount($('chat'), { url: location.origin, order: order, token: token });
   /** @type {any} */ (window).chatdDemoWidget = widget;
   widget.on('order', function (/** @type {{status: string}} */ d) {
@@ -44,7 +50,8 @@
     document.title = (d.count ? '(' + d.count + ') ' : '') + 'Order ' + order + ' · ' + (claims.name || 'chat');
   });
 
-  // The demo bot exists only under `chatd demo`.
+  // The demo bot exists only under `chatd demo`, and posts as the shop's side: not offered to the buyer.
+  if (claims.role === 'buyer') return;
   var auth = { Authorization: 'Bearer ' + token };
   /** @param {string} next */
   var label = function (next) { $('bot-post').textContent = 'Post “' + humanize(next) + '” as the demo bot'; };

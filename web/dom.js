@@ -155,7 +155,10 @@ var ChatdDom = (function () {
     file: 'M6 3h8l4 4v14H6zM14 3v4h4',
     clip: 'M20 11.5l-7.8 7.8a5 5 0 01-7.1-7.1l8.2-8.2a3.3 3.3 0 014.7 4.7l-8.1 8.1a1.7 1.7 0 01-2.4-2.4l7.4-7.4',
     x: 'M6 6l12 12M18 6L6 18',
-    wifi: 'M4.5 10.5a11 11 0 0115 0M7.5 13.5a6.5 6.5 0 019 0M12 17v.01'
+    wifi: 'M4.5 10.5a11 11 0 0115 0M7.5 13.5a6.5 6.5 0 019 0M12 17v.01',
+    bell: 'M6 16.5V11a6 6 0 0112 0v5.5l1.5 1.5h-15zM10 20.5a2 2 0 004 0',
+    search: 'M10.5 4a6.5 6.5 0 110 13 6.5 6.5 0 010-13zM15.5 15.5L20 20',
+    back: 'M15 5l-7 7 7 7'
   };
 
   /** @param {keyof typeof ICONS} name @param {string} [cls] */
@@ -181,6 +184,20 @@ var ChatdDom = (function () {
   }
 
   /**
+   * A blob as a data: URL (image previews: a CSP of `img-src 'self' data:` allows
+   * them, where blob: URLs would need `img-src blob:` too).
+   * @param {Blob} blob @returns {Promise<string>}
+   */
+  function dataUrl(blob) {
+    return new Promise(function (resolve, reject) {
+      var r = new FileReader();
+      r.onload = function () { resolve(String(r.result)); };
+      r.onerror = function () { reject(r.error); };
+      r.readAsDataURL(blob);
+    });
+  }
+
+  /**
    * A person's avatar: their initials, with their picture over them when the order
    * gave one (an http(s) URL, set as a property, never markup; a picture that does
    * not load leaves the initials).
@@ -203,7 +220,7 @@ var ChatdDom = (function () {
     avatar: avatar,
     roleLabel: roleLabel, humanize: humanize, firstName: firstName, initials: initials, dayKey: dayKey,
     makeFormatters: makeFormatters, appendLinkified: appendLinkified, formatSize: formatSize,
-    el: el, icon: icon, ensureStylesheet: ensureStylesheet, IMAGE_TYPES: IMAGE_TYPES
+    el: el, icon: icon, ensureStylesheet: ensureStylesheet, dataUrl: dataUrl, IMAGE_TYPES: IMAGE_TYPES
   };
 })();
 

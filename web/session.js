@@ -19,6 +19,10 @@
  * @typedef {{id: string, name: string, role: string, online: boolean, avatar_url?: string | null}} Person
  * @typedef {{id: string, name: string, mime?: string, size?: number}} AttachmentRef
  * @typedef {{open?: boolean, reason?: string | null, by?: string, ts?: number}} Dispute
+ * A status this user may move the order to (its workflow's label and tone).
+ * @typedef {{status: string, label: string, tone: string}} NextStatus
+ * The buyer waits for the supplier side since their message `seq` (supplier side, staff, bots only).
+ * @typedef {{seq: number, since: number, due_at: number, overdue: boolean}} AwaitingReply
  * @typedef {{
  *   order?: string, seq: number, ts: number, kind: string, text?: string, status?: string,
  *   client_id?: string | null, sender?: User | null, attachments?: AttachmentRef[]
@@ -76,10 +80,11 @@
  *   paging: {loading: boolean},
  *   people: {people: Map<string, Person>},
  *   order: {status: string | null, dispute: Dispute | null, changed: boolean},
+ *   reply: {awaiting: AwaitingReply | null},
  *   unread: {count: number, total: number | null | undefined},
  *   receipt: {user: string, seq: number},
  *   typing: {names: string[]},
- *   error: {code: string, message: string, ref?: string | null, fatal?: boolean}
+ *   error: {code: string, message: string, ref?: string | null, fatal?: boolean, action?: string | null}
  * }} SessionEvents
  */
 
@@ -87,6 +92,9 @@ var ChatdSession = (function () {
   'use strict';
 
   var NOTE_WRITERS = ['supplier', 'sales_rep', 'staff', 'bot'];
+  var SUPPLIER_SIDE = ['supplier', 'sales_rep', 'staff'];   // may say "no reply needed"
+  var DISPUTE_OPENERS = ['buyer', 'staff'];
+  var CLOSED_WRITERS = ['staff', 'bot'];                     // may still post in a closed chat
   var TYPING_REFRESH_MS = 3000;   // re-send `typing: true` at most this often (server TTL is 6 s)
   var TYPING_IDLE_MS = 4000;      // no keystroke for this long: `typing: false`
   var TYPING_SHOW_MS = 8000;      // safety net: hide someone's indicator without news
@@ -181,6 +189,21 @@ var ChatdSession = (function () {
       this.status = null;
       /** @type {Dispute | null} */
       this.dispute = null;
+      this.workflow = 'free';
+      /** @type {string | null} the status's label in the workflow */
+      this.statusLabel = null;
+      this.statusTone = 'neutral';
+      /** @type {NextStatus[]} what this user's role may move the order to now */
+      this.nextStatuses = [];
+      this.closed = false;
+      /** @type {string | null} */
+      this.closedReason = null;
+      /** @type {AwaitingReply | null} */
+      this.awaitingReply = null;
+      /** @type {Map<string, string>} client_id -> the action (set_status, dispute_open, dispute_close) awaiting its answer */
+      this.actions = new Map();
+      /** @type {{code: string, message: string} | null} the server's reason for refusing the token */
+      this.authError = null;
       /** @type {Map<string, Person>} */
       this.people = new Map();
       /** @type {Map<string, string>} id -> name, learnt from senders (for dispute "by") */
@@ -316,16 +339,71 @@ var ChatdSession = (function () {
       /** @type {Frame} */
       var f = { type: 'set_status', order: this.order, status: String(status), client_id: uuid() };
       if (text) f.text = String(text);
-      return this._sendFrame(f);
+      return this._action('set_status', f);
     }
 
     /** Open (buyer, staff) or close (staff, opener) the order's dispute. @param {string} [reason] */
     openDispute(reason) {
-      return this._sendFrame({ type: 'dispute', order: this.order, action: 'open', client_id: uuid(), reason: reason || null });
+      return this._action('dispute_open', { type: 'dispute', order: this.order, action: 'open', client_id: uuid(), reason: reason || null });
     }
     /** @param {string} [reason] */
     closeDispute(reason) {
-      return this._sendFrame({ type: 'dispute', order: this.order, action: 'close', client_id: uuid(), reason: reason || null });
+      return this._action('dispute_close', { type: 'dispute', order: this.order, action: 'close', client_id: uuid(), reason: reason || null });
+    }
+
+    /** The buyer's message `seq` (or an earlier one the wait started at) asks nothing: end the wait. @param {number} seq */
+    noReplyNeeded(seq) {
+      return this._sendFrame({ type: 'no_reply_needed', order: this.order, seq: seq });
+    }
+
+    /**
+     * A frame whose refusal the view shows (an `error` naming its client_id comes back with `action`).
+     * @param {string} kind @param {Frame} frame
+     */
+    _action(kind, frame) {
+      if (!this._sendFrame(frame)) {
+        this._emit('error', { code: 'offline', message: 'Not connected: try again in a moment.', action: kind });
+        return false;
+      }
+      this.actions.set(frame.client_id, kind);
+      return true;
+    }
+
+    // --- what this user may do (the server decides; these only choose what to offer) ---
+
+    /** Roles other than staff and bots cannot post in a closed chat. */
+    mayPost() {
+      return !this.closed || CLOSED_WRITERS.indexOf(String(this.role)) >= 0;
+    }
+
+    mayOpenDispute() {
+      return DISPUTE_OPENERS.indexOf(String(this.role)) >= 0 && !(this.dispute && this.dispute.open) && this.mayPost();
+    }
+
+    mayCloseDispute() {
+      var d = this.dispute;
+      return !!(d && d.open) && (this.role === 'staff' || !!(this.me && d.by === this.me.id)) && this.mayPost();
+    }
+
+    /** The buyer's "Confirm receipt": the workflow lets them move the order to `delivered`. */
+    mayConfirmReceipt() {
+      return this.role === 'buyer' && this.nextStatuses.some(function (n) { return n.status === 'delivered'; });
+    }
+
+    mayMarkNoReply() {
+      return SUPPLIER_SIDE.indexOf(String(this.role)) >= 0 && !!this.awaitingReply;
+    }
+
+    /** The newest buyer message held at or after the wait's start (what "No reply needed" marks). */
+    noReplySeq() {
+      var a = this.awaitingReply;
+      if (!a) return null;
+      var best = a.seq, self = this;
+      this.msgs.forEach(function (m, seq) {
+        if (seq > best && m.kind === 'text' && m.sender && self.people.has(m.sender.id) &&
+            (/** @type {Person} */ (self.people.get(m.sender.id))).role === 'buyer') best = seq;
+      });
+      return best;
     }
 
     /** Whether an earlier history page may exist. */
@@ -484,6 +562,9 @@ var ChatdSession = (function () {
         if (typeof this.opts.token === 'function' && !this.authRetried) {
           this.authRetried = true;
           this._scheduleReconnect();
+        } else if (this.authError && !/expired/i.test(this.authError.message)) {
+          // signed with another secret, malformed, bad claims: not something a reload fixes
+          this._fail('This chat could not sign you in: the token is not valid (' + this.authError.message + ').', 'invalid_token');
         } else {
           this._fail('Your chat session has expired. Reload the page to continue.', 'unauthorized');
         }
@@ -556,6 +637,7 @@ var ChatdSession = (function () {
         case 'unread': return this._setUnread(f.count, f.total);
         case 'presence': return this._onPresence(f);
         case 'order': return this._onOrder(f);
+        case 'reply_state': return this._setAwaiting(f.awaiting_reply);
         case 'left': return this._onLeft(f);
         case 'error': return this._onError(f);
         default: return undefined; // pong, and frame types added later
@@ -566,6 +648,7 @@ var ChatdSession = (function () {
     _onReady(f) {
       this.ready = true;
       this.authRetried = false;
+      this.authError = null;
       this.me = f.user;
       this._loadOutbox();
       /** @type {Frame} */
@@ -587,8 +670,12 @@ var ChatdSession = (function () {
       this.liveAfter = f.last_seq;
       this.readSeq = Math.max(this.readSeq, f.read_seq || 0);
       this._setPeople(f.participants);
-      this._setOrder(f.status, f.dispute);
+      this._setOrder(f);
       this._setUnread(f.unread, null);
+      // the others' read markers come back with the history: "Seen by" survives a reload
+      if (Array.isArray(f.receipts)) {
+        for (var i = 0; i < f.receipts.length; i++) this._onReceipt(f.receipts[i]);
+      }
       this._emit('joined', { first: first, unread: f.unread || 0, readSeq: f.read_seq || 0, lastSeq: f.last_seq || 0 });
       this._setState('online');
       this._flushOutbox();
@@ -620,6 +707,7 @@ var ChatdSession = (function () {
 
     /** @param {Frame} f */
     _onAck(f) {
+      this.actions.delete(f.client_id);
       var item = this.outbox.get(f.client_id);
       if (this.readSeq < f.seq) this.readSeq = f.seq; // sending moves our read marker
       if (!item) return;
@@ -680,7 +768,7 @@ var ChatdSession = (function () {
     /** @param {Frame} f */
     _onOrder(f) {
       if (f.participants) this._setPeople(f.participants);
-      this._setOrder(f.status, f.dispute);
+      this._setOrder(f);
     }
 
     /** @param {Frame} f */
@@ -690,6 +778,13 @@ var ChatdSession = (function () {
 
     /** @param {Frame} f */
     _onError(f) {
+      if (!this.ready && f.code === 'unauthorized') this.authError = { code: f.code, message: String(f.message || '') };
+      var action = f.ref != null ? this.actions.get(f.ref) : undefined;
+      if (action) {
+        this.actions.delete(f.ref);
+        this._emit('error', { code: f.code, message: f.message, ref: f.ref, action: action });
+        return;
+      }
       var item = f.ref != null ? this.outbox.get(f.ref) : null;
       if (item) {
         if (RETRYABLE.indexOf(f.code) >= 0) {
@@ -726,12 +821,31 @@ var ChatdSession = (function () {
       this._emit('people', { people: people });
     }
 
-    /** @param {string | null} status @param {Dispute | null} dispute */
-    _setOrder(status, dispute) {
-      var changed = status !== this.status || JSON.stringify(dispute) !== JSON.stringify(this.dispute);
+    /** The order's state from `joined` or `order` (fields a server of an older version leaves out keep defaults). @param {Frame} f */
+    _setOrder(f) {
+      var status = f.status == null ? null : String(f.status), dispute = f.dispute || null;
+      var changed = status !== this.status || JSON.stringify(dispute) !== JSON.stringify(this.dispute) ||
+        !!f.closed !== this.closed;
       this.status = status;
-      this.dispute = dispute || null;
+      this.dispute = dispute;
+      this.workflow = f.workflow || 'free';
+      this.statusLabel = f.status_label || status;
+      this.statusTone = f.status_tone || 'neutral';
+      this.nextStatuses = Array.isArray(f.next_statuses) ? f.next_statuses.filter(function (/** @type {any} */ n) {
+        return n && typeof n.status === 'string';
+      }).map(function (/** @type {any} */ n) {
+        return { status: n.status, label: String(n.label || n.status), tone: String(n.tone || 'neutral') };
+      }) : [];
+      this.closed = !!f.closed;
+      this.closedReason = f.closed_reason || null;
+      if ('awaiting_reply' in f) this.awaitingReply = f.awaiting_reply || null;
       this._emit('order', { status: status, dispute: this.dispute, changed: changed });
+    }
+
+    /** @param {AwaitingReply | null | undefined} a */
+    _setAwaiting(a) {
+      this.awaitingReply = a || null;
+      this._emit('reply', { awaiting: this.awaitingReply });
     }
 
     /** @param {number} n @param {number | null | undefined} total */

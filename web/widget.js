@@ -113,7 +113,7 @@
       this.noteMode = false;
       /** @type {Attached[]} files for the next message */
       this.attached = [];
-      /** @type {Map<string, Promise<string | null>>} attachment id -> a blob: URL (images, fetched with the token) */
+      /** @type {Map<string, Promise<string | null>>} attachment id -> a data: URL (images, fetched with the token; data: and not blob: so the documented CSP `img-src 'self' data:` shows them) */
       this.thumbs = new Map();
 
       // view
@@ -153,7 +153,26 @@
       /** @type {IntersectionObserver | null} */
       this.thumbIo = null;
 
-      if (opts.css !== false) D.ensureStylesheet(typeof opts.css === 'string' ? opts.css : this.baseUrl + '/widget.css');
+      // The widget renders inside a Shadow DOM of its own, with its stylesheet
+      // there: the host page's CSS (`header {color: #fff}`) cannot reach it.
+      // `css: false` (the host styles it): in the page's DOM, as before.
+      /** @type {Element | ShadowRoot} where the widget's elements go */
+      this.mountPoint = root;
+      /** @type {HTMLElement | null} */
+      this.shadowHost = null;
+      if (opts.css !== false) {
+        var shadowHost = this.shadowHost = el('div', 'chatd-host');
+        shadowHost.style.cssText = 'display:block;height:100%;min-height:0';
+        root.appendChild(shadowHost);
+        var shadow = shadowHost.attachShadow({ mode: 'open' });
+        var href = new URL(typeof opts.css === 'string' ? opts.css : this.baseUrl + '/widget.css', global.location.href).href;
+        shadow.appendChild(el('link', null, null, { rel: 'stylesheet', href: href }));
+        this.mountPoint = shadow;
+      }
+      /** @type {Map<string, string>} status -> its workflow tone, as the order frames tell them */
+      this.tones = new Map();
+      /** @type {Map<string, string>} status -> its workflow label, likewise */
+      this.labels = new Map();
       var dom = this._build();
       this.root = dom.root;
       this.$ = dom;
@@ -212,8 +231,14 @@
       if (this.io) this.io.disconnect();
       if (this.thumbIo) this.thumbIo.disconnect();
       if (this.ro) this.ro.disconnect();
-      this.thumbs.forEach(function (p) { p.then(function (url) { if (url) URL.revokeObjectURL(url); }); });
       if (this.root.parentNode) this.root.parentNode.removeChild(this.root);
+      if (this.shadowHost && this.shadowHost.parentNode) this.shadowHost.parentNode.removeChild(this.shadowHost);
+    }
+
+    /** Say the buyer's newest message needs no reply (supplier side), ending the wait. */
+    noReplyNeeded() {
+      var seq = this.session.noReplySeq();
+      return seq === null ? false : this.session.noReplyNeeded(seq);
     }
 
     /**
@@ -269,11 +294,13 @@
         self._renderOrder();
         if (d.changed) self._emit('order', { status: d.status, dispute: d.dispute });
       });
+      on('reply', function () { self._renderActions(); });
       on('unread', function (d) { self._renderUnread(); self._emit('unread', { count: d.count, total: d.total }); });
       on('receipt', function () { self._scheduleRender(); });
       on('typing', function (d) { self._renderTyping(d.names); });
       on('error', function (d) {
         if (d.fatal) self._showClosed(d.message);
+        else if (d.action) self._showNotice(d.action, d.message);
         self._emit('error', d);
       });
     }
@@ -341,8 +368,13 @@
     /** @param {string} text */
     _showClosed(text) {
       var $ = this.$;
-      $.closed.textContent = text;
+      this.root.classList.add('chatd--fatal');
+      $.closed.textContent = '';
+      $.closed.appendChild(icon('alert', 'chatd-closed-icon'));
+      $.closed.appendChild(el('span', null, text));
       $.closed.hidden = false;
+      $.actions.hidden = true;
+      $.closedNote.hidden = true;
       $.form.hidden = true;
       $.typing.hidden = true;
       $.empty.hidden = true;
@@ -371,6 +403,42 @@
       meta.appendChild(people);
       head.appendChild(titleRow);
       head.appendChild(meta);
+
+      // the order's controls, each shown only to the roles that may use it (see _renderActions)
+      var actions = el('div', 'chatd-actions', null, { role: 'group', 'aria-label': 'Order actions', hidden: '' });
+      var statusWrap = el('div', 'chatd-menu-wrap');
+      var statusBtn = el('button', 'chatd-action', null, {
+        type: 'button', 'aria-haspopup': 'true', 'aria-expanded': 'false', 'aria-controls': id + '-statuses'
+      });
+      statusBtn.appendChild(icon('box'));
+      statusBtn.appendChild(el('span', null, 'Update status'));
+      var statusMenu = el('ul', 'chatd-menu', null, { id: id + '-statuses', 'aria-label': 'Next statuses', hidden: '' });
+      statusWrap.appendChild(statusBtn);
+      statusWrap.appendChild(statusMenu);
+      var receiptBtn = el('button', 'chatd-action chatd-action--primary', null, { type: 'button' });
+      receiptBtn.appendChild(icon('check'));
+      receiptBtn.appendChild(el('span', null, 'Confirm receipt'));
+      var noReplyBtn = el('button', 'chatd-action', null, {
+        type: 'button', title: 'The buyer’s newest message asks nothing: stop the reply clock'
+      });
+      noReplyBtn.appendChild(icon('checks'));
+      noReplyBtn.appendChild(el('span', null, 'No reply needed'));
+      var openDisputeBtn = el('button', 'chatd-action chatd-action--danger', null, { type: 'button' });
+      openDisputeBtn.appendChild(icon('alert'));
+      openDisputeBtn.appendChild(el('span', null, 'Open dispute'));
+      var closeDisputeBtn = el('button', 'chatd-action', null, { type: 'button' });
+      closeDisputeBtn.appendChild(icon('check'));
+      closeDisputeBtn.appendChild(el('span', null, 'Close dispute'));
+      // TODO(attention queue): "Ask support" sends the `help` frame once the server has it.
+      [statusWrap, receiptBtn, noReplyBtn, openDisputeBtn, closeDisputeBtn].forEach(function (n) { actions.appendChild(n); });
+
+      // a refused action, said plainly until dismissed
+      var notice = el('div', 'chatd-notice', null, { role: 'alert', hidden: '' });
+      var noticeText = el('span', 'chatd-notice-text');
+      var noticeClose = el('button', 'chatd-link-btn', 'Dismiss', { type: 'button' });
+      notice.appendChild(icon('alert'));
+      notice.appendChild(noticeText);
+      notice.appendChild(noticeClose);
 
       // open-dispute banner
       var dispute = el('div', 'chatd-dispute', null, { role: 'status', hidden: '' });
@@ -438,10 +506,39 @@
       form.appendChild(foot);
 
       var closed = el('div', 'chatd-closed', null, { role: 'alert', hidden: '' });
+      // a chat closed by its workflow: readable, no field to type in
+      var closedNote = el('div', 'chatd-closed-note', null, { role: 'status', hidden: '' });
       var live = el('div', 'chatd-sr', null, { 'aria-live': 'polite', 'aria-atomic': 'false' });
 
-      [head, dispute, body, typing, form, closed, live].forEach(function (n) { root.appendChild(n); });
-      this.host.appendChild(root);
+      // the confirmation and reason dialog of the actions
+      var dialog = /** @type {HTMLDialogElement} */ (el('dialog', 'chatd-dialog', null, { 'aria-labelledby': id + '-dlg-title' }));
+      var dform = el('form', 'chatd-dialog-form', null, { method: 'dialog' });
+      var dtitle = el('h3', 'chatd-dialog-title', null, { id: id + '-dlg-title' });
+      var dtext = el('p', 'chatd-dialog-text');
+      var dlabel = el('label', 'chatd-dialog-label', 'Reason', { for: id + '-reason' });
+      var dreason = /** @type {HTMLTextAreaElement} */ (el('textarea', 'chatd-input chatd-dialog-reason', null, { id: id + '-reason', rows: '3', maxlength: String(this.maxLength) }));
+      var dbuttons = el('div', 'chatd-dialog-buttons');
+      var dcancel = el('button', 'chatd-action', 'Cancel', { type: 'submit', value: 'cancel' });
+      var dok = el('button', 'chatd-action chatd-action--primary', 'OK', { type: 'submit', value: 'ok' });
+      dbuttons.appendChild(dcancel);
+      dbuttons.appendChild(dok);
+      [dtitle, dtext, dlabel, dreason, dbuttons].forEach(function (n) { dform.appendChild(n); });
+      dialog.appendChild(dform);
+
+      [head, actions, notice, dispute, body, typing, form, closedNote, closed, live, dialog].forEach(function (n) { root.appendChild(n); });
+      this.mountPoint.appendChild(root);
+
+      this._listen(statusBtn, 'click', function () { self._toggleMenu(statusMenu.hidden); });
+      this._listen(root, 'keydown', function (/** @type {KeyboardEvent} */ e) {
+        if (e.key === 'Escape' && !statusMenu.hidden) { self._toggleMenu(false); statusBtn.focus(); }
+      });
+      this._listen(receiptBtn, 'click', function () { self._confirmReceipt(); });
+      this._listen(noReplyBtn, 'click', function () {
+        if (!self.noReplyNeeded()) self._showNotice('no_reply', 'Not connected: try again in a moment.');
+      });
+      this._listen(openDisputeBtn, 'click', function () { self._askOpenDispute(); });
+      this._listen(closeDisputeBtn, 'click', function () { self._askCloseDispute(); });
+      this._listen(noticeClose, 'click', function () { notice.hidden = true; });
 
       // behaviour
       this._listen(form, 'submit', function (e) { e.preventDefault(); self._submit(); });
@@ -490,7 +587,10 @@
         root: root, badge: badge, conn: conn, status: status, people: people, dispute: dispute, scroll: scroll,
         top: top, list: list, empty: empty, jump: jump, jumpText: jumpText, divider: divider, typing: typing,
         typingText: typingText, form: form, input: input, send: send, chips: chips, note: note, hint: hint,
-        count: count, closed: closed, live: live
+        count: count, closed: closed, live: live, actions: actions, statusWrap: statusWrap, statusBtn: statusBtn,
+        statusMenu: statusMenu, receiptBtn: receiptBtn, noReplyBtn: noReplyBtn, openDisputeBtn: openDisputeBtn,
+        closeDisputeBtn: closeDisputeBtn, notice: notice, noticeText: noticeText, closedNote: closedNote,
+        dialog: dialog, dtitle: dtitle, dtext: dtext, dlabel: dlabel, dreason: dreason, dok: dok
       };
     }
 
@@ -507,16 +607,165 @@
 
     // --- order state, people, unread --------------------------------------------
 
+    /** The label to show for a status: the workflow's, else the status made readable. @param {string} status */
+    _statusLabel(status) {
+      var s = this.session;
+      if (status === s.status && s.statusLabel && s.statusLabel !== status) return s.statusLabel;
+      var known = this.labels.get(status);
+      return known && known !== status ? known : D.humanize(status);
+    }
+
     _renderOrder() {
-      var $ = this.$, status = this.session.status;
+      var $ = this.$, s = this.session, status = s.status;
+      var tones = this.tones, labels = this.labels;
+      if (status) { tones.set(status, s.statusTone); labels.set(status, s.statusLabel || status); }
+      s.nextStatuses.forEach(function (n) { tones.set(n.status, n.tone); labels.set(n.status, n.label); });
       $.status.hidden = !status;
       $.status.textContent = '';
       if (status) {
         $.status.appendChild(el('span', 'chatd-sr', 'Order status: '));
-        $.status.appendChild(document.createTextNode(D.humanize(status)));
+        $.status.appendChild(document.createTextNode(this._statusLabel(status)));
         $.status.setAttribute('data-status', String(status).toLowerCase());
+        $.status.setAttribute('data-tone', s.statusTone);
       }
+      // status cards take their colour from the workflow's tones
+      var self = this;
+      $.list.querySelectorAll('.chatd-event--status[data-status]').forEach(function (n) {
+        var st = n.getAttribute('data-status') || '', t = tones.get(st), chip = n.querySelector('.chatd-event-status');
+        if (t) n.setAttribute('data-tone', t);
+        if (chip) chip.textContent = self._statusLabel(st);
+      });
       this._renderDispute();
+      this._renderClosed();
+      this._renderActions();
+    }
+
+    /** A chat its workflow closed: it says why, and there is no field to type in (staff and bots still post). */
+    _renderClosed() {
+      var $ = this.$, s = this.session;
+      if (s.fatal) return;
+      var shut = !s.mayPost();
+      $.form.hidden = shut;
+      $.closedNote.hidden = !shut;
+      $.closedNote.textContent = '';
+      if (shut) {
+        $.closedNote.appendChild(icon('lock', 'chatd-closed-icon'));
+        var why = s.closedReason ? this._statusLabel(s.closedReason) : null;
+        $.closedNote.appendChild(el('span', null, 'This chat is closed' + (why ? ': the order is ' + why : '') +
+          '. You can still read the conversation.'));
+        s.stopTyping();
+      }
+    }
+
+    /** Only the controls this user's role may use now. */
+    _renderActions() {
+      var $ = this.$, s = this.session, self = this;
+      if (s.fatal || !s.everJoined) { $.actions.hidden = true; return; }
+      var receipt = s.mayConfirmReceipt();
+      var next = s.nextStatuses.filter(function (n) { return !(receipt && n.status === 'delivered'); });
+      $.statusWrap.hidden = !next.length || !s.mayPost();
+      $.statusMenu.textContent = '';
+      next.forEach(function (n) {
+        var li = el('li');
+        var b = el('button', 'chatd-menu-item', null, { type: 'button', 'data-status': n.status, 'data-tone': n.tone });
+        b.appendChild(el('span', 'chatd-tone-dot', null, { 'aria-hidden': 'true' }));
+        b.appendChild(el('span', null, n.label));
+        b.addEventListener('click', function () {
+          self._toggleMenu(false);
+          self._ask({ title: 'Update status', text: 'Move this order to “' + n.label + '”? Everyone in the chat sees it.', confirm: n.label })
+            .then(function (ok) { if (ok !== null) self.setStatus(n.status); });
+        });
+        li.appendChild(b);
+        $.statusMenu.appendChild(li);
+      });
+      if (!next.length) this._toggleMenu(false);
+      $.receiptBtn.hidden = !receipt || !s.mayPost();
+      $.noReplyBtn.hidden = !s.mayMarkNoReply();
+      $.openDisputeBtn.hidden = !s.mayOpenDispute();
+      $.closeDisputeBtn.hidden = !s.mayCloseDispute();
+      var any = [$.statusWrap, $.receiptBtn, $.noReplyBtn, $.openDisputeBtn, $.closeDisputeBtn].some(function (n) { return !n.hidden; });
+      $.actions.hidden = !any;
+    }
+
+    /** @param {boolean} open */
+    _toggleMenu(open) {
+      var $ = this.$;
+      $.statusMenu.hidden = !open;
+      $.statusBtn.setAttribute('aria-expanded', String(!!open));
+      if (open) {
+        var first = /** @type {HTMLElement | null} */ ($.statusMenu.querySelector('button'));
+        if (first) first.focus();
+      }
+    }
+
+    _confirmReceipt() {
+      var self = this;
+      this._ask({ title: 'Confirm receipt', text: 'Confirm that the order arrived? The supplier is told at once.', confirm: 'Confirm receipt' })
+        .then(function (ok) { if (ok !== null) self.setStatus('delivered', 'Receipt confirmed'); });
+    }
+
+    _askOpenDispute() {
+      var self = this;
+      this._ask({
+        title: 'Open a dispute', text: 'Say what went wrong. Staff and the supplier see the dispute at once.',
+        reason: true, required: true, confirm: 'Open dispute'
+      }).then(function (reason) { if (reason) self.openDispute(reason); });
+    }
+
+    _askCloseDispute() {
+      var self = this;
+      this._ask({
+        title: 'Close the dispute', text: 'Close this dispute? Add how it was settled (optional).',
+        reason: true, confirm: 'Close dispute'
+      }).then(function (reason) { if (reason !== null) self.closeDispute(reason || undefined); });
+    }
+
+    /**
+     * The dialog: resolves to the reason ('' without one) on confirm, null on cancel.
+     * @param {{title: string, text: string, confirm: string, reason?: boolean, required?: boolean}} o
+     * @returns {Promise<string | null>}
+     */
+    _ask(o) {
+      var $ = this.$, dlg = $.dialog;
+      $.dtitle.textContent = o.title;
+      $.dtext.textContent = o.text;
+      $.dlabel.hidden = $.dreason.hidden = !o.reason;
+      $.dlabel.textContent = o.required ? 'Reason' : 'Reason (optional)';
+      $.dreason.value = '';
+      // checked on confirm (below), not by the form: Cancel must close the dialog with the field empty
+      if (o.required) $.dreason.setAttribute('aria-required', 'true'); else $.dreason.removeAttribute('aria-required');
+      $.dok.textContent = o.confirm;
+      return new Promise(function (resolve) {
+        /** @param {Event} e */
+        var onSubmit = function (e) {
+          var sub = /** @type {SubmitEvent} */ (e).submitter;
+          if (sub && /** @type {HTMLButtonElement} */ (sub).value === 'ok' && o.required && !$.dreason.value.trim()) {
+            e.preventDefault();
+            $.dreason.focus();
+          }
+        };
+        var onClose = function () {
+          dlg.removeEventListener('close', onClose);
+          /** @type {HTMLFormElement} */ (dlg.firstElementChild).removeEventListener('submit', onSubmit);
+          resolve(dlg.returnValue === 'ok' ? $.dreason.value.trim() : null);
+        };
+        dlg.returnValue = '';
+        dlg.addEventListener('close', onClose);
+        /** @type {HTMLFormElement} */ (dlg.firstElementChild).addEventListener('submit', onSubmit);
+        dlg.showModal();
+        if (o.reason) $.dreason.focus();
+      });
+    }
+
+    /** A refused action, shown until dismissed. @param {string} action @param {string} message */
+    _showNotice(action, message) {
+      /** @type {Record<string, string>} */
+      var what = {
+        set_status: 'The status was not changed', dispute_open: 'The dispute was not opened',
+        dispute_close: 'The dispute was not closed', no_reply: '“No reply needed” was not saved'
+      };
+      this.$.noticeText.textContent = (what[action] || 'That did not work') + ': ' + (message || 'refused by the server') + '.';
+      this.$.notice.hidden = false;
     }
 
     _renderUnread() {
@@ -544,6 +793,7 @@
     }
 
     _renderDispute() {
+      this._renderActions();
       var d = this.session.dispute, box = this.$.dispute;
       box.textContent = '';
       box.hidden = !(d && d.open);
@@ -662,10 +912,15 @@
     _eventEl(m) {
       var kind = m.kind;
       var node = el('div', 'chatd-event chatd-event--' + kind, null, { role: 'listitem', 'data-seq': String(m.seq), 'data-kind': kind });
+      if (kind === 'status' && m.status) {
+        node.setAttribute('data-status', m.status);
+        node.setAttribute('data-tone', this.tones.get(m.status) || 'neutral');
+      }
+      if (kind === 'dispute' && /^Dispute closed/.test(String(m.text || ''))) node.classList.add('chatd-event--resolved');
       var card = el('div', 'chatd-event-card');
       card.appendChild(icon(kind === 'status' ? 'box' : kind === 'dispute' ? 'alert' : 'info', 'chatd-event-icon'));
       var bodyEl = el('div', 'chatd-event-body');
-      if (kind === 'status' && m.status) bodyEl.appendChild(el('span', 'chatd-event-status', D.humanize(m.status)));
+      if (kind === 'status' && m.status) bodyEl.appendChild(el('span', 'chatd-event-status', this._statusLabel(m.status)));
       bodyEl.appendChild(this._textEl(m.text));
       var meta = el('div', 'chatd-event-meta');
       if (m.sender && m.sender.id !== 'system') {
@@ -718,7 +973,7 @@
     _loadThumb(img) {
       var self = this, id = img.getAttribute('data-att') || '';
       if (!this.thumbs.has(id)) {
-        this.thumbs.set(id, this._fetchAttachment(id).then(function (blob) { return URL.createObjectURL(blob); }, function () {
+        this.thumbs.set(id, this._fetchAttachment(id).then(D.dataUrl, function () {
           self.thumbs.delete(id); // shown as a plain file button; tried again on the next render
           return null;
         }));
@@ -1155,6 +1410,8 @@
 
   /** @type {any} */ (global).ChatdWidget = {
     version: '1',
+    /** The chatd base URL this script came from (the components' default `url`). */
+    baseUrl: defaultBaseUrl,
     /**
      * Mount a chat for one order into `element` (an Element or a CSS selector).
      * @param {Element | string} element @param {WidgetOptions} options

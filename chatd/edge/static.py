@@ -7,9 +7,9 @@ does). A regular wheel does not ship ``web/``: point ``CHATD_WEB_DIR`` at a
 copy of the folder then. Files are read on each request, so editing
 ``web/widget.js`` needs no restart.
 
-``/widget.js`` is the widget's three plain files joined (the session, the DOM
-helpers, the view): integrators keep one script tag, and there is still no
-build step.
+``/widget.js`` is the widget's plain files joined (the session, the DOM
+helpers, the view, the components: badge, bell, inbox): integrators keep one
+script tag, and there is still no build step.
 """
 
 from __future__ import annotations
@@ -44,12 +44,14 @@ _JS = "text/javascript; charset=utf-8"
 
 # path -> (files in web/, served joined in this order; content type; headers)
 FILES = {
-    "/widget.js": (("session.js", "dom.js", "widget.js"), _JS, _ASSET),
+    "/widget.js": (("session.js", "dom.js", "widget.js", "components.js"), _JS, _ASSET),
     "/session.js": (("session.js",), _JS, _ASSET),  # the protocol alone, for a view of one's own
     "/widget.css": (("widget.css",), "text/css; charset=utf-8", _ASSET),
     "/demo": (("demo.html",), "text/html; charset=utf-8", _PAGE),
     "/demo/demo.js": (("demo.js",), _JS, _COMMON),
     "/demo/demo.css": (("demo.css",), "text/css; charset=utf-8", _COMMON),
+    "/demo/orders": (("demo-orders.html",), "text/html; charset=utf-8", _PAGE),
+    "/demo/orders.js": (("demo-orders.js",), _JS, _COMMON),
 }
 
 

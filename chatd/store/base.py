@@ -195,6 +195,11 @@ class Markers(Protocol):
     async def marker(self, order_id: str, user_id: str, sees_notes: bool, last_seq: int) -> tuple[int, int, int]:
         """(read_seq, unread, newest seq the user may see)."""
 
+    async def receipts(self, order_id: str, user_id: str, sees_notes: bool) -> list[tuple[str, int]]:
+        """The other participants' read markers on the order, as (user, seq) with seq > 0, as
+        `receipt` frames carry them: for a reader who does not see notes, the newest
+        non-note message up to each marker."""
+
     async def total_unread(self, user_id: str) -> int: ...
 
     async def visible_total(self, ident: Identity) -> int:

@@ -54,6 +54,55 @@ HOST_PAGE = """<!doctype html>
 """
 
 
+# An orders page as a platform writes it: a bell in its own header (whose CSS would
+# break a widget it could reach), a badge on each order's "Open Chat" button, the inbox.
+COMPONENTS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,"><title>orders</title>
+<style>
+  body { margin: 0; font-family: sans-serif; background: #eef0f4; }
+  header { display: flex; align-items: center; justify-content: space-between; padding: 6px 16px;
+           background: #1b2a4a; color: #fff; }
+  button { color: #fff; }
+  main { padding: 12px; }
+  .card { display: flex; align-items: center; gap: 10px; margin: 0 0 8px; padding: 10px; background: #fff; }
+  .card button { background: #2457d6; border: 0; padding: 6px 10px; border-radius: 6px; }
+  .card button[data-unread]:not([data-unread="0"]) { background: #c0262d; }
+  #inbox { height: 560px; margin-top: 12px; }
+</style>
+</head><body>
+<header><h1>Orders</h1><span id="bell"></span></header>
+<main><div id="cards"></div><div id="inbox"></div></main>
+<script src="CHATD/widget.js"></script>
+<script>
+  var q = new URLSearchParams(location.search), opts = {url: q.get('chatd'), token: q.get('token')};
+  window.opened = [];
+  q.get('orders').split(',').forEach(function (order) {
+    var card = document.createElement('div');
+    card.className = 'card';
+    card.setAttribute('data-order', order);
+    card.appendChild(document.createTextNode('Order ' + order + ' '));
+    var b = document.createElement('button');
+    b.textContent = 'Open Chat ';
+    card.appendChild(b);
+    document.getElementById('cards').appendChild(card);
+    ChatdWidget.badge(b, Object.assign({order: order}, opts));
+  });
+  ChatdWidget.bell(document.getElementById('bell'),
+    Object.assign({onOpen: function (d) { window.opened.push(d.order); }}, opts));
+  window.inbox = ChatdWidget.inbox(document.getElementById('inbox'), opts);
+</script>
+</body></html>
+"""
+
+
+async def _components_page(request: web.Request) -> web.Response:
+    chatd = request.query["chatd"]
+    assert chatd.startswith("http://127.0.0.1:") and '"' not in chatd
+    return web.Response(text=COMPONENTS_PAGE.replace("CHATD", chatd), content_type="text/html")
+
+
 async def _host_page(request: web.Request) -> web.Response:
     chatd = request.query["chatd"]
     assert chatd.startswith("http://127.0.0.1:") and '"' not in chatd
@@ -78,6 +127,31 @@ PEOPLE = {
 }
 
 
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def axe_check(page: Page, name: str, within: list[str] | None = None) -> None:
+    """axe-core injected into the page: no serious or critical violations (open shadow roots included).
+
+    `within`: only that part, as axe's shadow DOM path (e.g. a modal dialog:
+    the page behind it is inert, and its colours under the backdrop are not what anyone reads).
+    """
+    if not AXE_JS.is_file():
+        pytest.fail("node_modules/axe-core is missing: run npm ci")
+    if not await page.evaluate("() => !!window.axe"):
+        # evaluated, not a <script>: pages under a CSP (the demo) refuse inline scripts
+        await page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;void 0")
+    result = await page.evaluate(
+        "within => axe.run(within ? {include: [within]} : document, {resultTypes: ['violations']})", within
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: accessibility violations: {bad}"
+
+
 def chromium_executable() -> str | None:
     """Debian's chromium if on PATH; None lets Playwright use its own browser."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -90,9 +164,9 @@ async def api(base: str, method: str, path: str, body=None, auth: str = API_KEY)
             return r.status, data
 
 
-async def put_order(base: str, order: str) -> None:
-    """An order with Bea (buyer), Sam (supplier) and Rita (sales rep)."""
-    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()}
+async def put_order(base: str, order: str, **fields) -> None:
+    """An order with Bea (buyer), Sam (supplier) and Rita (sales rep); `fields`: workflow, status, force."""
+    body = {role: {"id": uid, "name": name} for role, (uid, name) in PEOPLE.items()} | fields
     status, data = await api(base, "PUT", f"/api/v1/orders/{order}", body)
     assert status in (200, 201), data
 
@@ -104,6 +178,8 @@ class ChatPage:
         self.context = context
         self.page = page
         self.errors: list[str] = []
+        self.sockets: list[str] = []
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
         self.dialogs: list[str] = []
         self.console: list[str] = []
         page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -168,6 +244,7 @@ async def host_site(aiohttp_server):
     """An embedding web site on its own origin (another port), serving /host."""
     app = web.Application()
     app.router.add_get("/host", _host_page)
+    app.router.add_get("/components", _components_page)
     app.router.add_get("/avatar.png", _avatar)
     srv = await aiohttp_server(app)
     return f"http://127.0.0.1:{srv.port}"
@@ -180,6 +257,8 @@ async def open_chat(browser, host_site):
     path "/host" (default): a page of another web site embedding the widget,
     without any CSP, so the widget alone must keep data from running.
     path "/demo": chatd's own demo order page.
+    path "/components": a host orders page with a bell, badges (one per order in
+    `order`, comma-separated) and the inbox; it is online once the bell is there.
     """
     opened: list[ChatPage] = []
 
@@ -205,9 +284,13 @@ async def open_chat(browser, host_site):
         opened.append(chat)
         if path == "/host":
             url = f"{host_site}/host?{urlencode({'chatd': base, 'order': order, 'token': token})}"
+        elif path == "/components":  # `order`: the orders on the page, comma-separated
+            url = f"{host_site}/components?{urlencode({'chatd': base, 'orders': order, 'token': token})}"
         else:
             url = f"{base}{path}?{urlencode({'order': order, 'token': token})}"
         await page.goto(url)
+        if path == "/components":
+            return chat
         if wait_online:
             await chat.online()
         return chat

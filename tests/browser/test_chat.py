@@ -195,7 +195,8 @@ async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tm
     await expect(got.locator(".chatd-att-name")).to_have_text("damaged pallet.png")
     preview = got.locator("img.chatd-thumb")  # an image gets a preview, fetched with the token
     await expect(preview).to_have_attribute("alt", "damaged pallet.png")
-    await expect(preview).to_have_attribute("src", re.compile(r"^blob:"))
+    # a data: URL, which the documented CSP (img-src 'self' data:) allows; a blob: URL would need img-src blob:
+    await expect(preview).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
     assert await preview.evaluate("i => i.decode().then(() => i.naturalWidth)") == 320
     await supplier.screenshot("supplier-attachment.png")
     async with supplier.page.expect_download() as info:
@@ -365,6 +366,8 @@ async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_cha
     await expect(outsider.root).to_have_attribute("data-state", "closed")
     await expect(outsider.page.get_by_role("alert")).to_have_text("This order’s chat is not available.")
     await expect(outsider.input).to_be_hidden()
+    await expect(outsider.page.locator(".chatd-body")).to_be_hidden()  # a state of its own, not under an empty box
+    await outsider.screenshot("closed-not-available.png")
 
     expired = await open_chat(server.base, "o-closed", token("bea", "buyer", "Bea Buyer", ttl_s=-10), wait_online=False)
     await expect(expired.root).to_have_attribute("data-state", "closed")
@@ -388,3 +391,19 @@ async def test_avatars_show_the_picture_the_order_gave_and_initials_otherwise(se
     rita = buyer.page.locator(".chatd-person").filter(has_text="Rita")
     await expect(rita.locator(".chatd-avatar-img")).to_have_count(0)  # the broken picture was taken away
     await expect(rita.locator(".chatd-avatar")).to_have_text("RR")
+
+
+async def test_seen_by_survives_a_reload(server, open_chat):
+    """Receipts come back with the history (`joined.receipts`), not only live."""
+    await put_order(server.base, "o-seen")
+    buyer = await open_chat(server.base, "o-seen", BEA)
+    supplier = await open_chat(server.base, "o-seen", SAM)
+    await buyer.say("Did the invoice arrive?")
+    mine = buyer.message("Did the invoice arrive?")
+    await expect(mine.locator(".chatd-msg-foot")).to_have_text("Seen by Sam")
+    await buyer.page.reload()
+    await buyer.online()
+    await expect(buyer.message("Did the invoice arrive?").locator(".chatd-msg-foot")).to_have_text("Seen by Sam")
+    await supplier.page.reload()  # and the reader's own marker is no receipt to themselves
+    await supplier.online()
+    await expect(supplier.message("Did the invoice arrive?")).to_be_visible()

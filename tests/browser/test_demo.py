@@ -11,9 +11,10 @@ import pytest
 from playwright.async_api import expect
 
 from chatd.app import create_app
-from chatd.cli import DEMO_ORDER, _demo_startup
-from tests.browser.conftest import api
+from chatd.cli import DEMO_ORDER, DEMO_ORDERS, _demo_startup
+from tests.browser.conftest import api, axe_check
 from tests.conftest import make_config
+from tests.support import samples
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -47,14 +48,71 @@ async def test_demo_page_and_bot_status_update(demo, open_chat):
         await expect(page.page.locator(".chatd-status")).to_have_text("Order status: Confirmed")
         await expect(page.page.locator("#order-status")).to_have_text("Confirmed")
     await expect(bot).to_have_text("Post “Packed” as the demo bot")
-    await expect(buyer.page.get_by_role("button", name=re.compile("as the demo bot"))).to_have_text(
-        "Post “Packed” as the demo bot"
-    )
+    # the bot posts as the shop's side: the buyer is not offered it
+    await expect(buyer.page.locator("#bot")).to_be_hidden()
 
     await buyer.say("Works under the demo page's CSP too")
     await expect(supplier.message("CSP too")).to_be_visible()
     for page in (buyer, supplier):
         assert not [m for m in page.console if "Content Security Policy" in m], page.console
+
+
+async def test_demo_on_a_phone_and_image_previews_under_its_csp(demo, open_chat, tmp_path):
+    """A phone: the composer is on screen at once and the message list is the only
+    scroll area; an image's preview shows under the page's CSP (img-src 'self' data:)."""
+    buyer = await open_chat(demo, DEMO_ORDER, BEA, path="/demo", width=390, height=844)
+    supplier = await open_chat(demo, DEMO_ORDER, SAM, path="/demo")
+    await expect(buyer.input).to_be_in_viewport()
+    for i in range(12):
+        await supplier.say(f"Update {i + 1}: all on track, with a line long enough to wrap on a phone screen.")
+    await expect(buyer.message("Update 12")).to_be_visible()
+    await expect(buyer.input).to_be_in_viewport()
+    assert await buyer.page.evaluate("() => document.scrollingElement.scrollHeight <= innerHeight")
+
+    photo = tmp_path / "pallet.png"
+    photo.write_bytes(samples.png(320, 240))
+    await supplier.page.set_input_files(".chatd-composer input[type=file]", [str(photo)])
+    await expect(supplier.page.locator(".chatd-chip--ready")).to_contain_text("pallet.png")
+    await supplier.say("Photo of the pallet")
+    preview = buyer.message("Photo of the pallet").locator("img.chatd-thumb")
+    await expect(preview).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    assert await preview.evaluate("i => i.decode().then(() => i.naturalWidth)") == 320
+    await buyer.screenshot("demo-phone-buyer.png")
+    for page in (buyer, supplier):
+        assert not [m for m in page.console if "Content Security Policy" in m or m.startswith("error")], page.console
+    await axe_check(buyer.page, "demo, phone")  # last: axe itself applies inline styles the CSP refuses
+
+
+async def test_demo_orders_page_with_badges_bell_and_inbox(demo, open_chat):
+    """Each participant's orders page: a badge per order, the bell, the inbox; the order page has the bell too."""
+    bea = await open_chat(demo, "", BEA, path="/demo/orders", wait_online=False, width=390, height=844)
+    sam = await open_chat(demo, "", SAM, path="/demo/orders", wait_online=False, width=1280, height=860)
+    bea_order = await open_chat(demo, DEMO_ORDER, BEA, path="/demo")
+    for page in (bea, sam):
+        await expect(page.page.locator(".order-card")).to_have_count(len(DEMO_ORDERS))
+        await expect(page.page.locator(".chatd-inbox-row")).to_have_count(len(DEMO_ORDERS))
+    rita = await open_chat(demo, "demo-1002", RITA, path="/demo")
+    await rita.say("Hi both, the quote for the second order is ready.")
+    for page in (bea, sam):
+        chat_button = page.page.locator(".order-card").filter(has_text="demo-1002").locator(".open-chat")
+        await expect(chat_button).to_have_attribute("data-unread", "1")
+        await expect(chat_button.locator(".chatd-cbadge")).to_have_text("1")
+        bell = page.page.get_by_role("button", name=re.compile("^Messages, "))
+        await expect(bell).to_have_attribute("aria-label", "Messages, 1 unread")
+        await expect(page.page.locator(".chatd-inbox-row").first).to_contain_text("quote for the second order")
+    bell = bea_order.page.get_by_role("button", name=re.compile("^Messages, "))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 1 unread")
+    await bell.click()
+    link = bea_order.page.locator("a.chatd-bell-item")
+    await expect(link).to_contain_text("demo-1002")
+    assert "order=demo-1002" in (await link.get_attribute("href") or "")
+    await bea_order.screenshot("demo-order-bell.png")
+    await bea.screenshot("demo-orders-phone-buyer.png", full_page=True)
+    await sam.screenshot("demo-orders-desktop-supplier.png")
+    for page in (bea, sam, bea_order, rita):
+        assert not [m for m in page.console if "Content Security Policy" in m or m.startswith("error")], page.console
+    await axe_check(bea.page, "orders page, phone")
+    await axe_check(sam.page, "orders page, desktop")
 
 
 async def test_demo_endpoints(demo):

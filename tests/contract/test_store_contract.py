@@ -332,6 +332,21 @@ async def test_counts_are_plain_integers(store):
     assert all(type(v) is int for v in await store.marker("o1", BUYER.id, False, 2))
 
 
+async def test_receipts_are_the_other_participants_markers_clamped_below_notes(store, store_factory):
+    """`joined.receipts`: others' moved markers of participants (not side markers), as receipts carry them."""
+    staff = Actor("st1", "Staff", "staff")
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "one", "c1")  # seq 1; the supplier's marker moves to it
+    await store.post(REP, "o1", "plan", "c2", "note")  # seq 2; the rep's marker at the note
+    await store.mark_read(staff, "o1", staff.id, 2)  # a side marker: no receipt
+    other = await store_factory()
+    assert await other.receipts("o1", BUYER.id, False) == [(REP.id, 1), (SUPPLIER.id, 1)]
+    assert await other.receipts("o1", BUYER.id, True) == sorted([(REP.id, 2), (SUPPLIER.id, 1)])
+    assert await store.receipts("o1", REP.id, True) == [(SUPPLIER.id, 1)]  # not one's own; the buyer read nothing
+    await store.mark_read(BUYER, "o1", BUYER.id, 2)
+    assert (BUYER.id, 2) in await store.receipts("o1", SUPPLIER.id, True)
+
+
 class _Ident(msgspec.Struct, frozen=True):
     id: str
     role: str

@@ -210,6 +210,21 @@ async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
     assert [f["seq"] for f in buyer.of_type("receipt", user="r1")] == [1, 3]
 
 
+async def test_joined_carries_the_others_receipts_clamped_below_notes(server):
+    """`joined.receipts`: the other participants' markers, so "Seen by" survives a reload;
+    a buyer never learns a note's seq there either, and staff's markers are not receipts."""
+    supplier = await _setup(server)
+    rep = await server.client("r1", "sales_rep")
+    staff = await server.client("st", "staff")
+    await _read(rep, "m1", 2)  # up to the note
+    await _read(staff, "m1", 2)
+    buyer = await server.client("b1", "buyer")
+    # s1's marker is at the note it sent (sending moves the sender's marker)
+    assert (await buyer.join("m1"))["receipts"] == [{"user": "r1", "seq": 1}, {"user": "s1", "seq": 1}]
+    assert (await supplier.join("m1"))["receipts"] == [{"user": "r1", "seq": 2}]  # not one's own
+    assert (await rep.join("m1"))["receipts"] == [{"user": "s1", "seq": 2}]  # b1 read nothing: left out
+
+
 # --- the matrix: one id across roles and tokens, every path ------------------------------------
 
 NONE, PLAIN, ALL = "none", "plain", "all"

@@ -1,4 +1,4 @@
-"""The widget's files as chatd serves them: /widget.js is session.js, dom.js and widget.js joined."""
+"""The widget's files as chatd serves them: /widget.js is session.js, dom.js, widget.js and components.js joined."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ async def _get(base: str, path: str, headers: dict | None = None):
         return r.status, r.headers, await r.read()
 
 
-async def test_widget_js_is_the_three_files_in_order(server):
+async def test_widget_js_is_its_files_in_order(server):
     st, headers, body = await _get(server.base, "/widget.js")
     assert st == 200 and headers["Content-Type"].startswith("text/javascript")
     assert headers["Access-Control-Allow-Origin"] == "*" and headers["Cache-Control"] == "no-cache"
-    parts = [(web_dir() / name).read_bytes() for name in ("session.js", "dom.js", "widget.js")]
+    parts = [(web_dir() / name).read_bytes() for name in ("session.js", "dom.js", "widget.js", "components.js")]
     assert body == b"\n".join(parts)
     assert "Last-Modified" in headers
 
@@ -39,3 +39,13 @@ async def test_a_missing_part_is_404_not_500(server, tmp_path, monkeypatch):
     monkeypatch.setenv("CHATD_WEB_DIR", str(tmp_path))
     st, _, _ = await _get(server.base, "/widget.js")
     assert st == 404
+
+
+async def test_demo_orders_page_under_the_demo_csp(server):
+    st, headers, body = await _get(server.base, "/demo/orders")
+    assert st == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"  # its URL carries a token
+    assert b'src="/demo/orders.js"' in body
+    st, headers, body = await _get(server.base, "/demo/orders.js")
+    assert st == 200 and body == (web_dir() / "demo-orders.js").read_bytes()

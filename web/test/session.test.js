@@ -464,3 +464,86 @@ test('frames for another order are ignored', async () => {
   assert.equal(session.unread, 0);
   session.destroy();
 });
+
+test('order state: labels, tones, next statuses, closed and what the role may do', async () => {
+  const { session } = makeSession();
+  session.start();
+  const ws = await connect();
+  ws.receive(joined(3, {
+    workflow: 'factory', status: 'shipped', status_label: 'Shipped', status_tone: 'progress',
+    next_statuses: [{ status: 'delivered', label: 'Delivered', tone: 'success' }], closed: false
+  }));
+  assert.equal(session.statusLabel, 'Shipped');
+  assert.equal(session.statusTone, 'progress');
+  assert.deepEqual(session.nextStatuses, [{ status: 'delivered', label: 'Delivered', tone: 'success' }]);
+  assert.equal(session.mayConfirmReceipt(), true);
+  assert.equal(session.mayOpenDispute(), true);
+  assert.equal(session.mayCloseDispute(), false);
+  assert.equal(session.mayMarkNoReply(), false, 'a buyer never');
+  ws.receive({ type: 'order', order: ORDER, status: 'shipped', dispute: { open: true, reason: 'x', by: 'bea', ts: 1 } });
+  assert.equal(session.mayOpenDispute(), false);
+  assert.equal(session.mayCloseDispute(), true, 'the opener closes');
+  ws.receive({ type: 'order', order: ORDER, status: 'completed', dispute: null, closed: true, closed_reason: 'completed' });
+  assert.equal(session.mayPost(), false);
+  assert.equal(session.closedReason, 'completed');
+  assert.deepEqual(session.nextStatuses, []);
+  session.destroy();
+});
+
+test('a refused action comes back as an error naming the action; an ack settles it', async () => {
+  const { session, events } = makeSession();
+  session.start();
+  const ws = await connect(SAM);
+  ws.receive(joined(0));
+  assert.equal(session.closeDispute('done'), true);
+  const frame = ws.framesOf('dispute').at(-1);
+  ws.receive({ type: 'error', code: 'forbidden', message: 'only staff or the opener may close it', ref: frame.client_id });
+  assert.deepEqual(events.error.at(-1), {
+    code: 'forbidden', message: 'only staff or the opener may close it', ref: frame.client_id, action: 'dispute_close'
+  });
+  session.setStatus('packed');
+  const st = ws.framesOf('set_status').at(-1);
+  ws.receive({ type: 'ack', order: ORDER, client_id: st.client_id, seq: 1, ts: 1, duplicate: false });
+  assert.equal(session.actions.size, 0);
+  session.destroy();
+});
+
+test('no reply needed: the newest buyer message while the buyer waits; reply_state ends it', async () => {
+  const { session } = makeSession();
+  session.start();
+  const ws = await connect(SAM);
+  ws.receive(joined(2, { awaiting_reply: { seq: 1, since: 1, due_at: 2, overdue: false } }));
+  ws.receive(msg(1, { sender: BEA }));
+  ws.receive(msg(2, { sender: BEA }));
+  assert.equal(session.mayMarkNoReply(), true);
+  assert.equal(session.noReplySeq(), 2);
+  session.noReplyNeeded(/** @type {number} */ (session.noReplySeq()));
+  assert.deepEqual(ws.framesOf('no_reply_needed').at(-1), { type: 'no_reply_needed', order: ORDER, seq: 2 });
+  ws.receive({ type: 'reply_state', order: ORDER, awaiting_reply: null });
+  assert.equal(session.mayMarkNoReply(), false);
+  session.destroy();
+});
+
+test('receipts come back with joined, so "Seen by" survives a reload', async () => {
+  const { session, events } = makeSession();
+  session.start();
+  const ws = await connect();
+  ws.receive(joined(5, { receipts: [{ user: 'sam', seq: 4 }, { user: 'bea', seq: 5 }] }));
+  assert.deepEqual([...session.receipts], [['sam', 4]], 'one\'s own marker is not a receipt');
+  assert.deepEqual(events.receipt, [{ user: 'sam', seq: 4 }]);
+  session.destroy();
+});
+
+test('a token the server refuses for another reason than expiry is not called expired', async () => {
+  const { session, events } = makeSession();
+  session.start();
+  await settle();
+  const ws = FakeSocket.all[0];
+  ws.open();
+  ws.receive({ type: 'error', code: 'unauthorized', message: 'invalid token: Signature verification failed' });
+  ws.drop(4401);
+  assert.equal(session.state, 'closed');
+  assert.equal(events.error.at(-1).fatal, true);
+  assert.match(events.error.at(-1).message, /token is not valid/);
+  assert.doesNotMatch(events.error.at(-1).message, /expired/);
+});

@@ -46,6 +46,24 @@ class Markers(StoreMixin):
         return 0, count, last if not sees_notes else last_seq
 
     @pooled_read
+    async def receipts(
+        self, db: asyncpg.Connection, order_id: str, user_id: str, sees_notes: bool
+    ) -> list[tuple[str, int]]:
+        seq = (
+            "r.read_seq"
+            if sees_notes
+            else "(SELECT COALESCE(MAX(m.seq), 0) FROM messages m"
+            " WHERE m.order_id = r.order_id AND m.seq <= r.read_seq AND m.kind <> 'note')"
+        )
+        rows = await db.fetch(
+            f"SELECT r.user_id, {seq} FROM read_markers r"
+            " WHERE r.order_id = $1 AND r.side = 0 AND r.user_id <> $2 AND r.read_seq > 0 ORDER BY r.user_id",
+            order_id,
+            user_id,
+        )
+        return [(r[0], r[1]) for r in rows if r[1] > 0]
+
+    @pooled_read
     async def total_unread(self, db: asyncpg.Connection, user_id: str) -> int:
         return await self._total(db, user_id)
 

@@ -44,6 +44,21 @@ class Markers(StoreMixin):
         return 0, count, last if not sees_notes else last_seq
 
     @inline_read
+    async def receipts(self, order_id: str, user_id: str, sees_notes: bool) -> list[tuple[str, int]]:
+        seq = (
+            "r.read_seq"
+            if sees_notes
+            else "(SELECT COALESCE(MAX(m.seq), 0) FROM messages m"
+            " WHERE m.order_id = r.order_id AND m.seq <= r.read_seq AND m.kind != 'note')"
+        )
+        rows = self.reader.execute(
+            f"SELECT r.user_id, {seq} FROM read_markers r"
+            " WHERE r.order_id = ? AND r.side = 0 AND r.user_id != ? AND r.read_seq > 0 ORDER BY r.user_id",
+            (order_id, user_id),
+        ).fetchall()
+        return [(u, s) for u, s in rows if s > 0]
+
+    @inline_read
     async def total_unread(self, user_id: str) -> int:
         row = self.reader.execute("SELECT unread_total FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
         return row[0] if row else 0

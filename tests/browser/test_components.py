@@ -1,0 +1,156 @@
+"""The components in Chromium: a badge per order, the bell and the inbox on a host's
+orders page, over one WebSocket, kept live by another user's messages.
+
+Screenshots land in artifacts/browser/ (gitignored): look at them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import axe_check, put_order
+from tests.support.client import token
+
+BEA = token("bea", "buyer", "Bea Buyer")
+SAM = token("sam", "supplier", "Sam Supplier")
+STAFF = token("stella", "staff", "Stella Staff")
+PHONE = {"width": 390, "height": 844}
+
+
+def console_errors(*pages) -> list[str]:
+    return [m for p in pages for m in p.console if m.startswith("error")]
+
+
+async def test_badges_and_bell_follow_the_other_side_live(server, open_chat):
+    for order in ("o-b1", "o-b2"):
+        await put_order(server.base, order)
+    orders = await open_chat(server.base, "o-b1,o-b2", BEA, path="/components")
+    page = orders.page
+    bell = page.get_by_role("button", name=re.compile("^Messages, "))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 0 unread")
+    card1 = page.locator(".card[data-order=o-b1] button")
+    await expect(card1).to_have_attribute("data-unread", "0")
+
+    sam = await open_chat(server.base, "o-b1", SAM)
+    await sam.say("Your panels are packed.")
+    await sam.say("Pickup is at 3 pm.")
+    await expect(card1.locator(".chatd-cbadge")).to_have_text("2")
+    await expect(card1).to_have_attribute("data-unread", "2")  # the host turns its button red
+    await expect(page.locator(".card[data-order=o-b2] button")).to_have_attribute("data-unread", "0")
+    await expect(bell).to_have_attribute("aria-label", "Messages, 2 unread")
+
+    await bell.click()
+    items = page.locator(".chatd-bell-item")
+    await expect(items).to_have_count(1)
+    await expect(items.first).to_contain_text("o-b1")
+    await expect(items.first).to_contain_text("Sam Supplier: Pickup is at 3 pm.")
+    await orders.screenshot("components-bell-desktop.png")
+    await axe_check(page, "bell open")
+
+    # a dispute on the other order: the bell lists it, marked
+    staff = await open_chat(server.base, "o-b2", STAFF)
+    await staff.page.evaluate("() => window.widget.openDispute('Wrong colour')")
+    await expect(items).to_have_count(2)
+    await expect(items.first).to_contain_text("o-b2")
+    await expect(items.first.locator(".chatd-dispute-mark")).to_have_text("Dispute")
+    await items.nth(1).click()
+    assert await page.evaluate("() => window.opened") == ["o-b1"]
+    await expect(page.locator(".chatd-bell-panel")).to_be_hidden()
+
+    # reading the order elsewhere clears the badge here
+    bea = await open_chat(server.base, "o-b1", BEA)
+    await expect(bea.message("Pickup is at 3 pm.")).to_be_visible()
+    await expect(card1).to_have_attribute("data-unread", "0")
+    await expect(card1.locator(".chatd-cbadge")).to_be_hidden()
+    assert len(orders.sockets) == 1, orders.sockets  # every component of the page on one WebSocket
+    assert not console_errors(orders, sam, staff, bea)
+
+
+async def test_bell_and_badges_on_a_phone(server, open_chat):
+    await put_order(server.base, "o-p1")
+    orders = await open_chat(server.base, "o-p1", BEA, path="/components", **PHONE)
+    sam = await open_chat(server.base, "o-p1", SAM)
+    await sam.say("The invoice is attached.")
+    bell = orders.page.get_by_role("button", name=re.compile("^Messages, "))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 1 unread")
+    await bell.click()
+    panel = orders.page.locator(".chatd-bell-panel")
+    await expect(panel).to_be_visible()
+    box = await panel.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box  # on screen
+    await orders.screenshot("components-bell-phone.png")
+    await axe_check(orders.page, "bell, phone")
+    await orders.page.keyboard.press("Escape")
+    await expect(panel).to_be_hidden()
+    assert not console_errors(orders, sam)
+
+
+async def test_inbox_lists_searches_filters_and_opens_the_chat(server, open_chat):
+    for order in ("o-i1", "o-i2", "o-i3"):
+        await put_order(server.base, order)
+    sam1 = await open_chat(server.base, "o-i1", SAM)
+    await sam1.say("Quote for the LED panels attached.")
+    sam2 = await open_chat(server.base, "o-i2", SAM)
+    await sam2.say("Shipping on Monday.")
+    orders = await open_chat(server.base, "o-i1,o-i2,o-i3", BEA, path="/components", width=1200, height=900)
+    page = orders.page
+    rows = page.locator(".chatd-inbox-row")
+    await expect(rows).to_have_count(3)
+    await expect(rows.first).to_have_attribute("data-order", "o-i2")  # newest activity first
+    await expect(rows.first).to_contain_text("Shipping on Monday.")
+    await expect(rows.first.locator(".chatd-cbadge")).to_have_text("1")
+    await expect(rows.first.locator(".chatd-status")).to_have_text("Open")
+
+    # live: a new message moves its order to the top
+    await sam1.say("Can you confirm the quantity?")
+    await expect(rows.first).to_have_attribute("data-order", "o-i1")
+    await expect(rows.first.locator(".chatd-cbadge")).to_have_text("2")
+
+    # search and filters
+    search = page.get_by_label("Search messages")
+    await search.fill("monday")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-order", "o-i2")
+    await search.fill("")
+    await page.get_by_role("button", name="Unread", exact=True).click()
+    await expect(rows).to_have_count(2)
+    await page.get_by_role("button", name="Unread", exact=True).click()
+    await expect(rows).to_have_count(3)
+
+    # desktop: the chat opens beside the list, and reading it clears the row
+    await rows.filter(has_text="o-i1").click()
+    chat = page.locator(".chatd-inbox-chat .chatd-list")
+    await expect(chat.locator("[role=listitem]").filter(has_text="confirm the quantity")).to_be_visible()
+    await expect(page.locator(".chatd-inbox-list")).to_be_visible()
+    await expect(rows.filter(has_text="o-i1").locator(".chatd-cbadge")).to_have_count(0)
+    await orders.screenshot("components-inbox-desktop.png")
+    await axe_check(page, "inbox, desktop")
+    assert not console_errors(orders, sam1, sam2)
+
+
+async def test_inbox_on_a_phone_opens_the_chat_in_place_of_the_list(server, open_chat):
+    await put_order(server.base, "o-ph1")
+    await put_order(server.base, "o-ph2")
+    orders = await open_chat(server.base, "o-ph1,o-ph2", BEA, path="/components", **PHONE)
+    page = orders.page
+    sam = await open_chat(server.base, "o-ph2", SAM)
+    await sam.say("Delivery slot tomorrow 9-11?")
+    rows = page.locator(".chatd-inbox-row")
+    await expect(rows.first).to_have_attribute("data-order", "o-ph2")
+    await page.locator("#inbox").scroll_into_view_if_needed()
+    await orders.screenshot("components-inbox-phone-list.png")
+    await rows.first.click()
+    await expect(page.locator(".chatd-inbox-list")).to_be_hidden()
+    got = page.locator(".chatd-inbox-chat [role=listitem]").filter(has_text="Delivery slot")
+    await expect(got).to_be_visible()
+    await page.locator(".chatd-inbox-chat").get_by_label("Message", exact=True).fill("Yes, 9-11 works.")
+    await page.locator(".chatd-inbox-chat").get_by_label("Message", exact=True).press("Enter")
+    await expect(sam.message("9-11 works")).to_be_visible()
+    await orders.screenshot("components-inbox-phone-chat.png")
+    await axe_check(page, "inbox chat, phone")
+    await page.get_by_role("button", name="All orders").click()
+    await expect(page.locator(".chatd-inbox-list")).to_be_visible()
+    await expect(rows.first).to_contain_text("Yes, 9-11 works.")  # the page's own message, too
+    assert not console_errors(orders, sam)

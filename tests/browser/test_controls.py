@@ -1,0 +1,177 @@
+"""The widget's order controls in Chromium: status, receipt, dispute, no reply needed,
+a closed chat; each shown only to the roles that may use it, refusals shown plainly.
+
+Screenshots land in artifacts/browser/ (gitignored): look at them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import api, axe_check, put_order
+from tests.support.client import token
+
+BEA = token("bea", "buyer", "Bea Buyer")
+SAM = token("sam", "supplier", "Sam Supplier")
+STAFF = token("stella", "staff", "Stella Staff")
+PHONE = {"width": 390, "height": 780}
+
+
+def console_errors(*chats) -> list[str]:
+    return [m for c in chats for m in c.console if m.startswith("error")]
+
+
+def button(chat, name: str):
+    """One of the widget's order actions."""
+    return chat.page.locator(".chatd-actions").get_by_role("button", name=name, exact=True)
+
+
+async def confirm(chat, name: str, reason: str | None = None) -> None:
+    dialog = chat.page.locator(".chatd-dialog")
+    await expect(dialog).to_be_visible()
+    if reason is not None:
+        await dialog.get_by_label(re.compile("^Reason")).fill(reason)
+    await dialog.get_by_role("button", name=name, exact=True).click()
+    await expect(dialog).to_be_hidden()
+
+
+async def test_status_receipt_and_dispute_controls_live(server, open_chat):
+    await put_order(server.base, "o-ctl", workflow="factory")
+    supplier = await open_chat(server.base, "o-ctl", SAM)
+    buyer = await open_chat(server.base, "o-ctl", BEA, **PHONE)
+    chip = buyer.page.locator(".chatd-status")
+    await expect(chip).to_have_text("Order status: Confirmed")
+    await expect(chip).to_have_attribute("data-tone", "neutral")
+
+    # the supplier may advance the order, the buyer may not; the buyer may open a dispute, the supplier may not
+    await expect(button(buyer, "Update status")).to_be_hidden()
+    await expect(button(buyer, "Confirm receipt")).to_be_hidden()
+    await expect(button(buyer, "Open dispute")).to_be_visible()
+    await expect(button(supplier, "Open dispute")).to_be_hidden()
+    await expect(button(supplier, "Close dispute")).to_be_hidden()
+
+    await button(supplier, "Update status").click()
+    items = supplier.page.locator(".chatd-menu-item")
+    await expect(items).to_have_count(1)  # only next_statuses
+    await expect(items).to_have_text("In Production")
+    await expect(items).to_have_attribute("data-tone", "info")
+    await supplier.screenshot("controls-status-menu-desktop.png")
+    await axe_check(supplier.page, "status menu")
+    await items.click()
+    await confirm(supplier, "In Production")
+    await expect(chip).to_have_text("Order status: In Production")
+    await expect(chip).to_have_attribute("data-tone", "info")
+    await expect(buyer.page.locator(".chatd-event--status").last).to_have_attribute("data-tone", "info")
+
+    # shipped: now the buyer confirms receipt
+    status, data = await api(server.base, "PUT", "/api/v1/orders/o-ctl", {"status": "shipped", "force": True})
+    assert status == 200, data
+    await expect(button(supplier, "Update status")).to_be_hidden()  # the buyer's move now
+    await button(buyer, "Confirm receipt").click()
+    await confirm(buyer, "Confirm receipt")
+    for page in (buyer, supplier):
+        await expect(page.page.locator(".chatd-status")).to_have_text("Order status: Delivered")
+        await expect(page.page.locator(".chatd-status")).to_have_attribute("data-tone", "success")
+    await expect(button(buyer, "Confirm receipt")).to_be_hidden()
+
+    # a dispute with a reason dialog; cancelling it opens nothing
+    await button(buyer, "Open dispute").click()
+    await buyer.screenshot("controls-dispute-dialog-phone.png")
+    await axe_check(buyer.page, "dispute dialog", [".chatd-host", ".chatd-dialog"])
+    await buyer.page.locator(".chatd-dialog").get_by_role("button", name="Cancel").click()
+    await expect(buyer.page.locator(".chatd-dialog")).to_be_hidden()
+    await expect(supplier.page.locator(".chatd-dispute")).to_be_hidden()
+    await button(buyer, "Open dispute").click()
+    await confirm(buyer, "Open dispute", "One panel arrived cracked")
+    banner = supplier.page.locator(".chatd-dispute")
+    await expect(banner).to_contain_text("One panel arrived cracked")
+    await expect(button(buyer, "Open dispute")).to_be_hidden()
+    await expect(button(buyer, "Close dispute")).to_be_visible()  # the opener may close it
+    await expect(button(supplier, "Close dispute")).to_be_hidden()
+
+    # a refused action is shown: the supplier may not close the buyer's dispute
+    await supplier.page.evaluate("() => window.widget.closeDispute('not mine to close')")
+    notice = supplier.page.locator(".chatd-notice")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("The dispute was not closed")
+    await supplier.screenshot("controls-refused-desktop.png")
+    await notice.get_by_role("button", name="Dismiss").click()
+    await expect(notice).to_be_hidden()
+    await expect(banner).to_be_visible()
+
+    await button(buyer, "Close dispute").click()
+    await confirm(buyer, "Close dispute", "Replacement agreed")
+    await expect(banner).to_be_hidden()
+    closed_card = buyer.page.locator(".chatd-event--dispute").filter(has_text="Dispute closed")
+    await expect(closed_card).to_have_class(re.compile("chatd-event--resolved"))  # not alarm red
+    await buyer.screenshot("controls-after-dispute-phone.png")
+    await supplier.screenshot("controls-after-dispute-desktop.png")
+    await axe_check(buyer.page, "buyer, phone")
+    await axe_check(supplier.page, "supplier, desktop")
+    assert not console_errors(buyer, supplier)
+
+
+async def test_no_reply_needed_for_the_supplier_side_only(server, open_chat):
+    await put_order(server.base, "o-noreply", workflow="factory")
+    supplier = await open_chat(server.base, "o-noreply", SAM, **PHONE)
+    buyer = await open_chat(server.base, "o-noreply", BEA)
+    await buyer.say("Thanks, that is all for now!")
+    await expect(supplier.message("that is all")).to_be_visible()
+    no_reply = button(supplier, "No reply needed")
+    await expect(no_reply).to_be_visible()
+    await expect(button(buyer, "No reply needed")).to_be_hidden()
+    await supplier.screenshot("controls-no-reply-phone.png")
+    await axe_check(supplier.page, "no reply needed")
+    await no_reply.click()
+    await expect(no_reply).to_be_hidden()
+    # a new question starts the wait again
+    await buyer.say("One more question: can you ship on Friday?")
+    await expect(no_reply).to_be_visible()
+    assert not console_errors(buyer, supplier)
+
+
+async def test_a_closed_chat_says_why_and_has_no_field(server, open_chat):
+    await put_order(server.base, "o-done", workflow="retail")
+    buyer = await open_chat(server.base, "o-done", BEA, **PHONE)
+    staff = await open_chat(server.base, "o-done", STAFF)
+    await button(staff, "Update status").click()
+    await staff.page.locator(".chatd-menu-item").filter(has_text="Cancelled").click()
+    await confirm(staff, "Cancelled")
+    note = buyer.page.locator(".chatd-closed-note")
+    await expect(note).to_have_text("This chat is closed: the order is Cancelled. You can still read the conversation.")
+    await expect(buyer.input).to_be_hidden()
+    await expect(button(buyer, "Open dispute")).to_be_hidden()
+    await expect(buyer.page.locator(".chatd-status")).to_have_attribute("data-tone", "danger")
+    await expect(buyer.page.locator(".chatd-event--status").last).to_have_attribute("data-tone", "danger")
+    await expect(staff.input).to_be_visible()  # staff still write
+    await buyer.screenshot("controls-closed-phone.png")
+    await axe_check(buyer.page, "closed chat")
+    assert not console_errors(buyer, staff)
+
+
+async def test_host_css_cannot_reach_the_widget(server, open_chat):
+    await put_order(server.base, "o-shadow")
+    buyer = await open_chat(server.base, "o-shadow", BEA)
+    host_css = "header { color: #fff !important; } h2, button { display: none !important; }"
+    await buyer.page.add_style_tag(content=host_css)
+    title = buyer.page.locator(".chatd-title")
+    await expect(title).to_be_visible()
+    assert await title.evaluate("t => getComputedStyle(t).color") != "rgb(255, 255, 255)"
+    await expect(buyer.send_button).to_be_visible()
+    # the public API is unchanged
+    await buyer.page.evaluate("() => window.widget.send('still here')")
+    await expect(buyer.message("still here")).to_be_visible()
+
+
+async def test_a_token_with_the_wrong_secret_is_not_called_expired(server, open_chat):
+    await put_order(server.base, "o-secret")
+    forged = token("bea", "buyer", "Bea Buyer").rsplit(".", 1)[0] + ".c2lnbmF0dXJlLWZyb20tYW5vdGhlci1zZWNyZXQ"
+    chat = await open_chat(server.base, "o-secret", forged, wait_online=False, **PHONE)
+    alert = chat.page.get_by_role("alert")
+    await expect(alert).to_contain_text("token is not valid")
+    await expect(alert).not_to_contain_text("expired")
+    await expect(chat.input).to_be_hidden()
+    await chat.screenshot("closed-invalid-token-phone.png")
+    await axe_check(chat.page, "invalid token")

@@ -1,0 +1,496 @@
+// @ts-check
+/*! chatd components: the unread badge of one order, the bell and the inbox.
+ *
+ *   ChatdWidget.badge(el, {url, token, order})  the live unread count of one order (sets el's data-unread)
+ *   ChatdWidget.bell(el, {url, token})          total unread, and a dropdown of the latest orders
+ *                                               with unread messages or an open dispute
+ *   ChatdWidget.inbox(el, {url, token})         the user's orders, newest activity first, with the chat
+ *
+ * Every component of one page with the same url and token shares one
+ * WebSocket (a Feed): it authenticates, asks for the `inbox` and keeps it
+ * current from `unread` and `notify` frames. chatd serves this file as part of
+ * /widget.js (after widget.js); each component renders in a Shadow DOM with
+ * widget.css linked inside, like the widget. Data goes in as text only.
+ */
+(function (global) {
+  'use strict';
+
+  /** @type {typeof import('./session.js')} */
+  var Chatd = /** @type {any} */ (global).ChatdSession;
+  /** @type {typeof import('./dom.js')} */
+  var D = /** @type {any} */ (global).ChatdDom;
+  /** @type {any} */
+  var Widget = /** @type {any} */ (global).ChatdWidget;
+  if (!Chatd || !D || !Widget) throw new Error('chatd components: load session.js, dom.js and widget.js first (chatd\'s /widget.js has them all)');
+
+  var el = D.el, icon = D.icon;
+  var INBOX_LIMIT = 100;
+  var BELL_ITEMS = 8;
+  var BACKOFF_BASE_MS = 500;
+  var BACKOFF_CAP_MS = 15000;
+
+  /**
+   * @typedef {import('./session.js').Message} Message
+   * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null}} Entry
+   * @typedef {{url?: string, token: string | (() => string | Promise<string>), locale?: string, css?: string | boolean}} FeedOptions
+   */
+
+  var counter = 0;
+
+  function defaultBaseUrl() {
+    return Widget.baseUrl ? Widget.baseUrl() : global.location.origin;
+  }
+
+  // --- the shared connection ------------------------------------------------
+
+  /** One WebSocket per page for (url, token): the user's inbox, kept live. */
+  class Feed {
+    /** @param {string} baseUrl @param {FeedOptions['token']} token */
+    constructor(baseUrl, token) {
+      this.baseUrl = baseUrl;
+      this.tokenOpt = token;
+      this.wsUrl = Chatd.wsUrlOf(baseUrl, global.location.href);
+      /** @type {Map<string, Entry>} */
+      this.entries = new Map();
+      this.total = 0;
+      this.loaded = false;
+      /** @type {string | null} why it stopped for good */
+      this.fatal = null;
+      /** @type {WebSocket | null} */
+      this.ws = null;
+      this.attempt = 0;
+      /** @type {any} */
+      this.timer = null;
+      /** @type {Set<() => void>} */
+      this.listeners = new Set();
+      /** @type {string | null} */
+      this.authError = null;
+    }
+
+    /** @param {() => void} fn called on every change; returns the release */
+    use(fn) {
+      var self = this;
+      this.listeners.add(fn);
+      if (!this.ws && !this.timer && !this.fatal) this._connect();
+      if (this.loaded || this.fatal) fn();
+      return function () {
+        self.listeners.delete(fn);
+        if (!self.listeners.size) self._stop();
+      };
+    }
+
+    /** Entries, newest activity first. */
+    list() {
+      var out = Array.from(this.entries.values());
+      out.sort(function (a, b) { return ts(b) - ts(a) || (a.order < b.order ? -1 : 1); });
+      return out;
+    }
+
+    /** A message the page itself saw (its own, from the inbox's chat): notify skips those. @param {Message} m */
+    saw(m) {
+      var e = m.order ? this.entries.get(m.order) : undefined;
+      if (e && (!e.last_message || e.last_message.seq < m.seq)) { e.last_message = m; this._changed(); }
+    }
+
+    _token() {
+      var t = this.tokenOpt;
+      return new Promise(function (resolve) { resolve(typeof t === 'function' ? t() : t); }).then(String);
+    }
+
+    _connect() {
+      var self = this;
+      this.timer = null;
+      this._token().then(function (token) {
+        if (!self.listeners.size || self.ws) return;
+        var ws = self.ws = new WebSocket(self.wsUrl);
+        ws.onopen = function () { ws.send(JSON.stringify({ type: 'auth', token: token })); };
+        ws.onmessage = function (ev) {
+          var f;
+          try { f = JSON.parse(String(ev.data)); } catch (e) { return; }
+          if (f && typeof f === 'object') self._onFrame(f);
+        };
+        ws.onclose = function (ev) { if (self.ws === ws) self._onClose(ev.code); };
+      }, function () { self._retry(); });
+    }
+
+    /** @param {number} code */
+    _onClose(code) {
+      this.ws = null;
+      if (code === 4401) {
+        this.fatal = this.authError && !/expired/i.test(this.authError)
+          ? 'The token is not valid (' + this.authError + ').' : 'Your session has expired. Reload the page.';
+        this._changed();
+        return;
+      }
+      this._retry();
+    }
+
+    _retry() {
+      if (!this.listeners.size || this.fatal) return;
+      var self = this;
+      this.attempt += 1;
+      var exp = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, this.attempt - 1));
+      this.timer = setTimeout(function () { self._connect(); }, exp / 2 + Math.random() * exp / 2);
+    }
+
+    _stop() {
+      clearTimeout(this.timer);
+      this.timer = null;
+      if (this.ws) { var ws = this.ws; this.ws = null; ws.onclose = null; ws.close(1000); }
+    }
+
+    /** @param {Record<string, any>} f */
+    _onFrame(f) {
+      switch (f.type) {
+        case 'ready':
+          this.attempt = 0;
+          this.authError = null;
+          if (this.ws) this.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
+          return;
+        case 'inbox': return this._onInbox(f);
+        case 'unread': return this._onUnread(f);
+        case 'notify': return this._onNotify(f);
+        case 'error':
+          if (f.code === 'unauthorized') this.authError = String(f.message || '');
+          return;
+        default: return;
+      }
+    }
+
+    /** @param {Record<string, any>} f */
+    _onInbox(f) {
+      var entries = new Map();
+      (Array.isArray(f.orders) ? f.orders : []).forEach(function (/** @type {any} */ o) {
+        if (!o || typeof o.order !== 'string') return;
+        entries.set(o.order, {
+          order: o.order, status: String(o.status || ''), unread: o.unread | 0,
+          dispute_open: !!o.dispute_open, last_message: o.last_message || null
+        });
+      });
+      this.entries = entries;
+      this.total = f.total_unread | 0;
+      this.loaded = true;
+      this._changed();
+    }
+
+    /** @param {Record<string, any>} f */
+    _onUnread(f) {
+      var e = this._entry(f.order);
+      e.unread = Math.max(0, f.count | 0);
+      if (typeof f.total === 'number') this.total = f.total;
+      this._changed();
+    }
+
+    /** @param {Record<string, any>} f */
+    _onNotify(f) {
+      var m = /** @type {Message} */ (f.message);
+      if (!m || typeof f.order !== 'string') return;
+      var e = this._entry(f.order);
+      if (!e.last_message || e.last_message.seq < m.seq) e.last_message = m;
+      if (m.kind === 'status' && m.status) e.status = m.status;
+      if (m.kind === 'dispute') e.dispute_open = /^Dispute opened/.test(String(m.text || ''));
+      this._changed();
+    }
+
+    /** @param {string} order */
+    _entry(order) {
+      var e = this.entries.get(order);
+      if (!e) {
+        e = { order: order, status: '', unread: 0, dispute_open: false, last_message: null };
+        this.entries.set(order, e);
+      }
+      return e;
+    }
+
+    _changed() {
+      this.listeners.forEach(function (fn) {
+        try { fn(); } catch (e) { setTimeout(function () { throw e; }); }
+      });
+    }
+  }
+
+  /** @param {Entry} e */
+  function ts(e) { return e.last_message ? e.last_message.ts : 0; }
+
+  /** @type {Map<string, Feed>} */
+  var feeds = new Map();
+
+  /** The page's one Feed for these options. @param {FeedOptions} opts */
+  function feedFor(opts) {
+    if (!opts || !opts.token) throw new TypeError('chatd components: options.token required');
+    var base = (opts.url || defaultBaseUrl()).replace(/\/+$/, '');
+    var key = base + ' ' + (typeof opts.token === 'function' ? 'fn:' + (++counter) : opts.token);
+    var f = feeds.get(key);
+    if (!f) { f = new Feed(base, opts.token); feeds.set(key, f); }
+    return f;
+  }
+
+  /**
+   * A shadow root inside `host` with widget.css linked in it.
+   * @param {Element} host @param {'span' | 'div'} tag @param {FeedOptions} opts @param {string} baseUrl
+   */
+  function shadowIn(host, tag, opts, baseUrl) {
+    var box = el(tag, 'chatd-host');
+    host.appendChild(box);
+    var root = box.attachShadow({ mode: 'open' });
+    if (opts.css !== false) {
+      var href = typeof opts.css === 'string' ? opts.css : baseUrl + '/widget.css';
+      root.appendChild(el('link', null, null, { rel: 'stylesheet', href: new URL(href, global.location.href).href }));
+    }
+    return { box: box, root: root };
+  }
+
+  /** @param {number} n */
+  function countText(n) { return n > 99 ? '99+' : String(n); }
+
+  /** @param {Message | null} m */
+  function snippet(m) {
+    if (!m) return 'No messages yet';
+    var text = String(m.text || '');
+    if (!text && m.attachments && m.attachments.length) text = m.attachments.map(function (a) { return a.name; }).join(', ');
+    var who = m.sender && m.sender.id !== 'system' ? m.sender.name + ': ' : '';
+    return who + text;
+  }
+
+  /** @param {Element} host @param {string} name @param {any} detail @param {any} opts */
+  function emit(host, name, detail, opts) {
+    host.dispatchEvent(new CustomEvent('chatd:' + name, { detail: detail, bubbles: true }));
+    var cb = opts['on' + name.charAt(0).toUpperCase() + name.slice(1)];
+    if (typeof cb === 'function') cb(detail);
+  }
+
+  // --- badge -------------------------------------------------------------------
+
+  /**
+   * The live unread count of one order as a red badge; el gets `data-unread`.
+   * @param {Element} host @param {FeedOptions & {order: string}} opts
+   */
+  function badge(host, opts) {
+    if (!host || !opts || !opts.order) throw new TypeError('ChatdWidget.badge: element and options.order required');
+    var feed = feedFor(opts), order = String(opts.order);
+    var sh = shadowIn(host, 'span', opts, feed.baseUrl);
+    sh.box.style.display = 'inline-block';
+    var b = el('span', 'chatd-cbadge', null, { hidden: '' });
+    var wrapB = el('span', 'chatd-c');
+    wrapB.appendChild(b);
+    sh.root.appendChild(wrapB);
+    var release = feed.use(function () {
+      var e = feed.entries.get(order), n = e ? e.unread : 0;
+      host.setAttribute('data-unread', String(n));
+      b.hidden = n === 0;
+      b.textContent = countText(n);
+      b.setAttribute('aria-label', n + ' unread message' + (n === 1 ? '' : 's'));
+      b.setAttribute('role', 'status');
+    });
+    return { destroy: function () { release(); sh.box.remove(); host.removeAttribute('data-unread'); } };
+  }
+
+  // --- bell ---------------------------------------------------------------------
+
+  /**
+   * The total unread, with a dropdown of the latest orders with unread messages or an open dispute.
+   * Choosing one: `link(order)` as its href when given, else the `chatd:open` event ({order}) and `onOpen`.
+   * @param {Element} host @param {FeedOptions & {link?: (order: string) => string, onOpen?: (d: {order: string}) => void}} opts
+   */
+  function bell(host, opts) {
+    if (!host) throw new TypeError('ChatdWidget.bell: element required');
+    var feed = feedFor(opts), fmt = D.makeFormatters(opts.locale), id = 'chatd-bell-' + (++counter);
+    var sh = shadowIn(host, 'span', opts, feed.baseUrl);
+    sh.box.style.display = 'inline-block';
+    var wrap = el('div', 'chatd-c chatd-bell-wrap');
+    var btn = el('button', 'chatd-bell', null, { type: 'button', 'aria-expanded': 'false', 'aria-controls': id });
+    btn.appendChild(icon('bell'));
+    var count = el('span', 'chatd-cbadge', null, { hidden: '', 'aria-hidden': 'true' });
+    btn.appendChild(count);
+    var panel = el('div', 'chatd-bell-panel', null, { id: id, hidden: '' });
+    var heading = el('h2', 'chatd-bell-title', 'Messages');
+    var list = el('ul', 'chatd-bell-list', null, { 'aria-label': 'Orders with news' });
+    panel.appendChild(heading);
+    panel.appendChild(list);
+    wrap.appendChild(btn);
+    wrap.appendChild(panel);
+    sh.root.appendChild(wrap);
+
+    /** @param {boolean} open */
+    var toggle = function (open) {
+      panel.hidden = !open;
+      btn.setAttribute('aria-expanded', String(open));
+    };
+    btn.addEventListener('click', function () { toggle(panel.hidden); });
+    /** @param {Event} e */
+    var outside = function (e) { if (!e.composedPath().includes(sh.box)) toggle(false); };
+    /** @param {KeyboardEvent} e */
+    var esc = function (e) { if (e.key === 'Escape' && !panel.hidden) { toggle(false); btn.focus(); } };
+    document.addEventListener('click', outside);
+    document.addEventListener('keydown', esc);
+
+    var release = feed.use(function () {
+      var n = feed.total;
+      count.hidden = n === 0;
+      count.textContent = countText(n);
+      btn.setAttribute('aria-label', feed.fatal ? 'Messages: ' + feed.fatal : 'Messages, ' + n + ' unread');
+      host.setAttribute('data-unread', String(n));
+      list.textContent = '';
+      var news = feed.list().filter(function (e) { return e.unread > 0 || e.dispute_open; }).slice(0, BELL_ITEMS);
+      if (!news.length) list.appendChild(el('li', 'chatd-bell-empty', feed.fatal || 'No unread messages'));
+      news.forEach(function (e) {
+        var li = el('li');
+        var item = opts.link
+          ? el('a', 'chatd-bell-item', null, { href: opts.link(e.order) })
+          : el('button', 'chatd-bell-item', null, { type: 'button' });
+        var top = el('span', 'chatd-bell-top');
+        top.appendChild(el('strong', 'chatd-bell-order', e.order));
+        if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
+        if (e.unread) top.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': e.unread + ' unread' }));
+        item.appendChild(top);
+        item.appendChild(el('span', 'chatd-bell-text', snippet(e.last_message)));
+        if (e.last_message) item.appendChild(el('span', 'chatd-bell-time', fmt.short(e.last_message.ts)));
+        if (!opts.link) item.addEventListener('click', function () { toggle(false); emit(host, 'open', { order: e.order }, opts); });
+        li.appendChild(item);
+        list.appendChild(li);
+      });
+    });
+    return {
+      destroy: function () {
+        release();
+        document.removeEventListener('click', outside);
+        document.removeEventListener('keydown', esc);
+        sh.box.remove();
+      }
+    };
+  }
+
+  // --- inbox ----------------------------------------------------------------------
+
+  /**
+   * The user's orders, newest activity first, with search and filters; choosing one opens its
+   * chat beside the list (wide) or in its place (narrow: a phone).
+   * @param {Element} host @param {FeedOptions & {title?: string}} opts
+   */
+  function inbox(host, opts) {
+    if (!host) throw new TypeError('ChatdWidget.inbox: element required');
+    var feed = feedFor(opts), fmt = D.makeFormatters(opts.locale), id = 'chatd-inbox-' + (++counter);
+    var sh = shadowIn(host, 'div', opts, feed.baseUrl);
+    sh.box.style.height = '100%';
+    var root = el('section', 'chatd chatd-inbox', null, { 'aria-label': opts.title || 'Order messages' });
+    var listPane = el('div', 'chatd-inbox-list');
+    var head = el('div', 'chatd-inbox-head');
+    head.appendChild(el('h2', 'chatd-title', opts.title || 'Messages'));
+    var total = el('span', 'chatd-cbadge', null, { hidden: '' });
+    head.appendChild(total);
+    var search = /** @type {HTMLInputElement} */ (el('input', 'chatd-input chatd-inbox-search', null, {
+      type: 'search', id: id + '-q', placeholder: 'Search order, name or text', autocomplete: 'off'
+    }));
+    var searchLabel = el('label', 'chatd-sr', 'Search messages', { for: id + '-q' });
+    var filters = el('div', 'chatd-inbox-filters', null, { role: 'group', 'aria-label': 'Filters' });
+    /** @type {Record<string, HTMLElement>} */
+    var chips = {};
+    [['unread', 'Unread'], ['dispute', 'Open disputes']].forEach(function (f) {
+      var b = el('button', 'chatd-filter', f[1], { type: 'button', 'aria-pressed': 'false', 'data-filter': f[0] });
+      b.addEventListener('click', function () {
+        b.setAttribute('aria-pressed', String(b.getAttribute('aria-pressed') !== 'true'));
+        render();
+      });
+      chips[f[0]] = b;
+      filters.appendChild(b);
+    });
+    var rows = el('ul', 'chatd-inbox-rows', null, { 'aria-label': 'Orders' });
+    var empty = el('p', 'chatd-inbox-empty', 'Loading…', { role: 'status' });
+    [head, searchLabel, search, filters, rows, empty].forEach(function (n) { listPane.appendChild(n); });
+
+    var chatPane = el('div', 'chatd-inbox-chat');
+    var back = el('button', 'chatd-action chatd-inbox-back', null, { type: 'button' });
+    back.appendChild(icon('back'));
+    back.appendChild(el('span', null, 'All orders'));
+    var chatBox = el('div', 'chatd-inbox-chatbox');
+    var placeholder = el('p', 'chatd-inbox-placeholder', 'Choose an order to see its chat.');
+    chatPane.appendChild(back);
+    chatPane.appendChild(chatBox);
+    chatPane.appendChild(placeholder);
+    var grid = el('div', 'chatd-inbox-grid'); // laid out by the width of root (a container)
+    grid.appendChild(listPane);
+    grid.appendChild(chatPane);
+    root.appendChild(grid);
+    sh.root.appendChild(root);
+
+    /** @type {string | null} */
+    var current = null;
+    /** @type {any} */
+    var widget = null;
+
+    /** @param {string} order */
+    var open = function (order) {
+      if (widget) widget.destroy();
+      current = order;
+      placeholder.hidden = true;
+      widget = Widget.mount(chatBox, { url: feed.baseUrl, token: feed.tokenOpt, order: order, locale: opts.locale });
+      widget.on('message', function (/** @type {any} */ d) { if (d.own) feed.saw(d.message); });
+      root.classList.add('chatd-inbox--open');
+      back.focus({ preventScroll: true });
+      emit(host, 'open', { order: order }, opts);
+      render();
+    };
+    back.addEventListener('click', function () {
+      root.classList.remove('chatd-inbox--open');
+      var row = rows.querySelector('[aria-current="true"]');
+      if (row) /** @type {HTMLElement} */ (row).focus();
+    });
+    search.addEventListener('input', function () { render(); });
+
+    /** @param {Entry} e @param {string} q */
+    var matches = function (e, q) {
+      if (!q) return true;
+      var m = e.last_message;
+      var hay = [e.order, m && m.sender ? m.sender.name : '', m ? m.text || '' : ''].join('\n').toLowerCase();
+      return hay.indexOf(q) >= 0;
+    };
+
+    var render = function () {
+      var q = search.value.trim().toLowerCase();
+      var onlyUnread = chips.unread.getAttribute('aria-pressed') === 'true';
+      var onlyDispute = chips.dispute.getAttribute('aria-pressed') === 'true';
+      total.hidden = feed.total === 0;
+      total.textContent = countText(feed.total);
+      total.setAttribute('aria-label', feed.total + ' unread');
+      var list = feed.list().filter(function (e) {
+        return matches(e, q) && (!onlyUnread || e.unread > 0) && (!onlyDispute || e.dispute_open);
+      });
+      rows.textContent = '';
+      list.forEach(function (e) {
+        var li = el('li');
+        var b = el('button', 'chatd-inbox-row' + (e.unread ? ' chatd-inbox-row--unread' : ''), null, {
+          type: 'button', 'data-order': e.order, 'aria-current': String(e.order === current)
+        });
+        var top = el('span', 'chatd-inbox-top');
+        top.appendChild(el('strong', 'chatd-inbox-order', e.order));
+        if (e.status) top.appendChild(el('span', 'chatd-status', D.humanize(e.status), { 'data-tone': 'neutral' }));
+        if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
+        if (e.last_message) {
+          top.appendChild(el('time', 'chatd-time', fmt.short(e.last_message.ts), {
+            datetime: new Date(e.last_message.ts).toISOString()
+          }));
+        }
+        b.appendChild(top);
+        var bottom = el('span', 'chatd-inbox-bottom');
+        bottom.appendChild(el('span', 'chatd-inbox-text', snippet(e.last_message)));
+        if (e.unread) bottom.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': e.unread + ' unread' }));
+        b.appendChild(bottom);
+        b.addEventListener('click', function () { open(e.order); });
+        li.appendChild(b);
+        rows.appendChild(li);
+      });
+      empty.hidden = !!list.length;
+      empty.textContent = feed.fatal ? feed.fatal : !feed.loaded ? 'Loading…'
+        : feed.entries.size ? 'No order matches.' : 'No conversations yet.';
+    };
+    var release = feed.use(render);
+    return {
+      open: open,
+      destroy: function () { release(); if (widget) widget.destroy(); sh.box.remove(); }
+    };
+  }
+
+  Widget.badge = badge;
+  Widget.bell = bell;
+  Widget.inbox = inbox;
+})(window);
