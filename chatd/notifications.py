@@ -7,13 +7,15 @@ join it. It goes out `delay_s` after the latest message it covers (the
 conversation paused), but never later than twice `delay_s` after the first
 (someone writing on and on still gets word). A status change notifies the
 buyer at once; a dispute opened or closed notifies everyone on the order and
-staff at once. Caps and delivery are chatd.notifier's.
+staff at once; an SLA breach or a help request (chatd.attention) notifies staff at
+once. Caps and delivery are chatd.notifier's.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from chatd import attention
 from chatd.auth import permissions
 from chatd.store.records import OrderRecord
 from chatd.wire import Message
@@ -26,7 +28,7 @@ class Planned(msgspec.Struct, frozen=True):
 
     user: str
     role: str
-    reason: str  # "messages", "status", "dispute"
+    reason: str  # "messages", "status", "dispute"; for staff also "sla", "help"
     due_ts: int  # ms
     latest_due_ts: int  # ms: a pending one is never pushed past this by later messages
 
@@ -51,6 +53,7 @@ class Rules:
             reason = "dispute" if urgent else "status" if at_once else "messages"
             due = now if at_once else now + self.delay_ms
             out.append(Planned(p.id, p.role, reason, due, now if at_once else now + 2 * self.delay_ms))
-        if urgent:
-            out.append(Planned(STAFF, "staff", "dispute", now, now))
+        raised = "dispute" if urgent else attention.raised_by(order, msg)
+        if raised is not None:  # a dispute, an SLA breach, a help request: staff hear at once
+            out.append(Planned(STAFF, "staff", raised, now, now))
         return out

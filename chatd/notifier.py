@@ -47,6 +47,10 @@ def headline(reason: str, order: OrderRecord, count: int) -> str:
     if reason == "dispute":
         opened = bool(order.dispute and order.dispute.open)
         return f"A dispute was {'opened' if opened else 'closed'} on order {order.id}"
+    if reason == "sla":
+        return f"A buyer waits too long for a reply on order {order.id}"
+    if reason == "help":
+        return f"Help was requested on order {order.id}"
     if reason == "status":
         return f"Order {order.id} is now {order.status}"
     if count >= MESSAGES:

@@ -300,3 +300,30 @@ async def test_two_hosts_send_each_notification_once(server, receiver, smtp, bac
         (o, u) for o in orders for u in ("buyer1", "rep1")
     )
     assert len({m["Message-ID"] for m in smtp.mails}) == len(smtp.mails) == 6
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_staff_hear_at_once_of_a_help_request_and_an_sla_breach(server, receiver, smtp):
+    from chatd.edge.keys import SLA
+
+    clock = inject(server)
+    server.app[SLA].clock = clock
+    notifier = server.app[NOTIFIER]
+    await server.api("PUT", "/api/v1/orders/N-7", ORDER)
+    await server.api("PUT", "/api/v1/orders/N-8", ORDER)
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.join("N-7")
+    r = await request(buyer, {"type": "help", "order": "N-7", "client_id": "h1", "text": "nobody answers"}, "ack")
+    assert r["type"] == "ack", r
+    await say(buyer, "N-8", "Where is my order?")  # starts the reply clock
+    assert await notifier.deliver_due() == 1  # staff, at once; the others after the delay
+    clock.t += 24 * 3600 + 1
+    assert await server.app[SLA].sweep() == 1
+    await notifier.deliver_due()
+    await settle(server)
+    staff = notifications(receiver, None)
+    assert [(n["order"], n["reason"]) for n in staff][:2] == [("N-7", "help"), ("N-8", "sla")]
+    mails = await smtp.wait_for(2)
+    subjects = [m["Subject"] for m in mails if m["To"] == "help@shop.example"]
+    assert "Help was requested on order N-7" in subjects
+    assert "A buyer waits too long for a reply on order N-8" in subjects
