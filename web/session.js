@@ -94,6 +94,7 @@ var ChatdSession = (function () {
   var NOTE_WRITERS = ['supplier', 'sales_rep', 'staff', 'bot'];
   var SUPPLIER_SIDE = ['supplier', 'sales_rep', 'staff'];   // may say "no reply needed"
   var DISPUTE_OPENERS = ['buyer', 'staff'];
+  var HELP_ASKERS = ['buyer', 'supplier', 'sales_rep'];
   var CLOSED_WRITERS = ['staff', 'bot'];                     // may still post in a closed chat
   var TYPING_REFRESH_MS = 3000;   // re-send `typing: true` at most this often (server TTL is 6 s)
   var TYPING_IDLE_MS = 4000;      // no keystroke for this long: `typing: false`
@@ -351,6 +352,11 @@ var ChatdSession = (function () {
       return this._action('dispute_close', { type: 'dispute', order: this.order, action: 'close', client_id: uuid(), reason: reason || null });
     }
 
+    /** Ask the platform's staff for help (participants): a message, and the order in the staff queue. @param {string} [text] */
+    askHelp(text) {
+      return this._action('help', { type: 'help', order: this.order, client_id: uuid(), text: text || null });
+    }
+
     /** The buyer's message `seq` (or an earlier one the wait started at) asks nothing: end the wait. @param {number} seq */
     noReplyNeeded(seq) {
       return this._sendFrame({ type: 'no_reply_needed', order: this.order, seq: seq });
@@ -388,6 +394,11 @@ var ChatdSession = (function () {
     /** The buyer's "Confirm receipt": the workflow lets them move the order to `delivered`. */
     mayConfirmReceipt() {
       return this.role === 'buyer' && this.nextStatuses.some(function (n) { return n.status === 'delivered'; });
+    }
+
+    /** Participants ask for help (staff and bots answer it); not in a closed chat. */
+    mayAskHelp() {
+      return HELP_ASKERS.indexOf(String(this.role)) >= 0 && this.mayPost();
     }
 
     mayMarkNoReply() {

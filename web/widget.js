@@ -429,8 +429,10 @@
       var closeDisputeBtn = el('button', 'chatd-action', null, { type: 'button' });
       closeDisputeBtn.appendChild(icon('check'));
       closeDisputeBtn.appendChild(el('span', null, 'Close dispute'));
-      // TODO(attention queue): "Ask support" sends the `help` frame once the server has it.
-      [statusWrap, receiptBtn, noReplyBtn, openDisputeBtn, closeDisputeBtn].forEach(function (n) { actions.appendChild(n); });
+      var helpBtn = el('button', 'chatd-action', null, { type: 'button' });
+      helpBtn.appendChild(icon('info'));
+      helpBtn.appendChild(el('span', null, 'Ask support'));
+      [statusWrap, receiptBtn, noReplyBtn, openDisputeBtn, closeDisputeBtn, helpBtn].forEach(function (n) { actions.appendChild(n); });
 
       // a refused action, said plainly until dismissed
       var notice = el('div', 'chatd-notice', null, { role: 'alert', hidden: '' });
@@ -538,6 +540,7 @@
       });
       this._listen(openDisputeBtn, 'click', function () { self._askOpenDispute(); });
       this._listen(closeDisputeBtn, 'click', function () { self._askCloseDispute(); });
+      this._listen(helpBtn, 'click', function () { self._askHelp(); });
       this._listen(noticeClose, 'click', function () { notice.hidden = true; });
 
       // behaviour
@@ -588,7 +591,7 @@
         top: top, list: list, empty: empty, jump: jump, jumpText: jumpText, divider: divider, typing: typing,
         typingText: typingText, form: form, input: input, send: send, chips: chips, note: note, hint: hint,
         count: count, closed: closed, live: live, actions: actions, statusWrap: statusWrap, statusBtn: statusBtn,
-        statusMenu: statusMenu, receiptBtn: receiptBtn, noReplyBtn: noReplyBtn, openDisputeBtn: openDisputeBtn,
+        statusMenu: statusMenu, receiptBtn: receiptBtn, noReplyBtn: noReplyBtn, helpBtn: helpBtn, openDisputeBtn: openDisputeBtn,
         closeDisputeBtn: closeDisputeBtn, notice: notice, noticeText: noticeText, closedNote: closedNote,
         dialog: dialog, dtitle: dtitle, dtext: dtext, dlabel: dlabel, dreason: dreason, dok: dok
       };
@@ -683,7 +686,8 @@
       $.noReplyBtn.hidden = !s.mayMarkNoReply();
       $.openDisputeBtn.hidden = !s.mayOpenDispute();
       $.closeDisputeBtn.hidden = !s.mayCloseDispute();
-      var any = [$.statusWrap, $.receiptBtn, $.noReplyBtn, $.openDisputeBtn, $.closeDisputeBtn].some(function (n) { return !n.hidden; });
+      $.helpBtn.hidden = !s.mayAskHelp();
+      var any = [$.statusWrap, $.receiptBtn, $.noReplyBtn, $.openDisputeBtn, $.closeDisputeBtn, $.helpBtn].some(function (n) { return !n.hidden; });
       $.actions.hidden = !any;
     }
 
@@ -710,6 +714,15 @@
         title: 'Open a dispute', text: 'Say what went wrong. Staff and the supplier see the dispute at once.',
         reason: true, required: true, confirm: 'Open dispute'
       }).then(function (reason) { if (reason) self.openDispute(reason); });
+    }
+
+    _askHelp() {
+      var self = this;
+      var who = this.session.role === 'buyer' ? 'Everyone on this order sees that you asked.' : 'The buyer does not see it.';
+      this._ask({
+        title: 'Ask support', text: 'Platform staff will step into this chat. ' + who + ' What do you need (optional)?',
+        reason: true, confirm: 'Ask support'
+      }).then(function (text) { if (text !== null) self.session.askHelp(text || undefined); });
     }
 
     _askCloseDispute() {
@@ -762,7 +775,8 @@
       /** @type {Record<string, string>} */
       var what = {
         set_status: 'The status was not changed', dispute_open: 'The dispute was not opened',
-        dispute_close: 'The dispute was not closed', no_reply: '“No reply needed” was not saved'
+        dispute_close: 'The dispute was not closed', no_reply: '“No reply needed” was not saved',
+        help: 'Support was not asked'
       };
       this.$.noticeText.textContent = (what[action] || 'That did not work') + ': ' + (message || 'refused by the server') + '.';
       this.$.notice.hidden = false;

@@ -175,3 +175,26 @@ async def test_a_token_with_the_wrong_secret_is_not_called_expired(server, open_
     await expect(chat.input).to_be_hidden()
     await chat.screenshot("closed-invalid-token-phone.png")
     await axe_check(chat.page, "invalid token")
+
+
+async def test_ask_support_puts_the_order_in_the_staff_queue(server, open_chat):
+    await put_order(server.base, "o-help")
+    buyer = await open_chat(server.base, "o-help", BEA)
+    supplier = await open_chat(server.base, "o-help", SAM)
+    staff = await open_chat(server.base, "o-help", STAFF)
+    await expect(button(staff, "Ask support")).to_be_hidden()  # staff answer help requests
+    await button(buyer, "Ask support").click()
+    await confirm(buyer, "Ask support", "the carrier lost my pallet")
+    for chat in (buyer, supplier, staff):  # a buyer asks openly: everyone sees it
+        await expect(
+            chat.page.locator(".chatd-text", has_text="Help requested: the carrier lost my pallet")
+        ).to_be_visible()
+    await button(supplier, "Ask support").click()
+    await confirm(supplier, "Ask support")
+    await expect(staff.page.locator(".chatd-text").get_by_text("Help requested", exact=True)).to_be_visible()
+    await expect(buyer.page.locator(".chatd-text").get_by_text("Help requested", exact=True)).to_have_count(
+        0
+    )  # the supplier's is a note
+    st, page = await api(server.base, "GET", "/api/v1/threads?attention=true")
+    assert st == 200 and [(t["order"], "help" in t["reasons"]) for t in page["threads"]] == [("o-help", True)]
+    assert console_errors(buyer, supplier, staff) == []
