@@ -86,7 +86,8 @@ class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = ""  # "" = no webhooks (nothing is queued)
-    secret: str = ""  # HMAC-SHA256 key; env CHATD_WEBHOOK_SECRET overrides; required with url
+    secret: str = ""  # whsec_<base64 key> (Standard Webhooks); env CHATD_WEBHOOK_SECRET overrides; required with url
+    legacy_headers: bool = True  # also send the X-Chatd-* headers of 0.1 (deprecated, removed in the next release)
     timeout_s: float = 10.0  # one delivery attempt
     backoff_initial_s: float = 1.0  # first retry after this, doubling each time
     backoff_max_s: float = 600.0  # ... up to this
@@ -271,6 +272,13 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
+    if cfg.webhooks.secret.startswith("whsec_"):
+        from chatd.webhooks import signing_key
+
+        try:
+            signing_key(cfg.webhooks.secret)
+        except ValueError as exc:
+            raise ValueError(f"[webhooks] secret: whsec_ must be followed by a base64 key ({exc})") from None
     if cfg.retention.attachments_days < 0:
         raise ValueError("[retention] attachments_days must not be negative")
     if env.get("CHATD_SMTP_URL"):  # carries a password: keep it out of config files
