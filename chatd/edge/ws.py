@@ -179,7 +179,8 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse, cfg: Co
         return verify(token, cfg.auth.secret)
     except Unauthorized as exc:
         await ws.send_str(wire.encode(wire.ErrorFrame(exc.code, exc.message)).decode())
-        await _close(ws, CloseCode.UNAUTHORIZED, "invalid token")
+        reason = "token signed with another secret" if exc.code == "invalid_signature" else "invalid token"
+        await _close(ws, CloseCode.UNAUTHORIZED, reason)
         return None
 
 

@@ -68,6 +68,8 @@ def principal(request: web.Request) -> Principal:
     cfg = request.app[CONFIG]
     if cfg.auth.api_key and hmac.compare_digest(credential.encode(), cfg.auth.api_key.encode()):
         return API_KEY
+    if credential.count(".") != 2:  # not a JWT (header.claims.signature): meant as the api key
+        raise Unauthorized("invalid api key")
     return verify(credential, cfg.auth.secret)
 
 
