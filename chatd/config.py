@@ -25,6 +25,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     shutdown_timeout_s: float = 5.0
+    trusted_proxies: list[str] = []  # peers whose X-Forwarded-For names the client (e.g. ["127.0.0.1"] behind nginx)
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
 
 from chatd.attachments import Attachments
@@ -57,8 +58,30 @@ class Services:
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
 
 
+def forwarded_for(trusted: frozenset[str]) -> Middleware:
+    """Behind a reverse proxy every peer is the proxy: from a `[server] trusted_proxies`
+    address, the client is the rightmost `X-Forwarded-For` hop that is not a trusted
+    proxy itself (what the proxy appended, not what a client wrote), so per-address limits
+    and logs see clients. From any other peer the header is ignored."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("X-Forwarded-For") if request.remote in trusted else None
+        if header:
+            hops = [h.strip() for h in header.split(",")[-16:] if h.strip()]
+            client = next((h for h in reversed(hops) if h not in trusted), hops[0] if hops else None)
+            if client:
+                request = request.clone(remote=client[:64])
+        return await handler(request)
+
+    return middleware
+
+
 def application(cfg: Config, open_services: OpenServices) -> web.Application:
-    app = web.Application(middlewares=[rest.errors_middleware], client_max_size=1 << 20)
+    middlewares: list[Middleware] = [rest.errors_middleware]
+    if cfg.server.trusted_proxies:
+        middlewares.insert(0, forwarded_for(frozenset(cfg.server.trusted_proxies)))
+    app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
     app[UNAUTHENTICATED] = {}
