@@ -150,6 +150,7 @@ def serve(cfg: config_mod.Config, on_startup: OnStartup | None = None, reuse_por
         cfg.server,
         reuse_port,
         on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
+        request_lines=cfg.log.format == "json",
     )
 
 
@@ -280,8 +281,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_token(args))
     if args.command == "check-config":
         raise SystemExit(_check_config(args))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _load(args.config)
+    from chatd import logs
+
+    logs.configure(cfg.log.format)
     if args.command in ("serve", "demo"):
         import msgspec
 

@@ -159,6 +159,10 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
 
 
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str = "text"  # "json": one JSON object per line, request lines with order and user (chatd.logs)
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -174,6 +178,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sla: SlaConfig = SlaConfig()
     notify: NotifyConfig = NotifyConfig()
     email: EmailConfig = EmailConfig()
+    log: LogConfig = LogConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
@@ -295,6 +300,8 @@ def load(
         cfg = msgspec.structs.replace(
             cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"])
         )
+    if cfg.log.format not in ("text", "json"):
+        raise ValueError('[log] format must be "text" or "json"')
     if cfg.filter.mode not in ("off", "mask", "block"):
         raise ValueError('[filter] mode must be "off", "mask" or "block"')
     if cfg.attachments.upload_bytes_per_minute < cfg.attachments.max_bytes:

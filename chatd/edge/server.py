@@ -7,6 +7,7 @@ of chatd.edge.keys.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
 
+from chatd import logs
 from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config, ServerConfig
@@ -72,6 +74,7 @@ def forwarded_for(trusted: frozenset[str]) -> Middleware:
             client = next((h for h in reversed(hops) if h not in trusted), hops[0] if hops else None)
             if client:
                 request = request.clone(remote=client[:64])
+                logs.client_address(request, client[:64])
         return await handler(request)
 
     return middleware
@@ -81,6 +84,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     middlewares: list[Middleware] = [rest.errors_middleware]
     if cfg.server.trusted_proxies:
         middlewares.insert(0, forwarded_for(frozenset(cfg.server.trusted_proxies)))
+    middlewares.insert(0, logs.context)  # first: the clones share its request line
     app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
@@ -108,14 +112,22 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     return app
 
 
-def run(app: web.Application, server: ServerConfig, reuse_port: bool, on_listening: Callable[[str], None]) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`."""
+def run(
+    app: web.Application,
+    server: ServerConfig,
+    reuse_port: bool,
+    on_listening: Callable[[str], None],
+    request_lines: bool = False,
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`.
+    `request_lines`: one log line per request (chatd.logs.AccessLogger, `[log] format = "json"`)."""
     web.run_app(
         app,
         host=server.host,
         port=server.port,
         shutdown_timeout=server.shutdown_timeout_s,
-        access_log=None,
+        access_log=logging.getLogger("chatd.access") if request_lines else None,
+        access_log_class=logs.AccessLogger,
         reuse_port=reuse_port or None,
         print=on_listening,
     )

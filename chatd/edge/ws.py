@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from chatd import metrics, wire
+from chatd import logs, metrics, wire
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat, Disconnect, actor_of
@@ -85,6 +85,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             _authenticated(app, peer)
         if ident is None:
             return ws
+        logs.about(request, ident.id)
         hub = chat.hub
         if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
