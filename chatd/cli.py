@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p_check.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
 
+    sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the REST routes (docs/openapi.json)")
+
     p_copy = sub.add_parser(
         "migrate-store",
         help="copy a SQLite database into an empty PostgreSQL one (chatd stopped)",
@@ -279,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(_migrate_store(args))
     if args.command == "token":
         raise SystemExit(_token(args))
+    if args.command == "openapi":
+        from chatd.edge.rest import openapi
+
+        openapi.write()
+        return
     if args.command == "check-config":
         raise SystemExit(_check_config(args))
     cfg = _load(args.config)

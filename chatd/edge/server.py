@@ -85,7 +85,14 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     if cfg.server.trusted_proxies:
         middlewares.insert(0, forwarded_for(frozenset(cfg.server.trusted_proxies)))
     middlewares.insert(0, logs.context)  # first: the clones share its request line
-    app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
+    # room for what the routes accept (docs/openapi.json): a token of TOKEN_CHARS in ?token= or
+    # the Authorization header, a search of QUERY_CHARS characters percent-encoded; beyond,
+    # aiohttp answers 400 itself
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=1 << 20,
+        handler_args={"max_line_size": 65536, "max_field_size": 16384},
+    )
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
     app[UNAUTHENTICATED] = {}
