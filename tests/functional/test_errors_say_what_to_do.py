@@ -48,7 +48,7 @@ def test_token_without_a_secret_refuses_and_says_how_to_fix_it(tmp_path):
 
 BAD_CONFIGS = [
     ('[server]\nport = "8080"\n', "[server] port: expected int, got str"),
-    ("[server]\nprot = 8080\n", "[server] unknown key prot (keys: host, port, shutdown_timeout_s)"),
+    ("[server]\nprot = 8080\n", "[server] unknown key prot (keys: host, port, shutdown_timeout_s, trusted_proxies)"),
     ("[sever]\nport = 8080\n", "unknown section [sever]"),
     ("[limits]\nmax_text_chars = 1.5\n", "[limits] max_text_chars: expected int, got float"),
     ('[filter]\nmode = "loose"\n', '[filter] mode must be "off", "mask" or "block"'),

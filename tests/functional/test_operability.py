@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import aiohttp
 import pytest
@@ -42,7 +43,11 @@ async def _activity(server, receiver) -> None:
     await buyer.post("M-1", "where is my parcel?")
     await server.api("POST", "/api/v1/orders/M-1/messages", {"client_id": "c1", "text": "on its way"})
     await buyer.close()
-    await receiver.wait_for(lambda rs: len(rs) >= 1)  # a delivery counted (on one of the instances)
+    await receiver.wait_for(lambda rs: len(rs) >= 1)
+    deadline = time.monotonic() + 10  # ... and counted, after its settle (on one of the instances)
+    while not any("chatd_webhook_deliveries_total{" in text for text in [await _scrape(b) for b in server.bases]):
+        assert time.monotonic() < deadline, "no webhook delivery counted"
+        await asyncio.sleep(0.05)
 
 
 async def promtool(*args: str, stdin: str = "") -> tuple[int, str]:
