@@ -179,7 +179,8 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
         # registering collects once: made when everything it reads is running
         # the webhook backlog as of the last delivery round: a scrape never reads the store
         backlog = (lambda: webhooks.counts) if webhooks is not None else None
-        registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog))
+        pending = (lambda: notifier.backlog) if notifying else None
+        registry = metrics.app_registry(metrics.AppCollector(hub, relay, backlog, pending))
         yield Services(chat, attachments, threads, webhooks, registry, sla, notifier, queue, replies)
 
 

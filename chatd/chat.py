@@ -98,6 +98,16 @@ def actor_of(ident: Identity) -> Actor:
     return Actor(ident.id, ident.name, ident.role, ident.orders)
 
 
+class MarkerJson(TypedDict):
+    """POST /api/v1/orders/{order}/read, as JSON: the user's marker after the change."""
+
+    order: str
+    user: str
+    read_seq: int
+    unread: int
+    total: int
+
+
 class Chat:
     """Every use case of the edges; collaborators come in through the constructor."""
 
@@ -824,7 +834,7 @@ class Chat:
         if marker.plain_seq > marker.plain_before:
             publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.plain_seq)), plain=True))
 
-    async def set_marker(self, order_id: str, user: str, seq: int) -> dict[str, str | int]:
+    async def set_marker(self, order_id: str, user: str, seq: int) -> MarkerJson:
         """REST: an operator sets a user's marker (may move backward: mark unread)."""
         marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
         if marker is None:

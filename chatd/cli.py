@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,17 +33,60 @@ DEMO_PEOPLE = {
 }
 
 
-def _load(path: str | None) -> config_mod.Config:
+def _load(path: str | None, dev_secrets: bool = True) -> config_mod.Config:
+    """The config, or exit with one line naming the file, the key and what was expected."""
     if path is not None and not Path(path).exists():
         raise SystemExit(f"chatd: config file {path} not found")
-    cfg = config_mod.load(path if path is not None else "config.toml")
+    name = path if path is not None else "config.toml"
     from chatd.workflow import Workflows
 
     try:
+        cfg = config_mod.load(name, dev_secrets=dev_secrets)
         Workflows(cfg.workflow, cfg.workflows)  # checked before anything starts
-    except ValueError as exc:
-        raise SystemExit(f"chatd: {exc}") from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError is one too
+        prefix = f"{name}: " if Path(name).exists() else ""
+        what = f"not valid TOML: {exc}" if isinstance(exc, tomllib.TOMLDecodeError) else str(exc)
+        raise SystemExit(f"chatd: {prefix}{what}") from None
     return cfg
+
+
+NO_SECRET = (
+    "chatd token: no [auth] secret configured, so a token would be signed with a throwaway key that "
+    "the server does not know. Set [auth] secret in the server's config file and pass it with --config, "
+    "or set env CHATD_AUTH_SECRET to the server's secret."
+)
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`chatd token`: signed with the configured secret; none configured: refused, unless the
+    development server of this directory has already generated one (data/dev-secrets.json)."""
+    cfg = _load(args.config, dev_secrets=False)
+    if not cfg.auth.secret:
+        print(NO_SECRET, file=sys.stderr)
+        return 2
+    if cfg.dev_secret:
+        where = Path(cfg.store.path).parent / "dev-secrets.json"
+        print(f"chatd token: signed with the development secret in {where} (no [auth] secret set)", file=sys.stderr)
+    orders: str | list[str] | None = None
+    if args.orders is not None:
+        orders = "*" if args.orders == "*" else [o for o in args.orders.split(",") if o]
+    print(issue(cfg.auth.secret, args.sub, args.role, args.name, args.ttl_s, orders))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """`chatd check-config`: read the config as `serve` would, change nothing, say what is wrong."""
+    cfg = _load(args.config, dev_secrets=False)
+    name = args.config or "config.toml"
+    source = name if Path(name).exists() else f"no {name}: the embedded defaults"
+    print(f"chatd check-config: {source}: ok", flush=True)
+    if not cfg.auth.secret or not cfg.auth.api_key or cfg.dev_secret:
+        print(
+            "chatd check-config: warning: no [auth] secret or api_key set (or env CHATD_AUTH_SECRET, "
+            "CHATD_API_KEY): `chatd serve` would use generated development ones",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _use_uvloop() -> None:
@@ -108,6 +152,7 @@ def serve(cfg: config_mod.Config, on_startup: OnStartup | None = None, reuse_por
         cfg.server,
         reuse_port,
         on_listening=lambda msg: log.info("listening on http://%s:%d", cfg.server.host, cfg.server.port),
+        request_lines=cfg.log.format == "json",
     )
 
 
@@ -198,6 +243,17 @@ def main(argv: list[str] | None = None) -> None:
     p_token.add_argument("--ttl-s", type=float, default=3600)
     p_token.add_argument("--orders", help="bots: comma-separated order ids, or *")
 
+    p_check = sub.add_parser(
+        "check-config",
+        help="read the config as serve does and report the first error (exit 1), or ok",
+        description="Read the config file (and the CHATD_* environment) exactly as `chatd serve` does, "
+        "without starting anything or writing any file. Prints ok, or one line naming the key that is "
+        "wrong and what was expected, and exits 1.",
+    )
+    p_check.add_argument("--config", help="config file (default ./config.toml; none: embedded defaults)")
+
+    sub.add_parser("openapi", help="print the OpenAPI 3.1 document of the REST routes (docs/openapi.json)")
+
     p_copy = sub.add_parser(
         "migrate-store",
         help="copy a SQLite database into an empty PostgreSQL one (chatd stopped)",
@@ -227,8 +283,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(tools.run(args))
     if args.command == "migrate-store":
         raise SystemExit(_migrate_store(args))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "token":
+        raise SystemExit(_token(args))
+    if args.command == "openapi":
+        from chatd.edge.rest import openapi
+
+        openapi.write()
+        return
+    if args.command == "check-config":
+        raise SystemExit(_check_config(args))
     cfg = _load(args.config)
+    from chatd import logs
+
+    logs.configure(cfg.log.format)
     if args.command in ("serve", "demo"):
         import msgspec
 
@@ -249,11 +316,6 @@ def main(argv: list[str] | None = None) -> None:
         serve(
             cfg, _demo_startup(cfg) if args.command == "demo" else None, reuse_port=getattr(args, "reuse_port", False)
         )
-    elif args.command == "token":
-        orders = None
-        if args.orders is not None:
-            orders = "*" if args.orders == "*" else [o for o in args.orders.split(",") if o]
-        print(issue(cfg.auth.secret, args.sub, args.role, args.name, args.ttl_s, orders))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8080
     shutdown_timeout_s: float = 5.0
+    trusted_proxies: list[str] = []  # peers whose X-Forwarded-For names the client (e.g. ["127.0.0.1"] behind nginx)
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -86,7 +87,8 @@ class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class WebhooksConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = ""  # "" = no webhooks (nothing is queued)
-    secret: str = ""  # HMAC-SHA256 key; env CHATD_WEBHOOK_SECRET overrides; required with url
+    secret: str = ""  # whsec_<base64 key> (Standard Webhooks); env CHATD_WEBHOOK_SECRET overrides; required with url
+    legacy_headers: bool = True  # also send the X-Chatd-* headers of 0.1 (deprecated, removed in the next release)
     timeout_s: float = 10.0  # one delivery attempt
     backoff_initial_s: float = 1.0  # first retry after this, doubling each time
     backoff_max_s: float = 600.0  # ... up to this
@@ -157,6 +159,10 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # the metrics listener's address (with port)
 
 
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str = "text"  # "json": one JSON object per line, request lines with order and user (chatd.logs)
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -172,17 +178,21 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sla: SlaConfig = SlaConfig()
     notify: NotifyConfig = NotifyConfig()
     email: EmailConfig = EmailConfig()
+    log: LogConfig = LogConfig()
     workflows: dict[str, WorkflowDefConfig] = {}  # presets retail, factory, free; a name here overrides one
     dev_secret: bool = False  # set when the secret was generated at start
 
 
-def _dev_secrets(folder: Path) -> tuple[str, str]:
+def _dev_secrets(folder: Path, create: bool = True) -> tuple[str, str] | None:
     """A generated secret and api key kept beside the database, so the
-    development server and `chatd token` agree across restarts."""
+    development server and `chatd token` agree across restarts. None: there is
+    none yet and `create` is false."""
     path = folder / "dev-secrets.json"
     if path.exists():
         data = msgspec.json.decode(path.read_bytes())
         return data["secret"], data["api_key"]
+    if not create:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     data = {"secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
     path.write_bytes(msgspec.json.encode(data))
@@ -233,28 +243,53 @@ def _relay_section(raw: dict[str, Any]) -> None:
         raw["relay"] = raw.pop("broker")
 
 
-def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
+def describe(exc: msgspec.ValidationError) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.server.port`" as one line that names
+    the key the way the file does: "[server] port: expected int, got str"."""
+    text, _, at = str(exc).partition(" - at `")
+    text = text.replace("`", "")
+    text = text[:1].lower() + text[1:]
+    parts = at.rstrip("`").replace("[...]", ".<name>").split(".")[1:]  # "$.server.port" -> server, port
+    m = re.fullmatch(r"object contains unknown field (\S+)", text)
+    if m and not parts:
+        return f"unknown section [{m[1]}] (sections: {', '.join(f'[{f}]' for f in Config.__struct_fields__[:-1])})"
+    if m:
+        section = ".".join(parts)
+        struct = Config.__annotations__.get(parts[0]) if len(parts) == 1 else None
+        known = getattr(globals().get(str(struct)), "__struct_fields__", None)
+        return f"[{section}] unknown key {m[1]}" + (f" (keys: {', '.join(known)})" if known else "")
+    if not parts:
+        return text
+    if len(parts) == 1:
+        return f"[{parts[0]}]: {text}"
+    return f"[{parts[0]}] {'.'.join(parts[1:])}: {text}"
+
+
+def load(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None, dev_secrets: bool = True
+) -> Config:
     """Read `path` (missing file: defaults), apply env overrides, fill secrets.
 
     A config without a secret or api key gets generated ones, kept in
-    `dev-secrets.json` beside the database (`dev_secret` says so).
+    `dev-secrets.json` beside the database (`dev_secret` says so); with
+    `dev_secrets` false none is created (an existing one is still read), and
+    the secret stays empty. A wrong value raises ValueError with one line that
+    names the key and what was expected (tomllib.TOMLDecodeError, a ValueError
+    too, for a file that is not TOML).
     """
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None and Path(path).exists():
         raw = tomllib.loads(Path(path).read_text())
     _relay_section(raw)
-    cfg = msgspec.convert(raw, Config)
+    try:
+        cfg = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ValueError(describe(exc)) from None
     cfg = msgspec.structs.replace(cfg, store=_store(cfg.store, env.get("CHATD_STORE_URL")))
     auth = cfg.auth
     secret = env.get("CHATD_AUTH_SECRET") or auth.secret
     api_key = env.get("CHATD_API_KEY") or auth.api_key
-    dev = False
-    if not secret or not api_key:
-        dev_secret, dev_key = _dev_secrets(Path(cfg.store.path).parent)
-        if not secret:
-            secret, dev = dev_secret, True
-        api_key = api_key or dev_key
     relay_url = env.get("CHATD_RELAY_URL")
     if env.get("CHATD_BROKER_URL"):  # the old name, deprecated: read for one release
         log.warning("config: CHATD_BROKER_URL is deprecated, use CHATD_RELAY_URL")
@@ -265,12 +300,21 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
         cfg = msgspec.structs.replace(
             cfg, webhooks=msgspec.structs.replace(cfg.webhooks, secret=env["CHATD_WEBHOOK_SECRET"])
         )
+    if cfg.log.format not in ("text", "json"):
+        raise ValueError('[log] format must be "text" or "json"')
     if cfg.filter.mode not in ("off", "mask", "block"):
         raise ValueError('[filter] mode must be "off", "mask" or "block"')
     if cfg.attachments.upload_bytes_per_minute < cfg.attachments.max_bytes:
         raise ValueError("[attachments] upload_bytes_per_minute must be at least max_bytes")
     if cfg.webhooks.url and not cfg.webhooks.secret:
         raise ValueError("[webhooks] url needs a secret (or env CHATD_WEBHOOK_SECRET)")
+    if cfg.webhooks.secret.startswith("whsec_"):
+        from chatd.webhooks import signing_key
+
+        try:
+            signing_key(cfg.webhooks.secret)
+        except ValueError as exc:
+            raise ValueError(f"[webhooks] secret: whsec_ must be followed by a base64 key ({exc})") from None
     if cfg.retention.attachments_days < 0:
         raise ValueError("[retention] attachments_days must not be negative")
     if env.get("CHATD_SMTP_URL"):  # carries a password: keep it out of config files
@@ -286,4 +330,10 @@ def load(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None 
     cfg = msgspec.structs.replace(cfg, email=_email(cfg.email))
     if cfg.store.synchronous not in ("normal", "full"):
         raise ValueError('[store] synchronous must be "normal" or "full"')
+    dev = False  # last: a config with an error writes no file
+    if (not secret or not api_key) and (kept := _dev_secrets(Path(cfg.store.path).parent, create=dev_secrets)):
+        dev_secret, dev_key = kept
+        if not secret:
+            secret, dev = dev_secret, True
+        api_key = api_key or dev_key
     return msgspec.structs.replace(cfg, auth=AuthConfig(secret=secret, api_key=api_key), dev_secret=dev)

@@ -24,6 +24,7 @@ class CloseCode(IntEnum):
 HTTP_STATUS = {
     "bad_request": 400,
     "unauthorized": 401,
+    "invalid_signature": 401,
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
@@ -60,6 +61,13 @@ class BadRequest(ChatError):
 
 class Unauthorized(ChatError):
     code = "unauthorized"
+
+
+class InvalidSignature(Unauthorized):
+    """A well-formed token signed with another key than `[auth] secret`: the host
+    platform and chatd do not share the secret (a setup error, not an expiry)."""
+
+    code = "invalid_signature"
 
 
 class Forbidden(ChatError):

@@ -49,6 +49,7 @@ CONTACT_FILTER = Counter(
     "chatd_contact_filter_hits", "Messages with contact details, by action (masked, blocked)", ["action"]
 )
 UPLOADS = Counter("chatd_uploads", "Attachment uploads, by result", ["result"])
+SLA_BREACHES = Counter("chatd_sla_breaches", "Buyers escalated for waiting longer than [sla] reply_within_s")
 
 _in_by_kind: dict[str, Counter] = {}
 
@@ -73,10 +74,17 @@ def closed(code: int | None, by: str) -> None:
 class AppCollector:
     """Gauges of one app, read when scraped: connections, rooms, relay, webhook backlog."""
 
-    def __init__(self, hub: Hub, relay: PubSub, backlog: Callable[[], tuple[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        relay: PubSub,
+        backlog: Callable[[], tuple[int, int]] | None = None,
+        notifications: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         self.hub = hub
         self.relay = relay
         self.backlog = backlog  # () -> (waiting, dead) as of the last delivery round, or None
+        self.notifications = notifications  # () -> (pending, due) as of the notifier's last round, or None
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -101,6 +109,11 @@ class AppCollector:
         waiting, dead = self.backlog() if self.backlog else (0, 0)
         yield GaugeMetricFamily("chatd_webhook_backlog", "Webhook events waiting for delivery", value=waiting)
         yield GaugeMetricFamily("chatd_webhook_dead", "Webhook events given up on after max_attempts", value=dead)
+        pending, due = self.notifications() if self.notifications else (0, 0)
+        yield GaugeMetricFamily("chatd_notifications_pending", "Notifications waiting (debounced)", value=pending)
+        yield GaugeMetricFamily(
+            "chatd_notifications_due", "Pending notifications already due: the delivery backlog", value=due
+        )
 
 
 def app_registry(collector: AppCollector) -> CollectorRegistry:

@@ -77,8 +77,10 @@ class Notifier:
         self.clock = clock  # wall-clock seconds (tests inject one)
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        self.backlog = (0, 0)  # (pending, due) as of the last round, for /metrics
 
     async def start(self) -> None:
+        self.backlog = await self.store.notification_backlog(self._now())
         self._task = asyncio.create_task(self._run(), name="chatd-notifier")
 
     async def aclose(self) -> None:
@@ -92,6 +94,7 @@ class Notifier:
             try:
                 await self.deliver_due()
                 await self.store.prune_notifications(self._now() - 2 * DAY_MS)
+                self.backlog = await self.store.notification_backlog(self._now())
             except ChatError as exc:  # the store is away: the next round catches up
                 log.warning("notifications: %s", exc)
             except Exception:  # a defect: logged, and the next round runs all the same

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from chatd import metrics
 from chatd.chat import Chat
 from chatd.errors import ChatError
 from chatd.responses import breach_notice
@@ -75,6 +76,7 @@ class Escalator:
                 posted = await self.store.escalate(order_id, seq, now, self.notice, self.events)
                 if posted is not None:
                     self.chat.publish_posted(posted)
+                    metrics.SLA_BREACHES.inc()
                     done += 1
             if len(due) < BATCH:
                 return done

@@ -7,11 +7,18 @@ that turn a change into events; the composition root hands them to the store,
 which writes the rows. A delivery task POSTs them to
 `[webhooks] url`, retries failures with exponential backoff, and deletes an
 event only after a 2xx answer. The outbox is the queue, so delivery survives
-restarts: at least once, with `X-Chatd-Event-Id` as the idempotency key.
+restarts: at least once, with `webhook-id` as the idempotency key.
 
-Each request is signed: `X-Chatd-Timestamp` (Unix seconds of this attempt)
-and `X-Chatd-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-Receivers recompute it and reject stale timestamps (replay protection).
+Each request is signed the Standard Webhooks way (standardwebhooks.com), so
+receivers verify it with that library (or Svix's): `webhook-id` (the event
+id), `webhook-timestamp` (Unix seconds of this attempt) and
+`webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`;
+the key is the base64 after `whsec_` in `[webhooks] secret`, or a secret's
+own bytes when it has no such prefix (older configs). Receivers reject stale
+timestamps (replay protection). The headers of chatd 0.1
+(`X-Chatd-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` and
+the other `X-Chatd-*`) are still sent while `[webhooks] legacy_headers` is on
+(deprecated: the default for this release only).
 
 `message.created` is addressed to each participant who has no live
 connection joined to the order *when the message is sent* (see
@@ -21,6 +28,7 @@ docs/protocol.md, "Webhooks", for why not at delivery time).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
@@ -42,14 +50,41 @@ log = logging.getLogger("chatd.webhooks")
 BATCH = 100
 
 
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The Standard Webhooks key of `[webhooks] secret`: the base64 after `whsec_`
+    (what the standardwebhooks libraries take), or a plain secret's UTF-8 bytes
+    (pass them as bytes to those libraries). ValueError: not base64."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    b64 = secret[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except ValueError:
+        raise ValueError("not base64 after whsec_") from None
+    if not key:
+        raise ValueError("no key after whsec_")
+    return key
+
+
+def sign_standard(key: bytes, event_id: str, timestamp: str, body: bytes) -> str:
+    """The `webhook-signature` value (Standard Webhooks, version v1) for `body`."""
+    mac = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value for `body` sent at `timestamp`."""
+    """The legacy `X-Chatd-Signature` value for `body` sent at `timestamp`
+    (`[webhooks] legacy_headers`, deprecated)."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "v1=" + mac.hexdigest()
 
 
 def verify(secret: str, timestamp: str, body: bytes, signature: str, now_s: float, tolerance_s: float = 300) -> bool:
-    """What a receiver does: the signature matches and the timestamp is recent."""
+    """What a receiver of the legacy headers does: the signature matches and the
+    timestamp is recent. New receivers use the standardwebhooks library."""
     try:
         fresh = abs(now_s - int(timestamp)) <= tolerance_s
     except ValueError:
@@ -128,6 +163,7 @@ class Webhooks:
     def __init__(self, store: Store, cfg: WebhooksConfig) -> None:
         self.store = store
         self.cfg = cfg
+        self._key = signing_key(cfg.secret) if cfg.secret else b""
         self.counts = (0, 0)  # (waiting, dead) as of the last round, for /metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -230,12 +266,18 @@ class Webhooks:
         ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            "X-Chatd-Event-Id": event_id,
-            "X-Chatd-Event": kind,
-            "X-Chatd-Timestamp": ts,
-            "X-Chatd-Signature": sign(self.cfg.secret, ts, body),
-            "X-Chatd-Attempt": str(attempts + 1),
+            "webhook-id": event_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": sign_standard(self._key, event_id, ts, body),
         }
+        if self.cfg.legacy_headers:  # deprecated: chatd 0.1's headers, for one release
+            headers |= {
+                "X-Chatd-Event-Id": event_id,
+                "X-Chatd-Event": kind,
+                "X-Chatd-Timestamp": ts,
+                "X-Chatd-Signature": sign(self.cfg.secret, ts, body),
+                "X-Chatd-Attempt": str(attempts + 1),
+            }
         assert self._session is not None  # set by start(), before the delivery task
         try:
             async with self._session.post(self.cfg.url, data=body, headers=headers) as resp:

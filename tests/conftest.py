@@ -128,6 +128,7 @@ async def receiver():
     r = await Receiver().start()
     yield r
     await r.stop()
+    r.assert_verified()  # every delivery passed the standardwebhooks library
 
 
 class ClusterServer(Server):

@@ -11,11 +11,15 @@ from typing import Any, Literal
 import jwt
 
 from chatd.auth.permissions import ROLES
-from chatd.errors import Unauthorized
+from chatd.errors import InvalidSignature, Unauthorized
 from chatd.wire import TOKEN_CHARS
 
 MAX_ID_CHARS = 200  # sub: an id, refused past it (cutting it could name someone else)
 MAX_NAME_CHARS = 200  # name: display only, cut to it (it is copied into every message)
+
+SIGNED_ELSEWHERE = (
+    "token signed with another secret: sign tokens with the [auth] secret this server has (env CHATD_AUTH_SECRET)"
+)
 
 Orders = Literal["*"] | frozenset[str] | None  # a bot's claim: every order, these orders; None for people
 
@@ -47,6 +51,8 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
             algorithms=["HS256"],
             options={"require": ["sub", "role", "exp"], "verify_exp": False},
         )
+    except jwt.InvalidSignatureError as exc:
+        raise InvalidSignature(SIGNED_ELSEWHERE) from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
     sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")

@@ -532,11 +532,11 @@ class Client:
             except Exception as exc:  # noqa: BLE001 - the caller's function: retried like a network error
                 raise ConnectionFailed(f"the token function failed: {exc!r}", self.url) from exc
             opened = await handshake(self.url, token, self._open_timeout)
-            if not isinstance(opened, str):
+            if not isinstance(opened, Unauthorized):
                 self._token_stale = False
                 return opened
             if isinstance(self._token_source, str) or fresh:
-                raise Unauthorized(opened)  # the server's reason, e.g. "token expired"
+                raise opened  # the server's reason, e.g. "token expired"; InvalidSignature: another secret
             fresh = True
 
     async def _resume(self) -> None:

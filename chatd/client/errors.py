@@ -2,7 +2,8 @@
 
     ChatdError                  .code, .message, .ref
     ├── BadRequest              bad_request
-    ├── Unauthorized            unauthorized (token invalid or expired)
+    ├── Unauthorized            unauthorized (token invalid or expired, wrong api key)
+    │   └── InvalidSignature    invalid_signature (token signed with another secret than the server's)
     ├── Forbidden               forbidden
     ├── NotFound                not_found (also what outsiders get for forbidden)
     ├── RateLimited             rate_limited
@@ -51,6 +52,13 @@ class BadRequest(ChatdError):
 
 class Unauthorized(ChatdError):
     code = "unauthorized"
+
+
+class InvalidSignature(Unauthorized):
+    """The token is signed with another secret than the server's `[auth] secret`:
+    a setup error (the host platform and chatd do not share the key), not an expiry."""
+
+    code = "invalid_signature"
 
 
 class Forbidden(ChatdError):
@@ -102,6 +110,7 @@ _BY_CODE: dict[str, type[ChatdError]] = {
     for cls in (
         BadRequest,
         Unauthorized,
+        InvalidSignature,
         Forbidden,
         NotFound,
         RateLimited,

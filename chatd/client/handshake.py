@@ -1,8 +1,9 @@
 """Opening one authenticated socket: connect, send `auth`, read `ready`.
 
 Network failures become `ConnectionFailed` (worth retrying); a refused token
-comes back as the server's reason, for the caller to decide whether a fresh
-token is worth a try.
+comes back as the server's refusal (`Unauthorized`, or its subclass
+`InvalidSignature` for a token signed with another secret), for the caller to
+decide whether a fresh token is worth a try.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from chatd import wire
-from chatd.client.errors import ConnectionFailed
+from chatd.client.errors import ConnectionFailed, InvalidSignature, Unauthorized
 
 UNAUTHORIZED_CLOSE = 4401
+SIGNED_ELSEWHERE_REASON = "token signed with another secret"  # the server's close reason with 4401
 MAX_INBOUND_BYTES = 2**24  # a full history page of long messages fits
 
 
@@ -46,7 +48,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConnection, wire.Ready] | str:
+async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConnection, wire.Ready] | Unauthorized:
     """An open, authenticated socket and its `ready`, or why the token was
     refused (the socket is closed then)."""
     try:
@@ -61,7 +63,9 @@ async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConne
             frame = wire.server_decoder.decode(await ws.recv())
     except websockets.ConnectionClosed as exc:
         if exc.rcvd is not None and exc.rcvd.code == UNAUTHORIZED_CLOSE:
-            return exc.rcvd.reason or "unauthorized"
+            if exc.rcvd.reason == SIGNED_ELSEWHERE_REASON:
+                return InvalidSignature(exc.rcvd.reason)
+            return Unauthorized(exc.rcvd.reason or "unauthorized")
         raise ConnectionFailed(f"{url} closed the connection during auth", url) from exc
     except TimeoutError as exc:
         await ws.close()
@@ -72,6 +76,6 @@ async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConne
     if isinstance(frame, wire.Ready):
         return ws, frame
     await ws.close()
-    if isinstance(frame, wire.ErrorFrame) and frame.code == "unauthorized":
-        return frame.message
+    if isinstance(frame, wire.ErrorFrame) and frame.code in ("unauthorized", "invalid_signature"):
+        return InvalidSignature(frame.message) if frame.code == "invalid_signature" else Unauthorized(frame.message)
     raise ConnectionFailed(f"{url} answered auth with {type(frame).__name__}", url)

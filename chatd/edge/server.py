@@ -7,14 +7,17 @@ of chatd.edge.keys.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
 
+from chatd import logs
 from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config, ServerConfig
@@ -60,8 +63,39 @@ class Services:
 OpenServices = Callable[[Config], AbstractAsyncContextManager[Services]]
 
 
+def forwarded_for(trusted: frozenset[str]) -> Middleware:
+    """Behind a reverse proxy every peer is the proxy: from a `[server] trusted_proxies`
+    address, the client is the rightmost `X-Forwarded-For` hop that is not a trusted
+    proxy itself (what the proxy appended, not what a client wrote), so per-address limits
+    and logs see clients. From any other peer the header is ignored."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("X-Forwarded-For") if request.remote in trusted else None
+        if header:
+            hops = [h.strip() for h in header.split(",")[-16:] if h.strip()]
+            client = next((h for h in reversed(hops) if h not in trusted), hops[0] if hops else None)
+            if client:
+                request = request.clone(remote=client[:64])
+                logs.client_address(request, client[:64])
+        return await handler(request)
+
+    return middleware
+
+
 def application(cfg: Config, open_services: OpenServices) -> web.Application:
-    app = web.Application(middlewares=[rest.errors_middleware], client_max_size=1 << 20)
+    middlewares: list[Middleware] = [rest.errors_middleware]
+    if cfg.server.trusted_proxies:
+        middlewares.insert(0, forwarded_for(frozenset(cfg.server.trusted_proxies)))
+    middlewares.insert(0, logs.context)  # first: the clones share its request line
+    # room for what the routes accept (docs/openapi.json): a token of TOKEN_CHARS in ?token= or
+    # the Authorization header, a search of QUERY_CHARS characters percent-encoded; beyond,
+    # aiohttp answers 400 itself
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=1 << 20,
+        handler_args={"max_line_size": 65536, "max_field_size": 16384},
+    )
     app[CONFIG] = cfg
     app[SOCKETS] = weakref.WeakSet()
     app[UNAUTHENTICATED] = {}
@@ -89,14 +123,22 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
     return app
 
 
-def run(app: web.Application, server: ServerConfig, reuse_port: bool, on_listening: Callable[[str], None]) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`."""
+def run(
+    app: web.Application,
+    server: ServerConfig,
+    reuse_port: bool,
+    on_listening: Callable[[str], None],
+    request_lines: bool = False,
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`.
+    `request_lines`: one log line per request (chatd.logs.AccessLogger, `[log] format = "json"`)."""
     web.run_app(
         app,
         host=server.host,
         port=server.port,
         shutdown_timeout=server.shutdown_timeout_s,
-        access_log=None,
+        access_log=logging.getLogger("chatd.access") if request_lines else None,
+        access_log_class=logs.AccessLogger,
         reuse_port=reuse_port or None,
         print=on_listening,
     )

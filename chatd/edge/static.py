@@ -1,11 +1,11 @@
 """The browser side: the widget's files and the demo order page (the demo bot: chatd.edge.demo).
 
-Files are served from the repository's ``web/`` folder, found next to the
-``chatd`` package (``<checkout>/web``). That is where it is when chatd runs
-from a checkout or an editable install (``pip install -e .``, as the Makefile
-does). A regular wheel does not ship ``web/``: point ``CHATD_WEB_DIR`` at a
-copy of the folder then. Files are read on each request, so editing
-``web/widget.js`` needs no restart.
+Files are served from, in this order: ``CHATD_WEB_DIR`` when set (an
+override: a copy of the folder of one's own); the package data ``chatd/web/``
+of an installed wheel (setup.py ships the checkout's ``web/`` as the package
+``chatd.web``); the checkout's ``web/`` next to the ``chatd`` package, for a
+checkout or an editable install (``pip install -e .``, as the Makefile does).
+Files are read on each request, so editing ``web/widget.js`` needs no restart.
 
 ``/widget.js`` is the widget's plain files joined (the session, the DOM
 helpers, the view, the components: badge, bell, inbox): integrators keep one
@@ -26,7 +26,11 @@ log = logging.getLogger("chatd.web")
 
 
 def web_dir() -> Path:
-    return Path(os.environ.get("CHATD_WEB_DIR") or Path(__file__).resolve().parents[2] / "web")
+    if override := os.environ.get("CHATD_WEB_DIR"):
+        return Path(override)
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "web"  # a wheel: web/ is the package data chatd.web
+    return installed if installed.is_dir() else package.parent / "web"
 
 
 _COMMON = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -61,7 +65,7 @@ def _file(names: tuple[str, ...], content_type: str, headers: dict[str, str]) ->
         for path in paths:
             if not path.is_file():
                 log.warning(
-                    "%s not found: run chatd from a checkout or an editable install, or set CHATD_WEB_DIR", path
+                    "%s not found: reinstall chatd (its wheel ships web/ as chatd/web) or set CHATD_WEB_DIR", path
                 )
                 raise web.HTTPNotFound()
         if len(paths) == 1:

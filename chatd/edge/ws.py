@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from chatd import metrics, wire
+from chatd import logs, metrics, wire
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity, verify
 from chatd.chat import Chat, Disconnect, actor_of
@@ -86,6 +86,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             _authenticated(app, peer)
         if ident is None:
             return ws
+        logs.about(request, ident.id)
         hub = chat.hub
         if not await chat.admit(ident.id):
             await _close(ws, CloseCode.TOO_MANY, "too many connections")
@@ -180,7 +181,8 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse, cfg: Co
         return verify(token, cfg.auth.secret)
     except Unauthorized as exc:
         await ws.send_str(wire.encode(wire.ErrorFrame(exc.code, exc.message)).decode())
-        await _close(ws, CloseCode.UNAUTHORIZED, "invalid token")
+        reason = "token signed with another secret" if exc.code == "invalid_signature" else "invalid token"
+        await _close(ws, CloseCode.UNAUTHORIZED, reason)
         return None
 
 

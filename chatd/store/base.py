@@ -309,6 +309,9 @@ class NotificationStore(Protocol):
 
     async def pending_notifications(self, user_id: str) -> list[NotificationRow]: ...
 
+    async def notification_backlog(self, now_ms: int) -> tuple[int, int]:
+        """(notifications pending, of which due by `now_ms`): the metrics' backlog."""
+
 
 class AttachmentStore(Protocol):
     """Attachment metadata rows (the files themselves are the attachments module's)."""

@@ -28,7 +28,7 @@ from tests.support.postgres_server import new_database
 from tests.support.procs import ROOT, ServerProc, child_env
 from tests.support.receiver import Receiver, get
 
-HOOK_SECRET = "webhook-secret-for-migrate-tests"
+HOOK_SECRET = "webhook-secret-for-migrate-tests"  # a plain secret, as 0.1 configs have: its bytes are the key
 PEOPLE = {  # user -> (role, orders they may join)
     "buyer1": ("buyer", ("M-1", "M-2")),
     "supplier1": ("supplier", ("M-1", "M-3")),
@@ -210,7 +210,7 @@ def rows(output: str) -> dict[str, tuple[int, int]]:
 
 
 async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
-    down, up = Receiver(), Receiver()
+    down, up = Receiver(HOOK_SECRET), Receiver(HOOK_SECRET)
     await down.start()
     await up.start()
     down.fail_next = 10**9  # every delivery fails: events stay in the outbox
@@ -308,6 +308,8 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
             new.stop()
         await down.stop()
         await up.stop()
+    down.assert_verified()  # deliveries signed on SQLite and on PostgreSQL pass the standardwebhooks library
+    up.assert_verified()
 
 
 async def test_every_table_is_copied_or_accounted_for(tmp_path):

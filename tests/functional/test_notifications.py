@@ -11,6 +11,7 @@ import trustme
 
 from chatd.edge.keys import CHAT, NOTIFIER
 from tests.support.client import request, token
+from tests.support.receiver import WEBHOOK_SECRET
 from tests.support.smtp import SmtpSink
 from tests.support.wait import wait_for
 
@@ -36,7 +37,7 @@ async def smtp(ca, tmp_path):
 @pytest.fixture
 def sections(receiver, smtp, backend):
     return {
-        "webhooks": {"url": receiver.url, "secret": "s" * 16, "backoff_initial_s": 0.05, "timeout_s": 2.0},
+        "webhooks": {"url": receiver.url, "secret": WEBHOOK_SECRET, "backoff_initial_s": 0.05, "timeout_s": 2.0},
         "email": {"smtp_url": smtp.url, "tls_ca_file": smtp.ca_file, "from_address": "orders@shop.example"},
         "notify": {
             "delay_s": 300.0 if backend == "single" else 0.0,

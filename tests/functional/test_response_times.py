@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests.support.client import request, settled, token
+from tests.support.receiver import WEBHOOK_SECRET
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -23,7 +24,7 @@ H = 3600.0
 
 @pytest.fixture
 def sections(receiver):
-    return {"webhooks": {"url": receiver.url, "secret": "s" * 16, "backoff_initial_s": 0.05, "timeout_s": 2.0}}
+    return {"webhooks": {"url": receiver.url, "secret": WEBHOOK_SECRET, "backoff_initial_s": 0.05, "timeout_s": 2.0}}
 
 
 async def register(server, order: str, supplier: str = "supplier1", rep: str = "rep1") -> None:

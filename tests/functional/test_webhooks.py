@@ -9,15 +9,16 @@ import time
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks import WebhookVerificationError
 
 from chatd.webhooks import sign, verify
 from tests.support.client import API_KEY, request
-from tests.support.receiver import Receiver, get
+from tests.support.receiver import WEBHOOK_SECRET, Receiver, get, verifier
 from tests.support.wait import wait_for
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis, both delivering the outbox
 
-SECRET = "webhook-secret-for-tests"
+SECRET = WEBHOOK_SECRET
 
 
 @pytest.fixture
@@ -33,14 +34,33 @@ def sections(receiver):
     }
 
 
-def check_signature(req: dict) -> None:
+def check_signature(req: dict, secret: str = SECRET) -> None:
+    """The Standard Webhooks headers, checked with the standardwebhooks library (as a receiver
+    does), then the deprecated X-Chatd-* ones (on by default in this release)."""
     h = req["headers"]
-    assert h["X-Chatd-Signature"] == sign(SECRET, h["X-Chatd-Timestamp"], req["body"])
-    assert verify(SECRET, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time())
+    assert h["webhook-id"] == req["json"]["id"]
+    assert h["webhook-signature"].startswith("v1,")
+    assert verifier(secret).verify(req["body"], h) == req["json"]
+    for bad in (
+        {"secret": "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="},
+        {"body": req["body"] + b" "},
+        {"headers": {**h, "webhook-id": h["webhook-id"] + "x"}},  # the id is signed too
+        {"headers": {**h, "webhook-timestamp": str(int(h["webhook-timestamp"]) - 3600)}},  # a replay much later
+    ):
+        with pytest.raises(WebhookVerificationError):
+            verifier(bad.get("secret", secret)).verify(bad.get("body", req["body"]), bad.get("headers", h))
+    check_legacy_signature(req, secret)
+
+
+def check_legacy_signature(req: dict, secret: str = SECRET) -> None:
+    h = req["headers"]
+    assert h["X-Chatd-Signature"] == sign(secret, h["X-Chatd-Timestamp"], req["body"])
+    assert h["X-Chatd-Timestamp"] == h["webhook-timestamp"]
+    assert verify(secret, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time())
     assert not verify("wrong secret", h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time())
-    assert not verify(SECRET, h["X-Chatd-Timestamp"], req["body"] + b" ", h["X-Chatd-Signature"], time.time())
+    assert not verify(secret, h["X-Chatd-Timestamp"], req["body"] + b" ", h["X-Chatd-Signature"], time.time())
     # a replay much later is refused by its timestamp
-    assert not verify(SECRET, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time() + 3600)
+    assert not verify(secret, h["X-Chatd-Timestamp"], req["body"], h["X-Chatd-Signature"], time.time() + 3600)
     assert h["X-Chatd-Event-Id"] == req["json"]["id"] and h["X-Chatd-Event"] == req["json"]["type"]
 
 
@@ -291,6 +311,7 @@ async def test_delivered_after_a_restart(tmp_path):
     finally:
         proc.stop()
         await receiver.stop()
+    receiver.assert_verified()
 
 
 async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, receiver):
@@ -324,3 +345,51 @@ async def test_outbox_and_links_with_synchronous_full(tmp_path, aiohttp_server, 
     finally:
         for c in server.clients:
             await c.close()
+
+
+async def test_legacy_headers_off_sends_only_standard_webhooks(tmp_path):
+    """[webhooks] legacy_headers = false: no X-Chatd-* header, the Standard Webhooks ones verify.
+    A plain (non-whsec_) secret signs with its bytes, which the library takes as bytes."""
+    from tests.support.procs import ServerProc
+
+    plain = "a-plain-secret-of-an-older-config"
+    for secret, legacy in ((SECRET, False), (plain, True)):
+        receiver = await Receiver(secret).start()
+        (tmp_path / str(legacy)).mkdir()
+        proc = ServerProc(
+            tmp_path / str(legacy),
+            {"webhooks": {"url": receiver.url, "secret": secret, "legacy_headers": legacy, "backoff_initial_s": 0.05}},
+        )
+        await proc.astart()
+        try:
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            async with aiohttp.ClientSession() as s:
+                async with s.put(
+                    f"{proc.base}/api/v1/orders/L-1",
+                    headers=headers,
+                    json={"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}},
+                ) as r:
+                    assert r.status == 201
+                async with s.post(
+                    f"{proc.base}/api/v1/orders/L-1/messages", headers=headers, json={"client_id": "c1", "text": "hi"}
+                ) as r:
+                    assert r.status == 201
+            got = await receiver.wait_for(lambda rs: len(rs) >= 2)
+            for r in got:
+                assert verifier(secret).verify(r["body"], r["headers"]) == r["json"]
+                chatd_headers = sorted(k for k in r["headers"] if k.lower().startswith("x-chatd-"))
+                if legacy:
+                    check_legacy_signature(r, secret)
+                else:
+                    assert chatd_headers == []
+        finally:
+            proc.stop()
+            await receiver.stop()
+        receiver.assert_verified()
+
+
+def test_a_whsec_secret_must_be_base64():
+    from chatd import config
+
+    with pytest.raises(ValueError, match=r"\[webhooks\] secret: whsec_ must be followed by a base64 key"):
+        config.load(None, {"CHATD_WEBHOOK_SECRET": "whsec_not base64!", "CHATD_AUTH_SECRET": "x", "CHATD_API_KEY": "y"})

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import aiohttp
 import msgspec
 from aiohttp import web
+from standardwebhooks import Webhook, WebhookVerificationError
+
+# the tests' [webhooks] secret, in the Standard Webhooks form
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"chatd-tests-webhook-key-32-bytes").decode()
+
+
+def verifier(secret: str) -> Webhook:
+    """What a receiver builds: the standardwebhooks library takes a whsec_ secret as it is,
+    and a plain secret (older chatd configs) as its bytes."""
+    return Webhook(secret if secret.startswith("whsec_") else secret.encode())
 
 
 class Receiver:
     """A real HTTP server on 127.0.0.1 that records webhook requests.
 
+    Every delivery is verified with the standardwebhooks library and `secret`;
+    one that fails is still recorded (and answered 204, so nothing hangs) and
+    named in `unverified`, which the `receiver` fixture checks is empty.
     `fail_next` requests are answered 500 first; `got` wakes waiters.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str = WEBHOOK_SECRET) -> None:
+        self.webhook = verifier(secret)
+        self.unverified: list[str] = []  # what the library said about deliveries it refused
         self.requests: list[dict] = []
         self.fail_next = 0
         self.attempts = 0
@@ -28,9 +44,13 @@ class Receiver:
         body = await request.read()
         self.attempts += 1
         self._new.set()
+        try:
+            self.webhook.verify(body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            self.unverified.append(f"{request.headers.get('webhook-id')}: {exc}")
         if self.fail_next > 0:
             self.fail_next -= 1
-            self.refused.append(request.headers.get("X-Chatd-Event-Id"))
+            self.refused.append(request.headers.get("webhook-id"))
             return web.Response(status=500, text="try again")
         self.requests.append({"headers": dict(request.headers), "body": body, "json": msgspec.json.decode(body)})
         return web.Response(status=204)
@@ -48,6 +68,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
+
+    def assert_verified(self) -> None:
+        assert self.attempts > 0 or not self.requests
+        assert self.unverified == [], self.unverified
 
     async def stop(self) -> None:
         if self.runner is not None:

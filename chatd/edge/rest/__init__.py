@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from chatd.config import Config
-from chatd.edge.rest import attachments, buyers, health, messages, metrics, orders, reports, threads, users
+from chatd.edge.rest import attachments, buyers, health, messages, metrics, openapi, orders, reports, threads, users
 from chatd.edge.rest.common import errors_middleware
 
 __all__ = ["add_routes", "errors_middleware"]
@@ -21,3 +21,4 @@ def add_routes(app: web.Application, cfg: Config) -> None:
     attachments.add_routes(app)
     health.add_routes(app)
     metrics.add_routes(app, cfg.metrics)
+    openapi.add_routes(app)

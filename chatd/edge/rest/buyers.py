@@ -3,6 +3,8 @@ of the buyer that follows its buyer's rep gets it at once."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import msgspec
 from aiohttp import web
 
@@ -11,7 +13,7 @@ from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import API_KEY, body, json_response, principal
 from chatd.edge.rest.orders import Email, Locale, PersonBody, Phone, contacts_of
 from chatd.errors import Forbidden
-from chatd.store.records import Contact
+from chatd.store.records import Contact, Person
 
 
 class ContactBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,6 +29,13 @@ class BuyerBody(msgspec.Struct, forbid_unknown_fields=True):
     contact: ContactBody | None = None
 
 
+class BuyerJson(TypedDict):
+    buyer: str
+    sales_rep: Person | None
+    orders: list[str]  # the orders following the buyer's rep
+    changed: list[str]  # ... of which the rep changed
+
+
 async def put_buyer(request: web.Request) -> web.Response:
     if principal(request) is not API_KEY:
         raise Forbidden("api key required")
@@ -38,14 +47,13 @@ async def put_buyer(request: web.Request) -> web.Response:
     if got.contact is not None:
         contacts[buyer] = Contact(got.contact.email, got.contact.phone, got.contact.locale)
     changes = await chat.assign_buyer_rep(buyer, rep, contacts)
-    return json_response(
-        {
-            "buyer": buyer,
-            "sales_rep": rep,
-            "orders": [c.order.id for c in changes],
-            "changed": [c.order.id for c in changes if c.state_changed],
-        }
-    )
+    answer: BuyerJson = {
+        "buyer": buyer,
+        "sales_rep": rep,
+        "orders": [c.order.id for c in changes],
+        "changed": [c.order.id for c in changes if c.state_changed],
+    }
+    return json_response(answer)
 
 
 def add_routes(app: web.Application) -> None:

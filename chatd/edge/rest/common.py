@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from chatd import logs
 from chatd.auth.tokens import Identity, verify
 from chatd.edge.keys import CONFIG
 from chatd.errors import BadRequest, ChatError, Forbidden, Unauthorized
@@ -67,8 +68,13 @@ def principal(request: web.Request) -> Principal:
         raise Unauthorized("Authorization: Bearer <api key or token> is required")
     cfg = request.app[CONFIG]
     if cfg.auth.api_key and hmac.compare_digest(credential.encode(), cfg.auth.api_key.encode()):
+        logs.about(request, "api_key")
         return API_KEY
-    return verify(credential, cfg.auth.secret)
+    if credential.count(".") != 2:  # not a JWT (header.claims.signature): meant as the api key
+        raise Unauthorized("invalid api key")
+    ident = verify(credential, cfg.auth.secret)
+    logs.about(request, ident.id)
+    return ident
 
 
 def viewer(who: Principal) -> Identity | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import NotRequired, TypedDict
 
 from aiohttp import web
 
@@ -15,6 +16,19 @@ from chatd.errors import ChatError
 log = logging.getLogger("chatd.http")
 
 
+class HealthJson(TypedDict):
+    status: str  # "ok", "degraded" (the relay), "unavailable" (503: the store)
+    store: str
+    relay: str
+    pid: NotRequired[int]
+
+
+class ReadyJson(TypedDict):
+    ready: bool
+    relay: NotRequired[str]
+    reason: NotRequired[str]  # why not (503)
+
+
 async def healthz(request: web.Request) -> web.Response:
     chat: Chat = request.app[CHAT]
     relay = "ok" if chat.relay_healthy else "degraded"
@@ -22,10 +36,15 @@ async def healthz(request: web.Request) -> web.Response:
         await chat.check_writable()
     except (ChatError, Exception) as exc:  # noqa: BLE001 - any failure means "cannot serve"
         log.warning("health check: store not writable: %s", exc)
-        return json_response({"status": "unavailable", "store": "error", "relay": relay}, 503)
-    return json_response(
-        {"status": "ok" if relay == "ok" else "degraded", "store": "ok", "relay": relay, "pid": os.getpid()}
-    )
+        down: HealthJson = {"status": "unavailable", "store": "error", "relay": relay}
+        return json_response(down, 503)
+    up: HealthJson = {
+        "status": "ok" if relay == "ok" else "degraded",
+        "store": "ok",
+        "relay": relay,
+        "pid": os.getpid(),
+    }
+    return json_response(up)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -33,13 +52,17 @@ async def readyz(request: web.Request) -> web.Response:
     (shutting down, or the store refuses writes). A degraded relay still
     serves: messages are stored and local rooms work."""
     chat: Chat = request.app[CHAT]
+    answer: ReadyJson
     if chat.closing:
-        return json_response({"ready": False, "reason": "shutting down"}, 503)
+        answer = {"ready": False, "reason": "shutting down"}
+        return json_response(answer, 503)
     try:
         await chat.check_writable()
     except Exception as exc:  # noqa: BLE001
-        return json_response({"ready": False, "reason": f"store: {exc}"}, 503)
-    return json_response({"ready": True, "relay": "ok" if chat.relay_healthy else "degraded"})
+        answer = {"ready": False, "reason": f"store: {exc}"}
+        return json_response(answer, 503)
+    answer = {"ready": True, "relay": "ok" if chat.relay_healthy else "degraded"}
+    return json_response(answer)
 
 
 def add_routes(app: web.Application) -> None:

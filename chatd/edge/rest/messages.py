@@ -4,6 +4,8 @@ or the api key posts with `Chat.send`."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import msgspec
 from aiohttp import web
 
@@ -12,7 +14,7 @@ from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import ApiKey, body, int_param, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import BadRequest, Forbidden
 from chatd.store.rows import SYSTEM  # who posts with the api key
-from chatd.wire import ClientId, Id, Seq, encode
+from chatd.wire import ClientId, Id, Message, Seq, encode
 
 
 class PostBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -24,6 +26,12 @@ class PostBody(msgspec.Struct, forbid_unknown_fields=True):
 class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
     user: Id
     seq: Seq
+
+
+class MessagesJson(TypedDict):
+    order: str
+    messages: list[Message]
+    has_more: bool
 
 
 async def get_messages(request: web.Request) -> web.StreamResponse:
@@ -41,7 +49,8 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
     page = await chat.messages_page(
         who, order_id, int_param(request, "before"), int_param(request, "after"), int_param(request, "limit")
     )
-    return json_response({"order": order_id, "messages": page.messages, "has_more": page.has_more})
+    answer: MessagesJson = {"order": order_id, "messages": page.messages, "has_more": page.has_more}
+    return json_response(answer)
 
 
 async def post_message(request: web.Request) -> web.Response:

@@ -7,9 +7,15 @@ from aiohttp import web
 from chatd.edge.keys import CHAT
 from chatd.edge.rest.common import ApiKey, int_param, json_response, principal
 from chatd.errors import BadRequest, Forbidden
+from chatd.responses import Report
 from chatd.wire import ID_CHARS
 
 _PARAMS = frozenset({"supplier", "sales_rep", "days"})
+
+
+class ResponseTimesJson(Report):
+    supplier: str | None
+    sales_rep: str | None
 
 
 async def get_response_times(request: web.Request) -> web.Response:
@@ -27,7 +33,8 @@ async def get_response_times(request: web.Request) -> web.Response:
             raise BadRequest(f"{name} must be at most {ID_CHARS} characters")
     days = int_param(request, "days")
     report = await request.app[CHAT].response_report(who_for["supplier"], who_for["sales_rep"], days or 30)
-    return json_response({"supplier": who_for["supplier"], "sales_rep": who_for["sales_rep"], **report})
+    answer: ResponseTimesJson = {"supplier": who_for["supplier"], "sales_rep": who_for["sales_rep"], **report}
+    return json_response(answer)
 
 
 def add_routes(app: web.Application) -> None:

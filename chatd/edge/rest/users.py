@@ -3,7 +3,7 @@ the host platform (api key) or by the user themself."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import msgspec
 from aiohttp import web
@@ -30,8 +30,15 @@ def _user(request: web.Request) -> str:
     return user
 
 
+class PrefsJson(TypedDict):
+    user: str
+    email: bool
+    muted_orders: list[str]
+
+
 def _json(user: str, prefs: NotifyPrefs) -> web.Response:
-    return json_response({"user": user, "email": prefs.email, "muted_orders": prefs.muted})
+    answer: PrefsJson = {"user": user, "email": prefs.email, "muted_orders": prefs.muted}
+    return json_response(answer)
 
 
 async def get_prefs(request: web.Request) -> web.Response:

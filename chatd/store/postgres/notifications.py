@@ -166,6 +166,13 @@ class Notifications(StoreMixin):
         return await self._write(op, key="notifications")
 
     @pooled_read
+    async def notification_backlog(self, db: asyncpg.Connection, now_ms: int) -> tuple[int, int]:
+        row = await db.fetchrow(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE due_ts <= $1) FROM notifications WHERE state = 0", now_ms
+        )
+        return row[0], row[1]
+
+    @pooled_read
     async def pending_notifications(self, db: asyncpg.Connection, user_id: str) -> list[NotificationRow]:
         rows = await db.fetch(
             f"SELECT {_COLS} FROM notifications WHERE user_id = $1 AND state = 0 ORDER BY order_id", user_id

@@ -155,6 +155,13 @@ class Notifications(StoreMixin):
         return await self._write(op)
 
     @inline_read
+    async def notification_backlog(self, now_ms: int) -> tuple[int, int]:
+        row = self.reader.execute(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE due_ts <= ?) FROM notifications WHERE state = 0", (now_ms,)
+        ).fetchone()
+        return row[0], row[1]
+
+    @inline_read
     async def pending_notifications(self, user_id: str) -> list[NotificationRow]:
         """The user's pending notifications (tests and operators: what will go out)."""
         rows = self.reader.execute(

@@ -1,0 +1,110 @@
+"""Log lines: text (the default) or JSON lines (`[log] format = "json"`).
+
+In JSON mode every line is one object on stderr: `ts` (UTC, ISO 8601 with
+milliseconds), `level`, `logger`, `msg`, `exc` for a traceback, and the order
+and user of the request it is about. The edge puts those in two context
+variables while it serves a request or a WebSocket connection (`order`: the
+`{order}` of a REST path; `user`: the caller, `api_key` for the api key), so
+every line logged on its behalf carries them, and it writes one request line
+per HTTP request and per WebSocket connection (logger `chatd.access`: method,
+path, status, duration, client address, order, user) when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
+
+FORMATS = ("text", "json")
+ORDER: ContextVar[str | None] = ContextVar("chatd_log_order", default=None)
+USER: ContextVar[str | None] = ContextVar("chatd_log_user", default=None)
+# request[REQUEST_KEY]: what the request line says (a dict, shared by the request's clones)
+REQUEST_KEY = web.RequestKey("chatd_log", dict[str, str | None])
+_FIELDS = ("method", "path", "status", "duration_ms", "remote")
+_encode = msgspec.json.Encoder().encode
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        out: dict[str, Any] = {"ts": ts, "level": record.levelname.lower(), "logger": record.name}
+        out["msg"] = record.getMessage()
+        for key in _FIELDS:
+            if (value := getattr(record, key, None)) is not None:
+                out[key] = value
+        order = getattr(record, "order", None) or ORDER.get()
+        user = getattr(record, "user", None) or USER.get()
+        if order is not None:
+            out["order"] = order
+        if user is not None:
+            out["user"] = user
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return _encode(out).decode()
+
+
+def configure(fmt: str) -> None:
+    """The root handler: one line per record on stderr, as text or JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def about(request: web.Request, user: str) -> None:
+    """The caller of `request` is `user`: on its request line and every line logged for it."""
+    USER.set(user)
+    if (line := request.get(REQUEST_KEY)) is not None:
+        line["user"] = user
+
+
+@web.middleware
+async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """First of the edge's middlewares: the order of the path, and a place for the caller."""
+    order = request.match_info.get("order")
+    request[REQUEST_KEY] = {"order": order}
+    ORDER.set(order)
+    USER.set(None)
+    return await handler(request)
+
+
+def client_address(request: web.Request, remote: str) -> None:
+    """The client as the trusted proxy names it, for the request line."""
+    if (line := request.get(REQUEST_KEY)) is not None:
+        line["remote"] = remote
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request (a WebSocket's when it closes), with its order and user."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        line = request.get(REQUEST_KEY) or {}
+        self.logger.info(
+            "%s %s %d",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 1),
+                "remote": line.get("remote") or request.remote,
+                "order": line.get("order"),
+                "user": line.get("user"),
+            },
+        )
