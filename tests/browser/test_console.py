@@ -279,3 +279,26 @@ async def test_console_page_refuses_a_participant_token(server, open_page):
     await expect(page.page.get_by_label("Staff token")).to_be_visible()
     await axe(page, "console login")
     assert console_errors(page) == []
+
+
+async def test_chatd_demo_prints_a_console_link(aiohttp_server, tmp_path, capsys, open_page):
+    """`chatd demo` prints a staff console link; it opens the console over the demo orders."""
+    from chatd.app import create_app
+    from chatd.cli import DEMO_ORDERS, _demo_startup
+    from tests.conftest import make_config
+
+    cfg = make_config(tmp_path)
+    app = create_app(cfg)
+    app.on_startup.append(_demo_startup(cfg))
+    srv = await aiohttp_server(app)
+    out = capsys.readouterr().out
+    found = re.search(r"\(staff\): staff console (\S+/console\?token=\S+)", out)
+    assert found, out
+    link = found.group(1).replace(f"http://{cfg.server.host}:{cfg.server.port}", f"http://127.0.0.1:{srv.port}")
+    staff = await open_page(link, **DESKTOP)
+    await expect(staff.page.locator("#who")).to_have_text("Stella Staff")
+    await chip(staff, "All threads").click()
+    for order in DEMO_ORDERS:
+        await expect(row(staff, order)).to_be_visible()
+    await staff.screenshot("console-demo-desktop.png")
+    assert console_errors(staff) == []
