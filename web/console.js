@@ -25,6 +25,7 @@
   var C = Widget._components;
   var el = D.el, icon = D.icon;
   var PAGE = 100;
+  var PAGE_MAX = 200; // the route's cap: a live reload keeps up to this many rows
   var RELOAD_MS = 150; // frames come in bursts (unread, notify): one reload for a burst
   var REASONS = /** @type {Record<string, string>} */ ({ dispute: 'Dispute', sla: 'SLA breach', help: 'Help requested', followed: 'Followed' });
   var counter = 0;
@@ -38,11 +39,13 @@
 
   /**
    * The staff console. Events: `chatd:open` ({order}), as the inbox.
-   * @param {Element} host @param {{url?: string, token: any, locale?: string, css?: string | boolean, title?: string}} opts
+   * `pageSize`: threads per page ("Load more" fetches the next), 1 to 200, default 100.
+   * @param {Element} host @param {{url?: string, token: any, locale?: string, css?: string | boolean, title?: string, pageSize?: number}} opts
    */
   function staffConsole(host, opts) {
     if (!host) throw new TypeError('ChatdWidget.console: element required');
     var feed = C.feedFor(opts), fmt = D.makeFormatters(opts.locale), id = 'chatd-console-' + (++counter);
+    var page = Math.max(1, Math.min(PAGE_MAX, Math.floor(Number(opts.pageSize) || PAGE)));
     var sh = C.shadowIn(host, 'div', opts, feed.baseUrl);
     sh.box.style.height = '100%';
     var root = el('section', 'chatd chatd-inbox chatd-console', null, { 'aria-label': opts.title || 'Staff console' });
@@ -102,7 +105,8 @@
     var alertBox = el('p', 'chatd-console-alert', null, { role: 'alert', hidden: '' });
     var rows = el('ul', 'chatd-inbox-rows', null, { 'aria-label': 'Threads' });
     var empty = el('p', 'chatd-inbox-empty', 'Loading…');
-    [head, scopes, searchLabel, search, filters, bulk, note, alertBox, rows, empty].forEach(function (n) { listPane.appendChild(n); });
+    var more = /** @type {HTMLButtonElement} */ (el('button', 'chatd-action chatd-console-more', 'Load more', { type: 'button', hidden: '' }));
+    [head, scopes, searchLabel, search, filters, bulk, note, alertBox, rows, more, empty].forEach(function (n) { listPane.appendChild(n); });
 
     var chatPane = el('div', 'chatd-inbox-chat');
     var back = el('button', 'chatd-action chatd-inbox-back', null, { type: 'button' });
@@ -122,6 +126,8 @@
     /** @type {Thread[]} */
     var threads = [];
     var loaded = false;
+    /** @type {string | null} */
+    var nextCursor = null;
     /** @type {Set<string>} */
     var selected = new Set();
     /** @type {Set<string>} */
@@ -152,8 +158,10 @@
       });
     };
 
-    var query = function () {
-      var p = new URLSearchParams({ limit: String(PAGE) });
+    /** @param {number} limit @param {string | null} cursor */
+    var query = function (limit, cursor) {
+      var p = new URLSearchParams({ limit: String(limit) });
+      if (cursor) p.set('cursor', cursor);
       if (scopeBtn.attention.getAttribute('aria-pressed') === 'true') p.set('attention', 'true');
       else p.set('has_messages', 'any');
       if (chips.dispute.getAttribute('aria-pressed') === 'true') p.set('dispute', 'open');
@@ -170,9 +178,12 @@
       clearTimeout(timer);
       timer = setTimeout(function () {
         var gen = ++generation;
-        call('/api/v1/threads?' + query()).then(function (/** @type {any} */ data) {
+        // as many rows as are shown (pages loaded with "Load more"), up to the route's cap
+        var limit = Math.min(PAGE_MAX, Math.max(page, threads.length));
+        call('/api/v1/threads?' + query(limit, null)).then(function (/** @type {any} */ data) {
           if (gen !== generation || destroyed) return;
           threads = Array.isArray(data.threads) ? data.threads : [];
+          nextCursor = typeof data.next_cursor === 'string' ? data.next_cursor : null;
           loaded = true;
           fail('');
           render();
@@ -215,6 +226,21 @@
       if (row) /** @type {HTMLElement} */ (row).focus();
     });
     search.addEventListener('input', function () { reload(250); });
+    more.addEventListener('click', function () {
+      if (!nextCursor) return;
+      var gen = generation;
+      more.disabled = true;
+      call('/api/v1/threads?' + query(page, nextCursor)).then(function (/** @type {any} */ data) {
+        more.disabled = false;
+        if (gen !== generation || destroyed) return;
+        var seen = new Set(threads.map(function (t) { return t.order; }));
+        (Array.isArray(data.threads) ? data.threads : []).forEach(function (/** @type {Thread} */ t) {
+          if (!seen.has(t.order)) threads.push(t);
+        });
+        nextCursor = typeof data.next_cursor === 'string' ? data.next_cursor : null;
+        render();
+      }, function (/** @type {Error} */ e) { more.disabled = false; fail(e.message); });
+    });
 
     /** @param {boolean} unread */
     var mark = function (unread) {
@@ -321,6 +347,7 @@
       selCount.textContent = chosen ? chosen + ' selected' : 'Select all';
       all.checked = !!list.length && list.every(function (t) { return selected.has(t.order); });
       markRead.disabled = markUnread.disabled = !chosen;
+      more.hidden = !nextCursor;
       empty.hidden = !!list.length;
       empty.textContent = feed.fatal ? feed.fatal : !loaded ? 'Loading…' : 'No thread matches.';
     };

@@ -37,7 +37,7 @@ CONSOLE_PAGE = """<!doctype html>
 <script>
   var q = new URLSearchParams(location.search);
   window.console_ = ChatdWidget.console(document.getElementById('console'),
-    {url: q.get('chatd'), token: q.get('token')});
+    {url: q.get('chatd'), token: q.get('token'), pageSize: Number(q.get('page')) || undefined});
 </script>
 </body></html>
 """
@@ -121,7 +121,7 @@ async def test_console_embedded_live_queue_follow_and_bulk_read(server, admin_si
     for order in ("o-c1", "o-c2", "o-c3"):
         await put_order(server.base, order)
     await buyer_says(server, "o-c3", "Just a question about pallets")
-    staff = await open_page(f"{admin_site}/admin?{urlencode({'chatd': server.base, 'token': STAFF})}", **DESKTOP)
+    staff = await open_page(f"{admin_site}/admin?{urlencode({'chatd': server.base, 'token': STAFF, 'page': 2})}", **DESKTOP)
     await expect(staff.page.locator(".chatd-inbox-empty")).to_have_text("No thread matches.")
 
     # a buyer asks for help in their browser: the order enters the queue, live
@@ -165,7 +165,11 @@ async def test_console_embedded_live_queue_follow_and_bulk_read(server, admin_si
 
     # follow a thread from all threads: it joins this staff member's queue; unfollow takes it out
     await chip(staff, "All threads").click()
+    await expect(rows(staff)).to_have_count(2)  # a page of two: the oldest comes with "Load more"
+    await expect(row(staff, "o-c3")).to_have_count(0)
+    await chip(staff, "Load more").click()
     await expect(row(staff, "o-c3")).to_be_visible()
+    await expect(chip(staff, "Load more")).to_be_hidden()
     follow = row(staff, "o-c3").get_by_role("button", name="Follow order o-c3")
     await follow.click()
     following = row(staff, "o-c3").get_by_role("button", name="Following order o-c3")
