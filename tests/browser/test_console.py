@@ -121,7 +121,8 @@ async def test_console_embedded_live_queue_follow_and_bulk_read(server, admin_si
     for order in ("o-c1", "o-c2", "o-c3"):
         await put_order(server.base, order)
     await buyer_says(server, "o-c3", "Just a question about pallets")
-    staff = await open_page(f"{admin_site}/admin?{urlencode({'chatd': server.base, 'token': STAFF, 'page': 2})}", **DESKTOP)
+    query = urlencode({"chatd": server.base, "token": STAFF, "page": 2})
+    staff = await open_page(f"{admin_site}/admin?{query}", **DESKTOP)
     await expect(staff.page.locator(".chatd-inbox-empty")).to_have_text("No thread matches.")
 
     # a buyer asks for help in their browser: the order enters the queue, live
