@@ -65,6 +65,8 @@
       this.listeners = new Set();
       /** @type {string | null} */
       this.authError = null;
+      /** @type {Set<(f: Record<string, any>) => void>} refusals of frames sent with send() */
+      this.errorListeners = new Set();
     }
 
     /** @param {() => void} fn called on every change; returns the release */
@@ -159,6 +161,7 @@
         case 'notify': return this._onNotify(f);
         case 'error':
           if (f.code === 'unauthorized') this.authError = String(f.message || '');
+          else this.errorListeners.forEach(function (fn) { fn(f); });
           return;
         default: return;
       }

@@ -352,6 +352,13 @@
       empty.textContent = feed.fatal ? feed.fatal : !loaded ? 'Loading…' : 'No thread matches.';
     };
 
+    /** A refused follow or unfollow (e.g. `forbidden`: this staff id holds a slot there). @param {Record<string, any>} f */
+    var onError = function (f) {
+      if (typeof f.ref === 'string' && threads.some(function (t) { return t.order === f.ref; })) {
+        fail('Order ' + f.ref + ': ' + String(f.message || f.code || 'refused'));
+      }
+    };
+    feed.errorListeners.add(onError);
     var first = true;
     var release = feed.use(function () {
       render();
@@ -363,6 +370,7 @@
       reload: function () { reload(0); },
       destroy: function () {
         destroyed = true;
+        feed.errorListeners.delete(onError);
         clearTimeout(timer);
         release();
         if (widget) widget.destroy();

@@ -307,3 +307,18 @@ async def test_chatd_demo_prints_a_console_link(aiohttp_server, tmp_path, capsys
         await expect(row(staff, order)).to_be_visible()
     await staff.screenshot("console-demo-desktop.png")
     assert console_errors(staff) == []
+
+
+async def test_a_refused_follow_is_shown(server, admin_site, open_page):
+    """A staff id holding a slot is that participant there: follow is refused, visibly."""
+    await put_order(server.base, "o-mine", supplier={"id": "stella", "name": "Stella Staff"})
+    await buyer_says(server, "o-mine", "Hello supplier")
+    query = urlencode({"chatd": server.base, "token": STAFF})
+    staff = await open_page(f"{admin_site}/admin?{query}", **PHONE)
+    await chip(staff, "All threads").click()
+    await row(staff, "o-mine").get_by_role("button", name="Follow order o-mine").click()
+    await expect(staff.page.get_by_role("alert")).to_have_text(re.compile("^Order o-mine: "))
+    await expect(row(staff, "o-mine").get_by_role("button", name="Follow order o-mine")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    assert console_errors(staff) == []
