@@ -193,6 +193,16 @@ async def test_console_embedded_live_queue_follow_and_bulk_read(server, admin_si
     await dialog.get_by_role("button", name="Close dispute", exact=True).click()
     await expect(dialog).to_be_hidden()
     await expect(row(staff, "o-c2").locator(".chatd-dispute-mark")).to_have_count(0)
+    # and opens one again, with a reason
+    await staff.page.locator(".chatd-actions").get_by_role("button", name="Open dispute", exact=True).click()
+    await dialog.get_by_label(re.compile("^Reason")).fill("Refund still missing")
+    await dialog.get_by_role("button", name="Open dispute", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    await expect(row(staff, "o-c2").locator(".chatd-dispute-mark")).to_have_text("Dispute")
+    await expect(buyer2.message("Dispute opened: Refund still missing")).to_be_visible()
+    await staff.page.locator(".chatd-actions").get_by_role("button", name="Close dispute", exact=True).click()
+    await dialog.get_by_role("button", name="Close dispute", exact=True).click()
+    await expect(row(staff, "o-c2").locator(".chatd-dispute-mark")).to_have_count(0)
     await staff.screenshot("console-chat-desktop.png")
     await axe_check(staff.page, "console with the chat")
     assert console_errors(staff, buyer, buyer2) == []
