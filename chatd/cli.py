@@ -31,6 +31,7 @@ DEMO_PEOPLE = {
     "supplier": ("sam", "Sam Supplier"),
     "sales_rep": ("rita", "Rita Rep"),
 }
+DEMO_STAFF = ("stella", "Stella Staff")  # the platform's staff: the console at /console
 
 
 def _load(path: str | None, dev_secrets: bool = True) -> config_mod.Config:
@@ -175,6 +176,8 @@ def _demo_startup(cfg: config_mod.Config) -> OnStartup:
             token = issue(cfg.auth.secret, uid, role, name, ttl_s=7 * 86400)
             lines.append(f"  {name} ({role}): {base}/demo?order={DEMO_ORDER}&token={token}")
             lines.append(f"    orders page (badges, bell, inbox): {base}/demo/orders?token={token}")
+        staff = issue(cfg.auth.secret, DEMO_STAFF[0], "staff", DEMO_STAFF[1], ttl_s=7 * 86400)
+        lines.append(f"  {DEMO_STAFF[1]} (staff): staff console {base}/console?token={staff}")
         bot = issue(cfg.auth.secret, "delivery-bot", "bot", "Delivery Bot", ttl_s=7 * 86400, orders="*")
         lines.append('  demo bot:  the "Post ... as the demo bot" button on each page posts a status update')
         lines.append(f"  bot token: {bot}")

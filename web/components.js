@@ -31,7 +31,7 @@
 
   /**
    * @typedef {import('./session.js').Message} Message
-   * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null}} Entry
+   * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null, reasons: string[] | null}} Entry
    * @typedef {{url?: string, token: string | (() => string | Promise<string>), locale?: string, css?: string | boolean}} FeedOptions
    */
 
@@ -65,6 +65,8 @@
       this.listeners = new Set();
       /** @type {string | null} */
       this.authError = null;
+      /** @type {Set<(f: Record<string, any>) => void>} refusals of frames sent with send() */
+      this.errorListeners = new Set();
     }
 
     /** @param {() => void} fn called on every change; returns the release */
@@ -77,6 +79,13 @@
         self.listeners.delete(fn);
         if (!self.listeners.size) self._stop();
       };
+    }
+
+    /** Sends a frame on the connection when it is up (staff: follow, unfollow); false when it is not. @param {Record<string, any>} frame */
+    send(frame) {
+      if (!this.ws || this.ws.readyState !== 1 || !this.loaded) return false;
+      this.ws.send(JSON.stringify(frame));
+      return true;
     }
 
     /** Entries, newest activity first. */
@@ -152,6 +161,7 @@
         case 'notify': return this._onNotify(f);
         case 'error':
           if (f.code === 'unauthorized') this.authError = String(f.message || '');
+          else this.errorListeners.forEach(function (fn) { fn(f); });
           return;
         default: return;
       }
@@ -164,7 +174,8 @@
         if (!o || typeof o.order !== 'string') return;
         entries.set(o.order, {
           order: o.order, status: String(o.status || ''), unread: o.unread | 0,
-          dispute_open: !!o.dispute_open, last_message: o.last_message || null
+          dispute_open: !!o.dispute_open, last_message: o.last_message || null,
+          reasons: Array.isArray(o.reasons) ? o.reasons.map(String) : null
         });
       });
       this.entries = entries;
@@ -178,6 +189,7 @@
       var e = this._entry(f.order);
       e.unread = Math.max(0, f.count | 0);
       if (typeof f.total === 'number') this.total = f.total;
+      if (Array.isArray(f.reasons)) e.reasons = f.reasons.map(String); // staff: the attention queue's reasons
       this._changed();
     }
 
@@ -196,7 +208,7 @@
     _entry(order) {
       var e = this.entries.get(order);
       if (!e) {
-        e = { order: order, status: '', unread: 0, dispute_open: false, last_message: null };
+        e = { order: order, status: '', unread: 0, dispute_open: false, last_message: null, reasons: null };
         this.entries.set(order, e);
       }
       return e;
@@ -490,6 +502,8 @@
     };
   }
 
+  // the console (console.js, joined after this file) builds on the shared connection
+  Widget._components = { feedFor: feedFor, shadowIn: shadowIn, countText: countText, snippet: snippet, emit: emit };
   Widget.badge = badge;
   Widget.bell = bell;
   Widget.inbox = inbox;

@@ -573,7 +573,7 @@ var ChatdSession = (function () {
         if (typeof this.opts.token === 'function' && !this.authRetried) {
           this.authRetried = true;
           this._scheduleReconnect();
-        } else if (this.authError && !/expired/i.test(this.authError.message)) {
+        } else if (this.authError && (this.authError.code === 'invalid_signature' || !/expired/i.test(this.authError.message))) {
           // signed with another secret, malformed, bad claims: not something a reload fixes
           this._fail('This chat could not sign you in: the token is not valid (' + this.authError.message + ').', 'invalid_token');
         } else {
@@ -789,7 +789,9 @@ var ChatdSession = (function () {
 
     /** @param {Frame} f */
     _onError(f) {
-      if (!this.ready && f.code === 'unauthorized') this.authError = { code: f.code, message: String(f.message || '') };
+      if (!this.ready && (f.code === 'unauthorized' || f.code === 'invalid_signature')) {
+        this.authError = { code: f.code, message: String(f.message || '') };
+      }
       var action = f.ref != null ? this.actions.get(f.ref) : undefined;
       if (action) {
         this.actions.delete(f.ref);

@@ -8,7 +8,7 @@ checkout or an editable install (``pip install -e .``, as the Makefile does).
 Files are read on each request, so editing ``web/widget.js`` needs no restart.
 
 ``/widget.js`` is the widget's plain files joined (the session, the DOM
-helpers, the view, the components: badge, bell, inbox): integrators keep one
+helpers, the view, the components: badge, bell, inbox, the staff console): integrators keep one
 script tag, and there is still no build step.
 """
 
@@ -48,7 +48,7 @@ _JS = "text/javascript; charset=utf-8"
 
 # path -> (files in web/, served joined in this order; content type; headers)
 FILES = {
-    "/widget.js": (("session.js", "dom.js", "widget.js", "components.js"), _JS, _ASSET),
+    "/widget.js": (("session.js", "dom.js", "widget.js", "components.js", "console.js"), _JS, _ASSET),
     "/session.js": (("session.js",), _JS, _ASSET),  # the protocol alone, for a view of one's own
     "/widget.css": (("widget.css",), "text/css; charset=utf-8", _ASSET),
     "/demo": (("demo.html",), "text/html; charset=utf-8", _PAGE),
@@ -56,6 +56,10 @@ FILES = {
     "/demo/demo.css": (("demo.css",), "text/css; charset=utf-8", _COMMON),
     "/demo/orders": (("demo-orders.html",), "text/html; charset=utf-8", _PAGE),
     "/demo/orders.js": (("demo-orders.js",), _JS, _COMMON),
+    # the staff console (a staff token: ?token=… or pasted), same origin as the REST routes
+    "/console": (("console.html",), "text/html; charset=utf-8", _PAGE),
+    "/console/console.js": (("console-page.js",), _JS, _COMMON),
+    "/console/console.css": (("console.css",), "text/css; charset=utf-8", _COMMON),
 }
 
 

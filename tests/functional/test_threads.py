@@ -304,3 +304,33 @@ async def test_mark_unread_is_pushed_live(server):
     assert st == 200
     await buyer_tab2.expect("unread", order="M-1", count=0)
     await settled(buyer_tab1)
+
+
+async def test_threads_routes_answer_other_origins(server):
+    """The staff console embedded on a platform's admin pages lists threads and marks them
+    read cross-origin, with the staff token as Bearer: those two routes (errors included)
+    allow any origin, as the attachment routes do."""
+    import aiohttp
+
+    await server.order("T-CORS")
+    staff = {"Authorization": f"Bearer {token('boss', 'staff')}", "Origin": "https://admin.shop.example"}
+    async with aiohttp.ClientSession() as s:
+        for path, method in (("/api/v1/threads", "GET"), ("/api/v1/threads/read", "POST")):
+            preflight = {
+                "Origin": "https://admin.shop.example",
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type",
+            }
+            async with s.options(server.base + path, headers=preflight) as r:
+                assert r.status == 204
+                assert r.headers["Access-Control-Allow-Origin"] == "*"
+                assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+                assert method in r.headers["Access-Control-Allow-Methods"]
+        async with s.get(server.base + "/api/v1/threads?attention=true", headers=staff) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        async with s.post(server.base + "/api/v1/threads/read", json={"orders": ["T-CORS"]}, headers=staff) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        async with s.get(server.base + "/api/v1/threads?nope=1", headers=staff) as r:
+            assert r.status == 400 and r.headers["Access-Control-Allow-Origin"] == "*"  # errors too
+        async with s.get(server.base + "/api/v1/orders/T-CORS", headers=staff) as r:
+            assert "Access-Control-Allow-Origin" not in r.headers  # not the rest of the API

@@ -1,4 +1,5 @@
-"""The widget's files as chatd serves them: /widget.js is session.js, dom.js, widget.js and components.js joined."""
+"""The widget's files as chatd serves them: /widget.js is session.js, dom.js, widget.js, components.js
+and console.js joined; the staff console page at /console."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ async def test_widget_js_is_its_files_in_order(server):
     st, headers, body = await _get(server.base, "/widget.js")
     assert st == 200 and headers["Content-Type"].startswith("text/javascript")
     assert headers["Access-Control-Allow-Origin"] == "*" and headers["Cache-Control"] == "no-cache"
-    parts = [(web_dir() / name).read_bytes() for name in ("session.js", "dom.js", "widget.js", "components.js")]
+    parts = [
+        (web_dir() / name).read_bytes() for name in ("session.js", "dom.js", "widget.js", "components.js", "console.js")
+    ]
     assert body == b"\n".join(parts)
     assert "Last-Modified" in headers
 
@@ -49,3 +52,15 @@ async def test_demo_orders_page_under_the_demo_csp(server):
     assert b'src="/demo/orders.js"' in body
     st, headers, body = await _get(server.base, "/demo/orders.js")
     assert st == 200 and body == (web_dir() / "demo-orders.js").read_bytes()
+
+
+async def test_console_page_under_the_page_csp(server):
+    st, headers, body = await _get(server.base, "/console")
+    assert st == 200 and headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"  # ?token=… may be in its URL
+    assert b'src="/console/console.js"' in body and b'src="/widget.js"' in body
+    for path, name in (("/console/console.js", "console-page.js"), ("/console/console.css", "console.css")):
+        st, headers, body = await _get(server.base, path)
+        assert st == 200 and body == (web_dir() / name).read_bytes()

@@ -25,7 +25,9 @@ from chatd.edge.rest.health import HealthJson, ReadyJson
 from chatd.edge.rest.messages import MessagesJson, PostBody, ReadBody
 from chatd.edge.rest.orders import OrderBody, OrderJson
 from chatd.edge.rest.reports import ResponseTimesJson
+from chatd.edge.rest.threads import ReadBody as ThreadsReadBody
 from chatd.edge.rest.users import PrefsBody, PrefsJson
+from chatd.staff_queue import ThreadsRead
 from chatd.threads import ThreadQuery, ThreadsPage
 from chatd.wire import ID_CHARS, MAX_INT, TOKEN_CHARS, Ack, AttachmentRef, Message
 
@@ -77,6 +79,7 @@ _THREAD_ENUMS = {
     "has_messages": ["true", "false", "any"],
     "awaiting_reply": ["true", "false"],
     "overdue": ["true"],
+    "attention": ["true"],
 }
 
 
@@ -186,6 +189,13 @@ OPERATIONS = [
         "Threads list and full-text search (api key, staff, supplier side)",
         {"200": ThreadsPage},
         query=_thread_params(),
+    ),
+    Op(
+        "post",
+        "/api/v1/threads/read",
+        "Mark many threads read or unread for staff as a whole (api key, staff)",
+        {"200": ThreadsRead},
+        body=ThreadsReadBody,
     ),
     Op(
         "get",

@@ -68,6 +68,30 @@ async def read_threads(request: web.Request) -> web.Response:
     return json_response(await request.app[QUEUE].read_threads(viewer(who), got.orders, got.seq, got.unread))
 
 
+# The staff console embedded on a platform's own pages (another origin than chatd's)
+# lists threads and marks them read with the staff token as Bearer, never a cookie:
+# these two routes answer any origin, errors included, as the attachment routes do.
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST",
+    "Access-Control-Max-Age": "600",
+}
+_CORS_PATHS = frozenset({"/api/v1/threads", "/api/v1/threads/read"})
+
+
+async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path in _CORS_PATHS:
+        response.headers.update(_CORS)
+
+
+async def _preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/threads", get_threads)
     app.router.add_post("/api/v1/threads/read", read_threads)
+    app.router.add_route("OPTIONS", "/api/v1/threads", _preflight)
+    app.router.add_route("OPTIONS", "/api/v1/threads/read", _preflight)
+    app.on_response_prepare.append(_add_cors)
