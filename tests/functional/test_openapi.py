@@ -104,7 +104,7 @@ async def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_sche
         await _seed(proc)
         for name, credential in (("api key", API_KEY), ("jwt", token("supplier1", "supplier"))):
             code, out = await _schemathesis(proc, credential, tmp_path)
-            n = len(openapi.OPERATIONS)  # every operation of the document was exercised
+            n = len(openapi.OPERATIONS) - 1  # every operation but the document's own, which schemathesis skips
             assert code == 0 and f"{n}/{n}" in out and f"Tested: {n}" in out, (
                 f"{name}:\n{out[out.find('FAILURES') :][:8000]}"
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from chatd.edge import static
 from tests.support.procs import ROOT, free_port
 
 WEB = ROOT / "web"
@@ -122,7 +123,7 @@ def test_an_installed_wheel_serves_the_widget_and_the_demo(wheel, tmp_path):
                 time.sleep(0.1)
         with urllib.request.urlopen(base + "/widget.js", timeout=10) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/javascript")
-            parts = [(WEB / n).read_bytes() for n in ("session.js", "dom.js", "widget.js")]
+            parts = [(WEB / n).read_bytes() for n in static.FILES["/widget.js"][0]]
             assert r.read() == b"\n".join(parts)
         with urllib.request.urlopen(demo_url.group(1), timeout=10) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")

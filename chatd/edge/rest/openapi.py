@@ -25,7 +25,7 @@ from chatd.edge.rest.health import HealthJson, ReadyJson
 from chatd.edge.rest.messages import MessagesJson, PostBody, ReadBody
 from chatd.edge.rest.orders import OrderBody, OrderJson
 from chatd.edge.rest.reports import ResponseTimesJson
-from chatd.edge.rest.threads import ReadBody as ThreadsReadBody
+from chatd.edge.rest.threads import ThreadsReadBody
 from chatd.edge.rest.users import PrefsBody, PrefsJson
 from chatd.staff_queue import ThreadsRead
 from chatd.threads import ThreadQuery, ThreadsPage
@@ -189,6 +189,20 @@ OPERATIONS = [
         "Threads list and full-text search (api key, staff, supplier side)",
         {"200": ThreadsPage},
         query=_thread_params(),
+    ),
+    Op(
+        "options",
+        "/api/v1/threads",
+        "CORS preflight of the threads list",
+        {"204": {"description": "allowed from any origin"}},
+        auth=False,
+    ),
+    Op(
+        "options",
+        "/api/v1/threads/read",
+        "CORS preflight of the bulk read",
+        {"204": {"description": "allowed from any origin"}},
+        auth=False,
     ),
     Op(
         "post",

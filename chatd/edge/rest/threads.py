@@ -54,7 +54,7 @@ async def get_threads(request: web.Request) -> web.Response:
     return json_response(await request.app[THREADS].apage(query, scope, staff))
 
 
-class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
+class ThreadsReadBody(msgspec.Struct, forbid_unknown_fields=True):
     orders: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_BULK)]
     seq: Seq | None = None  # read up to it (clamped); absent: up to each order's newest message
     unread: bool = False  # instead: mark each unread
@@ -64,7 +64,7 @@ async def read_threads(request: web.Request) -> web.Response:
     """Api key and staff: many threads read or unread at once, for staff as a whole."""
     who = principal(request)
     require_api_or_staff(who)
-    got = await body(request, ReadBody)
+    got = await body(request, ThreadsReadBody)
     return json_response(await request.app[QUEUE].read_threads(viewer(who), got.orders, got.seq, got.unread))
 
 
