@@ -56,6 +56,7 @@
   var SCRIPT_SRC = (currentScript && currentScript.src) || '';
 
   var EVENT_KINDS = ['status', 'dispute', 'system'];
+  var UNREACHABLE_AFTER = 3;      // failed connection attempts in a row before the widget says the server is unreachable
   var GROUP_MS = 5 * 60 * 1000;   // consecutive messages of one sender within this are grouped
   var NEAR_BOTTOM_PX = 64;
   var LOAD_MORE_PX = 160;
@@ -310,13 +311,17 @@
       var $ = this.$;
       this.state = state;
       this.root.setAttribute('data-state', state);
-      var show = state === 'reconnecting';
+      // after a few failed attempts in a row, say so: the server cannot be reached (it keeps trying)
+      var lost = (state === 'connecting' || state === 'reconnecting') && this.session.attempt >= UNREACHABLE_AFTER;
+      var show = state === 'reconnecting' || lost;
       $.conn.hidden = !show;
       $.conn.textContent = '';
       if (show) {
         $.conn.appendChild(el('span', 'chatd-conn-dot', null, { 'aria-hidden': 'true' }));
-        $.conn.appendChild(document.createTextNode('Reconnecting…'));
+        $.conn.appendChild(document.createTextNode(lost ? 'Cannot reach the chat server. Retrying…' : 'Reconnecting…'));
       }
+      this.root.toggleAttribute('data-unreachable', lost);
+      if (state === 'connecting') $.empty.textContent = lost ? 'The chat server cannot be reached right now.' : 'Connecting…';
       this._updatePendingStates();
       this._emit('state', { state: state });
     }

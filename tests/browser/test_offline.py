@@ -119,3 +119,14 @@ async def test_lost_ack_is_retried_with_the_same_client_id_and_not_doubled(serve
     for page in (buyer, supplier):
         assert await page.texts() == ["Is the ack lost?", "No double here"]
     assert await stored_texts(server.base, "o-lost-ack") == ["Is the ack lost?", "No double here"]
+
+
+async def test_an_unreachable_server_is_said_plainly_not_connecting_for_ever(server, open_chat):
+    async def refuse(ctx) -> None:  # every WebSocket to chatd fails at once, as to a server that is down
+        await ctx.route_web_socket(re.compile(r"/ws"), lambda ws: asyncio.ensure_future(ws.close(code=1006)))
+
+    await put_order(server.base, "o-down")
+    chat = await open_chat(server.base, "o-down", BEA, wait_online=False, setup=refuse)
+    await expect(chat.page.locator(".chatd-conn")).to_have_text("Cannot reach the chat server. Retrying…")
+    await expect(chat.page.locator(".chatd-empty")).to_have_text("The chat server cannot be reached right now.")
+    await expect(chat.page.locator(".chatd[data-unreachable]")).to_have_count(1)
