@@ -898,8 +898,16 @@ class Chat:
             limit = 50
         if limit < 1:
             raise BadRequest("limit must be at least 1")
-        entries, total, next_cursor = await self.store.inbox(conn.ident, min(limit, self.limits.inbox_max), cursor)
-        return InboxPage([InboxEntry(*e) for e in entries], total, next_cursor)
+        ident = conn.ident
+        entries, total, next_cursor = await self.store.inbox(ident, min(limit, self.limits.inbox_max), cursor)
+        orders = await self.store.orders([e[0] for e in entries]) if entries else {}
+        page = []
+        for e in entries:  # the reply clock, for those who may see it on that order (never a buyer)
+            order = orders.get(e[0])
+            role = order and permissions.order_role(ident.id, ident.role, ident.orders, order.id, order.slots)
+            waiting = order.waiting if order and role and permissions.sees_notes(role) else None
+            page.append(InboxEntry(*e, awaiting_reply=responses.awaiting(waiting, self.reply_within_ms)))
+        return InboxPage(page, total, next_cursor)
 
 
 def to_builtins(obj: object) -> object:

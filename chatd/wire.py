@@ -371,6 +371,7 @@ class InboxEntry(Struct, omit_defaults=True):
     dispute_open: bool
     last_message: Message | None
     reasons: list[str] | None = None  # staff only: an entry of their attention queue, and why
+    awaiting_reply: AwaitingReply | None = None  # the supplier side, staff and bots: the buyer waits
 
 
 class InboxPage(Struct, tag="inbox"):

@@ -31,7 +31,8 @@
 
   /**
    * @typedef {import('./session.js').Message} Message
-   * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null, reasons: string[] | null}} Entry
+   * @typedef {{seq: number, since: number, due_at: number, overdue: boolean}} Awaiting
+   * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null, reasons: string[] | null, awaiting_reply: Awaiting | null}} Entry
    * @typedef {{url?: string, token: string | (() => string | Promise<string>), locale?: string, css?: string | boolean}} FeedOptions
    */
 
@@ -67,6 +68,22 @@
       this.authError = null;
       /** @type {Set<(f: Record<string, any>) => void>} refusals of frames sent with send() */
       this.errorListeners = new Set();
+      /** @type {string | null} the token's role (from `ready`) */
+      this.role = null;
+      /** how many views filter by the reply clock: while any does, a new message refreshes the inbox */
+      this.watchingReplies = 0;
+      /** @type {any} */
+      this.refreshTimer = null;
+    }
+
+    /** Ask for the inbox again, at most once a second (the reply clock has no live frame here). */
+    refresh() {
+      if (this.refreshTimer || !this.ws) return;
+      var self = this;
+      this.refreshTimer = setTimeout(function () {
+        self.refreshTimer = null;
+        if (self.ws) self.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
+      }, 1000);
     }
 
     /** @param {() => void} fn called on every change; returns the release */
@@ -154,13 +171,14 @@
         case 'ready':
           this.attempt = 0;
           this.authError = null;
+          this.role = f.user && typeof f.user.role === 'string' ? f.user.role : null;
           if (this.ws) this.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
           return;
         case 'inbox': return this._onInbox(f);
         case 'unread': return this._onUnread(f);
         case 'notify': return this._onNotify(f);
         case 'error':
-          if (f.code === 'unauthorized') this.authError = String(f.message || '');
+          if (f.code === 'unauthorized' || f.code === 'invalid_signature') this.authError = String(f.message || '');
           else this.errorListeners.forEach(function (fn) { fn(f); });
           return;
         default: return;
@@ -175,7 +193,8 @@
         entries.set(o.order, {
           order: o.order, status: String(o.status || ''), unread: o.unread | 0,
           dispute_open: !!o.dispute_open, last_message: o.last_message || null,
-          reasons: Array.isArray(o.reasons) ? o.reasons.map(String) : null
+          reasons: Array.isArray(o.reasons) ? o.reasons.map(String) : null,
+          awaiting_reply: o.awaiting_reply && typeof o.awaiting_reply.since === 'number' ? o.awaiting_reply : null
         });
       });
       this.entries = entries;
@@ -201,6 +220,7 @@
       if (!e.last_message || e.last_message.seq < m.seq) e.last_message = m;
       if (m.kind === 'status' && m.status) e.status = m.status;
       if (m.kind === 'dispute') e.dispute_open = /^Dispute opened/.test(String(m.text || ''));
+      if (m.kind === 'text' && this.watchingReplies > 0) this.refresh();
       this._changed();
     }
 
@@ -208,7 +228,7 @@
     _entry(order) {
       var e = this.entries.get(order);
       if (!e) {
-        e = { order: order, status: '', unread: 0, dispute_open: false, last_message: null, reasons: null };
+        e = { order: order, status: '', unread: 0, dispute_open: false, last_message: null, reasons: null, awaiting_reply: null };
         this.entries.set(order, e);
       }
       return e;
@@ -397,10 +417,15 @@
     var filters = el('div', 'chatd-inbox-filters', null, { role: 'group', 'aria-label': 'Filters' });
     /** @type {Record<string, HTMLElement>} */
     var chips = {};
-    [['unread', 'Unread'], ['dispute', 'Open disputes']].forEach(function (f) {
+    [['unread', 'Unread'], ['dispute', 'Open disputes'], ['awaiting', 'Awaiting reply']].forEach(function (f) {
       var b = el('button', 'chatd-filter', f[1], { type: 'button', 'aria-pressed': 'false', 'data-filter': f[0] });
       b.addEventListener('click', function () {
-        b.setAttribute('aria-pressed', String(b.getAttribute('aria-pressed') !== 'true'));
+        var on = b.getAttribute('aria-pressed') !== 'true';
+        b.setAttribute('aria-pressed', String(on));
+        if (f[0] === 'awaiting') {
+          feed.watchingReplies += on ? 1 : -1;
+          if (on) feed.refresh();
+        }
         render();
       });
       chips[f[0]] = b;
@@ -461,11 +486,14 @@
       var q = search.value.trim().toLowerCase();
       var onlyUnread = chips.unread.getAttribute('aria-pressed') === 'true';
       var onlyDispute = chips.dispute.getAttribute('aria-pressed') === 'true';
+      var onlyAwaiting = chips.awaiting.getAttribute('aria-pressed') === 'true';
+      chips.awaiting.hidden = !feed.role || feed.role === 'buyer'; // buyers never see the reply clock
       total.hidden = feed.total === 0;
       total.textContent = countText(feed.total);
       total.setAttribute('aria-label', feed.total + ' unread');
       var list = feed.list().filter(function (e) {
-        return matches(e, q) && (!onlyUnread || e.unread > 0) && (!onlyDispute || e.dispute_open);
+        return matches(e, q) && (!onlyUnread || e.unread > 0) && (!onlyDispute || e.dispute_open) &&
+          (!onlyAwaiting || !!e.awaiting_reply);
       });
       rows.textContent = '';
       list.forEach(function (e) {
@@ -477,6 +505,10 @@
         top.appendChild(el('strong', 'chatd-inbox-order', e.order));
         if (e.status) top.appendChild(el('span', 'chatd-status', D.humanize(e.status), { 'data-tone': 'neutral' }));
         if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
+        if (e.awaiting_reply) {
+          top.appendChild(el('span', 'chatd-awaiting' + (e.awaiting_reply.overdue ? ' chatd-awaiting--overdue' : ''),
+            e.awaiting_reply.overdue ? 'Reply overdue' : 'Awaiting reply'));
+        }
         if (e.last_message) {
           top.appendChild(el('time', 'chatd-time', fmt.short(e.last_message.ts), {
             datetime: new Date(e.last_message.ts).toISOString()

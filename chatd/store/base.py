@@ -93,6 +93,9 @@ InboxRow = tuple[str, str, int, bool, Message | None, list[str] | None]
 class Orders(Protocol):
     async def get_order(self, order_id: str) -> OrderRecord | None: ...
 
+    async def orders(self, order_ids: Sequence[str]) -> dict[str, OrderRecord]:
+        """Those orders that exist, in one read (a page's worth)."""
+
     async def put_order(
         self,
         order_id: str,

@@ -154,3 +154,31 @@ async def test_inbox_on_a_phone_opens_the_chat_in_place_of_the_list(server, open
     await expect(page.locator(".chatd-inbox-list")).to_be_visible()
     await expect(rows.first).to_contain_text("Yes, 9-11 works.")  # the page's own message, too
     assert not console_errors(orders, sam)
+
+
+async def test_the_supplier_inbox_filters_orders_awaiting_a_reply(server, open_chat):
+    for order in ("o-w1", "o-w2"):
+        await put_order(server.base, order)
+    bea1 = await open_chat(server.base, "o-w1", BEA)
+    await bea1.say("When does the pallet ship?")  # the buyer waits for an answer on o-w1
+    bea2 = await open_chat(server.base, "o-w2", BEA)
+    await bea2.say("Thanks!")  # an acknowledgement: nobody waits on o-w2
+    orders = await open_chat(server.base, "o-w1,o-w2", SAM, path="/components", width=1200, height=900)
+    page = orders.page
+    rows = page.locator(".chatd-inbox-row")
+    await expect(rows).to_have_count(2)
+    await expect(rows.filter(has_text="o-w1").locator(".chatd-awaiting")).to_have_text("Awaiting reply")
+    await expect(rows.filter(has_text="o-w2").locator(".chatd-awaiting")).to_have_count(0)
+    awaiting = page.get_by_role("button", name="Awaiting reply", exact=True)
+    await awaiting.click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-order", "o-w1")
+    # the buyer asks on o-w2 too: the filtered list follows (the inbox is asked again)
+    await bea2.say("Also, is the invoice ready?")
+    await expect(rows).to_have_count(2)
+    buyer_view = await open_chat(server.base, "o-w1,o-w2", BEA, path="/components", width=1200, height=900)
+    await expect(buyer_view.page.locator(".chatd-inbox-row")).to_have_count(2)
+    await expect(buyer_view.page.get_by_role("button", name="Awaiting reply", exact=True)).to_be_hidden()
+    await expect(buyer_view.page.locator(".chatd-awaiting")).to_have_count(0)  # buyers never see the clock
+    await orders.screenshot("components-inbox-awaiting.png")
+    assert not console_errors(orders, bea1, bea2, buyer_view)

@@ -75,6 +75,9 @@ async def test_the_supplier_side_sees_the_reply_clock_and_the_buyer_never_does(s
     assert (await again.join("R-1"))["awaiting_reply"]["seq"] == 2
     late_buyer = await server.client("buyer1", "buyer")
     assert (await late_buyer.join("R-1"))["awaiting_reply"] is None
+    for who, seen in ((again, 2), (late_buyer, None)):  # the inbox carries it too, never to a buyer
+        (entry,) = (await request(who, {"type": "inbox"}, "inbox"))["orders"]
+        assert (entry.get("awaiting_reply") or {}).get("seq") == seen
     await say(buyer, "R-1", "And the gate code is 4411?")  # still the same wait
     note = {"type": "send", "order": "R-1", "client_id": "n1", "text": "ask the depot", "kind": "note"}
     assert (await request(c["sales_rep"], note, "ack"))["type"] == "ack"  # a note answers nobody

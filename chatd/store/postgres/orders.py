@@ -51,6 +51,11 @@ class Orders(StoreMixin):
         row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1", order_id)
         return order_from_row(row) if row else None
 
+    @pooled_read
+    async def orders(self, db: asyncpg.Connection, order_ids: Sequence[str]) -> dict[str, OrderRecord]:
+        rows = await db.fetch(f"SELECT {ORDER_COLS} FROM orders WHERE id = ANY($1::text[])", list(order_ids))
+        return {r[0]: order_from_row(r) for r in rows}
+
     @staticmethod
     async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord:
         """The order, its row locked for the transaction when `lock`: every write

@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from types import EllipsisType
 
+import msgspec
+
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
@@ -45,6 +47,14 @@ class Orders(StoreMixin):
         with self._reading():
             row = self.reader.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
         return order_from_row(row) if row else None
+
+    async def orders(self, order_ids: Sequence[str]) -> dict[str, OrderRecord]:
+        with self._reading():
+            rows = self.reader.execute(
+                f"SELECT {ORDER_COLS} FROM orders WHERE id IN (SELECT value FROM json_each(?))",
+                (msgspec.json.encode(list(order_ids)).decode(),),
+            ).fetchall()
+        return {r[0]: order_from_row(r) for r in rows}
 
     @staticmethod
     def _load_order(db: sqlite3.Connection, order_id: str) -> OrderRecord:
