@@ -20,6 +20,7 @@ from chatd.store.records import AttachmentRow
 from chatd.store.rows import Actor, now_ms
 from chatd.wire import AttachmentRef
 from tests.contract.stores import BACKENDS, BUYER, REP, SUPPLIER, make_store, put_order
+from tests.support.clock import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -591,18 +592,8 @@ async def test_a_buyer_rep_clashing_with_a_slot_is_refused_before_any_write(stor
 STAFF = Actor("st1", "Staff", "staff")
 
 
-class _Clock:
-    """Wall-clock seconds the test moves (message timestamps)."""
-
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 async def test_the_reply_clock_starts_at_a_buyer_question_and_stops_at_the_supplier_side(store, store_factory):
-    clock = store.clock = _Clock()
+    clock = store.clock = Clock()
     await put_order(store, "w1")
     ack = await store.post(BUYER, "w1", "thanks!", "b0")  # an acknowledgement asks nothing
     assert not ack.waiting_changed and (await store.get_order("w1")).waiting is None
@@ -654,7 +645,7 @@ async def test_no_reply_needed_ends_the_wait_and_a_later_question_starts_the_nex
 
 
 async def test_an_overdue_wait_is_escalated_once_across_instances(store, store_factory):
-    clock = store.clock = _Clock()
+    clock = store.clock = Clock()
     await put_order(store, "w3")
     await put_order(store, "w4")
     asked = await store.post(BUYER, "w3", "Where is my order", "b1")
@@ -690,7 +681,7 @@ async def test_an_overdue_wait_is_escalated_once_across_instances(store, store_f
 
 
 async def test_threads_filter_by_status_and_by_who_waits(store):
-    clock = store.clock = _Clock()
+    clock = store.clock = Clock()
     from chatd.store.records import ThreadFilter
 
     for oid in ("t1", "t2", "t3"):
@@ -755,7 +746,7 @@ async def test_a_pending_notification_collects_messages_and_reads_thin_it(store_
     from chatd.notifications import Rules
 
     store = await store_factory(notifications_for=Rules(60).plan)
-    clock = store.clock = _Clock()
+    clock = store.clock = Clock()
     await put_order(store, "n1")
     first = await store.post(SUPPLIER, "n1", "one", "s1")  # buyer and rep are not joined: both scheduled
     t0 = first.message.ts

@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from tests.support.client import request, settled, token
+from tests.support.clock import inject
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -217,21 +218,11 @@ async def test_following_is_each_staff_members_own(server):
             assert (err["type"], err["code"], err["ref"]) == ("error", code, "F-1"), (kind, err)
 
 
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.mark.single_only("the clocks are injected into the in-process server")
 async def test_the_queue_is_fed_by_a_dispute_an_sla_breach_and_a_help_request(server):
-    from chatd.edge.keys import CHAT, SLA, THREADS
+    from chatd.edge.keys import SLA
 
-    clock = Clock()
-    app = server.app
-    app[CHAT].store.clock = app[SLA].clock = app[THREADS].clock = app[CHAT].close_clock = clock
+    clock = inject(server)
     for o in ("Q-D", "Q-S", "Q-H", "Q-0"):
         await server.order(o)
     staff = await staff_inbox(server, "staff1")
@@ -242,7 +233,7 @@ async def test_the_queue_is_fed_by_a_dispute_an_sla_breach_and_a_help_request(se
     clock.t += 12 * 3600
     await supplier.post("Q-0", "Yes")
     clock.t += 12 * 3600 + 1
-    assert await app[SLA].sweep() == 1
+    assert await server.app[SLA].sweep() == 1
     n = await staff.expect("notify", order="Q-S")
     assert (n["message"]["kind"], n["message"]["sender"]["id"]) == ("note", "system")
     u = await staff.expect("unread", order="Q-S")

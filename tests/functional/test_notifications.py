@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import trustme
 
-from chatd.edge.keys import CHAT, NOTIFIER
+from chatd.edge.keys import NOTIFIER
 from tests.support.client import request, token
+from tests.support.clock import Clock, inject
 from tests.support.receiver import WEBHOOK_SECRET
 from tests.support.smtp import SmtpSink
 from tests.support.wait import wait_for
@@ -55,20 +56,6 @@ ORDER = {
     "supplier": {"id": "supplier1", "name": "Sam", "email": "sam@supplier.example", "locale": "en-US"},
     "sales_rep": {"id": "rep1", "name": "Rita"},  # no e-mail: webhook only
 }
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def inject(server) -> Clock:
-    clock = Clock()
-    server.app[CHAT].store.clock = server.app[NOTIFIER].clock = server.app[CHAT].close_clock = clock
-    return clock
 
 
 async def say(client, order: str, text: str, kind: str = "text") -> dict:

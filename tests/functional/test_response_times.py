@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests.support.client import request, settled, token
+from tests.support.clock import inject
 from tests.support.receiver import WEBHOOK_SECRET
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
@@ -105,24 +106,6 @@ async def test_the_supplier_side_sees_the_reply_clock_and_the_buyer_never_does(s
     for b in (buyer, late_buyer):
         await b.expect("message", order="R-1", seq=last["seq"])
         assert not b.of_type("reply_state")
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def inject(server) -> Clock:
-    """One clock for the store's timestamps, the escalation, the threads list and the report."""
-    from chatd.edge.keys import CHAT, SLA, THREADS
-
-    clock = Clock()
-    app = server.app
-    app[CHAT].store.clock = app[SLA].clock = app[THREADS].clock = app[CHAT].close_clock = clock
-    return clock
 
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")
