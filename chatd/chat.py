@@ -592,7 +592,7 @@ class Chat:
         if order is None or not contact_filter.applies(actor.role_in(order), kind):
             return list(texts)
         try:
-            if found := contact_filter.scan(client_id):
+            if found := contact_filter.scan_id(client_id):
                 raise BlockedContent(f"contact details are not allowed in client_id: {contact_filter.describe(found)}")
             out = [contact_filter.screen(t, self.contact_filter) if t else (t, []) for t in texts]
         except ChatError as exc:

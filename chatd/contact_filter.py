@@ -238,9 +238,11 @@ _AMOUNT = r"(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d{1,2})?|" + _NUM + r")"
 _MULT = r"(?:k|m|mln|thousand|million)"
 _MONEY_AFTER = re.compile(r"\s?" + _AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?(?:\s?" + _MULT + r"\b)?", re.I)
 _MONEY_BEFORE = re.compile(_AMOUNT + r"(?:\s?[\-–]\s?" + _AMOUNT + r")?\s?(?:" + _MULT + r"\s?)?$", re.I)
+# The numbers are atomic groups: a unit never starts with a digit or a separator,
+# so giving digits back can never make a unit match, only cost time.
 _QUANTITY = re.compile(
-    r"(?<![\w.])(?:\d{1,3}(?:[ ,.\u00a0]\d{3})+|\d+(?:[.,]\d+)?)"
-    r"(?:\s?[\-–x×]\s?(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?))?"
+    r"(?<![\w.])(?:(?>\d{1,3}(?:[ ,.\u00a0]\d{3})+)|(?>\d+(?:[.,]\d+)?))"
+    r"(?:\s?[\-–x×]\s?(?:(?>\d{1,3}(?:[ ,.]\d{3})+)|(?>\d+(?:[.,]\d+)?)))?"
     r"\s?" + _UNITS + r"(?!\w)",
     re.I,
 )
@@ -248,6 +250,24 @@ _PERCENT = re.compile(r"\d+(?:[.,]\d+)?\s?%")
 _ORDINAL_HASH = re.compile(r"(?:#|№|\bno\.|\bnr\.)\s?\d[\d\-/ ]*\d", re.I)
 
 _RUN_SEPARATORS = " \t.-/()\u2010\u2011\u2012\u2013\u2014\u00a0_|*~\\\u00b7\u2022\u2219="
+_SEP = "[" + re.escape(_RUN_SEPARATORS) + "]"
+_RUN = re.compile("[0-9]+(?:" + _SEP + "{1,3}[0-9]+)*")
+_SIX_DIGITS = re.compile("[0-9](?:" + _SEP + "{0,3}[0-9]){5}")
+# Cheap checks that say a pattern can match at all: a date needs "1.2", "1/2" or
+# "1-2"; an ASCII price needs one of these (each token of _CURRENCY contains one).
+_DATE_GATE = re.compile(r"\d[./\-]\d")
+_CURRENCY_ASCII = (
+    "$", "usd", "eur", "gbp", "rub", "rur", "uah", "cny", "rmb", "yuan", "inr", "kzt", "aed", "uzs", "pln", "chf",
+    "jpy", "dollar", "buck", "rouble", "pound",
+)  # fmt: skip
+# (pattern, a cheap pattern that must match somewhere first, or None)
+_PROTECTED: list[tuple[re.Pattern[str], re.Pattern[str] | None]] = [
+    (_TIME, re.compile(r"\d[:h]\d", re.I)),
+    (_TIME_DOTS, re.compile(r"\d\.\d")),
+    (_QUANTITY, None),
+    (_PERCENT, re.compile("%")),
+    (_ORDINAL_HASH, re.compile("[#№.]")),
+]
 MAX_PRICES = 64  # currency amounts recognised per message
 _BLANK = "\u00a4"  # replaces protected spans: breaks runs, never a digit or separator
 
@@ -275,6 +295,20 @@ def scan(text: str) -> list[Finding]:
             start, end = view.span(f.start, f.end)
             found.append(Finding(f.kind, start, end, text[start:end]))
     return _merge(found)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def scan_id(client_id: str) -> list[Finding]:
+    """`scan` for a client_id. The UUIDs the widget and the SDK generate are not
+    scanned: a hex digit run inside one touches a letter or a dash, so it is never
+    a phone; it has no "@", ".", ":", space or digit word; and the one messenger
+    name spelled in hex, "fb", is scanned for. (tests/functional/test_contact_filter.py
+    checks this on random UUIDs.)"""
+    if _UUID.fullmatch(client_id) and "fb" not in client_id.lower():
+        return []
+    return scan(client_id)
 
 
 def _find(text: str, links: bool, phones: bool) -> list[Finding]:
@@ -349,43 +383,48 @@ def _merge(found: list[Finding]) -> list[Finding]:
 
 def _protect(text: str) -> str:
     """`text` with dates, times, prices, quantities and #numbers blanked out."""
-    chars = list(text)
-
-    def blank(a: int, b: int) -> None:
-        for i in range(a, b):
-            chars[i] = _BLANK
-
-    for m in _DATE.finditer(text):
-        if _is_date(m.group(1), m.group(3), m.group(4)):
-            blank(m.start(), m.end())
-    for m in _DAY_MONTH_RANGE.finditer(text):
-        d1, m1, d2, m2 = (int(x) for x in m.groups())
-        if 1 <= d1 <= 31 and 1 <= m1 <= 12 and 1 <= d2 <= 31 and 1 <= m2 <= 12:
-            blank(m.start(), m.end())
+    spans: list[tuple[int, int]] = []
+    if _DATE_GATE.search(text):
+        for m in _DATE.finditer(text):
+            if _is_date(m.group(1), m.group(3), m.group(4)):
+                spans.append(m.span())
+        for m in _DAY_MONTH_RANGE.finditer(text):
+            d1, m1, d2, m2 = (int(x) for x in m.groups())
+            if 1 <= d1 <= 31 and 1 <= m1 <= 12 and 1 <= d2 <= 31 and 1 <= m2 <= 12:
+                spans.append(m.span())
+    for rx, gate in _PROTECTED:
+        if gate is None or gate.search(text):
+            spans.extend(m.span() for m in rx.finditer(text))
     lower = text.lower()
-    for rx, needed in (
-        (_TIME, ":h"),
-        (_TIME_DOTS, "."),
-        (_QUANTITY, None),
-        (_PERCENT, "%"),
-        (_ORDINAL_HASH, "#№."),
-    ):
-        if needed is not None and not any(c in lower for c in needed):
-            continue
-        for m in rx.finditer(text):
-            blank(m.start(), m.end())
+    if text.isascii() and not any(w in lower for w in _CURRENCY_ASCII):
+        return _blanked(text, spans)  # (re.I matches more than lower() outside ASCII)
     for n, m in enumerate(_CURRENCY_TOKEN.finditer(text)):
         if n == MAX_PRICES:
             break  # a price list that long: the rest stays as it is (bounded work per message)
         after = _MONEY_AFTER.match(text, m.end())
         if after:
-            blank(m.start(), after.end())
+            spans.append((m.start(), after.end()))
         head = text[max(0, m.start() - 48) : m.start()]
         if head.rstrip()[-1:].isalnum():  # a number (or 5k) right before the currency
             before = _MONEY_BEFORE.search(head)
             if before:
-                blank(m.start() - len(head) + before.start(), m.end())
-    return "".join(chars)
+                spans.append((m.start() - len(head) + before.start(), m.end()))
+    return _blanked(text, spans)
+
+
+def _blanked(text: str, spans: list[tuple[int, int]]) -> str:
+    if not spans:
+        return text
+    out, pos = [], 0
+    for a, b in sorted(spans):
+        if b <= pos:
+            continue
+        a = max(a, pos)
+        out.append(text[pos:a])
+        out.append(_BLANK * (b - a))
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _is_date(a: str, b: str, c: str) -> bool:
@@ -399,25 +438,9 @@ def _is_date(a: str, b: str, c: str) -> bool:
 
 def _runs(work: str) -> Iterator[tuple[int, int]]:
     """(start, end) of maximal digit runs joined by phone separators (at most 3 in a row)."""
-    n, i = len(work), 0
-    while i < n:
-        c = work[i]
-        if not c.isdigit() or not c.isascii():
-            i += 1
-            continue
-        start = i
-        end = i + 1
-        j = end
-        while j < n:
-            k = j
-            while k < n and work[k] in _RUN_SEPARATORS and k - j < 3:
-                k += 1
-            if k < n and work[k].isdigit() and work[k].isascii():
-                while k < n and work[k].isdigit() and work[k].isascii():
-                    k += 1
-                end = j = k
-            else:
-                break
+    n = len(work)
+    for m in _RUN.finditer(work):
+        start, end = m.span()
         # a leading "(" and "+" belong to the run: "+7 (916) ...", "(555) 123-4567"
         k = start
         while k > 0 and work[k - 1] == " " and start - k < 2:
@@ -431,10 +454,11 @@ def _runs(work: str) -> Iterator[tuple[int, int]]:
         if end < n and work[end] == ")" and work[start:end].count("(") > work[start:end].count(")"):
             end += 1
         yield start, end
-        i = end
 
 
 def _phones(text: str) -> list[Finding]:
+    if not _SIX_DIGITS.search(text):
+        return []  # no run long enough, and blanking (below) only splits runs
     work = _protect(text)
     out = []
     for start, end in _runs(work):

@@ -168,6 +168,10 @@ _PIECES = sorted(list(DIGIT_WORDS) + list(MULTIPLIERS), key=len, reverse=True)
 _DIGIT_WORD_RX = re.compile("|".join(_PIECES))
 _ALL_PIECES = re.compile("(?:" + "|".join(_PIECES) + ")+")
 _SPELLED_HINT = re.compile("zero|one|two|three|four|five|six|seven|eight|nine|nought|nil", re.I)
+# where numerals are, a run needs two digit words (glued "doublefive" too) or a
+# look-alike word ("0 7 9 I I") after a gap: what either needs, cheaply
+_COUNTED_PIECES = tuple(p for p in _PIECES if p not in ("o", "oh"))
+_LOOKALIKE_AFTER = re.compile(r"[ ,.\-/()\t][OoIl]+(?![^\W_])")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -197,8 +201,11 @@ def _spelled_runs(view: Mapped) -> Mapped:
     """Runs of digit words and numerals ("five5five 1234", "nine one seven, five five five")
     as numerals, one group per word, when at least two digit words are in the run."""
     text = view.text
-    if not _ANY_DIGIT.search(text) and len(list(itertools.islice(_SPELLED_HINT.finditer(text), 2))) < 2:
-        return view  # neither numerals nor two digit words: nothing to read
+    if not _ANY_DIGIT.search(text):
+        if len(list(itertools.islice(_SPELLED_HINT.finditer(text), 2))) < 2:
+            return view  # neither numerals nor two digit words: nothing to read
+    elif sum(map(text.lower().count, _COUNTED_PIECES)) < 2 and not _LOOKALIKE_AFTER.search(text):
+        return view  # a run needs two digit words or a look-alike after a numeral
     tokens = list(_TOKEN.finditer(text))
     spans: list[tuple[int, int, str]] = []
     i = 0

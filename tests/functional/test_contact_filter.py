@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatd import contact_filter as cf
 from chatd.errors import BlockedContent
@@ -117,6 +119,19 @@ def test_generated_client_ids_are_never_flagged():
         assert cf.scan(cid) == [] and cf.scan(cid.replace("-", "")) == []
     for cid in ("c1", "sys1", "msg-2024-11-07-0001", "chat-20241107-123456", "order_12345_retry_2"):
         assert cf.scan(cid) == []  # integrators' own id schemes
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEF", min_size=32, max_size=32))
+def test_a_uuid_skipped_by_scan_id_holds_nothing(hexes):
+    """scan_id does not scan a UUID (the server's hot path): that must lose nothing."""
+    cid = "-".join((hexes[:8], hexes[8:12], hexes[12:16], hexes[16:20], hexes[20:]))
+    assert cf.scan_id(cid) == cf.scan(cid)
+
+
+def test_a_uuid_spelling_a_handle_is_still_scanned():
+    cid = "00fb0000-0000-0000-0000-fbacc0deadbe"  # "fb acc 0deadbe": a messenger account
+    assert cf.scan(cid) and cf.scan_id(cid) == cf.scan(cid)
 
 
 @pytest.mark.parametrize("label, text", [r for r in CORPUS + EVASIONS if r[0] != "none"])
