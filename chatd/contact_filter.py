@@ -73,8 +73,12 @@ def screen(text: str, mode: str) -> tuple[str, list[Finding]]:
     """
     if mode == "off" or not text:
         return text, []
-    found = scan(text)
-    if not found:
+    return settle(text, scan(text), mode)
+
+
+def settle(text: str, found: list[Finding], mode: str) -> tuple[str, list[Finding]]:
+    """`screen`, for a text already scanned (`found`)."""
+    if not found or mode == "off":
         return text, []
     if mode == "block":
         raise BlockedContent(f"contact details are not allowed here: {describe(found)}")

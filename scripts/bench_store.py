@@ -1,0 +1,71 @@
+"""The store's write cost per message, alone: no sockets, no fan-out.
+
+    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
+
+Posts `messages` chat messages round-robin over `orders` orders (buyer,
+supplier, sales rep each), `batch` at a time (what the writer groups into one
+transaction under load), and prints the process CPU time per message (the
+server's own share when PostgreSQL runs elsewhere; SQLite's whole cost) and
+the wall time. Without --url a fresh SQLite file in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from chatd.store.base import Store
+from chatd.store.records import Person
+from chatd.store.rows import Actor
+
+
+def _store(url: str | None, folder: str) -> Store:
+    if url:
+        from chatd.store.postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=4)
+    from chatd.store.sqlite import SqliteStore
+
+    return SqliteStore(str(Path(folder) / "bench.db"))
+
+
+async def run(url: str | None, messages: int, orders: int, batch: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = _store(url, folder)
+        await store.open()
+        try:
+            slots = (("b", "buyer"), ("s", "supplier"), ("r", "sales_rep"))
+            roles = [[Actor(f"{tag}{i}", f"{tag} {i}", role) for tag, role in slots] for i in range(orders)]
+            for i, people in enumerate(roles):
+                await store.put_order(f"bench-{i}", None, *(Person(a.id, a.name) for a in people))
+            text = "Pallet 3 of 4 is loaded; the driver calls ahead, ETA Tuesday morning. "
+            started, cpu = time.perf_counter(), time.process_time()
+            for first in range(0, messages, batch):
+                await asyncio.gather(
+                    *(
+                        store.post(roles[n % orders][(n // orders) % 3], f"bench-{n % orders}", f"{text}{n}", f"c-{n}")
+                        for n in range(first, min(first + batch, messages))
+                    )
+                )
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            await store.aclose()
+    return {"cpu_us_per_msg": cpu / messages * 1e6, "wall_us_per_msg": wall / messages * 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    ap.add_argument("--messages", type=int, default=30000)
+    ap.add_argument("--orders", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=30)
+    a = ap.parse_args()
+    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch))
+    print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
+
+
+if __name__ == "__main__":
+    main()
