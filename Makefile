@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install deps demo test test-postgres check check-js
+.PHONY: install deps demo test test-postgres check check-js bench
 install: $(STAMP)
 
 # system packages for the tests (redis-server, chromium, node), installed when missing
@@ -39,3 +39,8 @@ check-js: deps
 	npm ci --silent --no-audit --no-fund
 	npm run -s check
 	npm test
+
+# the standard benchmark set (docs/benchmarks.md), chatd beside its peers in one session:
+# BENCH=<the shared load benchmark> RATES="2000 4000" PG_URL=postgresql://... make bench
+bench: $(STAMP)
+	sh scripts/bench.sh

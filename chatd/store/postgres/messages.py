@@ -30,7 +30,7 @@ _NO_END = 1 << 62  # above every seq
 _UNREAD = (
     "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
     "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
-    "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1 AND m.user_id <> $2"
+    "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1"
 )
 
 
@@ -70,6 +70,7 @@ class Messages(StoreMixin):
         *,
         asks_help: bool = False,
         moved: bool = False,
+        sender_unread: bool = False,
     ) -> Posted | None:
         """Insert with the next seq and its side rows (as chatd.store.sqlite.messages);
         None if (order, sender, client_id) exists already. The order's row is locked
@@ -103,8 +104,10 @@ class Messages(StoreMixin):
         notes_only = "" if kind != "note" else " AND m.sees_notes <> 0"
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
-            for user, count, total, side, hidden in await db.fetch(_UNREAD + notes_only, order.id, sender.id)
+            for user, count, total, side, hidden in await db.fetch(_UNREAD + notes_only, order.id)
+            if user != sender.id or sender_unread
         ]
+        unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             await links.link(db, msg)
@@ -169,20 +172,11 @@ class Messages(StoreMixin):
                 client_id,
                 attachments=attachments,
                 present=present,
+                sender_unread=bool(had_unread),
             )
             if posted is None:  # only a client_id can repeat
                 assert client_id is not None
                 return await self._duplicate(db, order_id, actor.id, client_id)
-            if had_unread:
-                posted.unread.append(
-                    UnreadChange(
-                        actor.id,
-                        0,
-                        await self._total(db, actor.id),
-                        side=actor.id not in order.slots,
-                        hidden=await self._hidden(db, actor.id),
-                    )
-                )
             return posted
 
         return await self._write(op, key=order_id)

@@ -108,6 +108,7 @@ class StoreMixin:
             *,
             asks_help: bool = False,
             moved: bool = False,
+            sender_unread: bool = False,
         ) -> Posted | None: ...
 
         def _find(

@@ -56,11 +56,14 @@ class Messages(StoreMixin):
         *,
         asks_help: bool = False,
         moved: bool = False,
+        sender_unread: bool = False,
     ) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, the reply
         clock, the staff queue, notifications, outbox events); None if (order, sender,
         client_id) exists already. `asks_help`: a help request (chatd.attention);
-        `moved`: the caller's change added or removed a shared queue reason."""
+        `moved`: the caller's change added or removed a shared queue reason;
+        `sender_unread`: the sender had unread messages, now read (their change is
+        in `unread` too, from the same read)."""
         if attachments:
             links.check(db, attachments)  # refused before anything is written
         ts = int(self.clock() * 1000)
@@ -82,10 +85,12 @@ class Messages(StoreMixin):
                 "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
                 "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
                 "JOIN user_stats s ON s.user_id = m.user_id "
-                f"WHERE m.order_id = ? AND m.user_id != ?{notes_only}",
-                (order.id, sender.id),
+                f"WHERE m.order_id = ?{notes_only}",
+                (order.id,),
             )
+            if user != sender.id or sender_unread
         ]
+        unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)
@@ -152,19 +157,10 @@ class Messages(StoreMixin):
                 client_id,
                 attachments=attachments,
                 present=present,
+                sender_unread=bool(had_unread and had_unread[0]),
             )
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
-            if had_unread and had_unread[0]:
-                posted.unread.append(
-                    UnreadChange(
-                        actor.id,
-                        0,
-                        self._total(db, actor.id),
-                        side=actor.id not in order.slots,
-                        hidden=self._hidden(db, actor.id),
-                    )
-                )
             return posted
 
         return await self._write(op)
