@@ -64,10 +64,18 @@ async def ensure_marker(db: asyncpg.Connection, order_id: str) -> tuple[int, int
 
 
 async def view(
-    db: asyncpg.Connection, order: OrderRecord, moved: bool = False, always: bool = False
+    db: asyncpg.Connection,
+    order: OrderRecord,
+    moved: bool = False,
+    always: bool = False,
+    known: tuple[list[int] | None] | None = None,
 ) -> StaffView | None:
-    """As chatd.store.sqlite.attention.view."""
-    row = await db.fetchrow("SELECT read_seq, unread FROM staff_markers WHERE order_id = $1", order.id)
+    """As chatd.store.sqlite.attention.view. `known`: the staff marker as the caller
+    read it in this transaction, `([read_seq, unread],)` or `(None,)` for none."""
+    if known is None:
+        row = await db.fetchrow("SELECT read_seq, unread FROM staff_markers WHERE order_id = $1", order.id)
+    else:
+        row = known[0]
     if row is None and not always:
         return None  # every order in a queue has a marker
     read_seq, unread = (row[0], row[1]) if row is not None else await marker(db, order.id)

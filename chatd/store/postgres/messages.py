@@ -27,9 +27,12 @@ if TYPE_CHECKING:
     import asyncpg
 
 _NO_END = 1 << 62  # above every seq
+# every reader's marker and total after a message, and the order's shared staff
+# marker (on each row: no round trip of its own)
 _UNREAD = (
     "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
-    "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
+    "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1), "
+    "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = $1) FROM read_markers m "
     "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1"
 )
 
@@ -70,7 +73,7 @@ class Messages(StoreMixin):
         *,
         asks_help: bool = False,
         moved: bool = False,
-        sender_unread: bool = False,
+        own_read: bool = False,
     ) -> Posted | None:
         """Insert with the next seq and its side rows (as chatd.store.sqlite.messages);
         None if (order, sender, client_id) exists already. The order's row is locked
@@ -80,11 +83,14 @@ class Messages(StoreMixin):
         ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
-        inserted = await db.fetchval(
+        # the sender's unread as it was (the statement's snapshot), in the same round trip
+        inserted = await db.fetchrow(
+            "WITH had AS (SELECT unread FROM read_markers WHERE user_id = $5 AND order_id = $1) "
             "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
             "client_id, text, status, attachments, forced) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1",
+            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING "
+            "RETURNING (SELECT unread FROM had)",
             order.id,
             seq,
             ts,
@@ -102,10 +108,11 @@ class Messages(StoreMixin):
             return None
         order.last_seq, order.last_ts = seq, ts
         notes_only = "" if kind != "note" else " AND m.sees_notes <> 0"
+        rows = await db.fetch(_UNREAD + notes_only, order.id)
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
-            for user, count, total, side, hidden in await db.fetch(_UNREAD + notes_only, order.id)
-            if user != sender.id or sender_unread
+            for user, count, total, side, hidden, _ in rows
+            if user != sender.id or (own_read and inserted[0])
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
@@ -125,7 +132,7 @@ class Messages(StoreMixin):
             unread=unread,
             waiting_changed=changed,
             waiting=order.waiting,
-            staff=await staff.view(db, order, moved),
+            staff=await staff.view(db, order, moved, known=(rows[0][5],) if rows else None),
         )
 
     async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:
@@ -160,9 +167,6 @@ class Messages(StoreMixin):
                     if dup is not None:
                         return Posted(message=dup, duplicate=True, unread=[])
                     raise
-            had_unread = role != "bot" and await db.fetchval(
-                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id
-            )
             posted = await self._insert(
                 db,
                 order,
@@ -172,7 +176,7 @@ class Messages(StoreMixin):
                 client_id,
                 attachments=attachments,
                 present=present,
-                sender_unread=bool(had_unread),
+                own_read=role != "bot",
             )
             if posted is None:  # only a client_id can repeat
                 assert client_id is not None

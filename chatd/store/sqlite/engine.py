@@ -108,7 +108,7 @@ class StoreMixin:
             *,
             asks_help: bool = False,
             moved: bool = False,
-            sender_unread: bool = False,
+            own_read: bool = False,
         ) -> Posted | None: ...
 
         def _find(

@@ -56,19 +56,25 @@ class Messages(StoreMixin):
         *,
         asks_help: bool = False,
         moved: bool = False,
-        sender_unread: bool = False,
+        own_read: bool = False,
     ) -> Posted | None:
         """Insert with the next seq and its side rows (attachment links, the reply
         clock, the staff queue, notifications, outbox events); None if (order, sender,
         client_id) exists already. `asks_help`: a help request (chatd.attention);
         `moved`: the caller's change added or removed a shared queue reason;
-        `sender_unread`: the sender had unread messages, now read (their change is
-        in `unread` too, from the same read)."""
+        `own_read`: writing reads the order for the sender, whose change (when they
+        had unread messages) is in `unread` too, last."""
         if attachments:
             links.check(db, attachments)  # refused before anything is written
         ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
+        had = (
+            own_read
+            and db.execute(
+                "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (sender.id, order.id)
+            ).fetchone()
+        )
         cur = db.execute(
             "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
             "client_id, text, status, attachments, forced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -88,7 +94,7 @@ class Messages(StoreMixin):
                 f"WHERE m.order_id = ?{notes_only}",
                 (order.id,),
             )
-            if user != sender.id or sender_unread
+            if user != sender.id or (had and had[0])
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
@@ -142,12 +148,6 @@ class Messages(StoreMixin):
                     if (dup := self._find(db, order_id, actor.id, client_id)) is not None:
                         return Posted(message=dup, duplicate=True, unread=[])
                     raise
-            had_unread = (
-                role != "bot"
-                and db.execute(
-                    "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
-                ).fetchone()
-            )
             posted = self._insert(
                 db,
                 order,
@@ -157,7 +157,7 @@ class Messages(StoreMixin):
                 client_id,
                 attachments=attachments,
                 present=present,
-                sender_unread=bool(had_unread and had_unread[0]),
+                own_read=role != "bot",
             )
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
