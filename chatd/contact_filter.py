@@ -255,6 +255,7 @@ _ORDINAL_HASH = re.compile(r"(?:#|№|\bno\.|\bnr\.)\s?\d[\d\-/ ]*\d", re.I)
 
 _RUN_SEPARATORS = " \t.-/()\u2010\u2011\u2012\u2013\u2014\u00a0_|*~\\\u00b7\u2022\u2219="
 _SEP = "[" + re.escape(_RUN_SEPARATORS) + "]"
+_DIGITS = re.compile(r"\d+")
 _RUN = re.compile("[0-9]+(?:" + _SEP + "{1,3}[0-9]+)*")
 _SIX_DIGITS = re.compile("[0-9](?:" + _SEP + "{0,3}[0-9]){5}")
 # Cheap checks that say a pattern can match at all: a date needs "1.2", "1/2" or
@@ -466,8 +467,10 @@ def _phones(text: str) -> list[Finding]:
     work = _protect(text)
     out = []
     for start, end in _runs(work):
+        if end - start < 6:
+            continue  # fewer than six digits: never a phone (_is_phone)
         run = work[start:end]
-        groups = re.findall(r"\d+", run)
+        groups = _DIGITS.findall(run)
         if _is_phone(work, text, start, end, run, groups):
             out.append(Finding("phone", start, end, text[start:end]))
     return out
