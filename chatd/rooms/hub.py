@@ -66,8 +66,8 @@ class Conn:
         self.out: list[bytes] | None = None
         self.out_bytes = 0  # the size of `out`
         self.closed = False
-        self.posting = Bucket(0.0, 0)  # send/set_status/dispute; the edge sets the rates
-        self.reading = Bucket(0.0, 0)  # history/inbox/join
+        self.posting: Bucket | None = None  # send/set_status/dispute; the edge makes it at first use
+        self.reading: Bucket | None = None  # history/inbox/join
         self.strikes = 0  # rate_limited answers in a row
         self.expiry: Group | None = None  # its token's due group (chatd.rooms.expiry)
 
