@@ -78,7 +78,7 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
     def __init__(self, sockets: Sockets, transport: asyncio.Transport, max_msg_size: int) -> None:
         self.sockets = sockets
         self.transport = transport
-        self.reader: WebSocketReader | None = WebSocketReader(self, max_msg_size, compress=False, decode_text=True)
+        self.reader: WebSocketReader | None = WebSocketReader(self, max_msg_size, False, True)  # compress, decode_text
         self.state = OPEN
         self.task: asyncio.Task[None] | None = None  # serving frames; None while idle
         self.backlog: collections.deque[Any] | None = None  # read while busy: frames, their close, errors
@@ -113,20 +113,21 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
 
     # --- the reader's callbacks (WebSocketDataQueue) ----------------------------------
 
-    def feed_data(self, data: Any, size: int) -> None:
-        kind = data[0]
+    def feed_data(self, data: Any, size: int = 0) -> None:
+        # a WSMessage: fields by name, whose order (and the size argument) aiohttp versions change
+        kind = data.type
         if kind is _TEXT or kind is _BINARY:
             if self.state is not OPEN:
                 return  # after our close frame only theirs matters
             if self.task is None:
-                self.task = self.sockets.loop.create_task(self._serve(data[1]))
+                self.task = self.sockets.loop.create_task(self._serve(data.data))
             else:
-                self._hold(data, len(data[1]))
+                self._hold(data, len(data.data))
         elif kind is _PING:
-            self.write(bytes((0x8A, len(data[1]))) + data[1])
+            self.write(bytes((0x8A, len(data.data))) + data.data)
         elif kind is _CLOSE:
             if self.task is None or self.state is not OPEN:
-                self._their_close(data[1])
+                self._their_close(data.data)
             else:
                 self._hold(data, 0)  # after the frames before it
         # a pong is only a sign of life (data_received)
@@ -165,13 +166,13 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
                 item = self.backlog.popleft()
                 if isinstance(item, BaseException):
                     self._failed(item)
-                elif item[0] is _CLOSE:
-                    self._their_close(item[1])
+                elif item.type is _CLOSE:
+                    self._their_close(item.data)
                 else:
-                    self.backlog_bytes -= len(item[1]) + 128
+                    self.backlog_bytes -= len(item.data) + 128
                     if self.backlog_bytes < BACKLOG_BYTES // 2 and self.reader is not None:
                         self.transport.resume_reading()
-                    await self.on_frame(item[1])
+                    await self.on_frame(item.data)
         except Exception:
             log.exception("connection failed")
             self.close(CloseCode.INTERNAL, b"internal error")
@@ -193,7 +194,7 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
             return
         self.state = CLOSING
         backlog = self.backlog
-        answered = backlog is not None and any(isinstance(i, BaseException) or i[0] is _CLOSE for i in backlog)
+        answered = backlog is not None and any(isinstance(i, BaseException) or i.type is _CLOSE for i in backlog)
         self._drop_backlog()
         self.write(close_frame(code, reason))
         self._ending(code, "closed")
@@ -225,6 +226,7 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
         await self.waiter
 
     def _their_close(self, code: int) -> None:
+        self._drop_backlog()  # nothing they sent after it is served
         if self.state is OPEN:
             self.write(close_frame(1000))
         self._ending(code, "client")

@@ -216,3 +216,13 @@ async def test_one_heartbeat_pings_quiet_sockets_and_drops_those_that_stay_quiet
     assert sockets.open == {chatty}
     chatty.close(1000)
     sockets.stop()
+
+
+async def test_nothing_after_their_close_is_served():
+    ws, t = socket()
+    ws.gate = asyncio.Event()
+    ws.data_received(client_frame(0x1, b"a") + client_frame(0x8, struct.pack("!H", 1000)) + client_frame(0x1, b"b"))
+    await settle()
+    ws.gate.set()
+    await settle()
+    assert ws.seen == ["a"] and ws.ends == [(1000, "client")]
