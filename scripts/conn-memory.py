@@ -64,12 +64,13 @@ main(["serve", "--config", sys.argv[1]])
 
 
 class Server:
-    def __init__(self, cfg: str, trace: int, env: dict[str, str]) -> None:
+    def __init__(self, cfg: str, trace: int, env: dict[str, str], cwd: str) -> None:
+        """`cwd` is not a checkout: PYTHONPATH (or the installed package) decides which chatd runs."""
         cmd = [sys.executable]
         if trace:
             cmd += ["-X", f"tracemalloc={trace}"]
         self.proc = subprocess.Popen(
-            [*cmd, "-c", BOOT, cfg], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            [*cmd, "-c", BOOT, cfg], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd
         )
 
     def ask(self, line: str) -> int:
@@ -199,7 +200,7 @@ def main() -> None:
             f'api_key = "{API_KEY}"\n\n[store]\npath = "{tmp}/chatd.sqlite3"\n\n[relay]\nurl = ""\n\n'
             f"[limits]\nmax_unauthenticated_per_ip = 1000\n{args.toml}\n"
         )
-    server = Server(cfg, args.trace, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = Server(cfg, args.trace, {**os.environ, "PYTHONUNBUFFERED": "1"}, tmp)
     try:
         asyncio.run(measure(args, server, tmp))
     finally:

@@ -85,7 +85,9 @@ def main() -> None:
             f'[store]\npath = "{tmp}/chatd.sqlite3"\n\n[relay]\nurl = ""\n\n'
             "[limits]\nmax_unauthenticated_per_ip = 1000\n"
         )
-    proc = subprocess.Popen([sys.executable, "-m", "chatd", "serve", "--config", cfg], stderr=subprocess.DEVNULL)
+    # run from the temporary folder, not a checkout: PYTHONPATH (or the installed package) picks the chatd
+    cmd = [sys.executable, "-m", "chatd", "serve", "--config", cfg]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=tmp)
     try:
         asyncio.run(run(args.port, proc.pid, args.conns, args.frames, args.window))
     finally:
