@@ -25,6 +25,7 @@ from chatd.config import LimitsConfig
 from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, Conflict, Forbidden, NotFound, TooLarge
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
+from chatd.rooms.expiry import Expiries
 from chatd.rooms.hub import Conn, Hub
 from chatd.rooms.room import Room
 from chatd.store.base import Store
@@ -133,6 +134,7 @@ class Chat:
         self.attachments = attachments  # None: `send` refuses attachment ids
         self.contact_filter = contact_filter  # [filter] mode for messages across the buyer/supplier line
         self.wall_clock = wall_clock  # token expiry is wall-clock time (`exp`)
+        self._expiries = Expiries(self._expired, wall_clock)
         self._admitting: dict[str, int] = {}  # user -> connections being admitted right now
         self._typing_rooms: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -458,13 +460,9 @@ class Chat:
 
     def arm_expiry(self, conn: Conn) -> None:
         """Close the connection (4401) when its token expires; a refresh moves this."""
-        if conn.expiry is not None:
-            conn.expiry.cancel()
-        delay = max(0.0, conn.ident.exp - self.wall_clock())
-        conn.expiry = asyncio.get_running_loop().call_later(delay, self._expired, conn)
+        self._expiries.arm(conn)
 
     def _expired(self, conn: Conn) -> None:
-        conn.expiry = None
         if conn.closed:
             return
         self.hub.send(conn, encode_frame(ErrorFrame("unauthorized", "token expired")))
@@ -507,9 +505,7 @@ class Chat:
 
     def went_away(self, conn: Conn) -> None:
         """A connection closed: presence for the rooms its user has now left."""
-        if conn.expiry is not None:
-            conn.expiry.cancel()
-            conn.expiry = None
+        self._expiries.disarm(conn)
         rooms = {order_id: (self.hub.rooms.get(order_id), m.role) for order_id, m in conn.rooms.items()}
         for order_id in self.hub.remove_conn(conn):
             self._offline(conn.ident, order_id, *rooms[order_id])

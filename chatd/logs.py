@@ -30,6 +30,7 @@ USER: ContextVar[str | None] = ContextVar("chatd_log_user", default=None)
 REQUEST_KEY = web.RequestKey("chatd_log", dict[str, str | None])
 _FIELDS = ("method", "path", "status", "duration_ms", "remote")
 _encode = msgspec.json.Encoder().encode
+ACCESS = logging.getLogger("chatd.access")  # the request lines (JSON mode)
 
 
 class JsonFormatter(logging.Formatter):
@@ -88,23 +89,57 @@ def client_address(request: web.Request, remote: str) -> None:
         line["remote"] = remote
 
 
+def _request_line(
+    logger: logging.Logger,
+    method: str,
+    path: str,
+    status: int,
+    duration_s: float,
+    remote: str | None,
+    line: dict[str, str | None],
+) -> None:
+    logger.info(
+        "%s %s %d",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration_s * 1000, 1),
+            "remote": line.get("remote") or remote,
+            "order": line.get("order"),
+            "user": line.get("user"),
+        },
+    )
+
+
 class AccessLogger(AbstractAccessLogger):
     """One line per request (a WebSocket's when it closes), with its order and user."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if response.status == 101:
+            return  # a WebSocket served by chatd writes its own, when it ends (SocketLine)
         line = request.get(REQUEST_KEY) or {}
-        self.logger.info(
-            "%s %s %d",
-            request.method,
-            request.path,
-            response.status,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round(time * 1000, 1),
-                "remote": line.get("remote") or request.remote,
-                "order": line.get("order"),
-                "user": line.get("user"),
-            },
-        )
+        _request_line(self.logger, request.method, request.path, response.status, time, request.remote, line)
+
+
+class SocketLine:
+    """A WebSocket's request line, kept from the upgrade and written when the socket ends:
+    aiohttp would write it when the handler returns, right after the upgrade (chatd.edge.upgrade)."""
+
+    __slots__ = ("start", "method", "path", "remote", "line")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.start = time.monotonic()
+        self.method = request.method
+        self.path = request.path
+        self.remote = request.remote
+        self.line: dict[str, str | None] = request.get(REQUEST_KEY) or {}
+
+    def about(self, user: str) -> None:
+        self.line["user"] = user
+
+    def write(self) -> None:
+        _request_line(ACCESS, self.method, self.path, 101, time.monotonic() - self.start, self.remote, self.line)

@@ -6,14 +6,13 @@ composition root (chatd.app) built; nothing else writes them.
 
 from __future__ import annotations
 
-import weakref
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config
+from chatd.edge.endpoint import Endpoint
 from chatd.mail.addresses import ReplyAddresses
 from chatd.notifier import Notifier
 from chatd.sla import Escalator
@@ -31,5 +30,4 @@ SLA = web.AppKey("sla", Escalator)
 QUEUE = web.AppKey("queue", StaffQueue)  # the staff attention queue's staff-side use cases
 REPLIES = web.AppKey[ReplyAddresses | None]("replies")  # None without [email] reply_domain
 NOTIFIER = web.AppKey("notifier", Notifier)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])  # open WebSockets, closed at shutdown
-UNAUTHENTICATED = web.AppKey("unauthenticated", dict[str, int])  # remote address -> sockets waiting for auth
+ENDPOINT = web.AppKey("ws", Endpoint)  # what every WebSocket shares: open sockets, heartbeat, services

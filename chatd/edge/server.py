@@ -8,7 +8,6 @@ of chatd.edge.keys.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -22,18 +21,18 @@ from chatd.attachments import Attachments
 from chatd.chat import Chat
 from chatd.config import Config, ServerConfig
 from chatd.edge import rest, static, ws
+from chatd.edge.endpoint import Endpoint
 from chatd.edge.keys import (
     ATTACHMENTS,
     CHAT,
     CONFIG,
+    ENDPOINT,
     METRICS,
     NOTIFIER,
     QUEUE,
     REPLIES,
     SLA,
-    SOCKETS,
     THREADS,
-    UNAUTHENTICATED,
     WEBHOOKS,
 )
 from chatd.edge.rest.metrics import listener as metrics_listener
@@ -97,8 +96,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
         handler_args={"max_line_size": 65536, "max_field_size": 16384},
     )
     app[CONFIG] = cfg
-    app[SOCKETS] = weakref.WeakSet()
-    app[UNAUTHENTICATED] = {}
+    app[ENDPOINT] = Endpoint(cfg)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         """Open while the app runs: started before the first request, stopped after the last."""
@@ -112,6 +110,7 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
             app[QUEUE] = s.queue
             app[REPLIES] = s.replies
             app[NOTIFIER] = s.notifier
+            app[ENDPOINT].serve(s.chat, s.queue)
             async with metrics_listener(cfg.metrics, s.metrics):
                 yield
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -27,6 +27,9 @@ from chatd.errors import CloseCode
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.room import Member, Room
 from chatd.wire import Unread, encode_frame
+
+if TYPE_CHECKING:
+    from chatd.rooms.expiry import Group
 
 log = logging.getLogger("chatd.hub")
 
@@ -63,10 +66,10 @@ class Conn:
         self.out: list[bytes] | None = None
         self.out_bytes = 0  # the size of `out`
         self.closed = False
-        self.posting = Bucket(0.0, 0)  # send/set_status/dispute; the edge sets the rates
-        self.reading = Bucket(0.0, 0)  # history/inbox/join
+        self.posting: Bucket | None = None  # send/set_status/dispute; the edge makes it at first use
+        self.reading: Bucket | None = None  # history/inbox/join
         self.strikes = 0  # rate_limited answers in a row
-        self.expiry: asyncio.TimerHandle | None = None  # closes it when the token expires
+        self.expiry: Group | None = None  # its token's due group (chatd.rooms.expiry)
 
     @property
     def user(self) -> str:
