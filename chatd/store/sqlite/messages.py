@@ -233,7 +233,7 @@ class Messages(StoreMixin):
             if dup:
                 return dup
             current = order.dispute
-            ts = now_ms()
+            ts = int(self.clock() * 1000)  # the store's clock, as the dispute message's ts
             if action == "open":
                 if not permissions.may_open_dispute(role):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
