@@ -148,19 +148,24 @@ async def answers(base: str, ws_url: str, plan: Plan) -> dict:
     await supplier.close()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
         for q in QUERIES:
-            async with http.get(f"{base}/api/v1/threads", params={"q": q, "limit": "200"}) as r:
-                assert r.status == 200
-                body = await r.json()
-            out[q] = [
-                (
-                    t["order"],
-                    t["activity_ts"],
-                    t["last_message"]["seq"],
-                    t["match_count"],
-                    [m["seq"] for m in t["matches"]],
-                )
-                for t in body["threads"]
-            ]
+            out[q], cursor = [], None
+            while True:  # every page, through the cursor
+                params = {"q": q, "limit": "40", **({"cursor": cursor} if cursor else {})}
+                async with http.get(f"{base}/api/v1/threads", params=params) as r:
+                    assert r.status == 200
+                    body = await r.json()
+                out[q] += [
+                    (
+                        t["order"],
+                        t["activity_ts"],
+                        t["last_message"]["seq"],
+                        t["match_count"],
+                        [m["seq"] for m in t["matches"]],
+                    )
+                    for t in body["threads"]
+                ]
+                if not (cursor := body["next_cursor"]):
+                    break
     return out
 
 
@@ -199,6 +204,28 @@ async def test_the_generated_database_is_what_posting_through_chatd_writes(tmp_p
     inbox = [e for page in got["inbox"] for e in page["orders"]]
     assert len(inbox) == 100 and any(e["unread"] for e in inbox)
     assert all(got[q] for q in ("pallet", "forklift", "Lindqvist"))
+
+
+async def test_a_search_walking_the_threads_finds_what_reading_every_match_finds(
+    tmp_path, aiohttp_server, generated, monkeypatch
+):
+    """The store reads a rare word's matches whole and walks the threads for a common one
+    (chatd.store.sqlite.search): made to walk in small steps for every word, and to give
+    up walking half way, it lists the same threads with the same matches, page after page."""
+    from chatd.store.sqlite import search
+
+    plan, path = generated
+    srv = await aiohttp_server(create_app(_server_config(tmp_path, StoreConfig(path=str(path)))))
+    base, ws_url = f"http://127.0.0.1:{srv.port}", f"ws://127.0.0.1:{srv.port}/ws"
+    whole = await answers(base, ws_url, plan)
+    monkeypatch.setattr(search, "READ_WHOLE", -1)
+    for scan, ask, scans in ((7, 3, 1000), (7, 3, 2), (300, 400, 2)):
+        monkeypatch.setattr(search, "SCAN", scan)
+        monkeypatch.setattr(search, "ASK", ask)
+        monkeypatch.setattr(search, "SCANS", scans)
+        walked = await answers(base, ws_url, plan)
+        for q in QUERIES:
+            assert walked[q] == whole[q], (q, scan, ask, scans)
 
 
 async def test_the_postgresql_copy_answers_as_the_sqlite_file(tmp_path, aiohttp_server, generated):
