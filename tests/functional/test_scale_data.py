@@ -228,7 +228,16 @@ async def test_a_search_walking_the_threads_finds_what_reading_every_match_finds
             assert walked[q] == whole[q], (q, scan, ask, scans)
 
 
-async def test_the_postgresql_copy_answers_as_the_sqlite_file(tmp_path, aiohttp_server, generated):
+WALKS = {"READ_WHOLE": -1, "SCAN": 7, "ASK": 3, "SCANS": 2}  # every search walks, in small steps, then reads whole
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["as-tuned", "walking"])
+async def test_the_postgresql_copy_answers_as_the_sqlite_file(tmp_path, aiohttp_server, generated, walk, monkeypatch):
+    """Also with the PostgreSQL store walking the threads for every word (chatd.store.postgres.search)."""
+    from chatd.store.postgres import search
+
+    for name, value in WALKS.items() if walk else ():
+        monkeypatch.setattr(search, name, value)
     plan, path = generated
     url = new_database()
     await generate(url, SPEC, via=str(tmp_path / "via.sqlite3"), say=lambda _line: None)

@@ -128,12 +128,14 @@ async def test_pagination_is_stable_while_messages_arrive(server, q, monkeypatch
     """Every thread that existed at the first page is listed exactly once, even though
     threads further down get new messages (and move to the top) between pages. With a
     search too: the in-process store made to walk the threads three at a time, as it
-    does for a common word (chatd.store.sqlite.search), never reading the matches whole."""
+    does for a common word (chatd.store.*.search), never reading the matches whole."""
     if q:
+        from chatd.store.postgres import search as pg_search
         from chatd.store.sqlite import search
 
-        for name, value in (("READ_WHOLE", -1), ("SCAN", 3), ("ASK", 2), ("SCANS", 1000)):
-            monkeypatch.setattr(search, name, value)
+        for module in (search, pg_search):
+            for name, value in (("READ_WHOLE", -1), ("SCAN", 3), ("ASK", 2), ("SCANS", 1000)):
+                monkeypatch.setattr(module, name, value)
     orders = [f"P-{i:02d}" for i in range(30)]
     for o in orders:
         await server.order(o)

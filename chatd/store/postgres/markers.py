@@ -13,10 +13,10 @@ from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
 from chatd.store.postgres import attention as staff
-from chatd.store.postgres import notifications
+from chatd.store.postgres import messages, notifications
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
-from chatd.store.rows import MSG_COLS, Actor, message_from_row
+from chatd.store.rows import Actor
 
 if TYPE_CHECKING:
     import asyncpg
@@ -125,15 +125,11 @@ class Markers(StoreMixin):
             rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
-        entries: list[InboxRow] = []
-        for oid, status, unread, dispute_open, last_seq, _, reasons in rows:
-            last = None
-            if last_seq:
-                row = await db.fetchrow(
-                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", oid, last_seq
-                )
-                last = message_from_row(oid, row) if row else None
-            entries.append((oid, status, unread, bool(dispute_open), last, reasons))
+        lasts = await messages.by_keys(db, [(r[0], r[4]) for r in rows if r[4]])  # one read for the page
+        entries: list[InboxRow] = [
+            (oid, status, unread, bool(dispute_open), lasts.get((oid, last_seq)), reasons)
+            for oid, status, unread, dispute_open, last_seq, _, reasons in rows
+        ]
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
         return entries, await self._visible_total(db, ident), next_cursor
 

@@ -34,6 +34,20 @@ _UNREAD = (
 )
 
 
+async def by_keys(db: asyncpg.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Message]:
+    """These messages ((order, seq)), in one read."""
+    if not keys:
+        return {}
+    cols = ", ".join("m." + c.strip() for c in MSG_COLS.split(","))
+    rows = await db.fetch(
+        f"SELECT m.order_id, {cols} FROM unnest($1::text[], $2::bigint[]) AS k(order_id, seq) "
+        "JOIN messages m ON m.order_id = k.order_id AND m.seq = k.seq",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r[0], r[1]): message_from_row(r[0], r[1:]) for r in rows}
+
+
 class Messages(StoreMixin):
     """Mixed into PostgresStore."""
 

@@ -16,14 +16,14 @@ import msgspec
 from chatd import attention
 from chatd.errors import Conflict
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
-from chatd.store.rows import MSG_COLS, message_from_row, order_from_row
+from chatd.store.rows import order_from_row
 from chatd.store.sqlite import attention as staff
+from chatd.store.sqlite import messages
 from chatd.store.sqlite.engine import StoreMixin
 from chatd.store.sqlite.search import ACT as _ACT
 from chatd.store.sqlite.search import ACTIVITY as _ACTIVITY
 from chatd.store.sqlite.search import ORDER_SELECT as _ORDER_COLS
 from chatd.store.sqlite.search import Search
-from chatd.wire import Message
 
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
@@ -51,9 +51,10 @@ class Threads(StoreMixin):
                 more = len(rows) > limit
                 rows = rows[:limit]
                 out = []
-                for r in rows:
-                    order = order_from_row(r[:_ACT])
-                    last = _message(db, order.id, order.last_seq) if order.last_seq else None
+                orders = [order_from_row(r[:_ACT]) for r in rows]
+                lasts = messages.by_keys(db, [(o.id, o.last_seq) for o in orders if o.last_seq])
+                for r, order in zip(rows, orders, strict=True):
+                    last = lasts.get((order.id, order.last_seq))
                     unread = None
                     if filters.unread_for:
                         u = db.execute(
@@ -192,12 +193,9 @@ def _add_matches(db: sqlite3.Connection, rows: list[ThreadRow], ords: list[int],
     ask = [(r.order.id, num) for r, num in zip(rows, ords, strict=True) if r.order.id not in search.hits]
     if ask:
         search.ask(ask)
+    shown = {r.order.id: search.hits.get(r.order.id, []) for r in rows}
+    found = messages.by_keys(db, [(o, seq) for o, seqs in shown.items() for seq in seqs[:MATCHES_PER_THREAD]])
     for r in rows:
-        seqs = search.hits.get(r.order.id, [])
+        seqs = shown[r.order.id]
         r.match_count = len(seqs)
-        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := _message(db, r.order.id, seq))]
-
-
-def _message(db: sqlite3.Connection, order_id: str, seq: int) -> Message | None:
-    row = db.execute(f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
-    return message_from_row(order_id, row) if row else None
+        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := found.get((r.order.id, seq)))]
