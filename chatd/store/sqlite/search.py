@@ -33,7 +33,7 @@ ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 # a search whose words are in at most this many messages and names is read whole (the index
 # answers ~5 µs a match that way, ~30 ms a chunk walking: 6,000 is where they meet at 100k orders)
 READ_WHOLE = 6_000
-SCAN = 300  # threads ranked by one scan of the orders while walking (SQLite: 35 ms at 300, 100 at 1,000)
+SCAN = 400  # threads ranked by one scan of the orders while walking (100k orders: 34 ms at 300, 37 at 400, 58 at 700)
 ASK = 400  # threads asked about at once (one index query each); the first time: two pages' worth
 SCANS = 2  # scans walked before the rest of the search is read whole (a common word of few threads)
 _SLOTS = (2, 4, 6)  # buyer_id, supplier_id, rep_id in ORDER_COLS
