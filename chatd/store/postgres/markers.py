@@ -114,9 +114,12 @@ class Markers(StoreMixin):
         rows: list[tuple[Any, ...]] = [
             (*tuple(r), None)
             for r in await db.fetch(
+                # the page of markers first, then its orders: a generic plan (a statement run five
+                # times) joined every marker's order before sorting, 10,000 lookups for a busy rep
                 "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
-                "FROM read_markers m JOIN orders o ON o.id = m.order_id "
-                f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}",
+                "FROM (SELECT m.order_id, m.unread, m.last_seq, m.activity_ts FROM read_markers m "
+                f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}) m "
+                "JOIN orders o ON o.id = m.order_id ORDER BY m.activity_ts DESC, m.order_id DESC",
                 *args,
             )
         ]
