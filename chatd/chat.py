@@ -435,10 +435,9 @@ class Chat:
             receipts=receipts,
             **self._state(order, role),
         )
-        send = self.hub.send
-        send(conn, encode_frame(joined))
-        for m in msgs:
-            send(conn, encode_frame(m))
+        # one answer, one write: `joined` and the replay count as one queued frame (their bytes
+        # in full), so a replay of `replay_max` never trips `outbound_queue_frames`
+        self.hub.send(conn, b"".join([encode_frame(joined), *map(encode_frame, msgs)]))
         top = max(order.last_seq, msgs[-1].seq if msgs else 0)
         self.hub.release(conn, order_id, member, top)
         if role == permissions.QUEUE_ROLE:

@@ -347,6 +347,23 @@ async def test_join_limit_is_capped_before_reading(server):
     assert seqs == [[4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [4, 5, 6, 7, 8], [6, 7, 8]]
 
 
+@lim(replay_max=40, outbound_queue_frames=10)
+async def test_a_replay_is_one_answer_however_many_frames_it_holds(server):
+    """`joined` and its replay count as one queued frame: a replay of `replay_max` messages,
+    four times `outbound_queue_frames`, reaches a client that reads it, twice, and the
+    connection stays (it was closed 1013 while each message counted alone)."""
+    await server.order("o1")
+    poster = await server.client("staff1", "staff")
+    for i in range(40):
+        await poster.post("o1", f"m{i}")
+    buyer = await server.client("buyer1", "buyer")
+    for _ in range(2):
+        joined = await buyer.join("o1", since=0, limit=40)
+        assert (joined["last_seq"], joined["truncated"]) == (40, False)
+        assert [(await buyer.expect("message", order="o1"))["seq"] for _ in range(40)] == list(range(1, 41))
+    await _still_open(buyer)
+
+
 @pytest.mark.single_only(PER_CONNECTION)
 @lim(read_rate_per_s=0.001, read_burst=3, rate_abuse_closes=1000)
 async def test_read_requests_are_rate_limited(server):

@@ -13,10 +13,10 @@ from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
 from chatd.store.postgres import attention as staff
-from chatd.store.postgres import notifications
+from chatd.store.postgres import messages, notifications
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
-from chatd.store.rows import MSG_COLS, Actor, message_from_row
+from chatd.store.rows import Actor
 
 if TYPE_CHECKING:
     import asyncpg
@@ -114,9 +114,12 @@ class Markers(StoreMixin):
         rows: list[tuple[Any, ...]] = [
             (*tuple(r), None)
             for r in await db.fetch(
+                # the page of markers first, then its orders: a generic plan (a statement run five
+                # times) joined every marker's order before sorting, 10,000 lookups for a busy rep
                 "SELECT m.order_id, o.status, m.unread, o.dispute_open, m.last_seq, m.activity_ts "
-                "FROM read_markers m JOIN orders o ON o.id = m.order_id "
-                f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}",
+                "FROM (SELECT m.order_id, m.unread, m.last_seq, m.activity_ts FROM read_markers m "
+                f"WHERE m.user_id = $1{where} ORDER BY m.activity_ts DESC, m.order_id DESC LIMIT ${len(args)}) m "
+                "JOIN orders o ON o.id = m.order_id ORDER BY m.activity_ts DESC, m.order_id DESC",
                 *args,
             )
         ]
@@ -125,15 +128,11 @@ class Markers(StoreMixin):
             rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
-        entries: list[InboxRow] = []
-        for oid, status, unread, dispute_open, last_seq, _, reasons in rows:
-            last = None
-            if last_seq:
-                row = await db.fetchrow(
-                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", oid, last_seq
-                )
-                last = message_from_row(oid, row) if row else None
-            entries.append((oid, status, unread, bool(dispute_open), last, reasons))
+        lasts = await messages.by_keys(db, [(r[0], r[4]) for r in rows if r[4]])  # one read for the page
+        entries: list[InboxRow] = [
+            (oid, status, unread, bool(dispute_open), lasts.get((oid, last_seq)), reasons)
+            for oid, status, unread, dispute_open, last_seq, _, reasons in rows
+        ]
         next_cursor = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
         return entries, await self._visible_total(db, ident), next_cursor
 

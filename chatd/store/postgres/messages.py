@@ -37,6 +37,20 @@ _UNREAD = (
 )
 
 
+async def by_keys(db: asyncpg.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Message]:
+    """These messages ((order, seq)), in one read."""
+    if not keys:
+        return {}
+    cols = ", ".join("m." + c.strip() for c in MSG_COLS.split(","))
+    rows = await db.fetch(
+        f"SELECT m.order_id, {cols} FROM unnest($1::text[], $2::bigint[]) AS k(order_id, seq) "
+        "JOIN messages m ON m.order_id = k.order_id AND m.seq = k.seq",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r[0], r[1]): message_from_row(r[0], r[1:]) for r in rows}
+
+
 class Messages(StoreMixin):
     """Mixed into PostgresStore."""
 
@@ -250,7 +264,7 @@ class Messages(StoreMixin):
             if dup:
                 return dup
             current = order.dispute
-            ts = now_ms()
+            ts = int(self.clock() * 1000)  # the store's clock, as the dispute message's ts
             if action == "open":
                 if not permissions.may_open_dispute(role):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)

@@ -13,7 +13,7 @@ from chatd.store.base import OrderRule
 from chatd.store.postgres import outbox, reply_tokens
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
-from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
+from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
 from chatd.wire import UserRef
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Orders(StoreMixin):
             dispute=old.dispute if old else None,
             last_seq=old.last_seq if old else 0,
             last_ts=old.last_ts if old else 0,
-            created_ts=old.created_ts if old else now_ms(),
+            created_ts=old.created_ts if old else int(self.clock() * 1000),  # the store's clock, as a message's ts
             workflow=plan.workflow,
             closes_at=plan.closes_at,
             waiting=old.waiting if old else None,

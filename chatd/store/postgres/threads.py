@@ -1,5 +1,6 @@
 """The admin threads list and full-text search: PostgreSQL's own `tsvector`
-(messages.search, GIN-indexed, written with each message) and `tsquery`.
+(messages.search, GIN-indexed, written with each message) and `tsquery`, found
+as chatd.store.postgres.search says.
 
 A page is one REPEATABLE READ, read-only transaction: one snapshot. Its
 bound is the newest `log_id`. Mirrors chatd.store.sqlite.threads.
@@ -7,45 +8,26 @@ bound is the newest `log_id`. Mirrors chatd.store.sqlite.threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatd import attention
 from chatd.errors import Conflict
 from chatd.store.postgres import attention as staff
+from chatd.store.postgres import messages
 from chatd.store.postgres.engine import StoreMixin
+from chatd.store.postgres.search import ACT as _ACT
+from chatd.store.postgres.search import ACTIVITY as _ACTIVITY
+from chatd.store.postgres.search import ORDER_SELECT as _ORDER_COLS
+from chatd.store.postgres.search import Args as _Args
+from chatd.store.postgres.search import Conditions, Search
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
-from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
-from chatd.wire import Message
+from chatd.store.rows import order_from_row
 
 if TYPE_CHECKING:
     import asyncpg
 
-_ORDER_COLS = ", ".join("o." + c.strip() for c in ORDER_COLS.split(","))
-_ACT = ORDER_COLS.count(",") + 1  # the activity column after them
-_ACTIVITY = "(CASE WHEN o.last_seq > 0 THEN o.last_ts ELSE o.created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
-# what the index of migration 8 holds for each contact: its e-mail split into words
-EMAIL_SEARCH = "to_tsvector('chatd_search', translate(COALESCE(c.email, ''), '@._+/:#-', '        '))"
-
-
-def ts_query(words: tuple[str, ...]) -> str:
-    """A tsquery: every word required, as a word or (longer than one character)
-    a prefix. The words are letters and digits only (chatd.threads.search_words),
-    so no tsquery syntax passes through; each is quoted all the same."""
-    return " & ".join(f"'{t}'" + (":*" if len(t) > 1 else "") for t in words)
-
-
-class _Args:
-    """Positional parameters ($1, $2, ...) in the order they are added."""
-
-    def __init__(self) -> None:
-        self.values: list[object] = []
-
-    def __call__(self, value: object, cast: str = "") -> str:
-        self.values.append(value)
-        return f"${len(self.values)}{cast}"
 
 
 class Threads(StoreMixin):
@@ -60,43 +42,36 @@ class Threads(StoreMixin):
 async def _page(
     db: asyncpg.Connection, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int
 ) -> ThreadPage:
-    query = ts_query(filters.words) if filters.words else None
+    search = None
+    if filters.words:
+        search = Search(db, filters.words, filters.emails)
+        await search.prepare()
 
     def conditions(p: _Args) -> str:
-        where = _filters(filters, p)
-        if query is not None:
-            q = p(query)
-            # a message, or the order's id and participants' names, or (operators) a participant's e-mail
-            found = [
-                f"EXISTS (SELECT 1 FROM messages s WHERE s.order_id = o.id "
-                f"AND s.search @@ to_tsquery('chatd_search', {q}))",
-                f"EXISTS (SELECT 1 FROM order_words w WHERE w.order_id = o.id "
-                f"AND w.search @@ to_tsquery('chatd_search', {q}))",
-            ]
-            if filters.emails:
-                mailed = f"(SELECT c.user_id FROM contacts c WHERE {EMAIL_SEARCH} @@ to_tsquery('chatd_search', {q}))"
-                found.append(f"o.buyer_id IN {mailed} OR o.supplier_id IN {mailed} OR o.rep_id IN {mailed}")
-            where.append("(" + " OR ".join(found) + ")")
-        return " AND ".join(where) or "TRUE"
+        return " AND ".join(_filters(filters, p)) or "TRUE"
 
     if after is not None:
         as_of, act, oid = after
-        rows = await _after(db, conditions, as_of, act, oid, limit + 1)
+        rows = await _after(db, conditions, as_of, act, oid, limit + 1, search)
     else:
         as_of = await db.fetchval("SELECT COALESCE(MAX(log_id), 0) FROM messages")
-        p = _Args()
-        cond = conditions(p)
-        rows = await db.fetch(
-            f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
-            f"ORDER BY act DESC, o.id DESC LIMIT {p(limit + 1)}",
-            *p.values,
-        )
+        if search is not None:
+            rows = await search.select(conditions, None, limit + 1)
+        else:
+            p = _Args()
+            cond = conditions(p)
+            rows = await db.fetch(
+                f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+                f"ORDER BY act DESC, o.id DESC LIMIT {p(limit + 1)}",
+                *p.values,
+            )
     more = len(rows) > limit
     rows = rows[:limit]
     out: list[ThreadRow] = []
-    for r in rows:
-        order = order_from_row(r[:_ACT])
-        last = await _message(db, order.id, order.last_seq) if order.last_seq else None
+    orders = [order_from_row(r[:_ACT]) for r in rows]
+    lasts = await messages.by_keys(db, [(o.id, o.last_seq) for o in orders if o.last_seq])
+    for r, order in zip(rows, orders, strict=True):
+        last = lasts.get((order.id, order.last_seq))
         unread = None
         if filters.unread_for:
             unread = (
@@ -109,8 +84,8 @@ async def _page(
         if filters.attention:
             await _add_queue(db, row, filters.queue_user)
         out.append(row)
-    if query is not None and out:
-        await _add_matches(db, out, query)
+    if search is not None and out:
+        await _add_matches(db, out, search)
     return ThreadPage(out, as_of, more)
 
 
@@ -166,8 +141,14 @@ async def _add_queue(db: asyncpg.Connection, row: ThreadRow, user: str | None) -
 
 
 async def _after(
-    db: asyncpg.Connection, conditions: Callable[[_Args], str], as_of: int, act: int, oid: str, n: int
-) -> list[asyncpg.Record]:
+    db: asyncpg.Connection,
+    conditions: Conditions,
+    as_of: int,
+    act: int,
+    oid: str,
+    n: int,
+    search: Search | None,
+) -> list[Any]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
     changed = dict(
         await db.fetch(
@@ -178,18 +159,26 @@ async def _after(
     )
     if len(changed) > MAX_CHANGED:
         raise Conflict("the cursor is too old: start again from the first page")
-    p = _Args()
-    cond = conditions(p)
-    a, o, ids = p(act), p(oid), p(list(changed), "::text[]")
+
+    def unchanged(p: _Args) -> str:
+        return f"{conditions(p)} AND NOT (o.id = ANY({p(list(changed), '::text[]')}))"
+
     # threads without news since the snapshot: their activity now is their activity then
-    rows: list[asyncpg.Record] = list(
-        await db.fetch(
-            f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
-            f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) AND NOT (o.id = ANY({ids})) "
-            f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
-            *p.values,
+    rows: list[Any]
+    if search is not None:
+        rows = await search.select(unchanged, (act, oid), n)
+    else:
+        p = _Args()
+        cond = unchanged(p)
+        a, o = p(act), p(oid)
+        rows = list(
+            await db.fetch(
+                f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
+                f"AND ({_ACTIVITY} < {a} OR ({_ACTIVITY} = {a} AND o.id < {o})) "
+                f"ORDER BY act DESC, o.id DESC LIMIT {p(n)}",
+                *p.values,
+            )
         )
-    )
     if changed:
         p = _Args()
         cond = conditions(p)
@@ -197,33 +186,26 @@ async def _after(
         keys, firsts = p(list(changed), "::text[]"), p(list(changed.values()), "::bigint[]")
         # threads with news: their activity as of the snapshot is their last
         # message before the first one after it (seq and log id grow together)
-        rows += await db.fetch(
+        news = await db.fetch(
             f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT m.ts FROM messages m "
             "WHERE m.order_id = o.id AND m.seq = c.first_seq - 1), o.created_ts) AS act "
             f"FROM unnest({keys}, {firsts}) AS c(key, first_seq) JOIN orders o ON o.id = c.key WHERE {cond}) t "
             f"WHERE t.act < {a} OR (t.act = {a} AND t.id < {o})",
             *p.values,
         )
+        rows += await search.keep(list(news)) if search is not None else news
         rows.sort(key=lambda r: (r[_ACT], r[0]), reverse=True)
     return rows[:n]
 
 
-async def _add_matches(db: asyncpg.Connection, rows: list[ThreadRow], query: str) -> None:
+async def _add_matches(db: asyncpg.Connection, rows: list[ThreadRow], search: Search) -> None:
     """The matching messages of each listed thread, newest first (at most 10 each)."""
-    found: dict[str, list[int]] = {}
-    for order_id, seq in await db.fetch(
-        "SELECT order_id, seq FROM messages WHERE order_id = ANY($1::text[]) "
-        "AND search @@ to_tsquery('chatd_search', $2) ORDER BY log_id DESC",
-        [r.order.id for r in rows],
-        query,
-    ):
-        found.setdefault(order_id, []).append(seq)
+    ask = [r.order.id for r in rows if r.order.id not in search.hits]
+    if ask:
+        await search.ask(ask)
+    shown = {r.order.id: search.hits.get(r.order.id, []) for r in rows}
+    found = await messages.by_keys(db, [(o, seq) for o, seqs in shown.items() for seq in seqs[:MATCHES_PER_THREAD]])
     for r in rows:
-        seqs = found.get(r.order.id, [])
+        seqs = shown[r.order.id]
         r.match_count = len(seqs)
-        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := await _message(db, r.order.id, seq))]
-
-
-async def _message(db: asyncpg.Connection, order_id: str, seq: int) -> Message | None:
-    row = await db.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq = $2", order_id, seq)
-    return message_from_row(order_id, row) if row else None
+        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := found.get((r.order.id, seq)))]

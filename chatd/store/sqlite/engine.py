@@ -403,9 +403,10 @@ class Engine:
             top: int = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
             upto = min(top, done + chunk)
             if upto > done:
-                db.execute(
-                    "INSERT INTO messages_fts (rowid, text) SELECT l.id, m.text FROM message_log l "
-                    "JOIN messages m ON m.order_id = l.order_id AND m.seq = l.seq WHERE l.id > ? AND l.id <= ?",
+                db.execute(  # each message with its order's token (`ord`: migration 13)
+                    "INSERT INTO messages_fts (rowid, text, ord) SELECT l.id, m.text, COALESCE('o' || w.id, '') "
+                    "FROM message_log l JOIN messages m ON m.order_id = l.order_id AND m.seq = l.seq "
+                    "LEFT JOIN order_words w ON w.order_id = l.order_id WHERE l.id > ? AND l.id <= ?",
                     (done, upto),
                 )
                 db.execute("UPDATE search_state SET indexed_to = ? WHERE id = 1", (upto,))
@@ -441,6 +442,8 @@ class Engine:
         used on a worker thread under `_search_lock`."""
         if self._search is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # the index's own word counts: which way a search reads it (chatd.store.sqlite.search)
+            db.execute("CREATE VIRTUAL TABLE temp.messages_vocab USING fts5vocab(main, 'messages_fts', 'col')")
             db.execute("PRAGMA query_only = 1")
             db.execute("PRAGMA busy_timeout = 5000")
             self._search = db

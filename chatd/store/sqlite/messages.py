@@ -25,6 +25,21 @@ from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 _NO_END = 1 << 62  # above every seq
 
 
+_MSG_SELECT = ", ".join("m." + c.strip() for c in MSG_COLS.split(","))
+
+
+def by_keys(db: sqlite3.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Message]:
+    """These messages ((order, seq)), in one read."""
+    if not keys:
+        return {}
+    rows = db.execute(
+        f"SELECT m.order_id, {_MSG_SELECT} FROM json_each(?) k CROSS JOIN messages m "
+        "ON m.order_id = json_extract(k.value, '$[0]') AND m.seq = json_extract(k.value, '$[1]')",
+        (msgspec.json.encode(keys).decode(),),
+    )
+    return {(r[0], r[1]): message_from_row(r[0], r[1:]) for r in rows}
+
+
 class Messages(StoreMixin):
     """Mixed into SqliteStore."""
 
@@ -229,7 +244,7 @@ class Messages(StoreMixin):
             if dup:
                 return dup
             current = order.dispute
-            ts = now_ms()
+            ts = int(self.clock() * 1000)  # the store's clock, as the dispute message's ts
             if action == "open":
                 if not permissions.may_open_dispute(role):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)

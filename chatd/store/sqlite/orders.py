@@ -12,7 +12,7 @@ from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
-from chatd.store.rows import ORDER_COLS, SYSTEM, now_ms, order_from_row
+from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
 from chatd.store.sqlite import outbox, reply_tokens
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import UserRef
@@ -175,7 +175,7 @@ class Orders(StoreMixin):
             dispute=old.dispute if old else None,
             last_seq=old.last_seq if old else 0,
             last_ts=old.last_ts if old else 0,
-            created_ts=old.created_ts if old else now_ms(),
+            created_ts=old.created_ts if old else int(self.clock() * 1000),  # the store's clock, as a message's ts
             workflow=plan.workflow,
             closes_at=plan.closes_at,
             waiting=old.waiting if old else None,

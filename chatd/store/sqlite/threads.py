@@ -1,4 +1,4 @@
-"""The admin threads list and full-text search (FTS5 over `message_log`).
+"""The admin threads list and its full-text search (FTS5 over `message_log`, chatd.store.sqlite.search).
 
 Pages are read on a worker thread over a read-only connection of their own
 (`Engine._search_db`), never on the loop: a search over a large history can
@@ -16,24 +16,17 @@ import msgspec
 from chatd import attention
 from chatd.errors import Conflict
 from chatd.store.records import ThreadFilter, ThreadPage, ThreadRow
-from chatd.store.rows import MSG_COLS, ORDER_COLS, message_from_row, order_from_row
+from chatd.store.rows import order_from_row
 from chatd.store.sqlite import attention as staff
+from chatd.store.sqlite import messages
 from chatd.store.sqlite.engine import StoreMixin
-from chatd.wire import Message
+from chatd.store.sqlite.search import ACT as _ACT
+from chatd.store.sqlite.search import ACTIVITY as _ACTIVITY
+from chatd.store.sqlite.search import ORDER_SELECT as _ORDER_COLS
+from chatd.store.sqlite.search import Search
 
-_ORDER_COLS = ", ".join("o." + c.strip() for c in ORDER_COLS.split(","))
-_ACT = ORDER_COLS.count(",") + 1  # the activity column after them
-# a thread's activity: the last message's time, or the order's creation
-_ACTIVITY = "(CASE WHEN last_seq > 0 THEN last_ts ELSE created_ts END)"
 MAX_CHANGED = 5000  # threads with news since the snapshot before a cursor is too old
 MATCHES_PER_THREAD = 10
-
-
-def fts_query(words: tuple[str, ...]) -> str:
-    """An FTS5 expression: every word required, as a word or (longer than one
-    character: as a prefix it would match much of the vocabulary) a prefix.
-    The words are letters and digits only, so no FTS syntax passes through."""
-    return " ".join(f'"{t}"' + ("*" if len(t) > 1 else "") for t in words)
 
 
 class Threads(StoreMixin):
@@ -44,40 +37,24 @@ class Threads(StoreMixin):
 
     def _thread_page(self, filters: ThreadFilter, after: tuple[int, int, str] | None, limit: int) -> ThreadPage:
         where, args = _filters(filters)
-        fts = fts_query(filters.words) if filters.words else None
-        if fts is not None:
-            # a message, or the order's id and participants' names, or (operators) a participant's e-mail
-            found = [
-                "o.id IN (SELECT l.order_id FROM message_log l WHERE l.id IN "
-                "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))",
-                "o.id IN (SELECT w.order_id FROM order_words w WHERE w.id IN "
-                "(SELECT rowid FROM order_words_fts WHERE order_words_fts MATCH ?))",
-            ]
-            args += [fts, fts]
-            if filters.emails:
-                mailed = (
-                    "(SELECT e.user_id FROM email_words e WHERE e.id IN "
-                    "(SELECT rowid FROM email_words_fts WHERE email_words_fts MATCH ?))"
-                )
-                found.append(f"o.buyer_id IN {mailed} OR o.supplier_id IN {mailed} OR o.rep_id IN {mailed}")
-                args += [fts, fts, fts]
-            where.append("(" + " OR ".join(found) + ")")
         with self._search_lock, self._reading():
             db = self._search_db()
             db.execute("BEGIN")  # one snapshot for the page (WAL: never waits for the writer)
             try:
+                search = Search(db, filters.words, filters.emails) if filters.words else None
                 if after is not None:
                     as_of, act, oid = after
-                    rows = _after(db, where, args, as_of, act, oid, limit + 1)
+                    rows = _after(db, where, args, as_of, act, oid, limit + 1, search)
                 else:
                     as_of = db.execute("SELECT COALESCE(MAX(id), 0) FROM message_log").fetchone()[0]
-                    rows = _first(db, where, args, limit + 1)
+                    rows = _first(db, where, args, limit + 1, search)
                 more = len(rows) > limit
                 rows = rows[:limit]
                 out = []
-                for r in rows:
-                    order = order_from_row(r[:_ACT])
-                    last = _message(db, order.id, order.last_seq) if order.last_seq else None
+                orders = [order_from_row(r[:_ACT]) for r in rows]
+                lasts = messages.by_keys(db, [(o.id, o.last_seq) for o in orders if o.last_seq])
+                for r, order in zip(rows, orders, strict=True):
+                    last = lasts.get((order.id, order.last_seq))
                     unread = None
                     if filters.unread_for:
                         u = db.execute(
@@ -89,8 +66,8 @@ class Threads(StoreMixin):
                     if filters.attention:
                         _add_queue(db, row, filters.queue_user)
                     out.append(row)
-                if fts is not None and out:
-                    _add_matches(db, out, fts)
+                if search is not None and out:
+                    _add_matches(db, out, [r[-1] for r in rows], search)
             finally:
                 db.execute("COMMIT")
         return ThreadPage(out, as_of, more)
@@ -152,8 +129,10 @@ def _add_queue(db: sqlite3.Connection, row: ThreadRow, user: str | None) -> None
     row.staff_unread = staff.marker(db, order.id)[1]
 
 
-def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int) -> list[Any]:
+def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int, search: Search | None) -> list[Any]:
     cond = " AND ".join(where) or "1"
+    if search is not None:
+        return search.select(cond, args, None, n)
     return db.execute(
         f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} "
         f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
@@ -162,7 +141,14 @@ def _first(db: sqlite3.Connection, where: list[str], args: list[Any], n: int) ->
 
 
 def _after(
-    db: sqlite3.Connection, where: list[str], args: list[Any], as_of: int, act: int, oid: str, n: int
+    db: sqlite3.Connection,
+    where: list[str],
+    args: list[Any],
+    as_of: int,
+    act: int,
+    oid: str,
+    n: int,
+    search: Search | None,
 ) -> list[Any]:
     """The next `n` threads below (act, oid), ordered by activity as of log id `as_of`."""
     # each thread with news since the snapshot, and its first seq after it
@@ -175,46 +161,41 @@ def _after(
     if len(changed) > MAX_CHANGED:
         raise Conflict("the cursor is too old: start again from the first page")
     changed_json = msgspec.json.encode(changed).decode()
-    cond = " AND ".join(where) or "1"
-    keyset = f"({_ACTIVITY} < ? OR ({_ACTIVITY} = ? AND o.id < ?))"
     # threads without news since the snapshot: their activity now is their activity then
-    rows = db.execute(
-        f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} AND {keyset} "
-        "AND o.id NOT IN (SELECT key FROM json_each(?)) "
-        f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
-        (*args, act, act, oid, changed_json, n),
-    ).fetchall()
+    cond = " AND ".join([*where, "o.id NOT IN (SELECT key FROM json_each(?))"])
+    if search is not None:
+        rows = search.select(cond, [*args, changed_json], (act, oid), n)
+    else:
+        keyset = f"({_ACTIVITY} < ? OR ({_ACTIVITY} = ? AND o.id < ?))"
+        rows = db.execute(
+            f"SELECT {_ORDER_COLS}, {_ACTIVITY} AS act FROM orders o WHERE {cond} AND {keyset} "
+            f"ORDER BY {_ACTIVITY} DESC, o.id DESC LIMIT ?",
+            (*args, changed_json, act, act, oid, n),
+        ).fetchall()
     if changed:
         # threads with news: their activity as of the snapshot is their last
         # message before the first one after it (seq and log id grow together)
-        rows += db.execute(
+        cond = " AND ".join(where) or "1"
+        news = db.execute(
             f"SELECT * FROM (SELECT {_ORDER_COLS}, COALESCE((SELECT m.ts FROM messages m "
-            "WHERE m.order_id = o.id AND m.seq = c.value - 1), o.created_ts) AS act "
-            f"FROM json_each(?) c JOIN orders o ON o.id = c.key WHERE {cond}) "
-            "WHERE act < ? OR (act = ? AND id < ?)",
+            "WHERE m.order_id = o.id AND m.seq = c.value - 1), o.created_ts) AS act, w.id AS ord "
+            "FROM json_each(?) c JOIN orders o ON o.id = c.key LEFT JOIN order_words w ON w.order_id = o.id "
+            f"WHERE {cond}) WHERE act < ? OR (act = ? AND id < ?)",
             (changed_json, *args, act, act, oid),
         ).fetchall()
+        rows += search.keep(news) if search is not None else news
         rows.sort(key=lambda r: (r[_ACT], r[0]), reverse=True)
     return rows[:n]
 
 
-def _add_matches(db: sqlite3.Connection, rows: list[ThreadRow], fts: str) -> None:
+def _add_matches(db: sqlite3.Connection, rows: list[ThreadRow], ords: list[int], search: Search) -> None:
     """The matching messages of each listed thread, newest first (at most 10 each)."""
-    ids = [r.order.id for r in rows]
-    found: dict[str, list[int]] = {}
-    for order_id, seq in db.execute(
-        "SELECT l.order_id, l.seq FROM message_log l WHERE l.id IN "
-        "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) "
-        "AND l.order_id IN (SELECT value FROM json_each(?)) ORDER BY l.id DESC",
-        (fts, msgspec.json.encode(ids).decode()),
-    ):
-        found.setdefault(order_id, []).append(seq)
+    ask = [(r.order.id, num) for r, num in zip(rows, ords, strict=True) if r.order.id not in search.hits]
+    if ask:
+        search.ask(ask)
+    shown = {r.order.id: search.hits.get(r.order.id, []) for r in rows}
+    found = messages.by_keys(db, [(o, seq) for o, seqs in shown.items() for seq in seqs[:MATCHES_PER_THREAD]])
     for r in rows:
-        seqs = found.get(r.order.id, [])
+        seqs = shown[r.order.id]
         r.match_count = len(seqs)
-        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := _message(db, r.order.id, seq))]
-
-
-def _message(db: sqlite3.Connection, order_id: str, seq: int) -> Message | None:
-    row = db.execute(f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq = ?", (order_id, seq)).fetchone()
-    return message_from_row(order_id, row) if row else None
+        r.matches = [m for seq in seqs[:MATCHES_PER_THREAD] if (m := found.get((r.order.id, seq)))]

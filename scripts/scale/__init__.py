@@ -1,0 +1,7 @@
+"""The scale data set of issue 16 and its benchmark: replay, inbox and search over 1 M messages.
+
+`plan` says what happens (orders, who writes what when, who reads), seeded and pure;
+`words` makes the texts; `generate` writes a plan through chatd's own store (SQLite,
+then copied into PostgreSQL with `chatd migrate-store`'s copy); `bench` measures a real
+chatd server over the result. Run them from the checkout: `python -m scripts.scale.generate`.
+"""
