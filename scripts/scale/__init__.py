@@ -1,4 +1,4 @@
-"""The scale data set of issue 16 and its benchmark: replay, inbox and search over 1 M messages.
+"""The scale data set and its benchmark: replay, inbox and search over 1 M messages.
 
 `plan` says what happens (orders, who writes what when, who reads), seeded and pure;
 `words` makes the texts; `generate` writes a plan through chatd's own store (SQLite,

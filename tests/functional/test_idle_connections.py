@@ -1,4 +1,4 @@
-"""An idle joined connection holds its state and nothing else (issue 16): no task, no
+"""An idle joined connection holds its state and nothing else: no task, no
 timer handle of its own, no aiohttp request. The socket is taken from aiohttp after
 the upgrade (chatd.edge.upgrade) and served by callbacks (chatd.edge.websocket); the
 heartbeat and token expiry are one timer each for every socket. Counted in the

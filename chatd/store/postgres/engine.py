@@ -198,7 +198,7 @@ class Engine:
                 min_size=1,
                 max_size=max(2, self.pool_size),
                 # no JIT: chatd's statements are short, and compiling one the planner thinks
-                # costly took 300 ms of a search over 1 M messages (issue 16)
+                # costly took 300 ms of a search over 1 M messages
                 server_settings={"statement_timeout": timeout_ms, "application_name": "chatd", "jit": "off"},
             )
             async with self._pool.acquire() as conn:
