@@ -178,6 +178,7 @@ async def test_redis_killed_and_restarted_loses_nothing(cluster_factory, redis_p
         await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
     # while Redis is down: persistence and local delivery go on
     await asyncio.gather(post(poster_a, 20, "c"), post(poster_b, 20, "d"))
+    await a.expect("message", text="c19")  # its own socket: the ack went to the poster's
     local = [f["text"] for f in a.frames if f.get("type") == "message" and f["text"].startswith("c")]
     assert local == [f"c{k}" for k in range(20)]  # A's own messages reached A's member at once
     st, page = await c.api(1, "GET", "/api/v1/orders/o4/messages?after=0&limit=200")
