@@ -58,6 +58,16 @@ GONE = (
 UNSTORABLE = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection back in the pool keeps its session as it is.
+
+    asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one
+    more round trip per acquire, two a message under load; chatd's session holds
+    nothing to reset: no LISTEN, no session advisory lock or setting, no cursor outside
+    a transaction (tests/contract/test_postgres_session.py keeps it so). An open
+    transaction is still rolled back, by asyncpg, before this runs."""
+
+
 def _unstorable(exc: BaseException) -> BadRequest:
     return BadRequest(f"a value the store cannot hold: {exc}")
 
@@ -200,6 +210,7 @@ class Engine:
                 # no JIT: chatd's statements are short, and compiling one the planner thinks
                 # costly took 300 ms of a search over 1 M messages
                 server_settings={"statement_timeout": timeout_ms, "application_name": "chatd", "jit": "off"},
+                reset=_keep_session,
             )
             async with self._pool.acquire() as conn:
                 await migrate(conn)

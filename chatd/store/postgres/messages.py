@@ -27,13 +27,16 @@ if TYPE_CHECKING:
     import asyncpg
 
 _NO_END = 1 << 62  # above every seq
-# every reader's marker and total after a message, and the order's shared staff
-# marker (on each row: no round trip of its own)
+# every reader's marker and total after a message, and the order's shared staff marker
+# (on each row: no round trip of its own). Subqueries, not a join: a join's plan follows
+# the table statistics, and before they are gathered (a new database, a table that grew
+# fast) it scans user_stats whole for every message.
 _UNREAD = (
-    "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
+    "SELECT m.user_id, m.unread, (SELECT s.unread_total FROM user_stats s WHERE s.user_id = m.user_id), "
+    "m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
     "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1), "
     "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = $1) FROM read_markers m "
-    "JOIN user_stats s ON s.user_id = m.user_id WHERE m.order_id = $1"
+    "WHERE m.order_id = $1"
 )
 
 

@@ -30,41 +30,47 @@ async def apply(db: asyncpg.Connection, order: OrderRecord, msg: Message, has_at
         await _start(db, order, msg.seq, msg.ts)
         return True
     if what == "answer" and order.waiting is not None:
-        await db.execute(
-            "UPDATE responses SET answered_seq = $1, answered_at = $2, answered_by = $3 "
-            "WHERE order_id = $4 AND asked_seq = $5",
+        await _set(
+            db,
+            order,
+            None,
+            "UPDATE responses SET answered_seq = $5, answered_at = $6, answered_by = $7 "
+            "WHERE order_id = $4 AND asked_seq = $8",
             msg.seq,
             msg.ts,
             msg.sender.id,
-            order.id,
             order.waiting.seq,
         )
-        await _set(db, order, None)
         return True
     return False
 
 
 async def _start(db: asyncpg.Connection, order: OrderRecord, seq: int, ts: int) -> None:
-    await db.execute(
-        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($1, $2, $3, $4, $5) "
+    await _set(
+        db,
+        order,
+        Waiting(seq, ts),
+        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($4, $1, $2, $5, $6) "
         "ON CONFLICT DO NOTHING",
-        order.id,
-        seq,
-        ts,
         order.supplier.id,
         order.sales_rep.id if order.sales_rep else None,
     )
-    await _set(db, order, Waiting(seq, ts))
 
 
-async def _set(db: asyncpg.Connection, order: OrderRecord, waiting: Waiting | None) -> None:
+async def _set(
+    db: asyncpg.Connection, order: OrderRecord, waiting: Waiting | None, responses: str = "", *args: Any
+) -> None:
+    """Set the order's reply clock, and run `responses` (a statement on that table,
+    its own parameters from $5) in the same round trip, as a data-modifying CTE."""
     w = waiting
     await db.execute(
-        "UPDATE orders SET awaiting_seq = $1, awaiting_since = $2, sla_escalated = $3 WHERE id = $4",
+        (f"WITH r AS ({responses}) " if responses else "")
+        + "UPDATE orders SET awaiting_seq = $1, awaiting_since = $2, sla_escalated = $3 WHERE id = $4",
         w.seq if w else None,
         w.since if w else None,
         int(bool(w and w.escalated)),
         order.id,
+        *args,
     )
     order.waiting = waiting
 
@@ -85,8 +91,7 @@ class Responses(StoreMixin):
             w = order.waiting
             if w is None or w.seq > seq:
                 return False, w
-            await db.execute("DELETE FROM responses WHERE order_id = $1 AND asked_seq = $2", order_id, w.seq)
-            await _set(db, order, None)
+            await _set(db, order, None, "DELETE FROM responses WHERE order_id = $4 AND asked_seq = $5", w.seq)
             for r in await db.fetch(
                 "SELECT seq, ts, kind, text, attachments FROM messages WHERE order_id = $1 AND seq > $2 "
                 "AND sender_role = 'buyer' ORDER BY seq LIMIT $3",
@@ -121,9 +126,12 @@ class Responses(StoreMixin):
             w = order.waiting
             if w is None or w.seq != seq or w.escalated:
                 return None
-            await _set(db, order, Waiting(w.seq, w.since, escalated=True))
-            await db.execute(
-                "UPDATE responses SET escalated_at = $1 WHERE order_id = $2 AND asked_seq = $3", now_ms, order_id, seq
+            await _set(
+                db,
+                order,
+                Waiting(w.seq, w.since, escalated=True),
+                "UPDATE responses SET escalated_at = $5 WHERE order_id = $4 AND asked_seq = $1",
+                now_ms,
             )
             await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             posted = await self._insert(
