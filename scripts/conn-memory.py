@@ -28,6 +28,7 @@ import time
 import tracemalloc
 
 import aiohttp
+from local_config import write_config
 
 from chatd.auth.tokens import issue
 
@@ -193,13 +194,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the snapshots (a.snap, b.snap) and print where")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="conn-memory-")
-    cfg = os.path.join(tmp, "config.toml")
-    with open(cfg, "w") as f:
-        f.write(
-            f'[server]\nhost = "127.0.0.1"\nport = {args.port}\n\n[auth]\nsecret = "{SECRET}"\n'
-            f'api_key = "{API_KEY}"\n\n[store]\npath = "{tmp}/chatd.sqlite3"\n\n[relay]\nurl = ""\n\n'
-            f"[limits]\nmax_unauthenticated_per_ip = 1000\n{args.toml}\n"
-        )
+    cfg = write_config(tmp, args.port, SECRET, API_KEY, args.toml)
     server = Server(cfg, args.trace, {**os.environ, "PYTHONUNBUFFERED": "1"}, tmp)
     try:
         asyncio.run(measure(args, server, tmp))

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 import aiohttp
+from local_config import write_config
 
 from chatd.auth.tokens import issue
 
@@ -78,13 +79,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18766)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ws-cpu-")
-    cfg = os.path.join(tmp, "config.toml")
-    with open(cfg, "w") as f:
-        f.write(
-            f'[server]\nhost = "127.0.0.1"\nport = {args.port}\n\n[auth]\nsecret = "{SECRET}"\n\n'
-            f'[store]\npath = "{tmp}/chatd.sqlite3"\n\n[relay]\nurl = ""\n\n'
-            "[limits]\nmax_unauthenticated_per_ip = 1000\n"
-        )
+    cfg = write_config(tmp, args.port, SECRET)
     # run from the temporary folder, not a checkout: PYTHONPATH (or the installed package) picks the chatd
     cmd = [sys.executable, "-m", "chatd", "serve", "--config", cfg]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=tmp)

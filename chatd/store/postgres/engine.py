@@ -221,15 +221,7 @@ class Engine:
     async def open(self) -> None:
         timeout_ms = str(int(self.statement_timeout_s * 1000))
         try:
-            self._pool = await asyncpg.create_pool(
-                self.url,
-                min_size=1,
-                max_size=max(2, self.pool_size - self.writers),
-                # no JIT: chatd's statements are short, and compiling one the planner thinks
-                # costly took 300 ms of a search over 1 M messages
-                server_settings={"statement_timeout": timeout_ms, "application_name": "chatd", "jit": "off"},
-                reset=_keep_session,
-            )
+            self._pool = await self._create_pool(max(2, self.pool_size - self.writers), timeout_ms)
             async with self._pool.acquire() as conn:
                 await migrate(conn)
         except GONE as exc:
@@ -247,15 +239,20 @@ class Engine:
                 raise Unavailable(f"cannot reach the database: {exc}") from exc
             raise
 
-    async def _start_writers(self, timeout_ms: str) -> None:
-        """On the writer thread: its pool and one task per writer."""
-        self._wpool = await asyncpg.create_pool(
+    async def _create_pool(self, size: int, timeout_ms: str) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
             self.url,
             min_size=1,
-            max_size=self.writers,
+            max_size=size,
+            # no JIT: chatd's statements are short, and compiling one the planner thinks
+            # costly took 300 ms of a search over 1 M messages
             server_settings={"statement_timeout": timeout_ms, "application_name": "chatd", "jit": "off"},
             reset=_keep_session,
         )
+
+    async def _start_writers(self, timeout_ms: str) -> None:
+        """On the writer thread: its pool and one task per writer."""
+        self._wpool = await self._create_pool(self.writers, timeout_ms)
         self._wakeups = [asyncio.Event() for _ in range(self.writers)]
         self._writer_tasks = [
             asyncio.create_task(self._run_writer(i), name=f"chatd-writer-{i}") for i in range(self.writers)
@@ -327,11 +324,10 @@ class Engine:
 
     def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "") -> asyncio.Future[T]:
         """Queue `fn` for the writer of `key` (an order id: its writes stay in order)."""
-        if self._closing:
-            raise Unavailable("store is closed")
+        if self._closing or self._wloop is None:
+            raise Unavailable("store is closed" if self._closing else "store is not open yet")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         i = zlib.crc32(key.encode()) % self.writers if key else 0
-        assert self._wloop is not None
         self._wloop.call_soon_threadsafe(self._enqueue, i, _Op(fn, fut))
         return fut
 
