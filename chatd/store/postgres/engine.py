@@ -204,7 +204,11 @@ class Engine:
         self._wthread: threading.Thread | None = None
         self._wpool: asyncpg.Pool | None = None
         self._main: asyncio.AbstractEventLoop | None = None
-        self._closing = False
+        self._closing = False  # main loop: no new writes
+        # writer loop: every write queued before close is in the queues. Set by
+        # _stop_writers, which the writer loop runs after each _enqueue sent before
+        # it; _closing cannot tell, as an _enqueue may still be on its way.
+        self._draining = False
         self.batches = 0
         self.writes = 0
         # Values from the composition root (chatd.app), as for SQLite: pure functions
@@ -259,6 +263,7 @@ class Engine:
         ]
 
     async def _stop_writers(self) -> None:
+        self._draining = True
         for wakeup in self._wakeups:
             wakeup.set()
         await asyncio.gather(*self._writer_tasks)
@@ -345,7 +350,7 @@ class Engine:
                 batch = queue[: self.max_batch]
                 del queue[: self.max_batch]
                 await self._commit(batch)
-            if self._closing:
+            if self._draining:
                 return
 
     async def _commit(self, batch: list[_Op]) -> None:
