@@ -6,7 +6,8 @@ Each instance records its own holdings, not a shared count: a room's hash
 that user has a connection in the room, and `chatd:owned:{instance}` lists
 what the instance holds. Instances are registered in `chatd:instances` and
 keep `chatd:alive:{instance}` fresh (it expires `ALIVE_MS` after the last
-heartbeat). A user is online in a room while a registered instance holds
+heartbeat; every script that registers an instance sets it too, so none is
+registered and not alive). A user is online in a room while a registered instance holds
 them there. Then:
 
 * a crashed instance stops its heartbeat; the first instance to see its
@@ -44,13 +45,13 @@ def _script(name: str, lib: bool = False) -> str:
     shared helpers in front if it uses them."""
     folder = files(__package__) / "lua"
     text = (folder / f"{name}.lua").read_text()
-    return (folder / "lib.lua").read_text() + text if lib else text
+    return f"local ALIVE_MS = {ALIVE_MS}\n" + (folder / "lib.lua").read_text() + text if lib else text
 
 
 CHANGE = _script("change", lib=True)  # a first (last) local connection; do others hold the user?
 REAP = _script("reap", lib=True)  # a dead instance's holdings and counts go
 SYNC = _script("sync", lib=True)  # Redis holds exactly what this instance holds
-ADMIT = _script("admit")  # one more connection within the limit, over live instances
+ADMIT = _script("admit", lib=True)  # one more connection within the limit, over live instances
 SET_CONNS = _script("set_conns")  # this instance's connection counts, as its truth
 
 

@@ -1,6 +1,14 @@
 -- Helpers prepended to the scripts that need them (see redis_presence.py).
 -- others: how many other registered instances hold `user` in the room hash `pkey`.
 -- split: a member (redis_presence.member) back into order and user.
+-- register: put `inst` in the registry `reg`, alive for ALIVE_MS (set in front of
+-- this file from redis_presence.ALIVE_MS): an instance is never registered without
+-- its alive key, or another instance that looks before its first heartbeat would
+-- take it for dead and drop its holdings and counts.
+local function register(reg, inst)
+  redis.call('SADD', reg, inst)
+  redis.call('SET', 'chatd:alive:' .. inst, 1, 'PX', ALIVE_MS)
+end
 local function others(pkey, inst, user, reg)
   local n = 0
   for _, f in ipairs(redis.call('HKEYS', pkey)) do

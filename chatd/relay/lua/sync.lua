@@ -1,7 +1,7 @@
 -- KEYS: registry, owned set. ARGV: instance, then every member it holds now.
 -- Returns {members it turned online, members it turned offline}.
--- lib.lua is prepended (others, split).
-redis.call('SADD', KEYS[1], ARGV[1])
+-- lib.lua is prepended (others, split, register).
+register(KEYS[1], ARGV[1])
 local want = {}
 for i = 2, #ARGV do want[ARGV[i]] = true end
 local on, off = {}, {}

@@ -37,3 +37,21 @@ async def test_resyncs_during_admits_never_let_the_limit_be_passed(redis_url):
         for node in (a, b):
             await node.close()
     assert over == []
+
+
+async def test_an_instance_counted_before_its_first_heartbeat_is_not_taken_for_dead(redis_url):
+    # b admits before its own heartbeat has ever run (its tasks are stopped before
+    # they start); a's heartbeat must see b alive, keep b's counts, and so refuse
+    a, b = (Node(RedisRelay(redis_url, presence_frame, admit_timeout_s=30.0), True) for _ in range(2))
+    await a.relay.start(a.handler)
+    await b.relay.start(b.handler)  # no await inside: its tasks have not run yet
+    for task in b.relay._tasks:
+        task.cancel()
+    try:
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        assert [await b.connect(user, 3) for _ in range(3)] == [True, True, True]
+        await a.relay._heartbeat()
+        assert await a.connect(user, 3) is False
+    finally:
+        for node in (a, b):
+            await node.close()
