@@ -124,19 +124,20 @@ class Messages(StoreMixin):
         if inserted is None:
             return None
         order.last_seq, order.last_ts = seq, ts
-        notes_only = "" if kind != "note" else " AND m.sees_notes <> 0"
-        rows = await db.fetch(_UNREAD + notes_only, order.id)
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
+        overdue = order.waiting is not None and order.waiting.escalated
+        clock = responses.plan(order, msg, bool(attachments))
+        unread_sql = _UNREAD + ("" if kind != "note" else " AND m.sees_notes <> 0")
+        # the reply clock is written in the round trip that reads the unread counts
+        rows = await (responses.run(db, order, clock, unread_sql) if clock else db.fetch(unread_sql, order.id))
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
             for user, count, total, side, hidden, _ in rows
             if user != sender.id or (own_read and inserted[0])
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
-        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             await links.link(db, msg)
-        overdue = order.waiting is not None and order.waiting.escalated
-        changed = await responses.apply(db, order, msg, bool(attachments))
         moved |= overdue and not (order.waiting is not None and order.waiting.escalated)  # an SLA breach answered
         moved |= await staff.on_message(db, order, msg, asks_help)
         if self.notifications_for is not None:
@@ -147,7 +148,7 @@ class Messages(StoreMixin):
             message=msg,
             duplicate=False,
             unread=unread,
-            waiting_changed=changed,
+            waiting_changed=clock is not None,
             waiting=order.waiting,
             staff=await staff.view(db, order, moved, known=(rows[0][5],) if rows else None),
         )

@@ -285,6 +285,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX contacts_email_search ON contacts
         USING GIN (to_tsvector('chatd_search', translate(COALESCE(email, ''), '@._+/:#-', '        ')));
     """,
+    # 9: one trigger per message instead of two, and one UPDATE of read_markers instead
+    # of two (the sender's row is read in the same statement that counts the others'
+    # unread). Same effect as migrations 1 and 8; a post costs fewer statements, rows
+    # versions and trigger calls, which is most of PostgreSQL's CPU per message.
+    """
+    DROP TRIGGER messages_after_insert_staff ON messages;
+    DROP FUNCTION chatd_staff_marker();
+    CREATE OR REPLACE FUNCTION chatd_message_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE orders SET last_seq = NEW.seq, last_ts = NEW.ts WHERE id = NEW.order_id;
+        UPDATE read_markers
+           SET unread = CASE WHEN user_id = NEW.sender_id THEN 0 ELSE unread + 1 END,
+               read_seq = CASE WHEN user_id = NEW.sender_id THEN NEW.seq ELSE read_seq END,
+               last_seq = CASE WHEN NEW.kind <> 'note' OR sees_notes <> 0 THEN NEW.seq ELSE last_seq END,
+               activity_ts = CASE WHEN NEW.kind <> 'note' OR sees_notes <> 0 THEN NEW.ts ELSE activity_ts END
+         WHERE order_id = NEW.order_id
+           AND (NEW.kind <> 'note' OR sees_notes <> 0 OR user_id = NEW.sender_id);
+        IF NEW.sender_role = 'staff' THEN
+            UPDATE staff_markers SET read_seq = NEW.seq, unread = 0 WHERE order_id = NEW.order_id;
+        ELSE
+            UPDATE staff_markers SET unread = unread + 1 WHERE order_id = NEW.order_id;
+        END IF;
+        RETURN NULL;
+    END $$;
+    """,
 ]
 
 

@@ -23,56 +23,58 @@ if TYPE_CHECKING:
 _SCAN = 1000  # buyer messages looked at for a new start after a no-reply mark
 
 
-async def apply(db: asyncpg.Connection, order: OrderRecord, msg: Message, has_attachments: bool) -> bool:
-    """Start or stop the order's reply clock for a message just inserted; whether it changed."""
+Clock = tuple[str, tuple[Any, ...]]
+"""Statements that set an order's reply clock, as CTEs to run in front of another
+statement (one round trip for both): their text, and their parameters from $2
+($1 is the order id)."""
+
+
+def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | None:
+    """Start or stop the order's reply clock for a message just inserted: the
+    statements to run, or None if it does not change."""
     what = effect(msg.sender.role, msg.kind, msg.text, has_attachments)
     if what == "ask" and order.waiting is None:
-        await _start(db, order, msg.seq, msg.ts)
-        return True
+        return _starting(order, msg.seq, msg.ts)
     if what == "answer" and order.waiting is not None:
-        await _set(
-            db,
+        return _clock(
             order,
             None,
             "UPDATE responses SET answered_seq = $5, answered_at = $6, answered_by = $7 "
-            "WHERE order_id = $4 AND asked_seq = $8",
+            "WHERE order_id = $1 AND asked_seq = $8",
             msg.seq,
             msg.ts,
             msg.sender.id,
             order.waiting.seq,
         )
-        return True
-    return False
+    return None
 
 
-async def _start(db: asyncpg.Connection, order: OrderRecord, seq: int, ts: int) -> None:
-    await _set(
-        db,
+def _starting(order: OrderRecord, seq: int, ts: int) -> Clock:
+    return _clock(
         order,
         Waiting(seq, ts),
-        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($4, $1, $2, $5, $6) "
+        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($1, $2, $3, $5, $6) "
         "ON CONFLICT DO NOTHING",
         order.supplier.id,
         order.sales_rep.id if order.sales_rep else None,
     )
 
 
-async def _set(
-    db: asyncpg.Connection, order: OrderRecord, waiting: Waiting | None, responses: str = "", *args: Any
-) -> None:
-    """Set the order's reply clock, and run `responses` (a statement on that table,
-    its own parameters from $5) in the same round trip, as a data-modifying CTE."""
-    w = waiting
-    await db.execute(
-        (f"WITH r AS ({responses}) " if responses else "")
-        + "UPDATE orders SET awaiting_seq = $1, awaiting_since = $2, sla_escalated = $3 WHERE id = $4",
-        w.seq if w else None,
-        w.since if w else None,
-        int(bool(w and w.escalated)),
-        order.id,
-        *args,
+def _clock(order: OrderRecord, waiting: Waiting | None, responses: str, *args: Any) -> Clock:
+    """Set `order.waiting`, and the statements that store it: the order's columns
+    ($2 to $4) and `responses`, a statement on that table (its own parameters from $5)."""
+    order.waiting = w = waiting
+    return (
+        "c AS (UPDATE orders SET awaiting_seq = $2, awaiting_since = $3, sla_escalated = $4 WHERE id = $1), "
+        f"r AS ({responses})",
+        (w.seq if w else None, w.since if w else None, int(bool(w and w.escalated)), *args),
     )
-    order.waiting = waiting
+
+
+async def run(db: asyncpg.Connection, order: OrderRecord, clock: Clock, then: str = "SELECT 1") -> list[Any]:
+    """`then` (a statement whose only parameter is $1, the order id) with the clock's CTEs in front."""
+    rows: list[Any] = await db.fetch(f"WITH {clock[0]} {then}", order.id, *clock[1])
+    return rows
 
 
 class Responses(StoreMixin):
@@ -91,7 +93,9 @@ class Responses(StoreMixin):
             w = order.waiting
             if w is None or w.seq > seq:
                 return False, w
-            await _set(db, order, None, "DELETE FROM responses WHERE order_id = $4 AND asked_seq = $5", w.seq)
+            await run(
+                db, order, _clock(order, None, "DELETE FROM responses WHERE order_id = $1 AND asked_seq = $5", w.seq)
+            )
             for r in await db.fetch(
                 "SELECT seq, ts, kind, text, attachments FROM messages WHERE order_id = $1 AND seq > $2 "
                 "AND sender_role = 'buyer' ORDER BY seq LIMIT $3",
@@ -100,7 +104,7 @@ class Responses(StoreMixin):
                 _SCAN,
             ):
                 if effect("buyer", r[2], r[3], bool(r[4])) == "ask":
-                    await _start(db, order, r[0], r[1])
+                    await run(db, order, _starting(order, r[0], r[1]))
                     break
             return True, order.waiting
 
@@ -126,12 +130,16 @@ class Responses(StoreMixin):
             w = order.waiting
             if w is None or w.seq != seq or w.escalated:
                 return None
-            await _set(
+            escalated = Waiting(w.seq, w.since, escalated=True)
+            await run(
                 db,
                 order,
-                Waiting(w.seq, w.since, escalated=True),
-                "UPDATE responses SET escalated_at = $5 WHERE order_id = $4 AND asked_seq = $1",
-                now_ms,
+                _clock(
+                    order,
+                    escalated,
+                    "UPDATE responses SET escalated_at = $5 WHERE order_id = $1 AND asked_seq = $2",
+                    now_ms,
+                ),
             )
             await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             posted = await self._insert(

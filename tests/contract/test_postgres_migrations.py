@@ -1,0 +1,109 @@
+"""PostgreSQL migrations that rewrite a trigger keep what it computes: the same
+inserts, run on a database left at the migration before and on one brought up
+to date, leave the same counters (orders, read markers, staff markers, users'
+totals). And a database at the old version is brought up to date in place."""
+
+from __future__ import annotations
+
+import pytest
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from chatd.store.postgres import migrations  # noqa: E402
+from tests.support.postgres_server import new_database  # noqa: E402
+
+MERGED_TRIGGERS = 9  # the migration that made one message trigger of two
+
+
+async def _at_version(version: int) -> asyncpg.Connection:
+    conn = await asyncpg.connect(new_database())
+    await conn.execute("CREATE TABLE chatd_schema (version INTEGER NOT NULL)")
+    await conn.execute("INSERT INTO chatd_schema (version) VALUES ($1)", version)
+    for script in migrations.MIGRATIONS[:version]:
+        await conn.execute(script)
+    return conn
+
+
+# buyer b1 (no notes), supplier s1 and rep r1 (notes); o2 has no staff marker
+SETUP = """
+INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, created_ts)
+VALUES ('o1', 'new', 'b1', 'B', 's1', 'S', 'r1', 'R', 1), ('o2', 'new', 'b1', 'B', 's1', 'S', NULL, NULL, 1);
+INSERT INTO read_markers (order_id, user_id, sees_notes)
+VALUES ('o1', 'b1', 0), ('o1', 's1', 1), ('o1', 'r1', 1), ('o2', 'b1', 0), ('o2', 's1', 1);
+INSERT INTO staff_markers (order_id) VALUES ('o1');
+"""
+# (order, kind, sender, role): texts, notes, a staff message, a sender with no
+# marker (the system), a note whose sender does not see notes
+POSTS = [
+    ("o1", "text", "b1", "buyer"),
+    ("o1", "text", "b1", "buyer"),
+    ("o1", "note", "s1", "supplier"),
+    ("o1", "text", "s1", "supplier"),
+    ("o1", "text", "x9", "staff"),
+    ("o1", "note", "r1", "rep"),
+    ("o1", "system", "system", "system"),
+    ("o1", "note", "b1", "buyer"),
+    ("o2", "text", "s1", "supplier"),
+    ("o2", "note", "s1", "supplier"),
+    ("o2", "text", "x9", "staff"),
+]
+
+
+async def _counters(conn: asyncpg.Connection) -> dict[str, list[tuple]]:
+    await conn.execute(SETUP)
+    seqs: dict[str, int] = {}
+    for n, (order, kind, sender, role) in enumerate(POSTS):
+        seqs[order] = seqs.get(order, 0) + 1
+        await conn.execute(
+            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) "
+            "VALUES ($1, $2, $3, $4, $5, $5, $6, 'hi')",
+            order,
+            seqs[order],
+            100 + n,
+            kind,
+            sender,
+            role,
+        )
+    queries = {
+        "orders": "SELECT id, last_seq, last_ts FROM orders ORDER BY id",
+        "read_markers": "SELECT order_id, user_id, read_seq, unread, last_seq, activity_ts FROM read_markers "
+        "ORDER BY order_id, user_id",
+        "staff_markers": "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
+        "user_stats": "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
+    }
+    return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in queries.items()}
+
+
+async def test_the_merged_message_trigger_counts_as_the_two_it_replaced():
+    old, new = await _at_version(MERGED_TRIGGERS - 1), await _at_version(len(migrations.MIGRATIONS))
+    try:
+        before, after = await _counters(old), await _counters(new)
+    finally:
+        await old.close()
+        await new.close()
+    assert after == before
+    # and the counters say something: the buyer's unread, the staff's, the last activity
+    # b1's own note marks o1 read up to it, but is not its last activity: it cannot see it
+    assert ("o1", "b1", 8, 0, 7, 106) in after["read_markers"]
+    assert ("o1", "s1", 4, 4, 8, 107) in after["read_markers"]  # s1 sees the rep's note
+    assert after["staff_markers"] == [("o1", 5, 3)]  # o2 has none
+    assert after["user_stats"] == [("b1", 2), ("r1", 2), ("s1", 5)]
+
+
+async def test_a_database_at_the_version_before_is_brought_up_to_date_in_place():
+    conn = await _at_version(MERGED_TRIGGERS - 1)
+    try:
+        await conn.execute(SETUP)
+        assert await migrations.migrate(conn) == len(migrations.MIGRATIONS)
+        triggers = await conn.fetch(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal"
+        )
+        assert [t["tgname"] for t in triggers] == ["messages_after_insert"]
+        await conn.execute(
+            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) "
+            "VALUES ('o1', 1, 5, 'text', 'b1', 'B', 'buyer', 'hi')"
+        )
+        assert await conn.fetchval("SELECT unread FROM staff_markers WHERE order_id = 'o1'") == 1
+        assert await conn.fetchval("SELECT unread FROM read_markers WHERE user_id = 's1' AND order_id = 'o1'") == 1
+    finally:
+        await conn.close()
