@@ -129,7 +129,7 @@ class Messages(StoreMixin):
         clock = responses.plan(order, msg, bool(attachments))
         unread_sql = _UNREAD + ("" if kind != "note" else " AND m.sees_notes <> 0")
         # the reply clock is written in the round trip that reads the unread counts
-        rows = await (responses.run(db, order, clock, unread_sql) if clock else db.fetch(unread_sql, order.id))
+        rows = await (responses.run(db, clock, unread_sql) if clock else db.fetch(unread_sql, order.id))
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
             for user, count, total, side, hidden, _ in rows

@@ -25,8 +25,8 @@ _SCAN = 1000  # buyer messages looked at for a new start after a no-reply mark
 
 Clock = tuple[str, tuple[Any, ...]]
 """Statements that set an order's reply clock, as CTEs to run in front of another
-statement (one round trip for both): their text, and their parameters from $2
-($1 is the order id)."""
+statement (one round trip for both): their text, and their parameters ($1 is
+the order id)."""
 
 
 def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | None:
@@ -67,13 +67,13 @@ def _clock(order: OrderRecord, waiting: Waiting | None, responses: str, *args: A
     return (
         "c AS (UPDATE orders SET awaiting_seq = $2, awaiting_since = $3, sla_escalated = $4 WHERE id = $1), "
         f"r AS ({responses})",
-        (w.seq if w else None, w.since if w else None, int(bool(w and w.escalated)), *args),
+        (order.id, w.seq if w else None, w.since if w else None, int(bool(w and w.escalated)), *args),
     )
 
 
-async def run(db: asyncpg.Connection, order: OrderRecord, clock: Clock, then: str = "SELECT 1") -> list[Any]:
+async def run(db: asyncpg.Connection, clock: Clock, then: str = "SELECT 1") -> list[Any]:
     """`then` (a statement whose only parameter is $1, the order id) with the clock's CTEs in front."""
-    rows: list[Any] = await db.fetch(f"WITH {clock[0]} {then}", order.id, *clock[1])
+    rows: list[Any] = await db.fetch(f"WITH {clock[0]} {then}", *clock[1])
     return rows
 
 
@@ -93,9 +93,7 @@ class Responses(StoreMixin):
             w = order.waiting
             if w is None or w.seq > seq:
                 return False, w
-            await run(
-                db, order, _clock(order, None, "DELETE FROM responses WHERE order_id = $1 AND asked_seq = $5", w.seq)
-            )
+            await run(db, _clock(order, None, "DELETE FROM responses WHERE order_id = $1 AND asked_seq = $5", w.seq))
             for r in await db.fetch(
                 "SELECT seq, ts, kind, text, attachments FROM messages WHERE order_id = $1 AND seq > $2 "
                 "AND sender_role = 'buyer' ORDER BY seq LIMIT $3",
@@ -104,7 +102,7 @@ class Responses(StoreMixin):
                 _SCAN,
             ):
                 if effect("buyer", r[2], r[3], bool(r[4])) == "ask":
-                    await run(db, order, _starting(order, r[0], r[1]))
+                    await run(db, _starting(order, r[0], r[1]))
                     break
             return True, order.waiting
 
@@ -133,7 +131,6 @@ class Responses(StoreMixin):
             escalated = Waiting(w.seq, w.since, escalated=True)
             await run(
                 db,
-                order,
                 _clock(
                     order,
                     escalated,
