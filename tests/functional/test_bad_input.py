@@ -254,6 +254,35 @@ async def test_token_sub_and_name_are_bounded(server, tracebacks):
     assert not tracebacks()
 
 
+@pytest.mark.parametrize(
+    "claims, claim",
+    [
+        ({"name": "Ana \ud83d"}, "name"),  # "Ana 😀".slice(0, 5) on a JavaScript platform
+        ({"sub": "buyer1\ud800"}, "sub"),
+        ({"name": "Ana\u0000"}, "name"),
+        ({"sub": "buyer1\u0000"}, "sub"),
+    ],
+    ids=["name-cut-emoji", "sub-lone-surrogate", "name-nul", "sub-nul"],
+)
+async def test_token_claims_no_store_can_hold_are_unauthorized(server, claims, claim, tracebacks):
+    """Signed, but a claim holds a lone UTF-16 surrogate (PyJWT's json accepts one) or
+    U+0000: refused as a bad token, naming the claim, instead of 1011 or 500."""
+    await server.order("o1")
+    c = await Client.open(server.ws_url)
+    server.clients.append(c)
+    await c.send({"type": "auth", "token": _raw_token(**{"sub": "buyer1", **claims})})
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized" and f"token {claim} " in err["message"], err
+    assert await c.closed() == 4401 and not c.of_type("ready")
+    bot = _raw_token(**{"sub": "bot1", "role": "bot", "orders": ["o1"], **claims})
+    st, body = await server.api("POST", "/api/v1/orders/o1/messages", {"client_id": "c1", "text": "hi"}, auth=bot)
+    assert st == 401 and body["error"]["code"] == "unauthorized", (st, body)
+    assert f"token {claim} " in body["error"]["message"], body
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages")
+    assert st == 200 and page["messages"] == []
+    assert not tracebacks()
+
+
 INVISIBLE = [
     "\u200b",
     "\u200c",
