@@ -56,6 +56,8 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     """Check signature, expiry and claims; raise `Unauthorized` otherwise."""
     if len(token) > TOKEN_CHARS:  # the bound of the auth frame's token, on every path
         raise Unauthorized(f"invalid token: longer than {TOKEN_CHARS} characters")
+    if not token.isascii():  # base64url and dots; PyJWT would raise UnicodeEncodeError on a header's escaped bytes
+        raise Unauthorized("invalid token: a JWT holds only ASCII characters")
     try:
         claims = jwt.decode(
             token,

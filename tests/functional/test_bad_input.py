@@ -3,7 +3,9 @@ bounded at decode time and answered with `bad_request` / 400 (issue 9, items 5 a
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 
 import aiohttp
@@ -280,6 +282,38 @@ async def test_token_claims_no_store_can_hold_are_unauthorized(server, claims, c
     assert f"token {claim} " in body["error"]["message"], body
     st, page = await server.api("GET", "/api/v1/orders/o1/messages")
     assert st == 200 and page["messages"] == []
+    assert not tracebacks()
+
+
+async def _raw_http(server, request: bytes) -> tuple[int, bytes]:
+    """Send `request` as is (bytes an HTTP client would not): (status, body)."""
+    port = int(server.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        data = await asyncio.wait_for(reader.read(), 10)  # Connection: close
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    "credential, sections",
+    [(b"\xff\xfe", {}), (b"a.\xff.c", {}), (b"a.\xff.c", {"auth": {"api_key": ""}})],
+    ids=["latin-1", "jwt-shaped", "jwt-shaped-no-api-key"],  # compared with the api key / read as a token
+)
+@pytest.mark.parametrize("path", ["/api/v1/orders/o1", "/api/v1/orders/o1/messages", "/api/v1/threads"])
+async def test_authorization_bytes_that_are_not_utf8_get_401(server, path, credential, tracebacks):
+    """aiohttp decodes a header's bytes with surrogateescape: these answered 500 on every route."""
+    st, body = await _raw_http(
+        server,
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + b"Authorization: Bearer "
+        + credential
+        + b"\r\n\r\n",
+    )
+    assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized", (st, body)
     assert not tracebacks()
 
 
