@@ -387,3 +387,28 @@ async def test_rest_nul_gets_400(server, tracebacks):
         st, answer = await server.api(method, path, body)
         assert st == 400 and answer["error"]["code"] == "bad_request", (path, st, answer)
     assert not tracebacks()
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (
+            "/api/v1/orders/o1",
+            {"buyer": {"id": "buyer1", "name": "Ana", "avatar_url": "https://cdn.example/a\u0000.png"}},
+        ),
+        ("/api/v1/orders/o1", {"buyer": {"id": "buyer1", "name": "Ana", "email": "ana\u0000@shop.example"}}),
+        ("/api/v1/orders/o1", {"supplier": {"id": "supplier1", "name": "Berg", "email": "b@shop\u0000.example"}}),
+        ("/api/v1/buyers/buyer1", {"sales_rep": {"id": "rep1", "name": "Rita", "avatar_url": "https://x/\u0000"}}),
+        ("/api/v1/buyers/buyer1", {"sales_rep": None, "contact": {"email": "a@b.c\u0000o"}}),
+    ],
+    ids=["order-avatar_url", "order-email-local", "order-email-domain", "buyer-rep-avatar_url", "buyer-email"],
+)
+async def test_rest_nul_in_a_persons_avatar_url_or_email_gets_400(server, path, body, tracebacks):
+    """These fields have patterns of their own, which must refuse U+0000 too (it was stored, and
+    an avatar_url echoed to every participant)."""
+    await server.order("o1")
+    st, answer = await server.api("PUT", path, body)
+    assert st == 400 and answer["error"]["code"] == "bad_request", (st, answer)
+    st, order = await server.api("GET", "/api/v1/orders/o1")
+    assert b"\\u0000" not in msgspec.json.encode(order), order  # nothing was stored
+    assert not tracebacks()
