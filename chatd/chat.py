@@ -44,6 +44,7 @@ from chatd.store.records import (
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
+    STATUS_CHARS,
     Ack,
     AwaitingReply,
     ErrorFrame,
@@ -577,9 +578,10 @@ class Chat:
     ) -> list[str | None]:
         """The contact filter ([filter] mode) for what crosses the buyer/supplier line.
 
-        Each text is masked or refused. The `client_id` is echoed to the other
-        participants too, but it is the retry key and cannot be masked: one the
-        filter flags is refused in both modes (a generated id never is).
+        Each text is masked or refused (with `kind` "status", the first is the
+        status value). The `client_id` is echoed to the other participants too,
+        but it is the retry key and cannot be masked: one the filter flags is
+        refused in both modes (a generated id never is).
         A participant's token is scanned before the order is read: most messages
         hold nothing, and then who writes in which role does not matter. Staff
         and bot tokens, usually exempt, read the order first.
@@ -600,6 +602,9 @@ class Chat:
                 raise BlockedContent(f"contact details are not allowed in client_id: {contact_filter.describe(in_id)}")
             mode = self.contact_filter
             out = [contact_filter.settle(t, f, mode) if t else (t, []) for t, f in zip(texts, found, strict=True)]
+            for i, (masked, hits) in enumerate(out):
+                if hits and masked:
+                    self._check_masked(masked, kind == "status" and i == 0)
         except ChatError as exc:
             metrics.CONTACT_FILTER.labels("blocked").inc()
             exc.ref = client_id
@@ -607,14 +612,25 @@ class Chat:
         metrics.CONTACT_FILTER.labels("masked").inc()
         return [t for t, _ in out]
 
+    def _check_masked(self, text: str, status: bool) -> None:
+        """Masking lengthens a text ("x.io" becomes "[link removed]"), but what is stored keeps
+        the bound the text was checked against: past it, refused as a longer text is."""
+        if status:
+            if len(text) > STATUS_CHARS:
+                raise BadRequest(f"status is longer than {STATUS_CHARS} characters once contact details are masked")
+        elif len(text) > self.limits.max_text_chars:
+            raise TooLarge(
+                f"text is longer than {self.limits.max_text_chars} characters once contact details are masked"
+            )
+
     async def _filtered(self, actor: Actor, order_id: str, kind: str) -> bool:
         """Whether the filter applies to what `actor` writes on this order now."""
         order = await self.store.get_order(order_id)
         return order is not None and contact_filter.applies(actor.role_in(order), kind)
 
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None) -> Ack:
-        if not status or len(status) > 64:
-            raise BadRequest("status must be 1 to 64 characters", ref=client_id)
+        if not status or len(status) > STATUS_CHARS:
+            raise BadRequest(f"status must be 1 to {STATUS_CHARS} characters", ref=client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
         # the status value shows in the order's state and in "Status changed to ..."

@@ -13,6 +13,7 @@ class CloseCode(IntEnum):
     """WebSocket close codes of the contract."""
 
     GOING_AWAY = 1001  # server shutting down; reconnect to another instance
+    INVALID_TEXT = 1007  # a text frame that is not UTF-8 (aiohttp's reader closes with it)
     MESSAGE_TOO_BIG = 1009  # frame larger than the configured maximum
     INTERNAL = 1011  # unexpected server error on this connection
     TRY_AGAIN_LATER = 1013  # outbound queue full: the client reads too slowly

@@ -40,10 +40,24 @@ class Identity:
         return (time.time() if now is None else now) >= self.exp
 
 
+def _unwritable(text: str) -> bool:
+    """Whether a claim holds what no store or frame can carry: U+0000, or a lone UTF-16
+    surrogate (PyJWT's json accepts "\\ud83d", a JavaScript string cut inside an emoji)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def verify(token: str, secret: str, now: float | None = None) -> Identity:
     """Check signature, expiry and claims; raise `Unauthorized` otherwise."""
     if len(token) > TOKEN_CHARS:  # the bound of the auth frame's token, on every path
         raise Unauthorized(f"invalid token: longer than {TOKEN_CHARS} characters")
+    if not token.isascii():  # base64url and dots; PyJWT would raise UnicodeEncodeError on a header's escaped bytes
+        raise Unauthorized("invalid token: a JWT holds only ASCII characters")
     try:
         claims = jwt.decode(
             token,
@@ -58,6 +72,8 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
     if not isinstance(sub, str) or not sub or len(sub) > MAX_ID_CHARS:
         raise Unauthorized(f"token sub must be a string of 1 to {MAX_ID_CHARS} characters")
+    if _unwritable(sub):
+        raise Unauthorized("token sub may not contain U+0000 (NUL) or a lone UTF-16 surrogate")
     if role not in ROLES:
         raise Unauthorized(f"token role must be one of {sorted(ROLES)}")
     if not isinstance(exp, (int, float)) or (time.time() if now is None else now) >= exp:
@@ -65,6 +81,10 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
     name = claims.get("name")
     if not isinstance(name, str) or not name:
         name = sub
+    elif _unwritable(name):
+        raise Unauthorized(
+            "token name may not contain U+0000 (NUL) or a lone UTF-16 surrogate (cut a name by code points)"
+        )
     name = name[:MAX_NAME_CHARS]
     orders: Orders = None
     if role == "bot":

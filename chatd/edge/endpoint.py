@@ -24,7 +24,7 @@ class Endpoint:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.limits = cfg.limits
-        self.sockets = Sockets(cfg.limits.heartbeat_s, CLOSE_TIMEOUT_S)
+        self.sockets = Sockets(cfg.limits.heartbeat_s, CLOSE_TIMEOUT_S, cfg.limits.outbound_buffer_bytes)
         self.unauthenticated: dict[str, int] = {}  # remote address -> sockets waiting for auth
         self.request_lines = cfg.log.format == "json"  # each socket logs its request line when it ends
 

@@ -23,10 +23,11 @@ PING_AT, DROP_AT = 3, 4  # quiet ticks
 class Sockets:
     """The open sockets: what shutdown closes and the heartbeat walks."""
 
-    def __init__(self, heartbeat_s: float | None, close_timeout_s: float = 5.0) -> None:
+    def __init__(self, heartbeat_s: float | None, close_timeout_s: float = 5.0, buffer_bytes: int = 65536) -> None:
         self.open: set[WebSocket] = set()
         self.heartbeat_s = heartbeat_s if heartbeat_s and heartbeat_s > 0 else None
         self.close_timeout_s = close_timeout_s
+        self.buffer_bytes = buffer_bytes  # a socket's unsent backlog past which its peer's pings go unanswered
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 

@@ -10,10 +10,19 @@ order, in a task that exists only while there is something to do. The
 keep-alive is one timer for every socket (chatd.edge.heartbeat), and
 nothing is allocated for a socket that waits but its state.
 
+A ping is answered only while the transport holds at most `buffer_bytes`
+unsent (the backlog past which the hub holds frames too): RFC 6455 lets an
+endpoint answer only the latest ping, and a peer that pings but never reads
+would otherwise make the server keep every pong.
+
 Closing follows aiohttp's WebSocketResponse: our close frame, then theirs
 (or `close_timeout_s`) before the transport closes; their close frame is
 answered with 1000. Frames that came before a close or the end of the
-stream are still served; what comes after our own close is not.
+stream are still served; what comes after our own close is not. asyncio's
+close() waits until the peer has read what is unsent, which a peer that
+does not read never does: a handshake that timed out, or a dropped socket,
+aborts the transport, and any other close aborts it `close_timeout_s` later
+if bytes are still waiting.
 """
 
 from __future__ import annotations
@@ -124,7 +133,8 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
             else:
                 self._hold(data, len(data.data))
         elif kind is _PING:
-            self.write(bytes((0x8A, len(data.data))) + data.data)
+            if self.transport.get_write_buffer_size() <= self.sockets.buffer_bytes:
+                self.write(bytes((0x8A, len(data.data))) + data.data)
         elif kind is _CLOSE:
             if self.task is None or self.state is not OPEN:
                 self._their_close(data.data)
@@ -201,7 +211,7 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
         if answered:  # their close frame (or a broken stream) came already
             self._gone()
         else:
-            self.timer = self.sockets.loop.call_later(self.sockets.close_timeout_s, self._gone)
+            self.timer = self.sockets.loop.call_later(self.sockets.close_timeout_s, self._gone, True)
 
     def close_soon(self, code: int, reason: str = "") -> None:
         """close() on the next loop turn: frames queued for this socket go out before it."""
@@ -212,7 +222,7 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
         if self.state is OPEN:
             self._drop_backlog()
             self._ending(1006, "error")
-            self._gone()
+            self._gone(True)
 
     def ping(self) -> None:
         self.write(b"\x89\x00")
@@ -252,9 +262,16 @@ class WebSocket(WebSocketDataQueue, asyncio.Protocol):
             self.transport.resume_reading()  # their close frame is still to be read
         self.backlog_bytes = 0
 
-    def _gone(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
+    def _gone(self, abort: bool = False) -> None:
+        """Close the transport: at once with `abort` (nothing more is owed to the peer),
+        else when what is unsent has been read, or `close_timeout_s` from now."""
+        transport = self.transport
+        if abort:
+            transport.abort()  # a no-op once the transport is gone
+        elif not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():
+                self.sockets.loop.call_later(self.sockets.close_timeout_s, transport.abort)
         self._closed()
 
     def _closed(self) -> None:

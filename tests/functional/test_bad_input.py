@@ -3,7 +3,9 @@ bounded at decode time and answered with `bad_request` / 400 (issue 9, items 5 a
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 
 import aiohttp
@@ -254,6 +256,67 @@ async def test_token_sub_and_name_are_bounded(server, tracebacks):
     assert not tracebacks()
 
 
+@pytest.mark.parametrize(
+    "claims, claim",
+    [
+        ({"name": "Ana \ud83d"}, "name"),  # "Ana 😀".slice(0, 5) on a JavaScript platform
+        ({"sub": "buyer1\ud800"}, "sub"),
+        ({"name": "Ana\u0000"}, "name"),
+        ({"sub": "buyer1\u0000"}, "sub"),
+    ],
+    ids=["name-cut-emoji", "sub-lone-surrogate", "name-nul", "sub-nul"],
+)
+async def test_token_claims_no_store_can_hold_are_unauthorized(server, claims, claim, tracebacks):
+    """Signed, but a claim holds a lone UTF-16 surrogate (PyJWT's json accepts one) or
+    U+0000: refused as a bad token, naming the claim, instead of 1011 or 500."""
+    await server.order("o1")
+    c = await Client.open(server.ws_url)
+    server.clients.append(c)
+    await c.send({"type": "auth", "token": _raw_token(**{"sub": "buyer1", **claims})})
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized" and f"token {claim} " in err["message"], err
+    assert await c.closed() == 4401 and not c.of_type("ready")
+    bot = _raw_token(**{"sub": "bot1", "role": "bot", "orders": ["o1"], **claims})
+    st, body = await server.api("POST", "/api/v1/orders/o1/messages", {"client_id": "c1", "text": "hi"}, auth=bot)
+    assert st == 401 and body["error"]["code"] == "unauthorized", (st, body)
+    assert f"token {claim} " in body["error"]["message"], body
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages")
+    assert st == 200 and page["messages"] == []
+    assert not tracebacks()
+
+
+async def _raw_http(server, request: bytes) -> tuple[int, bytes]:
+    """Send `request` as is (bytes an HTTP client would not): (status, body)."""
+    port = int(server.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        data = await asyncio.wait_for(reader.read(), 10)  # Connection: close
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    "credential, sections",
+    [(b"\xff\xfe", {}), (b"a.\xff.c", {}), (b"a.\xff.c", {"auth": {"api_key": ""}})],
+    ids=["latin-1", "jwt-shaped", "jwt-shaped-no-api-key"],  # compared with the api key / read as a token
+)
+@pytest.mark.parametrize("path", ["/api/v1/orders/o1", "/api/v1/orders/o1/messages", "/api/v1/threads"])
+async def test_authorization_bytes_that_are_not_utf8_get_401(server, path, credential, tracebacks):
+    """aiohttp decodes a header's bytes with surrogateescape: these answered 500 on every route."""
+    st, body = await _raw_http(
+        server,
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + b"Authorization: Bearer "
+        + credential
+        + b"\r\n\r\n",
+    )
+    assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized", (st, body)
+    assert not tracebacks()
+
+
 INVISIBLE = [
     "\u200b",
     "\u200c",
@@ -323,4 +386,29 @@ async def test_rest_nul_gets_400(server, tracebacks):
     ):
         st, answer = await server.api(method, path, body)
         assert st == 400 and answer["error"]["code"] == "bad_request", (path, st, answer)
+    assert not tracebacks()
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (
+            "/api/v1/orders/o1",
+            {"buyer": {"id": "buyer1", "name": "Ana", "avatar_url": "https://cdn.example/a\u0000.png"}},
+        ),
+        ("/api/v1/orders/o1", {"buyer": {"id": "buyer1", "name": "Ana", "email": "ana\u0000@shop.example"}}),
+        ("/api/v1/orders/o1", {"supplier": {"id": "supplier1", "name": "Berg", "email": "b@shop\u0000.example"}}),
+        ("/api/v1/buyers/buyer1", {"sales_rep": {"id": "rep1", "name": "Rita", "avatar_url": "https://x/\u0000"}}),
+        ("/api/v1/buyers/buyer1", {"sales_rep": None, "contact": {"email": "a@b.c\u0000o"}}),
+    ],
+    ids=["order-avatar_url", "order-email-local", "order-email-domain", "buyer-rep-avatar_url", "buyer-email"],
+)
+async def test_rest_nul_in_a_persons_avatar_url_or_email_gets_400(server, path, body, tracebacks):
+    """These fields have patterns of their own, which must refuse U+0000 too (it was stored, and
+    an avatar_url echoed to every participant)."""
+    await server.order("o1")
+    st, answer = await server.api("PUT", path, body)
+    assert st == 400 and answer["error"]["code"] == "bad_request", (st, answer)
+    st, order = await server.api("GET", "/api/v1/orders/o1")
+    assert b"\\u0000" not in msgspec.json.encode(order), order  # nothing was stored
     assert not tracebacks()

@@ -358,6 +358,47 @@ async def test_status_value_is_screened(server, sections):
     assert "wa.me" not in repr(page)
 
 
+@pytest.mark.single_only("a bound of the frame, checked by the instance it reaches")
+@pytest.mark.parametrize("limits", [{"max_text_chars": 100}], ids=["100-chars"])
+@pytest.mark.parametrize("sections", [{"filter": {"mode": "mask"}}], ids=["mask"])
+async def test_mask_keeps_the_bounds_of_what_it_stores(server):
+    """Masking lengthens a text ("x.io", 4 characters, becomes "[link removed]", 14): a
+    value within its bound that would pass it once masked is refused with the error a
+    longer one gets, saying why; nothing is stored. Within the bound, it is masked."""
+    await server.order("CF-B")
+    buyer = await server.client("buyer1", "buyer")
+    supplier = await server.client("supplier1", "supplier")
+    status = " ".join(["x.io"] * 12)  # 59 characters; 179 masked
+    text = " ".join(["x.io"] * 20)  # 99 characters; 299 masked
+    assert len(status) <= 64 and len(text) <= 100
+    for who, frame, code in (
+        (supplier, {"type": "set_status", "status": status}, "bad_request"),
+        (supplier, {"type": "set_status", "status": "packed", "text": text}, "too_large"),
+        (supplier, {"type": "send", "text": text}, "too_large"),
+        (buyer, {"type": "dispute", "action": "open", "reason": text}, "too_large"),
+    ):
+        cid = str(uuid.uuid4())
+        r = await request(who, {**frame, "order": "CF-B", "client_id": cid}, "ack")
+        assert r["type"] == "error" and r["code"] == code and r["ref"] == cid, (frame, r)
+        assert "once contact details are masked" in r["message"], r
+    st, page = await server.api("GET", "/api/v1/orders/CF-B/messages")
+    assert page["messages"] == []
+    st, order = await server.api("GET", "/api/v1/orders/CF-B")
+    assert order["status"] != status and order["dispute"] is None
+    # within the bounds once masked: stored masked
+    fits = " ".join(["x.io"] * 6)  # 29 characters; 89 masked
+    assert (await supplier.post("CF-B", fits))["type"] == "ack"
+    r = await request(
+        supplier, {"type": "set_status", "order": "CF-B", "status": "x.io x.io", "client_id": "s1"}, "ack"
+    )
+    assert r["type"] == "ack"
+    st, page = await server.api("GET", "/api/v1/orders/CF-B/messages")
+    assert [m["text"] for m in page["messages"]] == [
+        " ".join(["[link removed]"] * 6),
+        "Status changed to [link removed] [link removed]",
+    ]
+
+
 @pytest.mark.parametrize(
     "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
 )

@@ -211,3 +211,12 @@ async def test_the_response_times_report_matches_a_hand_computed_fixture(server)
     for query in ("days=5", "days=x", "suplier=s1"):
         st, err = await server.api("GET", f"/api/v1/reports/response-times?{query}")
         assert st == 400 and err["error"]["code"] == "bad_request", query
+
+
+@pytest.mark.single_only("a query parameter, checked by the instance asked")
+@pytest.mark.parametrize("days", ["0", "-0", "000"])
+async def test_a_report_of_zero_days_is_refused_not_the_default(server, days):
+    st, err = await server.api("GET", f"/api/v1/reports/response-times?days={days}")
+    assert st == 400 and err["error"]["code"] == "bad_request" and "days" in err["error"]["message"], (st, err)
+    st, r = await server.api("GET", "/api/v1/reports/response-times")
+    assert st == 200 and r["days"] == 30  # absent: the default

@@ -1,4 +1,5 @@
-"""A reader that stops reading is closed with 1013; the room goes on without it (issue 2, point 8)."""
+"""A reader that stops reading is closed with 1013; the room goes on without it (issue 2, point 8).
+One that only sends pings holds a bounded backlog, and nothing once it is closed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 
 import pytest
 
-from chatd.edge.keys import CHAT
+from chatd.edge.keys import CHAT, ENDPOINT
+from chatd.errors import CloseCode
 from tests.support.client import token
 from tests.support.rawws import RawWS
 
@@ -60,3 +62,49 @@ async def test_slow_reader_is_closed_1013_and_others_get_everything(server):
     assert code == 1013
     got = [f["seq"] for f in frames if f.get("type") == "message"]
     assert got == list(range(1, len(got) + 1)) and len(got) < sent
+
+
+PING = b"p" * 125  # the largest payload a control frame holds
+MAX_PINGS = 200_000  # about 26 MB: the kernel's buffers are full long before
+
+
+@pytest.mark.parametrize("limits", [{"outbound_buffer_bytes": BUFFER_BYTES, "auth_timeout_s": 60}])
+@pytest.mark.parametrize("authenticated", [True, False], ids=["after-auth", "before-auth"])
+async def test_pings_from_a_reader_that_stopped_are_bounded_and_let_go_at_close(server, monkeypatch, authenticated):
+    """A client that pings and never reads holds at most `outbound_buffer_bytes` (and one
+    pong) of answers; once its socket is closed the server keeps nothing for it."""
+    port = int(server.base.rsplit(":", 1)[1])
+    ep = server.app[ENDPOINT]
+    slow = await RawWS.open(port, rcvbuf=4096)
+    try:
+        if authenticated:
+            await slow.send({"type": "auth", "token": token("buyer1", "buyer")})
+            await slow.until("ready")  # ... and from here on it reads nothing
+        (sock,) = ep.sockets.open
+        transport = sock.transport
+        worst, more = 0, None  # pings still to send once the kernel's buffers are full
+        for i in range(MAX_PINGS):
+            await slow._send_raw(0x9, PING)
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # the server reads what was sent (one read takes it all)
+                held = transport.get_write_buffer_size()
+                worst = max(worst, held)
+                if more is None and held:
+                    more = 4000  # about 500 KB of pongs more: kept, they would pass the bound at once
+                elif more is not None and (more := more - 500) <= 0:
+                    break
+        assert more is not None, "the kernel's buffers never filled: nothing was held"
+        assert worst <= BUFFER_BYTES + 2 + len(PING), f"the server holds {worst} bytes of pongs"
+
+        # closed by the server (the auth deadline, or shutdown): the peer never answers nor reads
+        monkeypatch.setattr(ep.sockets, "close_timeout_s", 0.1)
+        if authenticated:
+            sock.close(CloseCode.GOING_AWAY, b"server shutting down")
+        else:
+            sock.no_auth_in_time()
+        await asyncio.wait_for(sock.wait_closed(), 5)
+        assert transport.is_closing() and transport.get_write_buffer_size() == 0, (
+            f"{transport.get_write_buffer_size()} bytes kept for a peer that does not read"
+        )
+    finally:
+        slow.close()

@@ -67,7 +67,9 @@ def principal(request: web.Request) -> Principal:
     if scheme.lower() != "bearer" or not credential:
         raise Unauthorized("Authorization: Bearer <api key or token> is required")
     cfg = request.app[CONFIG]
-    if cfg.auth.api_key and hmac.compare_digest(credential.encode(), cfg.auth.api_key.encode()):
+    # compared as bytes: aiohttp decodes a header's bytes that are not UTF-8 with surrogateescape
+    given, key = (v.encode("utf-8", "surrogateescape") for v in (credential, cfg.auth.api_key))
+    if key and hmac.compare_digest(given, key):
         logs.about(request, "api_key")
         return API_KEY
     if credential.count(".") != 2:  # not a JWT (header.claims.signature): meant as the api key

@@ -15,11 +15,11 @@ from chatd.errors import Forbidden
 from chatd.store.records import Contact, OrderRecord, Person
 from chatd.wire import DisputeState, Id, Name, Participant, Status
 
-# Contact fields: "" clears a stored value; absent keeps it.
-Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^$|^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
+# Contact fields: "" clears a stored value; absent keeps it. No U+0000 (\x00), as everywhere (wire.NO_NUL).
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^$|^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$")]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^$|^\+?[0-9][0-9 ()./-]{2,31}$")]
 Locale = Annotated[str, msgspec.Meta(max_length=35, pattern=r"^$|^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")]
-AvatarUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\"'<>\\]+$")]
+AvatarUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\"'<>\\\x00]+$")]
 
 
 class PersonBody(msgspec.Struct, forbid_unknown_fields=True):

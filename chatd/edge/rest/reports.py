@@ -32,7 +32,9 @@ async def get_response_times(request: web.Request) -> web.Response:
         if value is not None and len(value) > ID_CHARS:
             raise BadRequest(f"{name} must be at most {ID_CHARS} characters")
     days = int_param(request, "days")
-    report = await request.app[CHAT].response_report(who_for["supplier"], who_for["sales_rep"], days or 30)
+    if days is None:  # absent: the default (0 is refused, as any value but 7, 30 and 90)
+        days = 30
+    report = await request.app[CHAT].response_report(who_for["supplier"], who_for["sales_rep"], days)
     answer: ResponseTimesJson = {"supplier": who_for["supplier"], "sales_rep": who_for["sales_rep"], **report}
     return json_response(answer)
 

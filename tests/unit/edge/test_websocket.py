@@ -2,8 +2,8 @@
 
 It relies on aiohttp's frame reader calling it as its queue; these tests pin
 that contract (an aiohttp upgrade that changes it fails here first) and the
-close handshake, the order frames are served in, the backlog's flow control
-and the shared heartbeat.
+close handshake, the order frames are served in, the backlog's flow control,
+which pings are answered and the shared heartbeat.
 """
 
 from __future__ import annotations
@@ -20,17 +20,26 @@ class Transport:
     def __init__(self) -> None:
         self.out = bytearray()
         self.closing = False
+        self.aborted = False
         self.paused = False
+        self.unsent = 0  # what a real transport holds for a peer that does not read
 
     def write(self, data: bytes) -> None:
         assert not self.closing
         self.out += data
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
 
     def is_closing(self) -> bool:
         return self.closing
 
     def close(self) -> None:
         self.closing = True
+
+    def abort(self) -> None:
+        self.closing = self.aborted = True
+        self.unsent = 0
 
     def pause_reading(self) -> None:
         self.paused = True
@@ -142,9 +151,39 @@ async def test_our_close_waits_for_theirs_and_drops_what_was_not_served():
 async def test_our_close_gives_up_waiting_after_the_timeout():
     ws, t = socket(close_timeout_s=0.05)
     ws.close(1001)
-    await asyncio.sleep(0.1)
-    assert t.closing and ws.state is CLOSED
     await asyncio.wait_for(ws.wait_closed(), 1)
+    assert t.closing and ws.state is CLOSED
+    assert t.aborted  # what the peer did not read is not kept for it
+
+
+async def test_a_close_with_bytes_unsent_aborts_after_the_timeout():
+    ws, t = socket(close_timeout_s=0.05)
+    t.unsent = 1 << 20
+    ws.data_received(client_frame(0x8, struct.pack("!H", 1000)))
+    assert t.closing and not t.aborted  # closed, the answer still owed
+    assert ws.state is CLOSED and ws.ends == [(1000, "client")]
+    await asyncio.sleep(0.1)
+    assert t.aborted and t.unsent == 0
+
+
+async def test_a_close_with_nothing_unsent_is_not_aborted():
+    ws, t = socket(close_timeout_s=0.05)
+    ws.data_received(client_frame(0x8, struct.pack("!H", 1000)))
+    await asyncio.sleep(0.1)
+    assert t.closing and not t.aborted
+
+
+async def test_pings_are_answered_only_while_little_is_unsent():
+    ws, t = socket()
+    t.unsent = ws.sockets.buffer_bytes
+    ws.data_received(client_frame(0x9, b"a"))
+    assert t.frames() == [(0xA, b"a")]
+    t.unsent += 1  # past the backlog the hub holds frames at: a peer that does not read
+    ws.data_received(client_frame(0x9, b"b") * 1000)
+    assert t.frames() == []
+    t.unsent = 0  # it reads again: the next ping is answered
+    ws.data_received(client_frame(0x9, b"c"))
+    assert t.frames() == [(0xA, b"c")] and ws.state is OPEN
 
 
 async def test_a_frame_too_large_closes_1009_at_once():
@@ -211,7 +250,7 @@ async def test_one_heartbeat_pings_quiet_sockets_and_drops_those_that_stay_quiet
     for _ in range(12):
         await asyncio.sleep(0.05)
         chatty.data_received(client_frame(0xA, b""))  # a pong, or any frame, is a sign of life
-    assert tq.frames() == [(0x9, b"")] and tq.closing and quiet.ends == [(1006, "error")]
+    assert tq.frames() == [(0x9, b"")] and tq.aborted and quiet.ends == [(1006, "error")]
     assert not tc.closing and chatty.state is OPEN
     assert sockets.open == {chatty}
     chatty.close(1000)
