@@ -171,10 +171,11 @@ class Attachments:
     def _screen_name(self, name: str, role: str) -> str:
         """A file name reaches the other side with the message, like its text:
         the contact filter applies to it (whether the file will go with a note
-        is not known yet). `block` refuses the upload, `mask` keeps the masked name."""
+        is not known yet). `block` refuses the upload, `mask` keeps the masked name,
+        cut again to the bound of a name (masking lengthens it)."""
         if self.contact_filter == "off" or not contact_filter.applies(role, "text"):
             return name
-        return contact_filter.screen(name, self.contact_filter)[0]
+        return clean_name(contact_filter.screen(name, self.contact_filter)[0])
 
     async def upload(
         self, ident: Identity, order_id: str, filename: str | None, chunks: AsyncIterator[bytes]
