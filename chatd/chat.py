@@ -882,9 +882,27 @@ class Chat:
         return HistoryPage(order_id, msgs, more)
 
     async def export(self, viewer: Identity | None, order_id: str) -> AsyncIterator[list[Message]]:
-        """Every message `viewer` (None: the api key) may see, in chunks: access is
-        checked when this is awaited, the chunks are read as the iterator is."""
-        return self.store.export(order_id, await self._viewer_sees_notes(viewer, order_id))
+        """The messages `viewer` (None: the api key) may see, in chunks, up to the order's
+        newest when this is awaited: a snapshot, so an export ends even on a busy order.
+
+        Access is checked when this is awaited (`not_found` before any response starts)
+        and again before each chunk, on the order as it is then: a viewer whose access
+        ended (removed, replaced, the token expired) gets no further chunk, the iterator
+        just ends; one whose role changed (a sales rep made the buyer) gets notes or not
+        by the role they have now."""
+        order = await self.order(order_id)
+
+        def rule(now: OrderRecord) -> bool | None:
+            if viewer is None:
+                return True
+            if viewer.expired(self.wall_clock()):
+                return None
+            role = permissions.order_role(viewer.id, viewer.role, viewer.orders, order_id, now.slots)
+            return None if role is None else permissions.sees_notes(role)
+
+        if rule(order) is None:
+            raise NotFound("no such order", ref=order_id)  # same answer as a missing order
+        return self.store.export(order_id, rule, order.last_seq)
 
     async def _viewer_sees_notes(self, viewer: Identity | None, order_id: str) -> bool:
         """Whether `viewer` may read the order (`not_found` otherwise), and if notes are shown."""

@@ -348,6 +348,32 @@ async def test_receipts_are_the_other_participants_markers_clamped_below_notes(s
     assert (BUYER.id, 2) in await store.receipts("o1", SUPPLIER.id, True)
 
 
+async def test_an_export_reads_the_order_before_each_chunk_and_ends_at_its_bound(store):
+    """`export` runs its rule on the order as read before each chunk: notes or not,
+    or the end; and reads nothing past `upto` (a message stored meanwhile)."""
+    await put_order(store, "o1")
+    for i, kind in enumerate(["text", "note"] * 3, 1):
+        await store.post(SUPPLIER, "o1", f"{kind} {i}", f"c{i}", kind)
+    seen: list[int] = []  # the order's last_seq at each rule call
+    answers = [True, False, None]
+
+    def rule(order) -> bool | None:
+        seen.append(order.last_seq)
+        return answers[len(seen) - 1]
+
+    chunks = []
+    async for chunk in store.export("o1", rule, 6, chunk=2):
+        chunks.append([(m.seq, m.kind) for m in chunk])
+        if len(chunks) == 1:
+            await store.post(SUPPLIER, "o1", "later", "later")  # seq 7
+    assert chunks == [[(1, "text"), (2, "note")], [(3, "text"), (5, "text")]]
+    assert seen == [6, 7, 7]  # read afresh each time; the third said stop
+    whole = [m.seq for chunk in [c async for c in store.export("o1", lambda o: True, 6)] for m in chunk]
+    assert whole == [1, 2, 3, 4, 5, 6]
+    assert [c async for c in store.export("o1", lambda o: None, 7)] == []
+    assert [c async for c in store.export("nope", lambda o: True, 7)] == []
+
+
 class _Ident(msgspec.Struct, frozen=True):
     id: str
     role: str
