@@ -195,7 +195,7 @@ async def test_refreshed_token_moves_the_deadline(server):
     assert time.time() >= exp2 - 0.05, "closed at the first token's exp"
 
 
-# --- (g): receipts never carry a note's seq to a buyer ---------------------------------------
+# --- (g): receipts and markers never carry a note's seq to a buyer -----------------------------
 
 
 async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
@@ -227,6 +227,27 @@ async def test_joined_carries_the_others_receipts_clamped_below_notes(server):
     assert (await buyer.join("m1"))["receipts"] == [{"user": "r1", "seq": 1}, {"user": "s1", "seq": 1}]
     assert (await supplier.join("m1"))["receipts"] == [{"user": "r1", "seq": 2}]  # not one's own
     assert (await rep.join("m1"))["receipts"] == [{"user": "s1", "seq": 2}]  # b1 read nothing: left out
+
+
+async def test_a_buyer_reading_past_the_end_never_gets_a_notes_seq_back(server):
+    """`read` past the newest message stops at the newest one the reader may see: for a
+    buyer, never a note, so neither `joined.read_seq` nor the receipt shows one."""
+    supplier = await _setup(server)  # seq 1 text, seq 2 note
+    for i in range(2):
+        assert (await supplier.post("m1", f"internal {i}", kind="note"))["type"] == "ack"  # seqs 3, 4
+    await supplier.join("m1")
+    buyer = await server.client("b1", "buyer")
+    assert (await buyer.join("m1"))["last_seq"] == 1
+    await _read(buyer, "m1", 1_000_000)  # "read everything"
+    assert (await supplier.expect("receipt", user="b1"))["seq"] == 1  # where the marker is: the text
+    again = await buyer.join("m1")
+    assert (again["read_seq"], again["last_seq"], again["unread"]) == (1, 1, 0), again
+    other = await server.client("b1", "buyer")  # another tab, maybe on another instance
+    assert (await other.join("m1"))["read_seq"] == 1
+    # a reader of notes reads up to the newest message, notes included
+    rep = await server.client("r1", "sales_rep")
+    await _read(rep, "m1", 1_000_000)
+    assert (await rep.join("m1"))["read_seq"] == 4
 
 
 # --- (h): an export streams only while its reader has access -------------------------------------
