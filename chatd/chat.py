@@ -199,7 +199,7 @@ class Chat:
         role = here.rooms[ev.order].role if here is not None else ""
         self.hub.deliver_user(ev)
         if here is not None:
-            self._offline(here.ident, ev.order, room, role, removed=True)
+            self._offline(here.ident, ev.order, room, role)
 
     def resync(self, orders: Iterable[str] | None = None) -> None:
         """After the relay (re)subscribed: active rooms catch up from the store
@@ -412,7 +412,7 @@ class Chat:
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
         member, first = self.hub.join(conn, order_id, sees, role)
         await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
-        if first and role in permissions.PARTICIPANT_ROLES:
+        if first and permissions.has_presence(role):  # _offline says offline by the same rule
             self.relay.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
         # member.pending and is released without what the replay covers.
@@ -470,18 +470,18 @@ class Chat:
         conn.closer(CloseCode.UNAUTHORIZED, "token expired")
 
     async def reauth(self, conn: Conn, ident: Identity) -> None:
-        """A refreshed token: the connection stays in the rooms it still covers."""
+        """A refreshed token: the connection stays in the rooms it still covers in the role it joined in."""
         conn.ident = ident
         self.arm_expiry(conn)
         for order_id, member in list(conn.rooms.items()):
             role = await self._role_now(ident, order_id)
             if conn.rooms.get(order_id) is not member:
                 continue  # left (or rejoined) while the order was read
-            if role is None:
+            if role != member.role:
+                # no access, or another role (a slot change whose removal has not reached
+                # this instance yet): removed, as that change removes them; they go offline
+                # by the role they went online by, and a rejoin starts with the new one
                 self.leave(conn, order_id, "removed")
-            else:
-                member.sees_notes = permissions.sees_notes(role)
-                member.role = role
 
     def leave(self, conn: Conn, order_id: str, reason: Literal["leave", "removed"] = "leave") -> None:
         member = conn.rooms.get(order_id)
@@ -511,16 +511,16 @@ class Chat:
             self._offline(conn.ident, order_id, *rooms[order_id])
         self.relay.release(conn.user, self.hub.count(conn.user))
 
-    def _offline(self, ident: Identity, order_id: str, room: Room | None, role: str, removed: bool = False) -> None:
+    def _offline(self, ident: Identity, order_id: str, room: Room | None, role: str) -> None:
         """The user's last connection left the room: they stop typing, and go offline.
 
-        `role` is the membership's (checked at join and on every refresh; a slot
-        change removes the members it concerns), so no store read is needed here."""
+        `role` is the membership's, the role `join` announced them online by (a
+        slot change removes the members it concerns, a refresh that finds another
+        role leaves the room), so offline follows the same rule as online,
+        `permissions.has_presence`, and no store read is needed here."""
         if room is not None and room.typing_clear(ident.id):
             self._publish_typing(ident, order_id, False, role)  # the sweeper could no longer name them
-        if ident.role in permissions.OPERATOR_ROLES:
-            return
-        if not removed and role not in permissions.PARTICIPANT_ROLES:
+        if not permissions.has_presence(role):
             return
         self.relay.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
 
@@ -898,9 +898,27 @@ class Chat:
         return HistoryPage(order_id, msgs, more)
 
     async def export(self, viewer: Identity | None, order_id: str) -> AsyncIterator[list[Message]]:
-        """Every message `viewer` (None: the api key) may see, in chunks: access is
-        checked when this is awaited, the chunks are read as the iterator is."""
-        return self.store.export(order_id, await self._viewer_sees_notes(viewer, order_id))
+        """The messages `viewer` (None: the api key) may see, in chunks, up to the order's
+        newest when this is awaited: a snapshot, so an export ends even on a busy order.
+
+        Access is checked when this is awaited (`not_found` before any response starts)
+        and again before each chunk, on the order as it is then: a viewer whose access
+        ended (removed, replaced, the token expired) gets no further chunk, the iterator
+        just ends; one whose role changed (a sales rep made the buyer) gets notes or not
+        by the role they have now."""
+        order = await self.order(order_id)
+
+        def rule(now: OrderRecord) -> bool | None:
+            if viewer is None:
+                return True
+            if viewer.expired(self.wall_clock()):
+                return None
+            role = permissions.order_role(viewer.id, viewer.role, viewer.orders, order_id, now.slots)
+            return None if role is None else permissions.sees_notes(role)
+
+        if rule(order) is None:
+            raise NotFound("no such order", ref=order_id)  # same answer as a missing order
+        return self.store.export(order_id, rule, order.last_seq)
 
     async def _viewer_sees_notes(self, viewer: Identity | None, order_id: str) -> bool:
         """Whether `viewer` may read the order (`not_found` otherwise), and if notes are shown."""

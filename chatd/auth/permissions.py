@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # Every role set of chatd, defined here once.
 PARTICIPANT_ROLES = frozenset({"buyer", "supplier", "sales_rep"})  # the order's slots
-OPERATOR_ROLES = frozenset({"staff", "bot"})  # access by token, not by slot; never "online"
+OPERATOR_ROLES = frozenset({"staff", "bot"})  # access by token, not by slot; never "online" as such
 ROLES = PARTICIPANT_ROLES | OPERATOR_ROLES  # what a token's `role` claim may be
 SUPPLIER_SIDE = frozenset({"supplier", "sales_rep"})  # the seller's side of the buyer/supplier line
 NOTE_READERS = SUPPLIER_SIDE | OPERATOR_ROLES
@@ -66,6 +66,15 @@ def covers_every_order(token_role: str, bot_orders: Orders) -> bool:
 
 def sees_notes(role: str) -> bool:
     return role in NOTE_READERS
+
+
+def has_presence(role: str) -> bool:
+    """Whether a member of this role on the order goes online and offline in `presence`.
+
+    One rule for both directions, by the role on the order (the slot), never the
+    token's: a staff token whose id holds the buyer slot is the buyer there, online
+    while joined and offline once its last connection leaves."""
+    return role in PARTICIPANT_ROLES
 
 
 def may_set_status(role: str) -> bool:

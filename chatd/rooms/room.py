@@ -24,7 +24,7 @@ class Member:
 
     def __init__(self, sees_notes: bool, role: str = "") -> None:
         self.sees_notes = sees_notes
-        self.role = role  # the connection's role on the order (join, refresh)
+        self.role = role  # the connection's role on the order, as joined (a refresh finding another leaves)
         self.seq = 0
         self.pending: list[RoomEvent] | None = []
 

@@ -85,6 +85,9 @@ StatusRule = Callable[[OrderRecord, str], int | None]
 PostRule = Callable[[OrderRecord, str], None]
 # (order, the asker's role on it) -> (kind, text) of a help request's message, or refuse
 HelpRule = Callable[[OrderRecord, str], tuple[str, str]]
+# (order as read before an export's next chunk) -> whether that chunk holds notes, or None:
+# the caller's access ended and the export ends there
+ExportRule = Callable[[OrderRecord], bool | None]
 # an inbox entry: (order id, status, unread, dispute open, last message or None,
 # the reasons of a staff queue entry or None)
 InboxRow = tuple[str, str, int, bool, Message | None, list[str] | None]
@@ -186,8 +189,11 @@ class Messages(Protocol):
     ) -> tuple[list[Message], bool]:
         """After `since` (newest `limit` kept, flag: some left out), or the newest `limit`."""
 
-    def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
-        """The whole history in ascending chunks, never all in memory."""
+    def export(self, order_id: str, rule: ExportRule, upto: int, chunk: int = 500) -> AsyncIterator[list[Message]]:
+        """The messages up to seq `upto` in ascending chunks, never all in memory. Before
+        each chunk the order is read as it is then and `rule` decides from it whether the
+        chunk holds notes, or ends the export (None; a missing order ends it too): what a
+        slow reader gets follows its access, not the access it had when it started."""
 
 
 class Markers(Protocol):

@@ -344,8 +344,56 @@ async def test_receipts_are_the_other_participants_markers_clamped_below_notes(s
     assert await other.receipts("o1", BUYER.id, False) == [(REP.id, 1), (SUPPLIER.id, 1)]
     assert await other.receipts("o1", BUYER.id, True) == sorted([(REP.id, 2), (SUPPLIER.id, 1)])
     assert await store.receipts("o1", REP.id, True) == [(SUPPLIER.id, 1)]  # not one's own; the buyer read nothing
-    await store.mark_read(BUYER, "o1", BUYER.id, 2)
-    assert (BUYER.id, 2) in await store.receipts("o1", SUPPLIER.id, True)
+    await store.mark_read(BUYER, "o1", BUYER.id, 2)  # the note: past what the buyer may see
+    assert (BUYER.id, 1) in await store.receipts("o1", SUPPLIER.id, True)  # clamped to the text
+
+
+async def test_a_read_marker_stops_at_the_newest_message_its_user_may_see(store, store_factory):
+    """`mark_read` past the end clamps to the marker's `last_seq`: for a reader of notes
+    the newest message, for a buyer the newest non-note, never a note's seq."""
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "hello", "c1")  # seq 1
+    for i in range(3):
+        await store.post(REP, "o1", f"plan {i}", f"n{i}", "note")  # seqs 2..4
+    marker = await store.mark_read(BUYER, "o1", BUYER.id, 1_000_000)
+    assert (marker.read_seq, marker.plain_seq, marker.unread) == (1, 1, 0)
+    other = await store_factory()
+    assert await other.marker("o1", BUYER.id, False, 4) == (1, 0, 1)  # as `joined` reads it
+    assert await store.mark_read(None, "o1", BUYER.id, 99, backward=True) is None  # the api key: clamped too
+    assert (await store.mark_read(SUPPLIER, "o1", SUPPLIER.id, 1_000_000)).read_seq == 4
+    bot = Actor("bt1", "Bot", "bot", "*")  # no marker yet: the new one clamps alike
+    assert (await store.mark_read(bot, "o1", bot.id, 1_000_000)).read_seq == 4
+    await store.post(SUPPLIER, "o1", "again", "c2")  # seq 5: the buyer may read on to it
+    await store.post(REP, "o1", "plan 4", "n4", "note")  # seq 6
+    marker = await other.mark_read(BUYER, "o1", BUYER.id, 1_000_000)
+    assert (marker.read_seq, marker.unread) == (5, 0)
+    assert await store.marker("o1", BUYER.id, False, 6) == (5, 0, 5)
+
+
+async def test_an_export_reads_the_order_before_each_chunk_and_ends_at_its_bound(store):
+    """`export` runs its rule on the order as read before each chunk: notes or not,
+    or the end; and reads nothing past `upto` (a message stored meanwhile)."""
+    await put_order(store, "o1")
+    for i, kind in enumerate(["text", "note"] * 3, 1):
+        await store.post(SUPPLIER, "o1", f"{kind} {i}", f"c{i}", kind)
+    seen: list[int] = []  # the order's last_seq at each rule call
+    answers = [True, False, None]
+
+    def rule(order) -> bool | None:
+        seen.append(order.last_seq)
+        return answers[len(seen) - 1]
+
+    chunks = []
+    async for chunk in store.export("o1", rule, 6, chunk=2):
+        chunks.append([(m.seq, m.kind) for m in chunk])
+        if len(chunks) == 1:
+            await store.post(SUPPLIER, "o1", "later", "later")  # seq 7
+    assert chunks == [[(1, "text"), (2, "note")], [(3, "text"), (5, "text")]]
+    assert seen == [6, 7, 7]  # read afresh each time; the third said stop
+    whole = [m.seq for chunk in [c async for c in store.export("o1", lambda o: True, 6)] for m in chunk]
+    assert whole == [1, 2, 3, 4, 5, 6]
+    assert [c async for c in store.export("o1", lambda o: None, 7)] == []
+    assert [c async for c in store.export("nope", lambda o: True, 7)] == []
 
 
 class _Ident(msgspec.Struct, frozen=True):

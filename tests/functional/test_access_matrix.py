@@ -1,5 +1,6 @@
 """Access is decided from the connection's current identity and the order's current
-participants, on every path (issue 9, point 1; point 7: expiry and receipts).
+participants, on every path (issue 9, point 1; point 7: expiry and receipts), also
+while an answer is still streaming (an export).
 
 Read markers outlive the identity that made them: an id that read an order as
 staff or as a bot keeps its marker. Whatever token that id presents later,
@@ -9,14 +10,17 @@ downloads must show it only what that token gives it on the order now.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import time
 import uuid
 
 import aiohttp
 import pytest
 
-from tests.support.client import Client, request, settled, short_token, token
+from chatd.edge.keys import CHAT
+from tests.support.client import TIMEOUT, Client, request, settled, short_token, token
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -191,7 +195,7 @@ async def test_refreshed_token_moves_the_deadline(server):
     assert time.time() >= exp2 - 0.05, "closed at the first token's exp"
 
 
-# --- (g): receipts never carry a note's seq to a buyer ---------------------------------------
+# --- (g): receipts and markers never carry a note's seq to a buyer -----------------------------
 
 
 async def test_receipt_to_a_buyer_is_clamped_below_notes(server):
@@ -223,6 +227,102 @@ async def test_joined_carries_the_others_receipts_clamped_below_notes(server):
     assert (await buyer.join("m1"))["receipts"] == [{"user": "r1", "seq": 1}, {"user": "s1", "seq": 1}]
     assert (await supplier.join("m1"))["receipts"] == [{"user": "r1", "seq": 2}]  # not one's own
     assert (await rep.join("m1"))["receipts"] == [{"user": "s1", "seq": 2}]  # b1 read nothing: left out
+
+
+async def test_a_buyer_reading_past_the_end_never_gets_a_notes_seq_back(server):
+    """`read` past the newest message stops at the newest one the reader may see: for a
+    buyer, never a note, so neither `joined.read_seq` nor the receipt shows one."""
+    supplier = await _setup(server)  # seq 1 text, seq 2 note
+    for i in range(2):
+        assert (await supplier.post("m1", f"internal {i}", kind="note"))["type"] == "ack"  # seqs 3, 4
+    await supplier.join("m1")
+    buyer = await server.client("b1", "buyer")
+    assert (await buyer.join("m1"))["last_seq"] == 1
+    await _read(buyer, "m1", 1_000_000)  # "read everything"
+    assert (await supplier.expect("receipt", user="b1"))["seq"] == 1  # where the marker is: the text
+    again = await buyer.join("m1")
+    assert (again["read_seq"], again["last_seq"], again["unread"]) == (1, 1, 0), again
+    other = await server.client("b1", "buyer")  # another tab, maybe on another instance
+    assert (await other.join("m1"))["read_seq"] == 1
+    # a reader of notes reads up to the newest message, notes included
+    rep = await server.client("r1", "sales_rep")
+    await _read(rep, "m1", 1_000_000)
+    assert (await rep.join("m1"))["read_seq"] == 4
+
+
+# --- (h): an export streams only while its reader has access -------------------------------------
+
+
+def _hold_export(server, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """The in-process store's export in chunks of 2, held after the first until `go on`
+    is set: (paused, go on). A slow reader, made deterministic: the test changes the
+    order while the export is between chunks."""
+    store = server.app[CHAT].store
+    real = store.export
+    paused, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(*args, **kw):
+        async for chunk in real(*args, **{**kw, "chunk": 2}):
+            yield chunk
+            if not go_on.is_set():
+                paused.set()
+                await go_on.wait()
+
+    monkeypatch.setattr(store, "export", held)
+    return paused, go_on
+
+
+async def _export_across(server, auth: str, held: tuple[asyncio.Event, asyncio.Event], change) -> list[list[dict]]:
+    """The lines of m1's export as `auth`: [the first chunk, the rest], with `change()`
+    run between them. The stream must end cleanly (aiohttp raises on a cut one)."""
+    paused, go_on = held
+    async with asyncio.timeout(TIMEOUT), aiohttp.ClientSession() as s:
+        async with s.get(
+            server.base + "/api/v1/orders/m1/messages?format=ndjson", headers={"Authorization": f"Bearer {auth}"}
+        ) as r:
+            assert r.status == 200
+            await paused.wait()  # the first chunk went out; the next is not read yet
+            first = [json.loads(await r.content.readline()) for _ in range(2)]
+            await change()
+            go_on.set()
+            rest = [json.loads(line) for line in (await r.read()).splitlines() if line]
+    return [first, rest]
+
+
+@pytest.mark.single_only("the in-process server's store is held between export chunks")
+async def test_an_export_ends_once_its_reader_is_replaced(server, monkeypatch):
+    supplier = await _setup(server)  # seq 1 text, seq 2 note
+    for i in range(3, 7):
+        assert (await supplier.post("m1", f"text {i}"))["seq"] == i
+    held = _hold_export(server, monkeypatch)
+    tok = token("s1", "supplier")
+
+    async def replace():  # from now on s1 may see nothing of m1
+        await server.order("m1", buyer="b1", supplier="s2", rep="r1")
+        assert (await _get(server, "/api/v1/orders/m1/messages", tok))[0] == 404
+        st, _ = await server.api("POST", "/api/v1/orders/m1/messages", {"client_id": "late", "text": "SECRET"})
+        assert st == 201
+
+    first, rest = await _export_across(server, tok, held, replace)
+    assert [m["seq"] for m in first] == [1, 2]
+    assert rest == []  # nothing after the chunk already sent: not the history, not what came later
+
+
+@pytest.mark.single_only("the in-process server's store is held between export chunks")
+async def test_an_export_drops_notes_once_the_rep_is_made_the_buyer(server, monkeypatch):
+    supplier = await _setup(server)  # seq 1 text, seq 2 note
+    for i, kind in ((3, "note"), (4, "text"), (5, "note"), (6, "text")):
+        assert (await supplier.post("m1", f"{kind} {i}", kind=kind))["seq"] == i
+    held = _hold_export(server, monkeypatch)
+
+    async def rep_becomes_buyer():  # r1's token still says sales_rep: the slot decides
+        await server.order("m1", buyer="r1", supplier="s1", rep="r9")
+        assert (await supplier.post("m1", "after the export began"))["seq"] == 7
+
+    first, rest = await _export_across(server, token("r1", "sales_rep"), held, rep_becomes_buyer)
+    assert [(m["seq"], m["kind"]) for m in first] == [(1, "text"), (2, "note")]
+    # no note from the change on; and the export is the history as it began (seq 7 is not in it)
+    assert [(m["seq"], m["kind"]) for m in rest] == [(4, "text"), (6, "text")]
 
 
 # --- the matrix: one id across roles and tokens, every path ------------------------------------

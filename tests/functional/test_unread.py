@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.support.client import request, settled
+from tests.support.client import Client, request, settled, token
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -15,6 +15,12 @@ async def _next_ms(ts: int) -> None:
     deadline = time.monotonic() + 1.0
     while int(time.time() * 1000) <= ts and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the clock
         await asyncio.sleep(0.001)
+
+
+async def _open(server, url: str, sub: str, role: str) -> Client:
+    c = await Client.open(url, token(sub, role))
+    server.clients.append(c)
+    return c
 
 
 async def test_unread_across_orders_with_total(server):
@@ -93,6 +99,31 @@ async def test_receipts_and_presence(server):
     p = await supplier.expect("presence", order="r1", user="buyer1", online=False)
     assert len(supplier.of_type("presence", user="buyer1")) == 2
     assert staff.of_type("presence", user="staff1") == [] and supplier.of_type("presence", user="staff1") == []
+
+
+async def test_a_staff_token_holding_a_slot_goes_offline_as_it_went_online(server):
+    """A staff token whose id holds a slot is that participant there: online when it
+    joins, and offline when it leaves or its connection closes, by the same rule (the
+    role on the order, not the token's), on every instance."""
+    await server.order("pr1", buyer="b1", supplier="s1", rep=None)
+    supplier = await server.client("s1", "supplier")
+    await supplier.join("pr1")
+    url = server.next_ws_url()  # with two instances: the other one
+    buyer = await _open(server, url, "b1", "staff")  # the buyer's id, with a staff token
+    await buyer.join("pr1")
+    await supplier.expect("presence", user="b1", online=True)
+    assert (await request(buyer, {"type": "leave", "order": "pr1"}, "left"))["type"] == "left"
+    await supplier.expect("presence", user="b1", online=False)
+    # a member joining now where the buyer was reads the room's presence afresh (from Redis)
+    late = await _open(server, url, "s1", "supplier")
+    j = await late.join("pr1")
+    assert {p["id"]: p["online"] for p in j["participants"]} == {"b1": False, "s1": True}
+    again = await server.client("b1", "staff")
+    await again.join("pr1")
+    await supplier.expect("presence", user="b1", online=True)
+    await again.close()
+    await supplier.expect("presence", user="b1", online=False)
+    assert [p["online"] for p in supplier.of_type("presence", user="b1")] == [True, False, True, False]
 
 
 async def test_inbox_order_and_cursor(server):

@@ -42,7 +42,7 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
         chunks = await chat.export(who, order_id)  # access is checked here, before the response starts
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
-        async for chunk in chunks:
+        async for chunk in chunks:  # and again before each chunk: the chunks end where access does
             await resp.write(b"".join(encode(m) + b"\n" for m in chunk))
         await resp.write_eof()
         return resp

@@ -35,8 +35,8 @@ class Markers(StoreMixin):
             user_id,
             order_id,
         )
-        if row:
-            return row[0], row[1], row[2] if not sees_notes else last_seq
+        if row:  # a reader who does not see notes: never above the newest message they may see
+            return (row[0], row[1], last_seq) if sees_notes else (min(row[0], row[2]), row[1], row[2])
         notes = "" if sees_notes else " AND kind <> 'note'"
         count, last = await db.fetchrow(
             f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND sender_id <> $2{notes}",
@@ -137,7 +137,9 @@ class Markers(StoreMixin):
         return entries, await self._visible_total(db, ident), next_cursor
 
     @staticmethod
-    async def _add_marker(db: asyncpg.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None:
+    async def _add_marker(db: asyncpg.Connection, order: OrderRecord, user: str, sees_notes: bool) -> int:
+        """A new marker at 0 (replacing any): everything visible unread; returns its
+        `last_seq`, the newest message the user may see."""
         notes = "" if sees_notes else " AND kind <> 'note'"
         unread, last = await db.fetchrow(
             f"SELECT COUNT(*) FILTER (WHERE sender_id <> $1), COALESCE(MAX(seq), 0) FROM messages "
@@ -157,6 +159,7 @@ class Markers(StoreMixin):
             order.last_ts or order.created_ts,
             int(user not in order.slots),
         )
+        return int(last)
 
     @staticmethod
     async def _hidden(db: asyncpg.Connection, user_id: str) -> int:
@@ -186,17 +189,19 @@ class Markers(StoreMixin):
                 if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
                     return await staff.read(db, order, seq, backward)
             row = await db.fetchrow(
-                "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = $1 AND order_id = $2",
+                "SELECT read_seq, unread, sees_notes, side, last_seq FROM read_markers "
+                "WHERE user_id = $1 AND order_id = $2",
                 user_id,
                 order_id,
             )
             if row is None:
                 if actor is None:
                     raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
-                await self._add_marker(db, order, user_id, sees)
-                row = (0, None, int(sees), int(user_id not in order.slots))
-            read_seq, _, sees, side = row
-            target = max(0, min(seq, order.last_seq))
+                last = await self._add_marker(db, order, user_id, sees)
+                row = (0, None, int(sees), int(user_id not in order.slots), last)
+            read_seq, _, sees, side, newest = row
+            # clamped to the newest message this user may see (the marker's last_seq): as in SQLite
+            target = max(0, min(seq, newest))
             if target == read_seq or (target < read_seq and not backward):
                 return None
             notes = "" if sees else " AND kind <> 'note'"

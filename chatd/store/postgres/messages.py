@@ -14,13 +14,13 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal
-from chatd.store.base import PostRule, StatusRule
+from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import attention as staff
 from chatd.store.postgres import notifications, outbox, responses
 from chatd.store.postgres.engine import StoreMixin
 from chatd.store.records import OrderRecord, Posted, UnreadChange
-from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
+from chatd.store.rows import MSG_COLS, ORDER_COLS, Actor, message_from_row, now_ms, order_from_row
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 
 if TYPE_CHECKING:
@@ -337,16 +337,25 @@ class Messages(StoreMixin):
         msgs, more = await self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
         return msgs, more and since is not None
 
-    async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
-        """The whole history in ascending chunks, one query each (no connection held between)."""
-        notes = "" if sees_notes else " AND kind <> 'note'"
+    async def export(
+        self, order_id: str, rule: ExportRule, upto: int, chunk: int = 500
+    ) -> AsyncIterator[list[Message]]:
+        """Up to seq `upto` in ascending chunks, the order read and `rule` run on it
+        before each (notes or not, or the end); no connection held between chunks."""
         after = 0
-        while True:
+        while after < upto:
             async with self._reading() as db:
+                row = await db.fetchrow(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1", order_id)
+                sees_notes = None if row is None else rule(order_from_row(row))
+                if sees_notes is None:  # the caller's access ended: nothing more, from now on
+                    return
+                notes = "" if sees_notes else " AND kind <> 'note'"
                 rows = await db.fetch(
-                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2{notes} ORDER BY seq LIMIT $3",
+                    f"SELECT {MSG_COLS} FROM messages WHERE order_id = $1 AND seq > $2 AND seq <= $3{notes} "
+                    "ORDER BY seq LIMIT $4",
                     order_id,
                     after,
+                    upto,
                     chunk,
                 )
             if not rows:

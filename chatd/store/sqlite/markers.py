@@ -33,8 +33,8 @@ class Markers(StoreMixin):
             "SELECT read_seq, unread, last_seq FROM read_markers WHERE user_id = ? AND order_id = ?",
             (user_id, order_id),
         ).fetchone()
-        if row:
-            return row[0], row[1], row[2] if not sees_notes else last_seq
+        if row:  # a reader who does not see notes: never above the newest message they may see
+            return (row[0], row[1], last_seq) if sees_notes else (min(row[0], row[2]), row[1], row[2])
         # staff and bots without a marker yet: everything visible is unread
         notes = "" if sees_notes else " AND kind != 'note'"
         count, last = self.reader.execute(
@@ -131,7 +131,9 @@ class Markers(StoreMixin):
         return entries, await self.visible_total(ident), next_cursor
 
     @staticmethod
-    def _add_marker(db: sqlite3.Connection, order: OrderRecord, user: str, sees_notes: bool) -> None:
+    def _add_marker(db: sqlite3.Connection, order: OrderRecord, user: str, sees_notes: bool) -> int:
+        """A new marker at 0 (replacing any): everything visible unread; returns its
+        `last_seq`, the newest message the user may see."""
         notes = "" if sees_notes else " AND kind != 'note'"
         unread, last = db.execute(
             f"SELECT COUNT(*) FILTER (WHERE sender_id != ?), COALESCE(MAX(seq), 0) FROM messages "
@@ -155,6 +157,7 @@ class Markers(StoreMixin):
                 int(user not in order.slots),
             ),
         )
+        return int(last)
 
     @staticmethod
     def _hidden(db: sqlite3.Connection, user_id: str) -> int:
@@ -188,16 +191,19 @@ class Markers(StoreMixin):
                 if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
                     return staff.read(db, order, seq, backward)
             row = db.execute(
-                "SELECT read_seq, unread, sees_notes, side FROM read_markers WHERE user_id = ? AND order_id = ?",
+                "SELECT read_seq, unread, sees_notes, side, last_seq FROM read_markers "
+                "WHERE user_id = ? AND order_id = ?",
                 (user_id, order_id),
             ).fetchone()
             if row is None:
                 if actor is None:
                     raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
-                self._add_marker(db, order, user_id, sees)
-                row = (0, None, int(sees), int(user_id not in order.slots))
-            read_seq, _, sees, side = row
-            target = max(0, min(seq, order.last_seq))
+                last = self._add_marker(db, order, user_id, sees)
+                row = (0, None, int(sees), int(user_id not in order.slots), last)
+            read_seq, _, sees, side, newest = row
+            # clamped to the newest message this user may see (the marker's last_seq, which
+            # for a reader of notes is the order's): a buyer's marker never holds a note's seq
+            target = max(0, min(seq, newest))
             if target == read_seq or (target < read_seq and not backward):
                 return None
             notes = "" if sees else " AND kind != 'note'"

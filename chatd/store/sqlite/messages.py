@@ -13,9 +13,9 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal
-from chatd.store.base import PostRule, StatusRule
+from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
-from chatd.store.rows import MSG_COLS, Actor, message_from_row, now_ms
+from chatd.store.rows import MSG_COLS, ORDER_COLS, Actor, message_from_row, now_ms, order_from_row
 from chatd.store.sqlite import attachments as links
 from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import notifications, outbox, responses
@@ -308,15 +308,24 @@ class Messages(StoreMixin):
         msgs, more = self._page(order_id, sees_notes, since or 0, _NO_END, limit, newest=True)
         return msgs, more and since is not None
 
-    async def export(self, order_id: str, sees_notes: bool, chunk: int = 500) -> AsyncIterator[list[Message]]:
-        """The whole history in ascending chunks, read off the loop (aiosqlite)."""
+    async def export(
+        self, order_id: str, rule: ExportRule, upto: int, chunk: int = 500
+    ) -> AsyncIterator[list[Message]]:
+        """Up to seq `upto` in ascending chunks, read off the loop (aiosqlite); before
+        each, the order (one row, inline) and `rule` on it: notes or not, or the end."""
         assert self._aux is not None  # set by open()
-        notes = "" if sees_notes else " AND kind != 'note'"
         after = 0
-        while True:
+        while after < upto:
+            with self._reading():
+                row = self.reader.execute(f"SELECT {ORDER_COLS} FROM orders WHERE id = ?", (order_id,)).fetchone()
+            sees_notes = None if row is None else rule(order_from_row(row))
+            if sees_notes is None:  # the caller's access ended: nothing more, from now on
+                return
+            notes = "" if sees_notes else " AND kind != 'note'"
             async with self._aux.execute(
-                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ?{notes} ORDER BY seq LIMIT ?",
-                (order_id, after, chunk),
+                f"SELECT {MSG_COLS} FROM messages WHERE order_id = ? AND seq > ? AND seq <= ?{notes} "
+                "ORDER BY seq LIMIT ?",
+                (order_id, after, upto, chunk),
             ) as cur:
                 rows = list(await cur.fetchall())
             if not rows:

@@ -35,3 +35,9 @@ def test_notes_status_dispute_rules():
     assert p.may_close_dispute("staff", "x", "b1")
     assert p.may_close_dispute("buyer", "b1", "b1")
     assert not p.may_close_dispute("supplier", "s1", "b1")
+
+
+def test_presence_is_by_the_role_on_the_order():
+    assert all(p.has_presence(r) for r in ("buyer", "supplier", "sales_rep"))
+    assert not p.has_presence("staff") and not p.has_presence("bot")
+    assert p.has_presence(p.order_role("b1", "staff", None, "o1", SLOTS))  # a staff token in the buyer slot
