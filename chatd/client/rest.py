@@ -70,7 +70,7 @@ class Rest:
         return f"{self.base}/api/v1/orders/{quote(order, safe='')}{tail}"
 
     async def export_lines(self, order: str) -> AsyncIterator[bytes]:
-        """The order's whole history as NDJSON lines (one message each,
+        """The order's history up to its newest message, as NDJSON lines (one message each,
         ascending seq), streamed: `format=ndjson`."""
         try:
             async with self._open().get(self._url(order, "/messages"), params={"format": "ndjson"}) as resp:
@@ -82,7 +82,7 @@ class Rest:
             raise ConnectionFailed(f"cannot connect to {self.base}: {_describe(exc)}", self.base) from exc
 
     async def export(self, order: str) -> AsyncIterator[wire.Message]:
-        """The order's whole history as `Message`s, ascending seq."""
+        """The order's history up to its newest message as `Message`s, ascending seq."""
         async for line in self.export_lines(order):
             yield _message.decode(line)
 

@@ -138,7 +138,7 @@ OPERATIONS = [
             _int("before", "messages before this seq"),
             _int("after", "messages after this seq"),
             _int("limit", "page size (capped at [limits] history_max)"),
-            _str("format", "ndjson: the whole history, streamed", enum=["json", "ndjson"]),
+            _str("format", "ndjson: the history up to its newest message, streamed", enum=["json", "ndjson"]),
         ],
     ),
     Op(
