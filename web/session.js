@@ -73,6 +73,7 @@
  *   ready: {user: User},
  *   joined: {first: boolean, unread: number, readSeq: number, lastSeq: number},
  *   reset: {},
+ *   remove: {seqs: number[]},
  *   insert: {message: Message, own: boolean, live: boolean, older: boolean, source: 'live' | 'history' | 'ack'},
  *   message: {message: Message, own: boolean, live: boolean},
  *   outbox: {item: OutboxItem, added: boolean},
@@ -92,6 +93,7 @@ var ChatdSession = (function () {
   'use strict';
 
   var NOTE_WRITERS = ['supplier', 'sales_rep', 'staff', 'bot'];
+  var NOTE_READERS = ['supplier', 'sales_rep', 'staff', 'bot']; // the roles the server sends notes to
   var SUPPLIER_SIDE = ['supplier', 'sales_rep', 'staff'];   // may say "no reply needed"
   var DISPUTE_OPENERS = ['buyer', 'staff'];
   var HELP_ASKERS = ['buyer', 'supplier', 'sales_rep'];
@@ -108,6 +110,7 @@ var ChatdSession = (function () {
   var READ_DEBOUNCE_MS = 250;
   var RETRY_LATER_MS = 3000;      // rate_limited / unavailable: retry the send after this
   var RETRYABLE = ['rate_limited', 'unavailable', 'internal'];
+  var JOIN_FINAL = ['not_found', 'forbidden'];  // a `join` refused for good; any other error is tried again
 
   /** @type {Clock} */
   var SYSTEM_CLOCK = {
@@ -498,6 +501,11 @@ var ChatdSession = (function () {
       return NOTE_WRITERS.indexOf(String(this.role)) >= 0;
     }
 
+    /** Whether the server sends this role notes (a buyer never gets one). */
+    mayReadNotes() {
+      return NOTE_READERS.indexOf(String(this.role)) >= 0;
+    }
+
     /** Close the connection for good (the widget is going away). */
     destroy() {
       if (this.destroyed) return;
@@ -563,6 +571,8 @@ var ChatdSession = (function () {
       this.ws = null;
       this.ready = false;
       this.live = false;
+      this.joining = false;
+      this._cancel('rejoin');
       this.loadingMore = false;
       this.stopTyping();
       this._clearTypers();
@@ -588,10 +598,14 @@ var ChatdSession = (function () {
     _scheduleReconnect(minDelay) {
       if (this.destroyed || this.fatal) return;
       this._setState(this.everJoined ? 'reconnecting' : 'connecting');
+      this._timer('reconnect', this._connect, this._backoff(minDelay));
+    }
+
+    /** The next attempt's delay (connect or join; reset once joined). @param {number} [minDelay] */
+    _backoff(minDelay) {
       this.attempt += 1;
       var exp = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, this.attempt - 1));
-      var delay = Math.max(minDelay || 0, exp / 2 + this.random() * exp / 2); // "equal jitter"
-      this._timer('reconnect', this._connect, delay);
+      return Math.max(minDelay || 0, exp / 2 + this.random() * exp / 2); // "equal jitter"
     }
 
     _checkAlive() {
@@ -608,6 +622,13 @@ var ChatdSession = (function () {
     }
 
     _ping() { this._sendRaw({ type: 'ping' }); }
+
+    /** A `join` failed for a passing reason: ask again on this socket after the backoff. */
+    _retryJoin() {
+      this.joining = false;
+      this._setState(this.everJoined ? 'reconnecting' : 'connecting');
+      this._timer('rejoin', this._join, this._backoff());
+    }
 
     /** @param {Frame} frame */
     _sendRaw(frame) {
@@ -662,12 +683,17 @@ var ChatdSession = (function () {
       this.authError = null;
       this.me = f.user;
       this._loadOutbox();
+      this._join();
+      this._emit('ready', { user: f.user });
+    }
+
+    _join() {
+      if (!this.ready || this.live || this.destroyed || this.fatal) return;
       /** @type {Frame} */
       var join = { type: 'join', order: this.order };
       if (this.everJoined) join.since = this.newestSeq; // resume: only what we do not have
       this.joining = true;
       this._sendRaw(join);
-      this._emit('ready', { user: f.user });
     }
 
     /** @param {Frame} f */
@@ -679,7 +705,9 @@ var ChatdSession = (function () {
       this.attempt = 0;
       if (f.truncated) this._dropConfirmed(); // a gap: start over from the replayed newest page
       this.liveAfter = f.last_seq;
-      this.readSeq = Math.max(this.readSeq, f.read_seq || 0);
+      // The server's marker is the truth: it only moves forward there, and a `read`
+      // written to a socket that then died never got there (the view reads again).
+      this.readSeq = f.read_seq || 0;
       this._setPeople(f.participants);
       this._setOrder(f);
       this._setUnread(f.unread, null);
@@ -810,8 +838,13 @@ var ChatdSession = (function () {
         }
         this._emit('outbox', { item: item, added: false });
       } else if (f.ref === this.order && this.joining) {
-        this._fail('This order’s chat is not available.', f.code);
-        return;
+        if (JOIN_FINAL.indexOf(f.code) >= 0) {
+          this._fail('This order’s chat is not available.', f.code);
+          return;
+        }
+        // unavailable, rate_limited, internal, …: passing; join again with the backoff
+        // (the state stays connecting / reconnecting meanwhile)
+        this._retryJoin();
       } else if (f.ref === this.order && this.loadingMore) {
         this.loadingMore = false;
       }
@@ -831,7 +864,29 @@ var ChatdSession = (function () {
       this.people = people;
       var mine = this.me && people.get(this.me.id);
       this.role = mine ? mine.role : (this.me ? this.me.role : null);
+      if (!this.mayReadNotes()) this._dropNotes();
       this._emit('people', { people: people });
+    }
+
+    /**
+     * The role changed to one without notes (a sales rep made the buyer while offline: the
+     * resume replays only what came after): the notes held go, and so do unsent ones.
+     */
+    _dropNotes() {
+      var self = this;
+      /** @type {number[]} */
+      var seqs = [];
+      this.msgs.forEach(function (m, seq) { if (m.kind === 'note') seqs.push(seq); });
+      seqs.forEach(function (seq) { self.msgs.delete(seq); });
+      if (seqs.length) this._emit('remove', { seqs: seqs });
+      /** @type {OutboxItem[]} */
+      var notes = [];
+      this.outbox.forEach(function (item) { if (item.kind === 'note') notes.push(item); });
+      notes.forEach(function (item) {
+        self._settle(item.client_id);
+        self._emit('error', { code: 'forbidden', message: 'your role on this order no longer writes notes',
+                              ref: item.client_id, action: 'note' });
+      });
     }
 
     /** The order's state from `joined` or `order` (fields a server of an older version leaves out keep defaults). @param {Frame} f */

@@ -283,6 +283,7 @@
       on('ready', function (d) { self._emit('ready', { user: d.user }); });
       on('joined', function (d) { self._onJoined(d); });
       on('reset', function () { self._dropConfirmed(); });
+      on('remove', function (d) { self._removeMessages(d.seqs); });
       on('insert', function (d) { self._onInsert(d); });
       on('message', function (d) { self._emit('message', { message: d.message, own: d.own, live: d.live }); });
       on('outbox', function (d) {
@@ -343,6 +344,9 @@
         $.note.parentNode.removeChild($.note);
         this._setNoteMode(false);
       }
+      // what is on screen now is read once more: a `read` sent just before the
+      // connection dropped may never have reached the server
+      this._maybeRead();
     }
 
     /** @param {SessionEvents['insert']} d */
@@ -781,7 +785,7 @@
       var what = {
         set_status: 'The status was not changed', dispute_open: 'The dispute was not opened',
         dispute_close: 'The dispute was not closed', no_reply: '“No reply needed” was not saved',
-        help: 'Support was not asked'
+        help: 'Support was not asked', note: 'An internal note was not sent'
       };
       this.$.noticeText.textContent = (what[action] || 'That did not work') + ': ' + (message || 'refused by the server') + '.';
       this.$.notice.hidden = false;
@@ -873,6 +877,21 @@
       });
       this.els.clear();
       this.intersecting.clear();
+    }
+
+    /** Take stored messages out of the list (notes, once the role no longer sees them). @param {number[]} seqs */
+    _removeMessages(seqs) {
+      var self = this;
+      this._beginMutation();
+      seqs.forEach(function (seq) {
+        var node = self.els.get(seq);
+        self.els.delete(seq);
+        self.intersecting.delete(seq);
+        if (!node) return;
+        if (self.io) self.io.unobserve(node);
+        if (node === self.$lastOwn) self.$lastOwn = null;
+        if (node.parentNode) node.parentNode.removeChild(node);
+      });
     }
 
     /** @param {Message} m @param {boolean} own */

@@ -1,4 +1,5 @@
-"""Offline and lost acks: a message typed during an outage arrives exactly once."""
+"""Offline and lost frames: a message typed during an outage arrives exactly once, a
+read lost with its socket is sent again, and a resume takes the server's word."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import api, put_order
-from tests.browser.test_chat import BEA, SAM
+from tests.browser.test_chat import BEA, RITA, SAM
 from tests.support.procs import ServerProc
+from tests.support.wait import wait_for
 
 RESTART_WAIT_MS = 30_000  # reconnect backoff (with jitter) tops out at 15 s
 
@@ -130,3 +132,131 @@ async def test_an_unreachable_server_is_said_plainly_not_connecting_for_ever(ser
     await expect(chat.page.locator(".chatd-conn")).to_have_text("Cannot reach the chat server. Retrying…")
     await expect(chat.page.locator(".chatd-empty")).to_have_text("The chat server cannot be reached right now.")
     await expect(chat.page.locator(".chatd[data-unreachable]")).to_have_count(1)
+
+
+async def test_a_read_lost_with_its_socket_is_sent_again_after_the_resume(server, open_chat):
+    """The supplier comes back to the tab: the widget writes its `read`, and the
+    connection dies before the server gets it. After the resume the server still
+    counts the messages unread; the widget reads again what is on screen."""
+    await put_order(server.base, "o-lost-read")
+    buyer = await open_chat(server.base, "o-lost-read", BEA)
+    cut = {"armed": False, "done": False}
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(raw):
+            if cut["armed"] and not cut["done"] and json.loads(raw).get("type") == "read":
+                cut["done"] = True  # swallowed: the network goes with it
+                asyncio.ensure_future(ws.close(code=4000, reason="network hiccup"))
+                asyncio.ensure_future(upstream.close())
+                return
+            upstream.send(raw)
+
+        ws.on_message(to_server)
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    supplier = await open_chat(server.base, "o-lost-read", SAM, setup=setup)
+    await supplier.set_hidden(True)  # a background tab: nothing is seen
+    await buyer.say("Unseen 1")
+    await buyer.say("Unseen 2")
+    await expect(supplier.message("Unseen 2")).to_be_attached()
+    await expect(supplier.badge).to_have_text("2")
+
+    cut["armed"] = True
+    await supplier.set_hidden(False)  # on screen: read, but the frame is lost
+    await wait_for(lambda: cut["done"], what="the read to be written and lost")
+    await expect(supplier.badge).to_be_hidden(timeout=RESTART_WAIT_MS)
+    await supplier.online()
+    c = await server.client("sam", "supplier", name="Sam Supplier")
+    joined = await c.join("o-lost-read")
+    assert joined["unread"] == 0 and joined["read_seq"] == 2
+
+
+async def test_a_passing_error_answering_join_is_retried_not_the_end_of_the_chat(server, open_chat):
+    """The store cannot serve the first joins (`unavailable`, then `rate_limited`):
+    the widget keeps trying with its backoff instead of closing the chat for good."""
+    await put_order(server.base, "o-join-retry")
+    buyer = await open_chat(server.base, "o-join-retry", BEA)
+    await buyer.say("Still here?")
+    refusals = ["unavailable", "rate_limited"]
+    joins: list[dict] = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(raw):
+            frame = json.loads(raw)
+            if frame.get("type") == "join":
+                joins.append(frame)
+                if refusals:
+                    code = refusals.pop(0)
+                    ws.send(json.dumps({"type": "error", "code": code, "message": f"{code}: try later",
+                                        "ref": frame["order"]}))
+                    return
+            upstream.send(raw)
+
+        ws.on_message(to_server)
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    supplier = await open_chat(server.base, "o-join-retry", SAM, wait_online=False, setup=setup)
+    await expect(supplier.message("Still here?")).to_be_visible(timeout=RESTART_WAIT_MS)
+    await supplier.online()
+    await expect(supplier.page.get_by_role("alert")).to_have_count(0)  # no "not available"
+    assert len(joins) == 3 and not refusals
+    await buyer.say("Yes")
+    await expect(supplier.message("Yes")).to_be_visible()
+
+
+async def test_notes_held_from_before_a_role_change_are_not_shown_to_the_buyer(server, open_chat):
+    """Rita (sales rep) sees a note; while her page is offline the platform makes her the
+    order's buyer. Her widget resumes (join with since) as the buyer: the notes it still
+    holds go, a buyer's page never shows one."""
+    await put_order(server.base, "o-role")
+    sam = await server.client("sam", "supplier", name="Sam Supplier")
+    await sam.post("o-role", "NOTE-SECRET: our margin is 40%", kind="note")
+    await sam.post("o-role", "Public: ships Friday")
+
+    net = {"up": True}
+    links: list = []
+
+    def route(ws):
+        if not net["up"]:  # the network is down: every attempt fails at once
+            asyncio.ensure_future(ws.close(code=1006))
+            return
+        upstream = ws.connect_to_server()
+        links.append((ws, upstream))
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    rita = await open_chat(server.base, "o-role", RITA, setup=setup)
+    await expect(rita.message("NOTE-SECRET")).to_be_visible()
+    await expect(rita.message("Public: ships Friday")).to_be_visible()
+
+    net["up"] = False  # the connection drops (no `left` can reach the page)
+    for ws, upstream in links:
+        await upstream.close()
+        await ws.close(code=4000, reason="network gone")
+    await expect(rita.conn).to_be_visible()
+
+    body = {
+        "buyer": {"id": "rita", "name": "Rita Rep"},  # Rita is the buyer now
+        "supplier": {"id": "sam", "name": "Sam Supplier"},
+        "sales_rep": {"id": "ron", "name": "Ron Rep"},
+    }
+    status, data = await api(server.base, "PUT", "/api/v1/orders/o-role", body)
+    assert status in (200, 201), data
+
+    net["up"] = True
+    await rita.online()  # resumed as the buyer
+    await expect(rita.conn).to_be_hidden(timeout=RESTART_WAIT_MS)
+    await expect(rita.note_toggle).to_have_count(0)
+    await expect(rita.message("Public: ships Friday")).to_be_visible()
+    await expect(rita.page.locator(".chatd-msg--note")).to_have_count(0)
+    await expect(rita.root).not_to_contain_text("NOTE-SECRET")
+    assert await rita.texts() == ["Public: ships Friday"]

@@ -112,6 +112,7 @@ class MemoryStorage {
 const ORDER = 'o-1';
 const BEA = { id: 'bea', name: 'Bea Buyer', role: 'buyer' };
 const SAM = { id: 'sam', name: 'Sam Supplier', role: 'supplier' };
+const RITA = { id: 'rita', name: 'Rita Rep', role: 'sales_rep' };
 const PEOPLE = [{ ...BEA, online: true }, { ...SAM, online: false }];
 
 /** Let the session's promise callbacks (token resolution) run. */
@@ -128,7 +129,7 @@ function makeSession(extra) {
     WebSocket: FakeSocket, clock, random: () => 0, ...extra
   });
   for (const name of /** @type {const} */ (['state', 'insert', 'message', 'outbox', 'settled', 'unread', 'reset',
-    'error', 'joined', 'typing', 'receipt'])) {
+    'error', 'joined', 'typing', 'receipt', 'remove'])) {
     events[name] = [];
     session.on(name, (d) => events[name].push(d));
   }
@@ -346,6 +347,55 @@ test('send refuses empty and too long text, and notes from a buyer', async () =>
   session.destroy();
 });
 
+test('a role change to buyer seen on resume drops the notes held and the unsent notes', async () => {
+  const storage = new MemoryStorage();
+  const { session, clock, events } = makeSession({ storage });
+  session.start();
+  const ws1 = await connect(RITA);
+  ws1.receive(joined(2));
+  ws1.receive(msg(1, { kind: 'note', text: 'INTERNAL: margin is 40%' }));
+  ws1.receive(msg(2));
+  assert.equal(session.role, 'sales_rep');
+  ws1.drop(1006);
+  const note = /** @type {string} */ (session.send('also internal', { note: true })); // typed offline
+  assert.equal(session.outbox.get(note)?.kind, 'note');
+  clock.advance(250);
+  // Meanwhile the platform made Rita the order's buyer; she resumes with since = 2.
+  const ws2 = await connect(RITA);
+  ws2.receive(joined(2, { participants: [{ ...RITA, role: 'buyer', online: true }, { ...SAM, online: false }] }));
+  assert.equal(session.role, 'buyer');
+  assert.deepEqual([...session.msgs.values()].map((m) => m.text), ['m2'], 'a buyer holds no note');
+  assert.deepEqual(events.remove, [{ seqs: [1] }]);
+  assert.equal(ws2.framesOf('send').length, 0, 'a note is not sent as the buyer');
+  assert.equal(session.outbox.size, 0);
+  assert.equal(storage.items.size, 0, 'nor kept for the next visit');
+  assert.deepEqual(events.error.at(-1), { code: 'forbidden', message: 'your role on this order no longer writes notes',
+                                          ref: note, action: 'note' });
+  session.destroy();
+});
+
+test('a note left unsent in storage by the old role is dropped when the new one joins as buyer', async () => {
+  const storage = new MemoryStorage();
+  const first = makeSession({ storage });
+  first.session.start();
+  const ws1 = await connect(RITA);
+  ws1.receive(joined(0, { participants: [{ ...RITA, online: true }, { ...SAM, online: false }] }));
+  ws1.drop(1006);
+  const note = first.session.send('internal, typed offline', { note: true });
+  const text = first.session.send('public, typed offline');
+  first.session.destroy(); // the page goes away before the acks
+
+  const second = makeSession({ storage });
+  second.session.start();
+  const ws2 = await connect(RITA);
+  assert.deepEqual([...second.session.outbox.keys()], [note, text]);
+  ws2.receive(joined(0, { participants: [{ ...RITA, role: 'buyer', online: true }, { ...SAM, online: false }] }));
+  assert.deepEqual(ws2.framesOf('send').map((f) => [f.client_id, f.kind]), [[text, 'text']]);
+  assert.deepEqual(second.events.settled.map((e) => e.item.client_id), [note]);
+  assert.deepEqual(JSON.parse(/** @type {string} */ ([...storage.items.values()][0])).map((/** @type {any} */ i) => i.client_id), [text]);
+  second.session.destroy();
+});
+
 test('unread: counts come from joined and unread frames; read is debounced, once per new seq, only while seen', async () => {
   let visible = true;
   const { session, clock, events } = makeSession({ canRead: () => visible });
@@ -403,6 +453,27 @@ test('unread: counts come from joined and unread frames; read is debounced, once
   session.destroy();
 });
 
+test('unread: a read written to a socket that then died is sent again after the resume', async () => {
+  const { session, clock } = makeSession();
+  session.start();
+  const ws1 = await connect();
+  ws1.receive(joined(5, { read_seq: 3, unread: 2 }));
+  for (const s of [1, 2, 3, 4, 5]) ws1.receive(msg(s));
+  session.read(5);
+  clock.advance(250);
+  assert.deepEqual(ws1.framesOf('read'), [{ type: 'read', order: ORDER, seq: 5 }]); // written ...
+  ws1.drop(1006); // ... but the socket died before the server got it
+  clock.advance(250);
+  const ws2 = await connect();
+  ws2.receive(joined(5, { read_seq: 3, unread: 2 })); // the server's marker is still at 3
+  assert.equal(session.readSeq, 3, 'the marker follows the server after a resume');
+  assert.equal(session.unread, 2);
+  session.read(5); // messages 4 and 5 are still on screen
+  clock.advance(1_000);
+  assert.deepEqual(ws2.framesOf('read'), [{ type: 'read', order: ORDER, seq: 5 }]);
+  session.destroy();
+});
+
 test('live messages from others are flagged live; replayed ones are not', async () => {
   const { session, events } = makeSession();
   session.start();
@@ -451,6 +522,40 @@ test('removed from the order: closed for good', async () => {
   clock.advance(60_000);
   await settle();
   assert.equal(FakeSocket.all.length, 1);
+});
+
+test('a passing error answering join (store unavailable, rate_limited) is retried; not_found closes the chat', async () => {
+  const { session, clock, events } = makeSession();
+  session.start();
+  const ws = await connect();
+  ws.receive({ type: 'error', code: 'unavailable', message: 'database unavailable: connection refused', ref: ORDER });
+  assert.equal(session.state, 'connecting', 'still trying, not closed for good');
+  assert.equal(session.fatal, null);
+  assert.equal(events.error.at(-1).fatal, undefined);
+  clock.advance(500); // the backoff: 0.25 s with this jitter
+  assert.equal(ws.framesOf('join').length, 2, 'the join is asked again on the same socket');
+  ws.receive({ type: 'error', code: 'rate_limited', message: 'too many reads', ref: ORDER });
+  clock.advance(1_000);
+  assert.equal(ws.framesOf('join').length, 3);
+  ws.receive(joined(0));
+  assert.equal(session.state, 'online');
+  assert.equal(session.attempt, 0);
+
+  ws.drop(1006); // a resume refused as a passing fault keeps saying "reconnecting"
+  clock.advance(250);
+  const ws2 = await connect();
+  ws2.receive({ type: 'error', code: 'internal', message: 'boom', ref: ORDER });
+  assert.equal(session.state, 'reconnecting');
+  clock.advance(500);
+  assert.deepEqual(ws2.framesOf('join'), [{ type: 'join', order: ORDER, since: 0 }, { type: 'join', order: ORDER, since: 0 }]);
+  ws2.receive({ type: 'error', code: 'not_found', message: 'no such order', ref: ORDER });
+  assert.equal(session.state, 'closed');
+  assert.equal(session.fatal, 'not_found');
+  assert.equal(events.error.at(-1).message, 'This order’s chat is not available.');
+  clock.advance(60_000);
+  await settle();
+  assert.equal(ws2.framesOf('join').length, 2);
+  assert.equal(FakeSocket.all.length, 2);
 });
 
 test('frames for another order are ignored', async () => {
