@@ -110,7 +110,7 @@ var ChatdSession = (function () {
   var READ_DEBOUNCE_MS = 250;
   var RETRY_LATER_MS = 3000;      // rate_limited / unavailable: retry the send after this
   var RETRYABLE = ['rate_limited', 'unavailable', 'internal'];
-  var JOIN_FINAL = ['not_found', 'forbidden'];  // a `join` refused for good; any other error is tried again
+  var JOIN_FINAL = ['not_found', 'forbidden', 'bad_request'];  // a `join` refused for good (asking again changes nothing); any other error is tried again
 
   /** @type {Clock} */
   var SYSTEM_CLOCK = {
