@@ -193,8 +193,11 @@ async def test_a_passing_error_answering_join_is_retried_not_the_end_of_the_chat
                 joins.append(frame)
                 if refusals:
                     code = refusals.pop(0)
-                    ws.send(json.dumps({"type": "error", "code": code, "message": f"{code}: try later",
-                                        "ref": frame["order"]}))
+                    ws.send(
+                        json.dumps(
+                            {"type": "error", "code": code, "message": f"{code}: try later", "ref": frame["order"]}
+                        )
+                    )
                     return
             upstream.send(raw)
 
