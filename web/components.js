@@ -6,8 +6,8 @@
  *                                               with unread messages or an open dispute
  *   ChatdWidget.inbox(el, {url, token})         the user's orders, newest activity first, with the chat
  *
- * Every component of one page with the same url and token shares one
- * WebSocket (a Feed): it authenticates, asks for the `inbox` and keeps it
+ * Every component of one page with the same url and token (the same string,
+ * or the same function) shares one WebSocket (a Feed): it authenticates, asks for the `inbox` and keeps it
  * current from `unread` and `notify` frames. chatd serves this file as part of
  * /widget.js (after widget.js); each component renders in a Shadow DOM with
  * widget.css linked inside, like the widget. Data goes in as text only.
@@ -62,10 +62,14 @@
       this.attempt = 0;
       /** @type {any} */
       this.timer = null;
+      /** a token is being asked for */
+      this.connecting = false;
       /** @type {Set<() => void>} */
       this.listeners = new Set();
       /** @type {string | null} */
       this.authError = null;
+      /** a 4401 since the last `ready` was met with a fresh token once: another is final */
+      this.authRetried = false;
       /** @type {Set<(f: Record<string, any>) => void>} refusals of frames sent with send() */
       this.errorListeners = new Set();
       /** @type {string | null} the token's role (from `ready`) */
@@ -90,7 +94,7 @@
     use(fn) {
       var self = this;
       this.listeners.add(fn);
-      if (!this.ws && !this.timer && !this.fatal) this._connect();
+      if (!this.ws && !this.timer && !this.fatal && !this.connecting) this._connect();
       if (this.loaded || this.fatal) fn();
       return function () {
         self.listeners.delete(fn);
@@ -126,7 +130,9 @@
     _connect() {
       var self = this;
       this.timer = null;
+      this.connecting = true; // until the token comes: the page's other components wait for this one
       this._token().then(function (token) {
+        self.connecting = false;
         if (!self.listeners.size || self.ws) return;
         var ws = self.ws = new WebSocket(self.wsUrl);
         ws.onopen = function () { ws.send(JSON.stringify({ type: 'auth', token: token })); };
@@ -136,13 +142,18 @@
           if (f && typeof f === 'object') self._onFrame(f);
         };
         ws.onclose = function (ev) { if (self.ws === ws) self._onClose(ev.code); };
-      }, function () { self._retry(); });
+      }, function () { self.connecting = false; self._retry(); });
     }
 
     /** @param {number} code */
     _onClose(code) {
       this.ws = null;
       if (code === 4401) {
+        if (typeof this.tokenOpt === 'function' && !this.authRetried) {
+          this.authRetried = true; // the token expired: the page's function may give a fresh one
+          this._retry();
+          return;
+        }
         this.fatal = this.authError && !/expired/i.test(this.authError)
           ? 'The token is not valid (' + this.authError + ').' : 'Your session has expired. Reload the page.';
         this._changed();
@@ -171,6 +182,7 @@
         case 'ready':
           this.attempt = 0;
           this.authError = null;
+          this.authRetried = false;
           this.role = f.user && typeof f.user.role === 'string' ? f.user.role : null;
           if (this.ws) this.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
           return;
@@ -247,11 +259,19 @@
   /** @type {Map<string, Feed>} */
   var feeds = new Map();
 
+  /** @type {Map<Function, number>} token functions by identity: one function, one Feed */
+  var fnIds = new Map();
+  /** @param {Function} fn */
+  function fnId(fn) {
+    if (!fnIds.has(fn)) fnIds.set(fn, ++counter);
+    return fnIds.get(fn);
+  }
+
   /** The page's one Feed for these options. @param {FeedOptions} opts */
   function feedFor(opts) {
     if (!opts || !opts.token) throw new TypeError('chatd components: options.token required');
     var base = (opts.url || defaultBaseUrl()).replace(/\/+$/, '');
-    var key = base + ' ' + (typeof opts.token === 'function' ? 'fn:' + (++counter) : opts.token);
+    var key = base + ' ' + (typeof opts.token === 'function' ? 'fn:' + fnId(opts.token) : opts.token);
     var f = feeds.get(key);
     if (!f) { f = new Feed(base, opts.token); feeds.set(key, f); }
     return f;

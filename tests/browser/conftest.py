@@ -76,7 +76,11 @@ COMPONENTS_PAGE = """<!doctype html>
 <main><div id="cards"></div><div id="inbox"></div></main>
 <script src="CHATD/widget.js"></script>
 <script>
-  var q = new URLSearchParams(location.search), opts = {url: q.get('chatd'), token: q.get('token')};
+  var q = new URLSearchParams(location.search), tokens = q.get('token').split(',');
+  // several tokens (comma-separated): a function that gives them in turn, as a page fetching fresh ones
+  window.tokenCalls = 0;
+  var opts = {url: q.get('chatd'), token: tokens.length === 1 ? tokens[0]
+    : function () { return tokens[Math.min(window.tokenCalls++, tokens.length - 1)]; }};
   window.opened = [];
   q.get('orders').split(',').forEach(function (order) {
     var card = document.createElement('div');
@@ -259,6 +263,8 @@ async def open_chat(browser, host_site):
     path "/demo": chatd's own demo order page.
     path "/components": a host orders page with a bell, badges (one per order in
     `order`, comma-separated) and the inbox; it is online once the bell is there.
+    There, several tokens (comma-separated) make the page's token a function
+    that gives them in turn (the last one from then on).
     """
     opened: list[ChatPage] = []
 

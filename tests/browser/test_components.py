@@ -182,3 +182,24 @@ async def test_the_supplier_inbox_filters_orders_awaiting_a_reply(server, open_c
     await expect(buyer_view.page.locator(".chatd-awaiting")).to_have_count(0)  # buyers never see the clock
     await orders.screenshot("components-inbox-awaiting.png")
     assert not console_errors(orders, bea1, bea2, buyer_view)
+
+
+async def test_an_expired_token_is_replaced_once_by_the_pages_token_function(server, open_chat):
+    """The components' WebSocket, refused for an expired token (4401), asks the page's
+    token function once more, as the chat does; a second refusal in a row is final."""
+    await put_order(server.base, "o-t1")
+    expired = token("bea", "buyer", "Bea Buyer", ttl_s=-10)
+    orders = await open_chat(server.base, "o-t1", f"{expired},{BEA}", path="/components")
+    page = orders.page
+    bell = page.get_by_role("button", name=re.compile("^Messages"))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 0 unread")
+    sam = await open_chat(server.base, "o-t1", SAM)
+    await sam.say("The crates ship today.")
+    await expect(page.locator(".card[data-order=o-t1] button")).to_have_attribute("data-unread", "1")
+    assert await page.evaluate("() => window.tokenCalls") == 2
+
+    stale = await open_chat(server.base, "o-t1", f"{expired},{expired}", path="/components")
+    stale_bell = stale.page.get_by_role("button", name=re.compile("^Messages"))
+    await expect(stale_bell).to_have_attribute("aria-label", re.compile("session has expired"))
+    assert await stale.page.evaluate("() => window.tokenCalls") == 2  # one retry, then no more
+    assert len(stale.sockets) == 2, stale.sockets
