@@ -261,7 +261,9 @@ class Webhooks:
         return 0.0
 
     async def _deliver(self, row: OutboxEvent) -> str | None:
-        """POST one event; None on a 2xx, else what went wrong."""
+        """POST one event; None on a 2xx, else what went wrong. A redirect is not
+        followed (it would re-send the signed body to another host, or turn the POST
+        into a GET whose 200 looks delivered): a 3xx is a failed attempt."""
         event_id, kind, body, attempts = row.event_id, row.type, row.body, row.attempts
         ts = str(int(time.time()))
         headers = {
@@ -280,7 +282,7 @@ class Webhooks:
             }
         assert self._session is not None  # set by start(), before the delivery task
         try:
-            async with self._session.post(self.cfg.url, data=body, headers=headers) as resp:
+            async with self._session.post(self.cfg.url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.release()
                 if 200 <= resp.status < 300:
                     return None
