@@ -4,6 +4,7 @@ participants without a live connection, retried with backoff, delivered after a 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 
@@ -24,7 +25,13 @@ SECRET = WEBHOOK_SECRET
 
 
 @pytest.fixture
-def sections(receiver):
+def webhooks_extra():
+    """More `[webhooks]` keys for `sections` (parametrize it in a test)."""
+    return {}
+
+
+@pytest.fixture
+def sections(receiver, webhooks_extra):
     return {
         "webhooks": {
             "url": receiver.url,
@@ -32,6 +39,7 @@ def sections(receiver):
             "backoff_initial_s": 0.05,
             "backoff_max_s": 0.2,
             "timeout_s": 2.0,
+            **webhooks_extra,
         }
     }
 
@@ -246,6 +254,47 @@ async def test_events_are_given_up_after_max_attempts(server):
         assert time.monotonic() < deadline, await server.outbox_counts()
         await asyncio.sleep(0.02)
     assert await gauges(server, "chatd_webhook_dead", 3.0) == [3.0] * len(server.bases)
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+@pytest.mark.parametrize("webhooks_extra", [{"concurrency": 2, "timeout_s": 10.0}], ids=["c2"])
+async def test_a_slow_receiver_gets_each_event_once_from_two_instances(server, receiver):
+    """Two instances on one store, a receiver that takes its time (each request well
+    within `timeout_s`): no event waits claimed longer than its lease, so the other
+    instance never claims (and sends) it again. A round used to claim 100 events and
+    send them `concurrency` at a time, the later ones long after their lease ran out."""
+    from chatd.edge.keys import WEBHOOKS
+    from chatd.webhooks import Webhooks
+    from tests.support.clock import Clock
+
+    one = server.app[WEBHOOKS]
+    clock = one.clock = Clock(time.time() - 3600)  # nothing is due before the test says so
+    other = Webhooks(one.store, one.cfg, clock=Clock(clock.t))  # another instance: its own clock
+    await other.start()
+    try:
+        await server.order("W-6")
+        for text in ("packed", "shipped"):  # six events: buyer, supplier and rep for each
+            st, _ = await server.api("POST", "/api/v1/orders/W-6/messages", {"client_id": text, "text": text})
+            assert st == 201
+        receiver.hold()
+        clock.t = time.time() + 1
+        one.wake()
+        await receiver.wait_held(2)  # `concurrency` in flight
+        clock.t += 9  # they took 9 s of their 10
+        receiver.release()
+        await receiver.wait_held(2)  # the next two
+        clock.t += 9
+        other.clock.t = clock.t
+        other.wake()  # the other instance looks now
+        await receiver.wait_held(4)  # ...and sends what it claimed
+        receiver.open()
+        await settle(server, receiver)
+    finally:
+        await other.aclose()
+    ids = collections.Counter(r["headers"]["webhook-id"] for r in receiver.requests)
+    assert len(ids) == 6
+    assert {i: n for i, n in ids.items() if n > 1} == {}, "sent twice"
+    assert receiver.attempts == 6
 
 
 async def test_delivered_after_a_restart(tmp_path):
