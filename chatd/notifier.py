@@ -1,16 +1,17 @@
 """Delivering notifications (scheduled by chatd.notifications in the store): caps,
 the `notification` webhook and built-in e-mail.
 
-Each instance claims due notifications with a lease, so one instance works
-on one at a time. For each: over a cap (`max_per_order_per_day`,
-`max_per_day`, a rolling day) it waits until the cap allows and keeps
-collecting messages; otherwise the e-mail goes out (when configured and the
-recipient has an address and wants e-mail) and then, in one store
-transaction, the notification is marked sent and its webhook event written
-to the outbox. A crash between the two sends the e-mail again, with the same
-Message-ID: at least once, each with an id for de-duplication. What it
-covers is decided when it is sent, from the recipient's role then: notes only
-to those who may see them, nothing to someone who left the order.
+Each instance claims due notifications with a lease, one right before its
+delivery, so one instance works on one at a time. For each: over a cap
+(`max_per_order_per_day`, `max_per_day`, a rolling day) it waits until the
+cap allows and keeps collecting messages; otherwise the e-mail goes out
+(when configured and the recipient has an address and wants e-mail, within
+SEND_S) and then, in one store transaction, the notification is marked sent
+and its webhook event written to the outbox. A crash between the two sends
+the e-mail again, with the same Message-ID: at least once, each with an id
+for de-duplication. What it covers is decided when it is sent, from the
+recipient's role then: notes only to those who may see them, nothing to
+someone who left the order.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ log = logging.getLogger("chatd.notifier")
 
 DAY_MS = 86_400_000
 LEASE_MS = 120_000  # one delivery (an SMTP exchange included) finishes well within this
-BATCH = 50
+SEND_S = 60.0  # one e-mail, connection to QUIT ([email] timeout_s bounds each command, not the whole)
+# the lease must outlast the e-mail (and the store writes after it), or another instance
+# claims the notification while it is still being sent and sends it too
+assert SEND_S * 1000 < LEASE_MS
 MESSAGES = 20  # the newest messages a notification carries
 RETRY_MS = (30_000, 120_000, 600_000, 3_600_000)  # after a failed e-mail, then every hour
 
@@ -68,6 +72,7 @@ class Notifier:
         webhooks: bool = False,
         reply_address: ReplyAddress | None = None,
         clock: Callable[[], float] = time.time,
+        send_s: float = SEND_S,
     ) -> None:
         self.store = store
         self.cfg = cfg
@@ -75,6 +80,7 @@ class Notifier:
         self.webhooks = webhooks  # [webhooks] url set: a `notification` event per notification
         self.reply_address = reply_address
         self.clock = clock  # wall-clock seconds (tests inject one)
+        self.send_s = min(send_s, SEND_S)  # the bound of one e-mail (tests shorten it), never past the lease
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.backlog = (0, 0)  # (pending, due) as of the last round, for /metrics
@@ -102,16 +108,17 @@ class Notifier:
             await asyncio.sleep(self.cfg.poll_s)
 
     async def deliver_due(self) -> int:
-        """Deliver (or postpone) every notification due now; how many went out."""
+        """Deliver (or postpone) every notification due now; how many went out. Each is
+        claimed right before its delivery: claimed in a batch, the later ones' leases ran
+        out while the earlier ones were e-mailed, and another instance sent them too."""
         sent = 0
         while True:
             now = self._now()
-            due = await self.store.claim_notifications(now, now + LEASE_MS, BATCH)
-            for row in due:
-                sent += await self._deliver(row, now)
-            if len(due) < BATCH:
+            due = await self.store.claim_notifications(now, now + LEASE_MS, 1)
+            if not due:
                 self.sent += sent
                 return sent
+            sent += await self._deliver(due[0], now)
 
     async def _deliver(self, row: NotificationRow, now: int) -> int:
         counts = await self.store.sent_counts(row.user, row.order, now - DAY_MS)
@@ -180,9 +187,12 @@ class Notifier:
             reply_to,
         )
         try:
-            await self.mailer.send(self.mailer.render(notice))
-        except Exception as exc:  # noqa: BLE001 - any SMTP or network failure: try again later
-            log.warning("notification %s: e-mail failed: %s", row.id, exc)
+            mail = self.mailer.render(notice)
+            async with asyncio.timeout(self.send_s):  # a stalled server: failed, before the lease runs out
+                await self.mailer.send(mail)
+        except Exception as exc:  # noqa: BLE001 - any SMTP or network failure, or no end in time: try again later
+            why = f"no end within {self.send_s:g} s" if type(exc) is TimeoutError else exc
+            log.warning("notification %s: e-mail failed: %s", row.id, why)
             retry = RETRY_MS[min(row.attempts, len(RETRY_MS) - 1)]
             await self.store.postpone_notification(row.id, now + retry, failed=True)
             return False

@@ -34,6 +34,7 @@ import hmac
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -42,12 +43,11 @@ from chatd import metrics
 from chatd.config import WebhooksConfig
 from chatd.store.base import Store
 from chatd.store.records import OrderRecord, OutboxEvent, OutboxFailure
-from chatd.store.rows import SYSTEM, now_ms
+from chatd.store.rows import SYSTEM
 from chatd.tasks import stop
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.webhooks")
-BATCH = 100
 
 
 SECRET_PREFIX = "whsec_"
@@ -160,9 +160,10 @@ def breach_events(order: OrderRecord, now_ms: int) -> list[tuple[str, dict[str, 
 class Webhooks:
     """The delivery task over the store's outbox."""
 
-    def __init__(self, store: Store, cfg: WebhooksConfig) -> None:
+    def __init__(self, store: Store, cfg: WebhooksConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.cfg = cfg
+        self.clock = clock  # wall-clock seconds of the leases and retries (tests inject one)
         self._key = signing_key(cfg.secret) if cfg.secret else b""
         self.counts = (0, 0)  # (waiting, dead) as of the last round, for /metrics
         self._wake = asyncio.Event()
@@ -216,23 +217,22 @@ class Webhooks:
         finally:
             self.counts = await self.store.outbox_counts()
 
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
     async def _deliver_due(self) -> float:
-        now = now_ms()
+        now = self._now()
         nxt = await self.store.next_event_ts()
         if nxt is None or nxt > now:
             return 1.0 if nxt is None else min(1.0, max(0.01, (nxt - now) / 1000))
         lease = now + int((self.cfg.timeout_s + 2) * 1000)  # a crash mid-attempt: retried after this
-        # leased, so another instance on the same file (or a retry round) leaves them alone
-        rows = await self.store.claim_events(now, lease, BATCH)
+        # leased, so another instance on the same file (or a retry round) leaves them alone. Only
+        # what is sent at once is claimed: every attempt ends within timeout_s, inside its lease;
+        # one claimed to wait for a free slot could outlast it and be sent by another instance too.
+        rows = await self.store.claim_events(now, lease, max(1, self.cfg.concurrency))
         if not rows:
             return 0.0
-        gate = asyncio.Semaphore(max(1, self.cfg.concurrency))
-
-        async def one(row: OutboxEvent) -> str | None:
-            async with gate:
-                return await self._deliver(row)
-
-        errors = await asyncio.gather(*(one(row) for row in rows))
+        errors = await asyncio.gather(*(self._deliver(row) for row in rows))
         done = [row.id for row, err in zip(rows, errors, strict=True) if err is None]
         failed = []
         for row, err in zip(rows, errors, strict=True):
@@ -242,7 +242,7 @@ class Webhooks:
             dead = attempts >= self.cfg.max_attempts
             delay = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempts - 1))
             delay *= random.uniform(0.8, 1.2)  # spread retries of many events out
-            failed.append(OutboxFailure(row.id, attempts, now_ms() + int(delay * 1000), err[:500], dead))
+            failed.append(OutboxFailure(row.id, attempts, self._now() + int(delay * 1000), err[:500], dead))
             log.log(
                 logging.WARNING if dead else logging.INFO,
                 "webhook %s (%s) attempt %d failed: %s%s",
@@ -261,7 +261,9 @@ class Webhooks:
         return 0.0
 
     async def _deliver(self, row: OutboxEvent) -> str | None:
-        """POST one event; None on a 2xx, else what went wrong."""
+        """POST one event; None on a 2xx, else what went wrong. A redirect is not
+        followed (it would re-send the signed body to another host, or turn the POST
+        into a GET whose 200 looks delivered): a 3xx is a failed attempt."""
         event_id, kind, body, attempts = row.event_id, row.type, row.body, row.attempts
         ts = str(int(time.time()))
         headers = {
@@ -280,7 +282,7 @@ class Webhooks:
             }
         assert self._session is not None  # set by start(), before the delivery task
         try:
-            async with self._session.post(self.cfg.url, data=body, headers=headers) as resp:
+            async with self._session.post(self.cfg.url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.release()
                 if 200 <= resp.status < 300:
                     return None

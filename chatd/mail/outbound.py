@@ -123,10 +123,12 @@ class Mailer:
         return msg
 
     async def send(self, msg: EmailMessage) -> None:
-        """One SMTP exchange; raises aiosmtplib.SMTPException (or OSError) on failure."""
+        """One SMTP exchange; raises aiosmtplib.SMTPException (or OSError) on failure.
+        A failed or cancelled one closes the connection at once: aiosmtplib.send's
+        QUIT would wait up to `timeout_s` more on a server that stopped answering, so
+        a caller's bound (chatd.notifier's SEND_S) would not hold."""
         context = ssl.create_default_context(cafile=self.cfg.tls_ca_file or None)
-        await aiosmtplib.send(
-            msg,
+        client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
             username=self.username,
@@ -136,3 +138,12 @@ class Mailer:
             tls_context=context,
             timeout=self.cfg.timeout_s,
         )
+        try:
+            await client.connect()  # STARTTLS and AUTH too
+            await client.send_message(msg)
+            try:
+                await client.quit()
+            except aiosmtplib.SMTPException:  # the mail was accepted: sent all the same
+                pass
+        finally:
+            client.close()

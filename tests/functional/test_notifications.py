@@ -6,6 +6,9 @@ injected clocks; across a restart and across two hosts, each sent exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+
 import pytest
 import trustme
 
@@ -14,7 +17,7 @@ from tests.support.client import request, token
 from tests.support.clock import Clock, inject
 from tests.support.receiver import WEBHOOK_SECRET
 from tests.support.smtp import SmtpSink
-from tests.support.wait import wait_for
+from tests.support.wait import seconds, wait_for
 
 BACKENDS = ("single", "cluster")
 MIN = 60.0
@@ -32,6 +35,7 @@ async def smtp(ca, tmp_path):
     sink = SmtpSink(str(path), ca.issue_cert("127.0.0.1"))
     sink.controller.start()
     yield sink
+    sink.open()
     sink.controller.stop()
 
 
@@ -315,3 +319,73 @@ async def test_staff_hear_at_once_of_a_help_request_and_an_sla_breach(server, re
     subjects = [m["Subject"] for m in mails if m["To"] == "help@shop.example"]
     assert "Help was requested on order N-7" in subjects
     assert "A buyer waits too long for a reply on order N-8" in subjects
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_slow_mail_server_gets_each_notification_once_from_two_instances(server, receiver, smtp):
+    """Each e-mail takes 50 s (within SEND_S): three in a row outlast one lease. The
+    other instance must not claim (and e-mail) the one being sent: a notification is
+    claimed right before its delivery, not with 49 others before the first e-mail."""
+    from chatd.notifier import Notifier
+
+    clock = inject(server)
+    one = server.app[NOTIFIER]
+    other = Notifier(one.store, one.cfg, mailer=one.mailer, webhooks=one.webhooks, clock=clock)  # a second host
+    orders = ["S-1", "S-2", "S-3"]
+    supplier = await server.client("supplier1", "supplier")
+    for order in orders:
+        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", ORDER)
+        assert st == 201
+        await supplier.join(order)
+        await say(supplier, order, "news")
+    clock.t += 10 * MIN  # all six due: each order's buyer (e-mail) and rep (webhook only)
+    smtp.hold()
+    first = asyncio.create_task(one.deliver_due())
+    for _ in range(2):
+        await smtp.wait_held(1)
+        clock.t += 50
+        smtp.release()
+    await smtp.wait_held(1)  # the third e-mail, 100 s after the first was claimed
+    clock.t += 50
+    second = asyncio.create_task(other.deliver_due())
+    stalled = asyncio.create_task(smtp.wait_held(2))
+    await asyncio.wait([second, stalled], timeout=seconds(10), return_when=asyncio.FIRST_COMPLETED)
+    smtp.open()
+    stalled.cancel()
+    async with asyncio.timeout(seconds(10)):
+        sent = await first + await second
+    assert sent == 6
+    ids = collections.Counter(m["Message-ID"] for m in smtp.mails)
+    assert {i: n for i, n in ids.items() if n > 1} == {}, "e-mailed twice"
+    assert sorted(m["To"] for m in smtp.mails) == ["bea@buyer.example"] * 3
+    await delivered(server, receiver, 6)
+    await settle(server)
+    assert len({n["notification_id"] for n in notifications(receiver, "*")}) == len(notifications(receiver, "*")) == 6
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_stalled_mail_server_is_given_up_after_send_s(server, receiver, smtp):
+    """The whole SMTP exchange is bounded (SEND_S, below the lease): a server that never
+    answers DATA is a failed e-mail, tried again later, not a delivery stuck past its lease.
+    (aiosmtplib's own timeout is per command and restarts with each one.)"""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    notifier.send_s = 0.2  # well below [email] timeout_s (30 s): only the bound of the whole send ends it
+    st, _ = await server.api("PUT", "/api/v1/orders/S-4", ORDER)
+    assert st == 201
+    supplier = await server.client("supplier1", "supplier")
+    await supplier.join("S-4")
+    await say(supplier, "S-4", "news")
+    clock.t += 10 * MIN
+    smtp.hold()
+    async with asyncio.timeout(seconds(5)):
+        assert await notifier.deliver_due() == 1  # the rep's; the buyer's e-mail given up
+    assert smtp.held == 1 and smtp.mails == []
+    (pending,) = await notifier.store.pending_notifications("buyer1")
+    assert pending.attempts == 1 and pending.due_ts == int(clock.t * 1000) + 30_000  # the first retry
+    smtp.open()
+    clock.t += 1 * MIN
+    assert await notifier.deliver_due() == 1
+    (mail,) = await smtp.wait_for(1)
+    assert mail["Message-ID"] == f"<{pending.id}@shop.example>"
+    assert await notifier.store.pending_notifications("buyer1") == []

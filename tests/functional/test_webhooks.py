@@ -4,17 +4,20 @@ participants without a live connection, retried with backoff, delivered after a 
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import time
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import WebhookVerificationError
 
 from chatd.webhooks import sign, verify
 from tests.support.client import API_KEY, request
 from tests.support.receiver import WEBHOOK_SECRET, Receiver, get, verifier
-from tests.support.wait import wait_for
+from tests.support.wait import seconds, wait_for
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis, both delivering the outbox
 
@@ -22,7 +25,13 @@ SECRET = WEBHOOK_SECRET
 
 
 @pytest.fixture
-def sections(receiver):
+def webhooks_extra():
+    """More `[webhooks]` keys for `sections` (parametrize it in a test)."""
+    return {}
+
+
+@pytest.fixture
+def sections(receiver, webhooks_extra):
     return {
         "webhooks": {
             "url": receiver.url,
@@ -30,6 +39,7 @@ def sections(receiver):
             "backoff_initial_s": 0.05,
             "backoff_max_s": 0.2,
             "timeout_s": 2.0,
+            **webhooks_extra,
         }
     }
 
@@ -246,6 +256,47 @@ async def test_events_are_given_up_after_max_attempts(server):
     assert await gauges(server, "chatd_webhook_dead", 3.0) == [3.0] * len(server.bases)
 
 
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+@pytest.mark.parametrize("webhooks_extra", [{"concurrency": 2, "timeout_s": 10.0}], ids=["c2"])
+async def test_a_slow_receiver_gets_each_event_once_from_two_instances(server, receiver):
+    """Two instances on one store, a receiver that takes its time (each request well
+    within `timeout_s`): no event waits claimed longer than its lease, so the other
+    instance never claims (and sends) it again. A round used to claim 100 events and
+    send them `concurrency` at a time, the later ones long after their lease ran out."""
+    from chatd.edge.keys import WEBHOOKS
+    from chatd.webhooks import Webhooks
+    from tests.support.clock import Clock
+
+    one = server.app[WEBHOOKS]
+    clock = one.clock = Clock(time.time() - 3600)  # nothing is due before the test says so
+    other = Webhooks(one.store, one.cfg, clock=Clock(clock.t))  # another instance: its own clock
+    await other.start()
+    try:
+        await server.order("W-6")
+        for text in ("packed", "shipped"):  # six events: buyer, supplier and rep for each
+            st, _ = await server.api("POST", "/api/v1/orders/W-6/messages", {"client_id": text, "text": text})
+            assert st == 201
+        receiver.hold()
+        clock.t = time.time() + 1
+        one.wake()
+        await receiver.wait_held(2)  # `concurrency` in flight
+        clock.t += 9  # they took 9 s of their 10
+        receiver.release()
+        await receiver.wait_held(2)  # the next two
+        clock.t += 9
+        other.clock.t = clock.t
+        other.wake()  # the other instance looks now
+        await receiver.wait_held(4)  # ...and sends what it claimed
+        receiver.open()
+        await settle(server, receiver)
+    finally:
+        await other.aclose()
+    ids = collections.Counter(r["headers"]["webhook-id"] for r in receiver.requests)
+    assert len(ids) == 6
+    assert {i: n for i, n in ids.items() if n > 1} == {}, "sent twice"
+    assert receiver.attempts == 6
+
+
 async def test_delivered_after_a_restart(tmp_path):
     """The event is queued while the receiver is down, the server is killed (-9), the
     receiver comes up, the server restarts: the event arrives, signed, exactly as queued."""
@@ -386,6 +437,85 @@ async def test_legacy_headers_off_sends_only_standard_webhooks(tmp_path):
             proc.stop()
             await receiver.stop()
         receiver.assert_verified()
+
+
+class Recorder:
+    """A real HTTP server on 127.0.0.1 that records every request (any method, any path)
+    and answers `status`, with `Location: location` when one is given."""
+
+    def __init__(self, status: int, location: str | None, new: asyncio.Event) -> None:
+        self.status = status
+        self.location = location
+        self.requests: list[dict] = []
+        self._new = new  # set on every request (one event for several recorders)
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append({"method": request.method, "headers": dict(request.headers), "body": await request.read()})
+        self._new.set()
+        headers = {"Location": self.location} if self.location else {}
+        return web.Response(status=self.status, headers=headers)
+
+    async def start(self) -> Recorder:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+async def test_a_redirect_is_a_failed_attempt_and_is_not_followed(tmp_path, aiohttp_server, caplog, status):
+    """A 3xx is not a delivery: followed, a 307/308 re-sent the signed body to the
+    Location's host, and a 302 became a GET whose 200 deleted the event."""
+    from chatd.app import create_app
+    from tests.conftest import Server, make_config, with_sections
+
+    caplog.set_level(logging.INFO, "chatd.webhooks")
+    new = asyncio.Event()
+    elsewhere = await Recorder(200, None, new).start()  # where the Location points: another host
+    hook = await Recorder(status, elsewhere.url, new).start()
+    cfg = with_sections(
+        make_config(tmp_path),
+        {"webhooks": {"url": hook.url, "secret": SECRET, "backoff_initial_s": 0.05, "backoff_max_s": 0.05}},
+    )
+    server = Server(await aiohttp_server(create_app(cfg)), cfg)
+    try:
+        await server.order("RD-1", rep=None)
+        st, _ = await server.api("POST", "/api/v1/orders/RD-1/messages", {"client_id": "c1", "text": "signed"})
+        assert st == 201
+
+        def attempts() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for r in hook.requests:
+                out.setdefault(r["headers"]["webhook-id"], []).append(r["headers"]["X-Chatd-Attempt"])
+            return out
+
+        def settled() -> bool:  # both events (buyer, supplier) tried twice, or a redirect followed
+            return bool(elsewhere.requests) or (len(attempts()) == 2 and all(len(a) >= 2 for a in attempts().values()))
+
+        async with asyncio.timeout(seconds(10)):
+            while not settled():
+                new.clear()
+                await new.wait()
+        assert elsewhere.requests == [], "a redirect was followed"
+        assert all(r["method"] == "POST" for r in hook.requests)
+        for tried in attempts().values():
+            assert tried[:2] == ["1", "2"]  # the first attempt failed and counted: retried, same event
+        assert (await server.outbox_counts())[0] == 2  # still waiting, not deleted as delivered
+        failures = [r.getMessage() for r in caplog.records if "attempt 1 failed" in r.getMessage()]
+        assert len(failures) == 2 and all(f.endswith(f"HTTP {status}") for f in failures), failures
+    finally:
+        await server.srv.close()
+        await hook.stop()
+        await elsewhere.stop()
 
 
 def test_a_whsec_secret_must_be_base64():

@@ -27,6 +27,8 @@ class Receiver:
     one that fails is still recorded (and answered 204, so nothing hangs) and
     named in `unverified`, which the `receiver` fixture checks is empty.
     `fail_next` requests are answered 500 first; `got` wakes waiters.
+    After `hold()` each request waits, unanswered, until a `release()` (those
+    held then) or `open()` (all, and no more holding): a slow receiver.
     """
 
     def __init__(self, secret: str = WEBHOOK_SECRET) -> None:
@@ -36,6 +38,8 @@ class Receiver:
         self.fail_next = 0
         self.attempts = 0
         self.refused: list[str] = []  # event ids answered 500
+        self.gate: asyncio.Event | None = None  # requests wait on it (hold, release, open)
+        self.held = 0  # requests waiting now (on `gate`)
         self._new = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -48,12 +52,42 @@ class Receiver:
             self.webhook.verify(body, dict(request.headers))
         except WebhookVerificationError as exc:
             self.unverified.append(f"{request.headers.get('webhook-id')}: {exc}")
+        if self.gate is not None:
+            gate = self.gate
+            self.held += 1
+            self._new.set()
+            await gate.wait()
         if self.fail_next > 0:
             self.fail_next -= 1
             self.refused.append(request.headers.get("webhook-id"))
             return web.Response(status=500, text="try again")
         self.requests.append({"headers": dict(request.headers), "body": body, "json": msgspec.json.decode(body)})
         return web.Response(status=204)
+
+    def hold(self) -> None:
+        self.gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the requests held now; the next ones are held again."""
+        assert self.gate is not None
+        gate, self.gate, self.held = self.gate, asyncio.Event(), 0
+        gate.set()
+
+    def open(self) -> None:
+        """Answer every held request, and hold no more."""
+        if self.gate is not None:
+            gate, self.gate, self.held = self.gate, None, 0
+            gate.set()
+
+    async def wait_held(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until `n` requests are held."""
+
+        async def loop():
+            while self.held < n:
+                self._new.clear()
+                await self._new.wait()
+
+        await asyncio.wait_for(loop(), timeout)
 
     async def start(self, port: int = 0) -> Receiver:
         app = web.Application()
@@ -74,6 +108,7 @@ class Receiver:
         assert self.unverified == [], self.unverified
 
     async def stop(self) -> None:
+        self.open()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

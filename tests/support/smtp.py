@@ -1,5 +1,7 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) that requires STARTTLS with a throwaway
-CA's certificate (trustme) and keeps every mail it is given; waiters wake on each."""
+CA's certificate (trustme) and keeps every mail it is given; waiters wake on each.
+After `hold()` it leaves each DATA unanswered until `release()` or `open()`: a
+stalling server (a client that gives up meanwhile takes its mail with it)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class SmtpSink:
         self.mails: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.fail_next = 0  # answer this many DATA commands with 451 first
+        self.gate: asyncio.Event | None = None  # DATA waits on it (hold, release, open)
+        self.held = 0  # DATA commands waiting now (on `gate`)
         self._loop = asyncio.get_running_loop()
         self._new = asyncio.Event()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -39,6 +43,10 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's handler hook
+        gate = self.gate  # set and released on the test's loop, waited on the controller's
+        if gate is not None:
+            self._loop.call_soon_threadsafe(self._arrived, gate)
+            await gate.wait()  # cancelled by aiosmtpd if the client goes away meanwhile
         if self.fail_next:
             self.fail_next -= 1
             self._loop.call_soon_threadsafe(self._new.set)
@@ -46,6 +54,34 @@ class SmtpSink:
         mail = email.message_from_bytes(envelope.content, policy=default)
         self._loop.call_soon_threadsafe(self._got, mail, envelope.mail_from, list(envelope.rcpt_tos))
         return "250 OK"
+
+    def _arrived(self, gate: asyncio.Event) -> None:
+        if gate is self.gate:
+            self.held += 1
+            self._new.set()
+
+    def hold(self) -> None:
+        self.gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the DATA commands held now; the next ones are held again."""
+        assert self.gate is not None
+        gate, self.gate, self.held = self.gate, asyncio.Event(), 0
+        self.controller.loop.call_soon_threadsafe(gate.set)
+
+    def open(self) -> None:
+        """Answer every held DATA command, and hold no more."""
+        if self.gate is not None:
+            gate, self.gate, self.held = self.gate, None, 0
+            self.controller.loop.call_soon_threadsafe(gate.set)
+
+    async def wait_held(self, n: int, timeout: float = 10.0) -> None:
+        async def loop():
+            while self.held < n:
+                self._new.clear()
+                await self._new.wait()
+
+        await asyncio.wait_for(loop(), timeout)
 
     def _got(self, mail, sender, rcpts) -> None:
         self.mails.append(mail)
