@@ -48,6 +48,7 @@ from chatd.tasks import stop
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.webhooks")
+COUNT_S = 1.0  # the backlog gauges are at most this old
 
 
 SECRET_PREFIX = "whsec_"
@@ -165,7 +166,8 @@ class Webhooks:
         self.cfg = cfg
         self.clock = clock  # wall-clock seconds of the leases and retries (tests inject one)
         self._key = signing_key(cfg.secret) if cfg.secret else b""
-        self.counts = (0, 0)  # (waiting, dead) as of the last round, for /metrics
+        self.counts = (0, 0)  # (waiting, dead) as of the last count, for /metrics
+        self._counted = -COUNT_S  # time.monotonic() of that count
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -181,7 +183,7 @@ class Webhooks:
             timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
             headers={"User-Agent": "chatd-webhooks/1"},
         )
-        self.counts = await self.store.outbox_counts()
+        await self._count(now=True)
         self._task = asyncio.create_task(self._run(), name="chatd-webhooks")
 
     async def aclose(self) -> None:
@@ -215,7 +217,15 @@ class Webhooks:
         try:
             return await self._deliver_due()
         finally:
+            await self._count()
+
+    async def _count(self, now: bool = False) -> None:
+        """The gauges' counts: read now, or if the last read is COUNT_S old. A round
+        sends only `concurrency` events, and counting scans the whole outbox: counted
+        every round, a backlog of 100,000 would be scanned twice for every 8 sent."""
+        if now or time.monotonic() - self._counted >= COUNT_S:
             self.counts = await self.store.outbox_counts()
+            self._counted = time.monotonic()
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
@@ -253,7 +263,9 @@ class Webhooks:
                 "; giving up" if dead else "",
             )
         await self.store.settle_events(done, failed)
-        self.counts = await self.store.outbox_counts()  # before the counters: a scrape sees both
+        # before the counters, so a scrape sees both; exact when it matters (a failure, or
+        # the backlog sent), at most once a COUNT_S while a backlog goes out
+        await self._count(now=bool(failed) or len(rows) < self.cfg.concurrency)
         for f in failed:
             metrics.WEBHOOK_DELIVERIES.labels("dead" if f.dead else "failed").inc()
         if done:
