@@ -7,10 +7,11 @@
  *   ChatdWidget.inbox(el, {url, token})         the user's orders, newest activity first, with the chat
  *
  * Every component of one page with the same url and token (the same string,
- * or the same function) shares one WebSocket (a Feed): it authenticates, asks for the `inbox` and keeps it
- * current from `unread` and `notify` frames. chatd serves this file as part of
- * /widget.js (after widget.js); each component renders in a Shadow DOM with
- * widget.css linked inside, like the widget. Data goes in as text only.
+ * or the same function) shares one WebSocket (a Feed): it authenticates, asks
+ * for the `inbox` and keeps it current from `unread` and `notify` frames.
+ * chatd serves this file as part of /widget.js (after widget.js); each
+ * component renders in a Shadow DOM with widget.css linked inside, like the
+ * widget. Data goes in as text only.
  */
 (function (global) {
   'use strict';
@@ -256,24 +257,17 @@
   /** @param {Entry} e */
   function ts(e) { return e.last_message ? e.last_message.ts : 0; }
 
-  /** @type {Map<string, Feed>} */
+  /** @type {Map<string, Map<FeedOptions['token'], Feed>>} by url, then token (a string, or a function by identity) */
   var feeds = new Map();
-
-  /** @type {Map<Function, number>} token functions by identity: one function, one Feed */
-  var fnIds = new Map();
-  /** @param {Function} fn */
-  function fnId(fn) {
-    if (!fnIds.has(fn)) fnIds.set(fn, ++counter);
-    return fnIds.get(fn);
-  }
 
   /** The page's one Feed for these options. @param {FeedOptions} opts */
   function feedFor(opts) {
     if (!opts || !opts.token) throw new TypeError('chatd components: options.token required');
     var base = (opts.url || defaultBaseUrl()).replace(/\/+$/, '');
-    var key = base + ' ' + (typeof opts.token === 'function' ? 'fn:' + fnId(opts.token) : opts.token);
-    var f = feeds.get(key);
-    if (!f) { f = new Feed(base, opts.token); feeds.set(key, f); }
+    var byToken = feeds.get(base);
+    if (!byToken) { byToken = new Map(); feeds.set(base, byToken); }
+    var f = byToken.get(opts.token);
+    if (!f) { f = new Feed(base, opts.token); byToken.set(opts.token, f); }
     return f;
   }
 

@@ -10,6 +10,8 @@ import msgspec
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from tests.support.hold import Holding
+
 # the tests' [webhooks] secret, in the Standard Webhooks form
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"chatd-tests-webhook-key-32-bytes").decode()
 
@@ -20,7 +22,7 @@ def verifier(secret: str) -> Webhook:
     return Webhook(secret if secret.startswith("whsec_") else secret.encode())
 
 
-class Receiver:
+class Receiver(Holding):
     """A real HTTP server on 127.0.0.1 that records webhook requests.
 
     Every delivery is verified with the standardwebhooks library and `secret`;
@@ -38,8 +40,6 @@ class Receiver:
         self.fail_next = 0
         self.attempts = 0
         self.refused: list[str] = []  # event ids answered 500
-        self.gate: asyncio.Event | None = None  # requests wait on it (hold, release, open)
-        self.held = 0  # requests waiting now (on `gate`)
         self._new = asyncio.Event()
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -54,8 +54,7 @@ class Receiver:
             self.unverified.append(f"{request.headers.get('webhook-id')}: {exc}")
         if self.gate is not None:
             gate = self.gate
-            self.held += 1
-            self._new.set()
+            self._arrived(gate)
             await gate.wait()
         if self.fail_next > 0:
             self.fail_next -= 1
@@ -63,31 +62,6 @@ class Receiver:
             return web.Response(status=500, text="try again")
         self.requests.append({"headers": dict(request.headers), "body": body, "json": msgspec.json.decode(body)})
         return web.Response(status=204)
-
-    def hold(self) -> None:
-        self.gate = asyncio.Event()
-
-    def release(self) -> None:
-        """Answer the requests held now; the next ones are held again."""
-        assert self.gate is not None
-        gate, self.gate, self.held = self.gate, asyncio.Event(), 0
-        gate.set()
-
-    def open(self) -> None:
-        """Answer every held request, and hold no more."""
-        if self.gate is not None:
-            gate, self.gate, self.held = self.gate, None, 0
-            gate.set()
-
-    async def wait_held(self, n: int, timeout: float = 10.0) -> None:
-        """Wait until `n` requests are held."""
-
-        async def loop():
-            while self.held < n:
-                self._new.clear()
-                await self._new.wait()
-
-        await asyncio.wait_for(loop(), timeout)
 
     async def start(self, port: int = 0) -> Receiver:
         app = web.Application()

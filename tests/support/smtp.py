@@ -14,6 +14,8 @@ from email.policy import default
 
 from aiosmtpd.controller import Controller
 
+from tests.support.hold import Holding
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,13 +23,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class SmtpSink:
+class SmtpSink(Holding):
     def __init__(self, ca_file: str, cert) -> None:
         self.mails: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.fail_next = 0  # answer this many DATA commands with 451 first
-        self.gate: asyncio.Event | None = None  # DATA waits on it (hold, release, open)
-        self.held = 0  # DATA commands waiting now (on `gate`)
         self._loop = asyncio.get_running_loop()
         self._new = asyncio.Event()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -55,33 +55,8 @@ class SmtpSink:
         self._loop.call_soon_threadsafe(self._got, mail, envelope.mail_from, list(envelope.rcpt_tos))
         return "250 OK"
 
-    def _arrived(self, gate: asyncio.Event) -> None:
-        if gate is self.gate:
-            self.held += 1
-            self._new.set()
-
-    def hold(self) -> None:
-        self.gate = asyncio.Event()
-
-    def release(self) -> None:
-        """Answer the DATA commands held now; the next ones are held again."""
-        assert self.gate is not None
-        gate, self.gate, self.held = self.gate, asyncio.Event(), 0
+    def _set(self, gate: asyncio.Event) -> None:  # DATA waits on the controller's loop
         self.controller.loop.call_soon_threadsafe(gate.set)
-
-    def open(self) -> None:
-        """Answer every held DATA command, and hold no more."""
-        if self.gate is not None:
-            gate, self.gate, self.held = self.gate, None, 0
-            self.controller.loop.call_soon_threadsafe(gate.set)
-
-    async def wait_held(self, n: int, timeout: float = 10.0) -> None:
-        async def loop():
-            while self.held < n:
-                self._new.clear()
-                await self._new.wait()
-
-        await asyncio.wait_for(loop(), timeout)
 
     def _got(self, mail, sender, rcpts) -> None:
         self.mails.append(mail)
