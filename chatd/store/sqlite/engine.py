@@ -44,7 +44,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 log = logging.getLogger("chatd.store")
-LINGER_S = 0.0005
+LINGER_S = 0.0005  # a write with none before it waits this long for company
+BUSY_LINGER_S = 0.002  # one behind a batch of several, this long
 
 
 class _Op:
@@ -202,6 +203,9 @@ class Engine:
         db.execute("PRAGMA foreign_keys = OFF")
         db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run off the loop
         db.execute("PRAGMA journal_size_limit = 67108864")  # a reset WAL shrinks back to 64 MiB
+        # Up to 64 MiB of pages (default 2 MiB): messages spread over many orders touch a
+        # page per order in each index, and a miss is a read from the WAL or the file.
+        db.execute("PRAGMA cache_size = -65536")
         return db
 
     async def open(self) -> None:
@@ -272,17 +276,21 @@ class Engine:
         return fut
 
     async def _run_writer(self) -> None:
+        last = 0  # writes in the last batch
         while True:
             await self._wakeup.wait()
-            # Half a millisecond lets the frames already read reach the queue:
-            # bigger batches share pages, cutting commit work per message
-            # (6,000 msgs/s: 92 % -> 87 % of a core, p99 96 -> 73 ms).
-            await asyncio.sleep(LINGER_S)
+            # Lingering lets the frames already read reach the queue: a commit
+            # costs ~60 us however many writes it holds, and bigger batches share
+            # pages. Half a millisecond while writes come one at a time; 2 ms once
+            # they come in batches (4,000 msgs/s: 87 % -> 74 % of a core, p99 15-77 ms
+            # -> 17-19 ms, docs/benchmarks.md). A lone write is never held for long.
+            await asyncio.sleep(BUSY_LINGER_S if last > 1 else LINGER_S)
             self._wakeup.clear()
             while self._queue:
                 async with self._write_lock:
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
+                    last = len(batch)
                     await self._commit(batch)
             if self._closing:
                 return
