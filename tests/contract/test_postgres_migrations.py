@@ -11,6 +11,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from chatd.store.postgres import migrations  # noqa: E402
 from tests.support.postgres_server import new_database  # noqa: E402
+from tests.support.trigger_cases import POSTS, SETUP  # noqa: E402
 
 MERGED_TRIGGERS = 9  # the migration that made one message trigger of two
 
@@ -22,31 +23,6 @@ async def _at_version(version: int) -> asyncpg.Connection:
     for script in migrations.MIGRATIONS[:version]:
         await conn.execute(script)
     return conn
-
-
-# buyer b1 (no notes), supplier s1 and rep r1 (notes); o2 has no staff marker
-SETUP = """
-INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, created_ts)
-VALUES ('o1', 'new', 'b1', 'B', 's1', 'S', 'r1', 'R', 1), ('o2', 'new', 'b1', 'B', 's1', 'S', NULL, NULL, 1);
-INSERT INTO read_markers (order_id, user_id, sees_notes)
-VALUES ('o1', 'b1', 0), ('o1', 's1', 1), ('o1', 'r1', 1), ('o2', 'b1', 0), ('o2', 's1', 1);
-INSERT INTO staff_markers (order_id) VALUES ('o1');
-"""
-# (order, kind, sender, role): texts, notes, a staff message, a sender with no
-# marker (the system), a note whose sender does not see notes
-POSTS = [
-    ("o1", "text", "b1", "buyer"),
-    ("o1", "text", "b1", "buyer"),
-    ("o1", "note", "s1", "supplier"),
-    ("o1", "text", "s1", "supplier"),
-    ("o1", "text", "x9", "staff"),
-    ("o1", "note", "r1", "rep"),
-    ("o1", "system", "system", "system"),
-    ("o1", "note", "b1", "buyer"),
-    ("o2", "text", "s1", "supplier"),
-    ("o2", "note", "s1", "supplier"),
-    ("o2", "text", "x9", "staff"),
-]
 
 
 async def _counters(conn: asyncpg.Connection) -> dict[str, list[tuple]]:

@@ -1,0 +1,27 @@
+"""The message-trigger cases both stores' migration tests run: the same inserts on a
+schema at the version before a trigger was rewritten and on one brought up to date
+must leave the same counters."""
+
+# buyer b1 (no notes), supplier s1 and rep r1 (notes); o2 has no staff marker
+SETUP = """
+INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, created_ts)
+VALUES ('o1', 'new', 'b1', 'B', 's1', 'S', 'r1', 'R', 1), ('o2', 'new', 'b1', 'B', 's1', 'S', NULL, NULL, 1);
+INSERT INTO read_markers (order_id, user_id, sees_notes)
+VALUES ('o1', 'b1', 0), ('o1', 's1', 1), ('o1', 'r1', 1), ('o2', 'b1', 0), ('o2', 's1', 1);
+INSERT INTO staff_markers (order_id) VALUES ('o1');
+"""
+# (order, kind, sender, role): texts, notes, a staff message, a sender with no
+# marker (the system), a note whose sender does not see notes
+POSTS = [
+    ("o1", "text", "b1", "buyer"),
+    ("o1", "text", "b1", "buyer"),
+    ("o1", "note", "s1", "supplier"),
+    ("o1", "text", "s1", "supplier"),
+    ("o1", "text", "x9", "staff"),
+    ("o1", "note", "r1", "rep"),
+    ("o1", "system", "system", "system"),
+    ("o1", "note", "b1", "buyer"),
+    ("o2", "text", "s1", "supplier"),
+    ("o2", "note", "s1", "supplier"),
+    ("o2", "text", "x9", "staff"),
+]
