@@ -280,7 +280,7 @@ class Engine:
         while True:
             await self._wakeup.wait()
             # Lingering lets the frames already read reach the queue: a commit
-            # costs ~60 us however many writes it holds, and bigger batches share
+            # costs ~150 us however many writes it holds, and bigger batches share
             # pages. Half a millisecond while writes come one at a time; 2 ms once
             # they come in batches (4,000 msgs/s: 87 % -> 74 % of a core, p99 15-77 ms
             # -> 17-19 ms, docs/benchmarks.md). A lone write is never held for long.
