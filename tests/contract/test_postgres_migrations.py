@@ -11,7 +11,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from chatd.store.postgres import migrations  # noqa: E402
 from tests.support.postgres_server import new_database  # noqa: E402
-from tests.support.trigger_cases import POSTS, SETUP  # noqa: E402
+from tests.support.trigger_cases import COUNTERS, POSTS, SETUP  # noqa: E402
 
 MERGED_TRIGGERS = 9  # the migration that made one message trigger of two
 
@@ -40,14 +40,7 @@ async def _counters(conn: asyncpg.Connection) -> dict[str, list[tuple]]:
             sender,
             role,
         )
-    queries = {
-        "orders": "SELECT id, last_seq, last_ts FROM orders ORDER BY id",
-        "read_markers": "SELECT order_id, user_id, read_seq, unread, last_seq, activity_ts FROM read_markers "
-        "ORDER BY order_id, user_id",
-        "staff_markers": "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
-        "user_stats": "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
-    }
-    return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in queries.items()}
+    return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in COUNTERS.items()}
 
 
 async def test_the_merged_message_trigger_counts_as_the_two_it_replaced():

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from chatd.store.sqlite import migrations
-from tests.support.trigger_cases import POSTS, SETUP
+from tests.support.trigger_cases import COUNTERS, POSTS, SETUP
 
 ONE_TRIGGER = 14  # the migration that made one message trigger of three
 
@@ -33,14 +33,7 @@ def _counters(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'hi')",
             (order, seqs[order], 100 + n, kind, sender, sender, role),
         )
-    queries = {
-        "orders": "SELECT id, last_seq, last_ts FROM orders ORDER BY id",
-        "read_markers": "SELECT order_id, user_id, read_seq, unread, last_seq, activity_ts FROM read_markers "
-        "ORDER BY order_id, user_id",
-        "staff_markers": "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
-        "user_stats": "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
-        "message_log": "SELECT id, order_id, seq, ts, kind FROM message_log ORDER BY id",
-    }
+    queries = {**COUNTERS, "message_log": "SELECT id, order_id, seq, ts, kind FROM message_log ORDER BY id"}
     return {name: db.execute(sql).fetchall() for name, sql in queries.items()}
 
 

@@ -69,6 +69,15 @@ async def say(client, order: str, text: str, kind: str = "text") -> dict:
     return ack
 
 
+async def supplier_in(server, order: str, supplier=None):
+    """`order` made (ORDER's people) and the supplier joined to it: their connection."""
+    st, _ = await server.api("PUT", f"/api/v1/orders/{order}", ORDER)
+    assert st == 201
+    supplier = supplier or await server.client("supplier1", "supplier")
+    await supplier.join(order)
+    return supplier
+
+
 def notifications(receiver, user: str | None = "buyer1") -> list[dict]:
     out = [r["json"] for r in receiver.requests if r["json"]["type"] == "notification"]
     return [n for n in out if n["recipient"]["id"] == user] if user != "*" else out
@@ -92,10 +101,7 @@ async def delivered(server, receiver, count: int) -> list[dict]:
 async def test_one_notification_for_a_burst_by_webhook_and_by_email(server, receiver, smtp):
     clock = inject(server)
     notifier = server.app[NOTIFIER]
-    st, _ = await server.api("PUT", "/api/v1/orders/N-1", ORDER)
-    assert st == 201
-    supplier = await server.client("supplier1", "supplier")
-    await supplier.join("N-1")
+    supplier = await supplier_in(server, "N-1")
     await say(supplier, "N-1", "Your pallet is packed")
     clock.t += 2 * MIN
     await say(supplier, "N-1", "It ships tomorrow <b>8:00</b>")
@@ -256,9 +262,7 @@ async def test_a_pending_notification_survives_a_restart_and_goes_once(server, r
     from chatd.app import create_app
 
     clock = inject(server)
-    await server.api("PUT", "/api/v1/orders/N-6", ORDER)
-    supplier = await server.client("supplier1", "supplier")
-    await supplier.join("N-6")
+    supplier = await supplier_in(server, "N-6")
     await say(supplier, "N-6", "before the restart")
     await server.srv.close()  # the first instance goes away with the notification pending
     again = await aiohttp_server(create_app(server.cfg))
@@ -334,9 +338,7 @@ async def test_a_slow_mail_server_gets_each_notification_once_from_two_instances
     orders = ["S-1", "S-2", "S-3"]
     supplier = await server.client("supplier1", "supplier")
     for order in orders:
-        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", ORDER)
-        assert st == 201
-        await supplier.join(order)
+        await supplier_in(server, order, supplier)
         await say(supplier, order, "news")
     clock.t += 10 * MIN  # all six due: each order's buyer (e-mail) and rep (webhook only)
     smtp.hold()
@@ -371,10 +373,7 @@ async def test_a_stalled_mail_server_is_given_up_after_send_s(server, receiver, 
     clock = inject(server)
     notifier = server.app[NOTIFIER]
     notifier.send_s = 0.2  # well below [email] timeout_s (30 s): only the bound of the whole send ends it
-    st, _ = await server.api("PUT", "/api/v1/orders/S-4", ORDER)
-    assert st == 201
-    supplier = await server.client("supplier1", "supplier")
-    await supplier.join("S-4")
+    supplier = await supplier_in(server, "S-4")
     await say(supplier, "S-4", "news")
     clock.t += 10 * MIN
     smtp.hold()

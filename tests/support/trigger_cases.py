@@ -25,3 +25,11 @@ POSTS = [
     ("o2", "note", "s1", "supplier"),
     ("o2", "text", "x9", "staff"),
 ]
+# what the triggers keep, read back the same way from either store
+COUNTERS = {
+    "orders": "SELECT id, last_seq, last_ts FROM orders ORDER BY id",
+    "read_markers": "SELECT order_id, user_id, read_seq, unread, last_seq, activity_ts FROM read_markers "
+    "ORDER BY order_id, user_id",
+    "staff_markers": "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
+    "user_stats": "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
+}
