@@ -16,6 +16,7 @@ Precision and recall on the test corpus: docs/contact-filter.md.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -178,6 +179,14 @@ _EMAIL_PROVIDER = re.compile(
     + "|".join(MAIL_PROVIDERS) + r")\b(?!\.\w)",
     re.I,
 )
+# Each of these is in every match of the pattern named, and starts at a character
+# class instead of a look-behind tried at every position: a search for it is a
+# cheap test of whether the pattern can match at all.
+_EMAIL_SPELLED_HINT = re.compile(r"(?:dot\s*[)\]}>]\s*|dot\s+|\.)" + _TLD + r"\b", re.I)
+_EMAIL_PROVIDER_HINT = re.compile(
+    r"(?:at\s*[)\]}>]\s*|at\s+|@\s*)(?:" + "|".join(MAIL_PROVIDERS) + r")\b(?!\.\w)", re.I
+)
+_URL_BARE_HINT = re.compile(r"\." + _TLD + r"(?![\w\-])", re.I)
 _SPELLED_MARK = re.compile(r"[(\[{<]\s*(?:at|dot)\s*[)\]}>]|\sdot\s", re.I)
 _URL_SCHEME = re.compile(
     r"\b(?:https?|ftp)://[^\s<>\"']+|\b(?:viber|skype|tg|whatsapp|weixin|telegram|fb-messenger)://[^\s<>\"']+"
@@ -259,19 +268,25 @@ _DIGITS = re.compile(r"\d+")
 _RUN = re.compile("[0-9]+(?:" + _SEP + "{1,3}[0-9]+)*")
 _SIX_DIGITS = re.compile("[0-9](?:" + _SEP + "{0,3}[0-9]){5}")
 # Cheap checks that say a pattern can match at all: a date needs "1.2", "1/2" or
-# "1-2"; an ASCII price needs one of these (each token of _CURRENCY contains one).
+# "1-2", a time "1:2", "1h2" or "1.2" (one search for all: _SEPARATED); an ASCII
+# price needs one of these (each token of _CURRENCY contains one).
+_SEPARATED = re.compile(r"\d[./\-:hH]\d")
 _DATE_GATE = re.compile(r"\d[./\-]\d")
 _CURRENCY_ASCII = (
     "$", "usd", "eur", "gbp", "rub", "rur", "uah", "cny", "rmb", "yuan", "inr", "kzt", "aed", "uzs", "pln", "chf",
     "jpy", "dollar", "buck", "rouble", "pound",
 )  # fmt: skip
-# (pattern, a cheap pattern that must match somewhere first, or None)
+# (pattern, a cheap pattern that must match somewhere first, or None); times only
+# where _SEPARATED matched
 _PROTECTED: list[tuple[re.Pattern[str], re.Pattern[str] | None]] = [
-    (_TIME, re.compile(r"\d[:h]\d", re.I)),
-    (_TIME_DOTS, re.compile(r"\d\.\d")),
     (_QUANTITY, None),
     (_PERCENT, re.compile("%")),
-    (_ORDINAL_HASH, re.compile("[#№.]")),
+    (_ORDINAL_HASH, re.compile(r"[#№]|n[or]\.", re.I)),
+]
+_PROTECTED_SEPARATED = [
+    (_TIME, re.compile(r"\d[:h]\d", re.I)),
+    (_TIME_DOTS, re.compile(r"\d\.\d")),
+    *_PROTECTED,
 ]
 MAX_PRICES = 64  # currency amounts recognised per message
 _BLANK = "\u00a4"  # replaces protected spans: breaks runs, never a digit or separator
@@ -323,31 +338,31 @@ def _find(text: str, links: bool, phones: bool) -> list[Finding]:
     found: list[Finding] = []
     if phones and _ANY_DIGIT.search(text):
         found.extend(_phones(text))
-    if phones and len(set(_WORD.findall(text.lower())) & _SPELLED_DIGIT_WORDS) >= 1:
+    if phones and _words(text) & _SPELLED_DIGIT_WORDS:
         found.extend(_spelled_phones(text))
     if not links:
         return found
     lower = text.lower()
-    words = set(_WORD.findall(lower))
+    words = _words(text)
     has_at = "@" in text
     if has_at:
         for m in _EMAIL.finditer(text):
             found.append(Finding("email", m.start(), m.end(), m.group()))
-    if has_at or words & _SPELLED_AT_WORDS:
+    if (has_at or words & _SPELLED_AT_WORDS) and _EMAIL_SPELLED_HINT.search(text):
         for m in _EMAIL_SPELLED.finditer(text):
             if "@" in m.group() and _EMAIL.search(m.group()):
                 continue  # a plain address, found above
             if not _SPELLED_MARK.search(m.group()) and not re.search(r"[\d._+\-]", m.group().split()[0]):
                 continue  # "look at acme.com": a link (found below), not an address
             found.append(Finding("email", m.start(), m.end(), m.group()))
-    if has_at or "at" in words:
+    if (has_at or "at" in words) and _EMAIL_PROVIDER_HINT.search(text):
         for m in _EMAIL_PROVIDER.finditer(text):
             if m.group(1).lower() not in _NOT_MAILBOXES:  # "look at gmail", "me at yahoo"
                 found.append(Finding("email", m.start(), m.end(), m.group()))
     url_patterns = []
     if "://" in text or "www." in lower or "skype:" in lower:
         url_patterns.append(_URL_SCHEME)
-    if "." in text:
+    if "." in text and _URL_BARE_HINT.search(text):
         url_patterns.append(_URL_BARE)
     if "dot" in words:
         url_patterns.append(_URL_SPELLED)
@@ -373,6 +388,13 @@ def _find(text: str, links: bool, phones: bool) -> list[Finding]:
     return found
 
 
+@functools.lru_cache(maxsize=8)
+def _words(text: str) -> frozenset[str]:
+    """The lower-case ASCII words of `text`. Both views of a plain message are the
+    message itself, so its words are found once."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
 def _merge(found: list[Finding]) -> list[Finding]:
     found.sort(key=lambda f: (f.start, _PRIORITY[f.kind], -f.end))
     out: list[Finding] = []
@@ -389,7 +411,8 @@ def _merge(found: list[Finding]) -> list[Finding]:
 def _protect(text: str) -> str:
     """`text` with dates, times, prices, quantities and #numbers blanked out."""
     spans: list[tuple[int, int]] = []
-    if _DATE_GATE.search(text):
+    separated = _SEPARATED.search(text) is not None
+    if separated and _DATE_GATE.search(text):
         for m in _DATE.finditer(text):
             if _is_date(m.group(1), m.group(3), m.group(4)):
                 spans.append(m.span())
@@ -397,7 +420,7 @@ def _protect(text: str) -> str:
             d1, m1, d2, m2 = (int(x) for x in m.groups())
             if 1 <= d1 <= 31 and 1 <= m1 <= 12 and 1 <= d2 <= 31 and 1 <= m2 <= 12:
                 spans.append(m.span())
-    for rx, gate in _PROTECTED:
+    for rx, gate in _PROTECTED_SEPARATED if separated else _PROTECTED:
         if gate is None or gate.search(text):
             spans.extend(m.span() for m in rx.finditer(text))
     lower = text.lower()

@@ -161,6 +161,10 @@ def _unconfuse(view: Mapped) -> Mapped:
 # --- the digit view ---------------------------------------------------------------------
 
 _LOOKALIKE_TOKEN = re.compile(r"(?<![^\W_])(?=[OoIliS]*\d)[0-9OoIliS]+(?![^\W_])")
+# a token it changes holds a look-alike and a digit, so one next to the other (after
+# _base every digit is ASCII): a search that starts at a character class, not at
+# every position as the token's look-behind does
+_LOOKALIKE_HINT = re.compile(r"[0-9][OoIliS]|[OoIliS][0-9]")
 _TOKEN = re.compile(r"[^\W_]+")
 _ANY_DIGIT = re.compile(r"\d")
 _GAP_OK = frozenset(" ,.-/()\t")
@@ -168,6 +172,7 @@ _PIECES = sorted(list(DIGIT_WORDS) + list(MULTIPLIERS), key=len, reverse=True)
 _DIGIT_WORD_RX = re.compile("|".join(_PIECES))
 _ALL_PIECES = re.compile("(?:" + "|".join(_PIECES) + ")+")
 _SPELLED_HINT = re.compile("zero|one|two|three|four|five|six|seven|eight|nine|nought|nil", re.I)
+_SPELLED_HINT_LOWER = re.compile(_SPELLED_HINT.pattern)  # on an ASCII text lowered: the same hits, 5x faster
 # where numerals are, a run needs two digit words (glued "doublefive" too) or a
 # look-alike word ("0 7 9 I I") after a gap: what either needs, cheaply
 _COUNTED_PIECES = tuple(p for p in _PIECES if p not in ("o", "oh"))
@@ -202,7 +207,8 @@ def _spelled_runs(view: Mapped) -> Mapped:
     as numerals, one group per word, when at least two digit words are in the run."""
     text = view.text
     if not _ANY_DIGIT.search(text):
-        if len(list(itertools.islice(_SPELLED_HINT.finditer(text), 2))) < 2:
+        hits = _SPELLED_HINT_LOWER.finditer(text.lower()) if text.isascii() else _SPELLED_HINT.finditer(text)
+        if len(list(itertools.islice(hits, 2))) < 2:
             return view  # neither numerals nor two digit words: nothing to read
     elif sum(map(text.lower().count, _COUNTED_PIECES)) < 2 and not _LOOKALIKE_AFTER.search(text):
         return view  # a run needs two digit words or a look-alike after a numeral
@@ -252,7 +258,7 @@ def _spelled_runs(view: Mapped) -> Mapped:
 
 def digit_view(text: str) -> Mapped:
     view = _base(text)
-    if _ANY_DIGIT.search(view.text):
+    if _LOOKALIKE_HINT.search(view.text):
         view = view.sub(_LOOKALIKE_TOKEN, lambda m: m.group().translate(_LOOKALIKE_DIGITS))
     return _spelled_runs(view)
 
@@ -268,6 +274,7 @@ _DEFANG = [
 ]
 # three or more single characters separated by single spaces: "j o h n", "h t t p s : / /"
 _SPACED = re.compile(r"(?<!\S)(?:\S ){2,}\S(?!\w)")
+_SPACED_HINT = re.compile(r" \S \S")  # in every match; starts at a space, not at every position
 _PROVIDER = "(?:" + "|".join(MAIL_PROVIDERS) + ")"
 # "peter @ outlook.com", "john@ gmail": joined; "follow @shop.studio" (space before only) is a handle
 _AROUND_AT = re.compile(r"(?<=[\w.])(?:[ \t]+@|@)[ \t]+(?=[\w-]+\.[a-z]|" + _PROVIDER + r"\b)", re.I)
@@ -288,6 +295,9 @@ _VARIANT = re.compile(
 )
 _LEET_WORDS = frozenset(_TLD_WORDS) | frozenset(p for p in MAIL_PROVIDERS if not p.isdigit())
 _LEET_TOKEN = re.compile(r"(?<=[.@ ])(?=[a-z@]*\d)[a-z0-9@]{2,12}(?![\w])", re.I)
+# in every match that changes something: after its look-behind, a letter (or "@") and
+# a digit, in either order (an all-digit token stays as it is)
+_LEET_HINT = re.compile(r"[.@ ](?:[a-z@]+\d|\d+[a-z@])", re.I)
 
 
 def _leet(m: re.Match[str]) -> str:
@@ -297,6 +307,8 @@ def _leet(m: re.Match[str]) -> str:
 
 
 _SQUEEZE = str.maketrans("", "", " \t\n.-_*'’")
+_SQUEEZE_ASCII = b" \t\n.-_*'"  # the same for an ASCII text, as bytes: a table lookup, not a dict's
+_ASCII_VARIANTS = tuple(v for v in _VARIANTS if v.isascii())  # all an ASCII text can hold
 _DEFANG_HINT = re.compile(r"[\[({<]|h(?:xx|\*\*|__)p", re.I)
 
 
@@ -309,21 +321,23 @@ def letter_view(text: str) -> Mapped:
     if _DEFANG_HINT.search(view.text):
         for rx, repl in _DEFANG:
             view = view.sub(rx, repl)
-    view = view.sub(_SPACED, lambda m: m.group().replace(" ", ""))
+    if _SPACED_HINT.search(view.text):
+        view = view.sub(_SPACED, lambda m: m.group().replace(" ", ""))
     has_at = "@" in view.text
     if has_at:
         view = view.sub(_AROUND_AT, "@")
     if " ." in view.text or " /" in view.text:
         view = view.sub(_AROUND_DOT, r"\1")
     lower = view.text.lower()
-    squeezed = lower.translate(_SQUEEZE)
+    is_ascii = lower.isascii()
+    squeezed = lower.encode().translate(None, _SQUEEZE_ASCII).decode() if is_ascii else lower.translate(_SQUEEZE)
     if any(name in squeezed for name in _SPLIT_MESSENGERS):
         # every alternative of _SPLIT is a named group, so `lastgroup` is set
         view = view.sub(_SPLIT, lambda m: _SPLIT_MESSENGERS[int(cast(str, m.lastgroup)[1:])])
-    if any(v in lower for v in _VARIANTS):
+    if any(v in lower for v in (_ASCII_VARIANTS if is_ascii else _VARIANTS)):
         view = view.sub(_VARIANT, lambda m: _VARIANTS[m.group().lower()])
     if has_at and _HANDLE_TALK.search(view.text):
         view = view.sub(_AFTER_AT, "@")
-    if _ANY_DIGIT.search(view.text):
+    if _ANY_DIGIT.search(view.text) and _LEET_HINT.search(view.text):
         view = view.sub(_LEET_TOKEN, _leet)
     return view

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatd import contact_filter as cf
@@ -132,6 +132,56 @@ def test_a_uuid_skipped_by_scan_id_holds_nothing(hexes):
 def test_a_uuid_spelling_a_handle_is_still_scanned():
     cid = "00fb0000-0000-0000-0000-fbacc0deadbe"  # "fb acc 0deadbe": a messenger account
     assert cf.scan(cid) and cf.scan_id(cid) == cf.scan(cid)
+
+
+# Pieces the filter's patterns are made of, for texts that come near to matching them.
+# fmt: off
+PIECES = (
+    "@", ".", " ", "  ", "-", "/", ":", "(", ")", "[.]", "(at)", " at ", " dot ", "(dot)", "[dot] ", "@ ", "://",
+    "www.", "john", "acme", "shop.io", "x.co", "a.info",
+    "hxxp", ".com", ".c0m", "co", "gmail", "gmai1", "aol", "@01", "yahoo", "163", "io", "info", "ınfo", "ſ",
+    "K", "İ", "j o h n", "a b", "O", "o", "I", "l", "i", "S", "0", "1", "5", "7", "12", "2024", "h", "H", "x",
+    "five", "FIVE", "one", "two", "nil", "oh", "telegram", "tele gram", "whatsap", "телеграм", "ватсап", "%",
+)
+# fmt: on
+near_text = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), max_size=12).map("".join)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(near_text)
+@example("john(at) gmail")  # each form of "at", "dot" and a time, once for sure
+@example("k (at)\tyahoo")
+@example("john at acme(dot)io")
+@example("mary@shop [dot] co")
+@example("x.y at z dot info")
+@example("ping me at v3ndor.c0m or @01")
+@example("from 12H30")
+def test_a_hint_that_skips_a_pattern_only_skips_what_it_cannot_match(text):
+    """Each cheap check the filter runs before a slow pattern is in every match of
+    that pattern (or every match that changes something), so skipping on it loses
+    nothing."""
+    from chatd import contact_normalise as cn
+
+    def changes(rx, repl):
+        return any(repl(m) != m.group() for m in rx.finditer(text))
+
+    pairs = [
+        (cn._LOOKALIKE_HINT, changes(cn._LOOKALIKE_TOKEN, lambda m: m.group().translate(cn._LOOKALIKE_DIGITS))),
+        (cn._SPACED_HINT, changes(cn._SPACED, lambda m: m.group().replace(" ", ""))),
+        (cn._LEET_HINT, changes(cn._LEET_TOKEN, cn._leet)),
+        (cf._EMAIL_SPELLED_HINT, cf._EMAIL_SPELLED.search(text)),
+        (cf._EMAIL_PROVIDER_HINT, cf._EMAIL_PROVIDER.search(text)),
+        (cf._URL_BARE_HINT, cf._URL_BARE.search(text)),
+        (cf._SEPARATED, any(g.search(text) for g in (cf._DATE_GATE, *(g for _, g in cf._PROTECTED_SEPARATED[:2])))),
+    ]
+    for hint, matched in pairs:
+        assert not matched or hint.search(text), hint.pattern
+    if text.isascii():  # the ASCII shortcuts give what the general forms give
+        lower = text.lower()
+        assert lower.encode().translate(None, cn._SQUEEZE_ASCII).decode() == lower.translate(cn._SQUEEZE)
+        assert any(v in lower for v in cn._ASCII_VARIANTS) == any(v in lower for v in cn._VARIANTS)
+        fast = [m.span() for m in cn._SPELLED_HINT_LOWER.finditer(lower)]
+        assert fast == [m.span() for m in cn._SPELLED_HINT.finditer(text)]
 
 
 @pytest.mark.parametrize("label, text", [r for r in CORPUS + EVASIONS if r[0] != "none"])
