@@ -318,15 +318,19 @@ def scan(text: str) -> list[Finding]:
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_FB_WORD = re.compile(r"(?:^|-)fb", re.I)
 
 
 def scan_id(client_id: str) -> list[Finding]:
     """`scan` for a client_id. The UUIDs the widget and the SDK generate are not
     scanned: a hex digit run inside one touches a letter or a dash, so it is never
     a phone; it has no "@", ".", ":", space or digit word; and the one messenger
-    name spelled in hex, "fb", is scanned for. (tests/functional/test_contact_filter.py
+    name spelled in hex, "fb", is scanned for where it can start a word: at the
+    start of a group (inside one, a hex digit or letter before it is part of the
+    same word). About one random UUID in 50 is scanned, not one in 10 as with "fb"
+    anywhere: the full scan of a UUID costs ~50 us. (tests/functional/test_contact_filter.py
     checks this on random UUIDs.)"""
-    if _UUID.fullmatch(client_id) and "fb" not in client_id.lower():
+    if _UUID.fullmatch(client_id) and not _FB_WORD.search(client_id):
         return []
     return scan(client_id)
 

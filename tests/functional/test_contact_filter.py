@@ -123,6 +123,8 @@ def test_generated_client_ids_are_never_flagged():
 
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet="0123456789abcdefABCDEF", min_size=32, max_size=32))
+@example("0fbacc0deadbe000fbacc0fbacc0dead")  # "fb acc" inside groups: not a word
+@example("FBacc0deadbe00000000000000000000")
 def test_a_uuid_skipped_by_scan_id_holds_nothing(hexes):
     """scan_id does not scan a UUID (the server's hot path): that must lose nothing."""
     cid = "-".join((hexes[:8], hexes[8:12], hexes[12:16], hexes[16:20], hexes[20:]))
