@@ -673,6 +673,24 @@ async def test_the_reply_clock_starts_at_a_buyer_question_and_stops_at_the_suppl
     assert await other.response_periods(answer.message.ts, None, None) == []  # asked before the window
 
 
+async def test_a_repeated_question_or_answer_moves_neither_the_clock_nor_any_count(store, store_factory):
+    """A client's retry of a message stored before is a duplicate: it must not start
+    the clock again after the answer, stop it again, or count as unread."""
+    await put_order(store, "w5")
+    asked = await store.post(BUYER, "w5", "Can you deliver before noon?", "b1")
+    answer = await store.post(SUPPLIER, "w5", "Yes, 11:00", "s1")
+    other = await store_factory()
+    before = {u: await other.total_unread(u) for u in ("b1", "s1", "r1")}
+    again = await store.post(BUYER, "w5", "Can you deliver before noon?", "b1")  # the retry, after the answer
+    assert again.duplicate and again.message.seq == asked.message.seq and again.unread == []
+    assert not again.waiting_changed and (await other.get_order("w5")).waiting is None
+    assert (await store.post(SUPPLIER, "w5", "Yes, 11:00", "s1")).duplicate
+    assert await other.response_periods(0, None, None) == [(asked.message.ts, answer.message.ts)]
+    assert {u: await other.total_unread(u) for u in ("b1", "s1", "r1")} == before
+    later = await store.post(BUYER, "w5", "And the invoice?", "b2")  # a new question still starts it
+    assert later.waiting_changed and later.waiting.seq == 3
+
+
 async def test_no_reply_needed_ends_the_wait_and_a_later_question_starts_the_next(store):
     await put_order(store, "w2")
     first = await store.post(BUYER, "w2", "FYI the dock is closed on Friday", "b1")

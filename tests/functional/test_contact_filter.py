@@ -17,6 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatd import contact_filter as cf
+from chatd import contact_normalise as cn
 from chatd.errors import BlockedContent
 from tests.functional.test_attachments import upload
 from tests.support import samples
@@ -162,7 +163,6 @@ def test_a_hint_that_skips_a_pattern_only_skips_what_it_cannot_match(text):
     """Each cheap check the filter runs before a slow pattern is in every match of
     that pattern (or every match that changes something), so skipping on it loses
     nothing."""
-    from chatd import contact_normalise as cn
 
     def changes(rx, repl):
         return any(repl(m) != m.group() for m in rx.finditer(text))

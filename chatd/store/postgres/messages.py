@@ -7,6 +7,7 @@ rest of its batch untouched.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -27,17 +28,40 @@ if TYPE_CHECKING:
     import asyncpg
 
 _NO_END = 1 << 62  # above every seq
-# every reader's marker and total after a message, and the order's shared staff marker
-# (on each row: no round trip of its own). Subqueries, not a join: a join's plan follows
-# the table statistics, and before they are gathered (a new database, a table that grew
-# fast) it scans user_stats whole for every message.
-_UNREAD = (
-    "SELECT m.user_id, m.unread, (SELECT s.unread_total FROM user_stats s WHERE s.user_id = m.user_id), "
-    "m.side, (SELECT COALESCE(SUM(h.unread), 0)::bigint "
-    "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1), "
-    "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = $1) FROM read_markers m "
-    "WHERE m.order_id = $1"
-)
+
+
+@functools.lru_cache(maxsize=64)
+def _post_sql(first: int, notes_only: bool, clock: str) -> str:
+    """The message's INSERT and what it changes, in one statement (one round trip).
+
+    `go` is the INSERT (no row when (order, sender, client_id) exists already); a
+    reply clock's CTEs (chatd.store.postgres.responses) may stand between it and the
+    SELECT (`clock`, its CTEs), their parameters from $1 (the order id) to ${first - 1}. The SELECT gives,
+    per reader, the marker and totals as the row triggers of migrations 1 and 9 leave
+    them: this statement's snapshot is from before the insert, so it adds what those
+    triggers add (the sender's unread to 0, everyone else's up by one, each user's
+    total and hidden sum by their marker's change, the staff marker likewise).
+    Subqueries, not a join: a join's plan follows the table statistics, and before
+    they are gathered (a new database, a table that grew fast) it scans user_stats
+    whole for every message."""
+    seq, sender, role = f"${first}", f"${first + 3}", f"${first + 5}"
+    values = ", ".join(["$1", *(f"${first + k}" for k in range(11))])
+    return (
+        f"WITH had AS (SELECT unread FROM read_markers WHERE user_id = {sender} AND order_id = $1), "
+        "go AS (INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
+        f"client_id, text, status, attachments, forced) VALUES ({values}) "
+        "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1)"
+        f"{', ' + clock if clock else ''} "
+        "SELECT (SELECT unread FROM had), m.user_id, m.after, "
+        "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = m.user_id) + m.after - m.before, m.side, "
+        "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1)"
+        " + CASE WHEN m.side = 1 THEN m.after - m.before ELSE 0 END, "
+        f"(SELECT CASE WHEN {role} = 'staff' THEN ARRAY[{seq}::bigint, 0] ELSE ARRAY[read_seq, unread + 1] END "
+        "FROM staff_markers WHERE order_id = $1) "
+        "FROM go LEFT JOIN LATERAL (SELECT user_id, side, unread AS before, "
+        f"CASE WHEN user_id = {sender} THEN 0 ELSE unread + 1 END AS after FROM read_markers "
+        f"WHERE order_id = $1{' AND sees_notes <> 0' if notes_only else ''}) m ON true"
+    )
 
 
 async def by_keys(db: asyncpg.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Message]:
@@ -100,40 +124,24 @@ class Messages(StoreMixin):
         ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
-        # the sender's unread as it was (the statement's snapshot), in the same round trip
-        inserted = await db.fetchrow(
-            "WITH had AS (SELECT unread FROM read_markers WHERE user_id = $5 AND order_id = $1) "
-            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, "
-            "client_id, text, status, attachments, forced) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING "
-            "RETURNING (SELECT unread FROM had)",
-            order.id,
-            seq,
-            ts,
-            kind,
-            sender.id,
-            sender.name,
-            sender.role,
-            client_id,
-            text,
-            status,
-            att,
-            int(forced),
+        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
+        waiting, overdue = order.waiting, order.waiting is not None and order.waiting.escalated
+        clock = responses.plan(order, msg, bool(attachments))  # sets order.waiting
+        first = len(clock[1]) + 1 if clock else 2
+        values = (seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced))
+        rows = await db.fetch(
+            _post_sql(first, kind == "note", clock[0] if clock else ""),
+            *(clock[1] if clock else (order.id,)),
+            *values,
         )
-        if inserted is None:
+        if not rows:  # the insert did nothing, nor did the clock's statements
+            order.waiting = waiting
             return None
         order.last_seq, order.last_ts = seq, ts
-        msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
-        overdue = order.waiting is not None and order.waiting.escalated
-        clock = responses.plan(order, msg, bool(attachments))
-        unread_sql = _UNREAD + ("" if kind != "note" else " AND m.sees_notes <> 0")
-        # the reply clock is written in the round trip that reads the unread counts
-        rows = await (responses.run(db, clock, unread_sql) if clock else db.fetch(unread_sql, order.id))
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
-            for user, count, total, side, hidden, _ in rows
-            if user != sender.id or (own_read and inserted[0])
+            for had, user, count, total, side, hidden, _ in rows
+            if user is not None and (user != sender.id or (own_read and had))
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         if attachments:
@@ -150,7 +158,7 @@ class Messages(StoreMixin):
             unread=unread,
             waiting_changed=clock is not None,
             waiting=order.waiting,
-            staff=await staff.view(db, order, moved, known=(rows[0][5],) if rows else None),
+            staff=await staff.view(db, order, moved, known=(rows[0][6],)),
         )
 
     async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:

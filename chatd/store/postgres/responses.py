@@ -26,7 +26,8 @@ _SCAN = 1000  # buyer messages looked at for a new start after a no-reply mark
 Clock = tuple[str, tuple[Any, ...]]
 """Statements that set an order's reply clock, as CTEs to run in front of another
 statement (one round trip for both): their text, and their parameters ($1 is
-the order id)."""
+the order id). They write only if the CTE `go` before them gives a row: the
+message's INSERT (chatd.store.postgres.messages), which gives none for a repeat."""
 
 
 def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | None:
@@ -40,7 +41,7 @@ def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | Non
             order,
             None,
             "UPDATE responses SET answered_seq = $5, answered_at = $6, answered_by = $7 "
-            "WHERE order_id = $1 AND asked_seq = $8",
+            "WHERE order_id = $1 AND asked_seq = $8 AND EXISTS (SELECT FROM go)",
             msg.seq,
             msg.ts,
             msg.sender.id,
@@ -53,8 +54,8 @@ def _starting(order: OrderRecord, seq: int, ts: int) -> Clock:
     return _clock(
         order,
         Waiting(seq, ts),
-        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) VALUES ($1, $2, $3, $5, $6) "
-        "ON CONFLICT DO NOTHING",
+        "INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id) "
+        "SELECT $1, $2, $3, $5, $6 FROM go ON CONFLICT DO NOTHING",
         order.supplier.id,
         order.sales_rep.id if order.sales_rep else None,
     )
@@ -65,15 +66,17 @@ def _clock(order: OrderRecord, waiting: Waiting | None, responses: str, *args: A
     ($2 to $4) and `responses`, a statement on that table (its own parameters from $5)."""
     order.waiting = w = waiting
     return (
-        "c AS (UPDATE orders SET awaiting_seq = $2, awaiting_since = $3, sla_escalated = $4 WHERE id = $1), "
+        "c AS (UPDATE orders SET awaiting_seq = $2, awaiting_since = $3, sla_escalated = $4 "
+        "WHERE id = $1 AND EXISTS (SELECT FROM go)), "
         f"r AS ({responses})",
         (order.id, w.seq if w else None, w.since if w else None, int(bool(w and w.escalated)), *args),
     )
 
 
 async def run(db: asyncpg.Connection, clock: Clock, then: str = "SELECT 1") -> list[Any]:
-    """`then` (a statement whose only parameter is $1, the order id) with the clock's CTEs in front."""
-    rows: list[Any] = await db.fetch(f"WITH {clock[0]} {then}", *clock[1])
+    """The clock's statements on their own (`go` always gives a row), then `then`
+    (a statement whose only parameter is $1, the order id)."""
+    rows: list[Any] = await db.fetch(f"WITH go AS (SELECT 1), {clock[0]} {then}", *clock[1])
     return rows
 
 
