@@ -34,13 +34,14 @@ _NO_END = 1 << 62  # above every seq
 def _post_sql(first: int, notes_only: bool, clock: str) -> str:
     """The message's INSERT and what it changes, in one statement (one round trip).
 
-    `go` is the INSERT (no row when (order, sender, client_id) exists already); a
-    reply clock's CTEs (chatd.store.postgres.responses) may stand between it and the
-    SELECT (`clock`, its CTEs), their parameters from $1 (the order id) to ${first - 1}. The SELECT gives,
-    per reader, the marker and totals as the row triggers of migrations 1 and 9 leave
-    them: this statement's snapshot is from before the insert, so it adds what those
-    triggers add (the sender's unread to 0, everyone else's up by one, each user's
-    total and hidden sum by their marker's change, the staff marker likewise).
+    `go` is the INSERT (no row when (order, sender, client_id) exists already).
+    `clock` is a reply clock's CTEs (chatd.store.postgres.responses) or "": they
+    follow `go`, with parameters $1 (the order id) to ${first - 1}, and the
+    message's values follow theirs. The SELECT gives, per reader, the marker and
+    totals as the row triggers of migrations 1 and 9 leave them: this statement's
+    snapshot is from before the insert, so it adds what those triggers add (the
+    sender's unread to 0, everyone else's up by one, each user's total and hidden
+    sum by their marker's change, the staff marker likewise).
     Subqueries, not a join: a join's plan follows the table statistics, and before
     they are gathered (a new database, a table that grew fast) it scans user_stats
     whole for every message."""
