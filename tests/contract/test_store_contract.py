@@ -16,7 +16,7 @@ import pytest
 
 from chatd.errors import ChatError, Conflict, Forbidden, Internal, NotFound, Unavailable
 from chatd.store.base import Store
-from chatd.store.records import AttachmentRow
+from chatd.store.records import AttachmentRow, Person
 from chatd.store.rows import Actor, now_ms
 from chatd.wire import AttachmentRef
 from tests.contract.stores import BACKENDS, BUYER, REP, SUPPLIER, make_store, put_order
@@ -263,6 +263,32 @@ async def test_refusals_raise_before_writing(store):
     assert await store.outbox_counts() == (1, 0)  # the message that was stored, only
     assert (await store.marker("o1", BUYER.id, False, order.last_seq))[:2] == (0, 1)  # "fine" only
     assert (await store.post(SUPPLIER, "o1", "next", "ok2")).message.seq == 2
+
+
+async def test_a_batch_decides_each_write_on_the_order_as_the_writes_before_it_left_it(store):
+    """Writes queued together share a batch, and PostgreSQL locks and reads the
+    batch's orders in one statement up front: each write must still see the order
+    as the writes before it in the batch left it (its people, its last seq)."""
+    await put_order(store, "o1")
+    newcomer = Actor("s2", "Supplier Two", "supplier")
+    before = store.batches  # type: ignore[attr-defined]
+    change, gone, took, welcome = await asyncio.gather(
+        store.put_order("o1", None, None, Person(newcomer.id, newcomer.name)),
+        store.post(SUPPLIER, "o1", "still here?", "a1"),
+        store.post(newcomer, "o1", "I took over", "a2"),
+        store.post(BUYER, "o1", "welcome", "a3"),
+        return_exceptions=True,
+    )
+    assert change.order.supplier.id == newcomer.id
+    assert isinstance(gone, NotFound)  # the supplier the change replaced
+    assert (took.message.seq, welcome.message.seq) == (1, 2)
+    again = await asyncio.gather(
+        store.post(BUYER, "o1", "one", "b1"), store.post(newcomer, "o1", "two", "b2"), store.post(REP, "o1", "3", "b3")
+    )
+    assert store.batches == before + 2  # type: ignore[attr-defined]  # else this shows nothing
+    assert [p.message.seq for p in again] == [3, 4, 5]
+    assert await _seqs(store, "o1") == [1, 2, 3, 4, 5]
+    assert (await store.get_order("o1")).last_seq == 5
 
 
 async def test_a_closed_store_answers_unavailable(store_factory):

@@ -43,15 +43,20 @@ import asyncpg
 from chatd.errors import BadRequest, ChatError, Internal, Unavailable
 from chatd.store.base import MessageEvents, NotifyRule, OrderEvents
 from chatd.store.postgres.migrations import migrate
+from chatd.store.records import OrderRecord
+from chatd.store.rows import ORDER_COLS, order_from_row
 
 if TYPE_CHECKING:
-    from chatd.store.records import OrderRecord, Posted
+    from chatd.store.records import Posted
     from chatd.wire import AttachmentRef, Message, UserRef
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
 WRITERS = 4  # at most; one connection of the pool is left for reads
 _OUTBOX_WRITTEN: contextvars.ContextVar[int] = contextvars.ContextVar("chatd_outbox_written", default=0)
+# The order rows the batch being committed locked up front (Engine._lock_orders), each
+# to be taken once by the first op that loads it: see Orders._load_order.
+_LOCKED: contextvars.ContextVar[dict[str, OrderRecord]] = contextvars.ContextVar("chatd_locked")
 RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: run the batch again
 # The database is away (stopping, starting, unreachable): `unavailable`, the client
 # tries again with the same client_id. 57P01/57P02 end the sessions of a server that
@@ -93,11 +98,19 @@ Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
 class _Op:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "order")
 
-    def __init__(self, fn: Op, future: asyncio.Future[Any]) -> None:
+    def __init__(self, fn: Op, future: asyncio.Future[Any], order: str | None) -> None:
         self.fn = fn
         self.future = future
+        self.order = order
+
+
+def locked_order(order_id: str) -> OrderRecord | None:
+    """The order's row as the batch being committed locked it, if it did and no op of
+    the batch has loaded it since (it is given out once: a second op of the same order
+    reads it again, with the first one's changes)."""
+    return _LOCKED.get({}).pop(order_id, None)
 
 
 class StoreMixin:
@@ -116,7 +129,9 @@ class StoreMixin:
 
         def _reading(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
 
-        def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "") -> asyncio.Future[T]: ...
+        def _write(
+            self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "", order: str | None = None
+        ) -> asyncio.Future[T]: ...
 
         # the other concerns' (Orders, Markers)
         @staticmethod
@@ -327,13 +342,20 @@ class Engine:
     def _outbox_written(self, n: int) -> None:
         _OUTBOX_WRITTEN.set(n)
 
-    def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "") -> asyncio.Future[T]:
-        """Queue `fn` for the writer of `key` (an order id: its writes stay in order)."""
+    def _write(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "", order: str | None = None
+    ) -> asyncio.Future[T]:
+        """Queue `fn` for the writer of `key` (an order id: its writes stay in order).
+
+        `order`: the order whose row `fn` locks first (`_load_order(lock=True)`) and
+        the only order it writes; it is also the key. A batch locks the rows of all
+        its ops' orders in one statement, so each op saves that round trip."""
         if self._closing or self._wloop is None:
             raise Unavailable("store is closed" if self._closing else "store is not open yet")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        key = order or key
         i = zlib.crc32(key.encode()) % self.writers if key else 0
-        self._wloop.call_soon_threadsafe(self._enqueue, i, _Op(fn, fut))
+        self._wloop.call_soon_threadsafe(self._enqueue, i, _Op(fn, fut, order))
         return fut
 
     def _enqueue(self, i: int, op: _Op) -> None:
@@ -396,7 +418,11 @@ class Engine:
                 async with pool.acquire() as conn:
                     results: list[Any] = []
                     async with conn.transaction():
+                        locked = await self._lock_orders(conn, batch)
+                        _LOCKED.set(locked)
                         for op in batch:
+                            if op.order is None:
+                                locked.clear()  # it may write any order: the rows locked may be stale
                             try:
                                 results.append(await op.fn(conn))
                             except ChatError as exc:
@@ -424,6 +450,18 @@ class Engine:
                     log.exception("write failed")
                     return [Internal(f"store error: {exc}")]
             return [(await self._apply([op], split=False))[0] for op in batch]
+
+    @staticmethod
+    async def _lock_orders(conn: asyncpg.Connection, batch: list[_Op]) -> dict[str, OrderRecord]:
+        """Lock the rows of the batch's orders (`_Op.order`) in one statement, in id
+        order, and return them; nothing for a batch of one, whose op locks its own."""
+        ids = sorted({op.order for op in batch if op.order is not None})
+        if len(batch) < 2 or not ids:
+            return {}
+        rows = await conn.fetch(
+            f"SELECT {ORDER_COLS} FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
+        )
+        return {row[0]: order_from_row(row) for row in rows}
 
     async def index_search(self) -> None:
         """Nothing to do: each message's search vector is written with it."""

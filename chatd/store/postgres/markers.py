@@ -231,4 +231,4 @@ class Markers(StoreMixin):
                 plain_before=await db.fetchval(plain, order_id, read_seq),
             )
 
-        return await self._write(op, key=order_id)
+        return await self._write(op, order=order_id)

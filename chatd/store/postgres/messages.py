@@ -210,7 +210,7 @@ class Messages(StoreMixin):
                 return await self._duplicate(db, order_id, actor.id, client_id)
             return posted
 
-        return await self._write(op, key=order_id)
+        return await self._write(op, order=order_id)
 
     async def _order_change(
         self, db: asyncpg.Connection, actor: Actor, order_id: str, client_id: str
@@ -259,7 +259,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op, key=order_id)
+        return await self._write(op, order=order_id)
 
     async def dispute(
         self,
@@ -310,7 +310,7 @@ class Messages(StoreMixin):
             posted.order = order
             return posted
 
-        return await self._write(op, key=order_id)
+        return await self._write(op, order=order_id)
 
     async def _page(
         self, order_id: str, sees_notes: bool, above: int, below: int, limit: int, newest: bool

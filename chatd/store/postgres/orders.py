@@ -11,7 +11,7 @@ from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
 from chatd.store.postgres import outbox, reply_tokens
-from chatd.store.postgres.engine import StoreMixin, pooled_read
+from chatd.store.postgres.engine import StoreMixin, locked_order, pooled_read
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
 from chatd.wire import UserRef
@@ -59,7 +59,10 @@ class Orders(StoreMixin):
     @staticmethod
     async def _load_order(db: asyncpg.Connection, order_id: str, lock: bool = False) -> OrderRecord:
         """The order, its row locked for the transaction when `lock`: every write
-        that allocates a seq takes it first, so seqs are gapless across hosts."""
+        that allocates a seq takes it first, so seqs are gapless across hosts. The
+        batch being committed may have locked and read it already (`locked_order`)."""
+        if lock and (locked := locked_order(order_id)) is not None:
+            return locked
         row = await db.fetchrow(
             f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""), order_id
         )
