@@ -106,6 +106,15 @@ class _Op:
         self.order = order
 
 
+@functools.lru_cache(maxsize=16)
+def _lock_sql(arity: int) -> str:
+    """Lock and read up to `arity` orders (a power of two; repeat the last id to fill).
+    A fixed number of parameters gets PostgreSQL's generic plan after a few runs;
+    `id = ANY($1)` was planned afresh on every run, 20 to 70 µs."""
+    ids = ", ".join(f"${k}" for k in range(1, arity + 1))
+    return f"SELECT {ORDER_COLS} FROM orders WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+
+
 def locked_order(order_id: str) -> OrderRecord | None:
     """The order's row as the batch being committed locked it, if it did and no op of
     the batch has loaded it since (it is given out once: a second op of the same order
@@ -458,9 +467,8 @@ class Engine:
         ids = sorted({op.order for op in batch if op.order is not None})
         if len(batch) < 2 or not ids:
             return {}
-        rows = await conn.fetch(
-            f"SELECT {ORDER_COLS} FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
-        )
+        arity = 1 << (len(ids) - 1).bit_length()
+        rows = await conn.fetch(_lock_sql(arity), *ids, *ids[-1:] * (arity - len(ids)))
         return {row[0]: order_from_row(row) for row in rows}
 
     async def index_search(self) -> None:
