@@ -14,7 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from chatd.auth import permissions
 from chatd.errors import ChatError, Conflict, Forbidden, Internal, NotFound, Unavailable
+from chatd.responses import effect
 from chatd.store.base import Store
 from chatd.store.records import AttachmentRow, Person
 from chatd.store.rows import Actor, now_ms
@@ -335,6 +337,98 @@ async def test_unread_counts_are_exact(store, store_factory):
     back = await store.mark_read(None, "o1", BUYER.id, 2, backward=True)  # the api key marks unread
     visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0] if m.sender.id != BUYER.id])
     assert back.unread == visible_after_2 and await store.total_unread(BUYER.id) == visible_after_2
+
+
+async def test_a_batch_of_messages_reports_what_each_write_left(store):
+    """Messages queued together are written as one batch (on PostgreSQL in one
+    statement: chatd.store.postgres.batch); each still reports the unread counts,
+    totals and reply clock as its own write left them, as if written one by one."""
+    bot = Actor("bt1", "Bot", "bot", "*")
+    await put_order(store, "o1")
+    await put_order(store, "o2")
+    await store.post(SUPPLIER, "o2", "older", "old-1")  # unread elsewhere: part of the totals
+    await store.post(SUPPLIER, "o1", "stored", "c-stored")
+    for order_id in ("o2", "o1"):
+        await store.mark_read(bot, order_id, bot.id, 0, backward=True)  # side markers: the hidden sums
+    roles = {a.id: a.role for a in (BUYER, SUPPLIER, REP, bot)}
+    unread = {u: (await store.marker("o1", u, True, 1))[1] for u in roles}
+    totals = {u: await store.total_unread(u) for u in roles}
+    people = [BUYER, SUPPLIER, REP]
+    posted = await asyncio.gather(
+        *(
+            store.post(
+                people[i % 3],
+                "o1",
+                f"Is pallet {i} ready?" if i % 3 == 0 else f"About pallet {i}",
+                f"c{i}",
+                "note" if i % 6 == 2 else "text",
+            )
+            for i in range(16)  # the last one asks: the clock runs at the end
+        )
+    )
+    assert [p.message.seq for p in posted] == list(range(2, 18))
+
+    for p in posted:  # what is unread is what others wrote after one's last message
+        m, expected = p.message, []
+        for user, role in roles.items():
+            before = unread[user]
+            if user == m.sender.id:
+                unread[user] = 0
+            elif m.kind != "note" or permissions.sees_notes(role):
+                unread[user] += 1
+            totals[user] += unread[user] - before
+            if user != m.sender.id and (m.kind != "note" or permissions.sees_notes(role)):
+                expected.append((user, unread[user], totals[user]))
+            elif user == m.sender.id and before and role != "bot":
+                expected.append((user, 0, totals[user]))
+        got = [(u.user, u.count, u.total) for u in p.unread]
+        assert sorted(got) == sorted(expected), m.seq
+        assert all(u.hidden == (u.total if u.user == bot.id else 0) for u in p.unread), m.seq  # the bot's are side
+    for user in roles:
+        assert await store.total_unread(user) == totals[user], user
+
+    periods, since = [], None  # the reply clock, replayed over what was stored
+    for m in (await store.history("o1", True, None, 0, 100))[0]:
+        what = effect(m.sender.role, m.kind, m.text, bool(m.attachments))
+        if what == "ask" and since is None:
+            since = m
+            periods.append((m.ts, None))
+        elif what == "answer" and since is not None:
+            periods[-1], since = (periods[-1][0], m.ts), None
+    by_times = lambda ps: sorted(ps, key=lambda p: (p[0], p[1] or 0))  # noqa: E731
+    assert len(periods) > 1 and by_times(await store.response_periods(0, None, None)) == by_times(periods)
+    waiting = (await store.get_order("o1")).waiting
+    assert since is not None and (waiting.seq, waiting.since) == (since.seq, since.ts)
+    assert [p.waiting for p in posted if p.waiting_changed][-1] == waiting
+
+
+async def test_a_batch_answers_repeats_as_the_originals(store):
+    await put_order(store, "o1")
+    stored = await store.post(SUPPLIER, "o1", "stored", "c-stored")
+    writes = [store.post((BUYER, SUPPLIER)[i % 2], "o1", f"m{i}", f"c{i}") for i in range(6)]
+    writes.insert(3, store.post(SUPPLIER, "o1", "again", "c1"))  # a repeat of one in the same batch
+    writes.insert(5, store.post(SUPPLIER, "o1", "again", "c-stored"))  # of one stored before
+    writes.append(store.post(BUYER, "o1", "last", "c-last"))
+    posted = await asyncio.gather(*writes)
+    assert [p.duplicate for p in posted] == [False] * 3 + [True, False, True] + [False] * 3
+    assert posted[3].message == posted[1].message and posted[5].message == stored.message
+    assert [p.message.seq for p in posted if not p.duplicate] == list(range(2, 9))
+    assert await _seqs(store, "o1") == list(range(1, 9))
+
+
+async def test_a_batch_over_many_orders_reports_each_orders_counts(store):
+    orders = [f"o{i}" for i in range(8)]
+    for order_id in orders:
+        await put_order(store, order_id)
+    writes = [store.post((BUYER, SUPPLIER, REP)[i % 3], orders[i % 8], f"m{i}", f"c{i}") for i in range(40)]
+    posted = await asyncio.gather(*writes)
+    for order_id in orders:
+        mine = [p for p in posted if p.message.order == order_id]
+        assert sorted(p.message.seq for p in mine) == list(range(1, 6))
+        last_seq = max(p.message.seq for p in mine)
+        last = {u.user: u.count for p in sorted(mine, key=lambda p: p.message.seq) for u in p.unread}
+        for user, count in last.items():
+            assert (await store.marker(order_id, user, True, last_seq))[1] == count, (order_id, user)
 
 
 async def test_counts_are_plain_integers(store):

@@ -39,12 +39,14 @@ import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import asyncpg
+import msgspec
 
 from chatd.errors import BadRequest, ChatError, Internal, Unavailable
 from chatd.store.base import MessageEvents, NotifyRule, OrderEvents
+from chatd.store.postgres.batch import Held, Replay, Statements, hold
 from chatd.store.postgres.migrations import migrate
 from chatd.store.records import OrderRecord
 from chatd.store.rows import ORDER_COLS, order_from_row
@@ -101,12 +103,13 @@ Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 
 class _Op:
-    __slots__ = ("fn", "future", "order")
+    __slots__ = ("client", "fn", "future", "order")
 
-    def __init__(self, fn: Op, future: asyncio.Future[Any], order: str | None) -> None:
+    def __init__(self, fn: Op, future: asyncio.Future[Any], order: str | None, client: tuple[str, str] | None) -> None:
         self.fn = fn
         self.future = future
         self.order = order
+        self.client = client
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,6 +119,15 @@ def _lock_sql(arity: int) -> str:
     `id = ANY($1)` was planned afresh on every run, 20 to 70 µs."""
     ids = ", ".join(f"${k}" for k in range(1, arity + 1))
     return f"SELECT {ORDER_COLS} FROM orders WHERE id IN ({ids}) ORDER BY id FOR UPDATE"
+
+
+def keep_locked(order: OrderRecord) -> None:
+    """An op of the batch leaves its order's row as `order` says (its held message's
+    seq and reply clock, nothing else): the next op of the batch on that order takes it
+    from here, with no read of its own, so their messages are held together."""
+    locked = _LOCKED.get(None)
+    if locked is not None:
+        locked[order.id] = msgspec.structs.replace(order)
 
 
 def locked_order(order_id: str) -> OrderRecord | None:
@@ -142,7 +154,11 @@ class StoreMixin:
         def _reading(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
 
         def _write(
-            self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "", order: str | None = None
+            self,
+            fn: Callable[[asyncpg.Connection], Awaitable[T]],
+            key: str = "",
+            order: str | None = None,
+            client: tuple[str, str] | None = None,
         ) -> asyncio.Future[T]: ...
 
         # the other concerns' (Orders, Markers)
@@ -355,19 +371,25 @@ class Engine:
         _OUTBOX_WRITTEN.set(n)
 
     def _write(
-        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], key: str = "", order: str | None = None
+        self,
+        fn: Callable[[asyncpg.Connection], Awaitable[T]],
+        key: str = "",
+        order: str | None = None,
+        client: tuple[str, str] | None = None,
     ) -> asyncio.Future[T]:
         """Queue `fn` for the writer of `key` (an order id: its writes stay in order).
 
         `order`: the order whose row `fn` locks first (`_load_order(lock=True)`) and
         the only order it writes; it is also the key. A batch locks the rows of all
-        its ops' orders in one statement, so each op saves that round trip."""
+        its ops' orders in one statement, so each op saves that round trip.
+        `client`: (sender, client_id) of the message `fn` posts in `order`, so the batch
+        can tell a new message from a repeat without a statement of the message's own."""
         if self._closing or self._wloop is None:
             raise Unavailable("store is closed" if self._closing else "store is not open yet")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         key = order or key
         i = zlib.crc32(key.encode()) % self.writers if key else 0
-        self._wloop.call_soon_threadsafe(self._enqueue, i, _Op(fn, fut, order))
+        self._wloop.call_soon_threadsafe(self._enqueue, i, _Op(fn, fut, order, client))
         return fut
 
     def _enqueue(self, i: int, op: _Op) -> None:
@@ -424,6 +446,7 @@ class Engine:
         pool = self._wpool
         assert pool is not None  # set by open(), before the writer task starts
         delay = 0.001
+        holding = True  # the batch's messages written in one statement (chatd.store.postgres.batch)
         while True:
             written = self._outbox_written
             try:
@@ -432,14 +455,23 @@ class Engine:
                     async with conn.transaction():
                         locked = await self._lock_orders(conn, batch)
                         _LOCKED.set(locked)
+                        held = Held(conn, [(op.order, op.client) for op in batch if op.order]) if holding else None
+                        hold(held)
+                        db = cast(asyncpg.Connection, Statements(conn, held)) if held is not None else conn
                         for op in batch:
                             if op.order is None:
                                 locked.clear()  # it may write any order: the rows locked may be stale
                             try:
-                                results.append(await op.fn(conn))
+                                results.append(await op.fn(db))
                             except ChatError as exc:
                                 results.append(exc)  # refused before it wrote anything
+                        if held is not None:
+                            await held.flush()
                     return results
+            except Replay:  # a held message repeats a stored one: hold none
+                self._outbox_written = written
+                holding = False
+                continue
             except asyncpg.PostgresError as exc:
                 self._outbox_written = written
                 if getattr(exc, "sqlstate", None) in RETRY_STATES:

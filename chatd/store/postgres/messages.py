@@ -18,8 +18,8 @@ from chatd.errors import ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import attention as staff
-from chatd.store.postgres import notifications, outbox, responses
-from chatd.store.postgres.engine import StoreMixin
+from chatd.store.postgres import batch, notifications, outbox, responses
+from chatd.store.postgres.engine import StoreMixin, keep_locked
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, ORDER_COLS, Actor, message_from_row, now_ms, order_from_row
 from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
@@ -127,17 +127,23 @@ class Messages(StoreMixin):
         att = msgspec.json.encode(attachments).decode() if attachments else None
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         waiting, overdue = order.waiting, order.waiting is not None and order.waiting.escalated
-        clock = responses.plan(order, msg, bool(attachments))  # sets order.waiting
-        first = len(clock[1]) + 1 if clock else 2
-        values = (seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced))
-        rows = await db.fetch(
-            _post_sql(first, kind == "note", clock[0] if clock else ""),
-            *(clock[1] if clock else (order.id,)),
-            *values,
-        )
-        if not rows:  # the insert did nothing, nor did the clock's statements
-            order.waiting = waiting
-            return None
+        held = None if attachments else batch.held()
+        rows = await held.post(msg, kind == "note") if held is not None else None
+        if held is not None and rows is not None:  # written with the rest of the batch
+            clocked = responses.hold(held, order, msg)  # sets order.waiting
+        else:
+            clock = responses.plan(order, msg, bool(attachments))  # sets order.waiting
+            clocked = clock is not None
+            first = len(clock[1]) + 1 if clock else 2
+            values = (seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced))
+            rows = await db.fetch(
+                _post_sql(first, kind == "note", clock[0] if clock else ""),
+                *(clock[1] if clock else (order.id,)),
+                *values,
+            )
+            if not rows:  # the insert did nothing, nor did the clock's statements
+                order.waiting = waiting
+                return None
         order.last_seq, order.last_ts = seq, ts
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
@@ -157,7 +163,7 @@ class Messages(StoreMixin):
             message=msg,
             duplicate=False,
             unread=unread,
-            waiting_changed=clock is not None,
+            waiting_changed=clocked,
             waiting=order.waiting,
             staff=await staff.view(db, order, moved, known=(rows[0][6],)),
         )
@@ -208,9 +214,11 @@ class Messages(StoreMixin):
             if posted is None:  # only a client_id can repeat
                 assert client_id is not None
                 return await self._duplicate(db, order_id, actor.id, client_id)
+            if batch.held() is not None:  # no statement of its own: the order's row is as `order` says
+                keep_locked(order)
             return posted
 
-        return await self._write(op, order=order_id)
+        return await self._write(op, order=order_id, client=(actor.id, client_id) if client_id else None)
 
     async def _order_change(
         self, db: asyncpg.Connection, actor: Actor, order_id: str, client_id: str

@@ -11,6 +11,7 @@ from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
 from chatd.store.postgres import outbox, reply_tokens
+from chatd.store.postgres.batch import Statements
 from chatd.store.postgres.engine import StoreMixin, locked_order, pooled_read
 from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
@@ -63,9 +64,8 @@ class Orders(StoreMixin):
         batch being committed may have locked and read it already (`locked_order`)."""
         if lock and (locked := locked_order(order_id)) is not None:
             return locked
-        row = await db.fetchrow(
-            f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""), order_id
-        )
+        read = db.fetchrow_order if isinstance(db, Statements) else db.fetchrow
+        row = await read(f"SELECT {ORDER_COLS} FROM orders WHERE id = $1" + (" FOR UPDATE" if lock else ""), order_id)
         if row is None:
             raise NotFound("no such order", ref=order_id)
         return order_from_row(row)

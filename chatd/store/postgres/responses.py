@@ -12,6 +12,7 @@ from chatd.responses import effect, may_dismiss
 from chatd.store.base import BreachEvents
 from chatd.store.postgres import attention as staff
 from chatd.store.postgres import outbox
+from chatd.store.postgres.batch import Held
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OrderRecord, Posted, Waiting
 from chatd.store.rows import SYSTEM, Actor
@@ -48,6 +49,21 @@ def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | Non
             order.waiting.seq,
         )
     return None
+
+
+def hold(held: Held, order: OrderRecord, msg: Message) -> bool:
+    """As `plan`, for a message its batch holds (one with no attachments): the clock's
+    writes are held with it. Whether the clock changed."""
+    what = effect(msg.sender.role, msg.kind, msg.text, False)
+    if what == "ask" and order.waiting is None:
+        order.waiting = Waiting(msg.seq, msg.ts)
+        held.ask(order.id, order.waiting, order.supplier.id, order.sales_rep.id if order.sales_rep else None)
+        return True
+    if what == "answer" and order.waiting is not None:
+        held.answer(order.id, order.waiting.seq, msg)
+        order.waiting = None
+        return True
+    return False
 
 
 def _starting(order: OrderRecord, seq: int, ts: int) -> Clock:

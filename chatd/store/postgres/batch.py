@@ -1,0 +1,260 @@
+"""A batch's messages, written to PostgreSQL in one statement at the end of the batch.
+
+A statement per message costs PostgreSQL far more than its row: binding, the plan's
+checks, the executor's start and end, and the same again for each statement of the
+row's trigger. One INSERT of 40 rows from arrays costs it about a third of 40
+INSERTs, and the client a seventh (scripts/bench_pg_statements.py). So a message
+posted within a batch is not written by its own statement. `Held.post` works out
+from the batch's read markers, unread totals and staff markers (read once, in one
+statement) what the message's statement would have returned, keeps those figures as
+the triggers would leave them, and holds the row. The held rows, and the reply-clock
+writes they bring, are written in one statement (`flush`) when the batch commits,
+and before any other statement of the batch runs: an op's connection (`Statements`)
+writes them first, so every statement still sees what the writes before it left.
+
+After an op's statement of its own, the figures read may be stale (it may have moved
+a marker), so the rest of the batch writes its messages one statement each again.
+If a held message's client_id turns out taken (a client's retry), the write of the
+held rows says so and the batch runs again with none held: the seqs after a repeat
+must not leave a gap.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from chatd.store.records import Waiting
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from chatd.wire import Message
+
+_COLS = "order_id, seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
+_TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "int")
+# What the batch's messages' statements would read: per order its staff marker and its
+# read markers, with each reader's unread total and the part of it on side markers.
+_READ = (
+    "SELECT o.id, (SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = o.id), "
+    "r.user_id, r.side, r.unread, r.sees_notes, "
+    "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = r.user_id), "
+    "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = r.user_id AND h.side = 1) "
+    "FROM unnest($1::text[]) AS o(id) LEFT JOIN read_markers r ON r.order_id = o.id"
+)
+
+# Which of the batch's (order, sender, client_id) are stored already (a client's retry).
+_TAKEN = (
+    "SELECT m.order_id, m.sender_id, m.client_id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(o, s, c) "
+    "JOIN messages m ON m.order_id = k.o AND m.sender_id = k.s AND m.client_id = k.c"
+)
+
+Row = tuple[Any, ...]
+"""As the message's statement (chatd.store.postgres.messages) returns it, per reader:
+(the sender's unread before, user, unread, total, side, hidden, staff marker)."""
+
+
+class Replay(Exception):
+    """A held message repeats a stored one: run the batch again, holding none."""
+
+
+class _Marker:
+    __slots__ = ("side", "sees_notes", "unread", "user")
+
+    def __init__(self, user: str, side: int, unread: int, sees_notes: int) -> None:
+        self.user, self.side, self.unread, self.sees_notes = user, side, unread, sees_notes
+
+
+class Held:
+    """The messages one batch holds back, and what it read to stand in for their statements."""
+
+    def __init__(self, conn: asyncpg.Connection, ops: list[tuple[str, tuple[str, str] | None]]) -> None:
+        self.conn = conn
+        self.orders = sorted({order for order, _ in ops})  # the figures are read for all at once
+        # (order, sender, client_id) of the batch's posts that said so (Engine._write)
+        self._declared = [(order, *client) for order, client in ops if client is not None]
+        self._new: set[tuple[str, str, str]] = set()  # of those, the ones not stored yet
+        self.open = True  # False once an op ran a statement of its own
+        self._read = False
+        self._markers: dict[str, list[_Marker]] = {}
+        self._staff: dict[str, list[int] | None] = {}
+        self._totals: dict[str, int | None] = {}
+        self._hidden: dict[str, int] = {}
+        self._rows: list[tuple[Any, ...]] = []
+        self._asks: dict[tuple[str, int], list[Any]] = {}  # responses rows to insert
+        self._answers: list[tuple[str, int, int, int, str]] = []  # responses rows to update
+        self._clocks: dict[str, Waiting | None] = {}  # orders' reply clocks as they end
+
+    async def post(self, msg: Message, sees_notes_only: bool) -> list[Row] | None:
+        """Hold `msg` (its seq allocated by the caller under the order's row lock):
+        the rows its statement would have returned. None if it may repeat a stored
+        message (its client_id not declared, or taken): the caller writes it itself."""
+        if not self._read or msg.order not in self._markers:
+            await self._load(msg.order)
+        sender, role = msg.sender.id, msg.sender.role
+        if msg.client_id is not None:
+            key = (msg.order, sender, msg.client_id)
+            if key not in self._new:
+                return None
+            self._new.discard(key)  # a second one in this batch repeats this one
+        markers = self._markers[msg.order]
+        staff = self._staff[msg.order]
+        if staff is not None:
+            staff = [msg.seq, 0] if role == "staff" else [staff[0], staff[1] + 1]
+            self._staff[msg.order] = staff
+        had = next((m.unread for m in markers if m.user == sender), None)
+        rows: list[Row] = []
+        for m in markers:  # as the message trigger and the marker trigger leave them
+            if msg.kind == "note" and not m.sees_notes and m.user != sender:
+                continue
+            after = 0 if m.user == sender else m.unread + 1
+            delta, m.unread = after - m.unread, after
+            total = self._totals.get(m.user)
+            if total is not None:
+                total = self._totals[m.user] = total + delta
+            if m.side == 1:
+                self._hidden[m.user] += delta
+            if not sees_notes_only or m.sees_notes:
+                rows.append((had, m.user, after, total, m.side, self._hidden[m.user], staff))
+        if not rows:
+            rows.append((had, None, None, None, None, None, staff))
+        self._rows.append(
+            (msg.order, msg.seq, msg.ts, msg.kind, sender, msg.sender.name, role, msg.client_id, msg.text)
+            + (msg.status, None, int(msg.forced))
+        )
+        return rows
+
+    def ask(self, order_id: str, waiting: Waiting, supplier_id: str, rep_id: str | None) -> None:
+        """The message held last starts the order's reply clock."""
+        row = [order_id, waiting.seq, waiting.since, supplier_id, rep_id, None, None, None]  # answered: none yet
+        self._asks[(order_id, waiting.seq)] = row
+        self._clocks[order_id] = waiting
+
+    def answer(self, order_id: str, asked_seq: int, msg: Message) -> None:
+        """The message held last answers the order's waiting buyer."""
+        ask = self._asks.get((order_id, asked_seq))
+        if ask is not None:  # asked in this batch: its row is not written yet
+            ask[5:8] = [msg.seq, msg.ts, msg.sender.id]
+        else:
+            self._answers.append((order_id, asked_seq, msg.seq, msg.ts, msg.sender.id))
+        self._clocks[order_id] = None
+
+    async def _load(self, order_id: str) -> None:
+        if not self._read and self._declared:
+            self._new = set(self._declared)
+            cols = [list(col) for col in zip(*self._declared, strict=True)]
+            for row in await self.conn.fetch(_TAKEN, *cols):
+                self._new.discard((row[0], row[1], row[2]))
+        ids = sorted({*self.orders, order_id} - self._markers.keys())
+        for row in await self.conn.fetch(_READ, ids):
+            markers = self._markers.setdefault(row[0], [])
+            self._staff[row[0]] = list(row[1]) if row[1] is not None else None
+            if row[2] is not None:
+                markers.append(_Marker(row[2], row[3], row[4], row[5]))
+                self._totals.setdefault(row[2], row[6])
+                self._hidden.setdefault(row[2], row[7])
+        self._read = True
+
+    async def flush(self) -> None:
+        """Write the held rows (their triggers fire) and the clocks they set."""
+        if not self._rows:
+            return
+        rows, asks, answers, clocks = self._rows, list(self._asks.values()), self._answers, self._clocks
+        self._rows, self._asks, self._answers, self._clocks = [], {}, [], {}
+        args: list[Any] = [list(col) for col in zip(*rows, strict=True)]
+        arrays = ", ".join(f"${k + 1}::{t}[]" for k, t in enumerate(_TYPES))
+        parts = [
+            f"m AS (INSERT INTO messages ({_COLS}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1)"
+        ]
+        if asks:
+            parts.append(
+                "a AS (INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id, answered_seq, "
+                f"answered_at, answered_by) SELECT * FROM unnest({_params(args, asks, _ASK_TYPES)}) "
+                "ON CONFLICT DO NOTHING)"
+            )
+        if answers:
+            parts.append(
+                "r AS (UPDATE responses SET answered_seq = u.s, answered_at = u.t, answered_by = u.b "
+                f"FROM unnest({_params(args, answers, ('text', 'bigint', 'bigint', 'bigint', 'text'))}) "
+                "AS u(o, q, s, t, b) WHERE responses.order_id = u.o AND responses.asked_seq = u.q)"
+            )
+        if clocks:
+            waits = [(o, w and w.seq, w and w.since, int(bool(w and w.escalated))) for o, w in clocks.items()]
+            parts.append(
+                "c AS (UPDATE orders SET awaiting_seq = u.s, awaiting_since = u.t, sla_escalated = u.e "
+                f"FROM unnest({_params(args, waits, ('text', 'bigint', 'bigint', 'int'))}) AS u(o, s, t, e) "
+                "WHERE orders.id = u.o)"
+            )
+        written = await self.conn.fetchval(f"WITH {', '.join(parts)} SELECT count(*) FROM m", *args)
+        if written != len(rows):
+            raise Replay
+
+
+_ASK_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "text")
+
+
+def _params(args: list[Any], rows: list[Any], types: tuple[str, ...]) -> str:
+    """Append `rows`' columns to `args` as arrays; their placeholders, cast."""
+    first = len(args)
+    args.extend(list(col) for col in zip(*rows, strict=True))
+    return ", ".join(f"${first + k + 1}::{t}[]" for k, t in enumerate(types))
+
+
+_HELD: contextvars.ContextVar[Held | None] = contextvars.ContextVar("chatd_held", default=None)
+
+
+def held() -> Held | None:
+    """The batch being committed's held messages, if it may still hold some."""
+    h = _HELD.get()
+    return h if h is not None and h.open else None
+
+
+def hold(h: Held | None) -> None:
+    _HELD.set(h)
+
+
+class Statements:
+    """The connection an op of a batch gets: the held messages are written before
+    each of its statements, and none are held after it (see the module's docstring)."""
+
+    def __init__(self, conn: asyncpg.Connection, h: Held) -> None:
+        self._conn, self._held = conn, h
+
+    async def _before(self) -> None:
+        await self._held.flush()
+        self._held.open = False
+
+    async def fetchrow_order(self, *args: Any) -> Any:
+        """A read of orders only (a row lock, say): the held messages are written
+        first, and the figures read stay good, so the batch may hold more."""
+        await self._held.flush()
+        return await self._conn.fetchrow(*args)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await self._conn.fetch(*args, **kwargs)
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await self._conn.fetchrow(*args, **kwargs)
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await self._conn.fetchval(*args, **kwargs)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await self._conn.execute(*args, **kwargs)
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await self._conn.executemany(*args, **kwargs)
+
+    @asynccontextmanager
+    async def transaction(self, **kwargs: Any) -> AsyncIterator[None]:
+        await self._before()
+        async with self._conn.transaction(**kwargs):
+            yield
