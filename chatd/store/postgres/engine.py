@@ -10,8 +10,10 @@ unique seqs. Two hosts' batches that lock rows in opposite orders deadlock;
 PostgreSQL aborts one, and it is run again.
 
 A batch locks and reads the rows of all its writes' orders in one statement
-(`_lock_orders`), so a post is one round trip (the insert with the unread
-counts it changes) and its share of the batch's BEGIN, lock and COMMIT.
+(`_lock_orders`), and holds back its messages to write them in one statement
+at its end (chatd.store.postgres.batch): a post is no round trip of its own,
+only its share of the batch's BEGIN, lock, read of the unread counts, INSERT
+and COMMIT.
 
 The writers run on a thread of their own, with their own event loop and pool.
 A write is several round trips; on the main loop each waited for a turn of a loop
