@@ -36,7 +36,7 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     path: str = "data/chatd.sqlite3"
     url: str = ""  # "sqlite:///abs/file" or "postgresql://user:pw@host:port/db"; env CHATD_STORE_URL overrides
-    pool_size: int = 10  # PostgreSQL: connections per process (one writes, the others read)
+    pool_size: int = 10  # PostgreSQL: connections per process (up to two write, the others read)
     statement_timeout_s: float = 30.0  # PostgreSQL: a statement running longer is cancelled (internal)
     synchronous: str = "normal"  # "normal" survives kill -9; "full" also power loss
     max_batch: int = 512  # most writes grouped into one transaction

@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chatd.store")
 LINGER_S = 0.0005
-WRITERS = 4  # at most; one connection of the pool is left for reads
+WRITERS = 2  # at most, one connection of the pool left for reads: more cost PostgreSQL more CPU a message
+# (smaller batches, each its own statements and commit) for no lower latency (docs/benchmarks.md)
 _OUTBOX_WRITTEN: contextvars.ContextVar[int] = contextvars.ContextVar("chatd_outbox_written", default=0)
 # The order rows the batch being committed locked up front (Engine._lock_orders), each
 # to be taken once by the first op that loads it: see Orders._load_order.
