@@ -2,8 +2,9 @@
 
 A statement per message costs PostgreSQL far more than its row: binding, the plan's
 checks, the executor's start and end, and the same again for each statement of the
-row's trigger. One INSERT of 40 rows from arrays costs it about a third of 40
-INSERTs, and the client a seventh (scripts/bench_pg_statements.py). So a message
+row's trigger. One INSERT of 40 rows from arrays costs it about a third of what
+40 one-message statements did, and the client a seventh
+(scripts/bench_pg_statements.py). So a message
 posted within a batch is not written by its own statement. `Held.post` works out
 from the batch's read markers, unread totals and staff markers (read once, in one
 statement) what the message's statement would have returned, keeps those figures as
@@ -14,9 +15,15 @@ writes them first, so every statement still sees what the writes before it left.
 
 After an op's statement of its own, the figures read may be stale (it may have moved
 a marker), so the rest of the batch writes its messages one statement each again.
-If a held message's client_id turns out taken (a client's retry), the write of the
-held rows says so and the batch runs again with none held: the seqs after a repeat
-must not leave a gap.
+Posts declare their (sender, client_id) to the batch (`Engine._write`), which looks
+up in one statement which are taken: a repeat (a client's retry), or a message whose
+client_id was not declared, is written by a statement of its own. Should a held row
+still meet a taken client_id, the write of the held rows says so and the batch runs
+again with none held: the seqs after a repeat must not leave a gap.
+
+Both reads look up each order's rows through its index (a LATERAL subquery, kept
+one by OFFSET 0 or LIMIT), whatever the table statistics say: before they are
+gathered, a join's plan may scan a whole table.
 """
 
 from __future__ import annotations
@@ -42,13 +49,14 @@ _READ = (
     "r.user_id, r.side, r.unread, r.sees_notes, "
     "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = r.user_id), "
     "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = r.user_id AND h.side = 1) "
-    "FROM unnest($1::text[]) AS o(id) LEFT JOIN read_markers r ON r.order_id = o.id"
+    "FROM unnest($1::text[]) AS o(id) LEFT JOIN LATERAL (SELECT user_id, side, unread, sees_notes "
+    "FROM read_markers WHERE order_id = o.id OFFSET 0) r ON true"
 )
 
 # Which of the batch's (order, sender, client_id) are stored already (a client's retry).
 _TAKEN = (
-    "SELECT m.order_id, m.sender_id, m.client_id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(o, s, c) "
-    "JOIN messages m ON m.order_id = k.o AND m.sender_id = k.s AND m.client_id = k.c"
+    "SELECT k.o, k.s, k.c FROM unnest($1::text[], $2::text[], $3::text[]) AS k(o, s, c) CROSS JOIN LATERAL "
+    "(SELECT 1 FROM messages m WHERE m.order_id = k.o AND m.sender_id = k.s AND m.client_id = k.c LIMIT 1) m"
 )
 
 Row = tuple[Any, ...]
