@@ -29,7 +29,7 @@ gathered, a join's plan may scan a whole table.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +99,7 @@ class Held:
         """Hold `msg` (its seq allocated by the caller under the order's row lock):
         the rows its statement would have returned. None if it may repeat a stored
         message (its client_id not declared, or taken): the caller writes it itself."""
-        if not self._read or msg.order not in self._markers:
+        if msg.order not in self._markers:
             await self._load(msg.order)
         sender, role = msg.sender.id, msg.sender.role
         if msg.client_id is not None:
@@ -190,7 +190,7 @@ class Held:
                 "AS u(o, q, s, t, b) WHERE responses.order_id = u.o AND responses.asked_seq = u.q)"
             )
         if clocks:
-            waits = [(o, w and w.seq, w and w.since, int(bool(w and w.escalated))) for o, w in clocks.items()]
+            waits = [(o, *((w.seq, w.since, int(w.escalated)) if w else (None, None, 0))) for o, w in clocks.items()]
             parts.append(
                 "c AS (UPDATE orders SET awaiting_seq = u.s, awaiting_since = u.t, sla_escalated = u.e "
                 f"FROM unnest({_params(args, waits, ('text', 'bigint', 'bigint', 'int'))}) AS u(o, s, t, e) "
@@ -224,6 +224,17 @@ def hold(h: Held | None) -> None:
     _HELD.set(h)
 
 
+def _statement(name: str) -> Callable[..., Awaitable[Any]]:
+    """`Statements`' form of the connection's method `name`: the held messages first."""
+
+    async def run(self: Statements, *args: Any, **kwargs: Any) -> Any:
+        await self._before()
+        return await getattr(self._conn, name)(*args, **kwargs)
+
+    run.__name__ = name
+    return run
+
+
 class Statements:
     """The connection an op of a batch gets: the held messages are written before
     each of its statements, and none are held after it (see the module's docstring)."""
@@ -241,25 +252,11 @@ class Statements:
         await self._held.flush()
         return await self._conn.fetchrow(*args)
 
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        await self._before()
-        return await self._conn.fetch(*args, **kwargs)
-
-    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        await self._before()
-        return await self._conn.fetchrow(*args, **kwargs)
-
-    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        await self._before()
-        return await self._conn.fetchval(*args, **kwargs)
-
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        await self._before()
-        return await self._conn.execute(*args, **kwargs)
-
-    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        await self._before()
-        return await self._conn.executemany(*args, **kwargs)
+    fetch = _statement("fetch")
+    fetchrow = _statement("fetchrow")
+    fetchval = _statement("fetchval")
+    execute = _statement("execute")
+    executemany = _statement("executemany")
 
     @asynccontextmanager
     async def transaction(self, **kwargs: Any) -> AsyncIterator[None]:
