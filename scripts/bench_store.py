@@ -1,12 +1,14 @@
 """The store's write cost per message, alone: no sockets, no fan-out.
 
-    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
+    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000] [--offline]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
 transaction under load), and prints the process CPU time per message (the
 server's own share when PostgreSQL runs elsewhere; SQLite's whole cost) and
 the wall time. Without --url a fresh SQLite file in a temporary folder.
+--offline: webhooks and e-mail on and nobody joined, so each message also writes
+a webhook event and a pending notification for each of the two others.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from chatd.notifications import Rules
 from chatd.store.base import Store
 from chatd.store.records import Person
 from chatd.store.rows import Actor
+from chatd.webhooks import message_events
 
 
 def _store(url: str | None, folder: str) -> Store:
@@ -32,9 +36,12 @@ def _store(url: str | None, folder: str) -> Store:
     return SqliteStore(str(Path(folder) / "bench.db"))
 
 
-async def run(url: str | None, messages: int, orders: int, batch: int) -> dict[str, float]:
+async def run(url: str | None, messages: int, orders: int, batch: int, offline: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
+        if offline:
+            store.events_for_message = message_events
+            store.notifications_for = Rules(60).plan
         await store.open()
         try:
             slots = (("b", "buyer"), ("s", "supplier"), ("r", "sales_rep"))
@@ -62,8 +69,9 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=30000)
     ap.add_argument("--orders", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=30)
+    ap.add_argument("--offline", action="store_true", help="webhooks and e-mail on, nobody joined")
     a = ap.parse_args()
-    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch))
+    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 
 

@@ -431,6 +431,32 @@ async def test_a_batch_over_many_orders_reports_each_orders_counts(store):
             assert (await store.marker(order_id, user, True, last_seq))[1] == count, (order_id, user)
 
 
+async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_writes(store_factory):
+    """On PostgreSQL a batch holds its messages' outbox events and notifications with
+    them (chatd.store.postgres.batch): a write of the batch that runs a statement of its
+    own must still find them written, and the events keep the messages' order."""
+    from chatd.notifications import Rules
+    from chatd.store.records import NotifyPrefs
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    store.events_for_message = lambda order, msg, present: [("message.created", {"seq": msg.seq})]
+    await put_order(store, "n1")
+    await store.set_notify_prefs(REP.id, NotifyPrefs(True, ["n1"]))
+    before = store.batches  # type: ignore[attr-defined]
+    await asyncio.gather(
+        *(store.post(SUPPLIER, "n1", f"m{i}", f"a{i}") for i in range(3)),
+        store.mark_read(BUYER, "n1", BUYER.id, 3),  # reads what the three left pending
+        *(store.post(SUPPLIER, "n1", f"m{i}", f"a{i}") for i in range(3, 5)),
+    )
+    assert store.batches == before + 1  # type: ignore[attr-defined]  # else this shows nothing
+    (pending,) = await store.pending_notifications(BUYER.id)
+    assert (pending.first_seq, pending.last_seq) == (4, 5)  # the read settled the first three
+    assert await store.pending_notifications(REP.id) == []  # muted
+    events = await store.claim_events(now_ms() + 10**9, now_ms() + 10**9, 10)
+    bodies = [msgspec.json.decode(e.body) for e in sorted(events, key=lambda e: e.id)]
+    assert [(b["type"], b["seq"]) for b in bodies] == [("message.created", seq) for seq in range(1, 6)]
+
+
 async def test_counts_are_plain_integers(store):
     """Counters reach the wire as JSON numbers: a driver's decimal sum would be a string there."""
     staff = Actor("bt1", "Bot", "bot", "*")  # a bot's marker is its own (staff share one: test_attention_contract)

@@ -12,6 +12,10 @@ the triggers would leave them, and holds the row. The held rows, and the reply-c
 writes they bring, are written in one statement (`flush`) when the batch commits,
 and before any other statement of the batch runs: an op's connection (`Statements`)
 writes them first, so every statement still sees what the writes before it left.
+While the batch holds, outbox events (webhooks) go into that statement too, and
+pending notifications are made or joined right after it, a statement per row (two
+rows of one user and order join each other, which one INSERT cannot do): with
+webhooks or e-mail on, a message is still no statement of its own.
 
 After an op's statement of its own, the figures read may be stale (it may have moved
 a marker), so the rest of the batch writes its messages one statement each again.
@@ -94,6 +98,8 @@ class Held:
         self._asks: dict[tuple[str, int], list[Any]] = {}  # responses rows to insert
         self._answers: list[tuple[str, int, int, int, str]] = []  # responses rows to update
         self._clocks: dict[str, Waiting | None] = {}  # orders' reply clocks as they end
+        self.events: list[tuple[str, str, bytes, int, int]] = []  # webhook outbox rows (chatd.store.postgres.outbox)
+        self._later: list[tuple[str, list[tuple[Any, ...]]]] = []  # statements run once per row, in order
 
     async def post(self, msg: Message, sees_notes_only: bool) -> list[Row] | None:
         """Hold `msg` (its seq allocated by the caller under the order's row lock):
@@ -149,6 +155,14 @@ class Held:
             self._answers.append((order_id, asked_seq, msg.seq, msg.ts, msg.sender.id))
         self._clocks[order_id] = None
 
+    def later(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run `sql` once per row when the held messages are written, after them: for
+        rows that may meet each other's conflicts (chatd.store.postgres.notifications)."""
+        if self._later and self._later[-1][0] == sql:
+            self._later[-1][1].extend(rows)
+        else:
+            self._later.append((sql, list(rows)))
+
     async def _load(self, order_id: str) -> None:
         if not self._read and self._declared:
             self._new = set(self._declared)
@@ -166,17 +180,18 @@ class Held:
         self._read = True
 
     async def flush(self) -> None:
-        """Write the held rows (their triggers fire) and the clocks they set."""
-        if not self._rows:
-            return
+        """Write the held rows (their triggers fire), the clocks they set, the outbox
+        events of the batch so far, then the statements held for `later`."""
         rows, asks, answers, clocks = self._rows, list(self._asks.values()), self._answers, self._clocks
-        self._rows, self._asks, self._answers, self._clocks = [], {}, [], {}
-        args: list[Any] = [list(col) for col in zip(*rows, strict=True)]
-        arrays = ", ".join(f"${k + 1}::{t}[]" for k, t in enumerate(_TYPES))
-        parts = [
-            f"m AS (INSERT INTO messages ({_COLS}) SELECT * FROM unnest({arrays}) "
-            "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1)"
-        ]
+        events, later = self.events, self._later
+        self._rows, self._asks, self._answers, self._clocks, self.events, self._later = [], {}, [], {}, [], []
+        args: list[Any] = []
+        parts = []
+        if rows:
+            parts.append(
+                f"m AS (INSERT INTO messages ({_COLS}) SELECT * FROM unnest({_params(args, rows, _TYPES)}) "
+                "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1)"
+            )
         if asks:
             parts.append(
                 "a AS (INSERT INTO responses (order_id, asked_seq, asked_at, supplier_id, rep_id, answered_seq, "
@@ -196,9 +211,18 @@ class Held:
                 f"FROM unnest({_params(args, waits, ('text', 'bigint', 'bigint', 'int'))}) AS u(o, s, t, e) "
                 "WHERE orders.id = u.o)"
             )
-        written = await self.conn.fetchval(f"WITH {', '.join(parts)} SELECT count(*) FROM m", *args)
-        if written != len(rows):
-            raise Replay
+        if events:
+            parts.append(
+                "w AS (INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) "
+                f"SELECT * FROM unnest({_params(args, events, ('text', 'text', 'bytea', 'bigint', 'bigint'))}))"
+            )
+        if parts:
+            counted = "SELECT count(*) FROM m" if rows else "SELECT 0"
+            written = await self.conn.fetchval(f"WITH {', '.join(parts)} {counted}", *args)
+            if written != len(rows):
+                raise Replay
+        for sql, each in later:
+            await self.conn.executemany(sql, each)
 
 
 _ASK_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "text")

@@ -7,7 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from chatd.notifications import Planned
-from chatd.store.postgres import outbox
+from chatd.store.postgres import batch, outbox
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import NotificationRow, NotifyPrefs, SentCounts
 
@@ -17,29 +17,30 @@ if TYPE_CHECKING:
 _COLS = "id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, due_ts, attempts"
 
 
+# A user's pending notification for the order, made or joined, unless they muted it.
+_SCHEDULE = (
+    "INSERT INTO notifications (id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, due_ts, "
+    "deadline_ts) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint, $7::bigint, "
+    "$8::bigint, $9::bigint WHERE NOT EXISTS (SELECT 1 FROM notify_muted WHERE user_id = $2 AND order_id = $3) "
+    "ON CONFLICT (user_id, order_id) WHERE state = 0 DO UPDATE SET last_seq = excluded.last_seq, "
+    "role = excluded.role, "
+    "reason = CASE WHEN excluded.reason = 'messages' THEN notifications.reason ELSE excluded.reason END, "
+    "due_ts = LEAST(GREATEST(notifications.due_ts, excluded.due_ts), notifications.deadline_ts, "
+    "excluded.deadline_ts)"
+)
+
+
 async def schedule(db: asyncpg.Connection, order_id: str, seq: int, ts: int, planned: list[Planned]) -> None:
-    """Create or join each user's pending notification for the order (muted orders: none)."""
-    for p in planned:
-        if await db.fetchval("SELECT 1 FROM notify_muted WHERE user_id = $1 AND order_id = $2", p.user, order_id):
-            continue
-        await db.execute(
-            "INSERT INTO notifications (id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, "
-            "due_ts, deadline_ts) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) "
-            "ON CONFLICT (user_id, order_id) WHERE state = 0 DO UPDATE SET last_seq = excluded.last_seq, "
-            "role = excluded.role, "
-            "reason = CASE WHEN excluded.reason = 'messages' THEN notifications.reason ELSE excluded.reason END, "
-            "due_ts = LEAST(GREATEST(notifications.due_ts, excluded.due_ts), notifications.deadline_ts, "
-            "excluded.deadline_ts)",
-            uuid.uuid4().hex,
-            p.user,
-            order_id,
-            p.role,
-            p.reason,
-            seq,
-            ts,
-            p.due_ts,
-            p.latest_due_ts,
-        )
+    """Create or join each user's pending notification for the order (muted orders: none).
+    Within a batch that holds its messages (chatd.store.postgres.batch), written with them."""
+    rows = [(uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, ts, p.due_ts, p.latest_due_ts) for p in planned]
+    if not rows:
+        return
+    held = batch.held()
+    if held is not None:
+        held.later(_SCHEDULE, rows)
+    else:
+        await db.executemany(_SCHEDULE, rows)
 
 
 async def on_read(db: asyncpg.Connection, user_id: str, order_id: str, read_seq: int) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from chatd.store.postgres import batch
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import OutboxEvent, OutboxFailure
 from chatd.store.rows import now_ms
@@ -17,18 +18,23 @@ if TYPE_CHECKING:
     import asyncpg
 
 
+_ENQUEUE = "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES ($1, $2, $3, $4, $5)"
+
+
 async def enqueue(db: asyncpg.Connection, events: list[tuple[str, dict[str, Any]]]) -> int:
-    """Write (type, payload) events as outbox rows; return how many."""
+    """Write (type, payload) events as outbox rows; return how many. Within a batch
+    that holds its messages (chatd.store.postgres.batch), written with them."""
     ts = now_ms()
     rows: list[tuple[str, str, bytes, int, int]] = []
     for kind, payload in events:
         event_id = uuid.uuid4().hex
         body = msgspec.json.encode({"id": event_id, "type": kind, "ts": ts, **payload})
         rows.append((event_id, kind, body, ts, ts))
-    if rows:
-        await db.executemany(
-            "INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) VALUES ($1, $2, $3, $4, $5)", rows
-        )
+    held = batch.held()
+    if held is not None:
+        held.events.extend(rows)
+    elif rows:
+        await db.executemany(_ENQUEUE, rows)
     return len(rows)
 
 
