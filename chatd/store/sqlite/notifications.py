@@ -17,19 +17,27 @@ from chatd.store.sqlite.engine import StoreMixin, inline_read
 _COLS = "id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, due_ts, attempts"
 
 
+# A user's pending notification for the order, made or joined, unless they muted it.
+_SCHEDULE = (
+    "INSERT INTO notifications (id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, due_ts, "
+    "deadline_ts) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9 "
+    "WHERE NOT EXISTS (SELECT 1 FROM notify_muted WHERE user_id = ?2 AND order_id = ?3) "
+    "ON CONFLICT (user_id, order_id) WHERE state = 0 DO UPDATE SET last_seq = excluded.last_seq, "
+    "role = excluded.role, "
+    "reason = CASE WHEN excluded.reason = 'messages' THEN notifications.reason ELSE excluded.reason END, "
+    "due_ts = MIN(MAX(notifications.due_ts, excluded.due_ts), notifications.deadline_ts, excluded.deadline_ts)"
+)
+
+
 def schedule(db: sqlite3.Connection, order_id: str, seq: int, ts: int, planned: list[Planned]) -> None:
     """Create or join each user's pending notification for the order (muted orders: none)."""
-    for p in planned:
-        if db.execute("SELECT 1 FROM notify_muted WHERE user_id = ? AND order_id = ?", (p.user, order_id)).fetchone():
-            continue
-        db.execute(
-            "INSERT INTO notifications (id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, "
-            "due_ts, deadline_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (user_id, order_id) WHERE state = 0 DO UPDATE SET last_seq = excluded.last_seq, "
-            "role = excluded.role, "
-            "reason = CASE WHEN excluded.reason = 'messages' THEN notifications.reason ELSE excluded.reason END, "
-            "due_ts = MIN(MAX(notifications.due_ts, excluded.due_ts), notifications.deadline_ts, excluded.deadline_ts)",
-            (uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, seq, ts, p.due_ts, p.latest_due_ts),
+    if planned:
+        db.executemany(
+            _SCHEDULE,
+            [
+                (uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, ts, p.due_ts, p.latest_due_ts)
+                for p in planned
+            ],
         )
 
 
