@@ -1,6 +1,6 @@
 """The store's write cost per message, alone: no sockets, no fan-out.
 
-    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000] [--offline]
+    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000] [--offline] [--watched]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
@@ -9,6 +9,8 @@ server's own share when PostgreSQL runs elsewhere; SQLite's whole cost) and
 the wall time. Without --url a fresh SQLite file in a temporary folder.
 --offline: webhooks and e-mail on and nobody joined, so each message also writes
 a webhook event and a pending notification for each of the two others.
+--watched: a staff member follows every order, so each message also reports the
+staff queue's view of its order.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def _store(url: str | None, folder: str) -> Store:
     return SqliteStore(str(Path(folder) / "bench.db"))
 
 
-async def run(url: str | None, messages: int, orders: int, batch: int, offline: bool) -> dict[str, float]:
+async def run(
+    url: str | None, messages: int, orders: int, batch: int, offline: bool, watched: bool
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
         if offline:
@@ -48,6 +52,8 @@ async def run(url: str | None, messages: int, orders: int, batch: int, offline: 
             roles = [[Actor(f"{tag}{i}", f"{tag} {i}", role) for tag, role in slots] for i in range(orders)]
             for i, people in enumerate(roles):
                 await store.put_order(f"bench-{i}", None, *(Person(a.id, a.name) for a in people))
+                if watched:
+                    await store.follow(Actor("staff", "Staff", "staff"), f"bench-{i}", True)
             text = "Pallet 3 of 4 is loaded; the driver calls ahead, ETA Tuesday morning. "
             started, cpu = time.perf_counter(), time.process_time()
             for first in range(0, messages, batch):
@@ -70,8 +76,9 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=30)
     ap.add_argument("--offline", action="store_true", help="webhooks and e-mail on, nobody joined")
+    ap.add_argument("--watched", action="store_true", help="a staff member follows every order")
     a = ap.parse_args()
-    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline))
+    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline, a.watched))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 
 

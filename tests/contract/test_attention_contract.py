@@ -7,6 +7,8 @@ real database (SQLite, PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
@@ -168,6 +170,28 @@ async def test_follows_are_each_staff_members_own(store, store_factory):
         await store.follow(Actor("s9", "Other", "supplier"), "o1", True)
     assert (await other.follow(STAFF1, "o1", False))[0] is True
     assert await _queue(store, STAFF1) == {}
+
+
+async def test_a_batch_reports_the_staff_view_as_each_write_left_it(store):
+    """On PostgreSQL a batch reads its orders' staff markers and followers once
+    (chatd.store.postgres.batch): each message still reports them as its write left them."""
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "hi", "c1")
+    await store.follow(STAFF1, "o1", True)
+    before = store.batches  # type: ignore[attr-defined]
+    one, two, (_, followed), three = await asyncio.gather(
+        store.post(BUYER, "o1", "one", "c2"),
+        store.post(SUPPLIER, "o1", "two", "c3"),
+        store.follow(STAFF2, "o1", True),
+        store.post(BUYER, "o1", "three", "c4"),
+    )
+    assert store.batches == before + 1  # type: ignore[attr-defined]  # else this shows nothing
+    assert [(v.unread, sorted(v.followers)) for v in (one.staff, two.staff, followed, three.staff)] == [
+        (2, [STAFF1.id]),
+        (3, [STAFF1.id]),
+        (3, [STAFF1.id, STAFF2.id]),
+        (4, [STAFF1.id, STAFF2.id]),
+    ]
 
 
 async def test_a_staff_token_holding_a_slot_is_that_participant_there(store):

@@ -69,9 +69,11 @@ async def view(
     moved: bool = False,
     always: bool = False,
     known: tuple[list[int] | None] | None = None,
+    followers: list[str] | None = None,
 ) -> StaffView | None:
     """As chatd.store.sqlite.attention.view. `known`: the staff marker as the caller
-    read it in this transaction, `([read_seq, unread],)` or `(None,)` for none."""
+    read it in this transaction, `([read_seq, unread],)` or `(None,)` for none;
+    `followers`: the order's staff followers, likewise."""
     if known is None:
         row = await db.fetchrow("SELECT read_seq, unread FROM staff_markers WHERE order_id = $1", order.id)
     else:
@@ -79,7 +81,8 @@ async def view(
     if row is None and not always:
         return None  # every order in a queue has a marker
     read_seq, unread = (row[0], row[1]) if row is not None else await marker(db, order.id)
-    followers = [r[0] for r in await db.fetch("SELECT user_id FROM staff_follows WHERE order_id = $1", order.id)]
+    if followers is None:
+        followers = [r[0] for r in await db.fetch("SELECT user_id FROM staff_follows WHERE order_id = $1", order.id)]
     reasons = attention.shared_reasons(order)
     if not (reasons or followers or moved or always):
         return None

@@ -46,15 +46,18 @@ if TYPE_CHECKING:
 
 _COLS = "order_id, seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "int")
-# What the batch's messages' statements would read: per order its staff marker and its
-# read markers, with each reader's unread total and the part of it on side markers.
+# What the batch's messages' statements would read: per order its staff marker and
+# staff followers, and its read markers, with each reader's unread total and the part
+# of it on side markers.
 _READ = (
-    "SELECT o.id, (SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = o.id), "
-    "r.user_id, r.side, r.unread, r.sees_notes, "
+    "SELECT o.id, s.marker, s.follows, r.user_id, r.side, r.unread, r.sees_notes, "
     "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = r.user_id), "
     "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = r.user_id AND h.side = 1) "
-    "FROM unnest($1::text[]) AS o(id) LEFT JOIN LATERAL (SELECT user_id, side, unread, sees_notes "
-    "FROM read_markers WHERE order_id = o.id OFFSET 0) r ON true"
+    "FROM unnest($1::text[]) AS o(id) CROSS JOIN LATERAL (SELECT "
+    "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = o.id) AS marker, "
+    "ARRAY(SELECT user_id FROM staff_follows WHERE order_id = o.id) AS follows OFFSET 0) s "
+    "LEFT JOIN LATERAL (SELECT user_id, side, unread, sees_notes FROM read_markers WHERE order_id = o.id OFFSET 0) r "
+    "ON true"
 )
 
 # Which of the batch's (order, sender, client_id) are stored already (a client's retry).
@@ -92,6 +95,7 @@ class Held:
         self._read = False
         self._markers: dict[str, list[_Marker]] = {}
         self._staff: dict[str, list[int] | None] = {}
+        self._follows: dict[str, list[str]] = {}
         self._totals: dict[str, int | None] = {}
         self._hidden: dict[str, int] = {}
         self._rows: list[tuple[Any, ...]] = []
@@ -140,6 +144,10 @@ class Held:
         )
         return rows
 
+    def followers(self, order_id: str) -> list[str]:
+        """The staff who follow an order a message was held for, as the batch read them."""
+        return list(self._follows[order_id])
+
     def ask(self, order_id: str, waiting: Waiting, supplier_id: str, rep_id: str | None) -> None:
         """The message held last starts the order's reply clock."""
         row = [order_id, waiting.seq, waiting.since, supplier_id, rep_id, None, None, None]  # answered: none yet
@@ -173,10 +181,11 @@ class Held:
         for row in await self.conn.fetch(_READ, ids):
             markers = self._markers.setdefault(row[0], [])
             self._staff[row[0]] = list(row[1]) if row[1] is not None else None
-            if row[2] is not None:
-                markers.append(_Marker(row[2], row[3], row[4], row[5]))
-                self._totals.setdefault(row[2], row[6])
-                self._hidden.setdefault(row[2], row[7])
+            self._follows[row[0]] = row[2]
+            if row[3] is not None:
+                markers.append(_Marker(row[3], row[4], row[5], row[6]))
+                self._totals.setdefault(row[3], row[7])
+                self._hidden.setdefault(row[3], row[8])
         self._read = True
 
     async def flush(self) -> None:

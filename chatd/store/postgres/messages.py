@@ -129,8 +129,10 @@ class Messages(StoreMixin):
         waiting, overdue = order.waiting, order.waiting is not None and order.waiting.escalated
         held = None if attachments else batch.held()
         rows = await held.post(msg, kind == "note") if held is not None else None
+        followers = None  # the order's staff followers, if the batch read them
         if held is not None and rows is not None:  # written with the rest of the batch
             clocked = responses.hold(held, order, msg)  # sets order.waiting
+            followers = held.followers(order.id)
         else:
             clock = responses.plan(order, msg, bool(attachments))  # sets order.waiting
             clocked = clock is not None
@@ -165,7 +167,7 @@ class Messages(StoreMixin):
             unread=unread,
             waiting_changed=clocked,
             waiting=order.waiting,
-            staff=await staff.view(db, order, moved, known=(rows[0][6],)),
+            staff=await staff.view(db, order, moved, known=(rows[0][6],), followers=followers),
         )
 
     async def _duplicate(self, db: asyncpg.Connection, order_id: str, sender_id: str, client_id: str) -> Posted:
