@@ -1,6 +1,7 @@
 """The store's write cost per message, alone: no sockets, no fan-out.
 
-    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000] [--offline] [--watched]
+    python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
+                                   [--offline] [--watched] [--reads]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
@@ -11,6 +12,8 @@ the wall time. Without --url a fresh SQLite file in a temporary folder.
 a webhook event and a pending notification for each of the two others.
 --watched: a staff member follows every order, so each message also reports the
 staff queue's view of its order.
+--reads: each message is followed, in the same batch, by another participant's
+read of the order up to it (as an open widget sends one).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from chatd.notifications import Rules
@@ -39,7 +43,7 @@ def _store(url: str | None, folder: str) -> Store:
 
 
 async def run(
-    url: str | None, messages: int, orders: int, batch: int, offline: bool, watched: bool
+    url: str | None, messages: int, orders: int, batch: int, offline: bool, watched: bool, reads: bool
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
@@ -57,12 +61,14 @@ async def run(
             text = "Pallet 3 of 4 is loaded; the driver calls ahead, ETA Tuesday morning. "
             started, cpu = time.perf_counter(), time.process_time()
             for first in range(0, messages, batch):
-                await asyncio.gather(
-                    *(
-                        store.post(roles[n % orders][(n // orders) % 3], f"bench-{n % orders}", f"{text}{n}", f"c-{n}")
-                        for n in range(first, min(first + batch, messages))
-                    )
-                )
+                writes: list[Awaitable[object]] = []
+                for n in range(first, min(first + batch, messages)):
+                    order, people = f"bench-{n % orders}", roles[n % orders]
+                    writes.append(store.post(people[(n // orders) % 3], order, f"{text}{n}", f"c-{n}"))
+                    if reads:
+                        reader = people[(n // orders + 1) % 3]
+                        writes.append(store.mark_read(reader, order, reader.id, 1 << 40))
+                await asyncio.gather(*writes)
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             await store.aclose()
@@ -77,8 +83,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=30)
     ap.add_argument("--offline", action="store_true", help="webhooks and e-mail on, nobody joined")
     ap.add_argument("--watched", action="store_true", help="a staff member follows every order")
+    ap.add_argument("--reads", action="store_true", help="each message read by another participant")
     a = ap.parse_args()
-    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline, a.watched))
+    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline, a.watched, a.reads))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 
 

@@ -22,6 +22,30 @@ if TYPE_CHECKING:
     import asyncpg
 
 
+# A reader's marker moved to $3 (clamped to the newest message they may see; back only
+# if $4) in one statement: its unread count, the pending notification it thins, and
+# what the move reports. The statement's snapshot is from before the update, so the
+# reader's total and hidden sum add what the marker trigger (migration 1) adds. No row:
+# there is no marker; a row with no target: nothing moved.
+_MOVE = (
+    "WITH mk AS (SELECT read_seq, unread, sees_notes, side, GREATEST(0, LEAST($3::bigint, last_seq)) AS target "
+    "FROM read_markers WHERE user_id = $1 AND order_id = $2), "
+    "mv AS (SELECT target, unread AS before, (SELECT COUNT(*) FROM messages m WHERE m.order_id = $2 "
+    "AND m.seq > mk.target AND m.sender_id <> $1 AND (mk.sees_notes <> 0 OR m.kind <> 'note')) AS after "
+    "FROM mk WHERE target > read_seq OR (target < read_seq AND $4::boolean)), "
+    "up AS (UPDATE read_markers SET read_seq = mv.target, unread = mv.after FROM mv "
+    "WHERE user_id = $1 AND order_id = $2), "
+    f"{notifications.on_read_sql('$1', '$2', '(SELECT target FROM mv)')} "
+    "SELECT mk.read_seq, mv.target, mv.after, "
+    "COALESCE((SELECT unread_total FROM user_stats WHERE user_id = $1), 0) + mv.after - mv.before, mk.side, "
+    "(SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1) "
+    "+ CASE WHEN mk.side = 1 THEN mv.after - mv.before ELSE 0 END, "
+    "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $2 AND seq <= mv.target AND kind <> 'note'), "
+    "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $2 AND seq <= mk.read_seq AND kind <> 'note') "
+    "FROM mk LEFT JOIN mv ON true"
+)
+
+
 class Markers(StoreMixin):
     """Mixed into PostgresStore."""
 
@@ -188,47 +212,15 @@ class Markers(StoreMixin):
                 sees = permissions.sees_notes(role)
                 if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
                     return await staff.read(db, order, seq, backward)
-            row = await db.fetchrow(
-                "SELECT read_seq, unread, sees_notes, side, last_seq FROM read_markers "
-                "WHERE user_id = $1 AND order_id = $2",
-                user_id,
-                order_id,
-            )
-            if row is None:
+            row = await db.fetchrow(_MOVE, user_id, order_id, seq, backward)
+            if row is None:  # no marker yet: one at 0, then moved as any other
                 if actor is None:
                     raise NotFound(f"user {user_id} has no read marker on this order", ref=order_id)
-                last = await self._add_marker(db, order, user_id, sees)
-                row = (0, None, int(sees), int(user_id not in order.slots), last)
-            read_seq, _, sees, side, newest = row
-            # clamped to the newest message this user may see (the marker's last_seq): as in SQLite
-            target = max(0, min(seq, newest))
-            if target == read_seq or (target < read_seq and not backward):
+                await self._add_marker(db, order, user_id, sees)
+                row = await db.fetchrow(_MOVE, user_id, order_id, seq, backward)
+            _, target, unread, total, side, hidden, plain_seq, plain_before = row
+            if target is None:  # nothing to move
                 return None
-            notes = "" if sees else " AND kind <> 'note'"
-            unread = await db.fetchval(
-                f"SELECT COUNT(*) FROM messages WHERE order_id = $1 AND seq > $2 AND sender_id <> $3{notes}",
-                order_id,
-                target,
-                user_id,
-            )
-            await db.execute(
-                "UPDATE read_markers SET read_seq = $1, unread = $2 WHERE user_id = $3 AND order_id = $4",
-                target,
-                unread,
-                user_id,
-                order_id,
-            )
-            await notifications.on_read(db, user_id, order_id, target)
-            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 AND kind <> 'note'"
-            return ReadMarker(
-                read_seq=target,
-                unread=unread,
-                total=await self._total(db, user_id),
-                role=role,
-                side=bool(side),
-                hidden=await self._hidden(db, user_id),
-                plain_seq=await db.fetchval(plain, order_id, target),
-                plain_before=await db.fetchval(plain, order_id, read_seq),
-            )
+            return ReadMarker(target, unread, total, role, bool(side), hidden, plain_seq, plain_before)
 
         return await self._write(op, order=order_id)

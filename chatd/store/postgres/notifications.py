@@ -43,21 +43,20 @@ async def schedule(db: asyncpg.Connection, order_id: str, seq: int, ts: int, pla
         await db.executemany(_SCHEDULE, rows)
 
 
+def on_read_sql(user: str, order: str, read_seq: str) -> str:
+    """`on_read` as two CTEs over SQL expressions, for a statement that moves a marker:
+    a pending notification wholly read goes, one partly read keeps only the rest."""
+    where = f"user_id = {user} AND order_id = {order} AND state = 0"
+    return (
+        f"gone AS (DELETE FROM notifications WHERE {where} AND last_seq <= {read_seq}), "
+        f"thin AS (UPDATE notifications SET first_seq = {read_seq} + 1 "
+        f"WHERE {where} AND first_seq <= {read_seq} AND last_seq > {read_seq})"
+    )
+
+
 async def on_read(db: asyncpg.Connection, user_id: str, order_id: str, read_seq: int) -> None:
     """As chatd.store.sqlite.notifications.on_read."""
-    await db.execute(
-        "DELETE FROM notifications WHERE user_id = $1 AND order_id = $2 AND state = 0 AND last_seq <= $3",
-        user_id,
-        order_id,
-        read_seq,
-    )
-    await db.execute(
-        "UPDATE notifications SET first_seq = $3 + 1 "
-        "WHERE user_id = $1 AND order_id = $2 AND state = 0 AND first_seq <= $3",
-        user_id,
-        order_id,
-        read_seq,
-    )
+    await db.execute(f"WITH {on_read_sql('$1', '$2', '$3::bigint')} SELECT 1", user_id, order_id, read_seq)
 
 
 class Notifications(StoreMixin):
