@@ -8,6 +8,7 @@ database: a SQLite file, or a database of its own on a real PostgreSQL server
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from pathlib import Path
 
@@ -455,6 +456,79 @@ async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_w
     events = await store.claim_events(now_ms() + 10**9, now_ms() + 10**9, 10)
     bodies = [msgspec.json.decode(e.body) for e in sorted(events, key=lambda e: e.id)]
     assert [(b["type"], b["seq"]) for b in bodies] == [("message.created", seq) for seq in range(1, 6)]
+
+
+def _script(seed: int) -> list[list[tuple]]:
+    """Three batches of posts and reads in one order: in the first two each read goes to
+    the newest message (what an open chat sends); the third also moves markers to older
+    messages and back."""
+    rng, people = random.Random(seed), [BUYER, SUPPLIER, REP, _BOT]
+    batches: list[list[tuple]] = []
+    for anywhere in (False, False, True):
+        ops: list[tuple] = []
+        for _ in range(24):
+            who = rng.choice(people)
+            if rng.random() < 0.5:
+                ops.append(("post", who, "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"))
+            elif anywhere and rng.random() < 0.5:
+                ops.append(("read", who, rng.randint(0, 40), rng.random() < 0.5))
+            else:
+                ops.append(("read", who, 1 << 40, False))
+        batches.append(ops)
+    return batches
+
+
+_BOT = Actor("bt1", "Bot", "bot", "*")
+
+
+async def _play(store: Store, batches: list[list[tuple]], together: bool) -> list:
+    """What each write of `batches` reports, then what they leave: markers, totals, notifications."""
+    store.clock = lambda: 1_800_000_000.0  # type: ignore[attr-defined]
+    people = [BUYER, SUPPLIER, REP, _BOT]
+    await put_order(store, "o1")
+    await store.post(SUPPLIER, "o1", "first", "c-first")
+    await store.mark_read(_BOT, "o1", _BOT.id, 0, backward=True)  # a side marker
+    out: list = []
+    for b, ops in enumerate(batches):
+        writes = [
+            store.post(op[1], "o1", f"m{b}-{i}", f"c{b}-{i}", op[2])
+            if op[0] == "post"
+            else store.mark_read(op[1], "o1", op[1].id, op[2], backward=op[3])
+            for i, op in enumerate(ops)
+        ]
+        results = await asyncio.gather(*writes) if together else [await w for w in writes]
+        for r in results:
+            if r is None or not hasattr(r, "message"):
+                out.append(msgspec.structs.astuple(r) if r is not None else None)
+            else:
+                got = sorted((u.user, u.count, u.total, u.side, u.hidden) for u in r.unread)
+                out.append((r.message.seq, r.duplicate, got, r.waiting_changed, r.waiting))
+    for p in people:
+        out.append((await store.marker("o1", p.id, True, 10_000), await store.total_unread(p.id)))
+        out.append([(n.first_seq, n.last_seq, n.reason) for n in await store.pending_notifications(p.id)])
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_batch_of_posts_and_reads_reports_what_one_at_a_time_does(store_factory, tmp_path, seed):
+    """Posts and reads queued together (on PostgreSQL held and written with the batch's
+    messages: chatd.store.postgres.batch) report and leave exactly what the same writes
+    do one at a time on SQLite, the reference."""
+    from chatd.notifications import Rules
+    from chatd.store.sqlite import SqliteStore
+
+    batches = _script(seed)
+    reference = SqliteStore(str(tmp_path / "reference.sqlite3"), notifications_for=Rules(60).plan)
+    await reference.open()
+    try:
+        expected = await _play(reference, batches, together=False)
+    finally:
+        await reference.aclose()
+    store = await store_factory(notifications_for=Rules(60).plan)
+    got = await _play(store, batches, together=True)
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert g == e, i
 
 
 async def test_counts_are_plain_integers(store):

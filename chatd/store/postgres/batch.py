@@ -17,8 +17,15 @@ pending notifications are made or joined right after it, a statement per row (tw
 rows of one user and order join each other, which one INSERT cannot do): with
 webhooks or e-mail on, a message is still no statement of its own.
 
+A read that moves its marker to the newest message its reader may see (what an open
+chat sends) is held too (`Held.read`): nothing is unread after it, and what else it
+reports comes from the figures. Its marker is written after the held messages, by one
+UPDATE of the markers as the batch leaves them (the messages' triggers moved them
+too), and the pending notification it thins in its place among the `later` rows.
+
 After an op's statement of its own, the figures read may be stale (it may have moved
-a marker), so the rest of the batch writes its messages one statement each again.
+a marker), so the rest of the batch writes its messages and reads a statement each
+again.
 Posts declare their (sender, client_id) to the batch (`Engine._write`), which looks
 up in one statement which are taken: a repeat (a client's retry), or a message whose
 client_id was not declared, is written by a statement of its own. Should a held row
@@ -37,7 +44,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from chatd.store.records import Waiting
+from chatd.store.records import ReadMarker, Waiting
 
 if TYPE_CHECKING:
     import asyncpg
@@ -50,20 +57,31 @@ _TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "t
 # staff followers, and its read markers, with each reader's unread total and the part
 # of it on side markers.
 _READ = (
-    "SELECT o.id, s.marker, s.follows, r.user_id, r.side, r.unread, r.sees_notes, "
+    "SELECT o.id, s.marker, s.follows, r.user_id, r.side, r.unread, r.sees_notes, r.read_seq, r.last_seq, "
     "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = r.user_id), "
     "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = r.user_id AND h.side = 1) "
     "FROM unnest($1::text[]) AS o(id) CROSS JOIN LATERAL (SELECT "
     "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = o.id) AS marker, "
     "ARRAY(SELECT user_id FROM staff_follows WHERE order_id = o.id) AS follows OFFSET 0) s "
-    "LEFT JOIN LATERAL (SELECT user_id, side, unread, sees_notes FROM read_markers WHERE order_id = o.id OFFSET 0) r "
-    "ON true"
+    "LEFT JOIN LATERAL (SELECT user_id, side, unread, sees_notes, read_seq, last_seq FROM read_markers "
+    "WHERE order_id = o.id OFFSET 0) r ON true"
 )
 
 # Which of the batch's (order, sender, client_id) are stored already (a client's retry).
 _TAKEN = (
     "SELECT k.o, k.s, k.c FROM unnest($1::text[], $2::text[], $3::text[]) AS k(o, s, c) CROSS JOIN LATERAL "
     "(SELECT 1 FROM messages m WHERE m.order_id = k.o AND m.sender_id = k.s AND m.client_id = k.c LIMIT 1) m"
+)
+
+# For a held read: the newest message that is not a note up to the reader's marker,
+# and in the whole order (what a buyer may learn of the order's seqs).
+_PLAIN = (
+    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 AND kind <> 'note'), "
+    "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND kind <> 'note')"
+)
+_MOVE = (
+    "UPDATE read_markers SET read_seq = u.s, unread = u.n FROM unnest($1::text[], $2::text[], $3::bigint[], "
+    "$4::int[]) AS u(o, w, s, n) WHERE read_markers.order_id = u.o AND read_markers.user_id = u.w"
 )
 
 Row = tuple[Any, ...]
@@ -76,10 +94,12 @@ class Replay(Exception):
 
 
 class _Marker:
-    __slots__ = ("side", "sees_notes", "unread", "user")
+    __slots__ = ("last_seq", "plain", "read_seq", "side", "sees_notes", "unread", "user")
 
-    def __init__(self, user: str, side: int, unread: int, sees_notes: int) -> None:
+    def __init__(self, user: str, side: int, unread: int, sees_notes: int, read_seq: int, last_seq: int) -> None:
         self.user, self.side, self.unread, self.sees_notes = user, side, unread, sees_notes
+        self.read_seq, self.last_seq = read_seq, last_seq
+        self.plain: int | None = None  # the newest non-note seq up to read_seq, once this batch moved it
 
 
 class Held:
@@ -104,6 +124,8 @@ class Held:
         self._clocks: dict[str, Waiting | None] = {}  # orders' reply clocks as they end
         self.events: list[tuple[str, str, bytes, int, int]] = []  # webhook outbox rows (chatd.store.postgres.outbox)
         self._later: list[tuple[str, list[tuple[Any, ...]]]] = []  # statements run once per row, in order
+        self._plain: dict[str, int] = {}  # per order, its newest seq that is not a note, once known
+        self._moved: dict[tuple[str, str], _Marker] = {}  # markers held reads moved, by (order, user)
 
     async def post(self, msg: Message, sees_notes_only: bool) -> list[Row] | None:
         """Hold `msg` (its seq allocated by the caller under the order's row lock):
@@ -124,9 +146,15 @@ class Held:
             self._staff[msg.order] = staff
         had = next((m.unread for m in markers if m.user == sender), None)
         rows: list[Row] = []
+        if msg.kind != "note":
+            self._plain[msg.order] = msg.seq
         for m in markers:  # as the message trigger and the marker trigger leave them
             if msg.kind == "note" and not m.sees_notes and m.user != sender:
                 continue
+            if msg.kind != "note" or m.sees_notes:
+                m.last_seq = msg.seq
+            if m.user == sender:
+                m.read_seq, m.plain = msg.seq, self._plain.get(msg.order)
             after = 0 if m.user == sender else m.unread + 1
             delta, m.unread = after - m.unread, after
             total = self._totals.get(m.user)
@@ -143,6 +171,38 @@ class Held:
             + (msg.status, None, int(msg.forced))
         )
         return rows
+
+    async def read(
+        self, order_id: str, user: str, seq: int, backward: bool, role: str
+    ) -> tuple[bool, ReadMarker | None]:
+        """Hold a read of `user`'s to `seq`: (True, the ReadMarker it reports, or None
+        if it moves nothing) when it moves the marker to the newest message the user
+        may see, the read an open chat sends. (False, None) when it needs a statement
+        of its own: a user with no marker yet, a move to an older message (its unread
+        count needs the messages), a total not read."""
+        if order_id not in self._markers:
+            await self._load(order_id)
+        m = next((m for m in self._markers[order_id] if m.user == user), None)
+        if m is None or self._totals.get(user) is None:
+            return False, None
+        target = max(0, min(seq, m.last_seq))
+        if target == m.read_seq or (target < m.read_seq and not backward):
+            return True, None
+        if target != m.last_seq:
+            return False, None
+        top, before = self._plain.get(order_id), m.plain
+        if top is None or before is None:  # no held message tells: the stored ones do
+            stored_before, stored_top = await self.conn.fetchrow(_PLAIN, order_id, m.read_seq)
+            top = self._plain.setdefault(order_id, stored_top)
+            before = stored_before if before is None else before
+        delta = -m.unread
+        m.read_seq, m.unread, m.plain = target, 0, top  # everything up to the newest visible: nothing after it
+        total = self._totals[user] = (self._totals[user] or 0) + delta
+        if m.side == 1:
+            self._hidden[user] += delta
+        self._moved[(order_id, user)] = m
+        moved = ReadMarker(target, 0, total, role, bool(m.side), self._hidden[user], top, before)
+        return True, moved
 
     def followers(self, order_id: str) -> list[str]:
         """The staff who follow an order a message was held for, as the batch read them."""
@@ -183,17 +243,18 @@ class Held:
             self._staff[row[0]] = list(row[1]) if row[1] is not None else None
             self._follows[row[0]] = row[2]
             if row[3] is not None:
-                markers.append(_Marker(row[3], row[4], row[5], row[6]))
-                self._totals.setdefault(row[3], row[7])
-                self._hidden.setdefault(row[3], row[8])
+                markers.append(_Marker(row[3], row[4], row[5], row[6], row[7], row[8]))
+                self._totals.setdefault(row[3], row[9])
+                self._hidden.setdefault(row[3], row[10])
         self._read = True
 
     async def flush(self) -> None:
         """Write the held rows (their triggers fire), the clocks they set, the outbox
         events of the batch so far, then the statements held for `later`."""
         rows, asks, answers, clocks = self._rows, list(self._asks.values()), self._answers, self._clocks
-        events, later = self.events, self._later
+        events, later, moved = self.events, self._later, list(self._moved.items())
         self._rows, self._asks, self._answers, self._clocks, self.events, self._later = [], {}, [], {}, [], []
+        self._moved = {}
         args: list[Any] = []
         parts = []
         if rows:
@@ -230,6 +291,9 @@ class Held:
             written = await self.conn.fetchval(f"WITH {', '.join(parts)} {counted}", *args)
             if written != len(rows):
                 raise Replay
+        if moved:  # after the messages' triggers: the markers as the batch leaves them
+            keys = [(order, m.user, m.read_seq, m.unread) for (order, _), m in moved]
+            await self.conn.execute(_MOVE, *[list(col) for col in zip(*keys, strict=True)])
         for sql, each in later:
             await self.conn.executemany(sql, each)
 

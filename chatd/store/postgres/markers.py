@@ -13,8 +13,8 @@ from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
 from chatd.store.postgres import attention as staff
-from chatd.store.postgres import messages, notifications
-from chatd.store.postgres.engine import StoreMixin, pooled_read
+from chatd.store.postgres import batch, messages, notifications
+from chatd.store.postgres.engine import StoreMixin, keep_locked, pooled_read
 from chatd.store.records import OrderRecord, ReadMarker
 from chatd.store.rows import Actor
 
@@ -212,6 +212,14 @@ class Markers(StoreMixin):
                 sees = permissions.sees_notes(role)
                 if role == permissions.QUEUE_ROLE:  # staff read the order for staff as a whole
                     return await staff.read(db, order, seq, backward)
+            held = batch.held()
+            if held is not None:  # written with the batch's messages (chatd.store.postgres.batch)
+                done, moved = await held.read(order_id, user_id, seq, backward, role)
+                if done:
+                    if moved is not None:
+                        held.later(notifications.ON_READ, [(user_id, order_id, moved.read_seq)])
+                    keep_locked(order)  # no statement of its own: the order's row is as `order` says
+                    return moved
             row = await db.fetchrow(_MOVE, user_id, order_id, seq, backward)
             if row is None:  # no marker yet: one at 0, then moved as any other
                 if actor is None:

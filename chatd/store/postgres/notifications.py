@@ -54,9 +54,12 @@ def on_read_sql(user: str, order: str, read_seq: str) -> str:
     )
 
 
+ON_READ = f"WITH {on_read_sql('$1', '$2', '$3::bigint')} SELECT 1"  # (user, order, read_seq)
+
+
 async def on_read(db: asyncpg.Connection, user_id: str, order_id: str, read_seq: int) -> None:
     """As chatd.store.sqlite.notifications.on_read."""
-    await db.execute(f"WITH {on_read_sql('$1', '$2', '$3::bigint')} SELECT 1", user_id, order_id, read_seq)
+    await db.execute(ON_READ, user_id, order_id, read_seq)
 
 
 class Notifications(StoreMixin):
