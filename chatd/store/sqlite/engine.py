@@ -429,6 +429,8 @@ class Engine:
             try:
                 await self.index_search()
             except ChatError as exc:  # store trouble: the next round tries again
+                if self._closing:
+                    return  # a round that met aclose(): nothing is wrong
                 log.warning("search indexer: %s", exc.message)
 
     # --- SQLite only (tests and tools; not part of the Store contract) ---------
