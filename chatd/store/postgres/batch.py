@@ -79,7 +79,8 @@ _PLAIN = (
     "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND seq <= $2 AND kind <> 'note'), "
     "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND kind <> 'note')"
 )
-_MOVE = (
+# The markers held reads moved, as the batch leaves them (after the messages' triggers).
+_MARKERS = (
     "UPDATE read_markers SET read_seq = u.s, unread = u.n FROM unnest($1::text[], $2::text[], $3::bigint[], "
     "$4::int[]) AS u(o, w, s, n) WHERE read_markers.order_id = u.o AND read_markers.user_id = u.w"
 )
@@ -175,7 +176,7 @@ class Held:
     async def read(
         self, order_id: str, user: str, seq: int, backward: bool, role: str
     ) -> tuple[bool, ReadMarker | None]:
-        """Hold a read of `user`'s to `seq`: (True, the ReadMarker it reports, or None
+        """Hold a read by `user` to `seq`: (True, the ReadMarker it reports, or None
         if it moves nothing) when it moves the marker to the newest message the user
         may see, the read an open chat sends. (False, None) when it needs a statement
         of its own: a user with no marker yet, a move to an older message (its unread
@@ -293,7 +294,7 @@ class Held:
                 raise Replay
         if moved:  # after the messages' triggers: the markers as the batch leaves them
             keys = [(order, m.user, m.read_seq, m.unread) for (order, _), m in moved]
-            await self.conn.execute(_MOVE, *[list(col) for col in zip(*keys, strict=True)])
+            await self.conn.execute(_MARKERS, *[list(col) for col in zip(*keys, strict=True)])
         for sql, each in later:
             await self.conn.executemany(sql, each)
 
