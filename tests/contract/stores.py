@@ -27,7 +27,9 @@ REP = Actor("r1", "Rep", "sales_rep")
 
 def make_store(backend: str, where: str, **hooks) -> Store:
     """A store over the database named by `where` (one per test), with these hooks
-    (events_for_message, notifications_for, ...); not opened yet."""
+    (events_for_message, notifications_for, ...); not opened yet. `pool_size`, for
+    PostgreSQL only: 2 leaves one writer, so that every write shares one batch."""
+    pool_size = hooks.pop("pool_size", 4)
     if backend == "sqlite":
         from chatd.store.sqlite import SqliteStore
 
@@ -35,7 +37,7 @@ def make_store(backend: str, where: str, **hooks) -> Store:
     if backend == "postgres":
         from chatd.store.postgres import PostgresStore
 
-        return PostgresStore(where, pool_size=4, **hooks)
+        return PostgresStore(where, pool_size=pool_size, **hooks)
     raise ValueError(f"unknown store backend {backend}")
 
 

@@ -459,21 +459,21 @@ async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_w
 
 
 def _script(seed: int) -> list[list[tuple]]:
-    """Three batches of posts and reads in one order: in the first two each read goes to
-    the newest message (what an open chat sends); the third also moves markers to older
-    messages and back."""
+    """Three batches of posts and reads in two orders with the same people: in the first
+    two each read goes to the newest message (what an open chat sends); the third also
+    moves markers to older messages and back."""
     rng, people = random.Random(seed), [BUYER, SUPPLIER, REP, _BOT]
     batches: list[list[tuple]] = []
     for anywhere in (False, False, True):
         ops: list[tuple] = []
         for _ in range(24):
-            who = rng.choice(people)
+            who, order = rng.choice(people), rng.choice(("o1", "o2"))
             if rng.random() < 0.5:
-                ops.append(("post", who, "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"))
+                ops.append(("post", who, order, "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"))
             elif anywhere and rng.random() < 0.5:
-                ops.append(("read", who, rng.randint(0, 40), rng.random() < 0.5))
+                ops.append(("read", who, order, rng.randint(0, 20), rng.random() < 0.5))
             else:
-                ops.append(("read", who, 1 << 40, False))
+                ops.append(("read", who, order, 1 << 40, False))
         batches.append(ops)
     return batches
 
@@ -485,18 +485,22 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
     """What each write of `batches` reports, then what they leave: markers, totals, notifications."""
     store.clock = lambda: 1_800_000_000.0  # type: ignore[attr-defined]
     people = [BUYER, SUPPLIER, REP, _BOT]
-    await put_order(store, "o1")
-    await store.post(SUPPLIER, "o1", "first", "c-first")
-    await store.mark_read(_BOT, "o1", _BOT.id, 0, backward=True)  # a side marker
+    for order in ("o1", "o2"):
+        await put_order(store, order)
+        await store.post(SUPPLIER, order, "first", "c-first")
+        await store.mark_read(_BOT, order, _BOT.id, 0, backward=True)  # a side marker
     out: list = []
     for b, ops in enumerate(batches):
         writes = [
-            store.post(op[1], "o1", f"m{b}-{i}", f"c{b}-{i}", op[2])
+            store.post(op[1], op[2], f"m{b}-{i}", f"c{b}-{i}", op[3])
             if op[0] == "post"
-            else store.mark_read(op[1], "o1", op[1].id, op[2], backward=op[3])
+            else store.mark_read(op[1], op[2], op[1].id, op[3], backward=op[4])
             for i, op in enumerate(ops)
         ]
+        before = store.batches  # type: ignore[attr-defined]
         results = await asyncio.gather(*writes) if together else [await w for w in writes]
+        if together:  # else this shows nothing
+            assert store.batches - before <= 2, b  # type: ignore[attr-defined]
         for r in results:
             if r is None or not hasattr(r, "message"):
                 out.append(msgspec.structs.astuple(r) if r is not None else None)
@@ -504,8 +508,12 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
                 got = sorted((u.user, u.count, u.total, u.side, u.hidden) for u in r.unread)
                 out.append((r.message.seq, r.duplicate, got, r.waiting_changed, r.waiting))
     for p in people:
-        out.append((await store.marker("o1", p.id, True, 10_000), await store.total_unread(p.id)))
-        out.append([(n.first_seq, n.last_seq, n.reason) for n in await store.pending_notifications(p.id)])
+        out.append(await store.total_unread(p.id))
+        for order in ("o1", "o2"):
+            out.append(await store.marker(order, p.id, True, 10_000))
+        out.append(
+            sorted((n.order, n.first_seq, n.last_seq, n.reason) for n in await store.pending_notifications(p.id))
+        )
     return out
 
 
@@ -513,7 +521,8 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
 async def test_a_batch_of_posts_and_reads_reports_what_one_at_a_time_does(store_factory, tmp_path, seed):
     """Posts and reads queued together (on PostgreSQL held and written with the batch's
     messages: chatd.store.postgres.batch) report and leave exactly what the same writes
-    do one at a time on SQLite, the reference."""
+    do one at a time on SQLite, the reference. One writer, so that both orders' writes
+    share each batch (their people's totals span both)."""
     from chatd.notifications import Rules
     from chatd.store.sqlite import SqliteStore
 
@@ -524,7 +533,7 @@ async def test_a_batch_of_posts_and_reads_reports_what_one_at_a_time_does(store_
         expected = await _play(reference, batches, together=False)
     finally:
         await reference.aclose()
-    store = await store_factory(notifications_for=Rules(60).plan)
+    store = await store_factory(notifications_for=Rules(60).plan, pool_size=2)
     got = await _play(store, batches, together=True)
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
