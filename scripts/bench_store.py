@@ -1,7 +1,7 @@
 """The store's write cost per message, alone: no sockets, no fan-out.
 
     python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
-                                   [--offline] [--watched] [--reads]
+                                   [--offline] [--watched] [--reads] [--photos]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
@@ -14,6 +14,7 @@ a webhook event and a pending notification for each of the two others.
 staff queue's view of its order.
 --reads: each message is followed, in the same batch, by another participant's
 read of the order up to it (as an open widget sends one).
+--photos: one message in ten carries a photo.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from pathlib import Path
 
 from chatd.notifications import Rules
 from chatd.store.base import Store
-from chatd.store.records import Person
+from chatd.store.records import AttachmentRow, Person
 from chatd.store.rows import Actor
 from chatd.webhooks import message_events
+from chatd.wire import AttachmentRef
 
 
 def _store(url: str | None, folder: str) -> Store:
@@ -43,7 +45,15 @@ def _store(url: str | None, folder: str) -> Store:
 
 
 async def run(
-    url: str | None, messages: int, orders: int, batch: int, offline: bool, watched: bool, reads: bool
+    url: str | None,
+    messages: int,
+    orders: int,
+    batch: int,
+    *,
+    offline: bool = False,
+    watched: bool = False,
+    reads: bool = False,
+    photos: bool = False,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
@@ -58,13 +68,22 @@ async def run(
                 await store.put_order(f"bench-{i}", None, *(Person(a.id, a.name) for a in people))
                 if watched:
                     await store.follow(Actor("staff", "Staff", "staff"), f"bench-{i}", True)
+                if photos:
+                    await store.add_attachment(
+                        AttachmentRow(f"p{i}", f"bench-{i}", people[1].id, "p.jpg", "image/jpeg", 1000, f"{i:064x}", 1)
+                    )
             text = "Pallet 3 of 4 is loaded; the driver calls ahead, ETA Tuesday morning. "
             started, cpu = time.perf_counter(), time.process_time()
             for first in range(0, messages, batch):
                 writes: list[Awaitable[object]] = []
                 for n in range(first, min(first + batch, messages)):
                     order, people = f"bench-{n % orders}", roles[n % orders]
-                    writes.append(store.post(people[(n // orders) % 3], order, f"{text}{n}", f"c-{n}"))
+                    photo = (
+                        [AttachmentRef(f"p{n % orders}", "p.jpg", "image/jpeg", 1000)]
+                        if photos and n % 10 == 0
+                        else None
+                    )
+                    writes.append(store.post(people[(n // orders) % 3], order, f"{text}{n}", f"c-{n}", "text", photo))
                     if reads:
                         reader = people[(n // orders + 1) % 3]
                         writes.append(store.mark_read(reader, order, reader.id, 1 << 40))
@@ -84,8 +103,10 @@ def main() -> None:
     ap.add_argument("--offline", action="store_true", help="webhooks and e-mail on, nobody joined")
     ap.add_argument("--watched", action="store_true", help="a staff member follows every order")
     ap.add_argument("--reads", action="store_true", help="each message read by another participant")
+    ap.add_argument("--photos", action="store_true", help="one message in ten with a photo")
     a = ap.parse_args()
-    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, a.offline, a.watched, a.reads))
+    modes = {"offline": a.offline, "watched": a.watched, "reads": a.reads, "photos": a.photos}
+    out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, **modes))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 
 

@@ -459,9 +459,9 @@ async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_w
 
 
 def _script(seed: int) -> list[list[tuple]]:
-    """Three batches of posts and reads in two orders with the same people: in the first
-    two each read goes to the newest message (what an open chat sends); the third also
-    moves markers to older messages and back."""
+    """Three batches of posts (some with a photo) and reads in two orders with the same
+    people: in the first two each read goes to the newest message (what an open chat
+    sends); the third also moves markers to older messages and back."""
     rng, people = random.Random(seed), [BUYER, SUPPLIER, REP, _BOT]
     batches: list[list[tuple]] = []
     for anywhere in (False, False, True):
@@ -469,7 +469,8 @@ def _script(seed: int) -> list[list[tuple]]:
         for _ in range(24):
             who, order = rng.choice(people), rng.choice(("o1", "o2"))
             if rng.random() < 0.5:
-                ops.append(("post", who, order, "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"))
+                kind = "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"
+                ops.append(("post", who, order, kind, rng.randrange(4) if rng.random() < 0.2 else None))
             elif anywhere and rng.random() < 0.5:
                 ops.append(("read", who, order, rng.randint(0, 20), rng.random() < 0.5))
             else:
@@ -485,14 +486,18 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
     """What each write of `batches` reports, then what they leave: markers, totals, notifications."""
     store.clock = lambda: 1_800_000_000.0  # type: ignore[attr-defined]
     people = [BUYER, SUPPLIER, REP, _BOT]
+    photos = [AttachmentRow(f"a{k}", "o1", SUPPLIER.id, "p.png", "image/png", 3, f"{k:064x}", 1) for k in range(4)]
     for order in ("o1", "o2"):
         await put_order(store, order)
         await store.post(SUPPLIER, order, "first", "c-first")
         await store.mark_read(_BOT, order, _BOT.id, 0, backward=True)  # a side marker
+    for row in photos:
+        await store.add_attachment(row)
+    refs = [AttachmentRef(row.id, row.name, row.mime, row.size) for row in photos]
     out: list = []
     for b, ops in enumerate(batches):
         writes = [
-            store.post(op[1], op[2], f"m{b}-{i}", f"c{b}-{i}", op[3])
+            store.post(op[1], op[2], f"m{b}-{i}", f"c{b}-{i}", op[3], [refs[op[4]]] if op[4] is not None else None)
             if op[0] == "post"
             else store.mark_read(op[1], op[2], op[1].id, op[3], backward=op[4])
             for i, op in enumerate(ops)
@@ -506,7 +511,7 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
                 out.append(msgspec.structs.astuple(r) if r is not None else None)
             else:
                 got = sorted((u.user, u.count, u.total, u.side, u.hidden) for u in r.unread)
-                out.append((r.message.seq, r.duplicate, got, r.waiting_changed, r.waiting))
+                out.append((r.message.seq, r.message.attachments, r.duplicate, got, r.waiting_changed, r.waiting))
     for p in people:
         out.append(await store.total_unread(p.id))
         for order in ("o1", "o2"):
@@ -514,6 +519,8 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
         out.append(
             sorted((n.order, n.first_seq, n.last_seq, n.reason) for n in await store.pending_notifications(p.id))
         )
+    for row in photos:
+        out.append((sorted(await store.attachment_links(row.id)), (await store.attachment(row.id)).linked))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatd.errors import Internal
+from chatd.store.postgres import batch
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import AttachmentRow
 from chatd.wire import AttachmentRef, Message
@@ -18,16 +19,20 @@ _COLS = "id, order_id, uploader_id, name, mime, size, sha256, created_ts"
 
 async def check(db: asyncpg.Connection, refs: list[AttachmentRef]) -> None:
     """Every upload still exists, else the message is refused before anything is written.
-    `FOR SHARE`: a clean-up on another host cannot delete it before this commits."""
+    `FOR SHARE`: a clean-up on another host cannot delete it before this commits. Within
+    a batch that holds messages, read beside them: what they hold does not touch uploads."""
     ids = [att.id for att in refs]
-    found = {r[0] for r in await db.fetch("SELECT id FROM attachments WHERE id = ANY($1::text[]) FOR SHARE", ids)}
+    h = batch.held()
+    conn = h.conn if h is not None else db
+    found = {r[0] for r in await conn.fetch("SELECT id FROM attachments WHERE id = ANY($1::text[]) FOR SHARE", ids)}
     for att_id in ids:
         if att_id not in found:
             raise Internal(f"attachment {att_id} was deleted meanwhile")
 
 
 async def link(db: asyncpg.Connection, msg: Message) -> None:
-    await db.executemany(
+    await batch.executemany(
+        db,
         "INSERT INTO message_attachments (attachment_id, order_id, seq, kind) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT DO NOTHING",
         [(att.id, msg.order, msg.seq, msg.kind) for att in msg.attachments],

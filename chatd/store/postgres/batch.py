@@ -15,7 +15,9 @@ writes them first, so every statement still sees what the writes before it left.
 While the batch holds, outbox events (webhooks) go into that statement too, and
 pending notifications are made or joined right after it, a statement per row (two
 rows of one user and order join each other, which one INSERT cannot do): with
-webhooks or e-mail on, a message is still no statement of its own.
+webhooks or e-mail on, a message is still no statement of its own. A message's
+attachment links are written after it likewise (`executemany`), and the check that
+its uploads still exist reads them beside the held rows, which do not touch uploads.
 
 A read that moves its marker to the newest message its reader may see (what an open
 chat sends) is held too (`Held.read`): nothing is unread after it, and what else it
@@ -128,9 +130,9 @@ class Held:
         self._plain: dict[str, int] = {}  # per order, its newest seq that is not a note, once known
         self._moved: dict[tuple[str, str], _Marker] = {}  # markers held reads moved, by (order, user)
 
-    async def post(self, msg: Message, sees_notes_only: bool) -> list[Row] | None:
-        """Hold `msg` (its seq allocated by the caller under the order's row lock):
-        the rows its statement would have returned. None if it may repeat a stored
+    async def post(self, msg: Message, sees_notes_only: bool, attachments: str | None) -> list[Row] | None:
+        """Hold `msg` (its seq allocated by the caller under the order's row lock;
+        `attachments` as stored, JSON): the rows its statement would have returned. None if it may repeat a stored
         message (its client_id not declared, or taken): the caller writes it itself."""
         if msg.order not in self._markers:
             await self._load(msg.order)
@@ -169,7 +171,7 @@ class Held:
             rows.append((had, None, None, None, None, None, staff))
         self._rows.append(
             (msg.order, msg.seq, msg.ts, msg.kind, sender, msg.sender.name, role, msg.client_id, msg.text)
-            + (msg.status, None, int(msg.forced))
+            + (msg.status, attachments, int(msg.forced))
         )
         return rows
 
@@ -320,6 +322,18 @@ def held() -> Held | None:
 
 def hold(h: Held | None) -> None:
     _HELD.set(h)
+
+
+async def executemany(db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`db.executemany(sql, rows)`, or after the held messages when the batch holds some:
+    for side rows of a message that nothing else in the batch reads before a statement."""
+    h = held()
+    if not rows:
+        return
+    if h is not None:
+        h.later(sql, rows)
+    else:
+        await db.executemany(sql, rows)
 
 
 def _statement(name: str) -> Callable[..., Awaitable[Any]]:

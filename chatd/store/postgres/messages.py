@@ -127,8 +127,8 @@ class Messages(StoreMixin):
         att = msgspec.json.encode(attachments).decode() if attachments else None
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         waiting, overdue = order.waiting, order.waiting is not None and order.waiting.escalated
-        held = None if attachments else batch.held()
-        rows = await held.post(msg, kind == "note") if held is not None else None
+        held = batch.held()
+        rows = await held.post(msg, kind == "note", att) if held is not None else None
         followers = None  # the order's staff followers, if the batch read them
         if held is not None and rows is not None:  # written with the rest of the batch
             clocked = responses.hold(held, order, msg)  # sets order.waiting

@@ -34,13 +34,7 @@ async def schedule(db: asyncpg.Connection, order_id: str, seq: int, ts: int, pla
     """Create or join each user's pending notification for the order (muted orders: none).
     Within a batch that holds its messages (chatd.store.postgres.batch), written with them."""
     rows = [(uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, ts, p.due_ts, p.latest_due_ts) for p in planned]
-    if not rows:
-        return
-    held = batch.held()
-    if held is not None:
-        held.later(_SCHEDULE, rows)
-    else:
-        await db.executemany(_SCHEDULE, rows)
+    await batch.executemany(db, _SCHEDULE, rows)
 
 
 def on_read_sql(user: str, order: str, read_seq: str) -> str:

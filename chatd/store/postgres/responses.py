@@ -52,9 +52,9 @@ def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | Non
 
 
 def hold(held: Held, order: OrderRecord, msg: Message) -> bool:
-    """As `plan`, for a message its batch holds (one with no attachments): the clock's
-    writes are held with it. Whether the clock changed."""
-    what = effect(msg.sender.role, msg.kind, msg.text, False)
+    """As `plan`, for a message its batch holds: the clock's writes are held with it.
+    Whether the clock changed."""
+    what = effect(msg.sender.role, msg.kind, msg.text, bool(msg.attachments))
     if what == "ask" and order.waiting is None:
         order.waiting = Waiting(msg.seq, msg.ts)
         held.ask(order.id, order.waiting, order.supplier.id, order.sales_rep.id if order.sales_rep else None)
