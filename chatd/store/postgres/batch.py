@@ -132,8 +132,9 @@ class Held:
 
     async def post(self, msg: Message, sees_notes_only: bool, attachments: str | None) -> list[Row] | None:
         """Hold `msg` (its seq allocated by the caller under the order's row lock;
-        `attachments` as stored, JSON): the rows its statement would have returned. None if it may repeat a stored
-        message (its client_id not declared, or taken): the caller writes it itself."""
+        `attachments` as stored, JSON): the rows its statement would have returned.
+        None if it may repeat a stored message (its client_id not declared, or taken):
+        the caller writes it itself."""
         if msg.order not in self._markers:
             await self._load(msg.order)
         sender, role = msg.sender.id, msg.sender.role
@@ -327,9 +328,9 @@ def hold(h: Held | None) -> None:
 async def executemany(db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """`db.executemany(sql, rows)`, or after the held messages when the batch holds some:
     for side rows of a message that nothing else in the batch reads before a statement."""
-    h = held()
     if not rows:
         return
+    h = held()
     if h is not None:
         h.later(sql, rows)
     else:
