@@ -183,7 +183,11 @@ class Held:
         if it moves nothing) when it moves the marker to the newest message the user
         may see, the read an open chat sends. (False, None) when it needs a statement
         of its own: a user with no marker yet, a move to an older message (its unread
-        count needs the messages), a total not read."""
+        count needs the messages), a total not read; or when the batch posts nothing
+        that holding could save a statement of: then the read's one statement is the
+        cheapest."""
+        if not self._declared:
+            return False, None
         if order_id not in self._markers:
             await self._load(order_id)
         m = next((m for m in self._markers[order_id] if m.user == user), None)
