@@ -20,7 +20,7 @@ attachment links are written after it likewise (`executemany`), and the check th
 its uploads still exist reads them beside the held rows, which do not touch uploads.
 
 A read that moves its marker to the newest message its reader may see (what an open
-chat sends) is held too (`Held.read`): nothing is unread after it, and what else it
+chat sends) is held too (`Held.read`), in a batch that posts: nothing is unread after it, and what else it
 reports comes from the figures. Its marker is written after the held messages, by one
 UPDATE of the markers as the batch leaves them (the messages' triggers moved them
 too), and the pending notification it thins in its place among the `later` rows.
