@@ -191,7 +191,8 @@ class Held:
         if order_id not in self._markers:
             await self._load(order_id)
         m = next((m for m in self._markers[order_id] if m.user == user), None)
-        if m is None or self._totals.get(user) is None:
+        total = self._totals.get(user)
+        if m is None or total is None:
             return False, None
         target = max(0, min(seq, m.last_seq))
         if target == m.read_seq or (target < m.read_seq and not backward):
@@ -205,7 +206,7 @@ class Held:
             before = stored_before if before is None else before
         delta = -m.unread
         m.read_seq, m.unread, m.plain = target, 0, top  # everything up to the newest visible: nothing after it
-        total = self._totals[user] = (self._totals[user] or 0) + delta
+        total = self._totals[user] = total + delta
         if m.side == 1:
             self._hidden[user] += delta
         self._moved[(order_id, user)] = m

@@ -134,7 +134,7 @@ class Messages(StoreMixin):
             clocked = responses.hold(held, order, msg)  # sets order.waiting
             followers = held.followers(order.id)
         else:
-            clock = responses.plan(order, msg, bool(attachments))  # sets order.waiting
+            clock = responses.plan(order, msg)  # sets order.waiting
             clocked = clock is not None
             first = len(clock[1]) + 1 if clock else 2
             values = (seq, ts, kind, sender.id, sender.name, sender.role, client_id, text, status, att, int(forced))

@@ -31,13 +31,24 @@ the order id). They write only if the CTE `go` before them gives a row: the
 message's INSERT (chatd.store.postgres.messages), which gives none for a repeat."""
 
 
-def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | None:
+def _turn(order: OrderRecord, msg: Message) -> str | None:
+    """ "ask" if `msg` starts the order's reply clock, "answer" if it stops it, else None."""
+    what = effect(msg.sender.role, msg.kind, msg.text, bool(msg.attachments))
+    if what == "ask" and order.waiting is None:
+        return "ask"
+    if what == "answer" and order.waiting is not None:
+        return "answer"
+    return None
+
+
+def plan(order: OrderRecord, msg: Message) -> Clock | None:
     """Start or stop the order's reply clock for a message just inserted: the
     statements to run, or None if it does not change."""
-    what = effect(msg.sender.role, msg.kind, msg.text, has_attachments)
-    if what == "ask" and order.waiting is None:
+    turn = _turn(order, msg)
+    if turn == "ask":
         return _starting(order, msg.seq, msg.ts)
-    if what == "answer" and order.waiting is not None:
+    if turn == "answer":
+        assert order.waiting is not None  # what "answer" means
         return _clock(
             order,
             None,
@@ -54,16 +65,15 @@ def plan(order: OrderRecord, msg: Message, has_attachments: bool) -> Clock | Non
 def hold(held: Held, order: OrderRecord, msg: Message) -> bool:
     """As `plan`, for a message its batch holds: the clock's writes are held with it.
     Whether the clock changed."""
-    what = effect(msg.sender.role, msg.kind, msg.text, bool(msg.attachments))
-    if what == "ask" and order.waiting is None:
+    turn = _turn(order, msg)
+    if turn == "ask":
         order.waiting = Waiting(msg.seq, msg.ts)
         held.ask(order.id, order.waiting, order.supplier.id, order.sales_rep.id if order.sales_rep else None)
-        return True
-    if what == "answer" and order.waiting is not None:
+    elif turn == "answer":
+        assert order.waiting is not None  # what "answer" means
         held.answer(order.id, order.waiting.seq, msg)
         order.waiting = None
-        return True
-    return False
+    return turn is not None
 
 
 def _starting(order: OrderRecord, seq: int, ts: int) -> Clock:
