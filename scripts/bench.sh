@@ -8,7 +8,8 @@
 # 2. the same rates with chatd on PostgreSQL when PG_URL names a server
 #    (a fresh database per run is created next to it: PG_URL's database is a template);
 # 3. idle: 10,000 joined connections, RSS per connection, chatd and the peers;
-# 4. the store alone (scripts/bench_store.py), SQLite and PG_URL; with PG_URL, what a
+# 4. the store alone (scripts/bench_store.py), SQLite and PG_URL, as the load benchmark
+#    and with webhooks, e-mail, staff, reads and photos on; with PG_URL, what a
 #    message costs PostgreSQL by the shape of its statement (scripts/bench_pg_statements.py);
 # 5. the bench's report of the session (its results folder, then summary.md).
 # The bench pins each server to CPU 0 and its load generator to CPU 1.
@@ -34,6 +35,9 @@ with_db() {
 }
 pg_fanout() { CHATD_STORE_URL="$3" run chatd custom --rate "$2" --rooms 1000 --duration 12; }
 pg_store() { "$PY" "$here/scripts/bench_store.py" --url "$1"; }
+deployed="--offline --watched --reads --photos"
+# shellcheck disable=SC2086 # $deployed: four flags
+pg_deployed() { "$PY" "$here/scripts/bench_store.py" $deployed --url "$1"; }
 pg_statements() { "$PY" "$here/scripts/bench_pg_statements.py" --url "$1"; }
 
 for rate in $RATES; do
@@ -44,6 +48,9 @@ done
 run chatd idle
 for peer in $PEERS; do run "$peer" idle; done
 echo "store alone, SQLite: $("$PY" "$here/scripts/bench_store.py")"
+# shellcheck disable=SC2086 # $deployed: four flags
+echo "store alone, SQLite, $deployed: $("$PY" "$here/scripts/bench_store.py" $deployed)"
 [ -z "$PG_URL" ] || echo "store alone, PostgreSQL: $(with_db pg_store)"
+[ -z "$PG_URL" ] || echo "store alone, PostgreSQL, $deployed: $(with_db pg_deployed)"
 [ -z "$PG_URL" ] || with_db pg_statements
 python3 "$BENCH/bench.py" report "${BENCH_DEPS:-$HOME/.cache/chatd-bench}/results/$SESSION"
