@@ -25,8 +25,9 @@ async def _at_version(version: int) -> asyncpg.Connection:
     return conn
 
 
-async def _counters(conn: asyncpg.Connection) -> dict[str, list[tuple]]:
-    await conn.execute(SETUP)
+async def _counters(conn: asyncpg.Connection, extra: str = "") -> dict[str, list[tuple]]:
+    """The counters after SETUP, then `extra`, then POSTS."""
+    await conn.execute(SETUP + extra)
     seqs: dict[str, int] = {}
     for n, (order, kind, sender, role) in enumerate(POSTS):
         seqs[order] = seqs.get(order, 0) + 1
@@ -74,5 +75,42 @@ async def test_a_database_at_the_version_before_is_brought_up_to_date_in_place()
         )
         assert await conn.fetchval("SELECT unread FROM staff_markers WHERE order_id = 'o1'") == 1
         assert await conn.fetchval("SELECT unread FROM read_markers WHERE user_id = 's1' AND order_id = 'o1'") == 1
+    finally:
+        await conn.close()
+
+
+SIDE_TOTALS = 10  # the migration that keeps each user's side-marker unread beside their total
+_SIDE_SUMS = (
+    "SELECT s.user_id, s.side_unread, COALESCE((SELECT SUM(unread) FROM read_markers h "
+    "WHERE h.user_id = s.user_id AND h.side = 1), 0) FROM user_stats s ORDER BY s.user_id"
+)
+
+
+async def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_side_markers():
+    """Brought up to date on a database with side markers, and kept so by the marker
+    trigger: a marker made, messages that move it, and one taken away."""
+    conn = await _at_version(SIDE_TOTALS - 1)
+    try:
+        # x9 (the posts' staff sender) on side markers: the posts move them
+        await _counters(
+            conn,
+            "INSERT INTO read_markers (order_id, user_id, sees_notes, side) "
+            "VALUES ('o1', 'x9', 1, 1), ('o2', 'x9', 1, 1);",
+        )
+        assert await migrations.migrate(conn) == len(migrations.MIGRATIONS)
+        rows = await conn.fetch(_SIDE_SUMS)
+        assert [(r[0], r[1]) for r in rows if r[1]] == [("x9", 3)], rows  # o1: what came after its own post; o2: none
+        assert all(r[1] == r[2] for r in rows), rows
+        await conn.execute("INSERT INTO read_markers (order_id, user_id, sees_notes, side) VALUES ('o1', 'bt', 0, 1)")
+        await conn.execute("UPDATE read_markers SET unread = 3 WHERE user_id = 'bt'")
+        await conn.execute(
+            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) "
+            "VALUES ('o1', 99, 500, 'text', 'b1', 'B', 'buyer', 'hi')"
+        )
+        assert await conn.fetchval("SELECT side_unread FROM user_stats WHERE user_id = 'x9'") == 4
+        await conn.execute("DELETE FROM read_markers WHERE user_id = 'x9' AND order_id = 'o1'")
+        rows = await conn.fetch(_SIDE_SUMS)
+        assert [(r[0], r[1]) for r in rows if r[1]] == [("bt", 4)], rows  # x9's 4 on o1 gone with it
+        assert all(r[1] == r[2] for r in rows), rows
     finally:
         await conn.close()

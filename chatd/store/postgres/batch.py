@@ -8,7 +8,9 @@ row's trigger. One INSERT of 40 rows from arrays costs it about a third of what
 posted within a batch is not written by its own statement. `Held.post` works out
 from the batch's read markers, unread totals and staff markers (read once, in one
 statement) what the message's statement would have returned, keeps those figures as
-the triggers would leave them, and holds the row. The held rows, and the reply-clock
+the triggers would leave them, and holds the row. That read locks each reader's
+totals, so no other writer changes them before the batch commits: what it reports is
+what it stores. The held rows, and the reply-clock
 writes they bring, are written in one statement (`flush`) when the batch commits,
 and before any other statement of the batch runs: an op's connection (`Statements`)
 writes them first, so every statement still sees what the writes before it left.
@@ -57,11 +59,14 @@ _COLS = "order_id, seq, ts, kind, sender_id, sender_name, sender_role, client_id
 _TYPES = ("text", "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "int")
 # What the batch's messages' statements would read: per order its staff marker and
 # staff followers, and its read markers, with each reader's unread total and the part
-# of it on side markers.
+# of it on side markers. Those two are locked: another writer's change to them (the
+# reader's other orders) waits for this batch's commit, and one that was under way
+# when this read came is read as it committed, so what the batch reports is what it
+# stores.
 _READ = (
     "SELECT o.id, s.marker, s.follows, r.user_id, r.side, r.unread, r.sees_notes, r.read_seq, r.last_seq, "
-    "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = r.user_id), "
-    "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = r.user_id AND h.side = 1) "
+    "(SELECT ARRAY[t.unread_total, t.side_unread] FROM user_stats t WHERE t.user_id = r.user_id "
+    "FOR NO KEY UPDATE) "
     "FROM unnest($1::text[]) AS o(id) CROSS JOIN LATERAL (SELECT "
     "(SELECT ARRAY[read_seq, unread] FROM staff_markers WHERE order_id = o.id) AS marker, "
     "ARRAY(SELECT user_id FROM staff_follows WHERE order_id = o.id) AS follows OFFSET 0) s "
@@ -253,8 +258,9 @@ class Held:
             self._follows[row[0]] = row[2]
             if row[3] is not None:
                 markers.append(_Marker(row[3], row[4], row[5], row[6], row[7], row[8]))
-                self._totals.setdefault(row[3], row[9])
-                self._hidden.setdefault(row[3], row[10])
+                total, hidden = row[9] if row[9] is not None else (None, 0)
+                self._totals.setdefault(row[3], total)
+                self._hidden.setdefault(row[3], hidden)
         self._read = True
 
     async def flush(self) -> None:

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 # A reader's marker moved to $3 (clamped to the newest message they may see; back only
 # if $4) in one statement: its unread count, the pending notification it thins, and
 # what the move reports. The statement's snapshot is from before the update, so the
-# reader's total and hidden sum add what the marker trigger (migration 1) adds. No row:
-# there is no marker; a row with no target: nothing moved.
+# reader's total and hidden sum add what the marker trigger (migrations 1 and 10) adds;
+# when it moves, they are read from the reader's row locked (another writer's change
+# waits for this commit; one under way is read as it committed). No row: there is no
+# marker; a row with no target: nothing moved.
 _MOVE = (
     "WITH mk AS (SELECT read_seq, unread, sees_notes, side, GREATEST(0, LEAST($3::bigint, last_seq)) AS target "
     "FROM read_markers WHERE user_id = $1 AND order_id = $2), "
@@ -37,12 +39,12 @@ _MOVE = (
     "WHERE user_id = $1 AND order_id = $2), "
     f"{notifications.on_read_sql('$1', '$2', '(SELECT target FROM mv)')} "
     "SELECT mk.read_seq, mv.target, mv.after, "
-    "COALESCE((SELECT unread_total FROM user_stats WHERE user_id = $1), 0) + mv.after - mv.before, mk.side, "
-    "(SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1) "
-    "+ CASE WHEN mk.side = 1 THEN mv.after - mv.before ELSE 0 END, "
+    "COALESCE(t.unread_total, 0) + mv.after - mv.before, mk.side, "
+    "COALESCE(t.side_unread, 0) + CASE WHEN mk.side = 1 THEN mv.after - mv.before ELSE 0 END, "
     "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $2 AND seq <= mv.target AND kind <> 'note'), "
     "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $2 AND seq <= mk.read_seq AND kind <> 'note') "
-    "FROM mk LEFT JOIN mv ON true"
+    "FROM mk LEFT JOIN mv ON true LEFT JOIN LATERAL (SELECT unread_total, side_unread FROM user_stats "
+    "WHERE user_id = $1 AND mv.target IS NOT NULL FOR NO KEY UPDATE) t ON true"
 )
 
 
@@ -187,9 +189,7 @@ class Markers(StoreMixin):
 
     @staticmethod
     async def _hidden(db: asyncpg.Connection, user_id: str) -> int:
-        hidden: int = await db.fetchval(
-            "SELECT COALESCE(SUM(unread), 0)::bigint FROM read_markers WHERE user_id = $1 AND side = 1", user_id
-        )
+        hidden: int = await db.fetchval("SELECT side_unread FROM user_stats WHERE user_id = $1", user_id) or 0
         return hidden
 
     @staticmethod

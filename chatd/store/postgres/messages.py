@@ -38,13 +38,15 @@ def _post_sql(first: int, notes_only: bool, clock: str) -> str:
     `clock` is a reply clock's CTEs (chatd.store.postgres.responses) or "": they
     follow `go`, with parameters $1 (the order id) to ${first - 1}, and the
     message's values follow theirs. The SELECT gives, per reader, the marker and
-    totals as the row triggers of migrations 1 and 9 leave them: this statement's
+    totals as the row triggers of migrations 1, 9 and 10 leave them: this statement's
     snapshot is from before the insert, so it adds what those triggers add (the
     sender's unread to 0, everyone else's up by one, each user's total and hidden
-    sum by their marker's change, the staff marker likewise).
+    sum by their marker's change, the staff marker likewise). Each reader's total
+    and hidden sum are read from their row locked: another writer's change to them
+    waits for this commit, and one under way is read as it committed.
     Subqueries, not a join: a join's plan follows the table statistics, and before
     they are gathered (a new database, a table that grew fast) it scans user_stats
-    whole for every message."""
+    whole for every message. The lateral one looks up each reader's row alone."""
     seq, sender, role = f"${first}", f"${first + 3}", f"${first + 5}"
     values = ", ".join(["$1", *(f"${first + k}" for k in range(11))])
     return (
@@ -53,15 +55,15 @@ def _post_sql(first: int, notes_only: bool, clock: str) -> str:
         f"client_id, text, status, attachments, forced) VALUES ({values}) "
         "ON CONFLICT (order_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING 1)"
         f"{', ' + clock if clock else ''} "
-        "SELECT (SELECT unread FROM had), m.user_id, m.after, "
-        "(SELECT s.unread_total FROM user_stats s WHERE s.user_id = m.user_id) + m.after - m.before, m.side, "
-        "(SELECT COALESCE(SUM(h.unread), 0)::bigint FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1)"
-        " + CASE WHEN m.side = 1 THEN m.after - m.before ELSE 0 END, "
+        "SELECT (SELECT unread FROM had), m.user_id, m.after, t.unread_total + m.after - m.before, m.side, "
+        "t.side_unread + CASE WHEN m.side = 1 THEN m.after - m.before ELSE 0 END, "
         f"(SELECT CASE WHEN {role} = 'staff' THEN ARRAY[{seq}::bigint, 0] ELSE ARRAY[read_seq, unread + 1] END "
         "FROM staff_markers WHERE order_id = $1) "
         "FROM go LEFT JOIN LATERAL (SELECT user_id, side, unread AS before, "
         f"CASE WHEN user_id = {sender} THEN 0 ELSE unread + 1 END AS after FROM read_markers "
-        f"WHERE order_id = $1{' AND sees_notes <> 0' if notes_only else ''}) m ON true"
+        f"WHERE order_id = $1{' AND sees_notes <> 0' if notes_only else ''}) m ON true "
+        "LEFT JOIN LATERAL (SELECT unread_total, side_unread FROM user_stats s WHERE s.user_id = m.user_id "
+        "FOR NO KEY UPDATE) t ON true"
     )
 
 

@@ -310,6 +310,38 @@ MIGRATIONS: list[str] = [
         RETURN NULL;
     END $$;
     """,
+    # 10: each user's unread on side markers (the part of their total a token covering
+    # no order outside its slots does not count) kept beside their total, by the same
+    # trigger. A write reads both from one row it locks, so another writer cannot
+    # change them before it commits (chatd.store.postgres.batch); before, it summed
+    # the user's side markers, which a lock on one row does not hold still, and which
+    # cost a row per side marker (a staff member's thousands) on every message.
+    """
+    ALTER TABLE user_stats ADD COLUMN side_unread BIGINT NOT NULL DEFAULT 0;
+    UPDATE user_stats s SET side_unread = h.n
+      FROM (SELECT user_id, SUM(unread) AS n FROM read_markers WHERE side = 1 GROUP BY user_id) h
+     WHERE s.user_id = h.user_id;
+    CREATE OR REPLACE FUNCTION chatd_marker_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO user_stats (user_id, unread_total, side_unread)
+                VALUES (NEW.user_id, NEW.unread, CASE WHEN NEW.side = 1 THEN NEW.unread ELSE 0 END)
+                ON CONFLICT (user_id) DO UPDATE SET unread_total = user_stats.unread_total + EXCLUDED.unread_total,
+                    side_unread = user_stats.side_unread + EXCLUDED.side_unread;
+        ELSIF TG_OP = 'UPDATE' THEN
+            IF NEW.unread <> OLD.unread THEN
+                UPDATE user_stats SET unread_total = unread_total + NEW.unread - OLD.unread,
+                       side_unread = side_unread + CASE WHEN NEW.side = 1 THEN NEW.unread - OLD.unread ELSE 0 END
+                 WHERE user_id = NEW.user_id;
+            END IF;
+        ELSIF OLD.unread <> 0 THEN
+            UPDATE user_stats SET unread_total = unread_total - OLD.unread,
+                   side_unread = side_unread - CASE WHEN OLD.side = 1 THEN OLD.unread ELSE 0 END
+             WHERE user_id = OLD.user_id;
+        END IF;
+        RETURN NULL;
+    END $$;
+    """,
 ]
 
 
