@@ -35,8 +35,8 @@ with_db() {
 }
 pg_fanout() { CHATD_STORE_URL="$3" run chatd custom --rate "$2" --rooms 1000 --duration 12; }
 pg_store() { "$PY" "$here/scripts/bench_store.py" --url "$1"; }
-deployed="--offline --watched --reads --photos"
-# shellcheck disable=SC2086 # $deployed: four flags
+deployed="--offline --watched --reads --photos --bot"
+# shellcheck disable=SC2086 # $deployed: several flags
 pg_deployed() { "$PY" "$here/scripts/bench_store.py" $deployed --url "$1"; }
 pg_statements() { "$PY" "$here/scripts/bench_pg_statements.py" --url "$1"; }
 
@@ -48,7 +48,7 @@ done
 run chatd idle
 for peer in $PEERS; do run "$peer" idle; done
 echo "store alone, SQLite: $("$PY" "$here/scripts/bench_store.py")"
-# shellcheck disable=SC2086 # $deployed: four flags
+# shellcheck disable=SC2086 # $deployed: several flags
 echo "store alone, SQLite, $deployed: $("$PY" "$here/scripts/bench_store.py" $deployed)"
 [ -z "$PG_URL" ] || echo "store alone, PostgreSQL: $(with_db pg_store)"
 [ -z "$PG_URL" ] || echo "store alone, PostgreSQL, $deployed: $(with_db pg_deployed)"

@@ -1,7 +1,7 @@
 """The store's write cost per message, alone: no sockets, no fan-out.
 
     python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
-                                   [--offline] [--watched] [--reads] [--photos]
+                                   [--offline] [--watched] [--reads] [--photos] [--bot]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
@@ -15,6 +15,9 @@ staff queue's view of its order.
 --reads: each message is followed, in the same batch, by another participant's
 read of the order up to it (as an open widget sends one).
 --photos: one message in ten carries a photo.
+--bot: a bot that may read every order has read each one once (a side marker on
+each), so each message also reports the bot's unread on its side markers, all
+`orders` of them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ async def run(
     watched: bool = False,
     reads: bool = False,
     photos: bool = False,
+    bot: bool = False,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
@@ -68,6 +72,9 @@ async def run(
                 await store.put_order(f"bench-{i}", None, *(Person(a.id, a.name) for a in people))
                 if watched:
                     await store.follow(Actor("staff", "Staff", "staff"), f"bench-{i}", True)
+                if bot:
+                    status_bot = Actor("status-bot", "Status bot", "bot", "*")
+                    await store.mark_read(status_bot, f"bench-{i}", status_bot.id, 0, backward=True)
                 if photos:
                     await store.add_attachment(
                         AttachmentRow(f"p{i}", f"bench-{i}", people[1].id, "p.jpg", "image/jpeg", 1000, f"{i:064x}", 1)
@@ -104,8 +111,9 @@ def main() -> None:
     ap.add_argument("--watched", action="store_true", help="a staff member follows every order")
     ap.add_argument("--reads", action="store_true", help="each message read by another participant")
     ap.add_argument("--photos", action="store_true", help="one message in ten with a photo")
+    ap.add_argument("--bot", action="store_true", help="a bot has read every order (a side marker on each)")
     a = ap.parse_args()
-    modes = {"offline": a.offline, "watched": a.watched, "reads": a.reads, "photos": a.photos}
+    modes = {"offline": a.offline, "watched": a.watched, "reads": a.reads, "photos": a.photos, "bot": a.bot}
     out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, **modes))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 

@@ -11,7 +11,7 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from chatd.store.postgres import migrations  # noqa: E402
 from tests.support.postgres_server import new_database  # noqa: E402
-from tests.support.trigger_cases import COUNTERS, POSTS, SETUP  # noqa: E402
+from tests.support.trigger_cases import COUNTERS, POSTS, SETUP, SIDE_CHANGES, SIDE_MARKERS, SIDE_SUMS  # noqa: E402
 
 MERGED_TRIGGERS = 9  # the migration that made one message trigger of two
 
@@ -80,10 +80,6 @@ async def test_a_database_at_the_version_before_is_brought_up_to_date_in_place()
 
 
 SIDE_TOTALS = 10  # the migration that keeps each user's side-marker unread beside their total
-_SIDE_SUMS = (
-    "SELECT s.user_id, s.side_unread, COALESCE((SELECT SUM(unread) FROM read_markers h "
-    "WHERE h.user_id = s.user_id AND h.side = 1), 0) FROM user_stats s ORDER BY s.user_id"
-)
 
 
 async def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_side_markers():
@@ -91,26 +87,15 @@ async def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_si
     trigger: a marker made, messages that move it, and one taken away."""
     conn = await _at_version(SIDE_TOTALS - 1)
     try:
-        # x9 (the posts' staff sender) on side markers: the posts move them
-        await _counters(
-            conn,
-            "INSERT INTO read_markers (order_id, user_id, sees_notes, side) "
-            "VALUES ('o1', 'x9', 1, 1), ('o2', 'x9', 1, 1);",
-        )
+        await _counters(conn, SIDE_MARKERS)  # the posts move x9's side markers
         assert await migrations.migrate(conn) == len(migrations.MIGRATIONS)
-        rows = await conn.fetch(_SIDE_SUMS)
-        assert [(r[0], r[1]) for r in rows if r[1]] == [("x9", 3)], rows  # o1: what came after its own post; o2: none
+        rows = [tuple(r) for r in await conn.fetch(SIDE_SUMS)]
+        assert [r[:2] for r in rows if r[1]] == [("x9", 3)], rows  # o1: what came after its own post; o2: none
         assert all(r[1] == r[2] for r in rows), rows
-        await conn.execute("INSERT INTO read_markers (order_id, user_id, sees_notes, side) VALUES ('o1', 'bt', 0, 1)")
-        await conn.execute("UPDATE read_markers SET unread = 3 WHERE user_id = 'bt'")
-        await conn.execute(
-            "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) "
-            "VALUES ('o1', 99, 500, 'text', 'b1', 'B', 'buyer', 'hi')"
-        )
-        assert await conn.fetchval("SELECT side_unread FROM user_stats WHERE user_id = 'x9'") == 4
-        await conn.execute("DELETE FROM read_markers WHERE user_id = 'x9' AND order_id = 'o1'")
-        rows = await conn.fetch(_SIDE_SUMS)
-        assert [(r[0], r[1]) for r in rows if r[1]] == [("bt", 4)], rows  # x9's 4 on o1 gone with it
+        for sql in SIDE_CHANGES:
+            await conn.execute(sql)
+        rows = [tuple(r) for r in await conn.fetch(SIDE_SUMS)]
+        assert [r[:2] for r in rows if r[1]] == [("bt", 4)], rows  # x9's 4 on o1 gone with its marker
         assert all(r[1] == r[2] for r in rows), rows
     finally:
         await conn.close()

@@ -9,9 +9,10 @@ import sqlite3
 from pathlib import Path
 
 from chatd.store.sqlite import migrations
-from tests.support.trigger_cases import COUNTERS, POSTS, SETUP
+from tests.support.trigger_cases import COUNTERS, POSTS, SETUP, SIDE_CHANGES, SIDE_MARKERS, SIDE_SUMS
 
 ONE_TRIGGER = 14  # the migration that made one message trigger of three
+SIDE_TOTALS = 15  # the migration that keeps each user's side-marker unread beside their total
 
 
 def _at_version(path: Path, version: int) -> sqlite3.Connection:
@@ -23,8 +24,9 @@ def _at_version(path: Path, version: int) -> sqlite3.Connection:
     return db
 
 
-def _counters(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
-    db.executescript(SETUP)
+def _counters(db: sqlite3.Connection, extra: str = "") -> dict[str, list[tuple[object, ...]]]:
+    """The counters after SETUP, then `extra`, then POSTS."""
+    db.executescript(SETUP + extra)
     seqs: dict[str, int] = {}
     for n, (order, kind, sender, role) in enumerate(POSTS):
         seqs[order] = seqs.get(order, 0) + 1
@@ -69,5 +71,24 @@ def test_a_file_at_the_version_before_is_brought_up_to_date_in_place(tmp_path: P
         assert db.execute("SELECT unread FROM staff_markers WHERE order_id = 'o1'").fetchone()[0] == 1
         assert db.execute("SELECT unread FROM read_markers WHERE user_id = 's1' AND order_id = 'o1'").fetchone()[0] == 1
         assert db.execute("SELECT order_id, seq FROM message_log").fetchall() == [("o1", 1)]
+    finally:
+        db.close()
+
+
+def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_side_markers(tmp_path: Path) -> None:
+    """As on PostgreSQL (test_postgres_migrations): brought up to date on a file with
+    side markers, and kept so by the marker triggers."""
+    db = _at_version(tmp_path / "chatd.db", SIDE_TOTALS - 1)
+    try:
+        _counters(db, SIDE_MARKERS)
+        assert migrations.migrate(db) == len(migrations.MIGRATIONS)
+        rows = db.execute(SIDE_SUMS).fetchall()
+        assert [r[:2] for r in rows if r[1]] == [("x9", 3)], rows
+        assert all(r[1] == r[2] for r in rows), rows
+        for sql in SIDE_CHANGES:
+            db.execute(sql)
+        rows = db.execute(SIDE_SUMS).fetchall()
+        assert [r[:2] for r in rows if r[1]] == [("bt", 4)], rows
+        assert all(r[1] == r[2] for r in rows), rows
     finally:
         db.close()

@@ -33,3 +33,23 @@ COUNTERS = {
     "staff_markers": "SELECT order_id, read_seq, unread FROM staff_markers ORDER BY order_id",
     "user_stats": "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
 }
+
+# Side markers (x9, the staff sender of POSTS, on both orders), run after SETUP: the
+# side-marker unread each user's total keeps beside it (PostgreSQL's migration 10,
+# SQLite's 15) must be the sum over their side markers, as brought up to date and then
+# as the marker triggers keep it through SIDE_CHANGES.
+SIDE_MARKERS = (
+    "INSERT INTO read_markers (order_id, user_id, sees_notes, side) VALUES ('o1', 'x9', 1, 1), ('o2', 'x9', 1, 1);"
+)
+SIDE_SUMS = (
+    "SELECT s.user_id, s.side_unread, COALESCE((SELECT SUM(unread) FROM read_markers h "
+    "WHERE h.user_id = s.user_id AND h.side = 1), 0) FROM user_stats s ORDER BY s.user_id"
+)
+# a marker made and moved, a message that moves two, and x9's marker on o1 (4 unread) deleted
+SIDE_CHANGES = [
+    "INSERT INTO read_markers (order_id, user_id, sees_notes, side) VALUES ('o1', 'bt', 0, 1)",
+    "UPDATE read_markers SET unread = 3 WHERE user_id = 'bt'",
+    "INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) "
+    "VALUES ('o1', 99, 500, 'text', 'b1', 'B', 'buyer', 'hi')",
+    "DELETE FROM read_markers WHERE user_id = 'x9' AND order_id = 'o1'",
+]

@@ -315,7 +315,8 @@ MIGRATIONS: list[str] = [
     # trigger. A write reads both from one row it locks, so another writer cannot
     # change them before it commits (chatd.store.postgres.batch); before, it summed
     # the user's side markers, which a lock on one row does not hold still, and which
-    # cost a row per side marker (a staff member's thousands) on every message.
+    # cost a row per side marker (a bot's that has read thousands of orders) on every
+    # message.
     """
     ALTER TABLE user_stats ADD COLUMN side_unread BIGINT NOT NULL DEFAULT 0;
     UPDATE user_stats s SET side_unread = h.n

@@ -161,11 +161,9 @@ class Markers(StoreMixin):
 
     @staticmethod
     def _hidden(db: sqlite3.Connection, user_id: str) -> int:
-        """The user's unread on side markers (read_markers_side: usually no rows)."""
-        hidden: int = db.execute(
-            "SELECT COALESCE(SUM(unread), 0) FROM read_markers WHERE user_id = ? AND side = 1", (user_id,)
-        ).fetchone()[0]
-        return hidden
+        """The user's unread on side markers (kept beside their total: migration 15)."""
+        row = db.execute("SELECT side_unread FROM user_stats WHERE user_id = ?", (user_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _total(db: sqlite3.Connection, user_id: str) -> int:

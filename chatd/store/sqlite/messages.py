@@ -103,8 +103,7 @@ class Messages(StoreMixin):
         unread = [
             UnreadChange(user, count, total, bool(side), hidden)
             for user, count, total, side, hidden in db.execute(
-                "SELECT m.user_id, m.unread, s.unread_total, m.side, (SELECT COALESCE(SUM(h.unread), 0) "
-                "FROM read_markers h WHERE h.user_id = m.user_id AND h.side = 1) FROM read_markers m "
+                "SELECT m.user_id, m.unread, s.unread_total, m.side, s.side_unread FROM read_markers m "
                 "JOIN user_stats s ON s.user_id = m.user_id "
                 f"WHERE m.order_id = ?{notes_only}",
                 (order.id,),
