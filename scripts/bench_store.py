@@ -2,6 +2,7 @@
 
     python scripts/bench_store.py [--url postgresql://...] [--messages 30000] [--orders 1000]
                                    [--offline] [--watched] [--reads] [--photos] [--bot]
+                                   [--staff-reads]
 
 Posts `messages` chat messages round-robin over `orders` orders (buyer,
 supplier, sales rep each), `batch` at a time (what the writer groups into one
@@ -18,6 +19,8 @@ read of the order up to it (as an open widget sends one).
 --bot: a bot that may read every order has read each one once (a side marker on
 each), so each message also reports the bot's unread on its side markers, all
 `orders` of them.
+--staff-reads: after one message in ten, a staff member reads its order (the staff
+queue's read, as the admin UI sends it).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ async def run(
     reads: bool = False,
     photos: bool = False,
     bot: bool = False,
+    staff_reads: bool = False,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = _store(url, folder)
@@ -94,6 +98,8 @@ async def run(
                     if reads:
                         reader = people[(n // orders + 1) % 3]
                         writes.append(store.mark_read(reader, order, reader.id, 1 << 40))
+                    if staff_reads and n % 10 == 0:
+                        writes.append(store.mark_staff_read([order], None, False, "staff"))
                 await asyncio.gather(*writes)
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
@@ -112,8 +118,10 @@ def main() -> None:
     ap.add_argument("--reads", action="store_true", help="each message read by another participant")
     ap.add_argument("--photos", action="store_true", help="one message in ten with a photo")
     ap.add_argument("--bot", action="store_true", help="a bot has read every order (a side marker on each)")
+    ap.add_argument("--staff-reads", action="store_true", help="a staff read after one message in ten")
     a = ap.parse_args()
     modes = {"offline": a.offline, "watched": a.watched, "reads": a.reads, "photos": a.photos, "bot": a.bot}
+    modes["staff_reads"] = a.staff_reads
     out = asyncio.run(run(a.url, a.messages, a.orders, a.batch, **modes))
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()))
 

@@ -461,7 +461,8 @@ async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_w
 def _script(seed: int) -> list[list[tuple]]:
     """Three batches of posts (some with a photo) and reads in two orders with the same
     people: in the first two each read goes to the newest message (what an open chat
-    sends); the third also moves markers to older messages and back."""
+    sends); the third also moves markers to older messages and back, and has staff
+    reads (each a statement of its own amid the batch's held messages)."""
     rng, people = random.Random(seed), [BUYER, SUPPLIER, REP, _BOT]
     batches: list[list[tuple]] = []
     for anywhere in (False, False, True):
@@ -471,6 +472,8 @@ def _script(seed: int) -> list[list[tuple]]:
             if rng.random() < 0.5:
                 kind = "note" if who in (SUPPLIER, REP) and rng.random() < 0.3 else "text"
                 ops.append(("post", who, order, kind, rng.randrange(4) if rng.random() < 0.2 else None))
+            elif anywhere and rng.random() < 0.2:
+                ops.append(("staff", order))
             elif anywhere and rng.random() < 0.5:
                 ops.append(("read", who, order, rng.randint(0, 20), rng.random() < 0.5))
             else:
@@ -480,6 +483,7 @@ def _script(seed: int) -> list[list[tuple]]:
 
 
 _BOT = Actor("bt1", "Bot", "bot", "*")
+_STAFF = Actor("st1", "Staff", "staff")
 
 
 async def _play(store: Store, batches: list[list[tuple]], together: bool) -> list:
@@ -499,6 +503,8 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
         writes = [
             store.post(op[1], op[2], f"m{b}-{i}", f"c{b}-{i}", op[3], [refs[op[4]]] if op[4] is not None else None)
             if op[0] == "post"
+            else store.mark_staff_read([op[1]], None, False, _STAFF.id)
+            if op[0] == "staff"
             else store.mark_read(op[1], op[2], op[1].id, op[3], backward=op[4])
             for i, op in enumerate(ops)
         ]
@@ -507,7 +513,9 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
         if together:  # else this shows nothing
             assert store.batches - before <= 2, b  # type: ignore[attr-defined]
         for r in results:
-            if r is None or not hasattr(r, "message"):
+            if isinstance(r, list):  # a staff read: the staff queue's view of each order
+                out.append([(msgspec.structs.astuple(view), moved) for view, moved in r])
+            elif r is None or not hasattr(r, "message"):
                 out.append(msgspec.structs.astuple(r) if r is not None else None)
             else:
                 got = sorted((u.user, u.count, u.total, u.side, u.hidden) for u in r.unread)

@@ -28,8 +28,11 @@ UPDATE of the markers as the batch leaves them (the messages' triggers moved the
 too), and the pending notification it thins in its place among the `later` rows.
 
 After an op's statement of its own, the figures read may be stale (it may have moved
-a marker), so the rest of the batch writes its messages and reads a statement each
-again.
+a marker, a total or the staff marker), so the rest of that op runs a statement per
+write. When it is done and posts follow (a read to an older message, a staff read, a
+help request, an order put amid a batch's messages), the batch reads the figures again
+and holds again (`resume`); else the rest of the batch writes its messages and reads
+a statement each.
 Posts declare their (sender, client_id) to the batch (`Engine._write`), which looks
 up in one statement which are taken: a repeat (a client's retry), or a message whose
 client_id was not declared, is written by a statement of its own. Should a held row
@@ -217,6 +220,14 @@ class Held:
         self._moved[(order_id, user)] = m
         moved = ReadMarker(target, 0, total, role, bool(m.side), self._hidden[user], top, before)
         return True, moved
+
+    def resume(self) -> None:
+        """Hold again after an op's statement of its own (which wrote what was held):
+        the figures are read afresh when the next held write needs them."""
+        assert not (self._rows or self._moved or self._later or self.events), "held writes not written"
+        for figures in (self._markers, self._staff, self._follows, self._totals, self._hidden, self._plain):
+            figures.clear()
+        self.open = True
 
     def followers(self, order_id: str) -> list[str]:
         """The staff who follow an order a message was held for, as the batch read them."""

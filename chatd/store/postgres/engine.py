@@ -115,6 +115,13 @@ class _Op:
         self.client = client
 
 
+def _posts_next(batch: list[_Op], i: int) -> bool:
+    """Whether the ops from `i` on start with two posts that declared their client_id:
+    worth reading the figures again to hold them (one statement for the read, one for
+    their INSERT) rather than writing each by a statement of its own."""
+    return len(batch) > i + 1 and batch[i].client is not None and batch[i + 1].client is not None
+
+
 @functools.lru_cache(maxsize=16)
 def _lock_sql(arity: int) -> str:
     """Lock and read up to `arity` orders (a power of two; repeat the last id to fill).
@@ -461,13 +468,16 @@ class Engine:
                         held = Held(conn, [(op.order, op.client) for op in batch if op.order]) if holding else None
                         hold(held)
                         db = cast(asyncpg.Connection, Statements(conn, held)) if held is not None else conn
-                        for op in batch:
+                        for k, op in enumerate(batch):
                             if op.order is None:
                                 locked.clear()  # it may write any order: the rows locked may be stale
                             try:
                                 results.append(await op.fn(db))
                             except ChatError as exc:
                                 results.append(exc)  # refused before it wrote anything
+                            if held is not None and not held.open and _posts_next(batch, k + 1):
+                                locked.update(await self._lock_orders(conn, batch[k + 1 :]))  # as they are now
+                                held.resume()
                         if held is not None:
                             await held.flush()
                     return results
