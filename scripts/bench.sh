@@ -35,7 +35,7 @@ with_db() {
 }
 pg_fanout() { CHATD_STORE_URL="$3" run chatd custom --rate "$2" --rooms 1000 --duration 12; }
 pg_store() { "$PY" "$here/scripts/bench_store.py" --url "$1"; }
-deployed="--offline --watched --reads --photos --bot"
+deployed="--offline --watched --reads --photos --bot --staff-reads"
 # shellcheck disable=SC2086 # $deployed: several flags
 pg_deployed() { "$PY" "$here/scripts/bench_store.py" $deployed --url "$1"; }
 pg_statements() { "$PY" "$here/scripts/bench_pg_statements.py" --url "$1"; }

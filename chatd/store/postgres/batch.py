@@ -137,6 +137,8 @@ class Held:
         self._later: list[tuple[str, list[tuple[Any, ...]]]] = []  # statements run once per row, in order
         self._plain: dict[str, int] = {}  # per order, its newest seq that is not a note, once known
         self._moved: dict[tuple[str, str], _Marker] = {}  # markers held reads moved, by (order, user)
+        # held reads whose plain_before is the newest non-note stored up to (order, seq)
+        self._befores: list[tuple[ReadMarker, str, int]] = []
 
     async def post(self, msg: Message, sees_notes_only: bool, attachments: str | None) -> list[Row] | None:
         """Hold `msg` (its seq allocated by the caller under the order's row lock;
@@ -207,10 +209,10 @@ class Held:
             return True, None
         if target != m.last_seq:
             return False, None
-        top, before = self._plain.get(order_id), m.plain
-        if top is None or before is None:  # no held message tells: the stored ones do
-            stored_before, stored_top = await self.conn.fetchrow(_PLAIN, order_id, m.read_seq)
-            top = self._plain.setdefault(order_id, stored_top)
+        top, before, was = self._plain.get(order_id), m.plain, m.read_seq
+        if top is None:  # no held message tells: the stored ones do
+            stored_before, top = await self.conn.fetchrow(_PLAIN, order_id, was)
+            self._plain[order_id] = top
             before = stored_before if before is None else before
         delta = -m.unread
         m.read_seq, m.unread, m.plain = target, 0, top  # everything up to the newest visible: nothing after it
@@ -218,13 +220,15 @@ class Held:
         if m.side == 1:
             self._hidden[user] += delta
         self._moved[(order_id, user)] = m
-        moved = ReadMarker(target, 0, total, role, bool(m.side), self._hidden[user], top, before)
+        moved = ReadMarker(target, 0, total, role, bool(m.side), self._hidden[user], top, before or 0)
+        if before is None:  # up to a stored message: looked up with the held rows' INSERT (`flush`)
+            self._befores.append((moved, order_id, was))
         return True, moved
 
     def resume(self) -> None:
         """Hold again after an op's statement of its own (which wrote what was held):
         the figures are read afresh when the next held write needs them."""
-        assert not (self._rows or self._moved or self._later or self.events), "held writes not written"
+        assert not (self._rows or self._moved or self._later or self.events or self._befores), "held writes not written"
         for figures in (self._markers, self._staff, self._follows, self._totals, self._hidden, self._plain):
             figures.clear()
         self.open = True
@@ -278,9 +282,9 @@ class Held:
         """Write the held rows (their triggers fire), the clocks they set, the outbox
         events of the batch so far, then the statements held for `later`."""
         rows, asks, answers, clocks = self._rows, list(self._asks.values()), self._answers, self._clocks
-        events, later, moved = self.events, self._later, list(self._moved.items())
+        events, later, moved, befores = self.events, self._later, list(self._moved.items()), self._befores
         self._rows, self._asks, self._answers, self._clocks, self.events, self._later = [], {}, [], {}, [], []
-        self._moved = {}
+        self._moved, self._befores = {}, []
         args: list[Any] = []
         parts = []
         if rows:
@@ -312,11 +316,21 @@ class Held:
                 "w AS (INSERT INTO webhook_outbox (event_id, type, body, created_ts, next_ts) "
                 f"SELECT * FROM unnest({_params(args, events, ('text', 'text', 'bytea', 'bigint', 'bigint'))}))"
             )
-        if parts:
-            counted = "SELECT count(*) FROM m" if rows else "SELECT 0"
-            written = await self.conn.fetchval(f"WITH {', '.join(parts)} {counted}", *args)
+        looked = "NULL::bigint[]"
+        if befores:  # read in this statement's snapshot: the stored messages, not the held ones
+            upto = _params(args, [(order, seq) for _, order, seq in befores], ("text", "bigint"))
+            looked = (
+                "ARRAY(SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = k.o AND seq <= k.s "
+                f"AND kind <> 'note') FROM unnest({upto}) WITH ORDINALITY AS k(o, s, n) ORDER BY k.n)"
+            )
+        if parts or befores:
+            counted = "(SELECT count(*) FROM m)" if rows else "0"
+            with_ = f"WITH {', '.join(parts)} " if parts else ""
+            written, plain = await self.conn.fetchrow(f"{with_}SELECT {counted}, {looked}", *args)
             if written != len(rows):
                 raise Replay
+            for (marker, _, _), seq in zip(befores, plain or (), strict=True):
+                marker.plain_before = seq
         if moved:  # after the messages' triggers: the markers as the batch leaves them
             keys = [(order, m.user, m.read_seq, m.unread) for (order, _), m in moved]
             await self.conn.execute(_MARKERS, *[list(col) for col in zip(*keys, strict=True)])
