@@ -22,10 +22,13 @@ attachment links are written after it likewise (`executemany`), and the check th
 its uploads still exist reads them beside the held rows, which do not touch uploads.
 
 A read that moves its marker to the newest message its reader may see (what an open
-chat sends) is held too (`Held.read`), in a batch that posts: nothing is unread after it, and what else it
-reports comes from the figures. Its marker is written after the held messages, by one
-UPDATE of the markers as the batch leaves them (the messages' triggers moved them
-too), and the pending notification it thins in its place among the `later` rows.
+chat sends) is held too (`Held.read`), in a batch that posts: nothing is unread after
+it, and what else it reports comes from the figures, but for the newest non-note
+message up to where its marker was, which the statement that writes the held rows
+looks up (from its snapshot: the stored messages). Its marker is written after the
+held messages, by one UPDATE of the markers as the batch leaves them (the messages'
+triggers moved them too), and the pending notification it thins in its place among
+the `later` rows.
 
 After an op's statement of its own, the figures read may be stale (it may have moved
 a marker, a total or the staff marker), so the rest of that op runs a statement per
