@@ -32,7 +32,7 @@ the `later` rows.
 
 After an op's statement of its own, the figures read may be stale (it may have moved
 a marker, a total or the staff marker), so the rest of that op runs a statement per
-write. When it is done and posts follow (a read to an older message, a staff read, a
+write. When it is done and two posts or more follow (a read to an older message, a staff read, a
 help request, an order put amid a batch's messages), the batch reads the figures again
 and holds again (`resume`); else the rest of the batch writes its messages and reads
 a statement each.

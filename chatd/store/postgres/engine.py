@@ -115,11 +115,12 @@ class _Op:
         self.client = client
 
 
-def _posts_next(batch: list[_Op], i: int) -> bool:
-    """Whether the ops from `i` on start with two posts that declared their client_id:
-    worth reading the figures again to hold them (one statement for the read, one for
-    their INSERT) rather than writing each by a statement of its own."""
-    return len(batch) > i + 1 and batch[i].client is not None and batch[i + 1].client is not None
+def _posts_left(batch: list[_Op], i: int) -> bool:
+    """Whether the ops from `i` on hold two posts or more that declared their client_id:
+    worth locking and reading the figures again to hold them (two statements, and one
+    for their INSERT) rather than writing each by statements of its own (the order's
+    lock, often, and the post)."""
+    return sum(op.client is not None for op in batch[i:]) >= 2
 
 
 @functools.lru_cache(maxsize=16)
@@ -475,7 +476,7 @@ class Engine:
                                 results.append(await op.fn(db))
                             except ChatError as exc:
                                 results.append(exc)  # refused before it wrote anything
-                            if held is not None and not held.open and _posts_next(batch, k + 1):
+                            if held is not None and not held.open and _posts_left(batch, k + 1):
                                 locked.update(await self._lock_orders(conn, batch[k + 1 :]))  # as they are now
                                 held.resume()
                         if held is not None:
