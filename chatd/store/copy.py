@@ -13,7 +13,8 @@ again.
 
 The target's triggers stay on. Messages are copied first, while no order or
 read marker exists for them to update; read markers then build each user's
-total, which is replaced by the source's exact `user_stats`.
+total, which is replaced by the source's exact `user_stats` (totals and their side-marker
+part).
 """
 
 from __future__ import annotations
@@ -212,9 +213,9 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "user_stats",
-        ("user_id", "unread_total"),
-        "SELECT user_id, unread_total FROM user_stats ORDER BY user_id",
-        ("COUNT(*)", "COALESCE(SUM(unread_total), 0)"),
+        ("user_id", "unread_total", "side_unread"),
+        "SELECT user_id, unread_total, side_unread FROM user_stats ORDER BY user_id",
+        ("COUNT(*)", "COALESCE(SUM(unread_total), 0)", "COALESCE(SUM(side_unread), 0)"),
         prepare="DELETE FROM user_stats",
     ),
     Table(

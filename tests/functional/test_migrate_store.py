@@ -115,6 +115,14 @@ async def fill(srv: ServerProc) -> dict:
     try:
         await acked(buyer, {"type": "send", "order": "M-1", "text": "Are the pallets ready?"})
         await acked(supplier, {"type": "send", "order": "M-1", "text": "The pallets leave on Friday"})
+        # a bot that holds no slot of M-1 read it so far: a side marker, which the rest is unread on
+        bot = await Client.open(srv.ws_url, token("statusbot", "bot", orders=["M-1"]))
+        try:
+            await bot.join("M-1", limit=0)
+            await bot.send({"type": "read", "order": "M-1", "seq": 2})
+            await settled(bot)
+        finally:
+            await bot.close()
         await acked(
             rep, {"type": "send", "order": "M-1", "kind": "note", "text": "internal: margin on pallets is thin"}
         )
@@ -235,6 +243,9 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
             )
         }
         assert pending, "the receiver was down: events wait in the outbox"
+        side_sql = "SELECT side_unread FROM user_stats WHERE user_id = 'statusbot'"
+        side = sqlite3.connect(f"file:{source}?mode=ro", uri=True).execute(side_sql).fetchone()[0]
+        assert side > 0, "the copy has a side-marker total to carry"
         source_digest = digest(source)
         beside = sorted(p.name for p in source.parent.iterdir())
 
@@ -250,7 +261,9 @@ async def test_a_sqlite_installation_moves_to_postgresql(tmp_path):
         assert digest(source) == source_digest  # read, never written
         assert sorted(p.name for p in source.parent.iterdir()) == beside  # no -wal or -shm left beside it
         conn = await asyncpg.connect(url)
-        try:  # identities continue after the copied ids
+        try:
+            assert await conn.fetchval(side_sql) == side  # the part of the bot's total on side markers
+            # identities continue after the copied ids
             for table, column in copy.SEQUENCES:
                 assert await conn.fetchval(
                     f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{table}', '{column}'))"
