@@ -3,11 +3,17 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
+
+# the node packages of the lock file (tsc, the widget's unit tests, axe-core for the browser tests)
+$(NODE_STAMP): package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 .PHONY: install deps demo test test-postgres check check-js bench
 install: $(STAMP)
@@ -21,6 +27,7 @@ demo: $(STAMP)
 
 # every test on SQLite, then the suites that run chatd servers again on PostgreSQL
 test: deps $(STAMP)
+	$(MAKE) -s $(NODE_STAMP)
 	$(VENV)/bin/python -m pytest -q
 	$(MAKE) -s test-postgres
 
@@ -36,7 +43,7 @@ test-postgres: deps $(STAMP)
 	CHATD_TEST_STORE=postgres $(VENV)/bin/python -m pytest -q tests/functional tests/sdk tests/relay
 
 check-js: deps
-	npm ci --silent --no-audit --no-fund
+	$(MAKE) -s $(NODE_STAMP)
 	npm run -s check
 	npm test
 
