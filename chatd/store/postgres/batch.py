@@ -137,7 +137,8 @@ class Held:
         self._answers: list[tuple[str, int, int, int, str]] = []  # responses rows to update
         self._clocks: dict[str, Waiting | None] = {}  # orders' reply clocks as they end
         self.events: list[tuple[str, str, bytes, int, int]] = []  # webhook outbox rows (chatd.store.postgres.outbox)
-        self._later: list[tuple[str, list[tuple[Any, ...]]]] = []  # statements run once per row, in order
+        # statements run after the held rows, in order: (sql, arrays, rows, their (user, order) pairs)
+        self._later: list[tuple[str, bool, list[tuple[Any, ...]], set[tuple[Any, ...]]]] = []
         self._plain: dict[str, int] = {}  # per order, its newest seq that is not a note, once known
         self._moved: dict[tuple[str, str], _Marker] = {}  # markers held reads moved, by (order, user)
         # held reads whose plain_before is the newest non-note stored up to (order, seq)
@@ -255,13 +256,28 @@ class Held:
             self._answers.append((order_id, asked_seq, msg.seq, msg.ts, msg.sender.id))
         self._clocks[order_id] = None
 
-    def later(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run `sql` once per row when the held messages are written, after them: for
-        rows that may meet each other's conflicts (chatd.store.postgres.notifications)."""
-        if self._later and self._later[-1][0] == sql:
-            self._later[-1][1].extend(rows)
-        else:
-            self._later.append((sql, list(rows)))
+    def later(self, sql: str, rows: list[tuple[Any, ...]], arrays: bool = False, key: int | None = None) -> None:
+        """Run `sql` once per row when the held messages are written, after them and in
+        the order given: for rows that may meet each other's conflicts (chatd.store.postgres.
+        notifications). `arrays`: once for each run of rows of `sql`, their columns as
+        arrays. `key`: where a row's (user, order) starts; the rows of other statements
+        for other pairs never meet it, so it joins the last run of `sql` that no row
+        for its pair follows (one round trip for a batch's notifications and reads)."""
+        for row in rows:
+            pair = row[key : key + 2] if key is not None else None
+            run: tuple[str, bool, list[tuple[Any, ...]], set[tuple[Any, ...]]] | None = None
+            for group in reversed(self._later):
+                if group[0] == sql:
+                    run = group
+                    break
+                if pair is None or pair in group[3]:
+                    break
+            if run is None:
+                run = (sql, arrays, [], set())
+                self._later.append(run)
+            run[2].append(row)
+            if pair is not None:
+                run[3].add(pair)
 
     async def _load(self, order_id: str) -> None:
         if not self._read and self._declared:
@@ -337,8 +353,11 @@ class Held:
         if moved:  # after the messages' triggers: the markers as the batch leaves them
             keys = [(order, m.user, m.read_seq, m.unread) for (order, _), m in moved]
             await self.conn.execute(_MARKERS, *[list(col) for col in zip(*keys, strict=True)])
-        for sql, each in later:
-            await self.conn.executemany(sql, each)
+        for sql, arrays, each, _ in later:
+            if arrays:
+                await self.conn.execute(sql, *[list(col) for col in zip(*each, strict=True)])
+            else:
+                await self.conn.executemany(sql, each)
 
 
 _ASK_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "text")
@@ -364,14 +383,15 @@ def hold(h: Held | None) -> None:
     _HELD.set(h)
 
 
-async def executemany(db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+async def executemany(db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]], key: int | None = None) -> None:
     """`db.executemany(sql, rows)`, or after the held messages when the batch holds some:
-    for side rows of a message that nothing else in the batch reads before a statement."""
+    for side rows of a message that nothing else in the batch reads before a statement
+    (`key`: see `Held.later`)."""
     if not rows:
         return
     h = held()
     if h is not None:
-        h.later(sql, rows)
+        h.later(sql, rows, key=key)
     else:
         await db.executemany(sql, rows)
 

@@ -34,7 +34,7 @@ async def schedule(db: asyncpg.Connection, order_id: str, seq: int, ts: int, pla
     """Create or join each user's pending notification for the order (muted orders: none).
     Within a batch that holds its messages (chatd.store.postgres.batch), written with them."""
     rows = [(uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, ts, p.due_ts, p.latest_due_ts) for p in planned]
-    await batch.executemany(db, _SCHEDULE, rows)
+    await batch.executemany(db, _SCHEDULE, rows, key=1)  # (user, order) from the second column
 
 
 def on_read_sql(user: str, order: str, read_seq: str) -> str:
@@ -49,6 +49,15 @@ def on_read_sql(user: str, order: str, read_seq: str) -> str:
 
 
 ON_READ = f"WITH {on_read_sql('$1', '$2', '$3::bigint')} SELECT 1"  # (user, order, read_seq)
+# The pending notifications the reads a batch holds (chatd.store.postgres.batch) have
+# wholly read, in one statement, their (user, order, read_seq) as arrays. A held read
+# goes to the newest message its reader may see, which a pending notification of theirs
+# never goes past: `ON_READ`'s thinning of one partly read has nothing to do here.
+ON_READS = (
+    "DELETE FROM notifications WHERE id = ANY(ARRAY(SELECT n.id FROM unnest($1::text[], $2::text[], $3::bigint[]) "
+    "AS k(u, o, s) CROSS JOIN LATERAL (SELECT id FROM notifications WHERE user_id = k.u AND order_id = k.o "
+    "AND state = 0 AND last_seq <= k.s OFFSET 0) n))"
+)
 
 
 async def on_read(db: asyncpg.Connection, user_id: str, order_id: str, read_seq: int) -> None:
