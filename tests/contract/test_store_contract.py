@@ -462,7 +462,8 @@ def _script(seed: int) -> list[list[tuple]]:
     """Three batches of posts (some with a photo) and reads in two orders with the same
     people: in the first two each read goes to the newest message (what an open chat
     sends); the third also moves markers to older messages and back, and has staff
-    reads (each a statement of its own amid the batch's held messages)."""
+    reads and status changes (each a statement of its own amid the batch's held
+    messages; a status message is the order's newest non-note)."""
     rng, people = random.Random(seed), [BUYER, SUPPLIER, REP, _BOT]
     batches: list[list[tuple]] = []
     for anywhere in (False, False, True):
@@ -474,6 +475,8 @@ def _script(seed: int) -> list[list[tuple]]:
                 ops.append(("post", who, order, kind, rng.randrange(4) if rng.random() < 0.2 else None))
             elif anywhere and rng.random() < 0.2:
                 ops.append(("staff", order))
+            elif anywhere and rng.random() < 0.2:
+                ops.append(("status", SUPPLIER, order, rng.choice(("processing", "shipped"))))
             elif anywhere and rng.random() < 0.5:
                 ops.append(("read", who, order, rng.randint(0, 20), rng.random() < 0.5))
             else:
@@ -505,6 +508,8 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
             if op[0] == "post"
             else store.mark_staff_read([op[1]], None, False, _STAFF.id)
             if op[0] == "staff"
+            else store.set_status(op[1], op[2], op[3], f"c{b}-{i}", None)
+            if op[0] == "status"
             else store.mark_read(op[1], op[2], op[1].id, op[3], backward=op[4])
             for i, op in enumerate(ops)
         ]
