@@ -1131,7 +1131,7 @@
     _render() {
       var s = this.session, $ = this.$;
       this.renderQueued = false;
-      var snap = this.snap;
+      var snap = this.snap, opening = this.initialAnchor;
       this.snap = null;
       this._decorate();
       var sc = $.scroll;
@@ -1145,8 +1145,7 @@
       }
       // More unread than the replay holds: fetch earlier pages (at most 10) until
       // the first unread is loaded, so the chat opens on the divider, not above it.
-      if (this.initialAnchor && this.dividerAfter !== null && s.oldestSeq !== null &&
-          s.oldestSeq > this.dividerAfter + 1 && s.canLoadMore() && !s.loadingMore && this.unreadPages < 10) {
+      if (this._unreadNotLoaded() && !s.loadingMore) {
         this.unreadPages++;
         s.loadMore();
       }
@@ -1158,6 +1157,23 @@
       // An earlier page when the reader is at the top (or the list does not fill
       // the view), once the replay after `joined` has settled.
       if (!this.initialAnchor && s.canLoadMore() && sc.scrollTop < LOAD_MORE_PX) s.loadMore();
+      if (opening) this._maybeRead(); // what the opening screen shows, once it has settled
+    }
+
+    /** Opening on the first unread and it is not loaded yet: earlier pages are still to fetch (at most 10). */
+    _unreadNotLoaded() {
+      var s = this.session;
+      return this.initialAnchor && this.dividerAfter !== null && s.oldestSeq !== null &&
+        s.oldestSeq > this.dividerAfter + 1 && s.canLoadMore() && this.unreadPages < 10;
+    }
+
+    /**
+     * Whether what is on screen may be read. Not while the chat is on its way to the
+     * first unread: between two pages, or before the render that moves to the divider,
+     * the screen shows messages the reader was never shown.
+     */
+    _screenSettled() {
+      return !(this.initialAnchor && (this.session.loadingMore || this.renderQueued || this._unreadNotLoaded()));
     }
 
     /** @param {Element} node */
@@ -1310,7 +1326,7 @@
      */
     _seenNow() {
       var sc = this.$.scroll, box = sc.getBoundingClientRect(), max = 0, recs = this.recs;
-      if (this.initialAnchor && this.session.loadingMore) return 0;
+      if (!this._screenSettled()) return 0;
       var nodes = this.$.list.children;
       for (var i = 0; i < nodes.length; i++) {
         var rec = recs.get(nodes[i]);
@@ -1325,8 +1341,7 @@
     /** Move the read marker to the newest message actually on screen in a visible page. */
     _maybeRead() {
       if (!pageVisible() || !this.session.live) return;
-      // Opening on the first unread: the pages on the way there are not read.
-      if (this.initialAnchor && this.session.loadingMore) return;
+      if (!this._screenSettled()) return;
       var max = 0;
       this.intersecting.forEach(function (s) { if (s > max) max = s; });
       this.session.read(max);
