@@ -8,9 +8,13 @@ database: a SQLite file, or a database of its own on a real PostgreSQL server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -275,7 +279,8 @@ async def test_a_batch_decides_each_write_on_the_order_as_the_writes_before_it_l
     await put_order(store, "o1")
     newcomer = Actor("s2", "Supplier Two", "supplier")
     before = store.batches  # type: ignore[attr-defined]
-    change, gone, took, welcome = await asyncio.gather(
+    change, gone, took, welcome = await _together(
+        store,
         store.put_order("o1", None, None, Person(newcomer.id, newcomer.name)),
         store.post(SUPPLIER, "o1", "still here?", "a1"),
         store.post(newcomer, "o1", "I took over", "a2"),
@@ -285,8 +290,11 @@ async def test_a_batch_decides_each_write_on_the_order_as_the_writes_before_it_l
     assert change.order.supplier.id == newcomer.id
     assert isinstance(gone, NotFound)  # the supplier the change replaced
     assert (took.message.seq, welcome.message.seq) == (1, 2)
-    again = await asyncio.gather(
-        store.post(BUYER, "o1", "one", "b1"), store.post(newcomer, "o1", "two", "b2"), store.post(REP, "o1", "3", "b3")
+    again = await _together(
+        store,
+        store.post(BUYER, "o1", "one", "b1"),
+        store.post(newcomer, "o1", "two", "b2"),
+        store.post(REP, "o1", "3", "b3"),
     )
     assert store.batches == before + 2  # type: ignore[attr-defined]  # else this shows nothing
     assert [p.message.seq for p in again] == [3, 4, 5]
@@ -355,7 +363,8 @@ async def test_a_batch_of_messages_reports_what_each_write_left(store):
     unread = {u: (await store.marker("o1", u, True, 1))[1] for u in roles}
     totals = {u: await store.total_unread(u) for u in roles}
     people = [BUYER, SUPPLIER, REP]
-    posted = await asyncio.gather(
+    posted = await _together(
+        store,
         *(
             store.post(
                 people[i % 3],
@@ -365,7 +374,7 @@ async def test_a_batch_of_messages_reports_what_each_write_left(store):
                 "note" if i % 6 == 2 else "text",
             )
             for i in range(16)  # the last one asks: the clock runs at the end
-        )
+        ),
     )
     assert [p.message.seq for p in posted] == list(range(2, 18))
 
@@ -410,7 +419,7 @@ async def test_a_batch_answers_repeats_as_the_originals(store):
     writes.insert(3, store.post(SUPPLIER, "o1", "again", "c1"))  # a repeat of one in the same batch
     writes.insert(5, store.post(SUPPLIER, "o1", "again", "c-stored"))  # of one stored before
     writes.append(store.post(BUYER, "o1", "last", "c-last"))
-    posted = await asyncio.gather(*writes)
+    posted = await _together(store, *writes)
     assert [p.duplicate for p in posted] == [False] * 3 + [True, False, True] + [False] * 3
     assert posted[3].message == posted[1].message and posted[5].message == stored.message
     assert [p.message.seq for p in posted if not p.duplicate] == list(range(2, 9))
@@ -422,7 +431,7 @@ async def test_a_batch_over_many_orders_reports_each_orders_counts(store):
     for order_id in orders:
         await put_order(store, order_id)
     writes = [store.post((BUYER, SUPPLIER, REP)[i % 3], orders[i % 8], f"m{i}", f"c{i}") for i in range(40)]
-    posted = await asyncio.gather(*writes)
+    posted = await _together(store, *writes)
     for order_id in orders:
         mine = [p for p in posted if p.message.order == order_id]
         assert sorted(p.message.seq for p in mine) == list(range(1, 6))
@@ -444,7 +453,8 @@ async def test_a_batch_writes_its_events_and_notifications_in_the_order_of_its_w
     await put_order(store, "n1")
     await store.set_notify_prefs(REP.id, NotifyPrefs(True, ["n1"]))
     before = store.batches  # type: ignore[attr-defined]
-    await asyncio.gather(
+    await _together(
+        store,
         *(store.post(SUPPLIER, "n1", f"m{i}", f"a{i}") for i in range(3)),
         store.mark_read(BUYER, "n1", BUYER.id, 3),  # reads what the three left pending
         *(store.post(SUPPLIER, "n1", f"m{i}", f"a{i}") for i in range(3, 5)),
@@ -489,6 +499,37 @@ _BOT = Actor("bt1", "Bot", "bot", "*")
 _STAFF = Actor("st1", "Staff", "staff")
 
 
+@contextlib.asynccontextmanager
+async def _writer_held(store: Store) -> AsyncIterator[None]:
+    """The writes queued meanwhile make one batch. PostgreSQL's writers run on a loop
+    of their own, which would start a batch as soon as its first write arrives; that
+    loop waits here. SQLite's writer is a task of this loop, which waits already."""
+    wloop = getattr(store, "_wloop", None)
+    if wloop is None:
+        yield
+        return
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(30)
+
+    wloop.call_soon_threadsafe(hold)
+    await asyncio.to_thread(held.wait, 30)
+    try:
+        yield
+    finally:
+        release.set()
+
+
+async def _together(store: Store, *writes: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """`writes` queued before the writer takes any of them (one batch per writer)."""
+    async with _writer_held(store):
+        tasks = [asyncio.ensure_future(w) for w in writes]
+        await asyncio.sleep(0)  # each task runs to its queued write
+    return await asyncio.gather(*tasks, return_exceptions=return_exceptions)
+
+
 async def _play(store: Store, batches: list[list[tuple]], together: bool) -> list:
     """What each write of `batches` reports, then what they leave: markers, totals, notifications."""
     store.clock = lambda: 1_800_000_000.0  # type: ignore[attr-defined]
@@ -514,9 +555,11 @@ async def _play(store: Store, batches: list[list[tuple]], together: bool) -> lis
             for i, op in enumerate(ops)
         ]
         before = store.batches  # type: ignore[attr-defined]
-        results = await asyncio.gather(*writes) if together else [await w for w in writes]
-        if together:  # else this shows nothing
-            assert store.batches - before <= 2, b  # type: ignore[attr-defined]
+        if together:
+            results = await _together(store, *writes)
+            assert store.batches - before == 1, b  # type: ignore[attr-defined]
+        else:
+            results = [await w for w in writes]
         for r in results:
             if isinstance(r, list):  # a staff read: the staff queue's view of each order
                 out.append([(msgspec.structs.astuple(view), moved) for view, moved in r])
