@@ -30,6 +30,27 @@ _QUEUE = (
 )
 NOT_IN_SLOT = "o.buyer_id <> {u} AND o.supplier_id <> {u} AND (o.rep_id IS NULL OR o.rep_id <> {u})"
 
+# A staff read of one order whose row the caller has locked, in one statement: the shared
+# marker (where missing, where it would start: `marker`) goes to the target, its unread
+# recounted, and the staff's pending notification of the order is read as far. $1 the
+# order, $2 its last_seq, $3 "mark unread" (to before the newest message not from staff),
+# $4 the seq asked for (NULL: the newest), $5 the staff queue's user id. Returns the
+# marker's (before, target, unread) and the order's staff followers.
+_STAFF_READ = (
+    "WITH b AS (SELECT COALESCE((SELECT read_seq FROM staff_markers WHERE order_id = $1), "
+    "(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND sender_role = 'staff')) AS before), "
+    "t AS (SELECT before, CASE WHEN $3::boolean THEN (SELECT COALESCE(LEAST(b.before, MAX(seq) - 1), b.before) "
+    "FROM messages WHERE order_id = $1 AND sender_role <> 'staff') "
+    "ELSE GREATEST(before, LEAST(COALESCE($4::bigint, $2::bigint), $2::bigint)) END AS target FROM b), "
+    "c AS (SELECT before, target, (SELECT COUNT(*) FROM messages WHERE order_id = $1 AND seq > t.target "
+    "AND sender_role <> 'staff') AS unread FROM t), "
+    "up AS (INSERT INTO staff_markers (order_id, read_seq, unread) SELECT $1, target, unread FROM c "
+    "ON CONFLICT (order_id) DO UPDATE SET read_seq = excluded.read_seq, unread = excluded.unread "
+    "WHERE staff_markers.read_seq <> excluded.read_seq), "
+    f"{notifications.on_read_sql('$5::text', '$1', '(SELECT target FROM c WHERE target > before)')} "
+    "SELECT before, target, unread, ARRAY(SELECT user_id FROM staff_follows WHERE order_id = $1) FROM c"
+)
+
 
 async def _unread_after(db: asyncpg.Connection, order_id: str, seq: int) -> int:
     n: int = await db.fetchval(
@@ -258,18 +279,10 @@ class Attention(StoreMixin):
                     raise Forbidden(f"you are a participant of {order.id}: read it there", ref=order.id)
             out = []
             for order in orders:
-                before, _ = await ensure_marker(db, order.id)
-                if unread:
-                    newest: int = await db.fetchval(
-                        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = $1 AND sender_role <> 'staff'",
-                        order.id,
-                    )
-                    target = min(before, newest - 1) if newest else before
-                else:
-                    target = max(before, min(order.last_seq if seq is None else seq, order.last_seq))
-                if target != before:
-                    await move(db, order.id, target)
-                place = await view(db, order, always=True)
+                before, target, left, followers = await db.fetchrow(
+                    _STAFF_READ, order.id, order.last_seq, unread, seq, STAFF
+                )
+                place = await view(db, order, always=True, known=([target, left],), followers=list(followers))
                 assert place is not None  # always
                 out.append((place, target != before))
             return out
