@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import sys
 import threading
@@ -523,11 +524,21 @@ async def _writer_held(store: Store) -> AsyncIterator[None]:
 
 
 async def _together(store: Store, *writes: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
-    """`writes` queued before the writer takes any of them (one batch per writer)."""
-    async with _writer_held(store):
-        tasks = [asyncio.ensure_future(w) for w in writes]
-        await asyncio.sleep(0)  # each task runs to its queued write
-    return await asyncio.gather(*tasks, return_exceptions=return_exceptions)
+    """`writes` queued before the writer takes any of them (one batch per writer), which
+    must not fail as a batch: the store would run each write alone, and answer as right."""
+    failed: list[logging.LogRecord] = []
+    watch = logging.Handler(logging.WARNING)
+    watch.emit = failed.append  # type: ignore[method-assign]
+    logging.getLogger("chatd.store").addHandler(watch)
+    try:
+        async with _writer_held(store):
+            tasks = [asyncio.ensure_future(w) for w in writes]
+            await asyncio.sleep(0)  # each task runs to its queued write
+        results = await asyncio.gather(*tasks, return_exceptions=return_exceptions)
+    finally:
+        logging.getLogger("chatd.store").removeHandler(watch)
+    assert not failed, [r.getMessage() for r in failed]
+    return results
 
 
 async def _play(store: Store, batches: list[list[tuple]], together: bool) -> list:

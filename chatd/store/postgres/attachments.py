@@ -31,10 +31,10 @@ async def check(db: asyncpg.Connection, refs: list[AttachmentRef]) -> None:
 
 
 async def link(db: asyncpg.Connection, msg: Message) -> None:
-    await batch.executemany(
+    await batch.write(
         db,
-        "INSERT INTO message_attachments (attachment_id, order_id, seq, kind) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING",
+        "INSERT INTO message_attachments (attachment_id, order_id, seq, kind) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) ON CONFLICT DO NOTHING",
         [(att.id, msg.order, msg.seq, msg.kind) for att in msg.attachments],
     )
 

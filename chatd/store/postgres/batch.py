@@ -15,10 +15,11 @@ writes they bring, are written in one statement (`flush`) when the batch commits
 and before any other statement of the batch runs: an op's connection (`Statements`)
 writes them first, so every statement still sees what the writes before it left.
 While the batch holds, outbox events (webhooks) go into that statement too, and
-pending notifications are made or joined right after it, a statement per row (two
-rows of one user and order join each other, which one INSERT cannot do): with
-webhooks or e-mail on, a message is still no statement of its own. A message's
-attachment links are written after it likewise (`executemany`), and the check that
+pending notifications are made or joined right after it, from arrays too: one
+statement for the batch, or one per wave where a user and order come more than once
+(two rows of one pending notification join each other, which one upsert cannot do;
+`write`). With webhooks or e-mail on, a message is still no statement of its own. A
+message's attachment links are written after it likewise (`write`), and the check that
 its uploads still exist reads them beside the held rows, which do not touch uploads.
 
 A read that moves its marker to the newest message its reader may see (what an open
@@ -137,8 +138,8 @@ class Held:
         self._answers: list[tuple[str, int, int, int, str]] = []  # responses rows to update
         self._clocks: dict[str, Waiting | None] = {}  # orders' reply clocks as they end
         self.events: list[tuple[str, str, bytes, int, int]] = []  # webhook outbox rows (chatd.store.postgres.outbox)
-        # statements run after the held rows, in order: (sql, arrays, rows, their (user, order) pairs)
-        self._later: list[tuple[str, bool, list[tuple[Any, ...]], set[tuple[Any, ...]]]] = []
+        # statements run after the held rows, in order: (sql, key, waves, rows, their (user, order) pairs)
+        self._later: list[_Run] = []
         self._plain: dict[str, int] = {}  # per order, its newest seq that is not a note, once known
         self._moved: dict[tuple[str, str], _Marker] = {}  # markers held reads moved, by (order, user)
         # held reads whose plain_before is the newest non-note stored up to (order, seq)
@@ -256,28 +257,28 @@ class Held:
             self._answers.append((order_id, asked_seq, msg.seq, msg.ts, msg.sender.id))
         self._clocks[order_id] = None
 
-    def later(self, sql: str, rows: list[tuple[Any, ...]], arrays: bool = False, key: int | None = None) -> None:
-        """Run `sql` once per row when the held messages are written, after them and in
-        the order given: for rows that may meet each other's conflicts (chatd.store.postgres.
-        notifications). `arrays`: once for each run of rows of `sql`, their columns as
-        arrays. `key`: where a row's (user, order) starts; the rows of other statements
-        for other pairs never meet it, so it joins the last run of `sql` that no row
-        for its pair follows (one round trip for a batch's notifications and reads)."""
+    def later(self, sql: str, rows: list[tuple[Any, ...]], key: int | None = None, waves: bool = False) -> None:
+        """Run `sql`, which takes its rows' columns as arrays, when the held messages are
+        written, after them and in the order given: for rows that may meet each other's
+        conflicts (chatd.store.postgres.notifications). `key`: where a row's (user, order)
+        starts; the rows of other statements for other pairs never meet it, so it joins
+        the last run of `sql` that no row for its pair follows (one round trip for a
+        batch's notifications and reads). `waves`: see `write`."""
         for row in rows:
             pair = row[key : key + 2] if key is not None else None
-            run: tuple[str, bool, list[tuple[Any, ...]], set[tuple[Any, ...]]] | None = None
+            run: _Run | None = None
             for group in reversed(self._later):
                 if group[0] == sql:
                     run = group
                     break
-                if pair is None or pair in group[3]:
+                if pair is None or pair in group[4]:
                     break
             if run is None:
-                run = (sql, arrays, [], set())
+                run = (sql, key, waves, [], set())
                 self._later.append(run)
-            run[2].append(row)
+            run[3].append(row)
             if pair is not None:
-                run[3].add(pair)
+                run[4].add(pair)
 
     async def _load(self, order_id: str) -> None:
         if not self._read and self._declared:
@@ -353,14 +354,13 @@ class Held:
         if moved:  # after the messages' triggers: the markers as the batch leaves them
             keys = [(order, m.user, m.read_seq, m.unread) for (order, _), m in moved]
             await self.conn.execute(_MARKERS, *[list(col) for col in zip(*keys, strict=True)])
-        for sql, arrays, each, _ in later:
-            if arrays:
-                await self.conn.execute(sql, *[list(col) for col in zip(*each, strict=True)])
-            else:
-                await self.conn.executemany(sql, each)
+        for sql, key, waves, each, _ in later:
+            await _run(self.conn, sql, each, key if waves else None)
 
 
 _ASK_TYPES = ("text", "bigint", "bigint", "text", "text", "bigint", "bigint", "text")
+# a statement `Held.later` runs: (sql, key, waves, rows, the rows' (user, order) pairs)
+_Run = tuple[str, int | None, bool, list[tuple[Any, ...]], set[tuple[Any, ...]]]
 
 
 def _params(args: list[Any], rows: list[Any], types: tuple[str, ...]) -> str:
@@ -383,17 +383,37 @@ def hold(h: Held | None) -> None:
     _HELD.set(h)
 
 
-async def executemany(db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]], key: int | None = None) -> None:
-    """`db.executemany(sql, rows)`, or after the held messages when the batch holds some:
-    for side rows of a message that nothing else in the batch reads before a statement
-    (`key`: see `Held.later`)."""
+async def write(
+    db: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]], key: int | None = None, waves: bool = False
+) -> None:
+    """Run `sql`, which takes `rows`' columns as arrays, now, or after the held messages
+    when the batch holds some: for side rows of a message that nothing else in the batch
+    reads before a statement (`key`: see `Held.later`). `waves`: `sql` may take only one
+    row of each (user, order) (an upsert that two would hit twice), so the rows go in
+    waves, each pair's first row in the first, its second in the second and so on: one
+    statement for a batch whose pairs come once each, in the order a row each would."""
     if not rows:
         return
     h = held()
     if h is not None:
-        h.later(sql, rows, key=key)
+        h.later(sql, rows, key=key, waves=waves)
     else:
-        await db.executemany(sql, rows)
+        await _run(db, sql, rows, key if waves else None)
+
+
+async def _run(db: Any, sql: str, rows: list[tuple[Any, ...]], key: int | None) -> None:
+    """`sql` over `rows` as arrays; with `key`, a statement per wave (`write`)."""
+    waves: list[list[tuple[Any, ...]]] = [rows]
+    if key is not None:
+        waves = []
+        seen: dict[tuple[Any, ...], int] = {}
+        for row in rows:
+            k = seen[row[key : key + 2]] = seen.get(row[key : key + 2], -1) + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(row)
+    for wave in waves:
+        await db.execute(sql, *[list(col) for col in zip(*wave, strict=True)])
 
 
 def _statement(name: str) -> Callable[..., Awaitable[Any]]:

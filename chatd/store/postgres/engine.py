@@ -499,6 +499,7 @@ class Engine:
                 if len(batch) == 1 or not split:
                     log.exception("write failed")
                     return [Internal(f"store error: {exc}")]
+                failed: Exception = exc
             except GONE:
                 self._outbox_written = written
                 raise
@@ -507,6 +508,9 @@ class Engine:
                 if len(batch) == 1 or not split:
                     log.exception("write failed")
                     return [Internal(f"store error: {exc}")]
+                failed = exc
+            # the batch's own statements may be at fault, not an op: said, as one by one is slower
+            log.warning("a batch of %d writes failed, so each runs alone: %r", len(batch), failed)
             return [(await self._apply([op], split=False))[0] for op in batch]
 
     @staticmethod

@@ -217,7 +217,7 @@ class Markers(StoreMixin):
                 done, moved = await held.read(order_id, user_id, seq, backward, role)
                 if done:
                     if moved is not None:
-                        held.later(notifications.ON_READS, [(user_id, order_id, moved.read_seq)], arrays=True, key=0)
+                        held.later(notifications.ON_READS, [(user_id, order_id, moved.read_seq)], key=0)
                     keep_locked(order)  # no statement of its own: the order's row is as `order` says
                     return moved
             row = await db.fetchrow(_MOVE, user_id, order_id, seq, backward)

@@ -20,8 +20,10 @@ _COLS = "id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, d
 # A user's pending notification for the order, made or joined, unless they muted it.
 _SCHEDULE = (
     "INSERT INTO notifications (id, user_id, order_id, role, reason, first_seq, last_seq, created_ts, due_ts, "
-    "deadline_ts) SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $6::bigint, $7::bigint, "
-    "$8::bigint, $9::bigint WHERE NOT EXISTS (SELECT 1 FROM notify_muted WHERE user_id = $2 AND order_id = $3) "
+    "deadline_ts) SELECT k.i, k.u, k.o, k.r, k.e, k.s, k.s, k.t, k.d, k.l FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) "
+    "AS k(i, u, o, r, e, s, t, d, l) "
+    "WHERE NOT EXISTS (SELECT 1 FROM notify_muted WHERE user_id = k.u AND order_id = k.o) "
     "ON CONFLICT (user_id, order_id) WHERE state = 0 DO UPDATE SET last_seq = excluded.last_seq, "
     "role = excluded.role, "
     "reason = CASE WHEN excluded.reason = 'messages' THEN notifications.reason ELSE excluded.reason END, "
@@ -34,7 +36,7 @@ async def schedule(db: asyncpg.Connection, order_id: str, seq: int, ts: int, pla
     """Create or join each user's pending notification for the order (muted orders: none).
     Within a batch that holds its messages (chatd.store.postgres.batch), written with them."""
     rows = [(uuid.uuid4().hex, p.user, order_id, p.role, p.reason, seq, ts, p.due_ts, p.latest_due_ts) for p in planned]
-    await batch.executemany(db, _SCHEDULE, rows, key=1)  # (user, order) from the second column
+    await batch.write(db, _SCHEDULE, rows, key=1, waves=True)  # (user, order) from the second column
 
 
 def on_read_sql(user: str, order: str, read_seq: str) -> str:

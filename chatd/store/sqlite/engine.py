@@ -349,11 +349,14 @@ class Engine:
             db.execute("ROLLBACK")
             if len(batch) == 1 or "locked" in str(exc) or "busy" in str(exc):
                 raise
-        except Exception:
+            failed: Exception = exc
+        except Exception as exc:
             db.execute("ROLLBACK")
             if len(batch) == 1:
                 log.exception("write failed")
                 return [Internal("store error")]
+            failed = exc
+        log.warning("a batch of %d writes failed, so each runs alone: %r", len(batch), failed)
         return [self._apply_one(op) for op in batch]
 
     def _apply_one(self, op: _Op) -> Any:
