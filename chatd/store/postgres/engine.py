@@ -115,14 +115,6 @@ class _Op:
         self.client = client
 
 
-def _posts_left(batch: list[_Op], i: int) -> bool:
-    """Whether the ops from `i` on hold two posts or more that declared their client_id:
-    worth locking and reading the figures again to hold them (two statements, and one
-    for their INSERT) rather than writing each by statements of its own (the order's
-    lock, often, and the post)."""
-    return sum(op.client is not None for op in batch[i:]) >= 2
-
-
 @functools.lru_cache(maxsize=16)
 def _lock_sql(arity: int) -> str:
     """Lock and read up to `arity` orders (a power of two; repeat the last id to fill).
@@ -469,14 +461,19 @@ class Engine:
                         held = Held(conn, [(op.order, op.client) for op in batch if op.order]) if holding else None
                         hold(held)
                         db = cast(asyncpg.Connection, Statements(conn, held)) if held is not None else conn
+                        posts_left = sum(op.client is not None for op in batch)  # that declared their client_id
                         for k, op in enumerate(batch):
+                            posts_left -= op.client is not None
                             if op.order is None:
                                 locked.clear()  # it may write any order: the rows locked may be stale
                             try:
                                 results.append(await op.fn(db))
                             except ChatError as exc:
                                 results.append(exc)  # refused before it wrote anything
-                            if held is not None and not held.open and _posts_left(batch, k + 1):
+                            # Two posts or more left: worth locking and reading the figures again to
+                            # hold them (two statements, and one for their INSERT) rather than writing
+                            # each by statements of its own (the order's lock, often, and the post).
+                            if held is not None and not held.open and posts_left >= 2:
                                 locked.update(await self._lock_orders(conn, batch[k + 1 :]))  # as they are now
                                 held.resume()
                         if held is not None:
