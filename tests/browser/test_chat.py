@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.async_api import expect
@@ -166,6 +169,86 @@ async def test_more_unread_than_a_page_opens_at_the_first_unread(server, open_ch
     await expect(supplier.message("Update 130")).not_to_be_in_viewport()
     await expect(supplier.message("Update 010")).to_be_attached()  # read ones above it are loaded too
     await expect(supplier.badge).to_have_text("99+")  # only what was on screen was read
+
+
+async def test_nothing_is_read_between_a_page_and_its_render(server, open_chat):
+    """On the way to the first unread, a page arrives and the render that acts on
+    it comes later: a read falling due in that gap must not read what the screen
+    shows then, messages the reader is never shown. The page's clock is held and
+    chatd's history pages are let through one by one, so the gap comes every run."""
+    await put_order(server.base, "o-read-gap")
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 131):
+        assert (await bot.post("o-read-gap", f"Update {i:03d}"))["type"] == "ack"
+    st, _ = await api(server.base, "POST", "/api/v1/orders/o-read-gap/read", {"user": "sam", "seq": 10})
+    assert st == 200
+    reads: list[int] = []
+    read_sent = asyncio.Event()
+    held: list = []  # (the page's end, a history frame from chatd) until the test lets it through
+    page_held = asyncio.Event()
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(raw):
+            frame = json.loads(raw)
+            if frame.get("type") == "read":
+                reads.append(frame["seq"])
+                read_sent.set()
+            upstream.send(raw)
+
+        def to_page(raw):
+            if json.loads(raw).get("type") == "history":
+                held.append((ws, raw))
+                page_held.set()
+            else:
+                ws.send(raw)
+
+        ws.on_message(to_server)
+        upstream.on_message(to_page)
+
+    async def setup(ctx):
+        await ctx.clock.install()
+        await ctx.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))
+        # no animation frames: renders run on their 120 ms fallback timer, on the held clock
+        await ctx.add_init_script("window.requestAnimationFrame = function () { return 0; };")
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    supplier = await open_chat(server.base, "o-read-gap", SAM, height=520, setup=setup)
+    clock, items = supplier.context.clock, supplier.list.locator("[data-seq]")
+    await expect(items).to_have_count(50)  # the replay, not rendered yet
+
+    async def layout_seen() -> None:
+        """The intersection observers have seen the list as it is laid out now."""
+        await items.first.evaluate(
+            """node => new Promise(done => {
+                 const io = new IntersectionObserver(() => { io.disconnect(); done(); });
+                 io.observe(node);
+               })"""
+        )
+
+    async def next_page(count: int, after_ms: int) -> None:
+        """A render asks for the next page; chatd's answer is let through `after_ms` later."""
+        await layout_seen()
+        await clock.run_for(130)
+        await asyncio.wait_for(page_held.wait(), 10)
+        page_held.clear()
+        await clock.run_for(after_ms)
+        ws, raw = held.pop()
+        ws.send(raw)
+        await expect(items).to_have_count(count)
+        await layout_seen()
+
+    # The replay on screen asks for a read, due 250 ms later. The first render (at
+    # 120 ms) asks for page 2, let through at 200 ms; its render comes at 320 ms.
+    await next_page(100, 70)
+    await clock.run_for(60)  # the read is due in between
+    await next_page(130, 200)
+    await clock.resume()
+    await expect(supplier.message("Update 011")).to_be_in_viewport()
+    await asyncio.wait_for(read_sent.wait(), 10)
+    assert reads and max(reads) <= 30, reads  # only the screen on the first unread was read
+    await expect(supplier.badge).to_have_text("99+")
 
 
 async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tmp_path):
