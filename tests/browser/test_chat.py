@@ -153,15 +153,20 @@ async def test_read_waits_until_scrolled_into_view(server, open_chat):
     await expect(supplier.badge).to_be_hidden()
 
 
+async def _many_unread(server, order: str) -> None:
+    """130 bot updates of which Sam has read the first 10: 120 unread, more than a page."""
+    await put_order(server.base, order)
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 131):
+        assert (await bot.post(order, f"Update {i:03d}"))["type"] == "ack"
+    st, _ = await api(server.base, "POST", f"/api/v1/orders/{order}/read", {"user": "sam", "seq": 10})
+    assert st == 200
+
+
 async def test_more_unread_than_a_page_opens_at_the_first_unread(server, open_chat):
     """The join replays the newest 50; with 120 unread the widget fetches back
     to the first unread so the divider sits on it, in view."""
-    await put_order(server.base, "o-many-unread")
-    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
-    for i in range(1, 131):
-        assert (await bot.post("o-many-unread", f"Update {i:03d}"))["type"] == "ack"
-    st, _ = await api(server.base, "POST", "/api/v1/orders/o-many-unread/read", {"user": "sam", "seq": 10})
-    assert st == 200
+    await _many_unread(server, "o-many-unread")
     supplier = await open_chat(server.base, "o-many-unread", SAM, height=520)
     first_unread = supplier.page.locator(".chatd-divider + [role=listitem]")
     await expect(first_unread).to_contain_text("Update 011")
@@ -176,12 +181,7 @@ async def test_nothing_is_read_between_a_page_and_its_render(server, open_chat):
     it comes later: a read falling due in that gap must not read what the screen
     shows then, messages the reader is never shown. The page's clock is held and
     chatd's history pages are let through one by one, so the gap comes every run."""
-    await put_order(server.base, "o-read-gap")
-    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
-    for i in range(1, 131):
-        assert (await bot.post("o-read-gap", f"Update {i:03d}"))["type"] == "ack"
-    st, _ = await api(server.base, "POST", "/api/v1/orders/o-read-gap/read", {"user": "sam", "seq": 10})
-    assert st == 200
+    await _many_unread(server, "o-read-gap")
     reads: list[int] = []
     read_sent = asyncio.Event()
     held: list = []  # (the page's end, a history frame from chatd) until the test lets it through
