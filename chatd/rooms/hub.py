@@ -281,7 +281,7 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _deliver_all(self, room: Room, ev: RoomEvent) -> None:
-        if ev.seq > room.seq:
+        if ev.seq and ev.seq > room.seq:  # an event without a seq (presence, typing) counts nothing
             room.seq = ev.seq
         for conn, member in room.members.items():
             self._deliver_one(conn, member, ev)

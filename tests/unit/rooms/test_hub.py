@@ -153,3 +153,26 @@ async def test_a_failed_gap_read_still_releases_what_was_held():
         hub.deliver_room(_ev("r1", 5, "live"))
         assert [(await a.next())["seq"] for _ in range(2)] == [4, 5]  # the gap stays (resume fills it)
         await hub.aclose()
+
+
+async def test_an_event_without_seq_before_the_first_release_does_not_start_the_count():
+    """A room new here counts from its first member's replay: a presence event
+    published while that join replays must not set the count to 0, or the next
+    message would look like a gap and wait for a store read."""
+    calls = []
+
+    async def gap_reader(order, after, before):
+        calls.append((after, before))
+        return []
+
+    hub = Hub(queue_frames=100, buffer_bytes=1 << 20, gap_reader=gap_reader)
+    async with sockets(1) as ((ta, a),):
+        conn = Conn(Identity("u1", "u1", "supplier", None, time.time() + 3600), ta, lambda *a: None)
+        hub.add_conn(conn)
+        member, _ = hub.join(conn, "r1", True)
+        hub.deliver_room(_ev("r1", 0, "online"))  # the joiner's own presence, during the replay
+        hub.release(conn, "r1", member, replayed_to=9)
+        hub.deliver_room(_ev("r1", 10, "live"))
+        assert [(m["seq"], m["text"]) for m in [await a.next(), await a.next()]] == [(0, "online"), (10, "live")]
+        assert calls == []  # delivered at once: no gap to read
+        await hub.aclose()
