@@ -432,6 +432,7 @@ ServerFrame = (
     | Unread
     | Presence
     | OrderState
+    | ReplyState
     | HistoryPage
     | InboxPage
     | Notify

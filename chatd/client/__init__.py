@@ -41,6 +41,7 @@ from chatd.wire import (
     OrderState,
     Presence,
     Receipt,
+    ReplyState,
     TypingEvent,
     Unread,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Presence",
     "RateLimited",
     "Receipt",
+    "ReplyState",
     "TooLarge",
     "TypingEvent",
     "Unauthorized",

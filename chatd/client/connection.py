@@ -42,6 +42,7 @@ Event = (
     | wire.Unread
     | wire.Presence
     | wire.OrderState
+    | wire.ReplyState
     | wire.Notify
 )
 
@@ -52,7 +53,7 @@ _END = object()  # ends iteration
 def _state_key(ev: Any) -> tuple[Any, ...] | None:
     """What a newer event of the same kind replaces (None: every one counts)."""
     match ev:
-        case wire.Unread() | wire.OrderState() | wire.Notify():
+        case wire.Unread() | wire.OrderState() | wire.ReplyState() | wire.Notify():
             return (type(ev), ev.order)
         case wire.TypingEvent():
             return (type(ev), ev.order, ev.user.id)
@@ -68,7 +69,7 @@ class Client:
     connect(...)` and `await c.aclose()`), call the request methods, and
     iterate it for events: `async for event in c:` yields wire Structs
     (`Message`, `Joined`, `Left`, `TypingEvent`, `Receipt`, `Unread`,
-    `Presence`, `OrderState`, `Notify`). Messages of joined orders come in
+    `Presence`, `OrderState`, `ReplyState`, `Notify`). Messages of joined orders come in
     `seq` order, each once, across reconnects. One consumer should iterate;
     events are queued until it does.
     """

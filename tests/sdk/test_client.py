@@ -93,6 +93,31 @@ async def test_status_and_dispute_post_messages_and_change_the_order(chatd_proc,
         assert state.dispute is not None and state.dispute.open and state.dispute.reason == "late"
 
 
+async def test_the_supplier_side_hears_the_reply_clock_and_the_buyer_does_not(chatd_proc, api):
+    order = await api.order()
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
+    ):
+        await buyer.join(order)
+        await supplier.join(order)
+        asked = await buyer.send(order, "When does it ship?")
+        started = await next_event(supplier, client.ReplyState, order=order)
+        assert started.awaiting_reply is not None and started.awaiting_reply.seq == asked.seq
+        assert not started.awaiting_reply.overdue and started.awaiting_reply.due_at > started.awaiting_reply.since
+        await supplier.send(order, "Tomorrow morning.")
+        stopped = await next_event(supplier, client.ReplyState, order=order)
+        assert stopped.awaiting_reply is None
+        await buyer.send(order, "thanks")  # an acknowledgement starts no wait
+        got = []
+        async with asyncio.timeout(5):
+            async for ev in buyer:
+                got.append(ev)
+                if isinstance(ev, client.Message) and ev.text == "thanks":
+                    break
+        assert not [ev for ev in got if isinstance(ev, client.ReplyState)]  # buyers never hear it
+
+
 async def test_typing_block_shows_the_indicator_and_clears_it(chatd_proc, api):
     order = await api.order()
     async with (
