@@ -320,7 +320,7 @@ async def test_many_threads_are_marked_read_or_unread_at_once(server):
     st, err = await server.api("POST", "/api/v1/threads/read", data=b"{not json")
     assert st == 400
     st, err = await server.api("POST", "/api/v1/threads/read", {"orders": ["B-2", "nope"], "unread": True})
-    assert st == 404 and err["error"]["code"] == "not_found"
+    assert st == 404 and err["error"]["code"] == "not_found" and err["error"]["ref"] == "nope"  # named
     # a staff token whose id is a participant of one of them is that participant there
     st, err = await server.api(
         "POST", "/api/v1/threads/read", {"orders": ["B-2"], "unread": True}, auth=token("buyer1", "staff")

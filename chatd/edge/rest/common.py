@@ -39,8 +39,10 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=encode(data), status=status, content_type="application/json")
 
 
-def error_response(code: str, message: str, status: int) -> web.Response:
-    return json_response({"error": {"code": code, "message": message}}, status)
+def error_response(code: str, message: str, status: int, ref: str | None = None) -> web.Response:
+    """`{"error": {"code", "message", "ref"?}}`: `ref` the order or `client_id` it concerns, as in `error` frames."""
+    error = {"code": code, "message": message} if ref is None else {"code": code, "message": message, "ref": ref}
+    return json_response({"error": error}, status)
 
 
 @web.middleware
@@ -50,7 +52,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ChatError as exc:
-        return error_response(exc.code, exc.message, exc.http_status)
+        return error_response(exc.code, exc.message, exc.http_status, exc.ref)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return error_response("bad_request", f"invalid body: {exc}", 400)
     except web.HTTPException as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import msgspec
 from aiohttp import web
@@ -37,10 +37,11 @@ PATH = "/api/v1/openapi.json"
 class ErrorDetail(TypedDict):
     code: str  # one of the contract's error codes (docs/protocol.md, Error codes)
     message: str
+    ref: NotRequired[str]  # the order or client_id the error concerns, where there is one
 
 
 class ErrorJson(TypedDict):
-    """Every refusal: `{"error": {"code", "message"}}` with the status of the code."""
+    """Every refusal: `{"error": {"code", "message", "ref"?}}` with the status of the code."""
 
     error: ErrorDetail
 
