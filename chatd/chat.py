@@ -22,12 +22,22 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.blank import is_blank
 from chatd.config import LimitsConfig
-from chatd.errors import BadRequest, BlockedContent, ChatError, CloseCode, Conflict, Forbidden, NotFound, TooLarge
+from chatd.errors import (
+    BadRequest,
+    BlockedContent,
+    ChatError,
+    CloseCode,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from chatd.relay.base import Relay
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.expiry import Expiries
 from chatd.rooms.hub import Conn, Hub
-from chatd.rooms.room import Room
+from chatd.rooms.room import Member, Room
 from chatd.store.base import Store
 from chatd.store.records import (
     Contact,
@@ -404,14 +414,13 @@ class Chat:
         if ident.expired():
             raise Disconnect(CloseCode.UNAUTHORIZED, "token expired")
         order, role = await self._order_and_role(ident, order_id)
-        sees = permissions.sees_notes(role)
         if limit is None:
             limit = self.limits.replay_default if since is None else self.limits.replay_since_default
         if limit < 0 or (since is not None and since < 0):
             raise BadRequest("since and limit must not be negative", ref=order_id)
         limit = min(limit, self.limits.replay_max)  # capped before the store reads a page
-        member, first = self.hub.join(conn, order_id, sees, role)
-        await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
+        order, role, member, first = await self._subscribe(conn, order_id, role)
+        sees = permissions.sees_notes(role)
         if first and permissions.has_presence(role):  # _offline says offline by the same rule
             self.relay.presence(order_id, ident.id, True, encode_frame(Presence(order_id, ident.id, True)))
         # Subscribed before reading: anything published from here on waits in
@@ -443,6 +452,25 @@ class Chat:
         self.hub.release(conn, order_id, member, top)
         if role == permissions.QUEUE_ROLE:
             await self._follow_on_join(conn, order_id)
+
+    async def _subscribe(self, conn: Conn, order_id: str, role: str) -> tuple[OrderRecord, str, Member, bool]:
+        """Subscribe `conn` to the room as `role`, then read the order again. A change of
+        its participants that committed after the first read and before the subscription
+        sent its `left` to the members of then, not to this connection: the second read
+        sees it, so the join goes on as what the identity is now (or is refused)."""
+        ident = conn.ident
+        for _ in range(3):
+            member, first = self.hub.join(conn, order_id, permissions.sees_notes(role), role)
+            await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
+            order = await self.store.get_order(order_id)
+            now = order and permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+            if order is not None and now == role:
+                return order, role, member, first
+            self.hub.leave(conn, order_id)
+            if not now:
+                raise NotFound("no such order", ref=order_id)  # as if it never had access
+            role = now
+        raise Unavailable("the order's participants kept changing while joining; join again", ref=order_id)
 
     async def _follow_on_join(self, conn: Conn, order_id: str) -> None:
         """Joining an order as staff follows it (chatd.attention); a store that cannot

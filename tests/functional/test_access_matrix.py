@@ -325,6 +325,57 @@ async def test_an_export_drops_notes_once_the_rep_is_made_the_buyer(server, monk
     assert [(m["seq"], m["kind"]) for m in rest] == [(4, "text"), (6, "text")]
 
 
+# --- (i): a join racing a change of the order's participants -----------------------------------
+
+
+def _hold_first_order_read(server, monkeypatch, order: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """The in-process store's next read of `order` held after it read until `go on` is
+    set: (read, go on). A join whose read of the order suspends (PostgreSQL's pool),
+    made deterministic: the test changes the order between that read and the join's
+    subscription to the room, when the change's `left` cannot reach the joiner."""
+    store = server.app[CHAT].store
+    real = store.get_order
+    read, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(order_id):
+        got = await real(order_id)
+        if order_id == order and not read.is_set():
+            read.set()
+            await go_on.wait()
+        return got
+
+    monkeypatch.setattr(store, "get_order", held)
+    return read, go_on
+
+
+@pytest.mark.single_only("the in-process server's store is held between a join's read and its subscription")
+@pytest.mark.parametrize("change", ["removed", "made_buyer"])
+async def test_a_join_racing_a_change_of_participants_joins_as_what_it_is_now(server, monkeypatch, change):
+    supplier = await _setup(server)  # seq 1 text, seq 2 note
+    rep = await server.client("r1", "sales_rep")
+    read, go_on = _hold_first_order_read(server, monkeypatch, "m1")
+    await rep.send({"type": "join", "order": "m1"})
+    await read.wait()  # the join read r1 as m1's sales rep
+    if change == "removed":
+        await server.order("m1", buyer="b1", supplier="s1", rep=None)
+    else:  # r1's token still says sales_rep: the slot decides
+        await server.order("m1", buyer="r1", supplier="s1", rep=None)
+    go_on.set()
+    if change == "removed":
+        err = await rep.expect("error", ref="m1")
+        assert err["code"] == "not_found"
+        assert not rep.of_type("joined") and not rep.of_type("message")
+    else:
+        joined = await rep.expect("joined", order="m1")
+        assert joined["last_seq"] == 1 and [m["kind"] for m in rep.of_type("message")] == ["text"]
+    await supplier.post("m1", "after the change: note", kind="note")
+    await supplier.post("m1", "after the change: text")
+    await settled(rep)  # the posts were broadcast before their acks: r1 has had them by its pong
+    assert not rep.of_type("message", kind="note")  # no note from the change on, live or replayed
+    texts = [m["text"] for m in rep.of_type("message")]
+    assert texts == ([] if change == "removed" else ["hello", "after the change: text"])
+
+
 # --- the matrix: one id across roles and tokens, every path ------------------------------------
 
 NONE, PLAIN, ALL = "none", "plain", "all"
