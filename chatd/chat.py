@@ -284,8 +284,6 @@ class Chat:
         change = await self.store.put_order(
             order_id, status, buyer, supplier, sales_rep, rule=rule, present=online, contacts=contacts
         )
-        if change.posted is not None:
-            self.publish_posted(change.posted, online)
         self.publish_change(change, online)
         return change
 
@@ -783,12 +781,15 @@ class Chat:
             self.relay.publish_room(RoomEvent(order.id, data, role=role))
 
     def publish_change(self, change: OrderChange, online: frozenset[str] | None = None) -> None:
-        """After an order upsert: cut removed users off, then tell the room (`online`:
-        who is joined, as in `publish_posted`)."""
+        """After an order upsert: cut removed users off first (the status message the
+        change posted is not theirs), then tell the room (`online`: who is joined, as
+        in `publish_posted`)."""
         order_id = change.order.id
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
             self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
+        if change.posted is not None:
+            self.publish_posted(change.posted, online)
         for ch in change.totals:  # their unread on this order is gone from their total
             self.relay.publish_user(
                 UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)), order_id, hidden=ch.hidden)

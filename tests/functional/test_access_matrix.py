@@ -328,6 +328,22 @@ async def test_an_export_drops_notes_once_the_rep_is_made_the_buyer(server, monk
 # --- (i): a join racing a change of the order's participants -----------------------------------
 
 
+async def test_a_removal_that_also_changes_the_status_cuts_off_first(server):
+    """One PUT removes the rep and moves the status: the status message is written
+    after the removal, so the rep's open socket gets `left`, never that message."""
+    await _setup(server)
+    rep = await server.client("r1", "sales_rep")
+    await rep.join("m1")
+    buyer = await server.client("b1", "buyer")
+    await buyer.join("m1")
+    st, body = await server.api("PUT", "/api/v1/orders/m1", {"status": "shipped", "sales_rep": None})
+    assert st == 200, body
+    assert (await rep.expect("left", order="m1"))["reason"] == "removed"
+    status = await buyer.expect("message", kind="status")  # the room got it
+    await settled(rep)
+    assert not rep.of_type("message", seq=status["seq"])
+
+
 def _hold_first_order_read(server, monkeypatch, order: str) -> tuple[asyncio.Event, asyncio.Event]:
     """The in-process store's next read of `order` held after it read until `go on` is
     set: (read, go on). A join whose read of the order suspends (PostgreSQL's pool),
