@@ -245,11 +245,15 @@ class Chat:
             raise NotFound("no such order", ref=order_id)  # same answer as a missing order
         return order, role
 
-    async def order(self, order_id: str) -> OrderRecord:
-        """An order, for an operator (api key, staff): `not_found` if there is none."""
+    async def order(self, order_id: str, viewer: Identity | None = None) -> OrderRecord:
+        """An order, for an operator: the api key (`viewer` None) or a staff token. `not_found`
+        if there is none; `forbidden` to a staff token whose id holds one of its slots, a
+        participant there (its figures count notes that participant may not see)."""
         order = await self.store.get_order(order_id)
         if order is None:
             raise NotFound("no such order", ref=order_id)
+        if viewer is not None and viewer.id in order.slots:
+            raise Forbidden(f"you are a participant of {order_id}: use its chat", ref=order_id)
         return order
 
     async def order_for(self, ident: Identity, order_id: str) -> OrderRecord:
@@ -888,8 +892,10 @@ class Chat:
         if marker.plain_seq > marker.plain_before:
             publish(RoomEvent(order_id, encode_frame(Receipt(order_id, user, marker.plain_seq)), plain=True))
 
-    async def set_marker(self, order_id: str, user: str, seq: int) -> MarkerJson:
-        """REST: an operator sets a user's marker (may move backward: mark unread)."""
+    async def set_marker(self, order_id: str, user: str, seq: int, viewer: Identity | None = None) -> MarkerJson:
+        """REST: an operator (as in `order`) sets a user's marker (may move backward: mark unread)."""
+        if viewer is not None:
+            await self.order(order_id, viewer)
         marker = await self.store.mark_read(None, order_id, user, seq, backward=True)
         if marker is None:
             read_seq, unread, _ = await self.store.marker(order_id, user, True, 0)

@@ -146,6 +146,26 @@ async def test_threads_follow_the_role_on_each_order(server):
     assert [t["order"] for t in body["threads"]] == ["m1"]
 
 
+async def test_a_staff_token_holding_a_slot_is_no_operator_of_that_order(server):
+    """GET an order and POST a marker are operator routes: their figures count notes.
+    A staff token whose id is the order's buyer is the buyer there, as on every path."""
+    await _setup(server)  # m1: a text (seq 1) and a note (seq 2); b1 is its buyer
+    as_buyer = token("b1", "staff")
+    st, body = await server.api("GET", "/api/v1/orders/m1", auth=as_buyer)
+    assert (st, body["error"]["code"], body["error"]["ref"]) == (403, "forbidden", "m1"), body
+    st, body = await server.api("POST", "/api/v1/orders/m1/read", {"user": "r1", "seq": 2}, auth=as_buyer)
+    assert (st, body["error"]["code"]) == (403, "forbidden"), body
+    st, body = await server.api("GET", "/api/v1/orders/m1/messages", auth=as_buyer)
+    assert st == 200 and [m["seq"] for m in body["messages"]] == [1]  # what the buyer sees
+    boss = token("boss", "staff")  # staff with no slot there: an operator
+    st, body = await server.api("GET", "/api/v1/orders/m1", auth=boss)
+    assert st == 200 and body["last_seq"] == 2
+    st, body = await server.api("POST", "/api/v1/orders/m1/read", {"user": "r1", "seq": 2}, auth=boss)
+    assert st == 200 and body["read_seq"] == 2
+    st, body = await server.api("GET", "/api/v1/orders/m3", auth=as_buyer)  # b1 holds no slot on m3
+    assert st == 200
+
+
 # --- (e): a bot's refreshed token no longer covers a joined order ------------------------------
 
 

@@ -72,10 +72,11 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def post_read(request: web.Request) -> web.Response:
-    require_api_or_staff(principal(request))
+    who = principal(request)
+    require_api_or_staff(who)
     read = await body(request, ReadBody)
     chat: Chat = request.app[CHAT]
-    return json_response(await chat.set_marker(request.match_info["order"], read.user, read.seq))
+    return json_response(await chat.set_marker(request.match_info["order"], read.user, read.seq, viewer(who)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from chatd.chat import Chat
 from chatd.edge.keys import CHAT
-from chatd.edge.rest.common import API_KEY, body, json_response, principal, require_api_or_staff
+from chatd.edge.rest.common import API_KEY, body, json_response, principal, require_api_or_staff, viewer
 from chatd.errors import Forbidden
 from chatd.store.records import Contact, OrderRecord, Person
 from chatd.wire import DisputeState, Id, Name, Participant, Status
@@ -108,9 +108,10 @@ async def put_order(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    require_api_or_staff(principal(request))
+    who = principal(request)
+    require_api_or_staff(who)
     chat: Chat = request.app[CHAT]
-    order = await chat.order(request.match_info["order"])
+    order = await chat.order(request.match_info["order"], viewer(who))
     return json_response(order_json(order, await chat.online_now(order.id), chat.closed(order)))
 
 
