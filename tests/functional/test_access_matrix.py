@@ -105,6 +105,27 @@ async def test_read_state_of_an_earlier_identity_shows_nothing(server, before, a
     assert not me.of_type("notify", order="m1") and not me.of_type("unread", order="m1")
 
 
+async def test_a_help_request_reports_a_total_without_the_askers_side_markers(server):
+    """s1 read m2 as a bot: a side marker there, 3 unread, which s1's supplier token
+    does not count. Asking for help on m3 reads m3 for s1; its `unread` says so with
+    the total that token sees (0), as the inbox does."""
+    await _setup(server)
+    other = await server.client("s2", "supplier")
+    for i in range(3):
+        await other.post("m2", f"m2 update {i}")
+    as_bot = await server.client("s1", "bot", orders=["m2"])
+    await _read(as_bot, "m2", 0)  # a side marker at 0: 3 unread there
+    buyer = await server.client("x", "buyer")
+    await buyer.post("m3", "where is my order?")
+    me = await server.client("s1", "supplier")
+    assert (await request(me, {"type": "inbox"}, "inbox"))["total_unread"] == 1  # m3's question
+    ack = await request(me, {"type": "help", "order": "m3", "client_id": "h1", "text": "the buyer is upset"}, "ack")
+    assert ack["type"] == "ack", ack
+    unread = await me.expect("unread", order="m3")
+    assert (unread["count"], unread["total"]) == (0, 0), unread
+    assert (await request(me, {"type": "inbox"}, "inbox"))["total_unread"] == 0
+
+
 # --- (c): a staff member becomes the buyer ---------------------------------------------------
 
 

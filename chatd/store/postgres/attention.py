@@ -225,7 +225,11 @@ class Attention(StoreMixin):
             if posted is None:
                 return await self._duplicate(db, order_id, actor.id, client_id)
             if had:  # asking moved the asker's marker past what they had not read
-                posted.unread.append(UnreadChange(actor.id, 0, await self._total(db, actor.id)))
+                total, hidden = (
+                    await self._total(db, actor.id),
+                    await self._hidden(db, actor.id),
+                )  # side markers: not theirs
+                posted.unread.append(UnreadChange(actor.id, 0, total, hidden=hidden))
             return posted
 
         return await self._write(op, key=order_id)

@@ -194,7 +194,8 @@ class Attention(StoreMixin):
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
             if had and had[0]:  # asking moved the asker's marker past what they had not read
-                posted.unread.append(UnreadChange(actor.id, 0, self._total(db, actor.id)))
+                total, hidden = self._total(db, actor.id), self._hidden(db, actor.id)  # side markers: not theirs here
+                posted.unread.append(UnreadChange(actor.id, 0, total, hidden=hidden))
             return posted
 
         return await self._write(op)
