@@ -216,6 +216,36 @@ async def test_text_is_served_as_utf8_and_names_are_cleaned(server):
     assert headers["Content-Disposition"].startswith('attachment; filename="eviltxt.exe"')
 
 
+async def test_a_download_goes_on_from_a_range_and_is_not_fetched_twice(server):
+    """Range and validators, as docs/protocol.md says: a broken download resumes."""
+    await server.order("A-1")
+    buyer = await server.client("buyer1", "buyer")
+    data = samples.png(64, 64)
+    st, att = await upload(server.base, "A-1", data, "photo.png", BUYER)
+    assert st == 201
+    await send(buyer, "A-1", "photo", [att["id"]])
+    url = f"{server.base}/api/v1/attachments/{att['id']}"
+
+    async def fetch(auth: str, **headers: str) -> tuple[int, aiohttp.typedefs.LooseHeaders, bytes]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(url, headers={"Authorization": f"Bearer {auth}", **headers}) as r,
+        ):
+            return r.status, r.headers, await r.read()
+
+    st, headers, body = await fetch(BUYER)
+    assert st == 200 and body == data and headers["ETag"] and headers["Last-Modified"]
+    st, part_headers, part = await fetch(BUYER, Range="bytes=10-")
+    assert st == 206 and part == data[10:], st
+    assert part_headers["Content-Range"] == f"bytes 10-{len(data) - 1}/{len(data)}"
+    st, _, body = await fetch(BUYER, **{"If-None-Match": headers["ETag"]})
+    assert st == 304 and body == b""
+    st, past_headers, body = await fetch(BUYER, Range=f"bytes={len(data) + 10}-")
+    assert st == 416 and body == b"" and past_headers["Content-Range"] == f"bytes */{len(data)}"
+    st, _, _ = await fetch(STRANGER, Range="bytes=0-3")
+    assert st == 404  # a range is no way around who may download
+
+
 async def test_identical_files_are_stored_once(server):
     await server.order("A-1")
     st, a = await upload(server.base, "A-1", samples.png(), "a.png", BUYER)
