@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -12,6 +13,16 @@ from tests.sdk.waits import messages, next_event
 from tests.support.client import token
 
 BOT = {"orders": "*"}
+
+
+@contextlib.asynccontextmanager
+async def _buyer_and_supplier(chatd_proc, **supplier_kw):
+    """buyer1 and supplier1, each connected (`supplier_kw`: the supplier's client options)."""
+    async with (
+        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
+        client.connect(chatd_proc.base, token("supplier1", "supplier"), **supplier_kw) as supplier,
+    ):
+        yield buyer, supplier
 
 
 async def test_send_returns_the_ack_and_joined_clients_get_each_message_once(chatd_proc, api):
@@ -77,10 +88,7 @@ async def test_errors_are_typed_with_the_contract_code_and_ref(chatd_proc, api):
 
 async def test_status_and_dispute_post_messages_and_change_the_order(chatd_proc, api):
     order = await api.order()
-    async with (
-        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
-        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
-    ):
+    async with _buyer_and_supplier(chatd_proc) as (buyer, supplier):
         await buyer.join(order)
         await supplier.set_status(order, "packed", "Packed!")
         await buyer.dispute(order, "open", "late")
@@ -95,10 +103,7 @@ async def test_status_and_dispute_post_messages_and_change_the_order(chatd_proc,
 
 async def test_the_supplier_side_hears_the_reply_clock_and_the_buyer_does_not(chatd_proc, api):
     order = await api.order()
-    async with (
-        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
-        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
-    ):
+    async with _buyer_and_supplier(chatd_proc) as (buyer, supplier):
         await buyer.join(order)
         await supplier.join(order)
         asked = await buyer.send(order, "When does it ship?")
@@ -120,10 +125,7 @@ async def test_the_supplier_side_hears_the_reply_clock_and_the_buyer_does_not(ch
 
 async def test_typing_block_shows_the_indicator_and_clears_it(chatd_proc, api):
     order = await api.order()
-    async with (
-        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
-        client.connect(chatd_proc.base, token("supplier1", "supplier"), typing_interval_s=0.2) as supplier,
-    ):
+    async with _buyer_and_supplier(chatd_proc, typing_interval_s=0.2) as (buyer, supplier):
         await buyer.join(order)
         await supplier.join(order)
         async with supplier.typing(order):
@@ -139,10 +141,7 @@ async def test_typing_block_shows_the_indicator_and_clears_it(chatd_proc, api):
 
 async def test_read_moves_the_marker_and_others_see_the_receipt(chatd_proc, api):
     order = await api.order()
-    async with (
-        client.connect(chatd_proc.base, token("buyer1", "buyer")) as buyer,
-        client.connect(chatd_proc.base, token("supplier1", "supplier")) as supplier,
-    ):
+    async with _buyer_and_supplier(chatd_proc) as (buyer, supplier):
         await supplier.join(order)
         await supplier.send(order, "hello")
         await buyer.read(order, 1)
