@@ -548,8 +548,8 @@ class Chat:
         slot change removes the members it concerns, a refresh that finds another
         role leaves the room), so offline follows the same rule as online,
         `permissions.has_presence`, and no store read is needed here."""
-        if room is not None and room.typing_clear(ident.id):
-            self._publish_typing(ident, order_id, False, role)  # the sweeper could no longer name them
+        if room is not None and (note := room.typing_clear(ident.id)) is not None:
+            self._publish_typing(ident, order_id, False, role, note)  # the sweeper could no longer name them
         if not permissions.has_presence(role):
             return
         self.relay.presence(order_id, ident.id, False, encode_frame(Presence(order_id, ident.id, False)))
@@ -803,10 +803,13 @@ class Chat:
 
     # --- typing, read, history, inbox -----------------------------------------------
 
-    async def typing(self, conn: Conn, order_id: str, active: bool) -> None:
+    async def typing(self, conn: Conn, order_id: str, active: bool, note: bool = False) -> None:
+        """`note`: the user is writing an internal note, which only note readers may know of."""
         if order_id not in conn.rooms:
             raise BadRequest("join the order before sending typing", ref=order_id)
         role = conn.rooms[order_id].role
+        if note and active and not permissions.sees_notes(role):
+            raise Forbidden("only the supplier side, staff and bots write notes", ref=order_id)
         if active and role in permissions.PARTICIPANT_ROLES:  # nobody types in a closed chat
             order = await self.store.get_order(order_id)
             if order is not None:
@@ -814,16 +817,19 @@ class Chat:
             if order_id not in conn.rooms:
                 return  # left while the order was read
         room = self.hub.rooms[order_id]
-        limits = self.limits
-        forward = room.typing_update(conn.user, active, self.clock(), limits.typing_ttl_s, 1.0 / limits.typing_per_s)
+        limits, now, role = self.limits, self.clock(), conn.rooms[order_id].role
+        if active and room.typing_switch(conn.user, note, now):  # what was shown stops for those shown it
+            self._publish_typing(conn.ident, order_id, False, role, not note)
+        forward = room.typing_update(conn.user, active, now, limits.typing_ttl_s, 1.0 / limits.typing_per_s, note)
         if forward is not None:
-            self._publish_typing(conn.ident, order_id, forward, conn.rooms[order_id].role)
+            self._publish_typing(conn.ident, order_id, forward, role, room.typing_note(conn.user))
         if room.typing:
             self._typing_rooms.add(order_id)
 
-    def _publish_typing(self, ident: Identity, order_id: str, active: bool, room_role: str) -> None:
+    def _publish_typing(self, ident: Identity, order_id: str, active: bool, room_role: str, note: bool) -> None:
+        """`note`: about an internal note, so to note readers only (never a buyer)."""
         ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or ident.role), active)
-        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id))
+        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id, notes=note))
 
     async def _role_now(self, ident: Identity, order_id: str) -> str | None:
         """The identity's role on the order as stored now (None: no access)."""
@@ -847,7 +853,7 @@ class Chat:
                 for user, active in room.typing_due(now, interval):
                     found = self._ident_in_room(room, user)
                     if found is not None:
-                        self._publish_typing(found[0], order_id, active, found[1])
+                        self._publish_typing(found[0], order_id, active, found[1], room.typing_note(user))
                 if not room.typing:
                     self._typing_rooms.discard(order_id)
 

@@ -70,6 +70,7 @@ class Send(Struct, tag="send"):
 class Typing(Struct, tag="typing"):
     order: Id
     active: bool
+    note: bool = False  # writing an internal note: told to note readers only
 
 
 class Read(Struct, tag="read"):

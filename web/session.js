@@ -231,6 +231,7 @@ var ChatdSession = (function () {
       /** @type {Map<string, {name: string, timer: any}>} who else is typing */
       this.typers = new Map();
       this.typingActive = false;
+      this.typingNote = false; // what the active `typing` is about: a note (told to note readers only)
       this.typingSentAt = 0;
 
       /** @type {Record<string, any>} */
@@ -454,12 +455,22 @@ var ChatdSession = (function () {
       }, READ_DEBOUNCE_MS);
     }
 
-    /** The user typed (the field is not empty): `typing: true`, refreshed, stopped when idle. */
-    typing() {
+    /**
+     * The user typed (the field is not empty): `typing: true`, refreshed, stopped when idle.
+     * `note`: an internal note is being written, which the server tells note readers only
+     * (a switch between the two kinds is sent at once).
+     * @param {boolean} [note]
+     */
+    typing(note) {
       var now = this.clock.now();
-      if ((!this.typingActive || now - this.typingSentAt > TYPING_REFRESH_MS) && this.live) {
-        if (this._sendFrame({ type: 'typing', order: this.order, active: true })) {
+      note = !!note;
+      var stale = !this.typingActive || now - this.typingSentAt > TYPING_REFRESH_MS || note !== this.typingNote;
+      if (stale && this.live) {
+        var frame = note ? { type: 'typing', order: this.order, active: true, note: true }
+          : { type: 'typing', order: this.order, active: true };
+        if (this._sendFrame(frame)) {
           this.typingActive = true;
+          this.typingNote = note;
           this.typingSentAt = now;
         }
       }

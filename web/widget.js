@@ -1369,7 +1369,7 @@
       this._autosize();
       this._updateComposer();
       if (!this.$.input.value.trim()) this.session.stopTyping();
-      else this.session.typing();
+      else this.session.typing(this.noteMode); // a note's typing is told to note readers only
     }
 
     _autosize() {
@@ -1395,6 +1395,7 @@
       $.note.setAttribute('aria-pressed', String(this.noteMode));
       $.form.classList.toggle('chatd-composer--note', this.noteMode);
       $.input.placeholder = this.noteMode ? 'Write an internal note (never shown to the buyer)…' : 'Write a message…';
+      if (this.session.typingActive) this.session.typing(this.noteMode); // the others see the right kind at once
     }
 
     // --- attachments in the composer ----------------------------------------------

@@ -237,7 +237,7 @@ async def _dispatch(chat: Chat, queue: StaffQueue, conn: Conn, data: str | bytes
                 )
                 send(conn, wire.encode_frame(ack))
             case wire.Typing():
-                await chat.typing(conn, frame.order, frame.active)
+                await chat.typing(conn, frame.order, frame.active, frame.note)
             case wire.Read():
                 await chat.read(conn, frame.order, frame.seq)
             case wire.Join():

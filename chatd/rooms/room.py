@@ -32,13 +32,14 @@ class Member:
 class Typist:
     """One user's typing state in a room: what the others were last told, and when."""
 
-    __slots__ = ("shown", "deadline", "sent_at", "pending")
+    __slots__ = ("shown", "deadline", "sent_at", "pending", "note")
 
     def __init__(self) -> None:
         self.shown = False  # the others were last told "active: true"
         self.deadline = 0.0  # shown until then without a refresh
         self.sent_at = float("-inf")  # the last event forwarded
         self.pending: bool | None = None  # a change waiting for the interval to end
+        self.note = False  # an internal note is being written: only note readers are told
 
 
 class Room:
@@ -70,8 +71,12 @@ class Room:
         self.online[user] = n
         return False
 
-    def typing_update(self, user: str, active: bool, now: float, ttl_s: float, interval_s: float) -> bool | None:
-        """Record a typing frame: the state to forward now, or None.
+    def typing_update(
+        self, user: str, active: bool, now: float, ttl_s: float, interval_s: float, note: bool = False
+    ) -> bool | None:
+        """Record a typing frame: the state to forward now, or None. Forward it (and
+        whatever `typing_due` hands out for the user) to note readers only while
+        `typing_note(user)`.
 
         At most one event per user and interval whatever `active` says, so
         alternating frames cannot flood the room: a change inside the interval
@@ -86,6 +91,7 @@ class Room:
             t = self.typing[user] = Typist()
         if active:
             t.deadline = now + ttl_s
+            t.note = note  # the others were told of the other kind first (`typing_switch`)
         if now - t.sent_at >= interval_s:
             if active or t.shown:  # a start, a refresh, or the stop of a shown indicator
                 return self._sent(t, active, now)
@@ -115,10 +121,27 @@ class Room:
                 del self.typing[user]
         return due
 
-    def typing_clear(self, user: str) -> bool:
-        """Forget a user's typing (they left); True if the others were shown it."""
+    def typing_switch(self, user: str, note: bool, now: float) -> bool:
+        """The user types the other kind (a note after text, or text after a note): if
+        the others were shown the old kind, it stops now (True: forward `active: false`
+        to the old kind's readers, `typing_note(user)`). The interval starts again, so
+        switching back and forth still forwards at most one event per interval."""
+        t = self.typing.get(user)
+        if t is None or t.note == note or not t.shown:
+            return False
+        self._sent(t, False, now)
+        return True
+
+    def typing_note(self, user: str) -> bool:
+        """Whether the user's typing is of a note (its events go to note readers only)."""
+        t = self.typing.get(user)
+        return t is not None and t.note
+
+    def typing_clear(self, user: str) -> bool | None:
+        """Forget a user's typing (they left): None if the others were not shown it,
+        else whether it was a note (the stop goes to note readers only)."""
         t = self.typing.pop(user, None)
-        return t is not None and t.shown
+        return t.note if t is not None and t.shown else None
 
     def empty(self) -> bool:
         return not self.members

@@ -290,6 +290,34 @@ async def test_files_are_attached_and_reach_the_other_side(server, open_chat, tm
     await buyer.screenshot("buyer-attachment.png")
 
 
+async def test_writing_a_note_is_not_shown_as_typing_to_the_buyer(server, open_chat):
+    """The rep sees Sam typing a note; the buyer's page is never told (it would learn
+    that notes are being written), and sees him typing once he writes to everyone."""
+    await put_order(server.base, "o-note-typing")
+    buyer_typing: list[dict] = []
+
+    def on_frame(raw) -> None:
+        frame = json.loads(raw)
+        if frame["type"] == "typing":
+            buyer_typing.append(frame)
+
+    async def watch_frames(ctx):
+        ctx.on("page", lambda page: page.on("websocket", lambda ws: ws.on("framereceived", on_frame)))
+
+    buyer = await open_chat(server.base, "o-note-typing", BEA, setup=watch_frames)
+    rep = await open_chat(server.base, "o-note-typing", RITA)
+    supplier = await open_chat(server.base, "o-note-typing", SAM)
+    await supplier.note_toggle.click()
+    await supplier.input.press_sequentially("hold the shipment until they pay")
+    await expect(rep.typing).to_have_text("Sam is typing…")
+    await supplier.input.fill("")  # gave the note up: the rep's indicator goes
+    await expect(rep.typing).to_be_hidden()
+    await supplier.note_toggle.click()  # a message to everyone now
+    await supplier.input.press_sequentially("Your order ships on Monday")
+    await expect(buyer.typing).to_have_text("Sam is typing…")
+    assert [f["active"] for f in buyer_typing] == [True]  # this one, nothing about the note before it
+
+
 async def test_buyer_never_sees_a_note(server, open_chat):
     await put_order(server.base, "o-notes")
     rita = await server.client("rita", "sales_rep", name="Rita Rep")

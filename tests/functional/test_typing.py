@@ -113,3 +113,40 @@ async def test_alternating_typing_flood_is_coalesced(server):
         await settled(c)
         assert [t["active"] for t in c.of_type("typing")] == [True, False]
     assert server.app[CHAT].hub.rooms["t1"].typing_due(now[0], 1.0) == []
+
+
+async def test_typing_a_note_is_told_to_note_readers_only(server):
+    """The buyer must not learn that a note is being written about the order: a
+    supplier typing a note shows to the rep, never to the buyer; switching to a
+    message stops the note's indicator and starts one everybody sees."""
+    buyer, supplier, rep = await _room(server)
+    await supplier.send({"type": "typing", "order": "t1", "active": True, "note": True})
+    t = await rep.expect("typing", order="t1", active=True)
+    assert t["user"]["id"] == "supplier1"
+    await supplier.send({"type": "typing", "order": "t1", "active": False})  # the note is done
+    await rep.expect("typing", order="t1", active=False)
+    await supplier.post("t1", "a sentinel for the buyer")
+    await buyer.expect("message", text="a sentinel for the buyer")  # everything before it has arrived
+    assert buyer.of_type("typing") == []
+    # a buyer types no notes
+    await buyer.send({"type": "typing", "order": "t1", "active": True, "note": True})
+    err = await buyer.expect("error", ref="t1")
+    assert err["code"] == "forbidden"
+    await settled(rep)
+    assert [x["user"]["id"] for x in rep.of_type("typing")] == ["supplier1", "supplier1"]
+
+
+@pytest.mark.single_only("the clock is injected into the in-process server")
+async def test_switching_from_a_note_to_a_message_while_typing(server):
+    buyer, supplier, rep = await _room(server)
+    chat = server.app[CHAT]
+    now = [1000.0]
+    chat.clock = lambda: now[0]
+    await supplier.send({"type": "typing", "order": "t1", "active": True, "note": True})
+    await rep.expect("typing", order="t1", active=True)
+    await supplier.send({"type": "typing", "order": "t1", "active": True})  # now a message everyone will see
+    await rep.expect("typing", order="t1", active=False)  # the note's indicator stops for those shown it
+    now[0] += 1.0 / server.cfg.limits.typing_per_s  # the interval is over: the sweeper starts the new one
+    await buyer.expect("typing", order="t1", active=True)
+    await rep.expect("typing", order="t1", active=True)
+    assert [x["active"] for x in buyer.of_type("typing")] == [True]

@@ -652,3 +652,22 @@ test('a token the server refuses for another reason than expiry is not called ex
   assert.match(events.error.at(-1).message, /token is not valid/);
   assert.doesNotMatch(events.error.at(-1).message, /expired/);
 });
+
+test('typing a note says so, and a switch between a note and a message is sent at once', async () => {
+  const { session, clock } = makeSession();
+  session.start();
+  const ws = await connect();
+  ws.receive(joined(0));
+  session.typing(true);
+  session.typing(true); // a refresh only after a while
+  session.typing(false); // a message now: the server must know at once
+  clock.advance(100);
+  session.typing(false);
+  session.stopTyping();
+  assert.deepEqual(ws.framesOf('typing'), [
+    { type: 'typing', order: ORDER, active: true, note: true },
+    { type: 'typing', order: ORDER, active: true },
+    { type: 'typing', order: ORDER, active: false },
+  ]);
+  session.destroy();
+});

@@ -71,9 +71,31 @@ def test_alternating_typing_is_one_event_per_interval_and_the_latest_wins():
     assert room.typing_due(now + 10, 1) == [] and room.typing == {}
 
 
-def test_typing_clear_says_whether_it_was_shown():
+def test_typing_clear_says_whether_it_was_shown_and_of_what():
     room = Room("o1")
-    assert room.typing_clear("u1") is False
+    assert room.typing_clear("u1") is None
     room.typing_update("u1", True, 1.0, 6, 1)
-    assert room.typing_clear("u1") is True
+    assert room.typing_clear("u1") is False  # shown, and not a note
+    room.typing_update("u1", True, 1.0, 6, 1, note=True)
+    assert room.typing_clear("u1") is True  # a note: the stop goes to note readers
     assert room.typing == {}
+
+
+def test_switching_between_a_note_and_text_stops_the_old_kind_and_keeps_the_interval():
+    room = Room("o1")
+    assert room.typing_update("u1", True, 10.0, 6, 1) is True and not room.typing_note("u1")  # text, to all
+    assert room.typing_switch("u1", True, 10.2) is True  # a note now: the text indicator stops for all
+    assert room.typing_update("u1", True, 10.2, 6, 1, note=True) is None  # the note's start waits for the interval
+    assert room.typing_note("u1")
+    assert room.typing_due(11.0, 1) == []
+    assert room.typing_due(11.3, 1) == [("u1", True)]  # to note readers (typing_note)
+    # back and forth inside one interval: the note shown stops once (at the first text frame),
+    # nothing else is forwarded until the interval is over, then the latest kind starts
+    switched = []
+    for i in range(101):
+        note = i % 2 == 1
+        switched.append(room.typing_switch("u1", note, 11.4))
+        room.typing_update("u1", True, 11.4, 6, 1, note=note)
+    assert switched == [True] + [False] * 100
+    assert room.typing_due(12.0, 1) == []
+    assert room.typing_due(12.5, 1) == [("u1", True)] and not room.typing_note("u1")
