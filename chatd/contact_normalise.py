@@ -143,7 +143,12 @@ def _base(text: str) -> Mapped:
     return Mapped("".join(out), org)
 
 
-_MIXED_TOKEN = re.compile(r"[^\W_]*[^\W\d_a-zA-Z][^\W_]*")
+# Words, then a test of each: one pattern for "a word with a letter of another script"
+# ([^\W_]*[^\W\d_a-zA-Z][^\W_]*) backtracks over every start in a long Latin word, a
+# cost that grows with the square of its length (a 16,000-letter word took 2 s).
+_WORD = re.compile(r"[^\W_]+")
+_OTHER_SCRIPT_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
+_LATIN_OR_DIGIT = re.compile(r"[a-zA-Z0-9]")
 
 
 def _unconfuse(view: Mapped) -> Mapped:
@@ -153,9 +158,11 @@ def _unconfuse(view: Mapped) -> Mapped:
 
     def fix(m: re.Match[str]) -> str:
         word: str = m.group()
-        return word.translate(_CONFUSABLES) if re.search(r"[a-zA-Z0-9]", word) else word
+        if word.isascii() or not _OTHER_SCRIPT_LETTER.search(word) or not _LATIN_OR_DIGIT.search(word):
+            return word
+        return word.translate(_CONFUSABLES)
 
-    return view.sub(_MIXED_TOKEN, fix)
+    return view.sub(_WORD, fix)
 
 
 # --- the digit view ---------------------------------------------------------------------
@@ -265,12 +272,14 @@ def digit_view(text: str) -> Mapped:
 
 # --- the letter view --------------------------------------------------------------------
 
+# `(?<!\s)`: a match starts where a run of white space does, as the leftmost match
+# would anyway; without it each space of a long run starts a scan of the rest.
 _DEFANG = [
     (re.compile(r"\bh(?:xx|\*\*|__)p(s?)(?=\s*[:\[(]|\b)", re.I), r"http\1"),
-    (re.compile(r"\s*[\[({<]\s*\.\s*[\])}>]\s*"), "."),
-    (re.compile(r"\s*[\[({<]\s*:\s*[\])}>]\s*"), ":"),
-    (re.compile(r"\s*[\[({<]\s*/\s*[\])}>]\s*"), "/"),
-    (re.compile(r"\s*[\[({<]\s*@\s*[\])}>]\s*"), "@"),
+    (re.compile(r"(?<!\s)\s*[\[({<]\s*\.\s*[\])}>]\s*"), "."),
+    (re.compile(r"(?<!\s)\s*[\[({<]\s*:\s*[\])}>]\s*"), ":"),
+    (re.compile(r"(?<!\s)\s*[\[({<]\s*/\s*[\])}>]\s*"), "/"),
+    (re.compile(r"(?<!\s)\s*[\[({<]\s*@\s*[\])}>]\s*"), "@"),
 ]
 # three or more single characters separated by single spaces: "j o h n", "h t t p s : / /"
 _SPACED = re.compile(r"(?<!\S)(?:\S ){2,}\S(?!\w)")

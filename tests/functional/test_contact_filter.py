@@ -518,3 +518,43 @@ async def test_default_config_blocks_on_a_real_server(tmp_path, aiohttp_server):
         assert (await buyer.post("CF-D", "Bank transfer ref 00123456789"))["type"] == "ack"
     finally:
         await buyer.close()
+
+
+# texts shaped to make a backtracking pattern try every start (before the fix they took
+# 0.3 to 2.7 s each to scan, on the event loop): words that NFKC makes 16,000 letters
+# long, long runs of white space before a bracket, long digit runs in a non-ASCII text
+SLOW_TO_SCAN = [
+    "🙂" + "㎉" * 3999,
+    "0" * 3999 + "🙂",
+    "\t" * 3999 + "(",
+    " " * 3999 + "[",
+    "\xa0" * 3999 + "{",
+    "\n" * 3999 + "<",
+]
+
+
+async def test_texts_made_to_be_slow_to_scan_do_not_stall_the_others(server):
+    """Ten connections of a buyer send the slowest such text three times each; a
+    supplier on another order pings once the first is answered, and is answered
+    within the usual wait (the old patterns held the loop some 2.7 s a text, so about
+    25 s before its turn came round); every text gets its answer."""
+    await server.order("o1")
+    await server.order("o2", buyer="buyer9", supplier="supplier9")
+    supplier = await server.client("supplier9", "supplier")
+    senders = [await server.client("buyer1", "buyer") for _ in range(10)]
+    for i, c in enumerate(senders):
+        for j in range(3):
+            await c.send({"type": "send", "order": "o1", "client_id": f"slow-{i}-{j}", "text": SLOW_TO_SCAN[0]})
+    await senders[0].expect("ack", client_id="slow-0-0")  # the server is at it now
+    await settled(supplier)  # the usual wait: TIMEOUT
+    for i, c in enumerate(senders):
+        await c.expect("ack", client_id=f"slow-{i}-2")  # answered in order: the others came before
+        assert [a["client_id"] for a in c.of_type("ack")] == [f"slow-{i}-{j}" for j in range(3)]
+
+
+def test_slow_to_scan_texts_are_scanned_as_before():
+    """The rewritten patterns (look-alike letters in a word, a bracketed dot after
+    spaces) find what the old ones did."""
+    assert all(cf.scan(text) == [] for text in SLOW_TO_SCAN)
+    assert [f.kind for f in cf.scan("mail: jo   [at]  shop  [.]  com")] == ["email"]
+    assert [f.kind for f in cf.scan("раypal.соm/jo")] == ["url"]  # Cyrillic look-alikes in a Latin word
