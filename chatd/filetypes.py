@@ -89,9 +89,32 @@ class TextCheck:
             self.ok = False
 
 
+# a central directory entry is 46 bytes and its name; an office document's names are short
+ZIP_MAX_DIRECTORY_BYTES_PER_ENTRY = 512
+
+
+def zip_directory_fits(path: Path) -> bool:
+    """The end record's entry count and directory size are within bounds, read before
+    ZipFile parses the directory (which it does by size, whatever the count says)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        end = f.tell()
+        f.seek(max(0, end - 65_557))  # the end record (22 bytes) and a comment of up to 64 KiB
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return False
+    on_disk, total, dir_size = struct.unpack_from("<HHI", tail, at + 8)
+    entries = max(on_disk, total)
+    return bool(entries <= ZIP_MAX_ENTRIES and dir_size <= max(entries, 1) * ZIP_MAX_DIRECTORY_BYTES_PER_ENTRY)
+
+
 def zip_type(path: Path) -> str | None:
-    """An OOXML or OpenDocument file without macros, or None."""
+    """An OOXML or OpenDocument file without macros, or None (also for any container
+    too big to open or too broken to read: not a document this allows)."""
     try:
+        if not zip_directory_fits(path):
+            return None
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
             if len(infos) > ZIP_MAX_ENTRIES:
@@ -110,7 +133,7 @@ def zip_type(path: Path) -> str | None:
                     kind = f.read(100).decode("ascii", "replace").strip()
                 if kind.startswith("application/vnd.oasis.opendocument.") and "template" not in kind:
                     return kind
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, RuntimeError, NotImplementedError):
+    except Exception:  # noqa: BLE001 - zipfile raises what its decompressors do (zlib.error, EOFError, ...)
         return None
     return None
 
@@ -119,7 +142,7 @@ def ole_type(path: Path) -> str | None:
     """A legacy Word, Excel or PowerPoint file (by its stream names) without macros, or None."""
     try:
         names = _ole_names(path)
-    except (OSError, ValueError, struct.error):
+    except (OSError, ValueError, struct.error, IndexError):
         return None
     if names & OLE_MACROS:
         return None
@@ -143,6 +166,9 @@ def _ole_names(path: Path) -> set[str]:
         first_difat, n_difat = struct.unpack_from("<II", header, 0x44)
         difat = list(struct.unpack_from("<109I", header, 0x4C))
         per = size // 4
+        f.seek(0, 2)
+        if n_fat > 4096 or n_fat * size > f.tell():
+            raise ValueError("more FAT than file")
 
         def sector(n: int) -> bytes:
             f.seek((n + 1) * size)
@@ -152,16 +178,23 @@ def _ole_names(path: Path) -> set[str]:
             return data
 
         nxt, hops = first_difat, 0
-        while nxt < 0xFFFFFFFA and hops < n_difat and hops < 1000:
+        while nxt < 0xFFFFFFFA and hops < n_difat and hops < 1000 and len(difat) < n_fat + 109:
             entries = struct.unpack(f"<{per}I", sector(nxt))
             difat.extend(entries[:-1])
             nxt, hops = entries[-1], hops + 1
         fat_sectors = [s for s in difat if s < 0xFFFFFFFA][:n_fat]
-        if len(fat_sectors) > 4096:
-            raise ValueError("too large")
-        fat: list[int] = []
-        for s in fat_sectors:
-            fat.extend(struct.unpack(f"<{per}I", sector(s)))
+
+        def fat(n: int) -> int:
+            """The FAT entry of sector n, read from where it is: the directory's chain
+            needs a few, and the whole FAT of a crafted file can be millions."""
+            if n // per >= len(fat_sectors):
+                return 0xFFFFFFFE
+            f.seek((fat_sectors[n // per] + 1) * size + (n % per) * 4)
+            entry = f.read(4)
+            if len(entry) < 4:
+                raise ValueError("truncated")
+            return int(struct.unpack("<I", entry)[0])
+
         names: set[str] = set()
         cur, seen = first_dir, 0
         while cur < 0xFFFFFFFA and seen < 1000:
@@ -171,7 +204,7 @@ def _ole_names(path: Path) -> set[str]:
                 kind = data[off + 66]
                 if kind in (1, 2, 5) and 2 <= n_len <= 64:
                     names.add(data[off : off + n_len - 2].decode("utf-16-le", "replace").lower())
-            cur = fat[cur] if cur < len(fat) else 0xFFFFFFFE
+            cur = fat(cur)
             seen += 1
         return names
 

@@ -44,9 +44,12 @@ class Detached(web.StreamResponse):
 
 async def check(request: web.Request) -> None:
     """Raise aiohttp's own HTTPBadRequest unless `request` is a WebSocket upgrade it would accept."""
-    if not web.WebSocketResponse(compress=False).can_prepare(request):
-        await web.WebSocketResponse(compress=False).prepare(request)  # raises, with its message
-        raise web.HTTPBadRequest(text="not a WebSocket upgrade")  # not reached
+    try:
+        if not web.WebSocketResponse(compress=False).can_prepare(request):
+            await web.WebSocketResponse(compress=False).prepare(request)  # raises, with its message
+            raise web.HTTPBadRequest(text="not a WebSocket upgrade")  # not reached
+    except ValueError:  # aiohttp's base64 decoding of a key that is not ASCII
+        raise web.HTTPBadRequest(text="Sec-WebSocket-Key is not a base64 value") from None
 
 
 def take(request: web.Request, make: Callable[[asyncio.Transport], S]) -> S:

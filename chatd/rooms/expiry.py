@@ -37,7 +37,8 @@ class Expiries:
         self._expired = expired  # called once per connection, at its token's `exp`
         self._wall_clock = wall_clock
         self._groups: dict[int, Group] = {}
-        self._due: list[int] = []  # heap of group keys (one may be stale: its group emptied)
+        self._due: list[int] = []  # heap of group keys, each once (one may be stale: its group emptied)
+        self._queued: set[int] = set()  # the keys in `_due`
         self._timer: asyncio.TimerHandle | None = None
         self._timer_key: int | None = None
 
@@ -48,7 +49,9 @@ class Expiries:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(key)
-            heapq.heappush(self._due, key)
+            if key not in self._queued:  # a refresh to the same `exp` empties and makes its group again
+                self._queued.add(key)
+                heapq.heappush(self._due, key)
             if self._timer_key is None or key < self._timer_key:
                 self._schedule()
         group.add(conn)
@@ -79,7 +82,9 @@ class Expiries:
         first = True
         while self._due and (first or self._due[0] <= now):
             first = False
-            group = self._groups.pop(heapq.heappop(self._due), None)
+            key = heapq.heappop(self._due)
+            self._queued.discard(key)
+            group = self._groups.pop(key, None)
             for conn in list(group or ()):
                 conn.expiry = None
                 self._expired(conn)

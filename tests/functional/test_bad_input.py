@@ -183,6 +183,16 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
     return b"--" + b + b"\r\n" + header + b"\r\n\r\nhello\r\n--" + b + b"--\r\n"
 
 
+def _nested_parts(depth: int) -> bytes:
+    """Parts inside parts, `depth` deep, before any `file` part."""
+    lines = []
+    for i in range(depth):
+        lines += [f"--b{i}", f"Content-Type: multipart/mixed; boundary=b{i + 1}", ""]
+    lines += [f"--b{depth}", 'Content-Disposition: form-data; name="x"', "", "data"]
+    lines += [f"--b{i}--" for i in range(depth, -1, -1)]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
 @pytest.mark.parametrize(
     "content_type, body",
     [
@@ -199,6 +209,7 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
         ("multipart/mixed; boundary=xyz", _part("xyz", b"Content-Type: multipart/mixed")),
         ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
         ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
+        ("multipart/form-data; boundary=b0", _nested_parts(1200)),
     ],
     ids=[
         "no-boundary",
@@ -211,6 +222,7 @@ def _part(boundary: str, header: bytes = b'Content-Disposition: form-data; name=
         "nested-no-boundary",
         "unclosed-quote",
         "truncated-headers",
+        "nested-1200-deep",
     ],
 )
 async def test_malformed_multipart_gets_400(server, content_type, body, tracebacks):
@@ -411,4 +423,17 @@ async def test_rest_nul_in_a_persons_avatar_url_or_email_gets_400(server, path, 
     assert st == 400 and answer["error"]["code"] == "bad_request", (st, answer)
     st, order = await server.api("GET", "/api/v1/orders/o1")
     assert b"\\u0000" not in msgspec.json.encode(order), order  # nothing was stored
+    assert not tracebacks()
+
+
+async def test_a_websocket_key_that_is_not_ascii_gets_400(server, tracebacks):
+    host, port = server.base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: \xff\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    status = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 400"), status
     assert not tracebacks()

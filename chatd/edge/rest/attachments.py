@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
-from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader, MultipartReader
 
 from chatd import metrics
 from chatd.attachments import content_disposition
@@ -75,6 +75,8 @@ async def _file_part(request: web.Request) -> BodyPartReader | None:
             return None
         if getattr(candidate, "name", None) == "file" and isinstance(candidate, BodyPartReader):
             return candidate
+        if isinstance(candidate, MultipartReader):  # released recursively by aiohttp: 1,000 deep overflows
+            raise ValueError("a part that is itself multipart (an upload has none)")
         await candidate.release()
 
 

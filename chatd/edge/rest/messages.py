@@ -42,9 +42,12 @@ async def get_messages(request: web.Request) -> web.StreamResponse:
         chunks = await chat.export(who, order_id)  # access is checked here, before the response starts
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
-        async for chunk in chunks:  # and again before each chunk: the chunks end where access does
-            await resp.write(b"".join(encode(m) + b"\n" for m in chunk))
-        await resp.write_eof()
+        try:
+            async for chunk in chunks:  # and again before each chunk: the chunks end where access does
+                await resp.write(b"".join(encode(m) + b"\n" for m in chunk))
+            await resp.write_eof()
+        except ConnectionError:  # the reader went away mid-export: nobody to answer, nothing to log
+            pass
         return resp
     page = await chat.messages_page(
         who, order_id, int_param(request, "before"), int_param(request, "after"), int_param(request, "limit")

@@ -45,3 +45,19 @@ async def test_disarm_and_rearm():
     assert fired == []
     await asyncio.sleep(0.25)
     assert fired == ["refreshed"]
+
+
+async def test_refreshing_to_the_same_exp_keeps_one_entry():
+    """A client may send the same `auth` again and again (it is not rate-limited): each
+    refresh empties the group and makes it again; the heap must not grow with them."""
+    fired: list[str] = []
+    exp = Expiries(lambda c: fired.append(c.user), time.time)
+    a = conn("a", time.time() + 3600)
+    for _ in range(1000):
+        exp.arm(a)
+    assert len(exp._groups) == 1 and exp._due == [next(iter(exp._groups))]
+    b = conn("b", time.time() + 0.05)  # an earlier one still fires, and the heap empties as keys fire
+    exp.arm(b)
+    exp.disarm(a)
+    await asyncio.sleep(0.2)
+    assert fired == ["b"] and exp._groups == {}
