@@ -54,10 +54,15 @@ var ChatdDom = (function () {
     var dayThisYear = new Intl.DateTimeFormat(locale, { weekday: 'long', day: 'numeric', month: 'long' });
     var dayOtherYear = new Intl.DateTimeFormat(locale, { day: 'numeric', month: 'long', year: 'numeric' });
     var short = new Intl.DateTimeFormat(locale, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+    var shortOtherYear = new Intl.DateTimeFormat(locale, { day: 'numeric', month: 'short', year: 'numeric' });
     return {
       time: function (ts) { return time.format(new Date(ts)); },
       full: function (ts) { return full.format(new Date(ts)); },
-      short: function (ts) { return short.format(new Date(ts)); },
+      // another year's date says its year (a two-year-old dispute must not look three days old)
+      short: function (ts) {
+        var d = new Date(ts);
+        return (d.getFullYear() === new Date().getFullYear() ? short : shortOtherYear).format(d);
+      },
       day: function (ts) {
         var d = new Date(ts), now = new Date();
         var yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
