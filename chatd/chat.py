@@ -464,8 +464,7 @@ class Chat:
         for _ in range(3):
             member, first = self.hub.join(conn, order_id, permissions.sees_notes(role), role)
             await self.relay.load_room(order_id)  # presence elsewhere; no wait in-process
-            order = await self.store.get_order(order_id)
-            now = order and permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+            order, now = await self._order_role_now(ident, order_id)
             if order is not None and now == role:
                 return order, role, member, first
             self.hub.leave(conn, order_id)
@@ -833,10 +832,14 @@ class Chat:
 
     async def _role_now(self, ident: Identity, order_id: str) -> str | None:
         """The identity's role on the order as stored now (None: no access)."""
+        return (await self._order_role_now(ident, order_id))[1]
+
+    async def _order_role_now(self, ident: Identity, order_id: str) -> tuple[OrderRecord | None, str | None]:
+        """The order as stored now and the identity's role on it (None: no such order, no access)."""
         order = await self.store.get_order(order_id)
         if order is None:
-            return None
-        return permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
+            return None, None
+        return order, permissions.order_role(ident.id, ident.role, ident.orders, order_id, order.slots)
 
     async def _sweep_typing(self) -> None:
         """Send typing changes held back to the end of their interval, and

@@ -225,10 +225,8 @@ class Attention(StoreMixin):
             if posted is None:
                 return await self._duplicate(db, order_id, actor.id, client_id)
             if had:  # asking moved the asker's marker past what they had not read
-                total, hidden = (
-                    await self._total(db, actor.id),
-                    await self._hidden(db, actor.id),
-                )  # side markers: not theirs
+                total = await self._total(db, actor.id)
+                hidden = await self._hidden(db, actor.id)  # side markers: not theirs here
                 posted.unread.append(UnreadChange(actor.id, 0, total, hidden=hidden))
             return posted
 
