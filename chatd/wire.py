@@ -221,6 +221,7 @@ class DisputeState(Struct):
     reason: str | None
     by: str
     ts: int
+    by_name: str  # the name `by` had then: a staff opener is no participant a client could look up
 
 
 class Participant(Struct):

@@ -18,7 +18,7 @@
  * @typedef {{id: string, name: string, role: string}} User
  * @typedef {{id: string, name: string, role: string, online: boolean, avatar_url?: string | null}} Person
  * @typedef {{id: string, name: string, mime?: string, size?: number}} AttachmentRef
- * @typedef {{open?: boolean, reason?: string | null, by?: string, ts?: number}} Dispute
+ * @typedef {{open?: boolean, reason?: string | null, by?: string, by_name?: string, ts?: number}} Dispute
  * A status this user may move the order to (its workflow's label and tone).
  * @typedef {{status: string, label: string, tone: string}} NextStatus
  * The buyer waits for the supplier side since their message `seq` (supplier side, staff, bots only).

@@ -831,7 +831,7 @@
       }
       text.appendChild(title);
       text.appendChild(el('div', 'chatd-dispute-meta',
-        'Opened by ' + this.session.nameOf(d.by) + (d.ts ? ' · ' + this.fmt.short(d.ts) : '')));
+        'Opened by ' + (d.by_name || this.session.nameOf(d.by)) + (d.ts ? ' · ' + this.fmt.short(d.ts) : '')));
       box.appendChild(text);
     }
 

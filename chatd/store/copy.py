@@ -97,6 +97,7 @@ _ORDER_COLS = (
     "help_by",
     "help_ts",
     "help_seq",
+    "dispute_by_name",
 )
 _MARKER_COLS = ("order_id", "user_id", "sees_notes", "read_seq", "unread", "last_seq", "activity_ts", "side")
 _ATTACHMENT_COLS = ("id", "order_id", "uploader_id", "name", "mime", "size", "sha256", "created_ts")

@@ -17,7 +17,8 @@ from chatd.wire import AttachmentRef, DisputeState, Message, UserRef
 ORDER_COLS = (
     "id, status, buyer_id, buyer_name, supplier_id, supplier_name, rep_id, rep_name, "
     "dispute_open, dispute_reason, dispute_by, dispute_ts, last_seq, last_ts, created_ts, workflow, closes_at, "
-    "awaiting_seq, awaiting_since, sla_escalated, buyer_avatar, supplier_avatar, rep_avatar, help_by, help_ts, help_seq"
+    "awaiting_seq, awaiting_since, sla_escalated, buyer_avatar, supplier_avatar, rep_avatar, "
+    "help_by, help_ts, help_seq, dispute_by_name"
 )
 MSG_COLS = "seq, ts, kind, sender_id, sender_name, sender_role, client_id, text, status, attachments, forced"
 _attachments_decoder = msgspec.json.Decoder(list[AttachmentRef])
@@ -30,7 +31,7 @@ def now_ms() -> int:
 def order_from_row(row: Sequence[Any]) -> OrderRecord:
     dispute = None
     if row[11] is not None:
-        dispute = DisputeState(open=bool(row[8]), reason=row[9], by=row[10], ts=row[11])
+        dispute = DisputeState(open=bool(row[8]), reason=row[9], by=row[10], ts=row[11], by_name=row[26] or row[10])
     return OrderRecord(
         id=row[0],
         status=row[1],

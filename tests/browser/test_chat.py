@@ -471,6 +471,26 @@ async def test_status_and_dispute_are_shown_apart(server, open_chat):
     await expect(banner).to_be_hidden()
 
 
+async def test_a_dispute_staff_opened_names_them_with_its_message_out_of_the_page(server, open_chat):
+    """A staff member is no participant: the banner has their name from the order's
+    dispute, not from a message the widget may not have loaded."""
+    await put_order(server.base, "o-staff-dispute")
+    staff = await server.client("op1", "staff", name="Olga Operator")
+    await staff.send(
+        {"type": "dispute", "order": "o-staff-dispute", "action": "open", "client_id": "d-1", "reason": "Wrong item"}
+    )
+    assert (await staff.expect("ack", client_id="d-1"))["seq"] == 1
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(60):  # more than the first page: the dispute message is not loaded
+        assert (await bot.post("o-staff-dispute", f"Update {i}"))["type"] == "ack"
+    status, _ = await api(server.base, "POST", "/api/v1/orders/o-staff-dispute/read", {"user": "bea", "seq": 61})
+    assert status == 200  # read: the widget opens on the newest page, not on the first unread
+    buyer = await open_chat(server.base, "o-staff-dispute", BEA)
+    await expect(buyer.message("Update 59")).to_be_visible()
+    await expect(buyer.page.locator(".chatd-event--dispute")).to_have_count(0)
+    await expect(buyer.page.locator(".chatd-dispute")).to_contain_text("Opened by Olga Operator")
+
+
 async def test_no_access_and_expired_token_end_the_chat_plainly(server, open_chat):
     await put_order(server.base, "o-closed")
     outsider = await open_chat(server.base, "o-closed", token("mallory", "buyer", "Mallory"), wait_online=False)

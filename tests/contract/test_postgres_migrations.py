@@ -11,7 +11,17 @@ asyncpg = pytest.importorskip("asyncpg")
 
 from chatd.store.postgres import migrations  # noqa: E402
 from tests.support.postgres_server import new_database  # noqa: E402
-from tests.support.trigger_cases import COUNTERS, POSTS, SETUP, SIDE_CHANGES, SIDE_MARKERS, SIDE_SUMS  # noqa: E402
+from tests.support.trigger_cases import (  # noqa: E402
+    COUNTERS,
+    DISPUTE_NAMED,
+    DISPUTE_NAMES,
+    DISPUTES,
+    POSTS,
+    SETUP,
+    SIDE_CHANGES,
+    SIDE_MARKERS,
+    SIDE_SUMS,
+)
 
 MERGED_TRIGGERS = 9  # the migration that made one message trigger of two
 
@@ -97,5 +107,18 @@ async def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_si
         rows = [tuple(r) for r in await conn.fetch(SIDE_SUMS)]
         assert [r[:2] for r in rows if r[1]] == [("bt", 4)], rows  # x9's 4 on o1 gone with its marker
         assert all(r[1] == r[2] for r in rows), rows
+    finally:
+        await conn.close()
+
+
+DISPUTE_NAME = 11  # the migration that keeps the name of a dispute's opener beside their id
+
+
+async def test_a_dispute_from_before_its_openers_name_was_kept_takes_the_name_of_its_message():
+    conn = await _at_version(DISPUTE_NAME - 1)
+    try:
+        await conn.execute(SETUP + DISPUTES)
+        assert await migrations.migrate(conn) == len(migrations.MIGRATIONS)
+        assert [tuple(r) for r in await conn.fetch(DISPUTE_NAMES)] == DISPUTE_NAMED
     finally:
         await conn.close()

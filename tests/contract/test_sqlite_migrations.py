@@ -9,10 +9,21 @@ import sqlite3
 from pathlib import Path
 
 from chatd.store.sqlite import migrations
-from tests.support.trigger_cases import COUNTERS, POSTS, SETUP, SIDE_CHANGES, SIDE_MARKERS, SIDE_SUMS
+from tests.support.trigger_cases import (
+    COUNTERS,
+    DISPUTE_NAMED,
+    DISPUTE_NAMES,
+    DISPUTES,
+    POSTS,
+    SETUP,
+    SIDE_CHANGES,
+    SIDE_MARKERS,
+    SIDE_SUMS,
+)
 
 ONE_TRIGGER = 14  # the migration that made one message trigger of three
 SIDE_TOTALS = 15  # the migration that keeps each user's side-marker unread beside their total
+DISPUTE_NAME = 16  # the migration that keeps the name of a dispute's opener beside their id
 
 
 def _at_version(path: Path, version: int) -> sqlite3.Connection:
@@ -90,5 +101,15 @@ def test_the_side_unread_kept_beside_each_total_is_the_sum_of_the_users_side_mar
         rows = db.execute(SIDE_SUMS).fetchall()
         assert [r[:2] for r in rows if r[1]] == [("bt", 4)], rows
         assert all(r[1] == r[2] for r in rows), rows
+    finally:
+        db.close()
+
+
+def test_a_dispute_from_before_its_openers_name_was_kept_takes_the_name_of_its_message(tmp_path: Path) -> None:
+    db = _at_version(tmp_path / "chatd.db", DISPUTE_NAME - 1)
+    try:
+        db.executescript(SETUP + DISPUTES)
+        assert migrations.migrate(db) == len(migrations.MIGRATIONS)
+        assert db.execute(DISPUTE_NAMES).fetchall() == DISPUTE_NAMED
     finally:
         db.close()

@@ -53,3 +53,20 @@ SIDE_CHANGES = [
     "VALUES ('o1', 99, 500, 'text', 'b1', 'B', 'buyer', 'hi')",
     "DELETE FROM read_markers WHERE user_id = 'x9' AND order_id = 'o1'",
 ]
+
+# Disputes before their opener's name was kept (PostgreSQL's migration 11, SQLite's
+# 16), run after SETUP: o1's opened by staff member x9 then closed by the buyer, o2's
+# opened by the buyer; the name each order takes is its latest dispute message's sender's.
+DISPUTES = """
+INSERT INTO messages (order_id, seq, ts, kind, sender_id, sender_name, sender_role, text) VALUES
+('o1', 1, 10, 'dispute', 'x9', 'Sam Staff', 'staff', 'Dispute opened'),
+('o1', 2, 11, 'text', 'b1', 'B', 'buyer', 'hi'),
+('o1', 3, 12, 'dispute', 'b1', 'Bea Buyer', 'buyer', 'Dispute closed'),
+('o2', 1, 13, 'dispute', 'x9', 'Sam Staff', 'staff', 'Dispute opened');
+UPDATE orders SET dispute_open = 0, dispute_by = 'b1', dispute_ts = 12 WHERE id = 'o1';
+UPDATE orders SET dispute_open = 1, dispute_by = 'x9', dispute_ts = 13 WHERE id = 'o2';
+INSERT INTO orders (id, status, buyer_id, buyer_name, supplier_id, supplier_name, created_ts)
+VALUES ('o3', 'new', 'b1', 'B', 's1', 'S', 1);
+"""
+DISPUTE_NAMES = "SELECT id, dispute_by_name FROM orders ORDER BY id"
+DISPUTE_NAMED = [("o1", "Bea Buyer"), ("o2", "Sam Staff"), ("o3", None)]

@@ -40,7 +40,10 @@ def test_a_status_change_tells_the_buyer_at_once_and_the_rest_later():
 
 def test_a_dispute_tells_everyone_and_staff_at_once():
     order = OrderRecord(
-        **{**{f: getattr(ORDER, f) for f in ORDER.__struct_fields__}, "dispute": DisputeState(True, None, "b", 1)}
+        **{
+            **{f: getattr(ORDER, f) for f in ORDER.__struct_fields__},
+            "dispute": DisputeState(True, None, "b", 1, "Bea"),
+        }
     )
     got = plan(msg("dispute", "b", "buyer"), order=order)
     assert got == {

@@ -14,7 +14,7 @@ ROLES = ("buyer", "supplier", "sales_rep", "staff", "bot")
 
 
 def order(status: str, closes_at: int | None = None, dispute_open: bool | None = None) -> OrderRecord:
-    dispute = None if dispute_open is None else DisputeState(dispute_open, "late", "b", 1)
+    dispute = None if dispute_open is None else DisputeState(dispute_open, "late", "b", 1, "Bea")
     return OrderRecord(
         "o1", status, Person("b", "B"), Person("s", "S"), None, dispute, 0, 0, 0, workflow="retail", closes_at=closes_at
     )

@@ -295,7 +295,7 @@ class Messages(StoreMixin):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
                 if current and current.open:
                     raise Conflict("a dispute is already open", ref=client_id)
-                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
+                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts, by_name=actor.name)
                 text = f"Dispute opened: {reason}" if reason else "Dispute opened"
                 await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             else:
@@ -303,16 +303,19 @@ class Messages(StoreMixin):
                     raise Conflict("no dispute is open", ref=client_id)
                 if not permissions.may_close_dispute(role, actor.id, current.by):
                     raise Forbidden("only staff or whoever opened it can close a dispute", ref=client_id)
-                order.dispute = DisputeState(open=False, reason=reason or current.reason, by=actor.id, ts=ts)
+                order.dispute = DisputeState(
+                    open=False, reason=reason or current.reason, by=actor.id, ts=ts, by_name=actor.name
+                )
                 text = f"Dispute closed: {reason}" if reason else "Dispute closed"
             d = order.dispute
             await db.execute(
-                "UPDATE orders SET dispute_open = $1, dispute_reason = $2, dispute_by = $3, dispute_ts = $4 "
-                "WHERE id = $5",
+                "UPDATE orders SET dispute_open = $1, dispute_reason = $2, dispute_by = $3, dispute_ts = $4, "
+                "dispute_by_name = $5 WHERE id = $6",
                 int(d.open),
                 d.reason,
                 d.by,
                 d.ts,
+                d.by_name,
                 order_id,
             )
             posted = await self._insert(

@@ -343,6 +343,15 @@ MIGRATIONS: list[str] = [
         RETURN NULL;
     END $$;
     """,
+    # 11: the name of who opened (or closed) the dispute, beside their id, as SQLite's
+    # migration 16: a staff member is no participant a client could look the id up in.
+    """
+    ALTER TABLE orders ADD COLUMN dispute_by_name TEXT;
+    UPDATE orders o SET dispute_by_name = (
+        SELECT m.sender_name FROM messages m WHERE m.order_id = o.id AND m.kind = 'dispute'
+         ORDER BY m.seq DESC LIMIT 1)
+     WHERE o.dispute_ts IS NOT NULL;
+    """,
 ]
 
 

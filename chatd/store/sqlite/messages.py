@@ -249,7 +249,7 @@ class Messages(StoreMixin):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
                 if current and current.open:
                     raise Conflict("a dispute is already open", ref=client_id)
-                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts)
+                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts, by_name=actor.name)
                 text = f"Dispute opened: {reason}" if reason else "Dispute opened"
                 staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             else:
@@ -257,12 +257,15 @@ class Messages(StoreMixin):
                     raise Conflict("no dispute is open", ref=client_id)
                 if not permissions.may_close_dispute(role, actor.id, current.by):
                     raise Forbidden("only staff or whoever opened it can close a dispute", ref=client_id)
-                order.dispute = DisputeState(open=False, reason=reason or current.reason, by=actor.id, ts=ts)
+                order.dispute = DisputeState(
+                    open=False, reason=reason or current.reason, by=actor.id, ts=ts, by_name=actor.name
+                )
                 text = f"Dispute closed: {reason}" if reason else "Dispute closed"
             d = order.dispute
             db.execute(
-                "UPDATE orders SET dispute_open = ?, dispute_reason = ?, dispute_by = ?, dispute_ts = ? WHERE id = ?",
-                (int(d.open), d.reason, d.by, d.ts, order_id),
+                "UPDATE orders SET dispute_open = ?, dispute_reason = ?, dispute_by = ?, dispute_ts = ?, "
+                "dispute_by_name = ? WHERE id = ?",
+                (int(d.open), d.reason, d.by, d.ts, d.by_name, order_id),
             )
             posted = self._insert(
                 db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present, moved=True

@@ -428,6 +428,16 @@ MIGRATIONS: list[str] = [
          WHERE user_id = OLD.user_id;
     END;
     """,
+    # 16: the name of who opened (or closed) the dispute, beside their id: a staff
+    # member is no participant, so a client that has not loaded the dispute message
+    # had only the id to show. Earlier disputes take the name their message carries.
+    """
+    ALTER TABLE orders ADD COLUMN dispute_by_name TEXT;
+    UPDATE orders SET dispute_by_name = (
+        SELECT m.sender_name FROM messages m WHERE m.order_id = orders.id AND m.kind = 'dispute'
+         ORDER BY m.seq DESC LIMIT 1)
+     WHERE dispute_ts IS NOT NULL;
+    """,
 ]
 
 
