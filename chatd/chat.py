@@ -979,14 +979,17 @@ class Chat:
             raise BadRequest("limit must be at least 1")
         return min(limit, self.limits.history_max)
 
-    async def inbox(self, conn: Conn, limit: int | None, cursor: str | None) -> InboxPage:
+    async def inbox(
+        self, conn: Conn, limit: int | None, cursor: str | None, only: list[str] | None = None
+    ) -> InboxPage:
+        """A page of the user's inbox; with `only`, of those of their orders alone."""
         conn.inbox = True
         if limit is None:
-            limit = 50
+            limit = len(only) if only else 50
         if limit < 1:
             raise BadRequest("limit must be at least 1")
         ident = conn.ident
-        entries, total, next_cursor = await self.store.inbox(ident, min(limit, self.limits.inbox_max), cursor)
+        entries, total, next_cursor = await self.store.inbox(ident, min(limit, self.limits.inbox_max), cursor, only)
         orders = await self.store.orders([e[0] for e in entries]) if entries else {}
         page = []
         for e in entries:  # the reply clock, for those who may see it on that order (never a buyer)
@@ -994,7 +997,7 @@ class Chat:
             role = order and permissions.order_role(ident.id, ident.role, ident.orders, order.id, order.slots)
             waiting = order.waiting if order and role and permissions.sees_notes(role) else None
             page.append(InboxEntry(*e, awaiting_reply=responses.awaiting(waiting, self.reply_within_ms)))
-        return InboxPage(page, total, next_cursor)
+        return InboxPage(page, total, next_cursor, only)
 
 
 def to_builtins(obj: object) -> object:

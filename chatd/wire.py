@@ -25,6 +25,7 @@ CLIENT_ID_CHARS = 128
 STATUS_CHARS = 64
 TOKEN_CHARS = 8192
 CURSOR_CHARS = 256  # inbox: "<ms>:<order id>"
+INBOX_ONLY = 200  # inbox: the most order ids one `only` names
 ATTACHMENT_ID_CHARS = 64
 ATTACHMENTS_PER_FRAME = 100
 
@@ -88,6 +89,7 @@ class History(Struct, tag="history"):
 class Inbox(Struct, tag="inbox"):
     limit: Limit | None = None
     cursor: Cursor | None = None
+    only: Annotated[list[Id], Meta(max_length=INBOX_ONLY)] | None = None  # just these orders (a page's badges)
 
 
 class SetStatus(Struct, tag="set_status"):
@@ -376,10 +378,11 @@ class InboxEntry(Struct, omit_defaults=True):
     awaiting_reply: AwaitingReply | None = None  # the supplier side, staff and bots: the buyer waits
 
 
-class InboxPage(Struct, tag="inbox"):
+class InboxPage(Struct, tag="inbox", omit_defaults=True):
     orders: list[InboxEntry]
     total_unread: int
     next_cursor: str | None
+    only: list[str] | None = None  # the request's `only`, echoed: this page is of those orders, not the inbox
 
 
 class Notify(Struct, tag="notify"):

@@ -26,6 +26,7 @@
 
   var el = D.el, icon = D.icon;
   var INBOX_LIMIT = 100;
+  var INBOX_ONLY = 200; // the most orders one `inbox` with `only` may name
   var BELL_ITEMS = 8;
   var BACKOFF_BASE_MS = 500;
   var BACKOFF_CAP_MS = 15000;
@@ -79,6 +80,32 @@
       this.watchingReplies = 0;
       /** @type {any} */
       this.refreshTimer = null;
+      /** @type {Map<string, number>} the orders badges show, and how many badges show each */
+      this.wanted = new Map();
+      /** the last inbox page left orders out: a badge's order may be among them */
+      this.more = false;
+    }
+
+    /** A badge shows this order: its count must be known even beyond the inbox's first page.
+     * @param {string} order @returns {() => void} the release */
+    want(order) {
+      var self = this;
+      this.wanted.set(order, (this.wanted.get(order) || 0) + 1);
+      this._askMissing();
+      return function () {
+        var n = (self.wanted.get(order) || 1) - 1;
+        if (n) self.wanted.set(order, n); else self.wanted.delete(order);
+      };
+    }
+
+    /** Ask for the wanted orders the inbox page left out (the answer echoes `only`). */
+    _askMissing() {
+      if (!this.loaded || !this.more || !this.ws || this.ws.readyState !== 1) return;
+      var self = this;
+      var missing = Array.from(this.wanted.keys()).filter(function (o) { return !self.entries.has(o); });
+      for (var i = 0; i < missing.length; i += INBOX_ONLY) {
+        this.ws.send(JSON.stringify({ type: 'inbox', only: missing.slice(i, i + INBOX_ONLY) }));
+      }
     }
 
     /** Ask for the inbox again, at most once a second (the reply clock has no live frame here). */
@@ -200,7 +227,8 @@
 
     /** @param {Record<string, any>} f */
     _onInbox(f) {
-      var entries = new Map();
+      var only = Array.isArray(f.only); // the answer to _askMissing: entries to add, not the inbox
+      var entries = only ? this.entries : new Map();
       (Array.isArray(f.orders) ? f.orders : []).forEach(function (/** @type {any} */ o) {
         if (!o || typeof o.order !== 'string') return;
         entries.set(o.order, {
@@ -212,8 +240,9 @@
       });
       this.entries = entries;
       this.total = f.total_unread | 0;
-      this.loaded = true;
+      if (!only) { this.more = !!f.next_cursor; this.loaded = true; }
       this._changed();
+      if (!only) this._askMissing();
     }
 
     /** @param {Record<string, any>} f */
@@ -320,6 +349,7 @@
     var wrapB = el('span', 'chatd-c');
     wrapB.appendChild(b);
     sh.root.appendChild(wrapB);
+    var unwant = feed.want(order);
     var release = feed.use(function () {
       var e = feed.entries.get(order), n = e ? e.unread : 0;
       host.setAttribute('data-unread', String(n));
@@ -328,7 +358,7 @@
       b.setAttribute('aria-label', n + ' unread message' + (n === 1 ? '' : 's'));
       b.setAttribute('role', 'status');
     });
-    return { destroy: function () { release(); sh.box.remove(); host.removeAttribute('data-unread'); } };
+    return { destroy: function () { unwant(); release(); sh.box.remove(); host.removeAttribute('data-unread'); } };
   }
 
   // --- bell ---------------------------------------------------------------------

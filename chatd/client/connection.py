@@ -293,11 +293,13 @@ class Client:
     ) -> wire.HistoryPage:
         return cast(wire.HistoryPage, await self._request(wire.History(order, before, after, limit), HISTORY))
 
-    async def inbox(self, limit: int | None = None, cursor: str | None = None) -> wire.InboxPage:
-        """The user's orders; also subscribes this client to `Notify` events
-        (kept across reconnects)."""
+    async def inbox(
+        self, limit: int | None = None, cursor: str | None = None, only: list[str] | None = None
+    ) -> wire.InboxPage:
+        """The user's orders (with `only`, those of them alone); also subscribes this
+        client to `Notify` events (kept across reconnects)."""
         self._inbox = True
-        return cast(wire.InboxPage, await self._request(wire.Inbox(limit, cursor), INBOX))
+        return cast(wire.InboxPage, await self._request(wire.Inbox(limit, cursor, only), INBOX))
 
     async def ping(self) -> None:
         """Round trip: every request made before it has been handled."""

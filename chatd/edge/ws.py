@@ -251,7 +251,7 @@ async def _dispatch(chat: Chat, queue: StaffQueue, conn: Conn, data: str | bytes
                 send(conn, wire.encode_frame(page))
             case wire.Inbox():
                 _take_token(conn, limits, reading=True)
-                send(conn, wire.encode_frame(await chat.inbox(conn, frame.limit, frame.cursor)))
+                send(conn, wire.encode_frame(await chat.inbox(conn, frame.limit, frame.cursor, frame.only)))
             case wire.SetStatus():
                 _take_token(conn, limits)
                 ack = await chat.set_status(

@@ -215,9 +215,12 @@ class Markers(Protocol):
         """The unread total over the orders this identity's token covers; for a staff
         token, its own orders as a participant and its attention queue (`Attention`)."""
 
-    async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
+    async def inbox(
+        self, ident: Identity, limit: int, cursor: str | None, only: Sequence[str] | None = None
+    ) -> tuple[list[InboxRow], int, str | None]:
         """(entries, visible total, next cursor); newest activity first. A staff token's
-        are its orders as a participant and its attention queue (with reasons)."""
+        are its orders as a participant and its attention queue (with reasons). With
+        `only`, the entries are of those orders alone (the total is still all of them)."""
 
 
 class Attention(Protocol):

@@ -68,6 +68,29 @@ async def test_badges_and_bell_follow_the_other_side_live(server, open_chat):
     assert not console_errors(orders, sam, staff, bea)
 
 
+async def test_a_badge_counts_an_order_beyond_the_first_inbox_page(server, open_chat):
+    """The feed asks for the inbox's newest 100 orders; an order with older activity is
+    not among them, and its badge must still show its unread."""
+    await put_order(server.base, "o-old")
+    sam = await server.client("sam", "supplier", name="Sam Supplier")
+    assert (await sam.post("o-old", "Did the replacement parts arrive?"))["type"] == "ack"
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(101):  # newer activity in more orders than the first page holds
+        await put_order(server.base, f"o-new{i}")
+        assert (await bot.post(f"o-new{i}", "Shipped"))["type"] == "ack"
+    orders = await open_chat(server.base, "o-old,o-new100", BEA, path="/components")
+    card = orders.page.locator(".card[data-order=o-old] button")
+    await expect(card).to_have_attribute("data-unread", "1")
+    await expect(card.locator(".chatd-cbadge")).to_have_text("1")
+    await expect(orders.page.locator(".card[data-order=o-new100] button")).to_have_attribute("data-unread", "1")
+    bell = orders.page.get_by_role("button", name=re.compile("^Messages, "))
+    await expect(bell).to_have_attribute("aria-label", "Messages, 102 unread")
+    # and live: another message there counts on
+    assert (await sam.post("o-old", "They ship today otherwise."))["type"] == "ack"
+    await expect(card).to_have_attribute("data-unread", "2")
+    assert not console_errors(orders)
+
+
 async def test_bell_and_badges_on_a_phone(server, open_chat):
     await put_order(server.base, "o-p1")
     orders = await open_chat(server.base, "o-p1", BEA, path="/components", **PHONE)

@@ -232,6 +232,14 @@ async def test_the_queue_pages_with_participant_orders_newest_first(store):
             break
     assert seen == ["o4", "o3", "p1", "o2", "o1", "o0"] and total == 6
 
+    # only some orders (a page's badges): of the queue and of the participant orders alike
+    entries, total, cursor = await store.inbox(_staff(STAFF1), 10, None, ["o0", "p1", "o9", "o3"])
+    assert [e[0] for e in entries] == ["o3", "p1", "o0"] and total == 6 and cursor is None
+    entries, _, cursor = await store.inbox(_staff(STAFF1), 1, None, ["o0", "o3"])
+    assert [e[0] for e in entries] == ["o3"]
+    entries, _, cursor = await store.inbox(_staff(STAFF1), 1, cursor, ["o0", "o3"])
+    assert [e[0] for e in entries] == ["o0"] and cursor is None
+
 
 # --- many threads at once --------------------------------------------------------------------
 

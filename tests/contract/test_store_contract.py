@@ -347,6 +347,8 @@ async def test_unread_counts_are_exact(store, store_factory):
     back = await store.mark_read(None, "o1", BUYER.id, 2, backward=True)  # the api key marks unread
     visible_after_2 = len([m for m in (await store.history("o1", False, None, 2, 100))[0] if m.sender.id != BUYER.id])
     assert back.unread == visible_after_2 and await store.total_unread(BUYER.id) == visible_after_2
+    entries, total, _ = await other.inbox(_Ident(BUYER.id, "buyer"), 10, None, ["o1", "o-none"])
+    assert [(e[0], e[2]) for e in entries] == [("o1", visible_after_2)] and total == visible_after_2
 
 
 async def test_a_batch_of_messages_reports_what_each_write_left(store):

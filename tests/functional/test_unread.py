@@ -159,6 +159,14 @@ async def test_inbox_order_and_cursor(server):
     assert page["next_cursor"] is None
     r = await request(buyer, {"type": "inbox", "cursor": "garbage"}, "inbox")
     assert r["type"] == "error" and r["code"] == "bad_request"
+    # just some orders: ids not the user's are left out, the answer says which it was for
+    only = ["ib-a", "ib-zz", "ib-c"]
+    page = await request(buyer, {"type": "inbox", "only": only}, "inbox")
+    assert [e["order"] for e in page["orders"]] == ["ib-c", "ib-a"] and page["only"] == only
+    assert page["total_unread"] == 6 and page["next_cursor"] is None
+    assert "only" not in await request(buyer, {"type": "inbox", "limit": 1}, "inbox")
+    r = await request(buyer, {"type": "inbox", "only": [f"o{i}" for i in range(201)]}, "inbox")
+    assert r["type"] == "error" and r["code"] == "bad_request" and "only" in r["message"]
 
 
 async def test_notify_only_after_inbox_and_only_for_orders_not_joined(server):

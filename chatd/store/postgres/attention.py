@@ -167,14 +167,17 @@ async def queue_total(db: asyncpg.Connection, user_id: str) -> int:
 
 
 async def queue_rows(
-    db: asyncpg.Connection, user_id: str, after: tuple[int, str] | None, n: int
+    db: asyncpg.Connection, user_id: str, after: tuple[int, str] | None, n: int, only: list[str] | None = None
 ) -> list[tuple[Any, ...]]:
-    """As chatd.store.sqlite.attention.queue_rows."""
+    """As chatd.store.sqlite.attention.queue_rows (`only` a list here)."""
     args: list[Any] = [user_id]
     below = ""
     if after is not None:
         args += [after[0], after[1]]
         below = f" AND ({ACTIVITY} < $2 OR ({ACTIVITY} = $2 AND o.id < $3))"
+    if only is not None:
+        args.append(only)
+        below += f" AND o.id = ANY(${len(args)}::text[])"
     args.append(n)
     rows = await db.fetch(
         f"SELECT o.id, o.status, COALESCE(s.unread, 0)::bigint, o.dispute_open, o.last_seq, {ACTIVITY}, "

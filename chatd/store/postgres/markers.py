@@ -6,6 +6,7 @@ step with every write, as in SQLite. Mirrors chatd.store.sqlite.markers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatd.auth import permissions
@@ -114,7 +115,7 @@ class Markers(StoreMixin):
 
     @pooled_read
     async def inbox(
-        self, db: asyncpg.Connection, ident: Identity, limit: int, cursor: str | None
+        self, db: asyncpg.Connection, ident: Identity, limit: int, cursor: str | None, only: Sequence[str] | None = None
     ) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor);
         as chatd.store.sqlite.markers."""
@@ -136,6 +137,10 @@ class Markers(StoreMixin):
             args += [after[0], oid]
             n = len(args)
             where += f" AND (m.activity_ts < ${n - 1} OR (m.activity_ts = ${n - 1} AND m.order_id < ${n}))"
+        ids = None if only is None else sorted(set(only))
+        if ids is not None:
+            args.append(ids)
+            where += f" AND m.order_id = ANY(${len(args)}::text[])"
         args.append(limit + 1)
         rows: list[tuple[Any, ...]] = [
             (*tuple(r), None)
@@ -150,7 +155,7 @@ class Markers(StoreMixin):
             )
         ]
         if queue:  # two lists in one order: neither holds an order of the other (slots are left out)
-            rows += await staff.queue_rows(db, ident.id, after, limit + 1)
+            rows += await staff.queue_rows(db, ident.id, after, limit + 1, ids)
             rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -128,14 +128,20 @@ def queue_total(db: sqlite3.Connection, user_id: str) -> int:
     return total
 
 
-def queue_rows(db: sqlite3.Connection, user_id: str, after: tuple[int, str] | None, n: int) -> list[tuple[Any, ...]]:
-    """One staff member's queue, newest activity first, below `after` (activity, id):
+def queue_rows(
+    db: sqlite3.Connection, user_id: str, after: tuple[int, str] | None, n: int, only: str | None = None
+) -> list[tuple[Any, ...]]:
+    """One staff member's queue, newest activity first, below `after` (activity, id),
+    of the orders in `only` (a JSON list) if given:
     (order id, status, unread, dispute open, last seq, activity, reasons)."""
     args: list[Any] = [user_id, user_id, user_id, user_id, user_id]
     below = ""
     if after is not None:
         below = f" AND ({ACTIVITY} < ? OR ({ACTIVITY} = ? AND o.id < ?))"
         args += [after[0], after[0], after[1]]
+    if only is not None:
+        below += " AND o.id IN (SELECT value FROM json_each(?))"
+        args.append(only)
     rows = db.execute(
         f"SELECT o.id, o.status, COALESCE(s.unread, 0), o.dispute_open, o.last_seq, {ACTIVITY}, "
         "o.sla_escalated, o.help_ts IS NOT NULL, f.user_id IS NOT NULL "

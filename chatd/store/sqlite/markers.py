@@ -8,6 +8,7 @@ update scans the messages table.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -81,7 +82,9 @@ class Markers(StoreMixin):
         return total - sum(n for order_id, n in rows if not permissions.covers(ident.role, ident.orders, order_id))
 
     @inline_read
-    async def inbox(self, ident: Identity, limit: int, cursor: str | None) -> tuple[list[InboxRow], int, str | None]:
+    async def inbox(
+        self, ident: Identity, limit: int, cursor: str | None, only: Sequence[str] | None = None
+    ) -> tuple[list[InboxRow], int, str | None]:
         """The identity's orders, newest activity first: (entries, total, next_cursor).
 
         Each entry is (order_id, status, unread, dispute_open, last Message or None,
@@ -106,6 +109,10 @@ class Markers(StoreMixin):
             after = (int(ts), oid)
             args += [after[0], after[0], oid]
             where += " AND (m.activity_ts < ? OR (m.activity_ts = ? AND m.order_id < ?))"
+        ids = None if only is None else msgspec.json.encode(sorted(set(only))).decode()
+        if ids is not None:
+            args.append(ids)
+            where += " AND m.order_id IN (SELECT value FROM json_each(?))"
         rows: list[tuple[Any, ...]] = [
             (*r, None)
             for r in self.reader.execute(
@@ -118,7 +125,7 @@ class Markers(StoreMixin):
             ).fetchall()
         ]
         if queue:  # two lists in one order: neither holds an order of the other (slots are left out)
-            rows += staff.queue_rows(self.reader, ident.id, after, limit + 1)
+            rows += staff.queue_rows(self.reader, ident.id, after, limit + 1, ids)
             rows.sort(key=lambda r: (r[5], r[0]), reverse=True)
         more = len(rows) > limit
         rows = rows[:limit]
