@@ -21,6 +21,7 @@ import pytest
 
 from chatd.edge.keys import CHAT
 from tests.support.client import TIMEOUT, Client, request, settled, short_token, token
+from tests.support.hold import hold_export
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -294,25 +295,6 @@ async def test_a_buyer_reading_past_the_end_never_gets_a_notes_seq_back(server):
 # --- (h): an export streams only while its reader has access -------------------------------------
 
 
-def _hold_export(server, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
-    """The in-process store's export in chunks of 2, held after the first until `go on`
-    is set: (paused, go on). A slow reader, made deterministic: the test changes the
-    order while the export is between chunks."""
-    store = server.app[CHAT].store
-    real = store.export
-    paused, go_on = asyncio.Event(), asyncio.Event()
-
-    async def held(*args, **kw):
-        async for chunk in real(*args, **{**kw, "chunk": 2}):
-            yield chunk
-            if not go_on.is_set():
-                paused.set()
-                await go_on.wait()
-
-    monkeypatch.setattr(store, "export", held)
-    return paused, go_on
-
-
 async def _export_across(server, auth: str, held: tuple[asyncio.Event, asyncio.Event], change) -> list[list[dict]]:
     """The lines of m1's export as `auth`: [the first chunk, the rest], with `change()`
     run between them. The stream must end cleanly (aiohttp raises on a cut one)."""
@@ -335,7 +317,7 @@ async def test_an_export_ends_once_its_reader_is_replaced(server, monkeypatch):
     supplier = await _setup(server)  # seq 1 text, seq 2 note
     for i in range(3, 7):
         assert (await supplier.post("m1", f"text {i}"))["seq"] == i
-    held = _hold_export(server, monkeypatch)
+    held = hold_export(server.app[CHAT].store, monkeypatch)
     tok = token("s1", "supplier")
 
     async def replace():  # from now on s1 may see nothing of m1
@@ -354,7 +336,7 @@ async def test_an_export_drops_notes_once_the_rep_is_made_the_buyer(server, monk
     supplier = await _setup(server)  # seq 1 text, seq 2 note
     for i, kind in ((3, "note"), (4, "text"), (5, "note"), (6, "text")):
         assert (await supplier.post("m1", f"{kind} {i}", kind=kind))["seq"] == i
-    held = _hold_export(server, monkeypatch)
+    held = hold_export(server.app[CHAT].store, monkeypatch)
 
     async def rep_becomes_buyer():  # r1's token still says sales_rep: the slot decides
         await server.order("m1", buyer="r1", supplier="s1", rep="r9")

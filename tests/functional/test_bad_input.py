@@ -7,13 +7,18 @@ import asyncio
 import base64
 import json
 import logging
+import socket
+import struct
 
 import aiohttp
 import jwt
 import msgspec
 import pytest
 
+from chatd.edge.keys import CHAT
 from tests.support.client import API_KEY, SECRET, Client, request, settled, token
+from tests.support.hold import hold_export
+from tests.support.wait import wait_for
 
 HUGE = 10**30  # beyond 64 bits: SQLite raised OverflowError
 DEEP = 5000
@@ -437,3 +442,39 @@ async def test_a_websocket_key_that_is_not_ascii_gets_400(server, tracebacks):
     writer.close()
     assert status.startswith(b"HTTP/1.1 400"), status
     assert not tracebacks()
+
+
+async def test_a_reader_gone_in_the_middle_of_an_export_ends_it_quietly(server, monkeypatch, caplog):
+    """A reader that resets the connection between two chunks of an NDJSON export:
+    the next write raised into aiohttp's error log ("Error handling request")."""
+    caplog.set_level(logging.INFO)  # aiohttp's access line says the export's answer is done
+    await server.order("o1")
+    supplier = await server.client("supplier1", "supplier")
+    for i in range(3):
+        await supplier.post("o1", f"line {i}")
+    paused, go_on = hold_export(server.app[CHAT].store, monkeypatch)
+    http = server.srv.runner.server  # aiohttp's side of the connections
+    monkeypatch.setattr(http, "handler_cancellation", False)  # as `chatd serve` runs (a test server cancels)
+    host, port = server.base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /api/v1/orders/o1/messages?format=ndjson HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {API_KEY}\r\n\r\n".encode()
+    )
+    await paused.wait()  # the first chunk is written; the second waits
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    ours = writer.get_extra_info("sockname")
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()  # closed with linger 0: a reset, not a FIN
+
+    def gone() -> bool:
+        return not any(h.transport and h.transport.get_extra_info("peername") == ours for h in http.connections)
+
+    await wait_for(gone, what="the server to see the reset")
+    go_on.set()
+
+    def ended() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.levelno >= logging.ERROR or "format=ndjson" in r.getMessage()]
+
+    records = await wait_for(ended, what="the export's answer to end")
+    assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info], records

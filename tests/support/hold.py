@@ -1,9 +1,11 @@
 """Holding a test peer's answers (a webhook receiver's responses, an SMTP server's
-DATA replies) for as long as a test says: a slow or stalled peer, without sleeps."""
+DATA replies), or an in-process export between its chunks, for as long as a test
+says: a slow or stalled peer or reader, without sleeps."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 class Holding:
@@ -49,3 +51,21 @@ class Holding:
                 await self._new.wait()
 
         await asyncio.wait_for(loop(), timeout)
+
+
+def hold_export(store: Any, monkeypatch: Any) -> tuple[asyncio.Event, asyncio.Event]:
+    """`store`'s export in chunks of 2, held after the first until `go on` is set:
+    (paused, go on). A slow reader, made deterministic: the test changes the order,
+    or the connection, while the export is between chunks."""
+    real = store.export
+    paused, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(*args, **kw):
+        async for chunk in real(*args, **{**kw, "chunk": 2}):
+            yield chunk
+            if not go_on.is_set():
+                paused.set()
+                await go_on.wait()
+
+    monkeypatch.setattr(store, "export", held)
+    return paused, go_on
