@@ -54,8 +54,10 @@ from chatd.store.records import (
 from chatd.store.rows import Actor
 from chatd.tasks import stop
 from chatd.wire import (
+    ID_CHARS,
     STATUS_CHARS,
     Ack,
+    AttachmentRef,
     AwaitingReply,
     ErrorFrame,
     HistoryPage,
@@ -285,8 +287,10 @@ class Chat:
         def rule(old: OrderRecord | None) -> OrderPlan:
             return self._order_plan(old, status, workflow_name, force)
 
+        buyer, supplier = self._shown(buyer), self._shown(supplier)
+        rep = sales_rep if isinstance(sales_rep, EllipsisType) else self._shown(sales_rep)
         change = await self.store.put_order(
-            order_id, status, buyer, supplier, sales_rep, rule=rule, present=online, contacts=contacts
+            order_id, status, buyer, supplier, rep, rule=rule, present=online, contacts=contacts
         )
         self.publish_change(change, online)
         return change
@@ -299,12 +303,20 @@ class Chat:
         is cut off (`left`, `removed`) and each room hears its new state."""
         if not buyer_id or len(buyer_id) > 200:
             raise BadRequest("buyer id must be 1 to 200 characters")
-        changes = await self.store.set_buyer_rep(buyer_id, sales_rep, contacts)
+        changes = await self.store.set_buyer_rep(buyer_id, self._shown(sales_rep), contacts)
         changed = [c for c in changes if c.state_changed]
         online = await self.online_now_each([c.order.id for c in changed]) if changed else {}
         for change in changed:
             self.publish_change(change, online[change.order.id])
         return changes
+
+    def _shown(self, person: Person | None) -> Person | None:
+        """A participant as the others see them: with the contact filter on, the
+        contact details in their name masked (contact_filter.masked_name)."""
+        if person is None or self.contact_filter == "off":
+            return person
+        name = contact_filter.masked_name(person.name, ID_CHARS)
+        return person if name == person.name else msgspec.structs.replace(person, name=name)
 
     def _now_ms(self) -> int:
         return int(self.close_clock() * 1000)
@@ -575,6 +587,8 @@ class Chat:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
             refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
         self._check_text(text, client_id, allow_empty=bool(refs))
+        if refs:
+            await self._screen_files(actor, order_id, kind, client_id, refs)
         (screened,) = await self._screen(actor, order_id, kind, client_id, text)
         assert screened is not None  # a text screened stays a text
         text = screened
@@ -640,6 +654,24 @@ class Chat:
             raise
         metrics.CONTACT_FILTER.labels("masked").inc()
         return [t for t, _ in out]
+
+    async def _screen_files(
+        self, actor: Actor, order_id: str, kind: str, client_id: str, refs: Sequence[AttachmentRef]
+    ) -> None:
+        """A file's name was screened at its upload, by the uploader's role then; one
+        uploaded as staff or a bot and sent once its uploader holds a participant's
+        slot is screened again here, and refused in both modes: its download keeps
+        the name it was stored with."""
+        if self.contact_filter == "off" or kind == "note":
+            return
+        found = [f for r in refs for f in contact_filter.scan(r.name)]
+        if found and await self._filtered(actor, order_id, kind):
+            metrics.CONTACT_FILTER.labels("blocked").inc()
+            raise BlockedContent(
+                f"contact details are not allowed in a file's name ({contact_filter.describe(found)}):"
+                " upload the file again under another name",
+                ref=client_id,
+            )
 
     def _check_masked(self, text: str, status: bool) -> None:
         """Masking lengthens a text ("x.io" becomes "[link removed]"), but what is stored keeps

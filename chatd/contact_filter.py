@@ -86,6 +86,17 @@ def settle(text: str, found: list[Finding], mode: str) -> tuple[str, list[Findin
     return mask(text, found), found
 
 
+@functools.lru_cache(maxsize=4096)
+def masked_name(name: str, limit: int) -> str:
+    """A display name with its contact details masked, cut again to `limit`. A name
+    crosses the buyer/supplier line on every message, typing and dispute it is on;
+    it is masked in both modes, never refused: it is not something its holder sends
+    (the platform signs it, or sets it on the order), and refusing it would shut
+    them out of the chat. The same few names come again and again: cached."""
+    found = scan(name)
+    return mask(name, found)[:limit] if found else name
+
+
 def mask(text: str, findings: list[Finding] | None = None) -> str:
     """`text` with every finding replaced by a placeholder naming its kind."""
     if findings is None:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import jwt
 
-from chatd.auth.permissions import ROLES
+from chatd import contact_filter
+from chatd.auth.permissions import CONTACT_FILTERED, ROLES
 from chatd.errors import InvalidSignature, Unauthorized
 from chatd.wire import TOKEN_CHARS
 
@@ -52,8 +53,10 @@ def _unwritable(text: str) -> bool:
     return False
 
 
-def verify(token: str, secret: str, now: float | None = None) -> Identity:
-    """Check signature, expiry and claims; raise `Unauthorized` otherwise."""
+def verify(token: str, secret: str, now: float | None = None, filter_mode: str = "off") -> Identity:
+    """Check signature, expiry and claims; raise `Unauthorized` otherwise. Unless the
+    contact filter (`filter_mode`) is off, a participant's name comes with its
+    contact details masked (contact_filter.masked_name)."""
     if len(token) > TOKEN_CHARS:  # the bound of the auth frame's token, on every path
         raise Unauthorized(f"invalid token: longer than {TOKEN_CHARS} characters")
     if not token.isascii():  # base64url and dots; PyJWT would raise UnicodeEncodeError on a header's escaped bytes
@@ -86,6 +89,8 @@ def verify(token: str, secret: str, now: float | None = None) -> Identity:
             "token name may not contain U+0000 (NUL) or a lone UTF-16 surrogate (cut a name by code points)"
         )
     name = name[:MAX_NAME_CHARS]
+    if filter_mode != "off" and role in CONTACT_FILTERED:
+        name = contact_filter.masked_name(name, MAX_NAME_CHARS)
     orders: Orders = None
     if role == "bot":
         raw = claims.get("orders")

@@ -124,7 +124,7 @@ class ChatSocket(WebSocket):
     async def start(self, token: str) -> None:
         ep = self.ep
         try:
-            ident = verify(token, ep.cfg.auth.secret)
+            ident = verify(token, ep.cfg.auth.secret, filter_mode=ep.cfg.filter.mode)
         except Unauthorized as exc:
             self.write(wire.encode_frame(wire.ErrorFrame(exc.code, exc.message)))
             reason = b"token signed with another secret" if exc.code == "invalid_signature" else b"invalid token"
@@ -280,7 +280,7 @@ async def _dispatch(chat: Chat, queue: StaffQueue, conn: Conn, data: str | bytes
             case wire.Ping():
                 send(conn, PONG)
             case wire.Auth():
-                ident = verify(frame.token, cfg.auth.secret)
+                ident = verify(frame.token, cfg.auth.secret, filter_mode=cfg.filter.mode)
                 if ident.id != conn.ident.id or ident.role != conn.ident.role:
                     raise Unauthorized("a refreshed token must be for the same user and role")
                 send(

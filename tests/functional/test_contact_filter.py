@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from chatd import contact_filter as cf
 from chatd import contact_normalise as cn
 from chatd.errors import BlockedContent
-from tests.functional.test_attachments import upload
+from tests.functional.test_attachments import send, upload
 from tests.support import samples
 from tests.support.client import request, settled, token
 
@@ -379,6 +379,74 @@ async def test_attachment_names_are_screened(server, sections):
     if mode == "mask":  # masking lengthens a name ("x.io" -> "[link removed]"): it keeps the bound of 200
         st, body = await upload(server.base, "CF-F", samples.pdf(2000), "x.io " * 39 + ".pdf", token("buyer1", "buyer"))
         assert st == 201 and len(body["name"]) <= 200 and "x.io" not in body["name"] and body["name"].endswith(".pdf")
+
+
+@pytest.mark.single_only("the staff upload is screened within its request, on one instance")
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
+async def test_a_file_uploaded_as_staff_is_screened_again_when_sent_from_a_slot(server):
+    """Staff upload unscreened; put in the buyer's slot, that staff id sent the file and the
+    supplier saw its name. Refused in both modes: its download keeps the stored name."""
+    await server.order("CF-S")
+    contact = "whatsapp +1 415 555 0199.pdf"
+    st, body = await upload(server.base, "CF-S", samples.pdf(2000), contact, token("x9", "staff"))
+    assert st == 201 and body["name"] == contact
+    plain = (await upload(server.base, "CF-S", samples.pdf(2000), "invoice.pdf", token("x9", "staff")))[1]["id"]
+    await server.order("CF-S", buyer="x9")
+    as_buyer = await server.client("x9", "buyer")
+    supplier = await server.client("supplier1", "supplier")
+    await supplier.join("CF-S")
+    for ids in ([body["id"]], [plain, body["id"]]):
+        r = await send(as_buyer, "CF-S", "see file", ids)
+        assert r["type"] == "error" and r["code"] == "blocked_content" and "file's name" in r["message"], r
+    assert (await send(as_buyer, "CF-S", "see file", [plain]))["type"] == "ack"
+    got = await supplier.expect("message", order="CF-S", text="see file")
+    assert [a["name"] for a in got["attachments"]] == ["invoice.pdf"]
+
+
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
+async def test_names_carry_no_contact_details_across_the_line(server):
+    """A display name crosses on every message, typing and dispute it is on: a token's
+    name, or one the platform set on the order, has its contact details masked in both
+    modes (never refused: the platform signs it). Staff and bots are exempt."""
+    st, order = await server.api(
+        "PUT",
+        "/api/v1/orders/CF-N",
+        {
+            "buyer": {"id": "buyer1", "name": "Bob call +1 415 555 0134"},
+            "supplier": {"id": "supplier1", "name": "Acme sales@acme-supplies.com"},
+            "sales_rep": None,
+        },
+    )
+    assert st == 201, order
+    assert order["buyer"]["name"] == "Bob call [phone removed]", order
+    assert order["supplier"]["name"] == "Acme [e-mail removed]", order
+    assert {p["name"] for p in order["participants"]} == {"Bob call [phone removed]", "Acme [e-mail removed]"}
+    buyer = await server.client("buyer1", "buyer", name="Bob bob.smith@gmail.com")
+    assert buyer.of_type("ready")[0]["user"]["name"] == "Bob [e-mail removed]"
+    supplier = await server.client("supplier1", "supplier")
+    staff = await server.client("boss", "staff", name="Help desk +1 800 555 0100")
+    await supplier.join("CF-N")
+    await buyer.join("CF-N")
+    assert (await buyer.post("CF-N", "hello, about the order"))["type"] == "ack"
+    got = await supplier.expect("message", order="CF-N", text="hello, about the order")
+    assert got["sender"]["name"] == "Bob [e-mail removed]", got
+    await buyer.send({"type": "typing", "order": "CF-N", "active": True})
+    assert (await supplier.expect("typing", order="CF-N"))["user"]["name"] == "Bob [e-mail removed]"
+    r = await request(
+        buyer, {"type": "dispute", "order": "CF-N", "action": "open", "client_id": "d1", "reason": "broken"}, "ack"
+    )
+    assert r["type"] == "ack", r
+    o = await supplier.expect("order", order="CF-N")
+    assert o["dispute"]["by_name"] == "Bob [e-mail removed]", o
+    assert (await staff.post("CF-N", "we are looking into it"))["type"] == "ack"
+    got = await supplier.expect("message", order="CF-N", text="we are looking into it")
+    assert got["sender"]["name"] == "Help desk +1 800 555 0100"
+    st, page = await server.api("GET", "/api/v1/orders/CF-N/messages")
+    assert "gmail" not in str(page) and "0134" not in str(page)
 
 
 # --- issue 9, item 6: every channel, and the default ------------------------------------------

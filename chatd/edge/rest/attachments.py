@@ -86,7 +86,8 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     who: Principal
     if token and "Authorization" not in request.headers:
-        who = verify(token, request.app[CONFIG].auth.secret)
+        cfg = request.app[CONFIG]
+        who = verify(token, cfg.auth.secret, filter_mode=cfg.filter.mode)
     else:
         who = principal(request)
     path, att = await request.app[ATTACHMENTS].locate(viewer(who), request.match_info["id"])

@@ -76,7 +76,7 @@ def principal(request: web.Request) -> Principal:
         return API_KEY
     if credential.count(".") != 2:  # not a JWT (header.claims.signature): meant as the api key
         raise Unauthorized("invalid api key")
-    ident = verify(credential, cfg.auth.secret)
+    ident = verify(credential, cfg.auth.secret, filter_mode=cfg.filter.mode)
     logs.about(request, ident.id)
     return ident
 
