@@ -25,7 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from chatd import wire
-from chatd.client.errors import ChatdError, ClientClosed, ConnectionFailed, TooLarge, Unauthorized
+from chatd.client.errors import ChatdError, ClientClosed, ConnectionFailed, RateLimited, TooLarge, Unauthorized
 from chatd.client.handshake import UNAUTHORIZED_CLOSE, handshake, token_exp
 from chatd.client.state import ACK, HISTORY, INBOX, JOINED, LEFT, PONG, READY, Request, Requests, Room
 from chatd.client.urls import ws_url
@@ -47,6 +47,8 @@ Event = (
 )
 
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
+REJOIN_AT_ONCE = 50  # rooms rejoined at once on a new socket (below the read bucket's default burst, 60)
+PACE_S, MAX_PACE_S = 0.5, 5.0  # after a read refused as rate_limited: the first wait, the longest
 _END = object()  # ends iteration
 
 
@@ -122,6 +124,7 @@ class Client:
         self._max_queued = max_queued_events
         self._overflowed: set[str] = set()
         self._rejoins: set[asyncio.Task[None]] = set()
+        self._paced: dict[str, None] = {}  # rooms to rejoin one at a time, in order (`_pace_rejoins`)
         self._latest: dict[tuple[Any, ...], Any] = {}  # state events held while the queue is full: the newest of each
         self._drained = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -501,10 +504,17 @@ class Client:
         one, then release the messages that waited."""
         order = room.order
         cursor = room.delivered
+        wait = PACE_S
         try:
             while True:
                 await self._space()
-                page = await self.history(order, after=cursor, limit=200)
+                try:
+                    page = await self.history(order, after=cursor, limit=200)
+                except RateLimited:  # the read bucket: asked again, or the gap would be skipped
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, MAX_PACE_S)
+                    continue
+                wait = PACE_S
                 stop = room.fill_stop()  # the replay arrived before this answer
                 done = not page.has_more or not page.messages
                 for m in page.messages:
@@ -551,9 +561,14 @@ class Client:
             old = [r for r in self._requests.take_all() if r.resend and (r.waiter is None or not r.waiter.done())]
             joining = {r.order for r in old if r.expect == JOINED}
             todo: list[Request] = []
+            self._paced = {}
             for order, room in self._rooms.items():
-                if order not in joining:
+                if order in joining:
+                    continue
+                if len(todo) < REJOIN_AT_ONCE:
                     todo.append(self._internal(wire.Join(order, room.resume_since()), JOINED))
+                else:  # more at once would be refused by the read bucket, and enough refusals close 4429
+                    self._paced[order] = None
             if self._inbox and not any(r.expect == INBOX for r in old):
                 todo.append(self._internal(wire.Inbox(limit=1), INBOX))
             for r in old:
@@ -567,10 +582,13 @@ class Client:
                 await self._write(req)
             self._open = True
             self._opened_at = time.monotonic()
+        if self._paced:
+            self._start_pacer()
 
     def _internal(self, frame: Any, expect: str) -> Request:
         """A request the client makes for itself; a refused rejoin means the
-        order is gone for this user (as if removed)."""
+        order is gone for this user (as if removed), unless the read bucket
+        refused it for now: then it is asked again, paced."""
         fut = asyncio.get_running_loop().create_future()
         order = getattr(frame, "order", None)
 
@@ -579,12 +597,48 @@ class Client:
                 return
             exc = f.exception()
             if exc is not None and isinstance(frame, wire.Join) and order in self._rooms:
+                if isinstance(exc, RateLimited):
+                    self._paced[order] = None
+                    self._start_pacer()
+                    return
                 log.warning("cannot rejoin %s: %s", order, exc)
                 del self._rooms[order]
                 self._emit(wire.Left(order, "removed"))
 
         fut.add_done_callback(done)
         return Request(frame, expect, fut)
+
+    def _start_pacer(self) -> None:
+        if self._open and not any(t.get_name() == "chatd-client-pacer" for t in self._rejoins):
+            task = asyncio.create_task(self._pace_rejoins(), name="chatd-client-pacer")
+            self._rejoins.add(task)  # cancelled with the socket: `_resume` rejoins every room
+            task.add_done_callback(self._rejoins.discard)
+
+    async def _pace_rejoins(self) -> None:
+        """Rejoin the rooms in `_paced` one at a time, each after the answer to the
+        last; after a `rate_limited` wait, longer each time in a row (the server
+        closes 4429 after `rate_abuse_closes` refusals in a row)."""
+        wait = PACE_S
+        while self._paced:
+            order = next(iter(self._paced))
+            del self._paced[order]
+            room = self._rooms.get(order)
+            if room is None:
+                continue
+            req = self._internal(wire.Join(order, room.resume_since()), JOINED)
+            async with self._wlock:
+                if not self._open:
+                    return
+                self._requests.add(req)
+                await self._write(req)
+            try:
+                await req.waiter
+                wait = PACE_S
+            except RateLimited:  # back in `_paced`, at its end
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, MAX_PACE_S)
+            except ChatdError:
+                pass  # the room is gone (`_internal`)
 
     async def _run(self, ws: ClientConnection) -> None:
         try:

@@ -7,13 +7,16 @@ of chatd.edge.keys.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 
 from chatd import logs
@@ -42,6 +45,8 @@ from chatd.sla import Escalator
 from chatd.staff_queue import StaffQueue
 from chatd.threads import Threads
 from chatd.webhooks import Webhooks
+
+log = logging.getLogger("chatd")
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,10 @@ def run(
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then shut down within `shutdown_timeout_s`.
     `request_lines`: one log line per request (chatd.logs.AccessLogger, `[log] format = "json"`)."""
+    app.on_startup.append(_stop_once_on_signals)
     web.run_app(
         app,
+        handle_signals=False,
         host=server.host,
         port=server.port,
         shutdown_timeout=server.shutdown_timeout_s,
@@ -141,3 +148,25 @@ def run(
         reuse_port=reuse_port or None,
         print=on_listening,
     )
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _stop_once_on_signals(app: web.Application) -> None:
+    """The first SIGINT or SIGTERM starts the graceful shutdown; the next are only
+    logged. aiohttp's own handlers raised GracefulExit again on a second signal (a
+    double Ctrl-C, or `timeout` signalling the process group), inside its cleanup:
+    the store was never closed and the process hung until SIGKILL."""
+    loop = asyncio.get_running_loop()
+
+    def again(sig: signal.Signals) -> None:
+        log.warning("%s: already shutting down (SIGKILL stops at once)", sig.name)
+
+    def stop() -> None:
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, again, sig)
+        raise GracefulExit()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop)

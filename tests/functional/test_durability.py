@@ -23,6 +23,8 @@ from chatd.store.sqlite.migrations import MIGRATIONS
 from tests.support.client import API_KEY, Client, token
 from tests.support.postgres_server import sqlite_only
 from tests.support.procs import ServerProc
+from tests.support.rawws import RawWS
+from tests.support.wait import wait_for
 
 ORDER = "d1"
 WINDOW = 32  # sends in flight per connection
@@ -210,3 +212,27 @@ async def test_graceful_shutdown_closes_1001_and_flushes(proc, sig):
     check_stored(msgs, pumps)
     # what the server had taken in was written, acked or not
     assert len(msgs) >= len(pumps[0][0].acked)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_second_signal_while_shutting_down_is_only_logged(tmp_path, sig):
+    """A second signal while the shutdown waits for a socket's close (a double Ctrl-C,
+    `timeout` signalling the process group): aiohttp raised GracefulExit inside its own
+    cleanup, the store was never closed and the process hung until SIGKILL."""
+    proc = ServerProc(tmp_path, {"server": {"shutdown_timeout_s": 60.0}})
+    await proc.astart()
+    try:
+        raw = await RawWS.open(proc.port)
+        await raw.send({"type": "auth", "token": token("buyer1", "buyer")})
+        await raw.until("ready")
+        proc.proc.send_signal(sig)
+        opcode, payload = await asyncio.wait_for(raw.next_frame(), 30)
+        assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1001  # the shutdown waits for our close
+        proc.proc.send_signal(sig)
+        await wait_for(lambda: "already shutting down" in proc.log(), what="the second signal to be logged")
+        raw.sock.close()  # the shutdown goes on
+        code = await asyncio.to_thread(proc.proc.wait, 30)
+        assert code == 0, proc.log()
+        assert "Traceback" not in proc.log(), proc.log()
+    finally:
+        proc.kill()

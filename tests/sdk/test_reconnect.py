@@ -186,3 +186,47 @@ async def test_gives_up_after_the_reconnect_timeout(own_proc):
             await sending
     finally:
         await c.aclose()
+
+
+async def test_rooms_the_read_bucket_refuses_on_resume_are_rejoined_later(tmp_path):
+    """Back after a restart, the SDK rejoins every room at once; past the read bucket's
+    burst the server answers `rate_limited`. The SDK took that for a removal: it dropped
+    the room, made up a `left` and never delivered its messages again."""
+    first = ServerProc(tmp_path)
+    first.start()
+    tight = None
+    try:
+        api = Api(first.base)
+        orders = [await api.order(buyer="buyer1") for _ in range(8)]
+        async with (
+            client.connect(first.base, token("buyer1", "buyer"), **FAST) as buyer,
+            client.connect(first.base, token("bot1", "bot", **BOT), **FAST) as bot,
+        ):
+            for order in orders:
+                await buyer.join(order)
+            await _joined(buyer, orders)  # the joins' own
+            await first.akill()
+            tight = ServerProc(tmp_path, {"limits": {"read_burst": 3, "read_rate_per_s": 2.0}}, port=first.port)
+            await tight.astart()  # the same file: a restart with a read bucket of 3
+            await _joined(buyer, orders)  # the rejoins, none of them a `left`
+            for order in orders:
+                await bot.send(order, f"after the restart in {order}")
+            got = await messages(buyer, len(orders))
+            assert {m.order for m in got} == set(orders)
+            assert buyer.reconnects == 1
+    finally:
+        first.kill()
+        if tight is not None:
+            tight.kill()
+
+
+async def _joined(sdk: client.Client, orders: list[str]) -> None:
+    """Read events until each of `orders` has had a `Joined`; a `Left` fails."""
+    waiting = set(orders)
+    async with asyncio.timeout(TIMEOUT):
+        async for ev in sdk:
+            assert not isinstance(ev, wire.Left), ev
+            if isinstance(ev, wire.Joined):
+                waiting.discard(ev.order)
+                if not waiting:
+                    return
