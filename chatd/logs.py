@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 FORMATS = ("text", "json")
@@ -64,6 +65,23 @@ def configure(fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _RequestsAiohttpRefused) for f in server.filters):
+        server.addFilter(_RequestsAiohttpRefused())
+
+
+class _RequestsAiohttpRefused(logging.Filter):
+    """aiohttp answers a request it cannot parse (a NUL in a header, a bad request
+    line) with 400 and logs it as an ERROR with its parser's traceback: any client
+    could fill the log with tracebacks. Such a record becomes one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "%s (%s: answered %s)", (record.getMessage(), type(exc).__name__, exc.code)
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def about(request: web.Request, user: str) -> None:

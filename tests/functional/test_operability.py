@@ -146,3 +146,23 @@ async def test_json_logs_carry_order_and_user_on_request_lines(tmp_path):
     assert (ws["status"], ws["user"]) == (101, "buyer1") and ws["remote"] == "127.0.0.1"
     assert isinstance(ws["duration_ms"], float)
     assert any("listening on" in x["msg"] for x in lines)
+
+
+@pytest.mark.parametrize("request_bytes", [b"X-Probe: \x00\r\n", b"Bad Header\r\n"], ids=["nul", "no-colon"])
+async def test_a_request_aiohttp_cannot_parse_is_one_info_line(tmp_path, request_bytes):
+    """aiohttp answers it 400 and logged it as an ERROR with its parser's traceback:
+    any client could fill the log with them."""
+    proc = ServerProc(tmp_path)
+    await proc.astart()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + request_bytes + b"\r\n")
+        status = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert status.split(b" ")[1] == b"400", status
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert "Traceback" not in log and " ERROR " not in log, log
+    (line,) = [x for x in log.splitlines() if "Error handling request" in x]
+    assert " INFO aiohttp.server: " in line and "answered 400" in line, line
