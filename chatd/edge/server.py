@@ -120,11 +120,18 @@ def application(cfg: Config, open_services: OpenServices) -> web.Application:
                 yield
 
     app.cleanup_ctx.append(services)
+    app.on_response_prepare.append(_server_header)
     app.on_shutdown.append(ws.close_all)
     app.router.add_get("/ws", ws.handle)
     rest.add_routes(app, cfg)
     static.add_routes(app)  # /widget.js, /widget.css, /demo (files from web/)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """`Server: chatd`, not aiohttp's default, which names the Python and aiohttp
+    versions to anyone looking for a known hole."""
+    response.headers["Server"] = "chatd"
 
 
 def run(

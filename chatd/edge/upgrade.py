@@ -18,7 +18,6 @@ from email.utils import formatdate
 from typing import TypeVar
 
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_websocket import WS_KEY
 
 from chatd.edge.websocket import WebSocket
@@ -65,7 +64,7 @@ def take(request: web.Request, make: Callable[[asyncio.Transport], S]) -> S:
     transport.write(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept}\r\nDate: {formatdate(usegmt=True)}\r\n"
-        f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode()
+        "Server: chatd\r\n\r\n".encode()
     )
     sock = make(transport)
     transport.set_protocol(sock)

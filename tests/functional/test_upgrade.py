@@ -43,6 +43,7 @@ async def test_the_101_and_frames_sent_before_it(server):
     assert head.startswith("HTTP/1.1 101 Switching Protocols\r\n")
     headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in head.split("\r\n")[1:] if line)}
     assert headers["upgrade"] == "websocket" and headers["connection"].lower() == "upgrade"
+    assert headers["server"] == "chatd"  # no Python and aiohttp versions
     assert headers["sec-websocket-accept"] == base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
     types = []
     for _ in range(2):
@@ -59,6 +60,15 @@ async def test_a_request_that_is_no_upgrade_gets_400(server):
     async with aiohttp.ClientSession() as s:
         async with s.get(server.base + "/ws") as r:
             assert r.status == 400
+            assert r.headers["Server"] == "chatd"
             assert (await r.json())["error"]["code"] == "bad_request"
         async with s.get(server.base + "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"}) as r:
             assert r.status == 400  # no Sec-WebSocket-Version / Key
+
+
+async def test_every_answer_names_the_server_without_versions(server):
+    """aiohttp's default `Server` header names the Python and aiohttp versions."""
+    async with aiohttp.ClientSession() as s:
+        for path in ("/healthz", "/widget.js", "/api/v1/orders/nope", "/no/such/route"):
+            async with s.get(server.base + path) as r:
+                assert r.headers["Server"] == "chatd", (path, r.status, r.headers)
