@@ -13,6 +13,7 @@ from tests.sdk.conftest import Api
 from tests.sdk.proxy import Proxy
 from tests.sdk.waits import messages
 from tests.support.client import TIMEOUT, token
+from tests.support.postgres_server import store_url
 from tests.support.procs import ServerProc
 
 FAST = {"reconnect_delay_s": 0.05, "max_reconnect_delay_s": 0.5}
@@ -192,7 +193,8 @@ async def test_rooms_the_read_bucket_refuses_on_resume_are_rejoined_later(tmp_pa
     """Back after a restart, the SDK rejoins every room at once; past the read bucket's
     burst the server answers `rate_limited`. The SDK took that for a removal: it dropped
     the room, made up a `left` and never delivered its messages again."""
-    first = ServerProc(tmp_path)
+    shared = {"url": store_url() or ""}  # the restart's database is the first's (a file, or PostgreSQL's)
+    first = ServerProc(tmp_path, {"store": shared})
     first.start()
     tight = None
     try:
@@ -206,7 +208,9 @@ async def test_rooms_the_read_bucket_refuses_on_resume_are_rejoined_later(tmp_pa
                 await buyer.join(order)
             await _joined(buyer, orders)  # the joins' own
             await first.akill()
-            tight = ServerProc(tmp_path, {"limits": {"read_burst": 3, "read_rate_per_s": 2.0}}, port=first.port)
+            tight = ServerProc(
+                tmp_path, {"store": shared, "limits": {"read_burst": 3, "read_rate_per_s": 2.0}}, port=first.port
+            )
             await tight.astart()  # the same file: a restart with a read bucket of 3
             await _joined(buyer, orders)  # the rejoins, none of them a `left`
             for order in orders:
