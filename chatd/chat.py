@@ -225,9 +225,23 @@ class Chat:
             for order_id in list(self.hub.rooms if orders is None else orders):
                 order = await self.store.get_order(order_id)
                 if order is not None:
+                    self._cut_off_stale(order)  # before the catch-up delivers what they may no longer see
                     self.hub.catch_up(order_id, order.last_seq)
         except ChatError as exc:  # store trouble: the next catch-up tries again
             log.warning("catch-up: %s", exc.message)
+
+    def _cut_off_stale(self, order: OrderRecord) -> None:
+        """Members whose role on `order`, as just read, is not the one they joined in
+        leave (`removed`), as `publish_change` would have had them: its `left` goes by
+        pub/sub, which keeps nothing while the relay is down, so a supplier replaced
+        then stayed in the room on the other instances, notes included."""
+        room = self.hub.rooms.get(order.id)
+        if room is None:
+            return
+        for conn, member in list(room.members.items()):
+            ident = conn.ident
+            if permissions.order_role(ident.id, ident.role, ident.orders, order.id, order.slots) != member.role:
+                self.leave(conn, order.id, "removed")
 
     async def _run_catch_up(self, interval_s: float) -> None:
         """Pub/sub may drop a message without a later one to reveal the gap:

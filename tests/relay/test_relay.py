@@ -192,6 +192,29 @@ async def test_redis_killed_and_restarted_loses_nothing(cluster_factory, redis_p
         assert seqs(cl, "o4") == list(range(1, 101))
 
 
+async def test_a_supplier_replaced_while_redis_is_down_is_cut_off(cluster_factory, redis_proc):
+    """The `left` of a removal goes by pub/sub, which keeps nothing while Redis is
+    down: the old supplier, joined on the other instance, stayed in the room for good
+    and got every later message there, the new supplier's notes included."""
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o-cut", ORDER)
+    old = await c.client(1, "supplier1", "supplier")
+    rep = await c.client(1, "rep1", "sales_rep")  # a witness on the same instance
+    await old.join("o-cut")
+    await rep.join("o-cut")
+    await asyncio.to_thread(redis_proc.kill)
+    for node in c.nodes:
+        await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
+    st, body = await c.api(0, "PUT", "/api/v1/orders/o-cut", {**ORDER, "supplier": {"id": "s2", "name": "New"}})
+    assert st == 200, body
+    await old.expect("left", order="o-cut", reason="removed", timeout=20)  # by the store catch-up
+    new = await c.client(0, "s2", "supplier")
+    assert (await new.post("o-cut", "for the new supplier side only", kind="note"))["type"] == "ack"
+    await rep.expect("message", text="for the new supplier side only", timeout=20)
+    assert not [f for f in old.frames if f.get("type") == "message" and f.get("kind") == "note"], old.frames
+    await asyncio.to_thread(redis_proc.start)
+
+
 def online_in(joined: dict) -> dict[str, bool]:
     return {p["id"]: p["online"] for p in joined["participants"]}
 
