@@ -65,21 +65,32 @@ def configure(fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    server = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _RequestsAiohttpRefused) for f in server.filters):
-        server.addFilter(_RequestsAiohttpRefused())
+    for name, kind, level in (("aiohttp.server", HttpProcessingError, logging.INFO), ("asyncpg.pool", Exception, None)):
+        lib = logging.getLogger(name)
+        if not any(isinstance(f, _OneLine) for f in lib.filters):
+            lib.addFilter(_OneLine(kind, level))
 
 
-class _RequestsAiohttpRefused(logging.Filter):
-    """aiohttp answers a request it cannot parse (a NUL in a header, a bad request
-    line) with 400 and logs it as an ERROR with its parser's traceback: any client
-    could fill the log with tracebacks. Such a record becomes one INFO line."""
+class _OneLine(logging.Filter):
+    """A library's record of an expected failure as one line, without its traceback:
+    - aiohttp answers a request it cannot parse (a NUL in a header, a bad request
+      line) with 400 and logs an ERROR with its parser's traceback, so any client
+      could fill the log with them: one INFO line;
+    - asyncpg's pool logs a traceback each time it fails to reconnect while the
+      database is away (chatd says so itself: `store` in /healthz, `unavailable`):
+      one WARNING line."""
+
+    def __init__(self, kind: type[BaseException], level: int | None) -> None:
+        super().__init__()
+        self.kind, self.level = kind, level
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "%s (%s: answered %s)", (record.getMessage(), type(exc).__name__, exc.code)
+        if isinstance(exc, self.kind):
+            if self.level is not None:
+                record.levelno, record.levelname = self.level, logging.getLevelName(self.level)
+            answered = f": answered {exc.code}" if isinstance(exc, HttpProcessingError) else f": {exc}"
+            record.msg, record.args = "%s (%s%s)", (record.getMessage(), type(exc).__name__, answered)
             record.exc_info = record.exc_text = None
         return True
 

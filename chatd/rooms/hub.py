@@ -23,7 +23,7 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.auth.tokens import Identity
-from chatd.errors import CloseCode
+from chatd.errors import CloseCode, Unavailable
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.room import Member, Room
 from chatd.wire import Unread, encode_frame
@@ -251,6 +251,9 @@ class Hub:
         the room held meanwhile (which may reveal the next gap)."""
         try:
             missed = await self.gap_reader(room.order, after, before)
+        except Unavailable as exc:  # the database is away (said in /healthz): no traceback
+            log.warning("gap fill of %s failed: %s", room.order, exc.message)
+            missed = None
         except Exception:  # noqa: BLE001 - the store failed: go on with the gap (clients resume with since)
             log.exception("gap fill of %s failed", room.order)
             missed = None
@@ -368,6 +371,8 @@ class Hub:
                     self.push(conn, _retotal(data, total))
                     if notify:
                         self.push(conn, notify)
+        except Unavailable as exc:  # the database is away: the next change sends a total again
+            log.warning("unread total for %s failed: %s", conn.user, exc.message)
         except Exception:  # noqa: BLE001 - the store failed: the next change sends a total again
             log.exception("unread total for %s failed", conn.user)
         finally:
