@@ -599,7 +599,12 @@ class Chat:
         if attachments:
             if self.attachments is None:
                 raise BadRequest("attachments are not supported by this server", ref=client_id)
-            refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
+            try:
+                refs = await self.attachments.resolve(actor.id, order_id, attachments, client_id)
+            except BadRequest:  # a retry whose upload retention has deleted since is answered as before
+                if (original := await self.store.sent(order_id, actor.id, client_id)) is None:
+                    raise
+                return Ack(order_id, client_id, original.seq, original.ts, True)
         self._check_text(text, client_id, allow_empty=bool(refs))
         if refs:
             await self._screen_files(actor, order_id, kind, client_id, refs)

@@ -178,6 +178,10 @@ class Messages(Protocol):
         present: frozenset[str] = frozenset(),
     ) -> Posted: ...
 
+    async def sent(self, order_id: str, sender_id: str, client_id: str) -> Message | None:
+        """The message stored for `(order, sender, client_id)`, if any: the answer to a
+        retry that can no longer be written as it was (its upload was deleted since)."""
+
     async def history(
         self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:

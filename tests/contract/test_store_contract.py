@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from chatd.auth import permissions
-from chatd.errors import ChatError, Conflict, Forbidden, Internal, NotFound, Unavailable
+from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, Internal, NotFound, Unavailable
 from chatd.responses import effect
 from chatd.store.base import Store
 from chatd.store.records import AttachmentRow, Person
@@ -237,11 +237,25 @@ async def test_a_message_whose_upload_was_deleted_is_refused_and_leaves_no_trace
     assert await store.delete_unreferenced(now_ms()) == (1, ["cd" * 32])
     assert not await store.sha256_in_use("cd" * 32)
     store.events_for_message = lambda order, msg, present: [("message.created", {})]
-    with pytest.raises(Internal):
+    with pytest.raises(BadRequest, match="unknown attachment a1"):
         await store.post(SUPPLIER, "o1", "photo", "c1", attachments=[ref])
     assert await _seqs(store, "o1") == []
     assert await store.attachment_links("a1") == []
     assert await store.outbox_counts() == (0, 0)
+    assert await store.sent("o1", SUPPLIER.id, "c1") is None
+
+
+async def test_a_retry_whose_upload_was_deleted_since_is_the_stored_message(store):
+    await put_order(store, "o1")
+    await store.add_attachment(AttachmentRow("a1", "o1", SUPPLIER.id, "p.png", "image/png", 3, "cd" * 32, now_ms()))
+    ref = AttachmentRef("a1", "p.png", "image/png", 3)
+    first = await store.post(SUPPLIER, "o1", "photo", "c1", attachments=[ref])
+    await store.delete_attachment("a1")
+    again = await store.post(SUPPLIER, "o1", "photo", "c1", attachments=[ref])
+    assert again.duplicate and again.message == first.message
+    assert await store.sent("o1", SUPPLIER.id, "c1") == first.message
+    assert await store.sent("o1", BUYER.id, "c1") is None  # another sender's client_id is theirs
+    assert await _seqs(store, "o1") == [1]
 
 
 # --- refusals raise ChatError before anything is written --------------------------------

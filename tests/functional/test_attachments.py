@@ -322,6 +322,43 @@ async def test_unused_uploads_are_deleted_by_the_background_task(server):
     assert ack["type"] == "error" and ack["code"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    "sections",
+    [{"retention": {"attachments_days": 1e-6}, "attachments": {"cleanup_interval_s": 0.1}}],
+    ids=["retention"],
+)
+async def test_a_retry_is_answered_as_before_after_retention_deleted_its_upload(server):
+    """The ack was lost, the chat closed and its files went: the retry of the stored
+    message is its original ack (`duplicate`), not a refusal the client would show as a
+    message that failed."""
+    st, _ = await server.api("PUT", "/api/v1/orders/R-1", _order_body("retail"))
+    assert st == 201
+    buyer = await server.client("buyer1", "buyer")
+    st, att = await upload(server.base, "R-1", samples.png(), "p.png", BUYER)
+    frame = {"type": "send", "order": "R-1", "client_id": "photo-1", "text": "photo", "attachments": [att["id"]]}
+    await buyer.send(frame)
+    first = await buyer.expect("ack", client_id="photo-1")
+    st, _ = await server.api("PUT", "/api/v1/orders/R-1", {"status": "completed", "force": True})
+    assert st == 200
+    deadline = time.monotonic() + 10
+    while (await get(f"{server.base}/api/v1/attachments/{att['id']}", API_KEY))[0] != 404:
+        assert time.monotonic() < deadline, "retention did not delete the upload"
+        await asyncio.sleep(0.05)
+    await buyer.send(frame)
+    again = await buyer.expect("ack", client_id="photo-1")
+    assert (again["seq"], again["ts"], again["duplicate"]) == (first["seq"], first["ts"], True)
+    refused = await send(buyer, "R-1", "photo again", [att["id"]])  # not a retry: the upload is gone
+    assert refused["type"] == "error" and refused["code"] == "bad_request" and att["id"] in refused["message"]
+
+
+def _order_body(workflow: str) -> dict:
+    return {
+        "buyer": {"id": "buyer1", "name": "Buyer1"},
+        "supplier": {"id": "supplier1", "name": "Supplier1"},
+        "workflow": workflow,
+    }
+
+
 @pytest.mark.single_only("the in-process server's store is patched")
 async def test_a_message_is_refused_if_its_upload_vanished_meanwhile(server):
     """The link is written in the message's transaction and checks the upload still exists."""
@@ -340,7 +377,7 @@ async def test_a_message_is_refused_if_its_upload_vanished_meanwhile(server):
         ack = await send(buyer, "A-1", "photo", [att["id"]])
     finally:
         del store.post
-    assert ack["type"] == "error" and ack["code"] == "internal"
+    assert ack["type"] == "error" and ack["code"] == "bad_request" and att["id"] in ack["message"]
     st, page = await server.api("GET", "/api/v1/orders/A-1/messages")
     assert page["messages"] == []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatd.errors import Internal
 from chatd.store.postgres import batch
 from chatd.store.postgres.engine import StoreMixin, pooled_read
 from chatd.store.records import AttachmentRow
@@ -17,17 +16,15 @@ if TYPE_CHECKING:
 _COLS = "id, order_id, uploader_id, name, mime, size, sha256, created_ts"
 
 
-async def check(db: asyncpg.Connection, refs: list[AttachmentRef]) -> None:
-    """Every upload still exists, else the message is refused before anything is written.
-    `FOR SHARE`: a clean-up on another host cannot delete it before this commits. Within
-    a batch that holds messages, read beside them: what they hold does not touch uploads."""
+async def missing(db: asyncpg.Connection, refs: list[AttachmentRef]) -> str | None:
+    """An upload that no longer exists, if any: then the message is not written.
+    `FOR SHARE`: a clean-up on another host cannot delete the others before this commits.
+    Within a batch that holds messages, read beside them: what they hold does not touch uploads."""
     ids = [att.id for att in refs]
     h = batch.held()
     conn = h.conn if h is not None else db
     found = {r[0] for r in await conn.fetch("SELECT id FROM attachments WHERE id = ANY($1::text[]) FOR SHARE", ids)}
-    for att_id in ids:
-        if att_id not in found:
-            raise Internal(f"attachment {att_id} was deleted meanwhile")
+    return next((att_id for att_id in ids if att_id not in found), None)
 
 
 async def link(db: asyncpg.Connection, msg: Message) -> None:

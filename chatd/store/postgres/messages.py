@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from chatd.auth import permissions
-from chatd.errors import ChatError, Conflict, Forbidden, Internal
+from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import attention as staff
@@ -122,8 +122,10 @@ class Messages(StoreMixin):
         """Insert with the next seq and its side rows (as chatd.store.sqlite.messages);
         None if (order, sender, client_id) exists already. The order's row is locked
         (`_load_order`), so `last_seq` is the latest committed."""
-        if attachments:
-            await links.check(db, attachments)  # refused before anything is written
+        if attachments and (gone := await links.missing(db, attachments)) is not None:
+            if client_id is not None and await self._find(db, order.id, sender.id, client_id) is not None:
+                return None  # a retry of a message stored before its upload was deleted
+            raise BadRequest(f"unknown attachment {gone}", ref=client_id)
         ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
@@ -345,6 +347,10 @@ class Messages(StoreMixin):
         if newest:
             rows.reverse()
         return [message_from_row(order_id, r) for r in rows], more
+
+    async def sent(self, order_id: str, sender_id: str, client_id: str) -> Message | None:
+        async with self._reading() as db:
+            return await self._find(db, order_id, sender_id, client_id)
 
     async def history(
         self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from chatd.errors import Internal
 from chatd.store.records import AttachmentRow
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import AttachmentRef, Message
@@ -15,12 +14,13 @@ _COLS = "id, order_id, uploader_id, name, mime, size, sha256, created_ts"
 _Row = tuple[str, str, str, str, str, int, str, int, int]
 
 
-def check(db: sqlite3.Connection, refs: list[AttachmentRef]) -> None:
-    """Every upload still exists (a clean-up may have removed it since it was
-    resolved): otherwise the message is refused before anything is written."""
+def missing(db: sqlite3.Connection, refs: list[AttachmentRef]) -> str | None:
+    """An upload that no longer exists (a clean-up may have removed it since it was
+    resolved), if any: then the message is not written."""
     for att in refs:
         if db.execute("SELECT 1 FROM attachments WHERE id = ?", (att.id,)).fetchone() is None:
-            raise Internal(f"attachment {att.id} was deleted meanwhile")
+            return att.id
+    return None
 
 
 def link(db: sqlite3.Connection, msg: Message) -> None:

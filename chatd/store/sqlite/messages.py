@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from chatd.auth import permissions
-from chatd.errors import ChatError, Conflict, Forbidden, Internal
+from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, Internal
 from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, ORDER_COLS, Actor, message_from_row, now_ms, order_from_row
@@ -79,8 +79,10 @@ class Messages(StoreMixin):
         `moved`: the caller's change added or removed a shared queue reason;
         `own_read`: writing reads the order for the sender, whose change (when they
         had unread messages) is in `unread` too, last."""
-        if attachments:
-            links.check(db, attachments)  # refused before anything is written
+        if attachments and (gone := links.missing(db, attachments)) is not None:
+            if client_id is not None and self._find(db, order.id, sender.id, client_id) is not None:
+                return None  # a retry of a message stored before its upload was deleted
+            raise BadRequest(f"unknown attachment {gone}", ref=client_id)
         ts = int(self.clock() * 1000)
         seq = order.last_seq + 1
         att = msgspec.json.encode(attachments).decode() if attachments else None
@@ -293,6 +295,10 @@ class Messages(StoreMixin):
         if newest:
             rows.reverse()
         return [message_from_row(order_id, r) for r in rows], more
+
+    async def sent(self, order_id: str, sender_id: str, client_id: str) -> Message | None:
+        with self._reading():
+            return self._find(self.reader, order_id, sender_id, client_id)
 
     async def history(
         self, order_id: str, sees_notes: bool, before: int | None, after: int | None, limit: int
