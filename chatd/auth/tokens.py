@@ -17,6 +17,7 @@ from chatd.wire import TOKEN_CHARS
 
 MAX_ID_CHARS = 200  # sub: an id, refused past it (cutting it could name someone else)
 MAX_NAME_CHARS = 200  # name: display only, cut to it (it is copied into every message)
+MAX_EXP = 253_402_300_799  # 9999-12-31T23:59:59Z: an `exp` past it (or NaN, infinity) is no time at all
 
 SIGNED_ELSEWHERE = (
     "token signed with another secret: sign tokens with the [auth] secret this server has (env CHATD_AUTH_SECRET)"
@@ -79,7 +80,9 @@ def verify(token: str, secret: str, now: float | None = None, filter_mode: str =
         raise Unauthorized("token sub may not contain U+0000 (NUL) or a lone UTF-16 surrogate")
     if role not in ROLES:
         raise Unauthorized(f"token role must be one of {sorted(ROLES)}")
-    if not isinstance(exp, (int, float)) or (time.time() if now is None else now) >= exp:
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not 0 <= exp <= MAX_EXP:  # NaN fails too
+        raise Unauthorized(f"token exp must be a number of Unix seconds from 0 to {MAX_EXP}")
+    if (time.time() if now is None else now) >= exp:
         raise Unauthorized("token expired")
     name = claims.get("name")
     if not isinstance(name, str) or not name:

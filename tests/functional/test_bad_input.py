@@ -302,6 +302,35 @@ async def test_token_claims_no_store_can_hold_are_unauthorized(server, claims, c
     assert not tracebacks()
 
 
+@pytest.mark.parametrize(
+    "exp",
+    [10**400, float("inf"), float("nan"), -1, True, "4102444800"],
+    ids=["huge", "inf", "nan", "neg", "bool", "str"],
+)
+async def test_a_token_exp_that_is_no_time_is_unauthorized(server, exp, tracebacks):
+    """Signed, but `exp` is no number of seconds a clock reaches: refused naming the claim,
+    on the socket (first frame, URL, refresh) and over REST, instead of 1011, 500, or a
+    credential that never expires."""
+    await server.order("o1")
+    bad = _raw_token(sub="buyer1", exp=exp)
+    c = await Client.open(server.ws_url)
+    server.clients.append(c)
+    await c.send({"type": "auth", "token": bad})
+    err = await c.expect("error")
+    assert err["code"] == "unauthorized" and "token exp " in err["message"], err
+    assert await c.closed() == 4401
+    in_url = await Client.open(f"{server.ws_url}?token={bad}")
+    server.clients.append(in_url)
+    assert (await in_url.expect("error"))["code"] == "unauthorized"
+    assert await in_url.closed() == 4401
+    ok = await server.client("buyer1", "buyer")
+    await ok.send({"type": "auth", "token": bad})  # a refresh
+    assert (await ok.expect("error"))["code"] == "unauthorized"
+    st, body = await server.api("GET", "/api/v1/orders/o1/messages", auth=bad)
+    assert st == 401 and "token exp " in body["error"]["message"], (st, body)
+    assert not tracebacks()
+
+
 async def _raw_http(server, request: bytes) -> tuple[int, bytes]:
     """Send `request` as is (bytes an HTTP client would not): (status, body)."""
     port = int(server.base.rsplit(":", 1)[1])
