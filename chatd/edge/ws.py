@@ -150,6 +150,7 @@ class ChatSocket(WebSocket):
     def no_auth_in_time(self) -> None:
         self.deadline = None
         if self.conn is None and self.task is None:
+            self.write(wire.encode_frame(wire.ErrorFrame("unauthorized", "no auth frame in time")))
             self.close(CloseCode.UNAUTHORIZED, b"no auth in time")
 
     def _authenticated(self) -> None:

@@ -153,6 +153,8 @@ async def test_frame_too_large_closes_1009(server):
 async def test_no_auth_in_time_closes_4401(server):
     c = await server.raw_client()
     started = time.monotonic()
+    err = await c.expect("error", timeout=5)  # told why, then closed, as other first-frame failures are
+    assert (err["code"], err["message"]) == ("unauthorized", "no auth frame in time")
     assert await c.closed(timeout=5) == 4401
     assert time.monotonic() - started >= 0.15
     # a client that authenticates in time is fine, and later frames are not timed
