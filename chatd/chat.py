@@ -350,7 +350,7 @@ class Chat:
         if status is None or status == old.status:
             kept = old.closes_at if old.closes_at is not None else workflow.closes_at(wf, old.status, now)
             return OrderPlan(wf.name, old.status, kept if wf.terminal(old.status) else None)
-        if force and not wf.has(status):
+        if not wf.has(status):  # no transition can reach it, forced or not
             raise BadRequest(f"workflow {wf.name} has no status {status}")
         refusal = wf.refusal(old.status, status, "bot")  # the api key moves an order on as a bot would
         if refusal is not None and not force:
