@@ -507,3 +507,27 @@ async def test_a_reader_gone_in_the_middle_of_an_export_ends_it_quietly(server, 
 
     records = await wait_for(ended, what="the export's answer to end")
     assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info], records
+
+
+@pytest.mark.parametrize("raw", ["5_0", "%2B5", "%205", "%D9%A3", "-1", "1e3", "0x10"])
+async def test_a_query_integer_is_ascii_digits(server, raw):
+    """Python's int() reads "5_0", "+5", " 5" and other scripts' digits: a query value is
+    an integer only as the documentation writes one."""
+    await server.order("o1")
+    for path in ("/api/v1/orders/o1/messages?limit=", "/api/v1/threads?limit=", "/api/v1/reports/response-times?days="):
+        st, body = await server.api("GET", path + raw)
+        assert st == 400 and body["error"]["code"] == "bad_request", (path, raw, st, body)
+    st, page = await server.api("GET", "/api/v1/orders/o1/messages?limit=5")
+    assert st == 200
+
+
+async def test_query_errors_name_the_query_and_unknown_ones_are_refused(server):
+    await server.order("o1")
+    st, body = await server.api("GET", "/api/v1/threads?unread_for=" + "u" * 201)
+    assert st == 400 and body["error"]["message"].startswith("invalid query: "), body
+    for query, says in (("format=xml", "format must be json or ndjson"), ("bogus=1", "unknown parameter bogus")):
+        st, body = await server.api("GET", f"/api/v1/orders/o1/messages?{query}")
+        assert st == 400 and body["error"]["code"] == "bad_request" and says in body["error"]["message"], body
+    for query in ("format=json", "format=ndjson", "limit=&format="):  # empty is absent
+        st, _ = await server.api("GET", f"/api/v1/orders/o1/messages?{query}")
+        assert st == 200, query

@@ -96,12 +96,13 @@ async def body(request: web.Request, kind: type[T]) -> T:
 
 
 def int_param(request: web.Request, name: str) -> int | None:
-    """A query integer within what the store holds (0 to 2^63-1)."""
+    """A query integer within what the store holds (0 to 2^63-1), written as ASCII digits
+    (`int` would also take "5_0", "+5", " 5" and other scripts' digits); empty is absent."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
     try:
-        if len(raw) > 20:
+        if len(raw) > 20 or not (raw.isascii() and raw.isdigit()):
             raise ValueError(raw)
         value = int(raw)
         if not 0 <= value <= MAX_INT:

@@ -34,11 +34,18 @@ class MessagesJson(TypedDict):
     has_more: bool
 
 
+_QUERY = frozenset({"before", "after", "limit", "format"})
+
+
 async def get_messages(request: web.Request) -> web.StreamResponse:
     who = viewer(principal(request))
     chat: Chat = request.app[CHAT]
     order_id = request.match_info["order"]
-    if request.query.get("format") == "ndjson":
+    if unknown := sorted(set(request.query) - _QUERY):
+        raise BadRequest(f"unknown parameter {unknown[0]}: messages take {', '.join(sorted(_QUERY))}")
+    if (form := request.query.get("format") or "json") not in ("json", "ndjson"):
+        raise BadRequest("format must be json or ndjson")
+    if form == "ndjson":
         chunks = await chat.export(who, order_id)  # access is checked here, before the response starts
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)

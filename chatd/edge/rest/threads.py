@@ -3,6 +3,7 @@ and marking many threads read or unread for staff (chatd.staff_queue)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import msgspec
@@ -36,7 +37,15 @@ async def get_threads(request: web.Request) -> web.Response:
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]}: threads take {', '.join(sorted(FILTERS))}")
     limit = int_param(request, "limit")
-    query = msgspec.convert(
+    try:
+        query = _query(q, limit)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid query: {exc}") from exc
+    return json_response(await request.app[THREADS].apage(query, scope, staff))
+
+
+def _query(q: Mapping[str, str], limit: int | None) -> ThreadQuery:
+    return msgspec.convert(
         dict(  # checks the bounds of ThreadQuery's fields
             dispute=q.get("dispute") or None,
             unread_for=q.get("unread_for") or None,
@@ -51,7 +60,6 @@ async def get_threads(request: web.Request) -> web.Response:
         ),
         ThreadQuery,
     )
-    return json_response(await request.app[THREADS].apage(query, scope, staff))
 
 
 class ThreadsReadBody(msgspec.Struct, forbid_unknown_fields=True):
