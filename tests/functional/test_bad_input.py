@@ -215,6 +215,8 @@ def _nested_parts(depth: int) -> bytes:
         ("multipart/form-data; boundary=xyz", _part("xyz", b'Content-Disposition: form-data; name="fi')),
         ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="file"'),
         ("multipart/form-data; boundary=b0", _nested_parts(1200)),
+        ("multipart/form-data; boundary=xyz", _part("xyz")[: -len(b"\r\n--xyz--\r\n")]),
+        ("multipart/form-data; boundary=xyz", _part("xyz")[: -len(b"--xyz--\r\n")]),
     ],
     ids=[
         "no-boundary",
@@ -228,6 +230,8 @@ def _nested_parts(depth: int) -> bytes:
         "unclosed-quote",
         "truncated-headers",
         "nested-1200-deep",
+        "cut-before-the-boundary",
+        "cut-at-the-boundary",
     ],
 )
 async def test_malformed_multipart_gets_400(server, content_type, body, tracebacks):

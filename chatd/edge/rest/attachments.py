@@ -47,6 +47,8 @@ async def post_attachment(request: web.Request) -> web.Response:
                 yield chunk
         except MULTIPART_ERRORS as exc:
             raise BadRequest(f"malformed multipart body: {exc}") from None
+        if not part.at_eof():  # the body ended inside the part: a file cut short, not a whole one
+            raise BadRequest("malformed multipart body: it ends before the file part's closing boundary")
 
     try:
         # browsers escape '"' and CR/LF in multipart file names as %22, %0D, %0A; aiohttp's
