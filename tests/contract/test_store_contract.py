@@ -687,6 +687,12 @@ async def test_a_read_marker_stops_at_the_newest_message_its_user_may_see(store,
     marker = await other.mark_read(BUYER, "o1", BUYER.id, 1_000_000)
     assert (marker.read_seq, marker.unread) == (5, 0)
     assert await store.marker("o1", BUYER.id, False, 6) == (5, 0, 5)
+    # below the newest, at a note: back to the newest message the buyer may see at or below it
+    await store.post(SUPPLIER, "o1", "later", "c3")  # seq 7
+    assert (await store.mark_read(None, "o1", BUYER.id, 4, backward=True)).read_seq == 1
+    assert await other.marker("o1", BUYER.id, False, 7) == (1, 2, 7)
+    assert (await store.mark_read(BUYER, "o1", BUYER.id, 6)).read_seq == 5
+    assert (await store.mark_read(SUPPLIER, "o1", SUPPLIER.id, 6, backward=True)).read_seq == 6  # sees notes: as asked
 
 
 async def test_an_export_reads_the_order_before_each_chunk_and_ends_at_its_bound(store):

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import asyncpg
 
 
-# A reader's marker moved to $3 (clamped to the newest message they may see; back only
+# A reader's marker moved to $3 (clamped to the newest message they may see at or below it,
+# so a buyer's never holds a note's seq; back only
 # if $4) in one statement: its unread count, the pending notification it thins, and
 # what the move reports. The statement's snapshot is from before the update, so the
 # reader's total and hidden sum add what the marker trigger (migrations 1 and 10) adds;
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 # waits for this commit; one under way is read as it committed). No row: there is no
 # marker; a row with no target: nothing moved.
 _MOVE = (
-    "WITH mk AS (SELECT read_seq, unread, sees_notes, side, GREATEST(0, LEAST($3::bigint, last_seq)) AS target "
+    "WITH mk AS (SELECT read_seq, unread, sees_notes, side, CASE WHEN sees_notes <> 0 OR $3::bigint >= last_seq "
+    "THEN GREATEST(0, LEAST($3::bigint, last_seq)) ELSE (SELECT COALESCE(MAX(m.seq), 0) FROM messages m "
+    "WHERE m.order_id = $2 AND m.seq <= $3::bigint AND m.kind <> 'note') END AS target "
     "FROM read_markers WHERE user_id = $1 AND order_id = $2), "
     "mv AS (SELECT target, unread AS before, (SELECT COUNT(*) FROM messages m WHERE m.order_id = $2 "
     "AND m.seq > mk.target AND m.sender_id <> $1 AND (mk.sees_notes <> 0 OR m.kind <> 'note')) AS after "

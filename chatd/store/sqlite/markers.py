@@ -206,9 +206,12 @@ class Markers(StoreMixin):
                 last = self._add_marker(db, order, user_id, sees)
                 row = (0, None, int(sees), int(user_id not in order.slots), last)
             read_seq, _, sees, side, newest = row
-            # clamped to the newest message this user may see (the marker's last_seq, which
-            # for a reader of notes is the order's): a buyer's marker never holds a note's seq
+            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
+            # clamped to the newest message this user may see at or below `seq` (the marker's
+            # last_seq is the newest they may see at all): a buyer's marker never holds a note's seq
             target = max(0, min(seq, newest))
+            if not sees and 0 < target < newest:
+                target = db.execute(plain, (order_id, target)).fetchone()[0]
             if target == read_seq or (target < read_seq and not backward):
                 return None
             notes = "" if sees else " AND kind != 'note'"
@@ -221,7 +224,6 @@ class Markers(StoreMixin):
                 (target, unread, user_id, order_id),
             )
             notifications.on_read(db, user_id, order_id, target)
-            plain = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE order_id = ? AND seq <= ? AND kind != 'note'"
             return ReadMarker(
                 read_seq=target,
                 unread=unread,
