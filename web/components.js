@@ -27,6 +27,9 @@
   var el = D.el, icon = D.icon;
   var INBOX_LIMIT = 100;
   var INBOX_ONLY = 200; // the most orders one `inbox` with `only` may name
+  var INBOX_MAX = 200;  // the server's cap on an `inbox` page: older pages come this big
+  var SEARCH_PAGES = 10; // older pages one "Search older orders" fetches, one after the other
+  var ASK_AGAIN_MS = 1000; // after a refused `inbox` (the read bucket refills at 10 a second)
   var BELL_ITEMS = 8;
   var BACKOFF_BASE_MS = 500;
   var BACKOFF_CAP_MS = 15000;
@@ -84,6 +87,52 @@
       this.wanted = new Map();
       /** the last inbox page left orders out: a badge's order may be among them */
       this.more = false;
+      /** @type {string | null} where the next (older) page starts; null once the last page is in */
+      this.cursor = null;
+      /** pages past the first are loaded: a reload of the first page keeps them */
+      this.deep = false;
+      /** an older page is on its way */
+      this.paging = false;
+      /** older pages still to fetch, one after the other */
+      this.pagesLeft = 0;
+      /** the server refused the next page for good */
+      this.pageError = false;
+      /** @type {Array<{kind: 'first' | 'next' | 'only', frame: Record<string, any>}>}
+       * `inbox` frames not answered yet: answers (and refusals) come in the order asked */
+      this.asked = [];
+      /** @type {Set<string>} order ids asked for directly (a search for one id) */
+      this.looked = new Set();
+    }
+
+    /** Sends an `inbox` frame, remembered until its answer. @param {'first' | 'next' | 'only'} kind @param {Record<string, any>} frame */
+    _ask(kind, frame) {
+      if (!this.ws || this.ws.readyState !== 1) return false;
+      this.asked.push({ kind: kind, frame: frame });
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    /** Fetch older orders: `pages` pages (default 1), one after the other. @param {number} [pages] */
+    loadOlder(pages) {
+      if (!this.loaded || !this.cursor) return;
+      this.pagesLeft = Math.max(this.pagesLeft, pages || 1);
+      this.pageError = false;
+      this._nextPage();
+      this._changed();
+    }
+
+    _nextPage() {
+      if (this.paging || !this.cursor || this.pagesLeft <= 0) return;
+      if (this._ask('next', { type: 'inbox', cursor: this.cursor, limit: INBOX_MAX })) {
+        this.paging = true;
+        this.pagesLeft -= 1;
+      }
+    }
+
+    /** One order of the user's, by its exact id, when the loaded pages do not have it. @param {string} order */
+    lookup(order) {
+      if (!this.loaded || !this.cursor || this.entries.has(order) || this.looked.has(order)) return;
+      if (this._ask('only', { type: 'inbox', only: [order] })) this.looked.add(order);
     }
 
     /** A badge shows this order: its count must be known even beyond the inbox's first page.
@@ -104,7 +153,7 @@
       var self = this;
       var missing = Array.from(this.wanted.keys()).filter(function (o) { return !self.entries.has(o); });
       for (var i = 0; i < missing.length; i += INBOX_ONLY) {
-        this.ws.send(JSON.stringify({ type: 'inbox', only: missing.slice(i, i + INBOX_ONLY) }));
+        this._ask('only', { type: 'inbox', only: missing.slice(i, i + INBOX_ONLY) });
       }
     }
 
@@ -114,7 +163,7 @@
       var self = this;
       this.refreshTimer = setTimeout(function () {
         self.refreshTimer = null;
-        if (self.ws) self.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
+        self._ask('first', { type: 'inbox', limit: INBOX_LIMIT });
       }, 1000);
     }
 
@@ -176,6 +225,7 @@
     /** @param {number} code */
     _onClose(code) {
       this.ws = null;
+      this._unasked();
       if (code === 4401) {
         if (typeof this.tokenOpt === 'function' && !this.authRetried) {
           this.authRetried = true; // the token expired: the page's function may give a fresh one
@@ -202,6 +252,14 @@
       clearTimeout(this.timer);
       this.timer = null;
       if (this.ws) { var ws = this.ws; this.ws = null; ws.onclose = null; ws.close(1000); }
+      this._unasked();
+    }
+
+    /** The connection is gone, and the answers it owed. */
+    _unasked() {
+      this.asked = [];
+      this.paging = false;
+      this.pagesLeft = 0;
     }
 
     /** @param {Record<string, any>} f */
@@ -212,37 +270,82 @@
           this.authError = null;
           this.authRetried = false;
           this.role = f.user && typeof f.user.role === 'string' ? f.user.role : null;
-          if (this.ws) this.ws.send(JSON.stringify({ type: 'inbox', limit: INBOX_LIMIT }));
+          this._ask('first', { type: 'inbox', limit: INBOX_LIMIT });
           return;
         case 'inbox': return this._onInbox(f);
         case 'unread': return this._onUnread(f);
         case 'notify': return this._onNotify(f);
         case 'error':
           if (f.code === 'unauthorized' || f.code === 'invalid_signature') this.authError = String(f.message || '');
+          else if (f.ref == null && this.asked.length) this._inboxRefused(f); // an `inbox` error names nothing
           else this.errorListeners.forEach(function (fn) { fn(f); });
           return;
         default: return;
       }
     }
 
+    /** A refusal of the oldest `inbox` frame not answered: passing ones are asked again. @param {Record<string, any>} f */
+    _inboxRefused(f) {
+      var a = /** @type {{kind: 'first' | 'next' | 'only', frame: Record<string, any>}} */ (this.asked.shift());
+      if (a.kind === 'next') this.paging = false;
+      if (f.code === 'bad_request') { // asking again would change nothing
+        if (a.kind === 'next') { this.pageError = true; this.pagesLeft = 0; }
+      } else {
+        var self = this, ws = this.ws;
+        if (a.kind === 'next') this.pagesLeft += 1;
+        setTimeout(function () {
+          if (self.ws !== ws) return; // reconnected: asked afresh
+          if (a.kind === 'next') self._nextPage(); else self._ask(a.kind, a.frame);
+        }, ASK_AGAIN_MS);
+      }
+      this._changed();
+    }
+
     /** @param {Record<string, any>} f */
     _onInbox(f) {
-      var only = Array.isArray(f.only); // the answer to _askMissing: entries to add, not the inbox
-      var entries = only ? this.entries : new Map();
+      var only = Array.isArray(f.only); // entries to add (badges', a searched id), not a page
+      var i = this.asked.findIndex(function (a) { return (a.kind === 'only') === only; });
+      var kind = only ? 'only' : i >= 0 ? this.asked[i].kind : 'first';
+      if (i >= 0) this.asked.splice(i, 1);
+      /** @type {Entry[]} */
+      var page = [];
       (Array.isArray(f.orders) ? f.orders : []).forEach(function (/** @type {any} */ o) {
         if (!o || typeof o.order !== 'string') return;
-        entries.set(o.order, {
+        page.push({
           order: o.order, status: String(o.status || ''), unread: o.unread | 0,
           dispute_open: !!o.dispute_open, last_message: o.last_message || null,
           reasons: Array.isArray(o.reasons) ? o.reasons.map(String) : null,
           awaiting_reply: o.awaiting_reply && typeof o.awaiting_reply.since === 'number' ? o.awaiting_reply : null
         });
       });
-      this.entries = entries;
+      if (kind === 'first') {
+        var entries = new Map();
+        page.forEach(function (e) { entries.set(e.order, e); });
+        var edge = page[page.length - 1];
+        if (this.deep && f.next_cursor && edge) {
+          // older pages stay loaded (and the cursor past them): what is older than this page is theirs
+          this.entries.forEach(function (e) { if (!entries.has(e.order) && ts(e) <= ts(edge)) entries.set(e.order, e); });
+        } else {
+          this.cursor = f.next_cursor || null;
+          this.deep = false;
+          this.looked.clear(); // the ids found by lookup are gone with the old entries
+        }
+        this.entries = entries;
+        this.loaded = true;
+      } else {
+        var have = this.entries;
+        page.forEach(function (e) { have.set(e.order, e); });
+        if (kind === 'next') {
+          this.paging = false;
+          this.deep = true;
+          this.cursor = f.next_cursor || null;
+        }
+      }
+      this.more = !!this.cursor;
       this.total = f.total_unread | 0;
-      if (!only) { this.more = !!f.next_cursor; this.loaded = true; }
       this._changed();
-      if (!only) this._askMissing();
+      if (kind === 'first') this._askMissing();
+      if (kind === 'next') this._nextPage();
     }
 
     /** @param {Record<string, any>} f */
@@ -477,7 +580,13 @@
     });
     var rows = el('ul', 'chatd-inbox-rows', null, { 'aria-label': 'Orders' });
     var empty = el('p', 'chatd-inbox-empty', 'Loading…', { role: 'status' });
-    [head, searchLabel, search, filters, rows, empty].forEach(function (n) { listPane.appendChild(n); });
+    // while older pages are not loaded: says so, and fetches them
+    var more = el('div', 'chatd-inbox-more', null, { hidden: '' });
+    var moreNote = el('p', 'chatd-inbox-more-note', null, { role: 'status' });
+    var moreBtn = /** @type {HTMLButtonElement} */ (el('button', 'chatd-action', null, { type: 'button' }));
+    more.appendChild(moreNote);
+    more.appendChild(moreBtn);
+    [head, searchLabel, search, filters, rows, empty, more].forEach(function (n) { listPane.appendChild(n); });
 
     var chatPane = el('div', 'chatd-inbox-chat');
     var back = el('button', 'chatd-action chatd-inbox-back', null, { type: 'button' });
@@ -516,7 +625,22 @@
       var row = rows.querySelector('[aria-current="true"]');
       if (row) /** @type {HTMLElement} */ (row).focus();
     });
-    search.addEventListener('input', function () { render(); });
+    /** @type {any} */
+    var lookupTimer = null;
+    search.addEventListener('input', function () {
+      render();
+      // an order id typed in full is asked for directly, once the typing pauses
+      clearTimeout(lookupTimer);
+      var id = search.value.trim();
+      if (id && id.length <= 200 && !/\s/.test(id)) lookupTimer = setTimeout(function () { feed.lookup(id); }, 400);
+    });
+    moreBtn.addEventListener('click', function () { feed.loadOlder(filtering() ? SEARCH_PAGES : 1); });
+
+    var filtering = function () {
+      return !!search.value.trim() || ['unread', 'dispute', 'awaiting'].some(function (k) {
+        return chips[k].getAttribute('aria-pressed') === 'true';
+      });
+    };
 
     /** @param {Entry} e @param {string} q */
     var matches = function (e, q) {
@@ -567,14 +691,33 @@
         li.appendChild(b);
         rows.appendChild(li);
       });
+      // older orders not loaded yet: never let the list pass for all of them
+      var partial = feed.loaded && !feed.fatal && !!feed.cursor;
+      var among = 'the ' + feed.entries.size + ' orders loaded';
       empty.hidden = !!list.length;
       empty.textContent = feed.fatal ? feed.fatal : !feed.loaded ? 'Loading…'
-        : feed.entries.size ? 'No order matches.' : 'No conversations yet.';
+        : partial && list.length === 0 ? 'No order matches among ' + among + '.'
+          : feed.entries.size ? 'No order matches.' : 'No conversations yet.';
+      more.hidden = !partial && !feed.pageError;
+      moreBtn.disabled = feed.paging;
+      var missing = feed.total;
+      feed.entries.forEach(function (e) { missing -= e.unread; });
+      if (feed.paging) {
+        moreNote.textContent = 'Loading older orders…';
+      } else if (feed.pageError) {
+        moreNote.textContent = 'Older orders could not be loaded.';
+      } else if (filtering()) {
+        moreNote.textContent = (list.length ? 'Only ' + among + ' were searched.' : 'Older orders are not searched yet.') +
+          (onlyUnread && missing > 0 ? ' ' + missing + ' more unread in older orders.' : '');
+      } else {
+        moreNote.textContent = 'Older orders are not loaded yet.';
+      }
+      moreBtn.textContent = feed.pageError ? 'Try again' : filtering() ? 'Search older orders' : 'Show older orders';
     };
     var release = feed.use(render);
     return {
       open: open,
-      destroy: function () { release(); if (widget) widget.destroy(); sh.box.remove(); }
+      destroy: function () { clearTimeout(lookupTimer); release(); if (widget) widget.destroy(); sh.box.remove(); }
     };
   }
 

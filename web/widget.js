@@ -130,6 +130,13 @@
       this.intersecting = new Set();
       /** @type {number | null} "new messages" divider before the first unread above this seq */
       this.dividerAfter = null;
+      /** new messages came that the reader was not shown (a background tab, a resume): a reader at
+       * the bottom is taken down to the divider, not past it */
+      this.holdDivider = false;
+      /** @type {{readSeq: number, divider: boolean} | null} the last join was a resume: its replay above readSeq is new */
+      this.resume = null;
+      /** @type {Message[]} new messages of a resume's replay, read out once as a summary */
+      this.replayNew = [];
       this.unreadPages = 0;         // earlier pages fetched to reach the first unread on opening
       this.awaitReplay = false;
       this.anchorExpired = false;
@@ -332,6 +339,9 @@
       var $ = this.$;
       this._beginMutation();
       if (d.first && d.unread > 0) this.dividerAfter = d.readSeq;
+      // A resume replays what came while the connection was down; above the server's
+      // marker, that is new as if it had come live (a divider unless unread ones are held).
+      this.resume = d.first ? null : { readSeq: d.readSeq, divider: !this._unreadHeld(d.readSeq) };
       if (d.first) {
         // Kept while the replay arrives; ends after the first render past this.
         this.awaitReplay = d.lastSeq > 0;
@@ -360,10 +370,26 @@
       this._beginMutation(d.own && d.live); // one's own doing (also from another tab): show it
       if (d.live && !d.own) {
         if (this.session.unread === 0 && (!pageVisible() || !(this.snap && this.snap.stick))) this.dividerAfter = m.seq - 1;
+        if (!pageVisible() && this.dividerAfter !== null) this.holdDivider = true;
         this._announce(m);
+      } else if (!d.own && d.source === 'live' && this.resume && m.seq > this.resume.readSeq) {
+        if (this.resume.divider || this.dividerAfter === null) this.dividerAfter = this.resume.readSeq;
+        this.resume.divider = false;
+        this.holdDivider = true;
+        this.replayNew.push(m);
+        this._timer('announce', this._announceReplay, 250); // once the replay has come
       }
       this._insertMessage(m, d.own, d.older);
       this.awaitReplay = false;
+    }
+
+    /** Whether a message from others above `readSeq` is in the list. @param {number} readSeq */
+    _unreadHeld(readSeq) {
+      for (var [seq, node] of this.els) {
+        var rec = this.recs.get(node);
+        if (seq > readSeq && rec && !rec.own) return true;
+      }
+      return false;
     }
 
     /** The server has the message (or the user gave it up): its pending bubble goes. @param {OutboxItem} item */
@@ -580,7 +606,7 @@
       // reader at the newest message stays there.
       if (typeof ResizeObserver === 'function') {
         this.ro = new ResizeObserver(function () {
-          if (self.stick) self._scrollTo(scroll.scrollHeight);
+          if (self.stick) self._stickDown();
         });
         this.ro.observe(scroll);
       }
@@ -1089,13 +1115,29 @@
     }
 
     /** New messages from others, read out by screen readers (the last three). @param {Message} m */
-    _announce(m) {
+    _announce(m) { this._say(this._spoken(m)); }
+
+    /** A resume's new messages: one of them as it is, more as one summary, not one line each. */
+    _announceReplay() {
+      var msgs = this.replayNew;
+      this.replayNew = [];
+      if (msgs.length === 1) this._announce(msgs[0]);
+      else if (msgs.length) this._say(msgs.length + ' new messages. ' + this._spoken(msgs[msgs.length - 1]));
+    }
+
+    /** @param {Message} m */
+    _spoken(m) {
       var who = m.sender ? m.sender.name : '';
       var text = String(m.text || '');
       if (text.length > 160) text = text.slice(0, 157) + '…';
       var prefix = m.kind === 'note' ? 'Internal note from ' + who : m.kind === 'text' ? who : D.humanize(m.kind) + ' update';
+      return prefix + ': ' + text;
+    }
+
+    /** @param {string} text */
+    _say(text) {
       var live = this.$.live;
-      live.appendChild(el('p', null, prefix + ': ' + text));
+      live.appendChild(el('p', null, text));
       while (live.childNodes.length > 3) live.removeChild(/** @type {ChildNode} */ (live.firstChild));
     }
 
@@ -1104,6 +1146,7 @@
     /** Call before changing the list: remembers what the reader is looking at
      * (`toBottom`: the reader's own action, show the newest). @param {boolean} [toBottom] */
     _beginMutation(toBottom) {
+      if (toBottom) this.holdDivider = false;
       if (this.snap) {
         if (toBottom) this.snap.stick = true;
       } else {
@@ -1137,8 +1180,10 @@
       var sc = $.scroll;
       if (this.initialAnchor && $.divider.parentNode) {
         this._scrollTo(this._offsetIn($.divider) - 12);
-      } else if (this.initialAnchor || (snap && snap.stick)) {
+      } else if (this.initialAnchor) {
         this._scrollTo(sc.scrollHeight);
+      } else if (snap && snap.stick) {
+        this._stickDown();
       } else if (snap && snap.anchor && snap.anchor.isConnected) {
         var delta = snap.anchor.getBoundingClientRect().top - sc.getBoundingClientRect().top - snap.offset;
         this._scrollTo(sc.scrollTop + delta);
@@ -1278,6 +1323,13 @@
       return sc.scrollHeight - sc.scrollTop - sc.clientHeight < NEAR_BOTTOM_PX;
     }
 
+    /** A reader at the bottom stays there; with new messages not shown yet, down to the first of them, never past it. */
+    _stickDown() {
+      var sc = this.$.scroll, divider = this.$.divider;
+      if (this.holdDivider && divider.parentNode) this._scrollTo(Math.max(sc.scrollTop, this._offsetIn(divider) - 12));
+      else this._scrollTo(sc.scrollHeight);
+    }
+
     /** @param {boolean} smooth */
     _scrollToBottom(smooth) {
       var sc = this.$.scroll;
@@ -1286,6 +1338,7 @@
       else this._scrollTo(sc.scrollHeight);
       this.stick = true;
       this.initialAnchor = false;
+      this.holdDivider = false;
       this._renderJump();
     }
 
@@ -1302,6 +1355,7 @@
       var top = this.$.scroll.scrollTop;
       if (top === this.lastTop) return;
       this.lastTop = top;
+      this.holdDivider = false; // the reader's own scrolling: they choose what they see
       this.stick = this._nearBottom();
       this._renderJump();
       if (!this.initialAnchor && this.session.canLoadMore() && top < LOAD_MORE_PX) this.session.loadMore();

@@ -153,6 +153,34 @@ async def test_read_waits_until_scrolled_into_view(server, open_chat):
     await expect(supplier.badge).to_be_hidden()
 
 
+async def test_a_background_tab_keeps_the_view_on_the_first_of_many_new_messages(server, open_chat):
+    """More new messages than a screen while the tab is in the background: the view goes
+    down to the first of them, not past it, so coming back reads only what is shown."""
+    await put_order(server.base, "o-background")
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 21):
+        assert (await bot.post("o-background", f"Before {i:02d}"))["type"] == "ack"
+    status, data = await api(server.base, "POST", "/api/v1/orders/o-background/read", {"user": "sam", "seq": 20})
+    assert status == 200, data
+    supplier = await open_chat(server.base, "o-background", SAM, height=520)
+    await expect(supplier.message("Before 20")).to_be_in_viewport()
+    await supplier.page.locator(".chatd-scroll").click()  # the reader was here: the opening screen is done
+    await supplier.set_hidden(True)
+    for i in range(1, 31):
+        assert (await bot.post("o-background", f"Away {i:02d}"))["type"] == "ack"
+    await expect(supplier.message("Away 30")).to_be_attached()
+    await expect(supplier.badge).to_have_text("30")
+    await expect(supplier.page.locator(".chatd-divider + [role=listitem]")).to_contain_text("Away 01")
+    await expect(supplier.page.locator(".chatd-jump")).to_have_text("30 new")
+    await expect(supplier.message("Away 01")).to_be_in_viewport()
+
+    await supplier.set_hidden(False)
+    await expect(supplier.badge).not_to_have_text("30")
+    await expect(supplier.message("Away 30")).not_to_be_in_viewport()
+    unread = int(await supplier.badge.inner_text())
+    assert 0 < unread < 30
+
+
 async def _many_unread(server, order: str) -> None:
     """130 bot updates of which Sam has read the first 10: 120 unread, more than a page."""
     await put_order(server.base, order)

@@ -6,6 +6,7 @@ Screenshots land in artifacts/browser/ (gitignored): look at them.
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.async_api import expect
@@ -88,6 +89,86 @@ async def test_a_badge_counts_an_order_beyond_the_first_inbox_page(server, open_
     # and live: another message there counts on
     assert (await sam.post("o-old", "They ship today otherwise."))["type"] == "ack"
     await expect(card).to_have_attribute("data-unread", "2")
+    assert not console_errors(orders)
+
+
+async def test_the_inbox_says_older_orders_are_not_loaded_and_finds_them(server, open_chat):
+    """130 orders: the inbox loads the newest 100 and never passes them for all; an order id
+    typed in full is asked for directly, "Search older orders" looks through the rest."""
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(130):
+        await put_order(server.base, f"o-m{i:03d}")
+        text = f"Old news {i}" if i < 10 else f"Update {i}"
+        assert (await bot.post(f"o-m{i:03d}", text))["type"] == "ack"
+    orders = await open_chat(server.base, "o-m129", BEA, path="/components", width=1200, height=900)
+    page = orders.page
+    inbox = page.locator("#inbox")
+    rows = inbox.locator(".chatd-inbox-row")
+    note = inbox.locator(".chatd-inbox-more-note")
+    await expect(rows).to_have_count(100)
+    await expect(note).to_have_text("Older orders are not loaded yet.")
+    await inbox.get_by_role("button", name="Unread", exact=True).click()
+    await expect(note).to_have_text("Only the 100 orders loaded were searched. 30 more unread in older orders.")
+    await inbox.get_by_role("button", name="Unread", exact=True).click()
+
+    search = inbox.get_by_label("Search messages")
+    await search.fill("o-m005")  # an id in full: asked for with `only`
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Old news 5")
+    await search.fill("old news 7")  # only in an older order
+    await expect(inbox.locator(".chatd-inbox-empty")).to_have_text("No order matches among the 101 orders loaded.")
+    await expect(note).to_have_text("Older orders are not searched yet.")
+    await search.fill("old news")
+    await expect(rows).to_have_count(1)  # the one asked for by id
+    await expect(note).to_have_text("Only the 101 orders loaded were searched.")
+    await inbox.get_by_role("button", name="Search older orders").click()
+    await expect(rows).to_have_count(10)
+    await expect(inbox.locator(".chatd-inbox-more")).to_be_hidden()  # all loaded now
+    await search.fill("")
+    await expect(rows).to_have_count(130)
+    await expect(rows.last).to_have_attribute("data-order", "o-m000")
+    await axe_check(page, "inbox with older orders", within=["#inbox > .chatd-host", ".chatd-inbox"])
+    assert not console_errors(orders)
+
+
+async def test_show_older_orders_pages_through_the_inbox(server, open_chat):
+    """Without a search, "Show older orders" fetches the next page, until the last; a page
+    the server refuses for a passing reason (the read bucket) is asked for again."""
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(105):
+        await put_order(server.base, f"o-p{i:03d}")
+        assert (await bot.post(f"o-p{i:03d}", f"Update {i}"))["type"] == "ack"
+    pages: list[dict] = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(raw):
+            frame = json.loads(raw)
+            if frame.get("type") == "inbox" and "cursor" in frame:
+                pages.append(frame)
+                if len(pages) == 1:  # the first ask is refused, as by an empty read bucket
+                    ws.send(json.dumps({"type": "error", "code": "rate_limited", "message": "too many reads"}))
+                    return
+            upstream.send(raw)
+
+        ws.on_message(to_server)
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    orders = await open_chat(
+        server.base, "o-p104", BEA, path="/components", width=1200, height=900, setup=setup
+    )
+    inbox = orders.page.locator("#inbox")
+    rows = inbox.locator(".chatd-inbox-row")
+    await expect(rows).to_have_count(100)
+    await expect(rows.last).to_have_attribute("data-order", "o-p005")
+    await inbox.get_by_role("button", name="Show older orders").click()
+    await expect(rows).to_have_count(105)
+    await expect(rows.last).to_have_attribute("data-order", "o-p000")
+    await expect(inbox.locator(".chatd-inbox-more")).to_be_hidden()
+    assert len(pages) == 2 and pages[0] == pages[1]
     assert not console_errors(orders)
 
 

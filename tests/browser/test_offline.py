@@ -263,3 +263,62 @@ async def test_notes_held_from_before_a_role_change_are_not_shown_to_the_buyer(s
     await expect(rita.page.locator(".chatd-msg--note")).to_have_count(0)
     await expect(rita.root).not_to_contain_text("NOTE-SECRET")
     assert await rita.texts() == ["Public: ships Friday"]
+
+
+async def test_a_resume_in_a_background_tab_brings_new_messages_not_read_ones(server, open_chat):
+    """The buyer's tab is in the background when the connection drops; 30 messages come
+    meanwhile. The resume's replay is new as if it had come live: the divider before the
+    first, "30 new", one summary for screen readers, the view kept on the first one; back
+    on the tab, only what is on screen is read."""
+    order = "o-resume-new"
+    await put_order(server.base, order)
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(1, 21):
+        assert (await bot.post(order, f"Before {i:02d}"))["type"] == "ack"
+    status, data = await api(server.base, "POST", f"/api/v1/orders/{order}/read", {"user": "bea", "seq": 20})
+    assert status == 200, data
+
+    net = {"up": True}
+    links: list = []
+
+    def route(ws):
+        if not net["up"]:
+            asyncio.ensure_future(ws.close(code=1006))
+            return
+        links.append((ws, ws.connect_to_server()))
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    buyer = await open_chat(server.base, order, BEA, height=520, setup=setup)
+    await expect(buyer.message("Before 20")).to_be_in_viewport()
+    await expect(buyer.badge).to_be_hidden()
+    await buyer.set_hidden(True)  # a background tab
+    net["up"] = False
+    for ws, upstream in links:
+        await upstream.close()
+        await ws.close(code=4000, reason="network gone")
+    await expect(buyer.conn).to_be_visible()
+    for i in range(1, 31):
+        assert (await bot.post(order, f"Away {i:02d}"))["type"] == "ack"
+
+    net["up"] = True
+    await expect(buyer.message("Away 30")).to_be_attached(timeout=RESTART_WAIT_MS)
+    await buyer.online()
+    await expect(buyer.badge).to_have_text("30")
+    await expect(buyer.page.locator(".chatd-divider + [role=listitem]")).to_contain_text("Away 01")
+    jump = buyer.page.locator(".chatd-jump")
+    await expect(jump).to_have_text("30 new")
+    await expect(buyer.page.locator(".chatd-sr[aria-live]")).to_contain_text("30 new messages. Delivery Bot: Away 30")
+    await expect(buyer.message("Away 01")).to_be_in_viewport()
+    await expect(buyer.message("Away 30")).not_to_be_in_viewport()
+
+    await buyer.set_hidden(False)  # back to the tab: what is on screen is read, the rest is not
+    await expect(buyer.badge).not_to_have_text("30")
+    await expect(buyer.message("Away 30")).not_to_be_in_viewport()
+    unread = int(await buyer.badge.inner_text())
+    assert 0 < unread < 30
+    await expect(jump).to_have_text(f"{unread} new")
+    c = await server.client("bea", "buyer", name="Bea Buyer")
+    joined = await c.join(order)
+    assert joined["unread"] == unread and joined["read_seq"] == 50 - unread
