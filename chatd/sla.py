@@ -73,9 +73,11 @@ class Escalator:
         while True:
             due = await self.store.overdue(now - self.reply_within_ms, BATCH)
             for order_id, seq in due:
-                posted = await self.store.escalate(order_id, seq, now, self.notice, self.events)
+                # who is joined (any instance) reads the note live: no e-mail or webhook for them
+                present = await self.chat.online_now(order_id)
+                posted = await self.store.escalate(order_id, seq, now, self.notice, self.events, present)
                 if posted is not None:
-                    self.chat.publish_posted(posted)
+                    self.chat.publish_posted(posted, present)
                     metrics.SLA_BREACHES.inc()
                     done += 1
             if len(due) < BATCH:

@@ -281,11 +281,18 @@ class Replies(Protocol):
         buyer has waited since before the cutoff (ms), longest first."""
 
     async def escalate(
-        self, order_id: str, seq: int, now_ms: int, text: str, events: BreachEvents | None = None
+        self,
+        order_id: str,
+        seq: int,
+        now_ms: int,
+        text: str,
+        events: BreachEvents | None = None,
+        present: frozenset[str] = frozenset(),
     ) -> Posted | None:
         """Escalate the waiting period that started at `seq`, once: flag it, post `text`
         as a system note and write `events` to the outbox, atomically. None if it was
-        answered, dismissed or escalated meanwhile (by any instance)."""
+        answered, dismissed or escalated meanwhile (by any instance). `present`: who is
+        joined to the order now, whom the note's notifications and events leave out."""
 
     async def response_periods(
         self, since_ms: int, supplier: str | None, sales_rep: str | None

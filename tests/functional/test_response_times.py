@@ -136,6 +136,8 @@ async def test_a_buyer_waiting_too_long_is_escalated_once(server, receiver):
     (breach,) = [r["json"] for r in got if r["json"]["type"] == "sla.breached"]
     assert (breach["order"], breach["waiting_seq"], breach["waiting_since"]) == ("E-1", asked["seq"], asked["ts"])
     assert breach["waited_s"] == 24 * H + 1 and breach["supplier"]["id"] == "supplier1"
+    # everyone is joined and read the note live: no message.created announces it (written before the breach)
+    assert not [r for r in got if r["json"]["type"] == "message.created" and r["json"]["message"]["kind"] == "note"]
     # the threads list: who waits, who is overdue, by status; unknown filters are refused
     for query, ids in (
         ("awaiting_reply=true", ["E-1"]),

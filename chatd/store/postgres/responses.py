@@ -148,7 +148,13 @@ class Responses(StoreMixin):
         return [(r[0], r[1]) for r in rows]
 
     async def escalate(
-        self, order_id: str, seq: int, now_ms: int, text: str, events: BreachEvents | None = None
+        self,
+        order_id: str,
+        seq: int,
+        now_ms: int,
+        text: str,
+        events: BreachEvents | None = None,
+        present: frozenset[str] = frozenset(),
     ) -> Posted | None:
         """As chatd.store.sqlite.responses."""
 
@@ -169,7 +175,14 @@ class Responses(StoreMixin):
             )
             await staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             posted = await self._insert(
-                db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"{SLA_CLIENT_ID}{seq}", moved=True
+                db,
+                order,
+                UserRef(SYSTEM.id, SYSTEM.name, "bot"),
+                "note",
+                text,
+                f"{SLA_CLIENT_ID}{seq}",
+                present=present,
+                moved=True,
             )
             if posted is None:
                 return None

@@ -105,7 +105,13 @@ class Responses(StoreMixin):
         ]
 
     async def escalate(
-        self, order_id: str, seq: int, now_ms: int, text: str, events: BreachEvents | None = None
+        self,
+        order_id: str,
+        seq: int,
+        now_ms: int,
+        text: str,
+        events: BreachEvents | None = None,
+        present: frozenset[str] = frozenset(),
     ) -> Posted | None:
         """Escalate the waiting period that started at `seq`, once: flag it, post
         `text` as a system note, write `events` to the outbox, atomically. None if it
@@ -122,7 +128,14 @@ class Responses(StoreMixin):
             )
             staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             posted = self._insert(
-                db, order, UserRef(SYSTEM.id, SYSTEM.name, "bot"), "note", text, f"{SLA_CLIENT_ID}{seq}", moved=True
+                db,
+                order,
+                UserRef(SYSTEM.id, SYSTEM.name, "bot"),
+                "note",
+                text,
+                f"{SLA_CLIENT_ID}{seq}",
+                present=present,
+                moved=True,
             )
             if posted is None:  # this period's note exists: escalated before
                 return None
