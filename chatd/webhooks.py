@@ -48,6 +48,7 @@ from chatd.tasks import stop
 from chatd.wire import Message
 
 log = logging.getLogger("chatd.webhooks")
+_JITTER = random.Random()  # its own state: the process's `random` (seeded by tests, libraries) is left alone
 COUNT_S = 1.0  # the backlog gauges are at most this old
 
 
@@ -251,7 +252,7 @@ class Webhooks:
             attempts = row.attempts + 1
             dead = attempts >= self.cfg.max_attempts
             delay = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempts - 1))
-            delay *= random.uniform(0.8, 1.2)  # spread retries of many events out
+            delay *= _JITTER.uniform(0.8, 1.2)  # spread retries of many events out
             failed.append(OutboxFailure(row.id, attempts, self._now() + int(delay * 1000), err[:500], dead))
             log.log(
                 logging.WARNING if dead else logging.INFO,

@@ -31,6 +31,7 @@ from chatd.client.state import ACK, HISTORY, INBOX, JOINED, LEFT, PONG, READY, R
 from chatd.client.urls import ws_url
 
 log = logging.getLogger("chatd.client")
+_JITTER = random.Random()  # its own state: the application's `random` is left alone
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 Event = (
@@ -688,7 +689,7 @@ class Client:
         started = loop.time()
         while True:
             base = min(self._max_delay, self._delay * (2 ** min(self._attempt, 16)))
-            await asyncio.sleep(base * random.uniform(0.5, 1.0))
+            await asyncio.sleep(base * _JITTER.uniform(0.5, 1.0))
             self._attempt += 1
             try:
                 ws, ready = await self._open_connection()
