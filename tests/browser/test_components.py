@@ -157,9 +157,7 @@ async def test_show_older_orders_pages_through_the_inbox(server, open_chat):
     async def setup(ctx):
         await ctx.route_web_socket(re.compile(r"/ws$"), route)
 
-    orders = await open_chat(
-        server.base, "o-p104", BEA, path="/components", width=1200, height=900, setup=setup
-    )
+    orders = await open_chat(server.base, "o-p104", BEA, path="/components", width=1200, height=900, setup=setup)
     inbox = orders.page.locator("#inbox")
     rows = inbox.locator(".chatd-inbox-row")
     await expect(rows).to_have_count(100)
