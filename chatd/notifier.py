@@ -2,7 +2,8 @@
 the `notification` webhook and built-in e-mail.
 
 Each instance claims due notifications with a lease, one right before its
-delivery, so one instance works on one at a time. For each: over a cap
+delivery, and delivers up to SENDS at once: a stalled mail server holds up one
+place, not every notification behind it. For each: over a cap
 (`max_per_order_per_day`, `max_per_day`, a rolling day) it waits until the
 cap allows and keeps collecting messages; otherwise the e-mail goes out
 (when configured and the recipient has an address and wants e-mail, within
@@ -42,6 +43,7 @@ SEND_S = 60.0  # one e-mail, connection to QUIT ([email] timeout_s bounds each c
 # claims the notification while it is still being sent and sends it too
 assert SEND_S * 1000 < LEASE_MS
 MESSAGES = 20  # the newest messages a notification carries
+SENDS = 8  # deliveries under way at once, per instance (each one SMTP connection at most)
 RETRY_MS = (30_000, 120_000, 600_000, 3_600_000)  # after a failed e-mail, then every hour
 
 ReplyAddress = Callable[[str, str], Awaitable[str | None]]  # (user, order) -> a Reply-To address
@@ -83,6 +85,7 @@ class Notifier:
         self.send_s = min(send_s, SEND_S)  # the bound of one e-mail (tests shorten it), never past the lease
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        self._busy: dict[str, int] = {}  # recipient -> their deliveries under way here (for the day's cap)
         self.backlog = (0, 0)  # (pending, due) as of the last round, for /metrics
 
     async def start(self) -> None:
@@ -108,17 +111,38 @@ class Notifier:
             await asyncio.sleep(self.cfg.poll_s)
 
     async def deliver_due(self) -> int:
-        """Deliver (or postpone) every notification due now; how many went out. Each is
-        claimed right before its delivery: claimed in a batch, the later ones' leases ran
-        out while the earlier ones were e-mailed, and another instance sent them too."""
-        sent = 0
-        while True:
-            now = self._now()
-            due = await self.store.claim_notifications(now, now + LEASE_MS, 1)
-            if not due:
-                self.sent += sent
-                return sent
-            sent += await self._deliver(due[0], now)
+        """Deliver (or postpone) every notification due now, up to SENDS at once; how many
+        went out. Each is claimed when a place is free, right before its delivery: claimed
+        in a batch, the later ones' leases ran out while the earlier ones were e-mailed,
+        and another instance sent them too."""
+        places = asyncio.Semaphore(SENDS)
+        tasks: list[asyncio.Task[int]] = []
+        try:
+            while True:
+                await places.acquire()
+                now = self._now()
+                due = await self.store.claim_notifications(now, now + LEASE_MS, 1)
+                if not due:
+                    break
+                tasks.append(asyncio.create_task(self._deliver_in(places, due[0], now)))
+        except asyncio.CancelledError:  # stopping: so do the deliveries under way
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:  # the others' deliveries end as they would, whatever became of one
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return sum(o for o in outcomes if isinstance(o, int))
+
+    async def _deliver_in(self, places: asyncio.Semaphore, row: NotificationRow, now: int) -> int:
+        try:
+            sent = await self._deliver(row, now)
+        finally:
+            places.release()
+        self.sent += sent
+        return sent
 
     async def _deliver(self, row: NotificationRow, now: int) -> int:
         counts = await self.store.sent_counts(row.user, row.order, now - DAY_MS)
@@ -130,16 +154,29 @@ class Notifier:
             )
             if count >= cap and oldest is not None
         ]
+        busy = self._busy.get(row.user, 0)  # under way to them here: not counted yet, but as good as sent
+        if not waits and busy and counts.user + busy >= self.cfg.max_per_day:
+            waits = [now + int(self.send_s * 1000)]  # the cap's last place is taken: after that one ends
         if waits:  # over a cap: the messages wait for the next one allowed
             await self.store.postpone_notification(row.id, max(waits))
             return 0
+        self._busy[row.user] = busy + 1
+        try:
+            return await self._send(row, now)
+        finally:
+            self._busy[row.user] -= 1
+            if not self._busy[row.user]:
+                del self._busy[row.user]
+
+    async def _send(self, row: NotificationRow, now: int) -> int:
+        """Deliver what the notification covers now (within the caps)."""
         order = await self.store.get_order(row.order)
         role = self._role_now(row, order)
         if order is None or role is None:  # no longer on the order: nothing to tell them
             await self.store.finish_notification(row.id, now, row.last_seq, [])
             return 0
         msgs = await self._messages(row, role)
-        if not msgs:  # only notes, for someone who may not see them
+        if not msgs:  # only notes, for someone who may not see them (or their own words)
             await self.store.finish_notification(row.id, now, row.last_seq, [])
             return 0
         contact = (await self.store.contacts([row.user])).get(row.user) or Contact()
@@ -155,7 +192,7 @@ class Notifier:
         payload = self._payload(row, order, role, msgs, contact, link, title)
         payload["reply_to"] = reply_to
         events = [("notification", payload)] if self.webhooks else []
-        return int(await self.store.finish_notification(row.id, now, msgs[-1].seq, events))
+        return int(await self.store.finish_notification(row.id, now, row.last_seq, events))
 
     async def _email(
         self,
@@ -205,9 +242,10 @@ class Notifier:
         return order.roles().get(row.user) if order is not None else None
 
     async def _messages(self, row: NotificationRow, role: str) -> list[Message]:
-        """The newest (up to MESSAGES) of those it covers that `role` may see."""
+        """The newest (up to MESSAGES) of those it covers that `role` may see, but for the
+        recipient's own: nothing new to them (sending reads the order, chatd.notifications)."""
         msgs, _ = await self.store.history(row.order, permissions.sees_notes(role), row.last_seq + 1, None, MESSAGES)
-        return [m for m in msgs if m.seq >= row.first_seq]
+        return [m for m in msgs if m.seq >= row.first_seq and m.sender.id != row.user]
 
     @staticmethod
     def _name(order: OrderRecord, user: str) -> str:

@@ -327,27 +327,31 @@ async def test_staff_hear_at_once_of_a_help_request_and_an_sla_breach(server, re
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")
 async def test_a_slow_mail_server_gets_each_notification_once_from_two_instances(server, receiver, smtp):
-    """Each e-mail takes 50 s (within SEND_S): three in a row outlast one lease. The
-    other instance must not claim (and e-mail) the one being sent: a notification is
-    claimed right before its delivery, not with 49 others before the first e-mail."""
-    from chatd.notifier import Notifier
+    """Each e-mail takes 50 s (within SEND_S), SENDS at once: three rounds outlast one
+    lease. The other instance must not claim (and e-mail) the one being sent: a
+    notification is claimed when a place is free, right before its delivery, not with
+    the others before the first e-mails."""
+    from chatd.notifier import SENDS, Notifier
 
     clock = inject(server)
     one = server.app[NOTIFIER]
     other = Notifier(one.store, one.cfg, mailer=one.mailer, webhooks=one.webhooks, clock=clock)  # a second host
-    orders = ["S-1", "S-2", "S-3"]
+    orders = [f"S-{i}" for i in range(2 * SENDS + 1)]
     supplier = await server.client("supplier1", "supplier")
-    for order in orders:
-        await supplier_in(server, order, supplier)
+    for i, order in enumerate(orders):  # a buyer each (within the caps), told by e-mail
+        buyer = {"id": f"buyer-{i}", "name": "Bea", "email": f"bea{i}@buyer.example"}
+        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", {"buyer": buyer, "supplier": ORDER["supplier"]})
+        assert st == 201
+        await supplier.join(order)
         await say(supplier, order, "news")
-    clock.t += 10 * MIN  # all six due: each order's buyer (e-mail) and rep (webhook only)
+    clock.t += 10 * MIN  # all due
     smtp.hold()
     first = asyncio.create_task(one.deliver_due())
     for _ in range(2):
-        await smtp.wait_held(1)
+        await smtp.wait_held(SENDS)  # as many at once as there are places
         clock.t += 50
         smtp.release()
-    await smtp.wait_held(1)  # the third e-mail, 100 s after the first was claimed
+    await smtp.wait_held(1)  # the last e-mail, 100 s after the first were claimed
     clock.t += 50
     second = asyncio.create_task(other.deliver_due())
     stalled = asyncio.create_task(smtp.wait_held(2))
@@ -356,13 +360,14 @@ async def test_a_slow_mail_server_gets_each_notification_once_from_two_instances
     stalled.cancel()
     async with asyncio.timeout(seconds(10)):
         sent = await first + await second
-    assert sent == 6
+    assert sent == len(orders)
     ids = collections.Counter(m["Message-ID"] for m in smtp.mails)
     assert {i: n for i, n in ids.items() if n > 1} == {}, "e-mailed twice"
-    assert sorted(m["To"] for m in smtp.mails) == ["bea@buyer.example"] * 3
-    await delivered(server, receiver, 6)
+    assert sorted(m["To"] for m in smtp.mails) == sorted(f"bea{i}@buyer.example" for i in range(len(orders)))
+    await delivered(server, receiver, len(orders))
     await settle(server)
-    assert len({n["notification_id"] for n in notifications(receiver, "*")}) == len(notifications(receiver, "*")) == 6
+    sent_ids = [n["notification_id"] for n in notifications(receiver, "*")]
+    assert len(set(sent_ids)) == len(sent_ids) == len(orders)
 
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")
@@ -389,3 +394,119 @@ async def test_a_stalled_mail_server_is_given_up_after_send_s(server, receiver, 
     (mail,) = await smtp.wait_for(1)
     assert mail["Message-ID"] == f"<{pending.id}@shop.example>"
     assert await notifier.store.pending_notifications("buyer1") == []
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_answering_takes_what_was_answered_out_of_the_next_notification(server, receiver, smtp):
+    """Sending reads the order: the sender's pending notification goes, so the next one
+    tells only of what came after their answer, never of the answer itself."""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    supplier = await supplier_in(server, "A-1")
+    await say(supplier, "A-1", "Pallets are ready")
+    clock.t += 10 * MIN
+    assert await notifier.deliver_due() == 2  # the buyer's and the rep's
+    await say(supplier, "A-1", "Which dock?")
+    buyer = await server.client("buyer1", "buyer")  # not joined: a send from anywhere (a reply by e-mail too)
+    await say(buyer, "A-1", "Dock four please")
+    assert await notifier.store.pending_notifications("buyer1") == []
+    await say(supplier, "A-1", "Booked for Monday")
+    clock.t += 10 * MIN
+    assert await notifier.deliver_due() == 2
+    await delivered(server, receiver, 4)
+    assert [[m["seq"] for m in n["messages"]] for n in notifications(receiver)] == [[1], [4]]
+    assert [[m["seq"] for m in n["messages"]] for n in notifications(receiver, "rep1")] == [[1], [2, 3, 4]]
+    mails = await smtp.wait_for(2)
+    assert mails[1]["Subject"] == "1 new message on order A-1"
+    plain = mails[1].get_body(("plain",)).get_content()
+    assert "Booked for Monday" in plain and "Which dock?" not in plain and "Dock four please" not in plain
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_notification_never_carries_the_recipients_own_messages(server, receiver, smtp):
+    """A dispute opened by the buyer leaves their pending notification be (only a
+    message's post reads for its sender), but the buyer is not told of their own words."""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    supplier = await supplier_in(server, "A-2")
+    await say(supplier, "A-2", "Pallets are ready")
+    buyer = await server.client("buyer1", "buyer")
+    r = await request(
+        buyer, {"type": "dispute", "order": "A-2", "action": "open", "client_id": "d1", "reason": "broken"}, "ack"
+    )
+    assert r["type"] == "ack", r
+    await say(supplier, "A-2", "Sorry to hear")
+    (pending,) = await notifier.store.pending_notifications("buyer1")
+    assert (pending.first_seq, pending.last_seq) == (1, 3)  # the buyer's own dispute amid it
+    clock.t += 10 * MIN
+    await notifier.deliver_due()
+    await settle(server)
+    (b,) = notifications(receiver)
+    assert [m["seq"] for m in b["messages"]] == [1, 3]
+    mails = await smtp.wait_for(1)
+    (mail,) = [m for m in mails if m["To"] == "bea@buyer.example"]
+    assert mail["Subject"] == "2 new messages on order A-2"
+    assert "broken" not in mail.get_body(("plain",)).get_content()
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_stalled_mail_server_holds_up_only_its_own_deliveries(server, receiver, smtp):
+    """E-mails go out SENDS at once: one the mail server never answers takes one place
+    (until SEND_S ends it), and a notification due after it goes out meanwhile."""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    supplier = await server.client("supplier1", "supplier")
+    for order, buyer in (("W-1", ORDER["buyer"]), ("W-2", {"id": "buyer2", "name": "Ben"})):  # Ben: no e-mail
+        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", {"buyer": buyer, "supplier": ORDER["supplier"]})
+        assert st == 201
+        await supplier.join(order)
+        await say(supplier, order, "news")
+        clock.t += 1 * MIN  # W-1's buyer is due first
+    clock.t += 10 * MIN
+    smtp.hold()
+    round_ = asyncio.create_task(notifier.deliver_due())
+    await smtp.wait_held(1)
+    await receiver.wait_for(lambda rs: any(r["json"]["type"] == "notification" for r in rs), timeout=seconds(10))
+    assert [n["order"] for n in notifications(receiver, "buyer2")] == ["W-2"] and not round_.done()
+    smtp.open()
+    async with asyncio.timeout(seconds(10)):
+        assert await round_ == 2
+    (mail,) = await smtp.wait_for(1)
+    assert mail["To"] == "bea@buyer.example"
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_the_days_cap_counts_an_e_mail_under_way(server, receiver, smtp):
+    """Two of one recipient's notifications due at once may not both pass the day's cap
+    (3 here) because neither was sent yet when the other was checked."""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    supplier = await server.client("supplier1", "supplier")
+    for order in ("C-1", "C-2", "C-3", "C-4"):
+        await supplier_in(server, order, supplier)
+    for order in ("C-1", "C-2"):
+        await say(supplier, order, "news")
+    clock.t += 10 * MIN
+    await notifier.deliver_due()  # two of the buyer's three for the day
+    for order in ("C-3", "C-4"):
+        await say(supplier, order, "more news")
+    clock.t += 10 * MIN
+    smtp.hold()
+    round_ = asyncio.create_task(notifier.deliver_due())
+    await smtp.wait_held(1)
+
+    async def postponed() -> list:
+        now = int(clock.t * 1000)
+        return [n for n in await notifier.store.pending_notifications("buyer1") if n.due_ts > now]
+
+    (later,) = await wait_for(postponed, what="the other one to wait")
+    assert later.due_ts == int(clock.t * 1000) + int(notifier.send_s * 1000)  # until the one under way ended
+    assert smtp.held == 1
+    smtp.open()
+    async with asyncio.timeout(seconds(10)):
+        await round_
+    assert len(await smtp.wait_for(3)) == 3
+    clock.t += 2 * MIN
+    assert await notifier.deliver_due() == 0  # now the day's cap holds it back as usual
+    (capped,) = await notifier.store.pending_notifications("buyer1")
+    assert capped.due_ts > int(clock.t * 1000) + 23 * 3600 * 1000

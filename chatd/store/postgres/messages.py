@@ -157,6 +157,10 @@ class Messages(StoreMixin):
             if user is not None and (user != sender.id or (own_read and had))
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
+        # writing read the order: their pending notification goes, as with a read (held with the
+        # batch's messages); only one who had unread messages may have one
+        if own_read and self.notifications_for is not None and rows[0][0]:
+            await batch.write(db, notifications.ON_READS, [(sender.id, order.id, seq)], key=0)
         if attachments:
             await links.link(db, msg)
         moved |= overdue and not (order.waiting is not None and order.waiting.escalated)  # an SLA breach answered

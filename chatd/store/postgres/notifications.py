@@ -51,10 +51,10 @@ def on_read_sql(user: str, order: str, read_seq: str) -> str:
 
 
 ON_READ = f"WITH {on_read_sql('$1', '$2', '$3::bigint')} SELECT 1"  # (user, order, read_seq)
-# The pending notifications the reads a batch holds (chatd.store.postgres.batch) have
-# wholly read, in one statement, their (user, order, read_seq) as arrays. A held read
-# goes to the newest message its reader may see, which a pending notification of theirs
-# never goes past: `ON_READ`'s thinning of one partly read has nothing to do here.
+# The pending notifications wholly read by the reads a batch holds (chatd.store.postgres.batch)
+# or by their senders' posts, in one statement, their (user, order, read_seq) as arrays. Both
+# go to the newest message its reader may see, which a pending notification of theirs never
+# goes past: `ON_READ`'s thinning of one partly read has nothing to do here.
 ON_READS = (
     "DELETE FROM notifications WHERE id = ANY(ARRAY(SELECT n.id FROM unnest($1::text[], $2::text[], $3::bigint[]) "
     "AS k(u, o, s) CROSS JOIN LATERAL (SELECT id FROM notifications WHERE user_id = k.u AND order_id = k.o "

@@ -78,7 +78,8 @@ class Messages(StoreMixin):
         client_id) exists already. `asks_help`: a help request (chatd.attention);
         `moved`: the caller's change added or removed a shared queue reason;
         `own_read`: writing reads the order for the sender, whose change (when they
-        had unread messages) is in `unread` too, last."""
+        had unread messages) is in `unread` too, last, and whose pending notification
+        goes (only one with unread messages may have one)."""
         if attachments and (gone := links.missing(db, attachments)) is not None:
             if client_id is not None and self._find(db, order.id, sender.id, client_id) is not None:
                 return None  # a retry of a message stored before its upload was deleted
@@ -113,6 +114,8 @@ class Messages(StoreMixin):
             if user != sender.id or (had and had[0])
         ]
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
+        if had and had[0] and self.notifications_for is not None:  # a read: their pending notification goes
+            notifications.on_read(db, sender.id, order.id, seq)
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)

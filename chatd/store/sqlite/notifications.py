@@ -1,5 +1,6 @@
 """Pending and sent notifications (chatd.notifications, chatd.notifier) in SQLite:
-scheduled inside a message's write (`schedule`), thinned by reads (`on_read`),
+scheduled inside a message's write (`schedule`), thinned by reads and by the
+recipient's own posts (`on_read`),
 claimed with a lease by one instance at a time, settled with their webhook
 event in one transaction."""
 
