@@ -836,18 +836,29 @@ class Chat:
 
     def publish_change(self, change: OrderChange, online: frozenset[str] | None = None) -> None:
         """After an order upsert: cut removed users off first (the status message the
-        change posted is not theirs), then tell the room (`online`: who is joined, as
-        in `publish_posted`)."""
+        change posted is not theirs), then tell those who left or entered a slot their
+        counts and the room its new state (`online`: who is joined, as in `publish_posted`)."""
         order_id = change.order.id
         left = encode_frame(Left(order_id, "removed"))
         for user in change.removed:
             self.relay.publish_user(UserEvent(user, order=order_id, removed=left))
-        if change.posted is not None:
-            self.publish_posted(change.posted, online)
-        for ch in change.totals:  # their unread on this order is gone from their total
+        place = change.staff  # set when someone's staff queue gained or lost the order
+        took = [u for u in change.queue_moved if place is not None and u in place.slots]
+        if place is not None and took:
+            # their staff connections hear it left their queue first, then its count as their
+            # order; the event names no slots, or theirs would keep it from them
+            gone = encode_frame(Unread(order_id, place.unread, 0, []))
+            for user in took:
+                self.relay.publish_staff(StaffEvent(order_id, gone, gone, only=user))
+        for ch in (*change.totals, *change.entered):  # before the status message, which counts on from them
             self.relay.publish_user(
                 UserEvent(ch.user, encode_frame(Unread(order_id, ch.count, ch.total)), order_id, hidden=ch.hidden)
             )
+        for user in change.queue_moved:
+            if place is not None and user not in took:  # out of the slots: back in their queue
+                self.publish_staff(place, only=user)
+        if change.posted is not None:
+            self.publish_posted(change.posted, online)
         if change.state_changed and not change.created:
             self.publish_order(change.order, online)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, NotRequired, TypedDict
 
@@ -43,7 +42,7 @@ class ThreadQuery(msgspec.Struct, frozen=True):
     q: Annotated[str, Meta(max_length=QUERY_CHARS)] | None = None  # full-text: every word, as a word or a prefix
     status: Annotated[str, Meta(max_length=ID_CHARS)] | None = None
     awaiting_reply: str | None = None  # "true": the buyer waits for the supplier side; "false": nobody waits
-    overdue: str | None = None  # "true": ... longer than [sla] reply_within_s
+    overdue: str | None = None  # "true": ... and was escalated ([sla] reply_within_s passed)
     attention: str | None = None  # "true": the staff attention queue (chatd.attention)
     limit: int = 50
     cursor: Annotated[str, Meta(max_length=CURSOR_CHARS)] | None = None
@@ -120,13 +119,11 @@ class Threads:
         max_limit: int = 200,
         *,
         reply_within_s: float = 86_400.0,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.online = online  # order ids -> users with a live connection joined to each, on any instance
         self.max_limit = max_limit
-        self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: `overdue` waits longer than this
-        self.clock = clock  # wall-clock seconds (tests inject one)
+        self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: a waiting buyer's reply is due after this
 
     def close(self) -> None:
         """Nothing to release: the store owns its connections."""
@@ -152,7 +149,6 @@ class Threads:
             raise BadRequest("attention must be true")
         if query.attention and scope_user is not None:
             raise Forbidden("the staff attention queue is for staff and the api key")
-        overdue_cutoff = int(self.clock() * 1000) - self.reply_within_ms if query.overdue else None
         filters = ThreadFilter(
             dispute=query.dispute,
             unread_for=query.unread_for or None,
@@ -162,7 +158,7 @@ class Threads:
             staff=staff,
             status=query.status,
             awaiting_reply=None if query.awaiting_reply is None else query.awaiting_reply == "true",
-            waiting_since_before=overdue_cutoff,
+            overdue=query.overdue == "true",
             attention=query.attention == "true",
             queue_user=staff,
             emails=scope_user is None,  # never the supplier side: a match would confirm a buyer's e-mail

@@ -120,8 +120,11 @@ class OrderChange(msgspec.Struct):
     created: bool
     state_changed: bool  # status, dispute or participants differ
     removed: list[str]  # users whose role changed: access ended, or it is another now
-    totals: list[UnreadChange] = []  # their unread on the order, now 0, and new totals
+    totals: list[UnreadChange] = []  # those who left the slots: their unread on the order, now 0, and new totals
     posted: Posted | None = None  # the status message, when the upsert changed an order's status
+    entered: list[UnreadChange] = []  # those who took a slot (or another one): their unread there, new totals
+    queue_moved: list[str] = []  # ids that entered or left its slots while it is in their staff queue
+    staff: StaffView | None = None  # ... and the order's place in the staff queues (set with `queue_moved`)
 
 
 class OrderPlan(msgspec.Struct, frozen=True):
@@ -230,7 +233,7 @@ class ThreadFilter(msgspec.Struct, frozen=True):
     staff: str | None = None  # leave out orders where this id is the buyer
     status: str | None = None
     awaiting_reply: bool | None = None  # the buyer waits for a reply (True) or not (False)
-    waiting_since_before: int | None = None  # ms: ... and has since before this (overdue)
+    overdue: bool = False  # ... and was escalated: an SLA breach of the staff queue
     attention: bool = False  # the staff queue: open dispute, SLA breach, open help request, or followed
     queue_user: str | None = None  # ... as this staff member's (their follows; orders where they hold a slot left out)
     emails: bool = False  # `words` also match participants' e-mails (operators only: never the supplier side)

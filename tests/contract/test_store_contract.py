@@ -1089,8 +1089,9 @@ async def test_threads_filter_by_status_and_by_who_waits(store):
 
     assert await ids(awaiting_reply=True) == ["t1", "t2"]
     assert await ids(awaiting_reply=False) == ["t3"]
-    cutoff = int(clock.t * 1000)  # t1 has waited an hour longer than t2
-    assert await ids(awaiting_reply=True, waiting_since_before=cutoff) == ["t1"]
+    assert await ids(overdue=True) == []  # waiting is not overdue until the SLA job escalates it
+    assert await store.escalate("t1", 1, int(clock.t * 1000), "Reply overdue") is not None
+    assert await ids(awaiting_reply=True, overdue=True) == ["t1"]
     assert await ids(status="shipped") == ["t3"]
     page = await store.thread_page(ThreadFilter(awaiting_reply=True), None, 50)
     assert {r.order.id: r.order.waiting.seq for r in page.rows} == {"t1": 1, "t2": 1}
@@ -1289,3 +1290,48 @@ async def test_a_revoked_token_stays_revoked_and_the_next_one_is_new(store):
     assert await store.mint_reply_token(BUYER.id, "t5", "tok-2") == "tok-2"
     assert (await store.reply_token("tok-1")).revoked_ts is not None
     assert (await store.reply_token("tok-2")).revoked_ts is None
+
+
+async def test_an_upsert_reports_the_counts_of_who_took_or_left_a_slot_and_the_staff_queues_they_moved(store):
+    from chatd.store.records import UnreadChange
+
+    await put_order(store, "q1")
+    for i in range(3):
+        await store.post(BUYER, "q1", f"question {i}", f"q{i}")
+    staff = Actor("st1", "Staff", "staff")
+    await store.follow(staff, "q1", True)
+    change = await store.put_order("q1", None, None, Person(staff.id, "Staff now supplier"))
+    assert (change.totals, change.entered) == ([UnreadChange(SUPPLIER.id, 0, 0)], [UnreadChange(staff.id, 3, 3)])
+    assert change.queue_moved == [staff.id] and change.staff is not None
+    assert (change.staff.followers, change.staff.unread, staff.id in change.staff.slots) == ([staff.id], 3, True)
+    back = await store.put_order("q1", None, None, Person(SUPPLIER.id, SUPPLIER.name))
+    assert (back.totals, back.entered) == ([UnreadChange(staff.id, 0, 0)], [UnreadChange(SUPPLIER.id, 3, 3)])
+    assert back.queue_moved == [staff.id] and back.staff is not None and staff.id not in back.staff.slots
+    # nobody's queue holds an order no one follows and nothing raised: no staff news
+    await store.follow(staff, "q1", False)
+    other = await store.put_order("q1", None, None, None, Person("r2", "Rep two"))
+    assert [c.user for c in (*other.totals, *other.entered)] == [REP.id, "r2"]
+    assert (other.queue_moved, other.staff) == ([], None)
+
+
+async def test_a_post_reads_for_its_sender_and_takes_their_pending_notification(store_factory):
+    """Sending moves the sender's read marker: their pending notification goes with it,
+    also within a batch (on PostgreSQL held and written with the batch's messages)."""
+    from chatd.notifications import Rules
+
+    store = await store_factory(notifications_for=Rules(60).plan)
+    await put_order(store, "n3")
+    await store.post(SUPPLIER, "n3", "one", "s1")
+    await store.post(BUYER, "n3", "an answer", "b1")
+    assert await store.pending_notifications(BUYER.id) == []
+    before = store.batches  # type: ignore[attr-defined]
+    await _together(
+        store,
+        store.post(SUPPLIER, "n3", "two", "s2"),
+        store.post(BUYER, "n3", "another", "b2"),
+        store.post(SUPPLIER, "n3", "three", "s3"),
+    )
+    assert store.batches == before + 1  # type: ignore[attr-defined]  # else this shows nothing
+    (b,) = await store.pending_notifications(BUYER.id)
+    assert (b.first_seq, b.last_seq) == (5, 5)  # only what came after the buyer's own
+    assert await store.pending_notifications(SUPPLIER.id) == []  # the buyer's second, read by "three"

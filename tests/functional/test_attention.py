@@ -49,6 +49,12 @@ async def dispute(client, order: str, action: str = "open") -> dict:
     return await request(client, frame, "ack")
 
 
+def before(client, first: dict, then: dict) -> bool:
+    """`first` came before `then` on this connection (the very frames: equal ones may repeat)."""
+    at = {id(f): i for i, f in enumerate(client.frames)}
+    return at[id(first)] < at[id(then)]
+
+
 async def queue(server, auth=None) -> dict:
     kw = {"auth": auth} if auth else {}
     st, page = await server.api("GET", "/api/v1/threads?attention=true&has_messages=any", **kw)
@@ -216,6 +222,47 @@ async def test_following_is_each_staff_members_own(server):
         for kind in ("follow", "unfollow", "resolve"):
             err = await request(c, {"type": kind, "order": "F-1"})  # errors only: unread frames wait
             assert (err["type"], err["code"], err["ref"]) == ("error", code, "F-1"), (kind, err)
+
+
+async def test_an_order_leaves_the_queue_of_a_staff_member_put_in_its_slot_and_comes_back(server):
+    for o in ("P-F", "P-D"):
+        await server.order(o, rep=None)
+    buyer = await server.client("buyer1", "buyer")
+    for i in range(3):
+        await buyer.post("P-F", f"question {i}")
+    await dispute(buyer, "P-D")  # in every staff member's queue
+    s1 = await staff_inbox(server, "staff1")
+    await s1.send({"type": "follow", "order": "P-F"})
+    await s1.expect("unread", order="P-F", reasons=["followed"], count=3, total=4)
+    s2 = await staff_inbox(server, "staff1")  # another connection, another instance in a cluster
+    # a slot on each: their staff connections hear both orders left the queue, then their counts there
+    for s in (s1, s2):
+        s.skip()
+    for order in ("P-F", "P-D"):
+        st, body = await server.api("PUT", f"/api/v1/orders/{order}", {"supplier": {"id": "staff1", "name": "S"}})
+        assert st == 200, body
+    for s in (s1, s2):
+        for order, count in (("P-F", 3), ("P-D", 1)):
+            gone = await s.expect("unread", order=order, reasons=[])
+            mine = await s.expect("unread", order=order, count=count)
+            assert "reasons" not in mine and before(s, gone, mine), (order, s.frames)
+        assert mine["total"] == 4
+    page = await request(s1, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e.get("reasons") for e in page["orders"]} == {"P-F": None, "P-D": None}
+    # out of the slots again: back in their queue, for the follower and for everyone's dispute
+    for s in (s1, s2):
+        s.skip()
+    for order in ("P-F", "P-D"):
+        st, body = await server.api("PUT", f"/api/v1/orders/{order}", {"supplier": {"id": "supplier1", "name": "S"}})
+        assert st == 200, body
+    for s in (s1, s2):
+        for order, reasons in (("P-F", ["followed"]), ("P-D", ["dispute"])):
+            mine = await s.expect("unread", order=order, count=0)
+            back = await s.expect("unread", order=order, reasons=reasons)
+            assert before(s, mine, back), (order, s.frames)
+        assert back["total"] == 4
+    page = await request(s2, {"type": "inbox"}, "inbox")
+    assert {e["order"]: e.get("reasons") for e in page["orders"]} == {"P-F": ["followed"], "P-D": ["dispute"]}
 
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")

@@ -100,6 +100,23 @@ async def test_reassigning_a_buyers_rep_moves_every_following_order_at_once(serv
     assert o["sales_rep"] is None
 
 
+async def test_a_newly_assigned_rep_hears_their_new_total(server):
+    await _new_order(server, "N-1")
+    await _new_order(server, "N-2")
+    bot = await server.client("bot1", "bot", orders="*")
+    for order, n in (("N-1", 3), ("N-2", 1)):
+        for i in range(n):
+            assert (await bot.post(order, f"status {i}"))["type"] == "ack"
+    rep = await server.client("rep2", "sales_rep")
+    assert (await request(rep, {"type": "inbox"}, "inbox"))["total_unread"] == 0
+    st, body = await server.api("PUT", "/api/v1/buyers/buyer1", {"sales_rep": NEW})
+    assert st == 200 and body["changed"] == ["N-1", "N-2"], body
+    first = await rep.expect("unread", order="N-1")
+    second = await rep.expect("unread", order="N-2")
+    assert [(u["count"], u["total"]) for u in (first, second)] == [(3, 3), (1, 4)]
+    assert (await request(rep, {"type": "inbox"}, "inbox"))["total_unread"] == 4
+
+
 async def test_only_the_api_key_assigns_a_buyers_rep(server):
     for auth in (None, "nope", token("buyer1", "buyer", ttl_s=-5)):
         st, body = await server.api("PUT", "/api/v1/buyers/buyer1", {"sales_rep": OLD}, auth=auth)

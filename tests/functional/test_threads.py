@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.support.client import API_KEY, settled, token
+from tests.support.clock import inject
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -348,3 +349,46 @@ async def test_threads_routes_answer_other_origins(server):
             assert r.status == 400 and r.headers["Access-Control-Allow-Origin"] == "*"  # errors too
         async with s.get(server.base + "/api/v1/orders/T-CORS", headers=staff) as r:
             assert "Access-Control-Allow-Origin" not in r.headers  # not the rest of the API
+
+
+async def _asks(server, order: str) -> dict:
+    await server.order(order)
+    buyer = await server.client("buyer1", "buyer")
+    return await buyer.post(order, "When will it ship?")
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_overdue_lists_an_order_once_it_is_escalated_not_before(server):
+    from chatd.edge.keys import SLA
+
+    clock = inject(server)
+    asked = await _asks(server, "O-1")
+    clock.t += 24 * 3600 + 1  # due, but no instance has looked yet
+    st, body = await threads(server, overdue="true")
+    assert (st, ids(body)) == (200, [])
+    st, body = await threads(server, awaiting_reply="true")
+    assert body["threads"][0]["awaiting_reply"]["overdue"] is False
+    assert await server.app[SLA].sweep() == 1
+    st, body = await threads(server, overdue="true")
+    assert ids(body) == ["O-1"]
+    got = body["threads"][0]["awaiting_reply"]
+    assert (got["overdue"], got["since"], got["due_at"]) == (True, asked["ts"], asked["ts"] + 86_400_000)
+    st, body = await threads(server, attention="true", overdue="true")  # the queue's SLA breaches
+    assert ids(body) == ["O-1"] and body["threads"][0]["reasons"] == ["sla"]
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+@pytest.mark.parametrize("sections", [{"sla": {"reply_within_s": 0.0}}])
+async def test_without_an_sla_nothing_is_overdue(server):
+    from chatd.edge.keys import SLA
+
+    clock = inject(server)
+    await _asks(server, "O-0")
+    clock.t += 7 * 24 * 3600
+    assert await server.app[SLA].sweep() == 0  # 0: never escalates
+    st, body = await threads(server, overdue="true")
+    assert (st, ids(body)) == (200, [])
+    st, body = await threads(server, awaiting_reply="true")
+    assert ids(body) == ["O-0"] and body["threads"][0]["awaiting_reply"]["overdue"] is False
+    st, body = await threads(server, attention="true")
+    assert ids(body) == []

@@ -213,3 +213,32 @@ async def test_rejoin_on_the_same_connection_is_not_presence_news(server):
     assert [p["online"] for p in supplier.of_type("presence", user="buyer1")] == [True]
     j = await supplier.join("r1")
     assert {p["id"]: p["online"] for p in j["participants"]}["buyer1"] is True
+
+
+async def test_a_participant_put_in_a_slot_hears_their_new_total(server):
+    await server.order("S-1", rep=None)
+    await server.order("S-2", supplier="supplier2", rep=None)  # supplier2's own order: a total to add to
+    bot = await server.client("bot1", "bot", orders="*")
+    for text in ("packed", "labelled", "picked up"):
+        assert (await bot.post("S-1", text))["type"] == "ack"
+    assert (await bot.post("S-2", "one for supplier2"))["type"] == "ack"
+    old = await server.client("supplier1", "supplier")
+    new = await server.client("supplier2", "supplier")
+    assert (await request(new, {"type": "inbox"}, "inbox"))["total_unread"] == 1
+    st, body = await server.api("PUT", "/api/v1/orders/S-1", {"supplier": {"id": "supplier2", "name": "Two"}})
+    assert st == 200, body
+    u = await new.expect("unread", order="S-1")
+    assert (u["count"], u["total"]) == (3, 4)
+    u = await old.expect("unread", order="S-1")
+    assert (u["count"], u["total"]) == (0, 0)
+    # a status change in the same write: the status message counts on from the new marker, and comes last
+    body = {"supplier": {"id": "supplier1", "name": "One"}, "status": "shipped"}
+    st, _ = await server.api("PUT", "/api/v1/orders/S-1", body)
+    assert st == 200
+    back = await old.expect("unread", order="S-1", count=3)
+    status = await old.expect("unread", order="S-1", count=4)
+    assert (back["total"], status["total"]) == (3, 4)
+    assert [f for f in old.frames if f is back or f is status] == [back, status]  # by identity: in this order
+    u = await new.expect("unread", order="S-1", count=0)
+    assert u["total"] == 1
+    assert (await request(old, {"type": "inbox"}, "inbox"))["total_unread"] == 4

@@ -13,11 +13,11 @@ class Clock:
 
 def inject(server) -> Clock:
     """One clock for every wall-clock reader of the in-process app: message timestamps
-    (the store), chat lifecycle, escalation, the threads list and notifications."""
-    from chatd.edge.keys import CHAT, NOTIFIER, SLA, THREADS
+    (the store), chat lifecycle, escalation and notifications."""
+    from chatd.edge.keys import CHAT, NOTIFIER, SLA
 
     clock = Clock()
     app = server.app
     app[CHAT].store.clock = app[CHAT].close_clock = clock
-    app[SLA].clock = app[THREADS].clock = app[NOTIFIER].clock = clock
+    app[SLA].clock = app[NOTIFIER].clock = clock
     return clock

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
+from chatd.store.postgres import attention as staff
 from chatd.store.postgres import outbox, reply_tokens
 from chatd.store.postgres.batch import Statements
 from chatd.store.postgres.engine import StoreMixin, locked_order, pooled_read
-from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
+from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, StaffView, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
 from chatd.wire import UserRef
 
@@ -35,6 +36,18 @@ async def _save_contacts(db: asyncpg.Connection, contacts: Mapping[str, Contact]
             c.phone,
             c.locale,
         )
+
+
+async def _queue_moved(
+    db: asyncpg.Connection, old: OrderRecord | None, new: OrderRecord
+) -> tuple[list[str], StaffView | None]:
+    """As chatd.store.sqlite.orders.Orders._queue_moved."""
+    if old is None:
+        return [], None
+    moved = {u for u in set(old.slots) ^ set(new.slots) if u}
+    place = await staff.view(db, new) if moved else None
+    users = sorted(u for u in moved if place and (place.reasons or u in place.followers))
+    return users, place if users else None
 
 
 class Orders(StoreMixin):
@@ -230,15 +243,25 @@ class Orders(StoreMixin):
         new_roles = new.roles()
         removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
         added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
-        totals: list[UnreadChange] = []
+        had: dict[str, int] = {}
+        now: dict[str, int] = {}
         for user in removed:
-            gone = await db.fetchval(
+            had[user] = await db.fetchval(
                 "DELETE FROM read_markers WHERE user_id = $1 AND order_id = $2 RETURNING unread", user, order_id
             )
-            if gone:
-                totals.append(UnreadChange(user, 0, await self._total(db, user), hidden=await self._hidden(db, user)))
         for user in added:  # replaces a staff or bot (side) marker of theirs
             await self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
+            now[user] = await db.fetchval(
+                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", user, order_id
+            )
+        # totals once every marker is in place: one for a user whose role changed, not a passing one
+        totals: list[UnreadChange] = []
+        entered: list[UnreadChange] = []
+        for user in dict.fromkeys([*removed, *added]):
+            if had.get(user) or now.get(user):
+                total, hidden = await self._total(db, user), await self._hidden(db, user)
+                (entered if user in now else totals).append(UnreadChange(user, now.get(user, 0), total, hidden=hidden))
+        queue_moved, place = await _queue_moved(db, old, new)
         removed += [u for u in added if u not in old_roles and old is not None]
         await reply_tokens.revoke(db, order_id, removed)  # their reply addresses stop working with this commit
         changed = (
@@ -265,5 +288,13 @@ class Orders(StoreMixin):
                 forced=plan.forced,
             )
         return OrderChange(
-            order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
+            order=new,
+            created=old is None,
+            state_changed=changed,
+            removed=removed,
+            totals=totals,
+            posted=posted,
+            entered=entered,
+            queue_moved=queue_moved,
+            staff=place,
         )

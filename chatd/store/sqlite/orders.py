@@ -11,8 +11,9 @@ import msgspec
 from chatd.auth import permissions
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import OrderRule
-from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, UnreadChange
+from chatd.store.records import Contact, OrderChange, OrderPlan, OrderRecord, Person, StaffView, UnreadChange
 from chatd.store.rows import ORDER_COLS, SYSTEM, order_from_row
+from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import outbox, reply_tokens
 from chatd.store.sqlite.engine import StoreMixin, inline_read
 from chatd.wire import UserRef
@@ -220,15 +221,25 @@ class Orders(StoreMixin):
         new_roles = new.roles()
         removed = [u for u, r in old_roles.items() if new_roles.get(u) != r]
         added = [u for u, r in new_roles.items() if old_roles.get(u) != r]
-        totals = []
+        had, now = {}, {}
         for user in removed:
             gone = db.execute(
                 "DELETE FROM read_markers WHERE user_id = ? AND order_id = ? RETURNING unread", (user, order_id)
             ).fetchone()
-            if gone and gone[0]:
-                totals.append(UnreadChange(user, 0, self._total(db, user), hidden=self._hidden(db, user)))
+            had[user] = gone[0] if gone else 0
         for user in added:  # replaces a staff or bot (side) marker of theirs
             self._add_marker(db, new, user, permissions.sees_notes(new_roles[user]))
+            now[user] = db.execute(
+                "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (user, order_id)
+            ).fetchone()[0]
+        # totals once every marker is in place: one for a user whose role changed, not a passing one
+        totals: list[UnreadChange] = []
+        entered: list[UnreadChange] = []
+        for user in dict.fromkeys([*removed, *added]):
+            if had.get(user) or now.get(user):
+                total, hidden = self._total(db, user), self._hidden(db, user)
+                (entered if user in now else totals).append(UnreadChange(user, now.get(user, 0), total, hidden=hidden))
+        queue_moved, place = self._queue_moved(db, old, new)
         # someone new in a slot may be joined as staff or a bot, seeing notes:
         # their connections leave the room like a removed participant's
         removed += [u for u in added if u not in old_roles and old is not None]
@@ -257,5 +268,26 @@ class Orders(StoreMixin):
                 forced=plan.forced,
             )
         return OrderChange(
-            order=new, created=old is None, state_changed=changed, removed=removed, totals=totals, posted=posted
+            order=new,
+            created=old is None,
+            state_changed=changed,
+            removed=removed,
+            totals=totals,
+            posted=posted,
+            entered=entered,
+            queue_moved=queue_moved,
+            staff=place,
         )
+
+    @staticmethod
+    def _queue_moved(
+        db: sqlite3.Connection, old: OrderRecord | None, new: OrderRecord
+    ) -> tuple[list[str], StaffView | None]:
+        """Who entered or left the order's slots while it is in their staff queue (a staff
+        token of theirs loses it to their slot, or gets it back), and its place there."""
+        if old is None:
+            return [], None
+        moved = {u for u in set(old.slots) ^ set(new.slots) if u}
+        place = staff.view(db, new) if moved else None
+        users = sorted(u for u in moved if place and (place.reasons or u in place.followers))
+        return users, place if users else None

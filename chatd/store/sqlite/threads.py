@@ -104,9 +104,8 @@ def _filters(f: ThreadFilter) -> tuple[list[str], list[Any]]:
         args.append(f.status)
     if f.awaiting_reply is not None:
         where.append("o.awaiting_seq IS NOT NULL" if f.awaiting_reply else "o.awaiting_seq IS NULL")
-    if f.waiting_since_before is not None:
-        where.append("o.awaiting_since < ?")
-        args.append(f.waiting_since_before)
+    if f.overdue:  # as escalated (awaiting_reply.overdue): the SLA job decides, none with reply_within_s = 0
+        where.append("o.sla_escalated = 1")
     if f.attention:
         if f.queue_user is None:
             where.append(staff.SHARED)
