@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from tests.support.client import Client, request, settled, token
+from tests.support.wait import wait_for
 
 BACKENDS = ("single", "cluster")  # each test also runs over two instances and Redis
 
@@ -97,7 +98,12 @@ async def test_receipts_and_presence(server):
     assert (await buyer2.expect("left", order="r1"))["reason"] == "leave"
     await buyer.close()
     p = await supplier.expect("presence", order="r1", user="buyer1", online=False)
-    assert len(supplier.of_type("presence", user="buyer1")) == 2
+    if not hasattr(server, "nodes"):
+        assert len(supplier.of_type("presence", user="buyer1")) == 2
+    else:  # the other instance's join and leave may reach Redis after this close: a flicker, then offline
+        seen = lambda: [f["online"] for f in supplier.of_type("presence", user="buyer1")]  # noqa: E731
+        await wait_for(lambda: seen()[-1] is False and seen().count(True) == seen().count(False), what="offline")
+        assert seen() in ([True, False], [True, False, True, False], [True, True, False, False]), seen()
     assert staff.of_type("presence", user="staff1") == [] and supplier.of_type("presence", user="staff1") == []
 
 
