@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# test processes (pytest-xdist workers): one a core, at most 4; JOBS=0 runs the suites in this process
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,7 +30,7 @@ demo: $(STAMP)
 # every test on SQLite, then the suites that run chatd servers again on PostgreSQL
 test: deps $(STAMP)
 	$(MAKE) -s $(NODE_STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(JOBS)
 	$(MAKE) -s test-postgres
 
 # the project's gates, run by CI before the tests: lint, format, types (strict, see pyproject.toml), the widget
@@ -40,7 +42,7 @@ check: $(STAMP) check-js
 # the functional, SDK and relay suites with every chatd server on PostgreSQL (a real server the tests
 # start); the unit and contract suites need no server and run every backend on their own
 test-postgres: deps $(STAMP)
-	CHATD_TEST_STORE=postgres $(VENV)/bin/python -m pytest -q tests/functional tests/sdk tests/relay
+	CHATD_TEST_STORE=postgres $(VENV)/bin/python -m pytest -q -n $(JOBS) tests/functional tests/sdk tests/relay
 
 check-js: deps
 	$(MAKE) -s $(NODE_STAMP)
