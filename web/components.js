@@ -458,7 +458,7 @@
       host.setAttribute('data-unread', String(n));
       b.hidden = n === 0;
       b.textContent = countText(n);
-      b.setAttribute('aria-label', n + ' unread message' + (n === 1 ? '' : 's'));
+      b.setAttribute('aria-label', countText(n) + ' unread message' + (n === 1 ? '' : 's'));
       b.setAttribute('role', 'status');
     });
     return { destroy: function () { unwant(); release(); sh.box.remove(); host.removeAttribute('data-unread'); } };
@@ -507,7 +507,7 @@
       var n = feed.total;
       count.hidden = n === 0;
       count.textContent = countText(n);
-      btn.setAttribute('aria-label', feed.fatal ? 'Messages: ' + feed.fatal : 'Messages, ' + n + ' unread');
+      btn.setAttribute('aria-label', feed.fatal ? 'Messages: ' + feed.fatal : 'Messages, ' + countText(n) + ' unread');
       host.setAttribute('data-unread', String(n));
       list.textContent = '';
       var news = feed.list().filter(function (e) { return e.unread > 0 || e.dispute_open; }).slice(0, BELL_ITEMS);
@@ -520,7 +520,7 @@
         var top = el('span', 'chatd-bell-top');
         top.appendChild(el('strong', 'chatd-bell-order', e.order));
         if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
-        if (e.unread) top.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': e.unread + ' unread' }));
+        if (e.unread) top.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': countText(e.unread) + ' unread' }));
         item.appendChild(top);
         item.appendChild(el('span', 'chatd-bell-text', snippet(e.last_message)));
         if (e.last_message) item.appendChild(el('span', 'chatd-bell-time', fmt.short(e.last_message.ts)));
@@ -658,7 +658,7 @@
       chips.awaiting.hidden = !feed.role || feed.role === 'buyer'; // buyers never see the reply clock
       total.hidden = feed.total === 0;
       total.textContent = countText(feed.total);
-      total.setAttribute('aria-label', feed.total + ' unread');
+      total.setAttribute('aria-label', countText(feed.total) + ' unread');
       var list = feed.list().filter(function (e) {
         return matches(e, q) && (!onlyUnread || e.unread > 0) && (!onlyDispute || e.dispute_open) &&
           (!onlyAwaiting || !!e.awaiting_reply);
@@ -685,7 +685,7 @@
         b.appendChild(top);
         var bottom = el('span', 'chatd-inbox-bottom');
         bottom.appendChild(el('span', 'chatd-inbox-text', snippet(e.last_message)));
-        if (e.unread) bottom.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': e.unread + ' unread' }));
+        if (e.unread) bottom.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': countText(e.unread) + ' unread' }));
         b.appendChild(bottom);
         b.addEventListener('click', function () { open(e.order); });
         li.appendChild(b);

@@ -821,7 +821,7 @@
       var badge = this.$.badge, n = this.session.unread;
       badge.hidden = n === 0;
       badge.textContent = n > 99 ? '99+' : String(n);
-      badge.setAttribute('aria-label', n + ' unread message' + (n === 1 ? '' : 's'));
+      badge.setAttribute('aria-label', badge.textContent + ' unread message' + (n === 1 ? '' : 's'));
       badge.title = badge.getAttribute('aria-label') || '';
       this._renderJump();
     }
