@@ -66,7 +66,8 @@ def awaiting(waiting: Waiting | None, reply_within_ms: int) -> AwaitingReply | N
     """The reply clock as the supplier side, staff and bots see it (never buyers)."""
     if waiting is None:
         return None
-    return AwaitingReply(waiting.seq, waiting.since, waiting.since + reply_within_ms, waiting.escalated)
+    due = waiting.since + reply_within_ms if reply_within_ms > 0 else None  # 0: no reply is ever due
+    return AwaitingReply(waiting.seq, waiting.since, due, waiting.escalated)
 
 
 def may_dismiss(role: str) -> bool:

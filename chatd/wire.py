@@ -267,11 +267,12 @@ class NextStatus(Struct):
 
 class AwaitingReply(Struct):
     """The buyer waits for the supplier side: since their message `seq` at `since`;
-    a reply is due by `due_at` (ms; `[sla] reply_within_s`); `overdue`: escalated."""
+    a reply is due by `due_at` (ms; `[sla] reply_within_s`; null when that is 0: no
+    reply is ever due); `overdue`: escalated."""
 
     seq: int
     since: int
-    due_at: int
+    due_at: int | None
     overdue: bool
 
 

@@ -36,7 +36,7 @@
 
   /**
    * @typedef {import('./session.js').Message} Message
-   * @typedef {{seq: number, since: number, due_at: number, overdue: boolean}} Awaiting
+   * @typedef {{seq: number, since: number, due_at: number | null, overdue: boolean}} Awaiting
    * @typedef {{order: string, status: string, unread: number, dispute_open: boolean, last_message: Message | null, reasons: string[] | null, awaiting_reply: Awaiting | null}} Entry
    * @typedef {{url?: string, token: string | (() => string | Promise<string>), locale?: string, css?: string | boolean}} FeedOptions
    */

@@ -32,7 +32,7 @@
 
   /**
    * @typedef {import('./session.js').Message} Message
-   * @typedef {{seq: number, since: number, due_at: number, overdue: boolean}} Awaiting
+   * @typedef {{seq: number, since: number, due_at: number | null, overdue: boolean}} Awaiting
    * @typedef {{order: string, status: string, dispute_open: boolean, participants: {id: string, name: string, role: string}[],
    *   last_message: Message | null, activity_ts: number, awaiting_reply: Awaiting | null, reasons?: string[], staff_unread?: number}} Thread
    */
@@ -277,10 +277,11 @@
     /** @param {Awaiting | null} a */
     var slaChip = function (a) {
       if (!a) return null;
-      var due = fmt.short(a.due_at);
-      var chip = a.overdue
-        ? el('span', 'chatd-status chatd-console-sla', 'Overdue since ' + due, { 'data-tone': 'danger', 'data-sla': 'overdue' })
-        : el('span', 'chatd-status chatd-console-sla', 'Reply due ' + due, { 'data-tone': 'info', 'data-sla': 'due' });
+      var chip = a.due_at === null // no reply time is set: nothing is ever due
+        ? el('span', 'chatd-status chatd-console-sla', 'Waiting since ' + fmt.short(a.since), { 'data-tone': 'info', 'data-sla': 'waiting' })
+        : a.overdue
+          ? el('span', 'chatd-status chatd-console-sla', 'Overdue since ' + fmt.short(a.due_at), { 'data-tone': 'danger', 'data-sla': 'overdue' })
+          : el('span', 'chatd-status chatd-console-sla', 'Reply due ' + fmt.short(a.due_at), { 'data-tone': 'info', 'data-sla': 'due' });
       chip.setAttribute('title', 'Buyer waiting since ' + fmt.full(a.since));
       return chip;
     };
@@ -288,7 +289,7 @@
     var render = function () {
       total.hidden = feed.total === 0;
       total.textContent = C.countText(feed.total);
-      total.setAttribute('aria-label', feed.total + ' unread');
+      total.setAttribute('aria-label', C.countText(feed.total) + ' unread');
       threads.forEach(function (t) { if (t.status) statuses.add(t.status); });
       if (statusSel.value) statuses.add(statusSel.value);
       if (statusSel.options.length !== statuses.size + 1) {
@@ -303,7 +304,7 @@
       rows.textContent = '';
       list.forEach(function (t) {
         var n = unreadOf(t), reasons = reasonsOf(t), followed = reasons.indexOf('followed') >= 0;
-        var li = el('li', 'chatd-console-row', null, { 'data-order': t.order, 'data-sla': t.awaiting_reply ? (t.awaiting_reply.overdue ? 'overdue' : 'due') : 'none' });
+        var li = el('li', 'chatd-console-row', null, { 'data-order': t.order, 'data-sla': !t.awaiting_reply ? 'none' : t.awaiting_reply.overdue ? 'overdue' : t.awaiting_reply.due_at === null ? 'waiting' : 'due' });
         var box = /** @type {HTMLInputElement} */ (el('input', 'chatd-console-check', null, { type: 'checkbox', 'aria-label': 'Select order ' + t.order }));
         box.checked = selected.has(t.order);
         box.addEventListener('change', function () {

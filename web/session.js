@@ -22,7 +22,7 @@
  * A status this user may move the order to (its workflow's label and tone).
  * @typedef {{status: string, label: string, tone: string}} NextStatus
  * The buyer waits for the supplier side since their message `seq` (supplier side, staff, bots only).
- * @typedef {{seq: number, since: number, due_at: number, overdue: boolean}} AwaitingReply
+ * @typedef {{seq: number, since: number, due_at: number | null, overdue: boolean}} AwaitingReply
  * @typedef {{
  *   order?: string, seq: number, ts: number, kind: string, text?: string, status?: string,
  *   client_id?: string | null, sender?: User | null, attachments?: AttachmentRef[]

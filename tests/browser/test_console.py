@@ -288,6 +288,20 @@ async def test_console_page_phone_filters_search_and_sla(server, open_page):
     assert console_errors(staff) == []
 
 
+@pytest.mark.parametrize("sections", [{"sla": {"reply_within_s": 0.0}}])
+async def test_console_says_how_long_a_buyer_waits_where_no_reply_is_due(server, open_page):
+    """With no reply time set nothing is due: the thread says since when the buyer waits."""
+    await put_order(server.base, "o-wait")
+    await buyer_says(server, "o-wait", "Can you ship the crates sooner?")
+    staff = await open_page(f"{server.base}/console", **DESKTOP)
+    await staff.page.get_by_label("Staff token").fill(STAFF)
+    await staff.page.get_by_role("button", name="Open the console").click()
+    await chip(staff, "All threads").click()
+    await expect(row(staff, "o-wait")).to_have_attribute("data-sla", "waiting")
+    await expect(row(staff, "o-wait").locator(".chatd-console-sla")).to_have_text(re.compile("^Waiting since "))
+    assert console_errors(staff) == []
+
+
 async def test_console_page_refuses_a_participant_token(server, open_page):
     page = await open_page(f"{server.base}/console?{urlencode({'token': BEA})}", **DESKTOP)
     await expect(page.page.get_by_role("alert")).to_have_text(re.compile("role buyer"))
