@@ -124,8 +124,13 @@ class Mapped:
 # --- both views -------------------------------------------------------------------------
 
 
+_MARKS = frozenset(("Mn", "Me"))  # combining marks: a keycap's U+20E3, underline, strike-through
+
+
 def _base(text: str) -> Mapped:
-    """NFKC, every decimal digit as ASCII, invisible (format) characters dropped."""
+    """NFKC, every decimal digit as ASCII, invisible (format) characters and combining
+    marks dropped: "5\ufe0f\u20e3" (a keycap) is a 5, "b\u0332o\u0332b\u0332" is "bob".
+    A mark belongs to the character before it, so a finding masks its marks too."""
     if text.isascii():
         return Mapped(text)
     out: list[str] = []
@@ -135,6 +140,10 @@ def _base(text: str) -> Mapped:
             new = c
         else:
             cat = unicodedata.category(c)
+            if cat in _MARKS:
+                if org and org[-1][1] == i:  # directly after what it marks
+                    org[-1] = (org[-1][0], i + 1)
+                continue
             if cat == "Cf":
                 continue
             new = str(unicodedata.decimal(c)) if cat == "Nd" else unicodedata.normalize("NFKC", c)

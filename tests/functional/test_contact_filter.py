@@ -113,6 +113,14 @@ def test_order_talk_with_separators_and_prefixes_passes(text):
     assert cf.scan(text) == []
 
 
+def test_a_mask_takes_the_combining_marks_of_what_it_removes():
+    """A keycap's marks belong to its digit: masked, none is left dangling on the placeholder."""
+    keycaps = "".join(d + "\ufe0f\u20e3" for d in "5551234567")
+    assert cf.screen(f"call me {keycaps} today", "mask")[0] == "call me [phone removed] today"
+    underlined = "".join(c + "\u0332" for c in "bob@gmail.com")
+    assert cf.screen(f"{underlined}!", "mask")[0] == "[e-mail removed]!"
+
+
 def test_generated_client_ids_are_never_flagged():
     """Refusing a client_id the filter flags must not refuse the ids the SDK and widget make."""
     for _ in range(20000):
