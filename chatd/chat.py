@@ -109,7 +109,7 @@ class Disconnect(Exception):
 
 
 def actor_of(ident: Identity) -> Actor:
-    return Actor(ident.id, ident.name, ident.role, ident.orders)
+    return Actor(ident.id, ident.name, ident.role, ident.orders, ident.slot_name)
 
 
 class MarkerJson(TypedDict):
@@ -889,7 +889,8 @@ class Chat:
 
     def _publish_typing(self, ident: Identity, order_id: str, active: bool, room_role: str, note: bool) -> None:
         """`note`: about an internal note, so to note readers only (never a buyer)."""
-        ev = TypingEvent(order_id, UserRef(ident.id, ident.name, room_role or ident.role), active)
+        role = room_role or ident.role
+        ev = TypingEvent(order_id, UserRef(ident.id, actor_of(ident).name_as(role), role), active)
         self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id, notes=note))
 
     async def _role_now(self, ident: Identity, order_id: str) -> str | None:

@@ -27,16 +27,20 @@ Orders = Literal["*"] | frozenset[str] | None  # a bot's claim: every order, the
 
 
 class Identity:
-    """A verified token: the user, their role, a bot's order claim, expiry (s)."""
+    """A verified token: the user, their role, a bot's order claim, expiry (s), and
+    `slot_name`: the name as it shows from a buyer's, supplier's or sales rep's slot
+    (contact details masked unless the filter is off), for a staff or bot token
+    whose id holds one; a participant's `name` is that already."""
 
-    __slots__ = ("id", "name", "role", "orders", "exp")
+    __slots__ = ("id", "name", "role", "orders", "exp", "slot_name")
 
-    def __init__(self, id: str, name: str, role: str, orders: Orders, exp: float) -> None:
+    def __init__(self, id: str, name: str, role: str, orders: Orders, exp: float, slot_name: str = "") -> None:
         self.id = id
         self.name = name
         self.role = role
         self.orders = orders  # None, "*", or a frozenset of order ids (bots)
         self.exp = exp
+        self.slot_name = slot_name or name
 
     def expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.exp
@@ -92,8 +96,9 @@ def verify(token: str, secret: str, now: float | None = None, filter_mode: str =
             "token name may not contain U+0000 (NUL) or a lone UTF-16 surrogate (cut a name by code points)"
         )
     name = name[:MAX_NAME_CHARS]
-    if filter_mode != "off" and role in CONTACT_FILTERED:
-        name = contact_filter.masked_name(name, MAX_NAME_CHARS)
+    slot_name = name if filter_mode == "off" else contact_filter.masked_name(name, MAX_NAME_CHARS)
+    if role in CONTACT_FILTERED:
+        name = slot_name
     orders: Orders = None
     if role == "bot":
         raw = claims.get("orders")
@@ -103,7 +108,7 @@ def verify(token: str, secret: str, now: float | None = None, filter_mode: str =
             orders = frozenset(raw)
         else:
             orders = frozenset()
-    return Identity(sub, name, role, orders, float(exp))
+    return Identity(sub, name, role, orders, float(exp), slot_name)
 
 
 def issue(

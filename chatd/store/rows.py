@@ -71,6 +71,12 @@ class Actor(msgspec.Struct, frozen=True):
     name: str
     role: str  # token role; "system" for the api key
     orders: Any = None  # a bot's claim
+    slot_name: str = ""  # the name from a participant's slot (chatd.auth.tokens.Identity); "": `name`
+
+    def name_as(self, role: str) -> str:
+        """The name shown for what this actor writes in `role` (the role on the order): a staff
+        or bot token in a buyer's or supplier's slot crosses the contact line as they would."""
+        return self.slot_name if self.slot_name and role in permissions.CONTACT_FILTERED else self.name
 
     def role_in(self, order: OrderRecord) -> str:
         """The role this actor has on `order`; `NotFound` if none."""

@@ -457,6 +457,48 @@ async def test_names_carry_no_contact_details_across_the_line(server):
     assert "gmail" not in str(page) and "0134" not in str(page)
 
 
+@pytest.mark.parametrize(
+    "sections", [{"filter": {"mode": "block"}}, {"filter": {"mode": "mask"}}], ids=["block", "mask"]
+)
+async def test_a_staff_or_bot_token_in_a_slot_has_its_name_masked_there(server):
+    """The slot decides, not the token: a staff token with the buyer's id, or a bot token
+    with the supplier's, writes as that participant, and its name crosses the line as
+    theirs would (messages, typing, the dispute, the history); elsewhere it is left as given."""
+    await server.api(
+        "PUT",
+        "/api/v1/orders/CF-SL",
+        {"buyer": {"id": "buyer1", "name": "Bea"}, "supplier": {"id": "supplier1", "name": "Sam"}, "sales_rep": None},
+    )
+    await server.api(
+        "PUT",
+        "/api/v1/orders/CF-OTHER",
+        {"buyer": {"id": "buyer2", "name": "Ben"}, "supplier": {"id": "supplier2", "name": "Sue"}, "sales_rep": None},
+    )
+    as_buyer = await server.client("buyer1", "staff", name="Bea bea@gmail.com")
+    as_supplier = await server.client("supplier1", "bot", name="Sam WhatsApp +1 555 123 4567", orders="*")
+    buyer, supplier = await server.client("buyer1", "buyer"), await server.client("supplier1", "supplier")
+    await buyer.join("CF-SL")
+    await supplier.join("CF-SL")
+    assert (await as_supplier.post("CF-SL", "Your goods are ready"))["type"] == "ack"
+    got = await buyer.expect("message", order="CF-SL", text="Your goods are ready")
+    assert got["sender"] == {"id": "supplier1", "name": "Sam WhatsApp [phone removed]", "role": "supplier"}, got
+    await as_buyer.join("CF-SL")
+    await as_buyer.send({"type": "typing", "order": "CF-SL", "active": True})
+    typing = await supplier.expect("typing", order="CF-SL")
+    assert typing["user"]["name"] == "Bea [e-mail removed]", typing
+    r = await request(
+        as_buyer, {"type": "dispute", "order": "CF-SL", "action": "open", "client_id": "d1", "reason": "late"}, "ack"
+    )
+    assert r["type"] == "ack", r
+    assert (await supplier.expect("order", order="CF-SL"))["dispute"]["by_name"] == "Bea [e-mail removed]"
+    st, page = await server.api("GET", "/api/v1/orders/CF-SL/messages")
+    assert st == 200 and "gmail" not in str(page) and "4567" not in str(page), page
+    # the same bot token where it holds no slot: a bot, named as given
+    assert (await as_supplier.post("CF-OTHER", "Shipped"))["type"] == "ack"
+    st, page = await server.api("GET", "/api/v1/orders/CF-OTHER/messages")
+    assert page["messages"][-1]["sender"]["name"] == "Sam WhatsApp +1 555 123 4567", page
+
+
 # --- issue 9, item 6: every channel, and the default ------------------------------------------
 
 

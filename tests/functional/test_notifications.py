@@ -424,8 +424,9 @@ async def test_answering_takes_what_was_answered_out_of_the_next_notification(se
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")
 async def test_a_notification_never_carries_the_recipients_own_messages(server, receiver, smtp):
-    """A dispute opened by the buyer leaves their pending notification be (only a
-    message's post reads for its sender), but the buyer is not told of their own words."""
+    """A dispute opened by the buyer reads the order for them, as a post does: their
+    pending notification goes, and the next one tells neither of their own words nor of
+    what came before them."""
     clock = inject(server)
     notifier = server.app[NOTIFIER]
     supplier = await supplier_in(server, "A-2")
@@ -435,18 +436,51 @@ async def test_a_notification_never_carries_the_recipients_own_messages(server, 
         buyer, {"type": "dispute", "order": "A-2", "action": "open", "client_id": "d1", "reason": "broken"}, "ack"
     )
     assert r["type"] == "ack", r
+    assert await notifier.store.pending_notifications("buyer1") == []
     await say(supplier, "A-2", "Sorry to hear")
     (pending,) = await notifier.store.pending_notifications("buyer1")
-    assert (pending.first_seq, pending.last_seq) == (1, 3)  # the buyer's own dispute amid it
+    assert (pending.first_seq, pending.last_seq) == (3, 3)
     clock.t += 10 * MIN
     await notifier.deliver_due()
     await settle(server)
     (b,) = notifications(receiver)
-    assert [m["seq"] for m in b["messages"]] == [1, 3]
+    assert [m["seq"] for m in b["messages"]] == [3]
     mails = await smtp.wait_for(1)
     (mail,) = [m for m in mails if m["To"] == "bea@buyer.example"]
-    assert mail["Subject"] == "2 new messages on order A-2"
-    assert "broken" not in mail.get_body(("plain",)).get_content()
+    assert mail["Subject"] == "1 new message on order A-2"
+    plain = mail.get_body(("plain",)).get_content()
+    assert "broken" not in plain and "Pallets are ready" not in plain
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_status_change_or_a_help_request_takes_its_senders_pending_notification(server, receiver, smtp):
+    """The message a status change or a help request writes reads the order for its
+    sender, as a post does: the pending notification of what they had not read goes."""
+    clock = inject(server)
+    notifier = server.app[NOTIFIER]
+    st, _ = await server.api("PUT", "/api/v1/orders/A-3", ORDER)
+    assert st == 201
+    buyer = await server.client("buyer1", "buyer")
+    await buyer.join("A-3")
+    await say(buyer, "A-3", "Is it packed?")
+    await say(buyer, "A-3", "We need it by Friday")
+    (pending,) = await notifier.store.pending_notifications("supplier1")
+    assert (pending.first_seq, pending.last_seq) == (1, 2)
+    supplier = await server.client("supplier1", "supplier")  # not joined: from the order list, say
+    status = {"type": "set_status", "order": "A-3", "status": "shipped", "client_id": "s1"}
+    assert (await request(supplier, status, "ack"))["type"] == "ack"
+    assert await notifier.store.pending_notifications("supplier1") == []
+    await say(buyer, "A-3", "Thanks, which carrier?")
+    (pending,) = await notifier.store.pending_notifications("supplier1")
+    assert (pending.first_seq, pending.last_seq) == (4, 4)
+    assert (await request(supplier, {"type": "help", "order": "A-3", "client_id": "h1"}, "ack"))["type"] == "ack"
+    assert await notifier.store.pending_notifications("supplier1") == []
+    await say(buyer, "A-3", "Hello?")
+    clock.t += 10 * MIN
+    await notifier.deliver_due()
+    await settle(server)
+    (s,) = notifications(receiver, "supplier1")
+    assert [m["seq"] for m in s["messages"]] == [6]  # only what came after their help request
 
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")

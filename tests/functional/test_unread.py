@@ -248,3 +248,37 @@ async def test_a_participant_put_in_a_slot_hears_their_new_total(server):
     u = await new.expect("unread", order="S-1", count=0)
     assert u["total"] == 1
     assert (await request(old, {"type": "inbox"}, "inbox"))["total_unread"] == 4
+
+
+async def test_a_status_change_a_dispute_or_a_help_request_reads_for_its_sender_on_every_tab(server):
+    """Like a post, the message a status change, a dispute or a help request writes moves
+    its sender's marker past what they had not read: each of their connections hears it."""
+    await server.order("O-1")
+    supplier = await server.client("supplier1", "supplier")
+    supplier2 = await server.client("supplier1", "supplier")  # another tab: the same badge
+    buyer = await server.client("buyer1", "buyer")
+    buyer2 = await server.client("buyer1", "buyer")
+    for text in ("one", "two", "three"):
+        assert (await buyer.post("O-1", text))["type"] == "ack"
+    for c in (supplier, supplier2):
+        await c.expect("unread", order="O-1", count=3)
+    status = {"type": "set_status", "order": "O-1", "status": "shipped", "client_id": "st-1"}
+    assert (await request(supplier, status, "ack"))["type"] == "ack"
+    for c in (supplier, supplier2):
+        u = await c.expect("unread", order="O-1", count=0)
+        assert u["total"] == 0
+    for c in (buyer, buyer2):  # the buyer's status message; then their dispute reads it
+        await c.expect("unread", order="O-1", count=1)
+    dispute = {"type": "dispute", "order": "O-1", "action": "open", "client_id": "d-1", "reason": "late"}
+    assert (await request(buyer, dispute, "ack"))["type"] == "ack"
+    for c in (buyer, buyer2):
+        u = await c.expect("unread", order="O-1", count=0)
+        assert u["total"] == 0
+    for c in (supplier, supplier2):
+        await c.expect("unread", order="O-1", count=1)
+    assert (await request(supplier, {"type": "help", "order": "O-1", "client_id": "h-1"}, "ack"))["type"] == "ack"
+    for c in (supplier, supplier2):
+        u = await c.expect("unread", order="O-1", count=0)
+        assert u["total"] == 0
+    await settled(supplier)
+    assert (await request(supplier2, {"type": "inbox"}, "inbox"))["total_unread"] == 0

@@ -14,7 +14,7 @@ from chatd.notifications import STAFF
 from chatd.store.base import HelpRule
 from chatd.store.postgres import notifications
 from chatd.store.postgres.engine import StoreMixin, pooled_read
-from chatd.store.records import HelpState, OrderRecord, Posted, ReadMarker, StaffView, UnreadChange
+from chatd.store.records import HelpState, OrderRecord, Posted, ReadMarker, StaffView
 from chatd.store.rows import Actor
 from chatd.wire import Message, UserRef
 
@@ -218,19 +218,21 @@ class Attention(StoreMixin):
             if (dup := await self._find(db, order_id, actor.id, client_id)) is not None:
                 return Posted(message=dup, duplicate=True, unread=[])
             kind, text = rule(order, role)
-            had = await db.fetchval(
-                "SELECT unread FROM read_markers WHERE user_id = $1 AND order_id = $2", actor.id, order_id
-            )
             await ensure_marker(db, order_id)
+            # asking reads the order for the asker, as a post: their change, their pending notification
             posted = await self._insert(
-                db, order, UserRef(actor.id, actor.name, role), kind, text, client_id, present=present, asks_help=True
+                db,
+                order,
+                UserRef(actor.id, actor.name_as(role), role),
+                kind,
+                text,
+                client_id,
+                present=present,
+                asks_help=True,
+                own_read=True,
             )
             if posted is None:
                 return await self._duplicate(db, order_id, actor.id, client_id)
-            if had:  # asking moved the asker's marker past what they had not read
-                total = await self._total(db, actor.id)
-                hidden = await self._hidden(db, actor.id)  # side markers: not theirs here
-                posted.unread.append(UnreadChange(actor.id, 0, total, hidden=hidden))
             return posted
 
         return await self._write(op, key=order_id)

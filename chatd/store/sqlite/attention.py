@@ -16,7 +16,7 @@ from chatd.auth import permissions
 from chatd.errors import Conflict, Forbidden
 from chatd.notifications import STAFF
 from chatd.store.base import HelpRule
-from chatd.store.records import HelpState, OrderRecord, Posted, ReadMarker, StaffView, UnreadChange
+from chatd.store.records import HelpState, OrderRecord, Posted, ReadMarker, StaffView
 from chatd.store.rows import Actor
 from chatd.store.sqlite import notifications
 from chatd.store.sqlite.engine import StoreMixin, inline_read
@@ -190,18 +190,21 @@ class Attention(StoreMixin):
             if (dup := self._find(db, order_id, actor.id, client_id)) is not None:
                 return Posted(message=dup, duplicate=True, unread=[])
             kind, text = rule(order, role)
-            had = db.execute(
-                "SELECT unread FROM read_markers WHERE user_id = ? AND order_id = ?", (actor.id, order_id)
-            ).fetchone()
             ensure_marker(db, order_id)
+            # asking reads the order for the asker, as a post: their change, their pending notification
             posted = self._insert(
-                db, order, UserRef(actor.id, actor.name, role), kind, text, client_id, present=present, asks_help=True
+                db,
+                order,
+                UserRef(actor.id, actor.name_as(role), role),
+                kind,
+                text,
+                client_id,
+                present=present,
+                asks_help=True,
+                own_read=True,
             )
             if posted is None:
                 return self._duplicate(db, order_id, actor.id, client_id)
-            if had and had[0]:  # asking moved the asker's marker past what they had not read
-                total, hidden = self._total(db, actor.id), self._hidden(db, actor.id)  # side markers: not theirs here
-                posted.unread.append(UnreadChange(actor.id, 0, total, hidden=hidden))
             return posted
 
         return await self._write(op)

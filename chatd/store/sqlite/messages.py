@@ -170,7 +170,7 @@ class Messages(StoreMixin):
             posted = self._insert(
                 db,
                 order,
-                UserRef(actor.id, actor.name, role),
+                UserRef(actor.id, actor.name_as(role), role),
                 kind,
                 text,
                 client_id,
@@ -219,12 +219,13 @@ class Messages(StoreMixin):
             posted = self._insert(
                 db,
                 order,
-                UserRef(actor.id, actor.name, role),
+                UserRef(actor.id, actor.name_as(role), role),
                 "status",
                 text or f"Status changed to {status}",
                 client_id,
                 status=status,
                 present=present,
+                own_read=role != "bot",  # as a post: the sender read the order
             )
             assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
@@ -254,7 +255,7 @@ class Messages(StoreMixin):
                     raise Forbidden(f"role {role} cannot open a dispute", ref=client_id)
                 if current and current.open:
                     raise Conflict("a dispute is already open", ref=client_id)
-                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts, by_name=actor.name)
+                order.dispute = DisputeState(open=True, reason=reason, by=actor.id, ts=ts, by_name=actor.name_as(role))
                 text = f"Dispute opened: {reason}" if reason else "Dispute opened"
                 staff.ensure_marker(db, order_id)  # the order enters every staff member's queue
             else:
@@ -263,7 +264,7 @@ class Messages(StoreMixin):
                 if not permissions.may_close_dispute(role, actor.id, current.by):
                     raise Forbidden("only staff or whoever opened it can close a dispute", ref=client_id)
                 order.dispute = DisputeState(
-                    open=False, reason=reason or current.reason, by=actor.id, ts=ts, by_name=actor.name
+                    open=False, reason=reason or current.reason, by=actor.id, ts=ts, by_name=actor.name_as(role)
                 )
                 text = f"Dispute closed: {reason}" if reason else "Dispute closed"
             d = order.dispute
@@ -273,7 +274,15 @@ class Messages(StoreMixin):
                 (int(d.open), d.reason, d.by, d.ts, d.by_name, order_id),
             )
             posted = self._insert(
-                db, order, UserRef(actor.id, actor.name, role), "dispute", text, client_id, present=present, moved=True
+                db,
+                order,
+                UserRef(actor.id, actor.name_as(role), role),
+                "dispute",
+                text,
+                client_id,
+                present=present,
+                moved=True,
+                own_read=role != "bot",
             )
             assert posted is not None  # no message of this client_id (_order_change looked, in this transaction)
             posted.order = order
