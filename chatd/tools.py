@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
     except errors.ConnectionFailed as exc:
-        print(f"{name}: {exc.message}. Is the server running, and is --url (or CHATD_URL) right?", file=sys.stderr)
+        if exc.close_code is not None:  # the server answered, and said why it closed
+            hint = "Close some of this id's other connections, or wait." if exc.close_code == 4429 else ""
+        else:
+            hint = "Is the server running, and is --url (or CHATD_URL) right?"
+        print(f"{name}: {exc.message}. {hint}".rstrip(), file=sys.stderr)
     except errors.Unauthorized as exc:
         if getattr(args, "used", "token") == "api key":
             hint = "Check --api-key (or CHATD_API_KEY) against the server's [auth] api_key."

@@ -25,8 +25,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from chatd import wire
-from chatd.client.errors import ChatdError, ClientClosed, ConnectionFailed, RateLimited, TooLarge, Unauthorized
-from chatd.client.handshake import UNAUTHORIZED_CLOSE, handshake, token_exp
+from chatd.client.errors import (
+    BadRequest,
+    ChatdError,
+    ClientClosed,
+    ConnectionFailed,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+)
+from chatd.client.handshake import TOO_BIG_CLOSE, UNAUTHORIZED_CLOSE, handshake, token_exp
 from chatd.client.state import ACK, HISTORY, INBOX, JOINED, LEFT, PONG, READY, Request, Requests, Room
 from chatd.client.urls import ws_url
 
@@ -241,14 +249,18 @@ class Client:
     async def join(self, order: str, since: int | None = None, limit: int | None = None) -> wire.Joined:
         """Receive the order's events; replays messages after `since` (or the
         newest few without it). Rejoined with the right `since` after every
-        reconnect, until `leave`."""
+        reconnect, until `leave`. Joining a joined order again without `since`
+        goes on from the last message handed out."""
         await self._refresh_auth_if_expired()
         room = self._rooms.get(order)
         created = room is None
-        if created:
+        resume = False
+        if room is None:
             room = self._rooms[order] = Room(order)
+        elif since is None and room.synced:
+            since, resume = room.resume_since(), True  # "make sure I am joined": no gap, no repeat
         try:
-            return cast(wire.Joined, await self._request(wire.Join(order, since, limit), JOINED))
+            return cast(wire.Joined, await self._request(wire.Join(order, since, limit), JOINED, resume=resume))
         except ChatdError:
             if created and self._rooms.get(order) is room:
                 del self._rooms[order]
@@ -328,14 +340,16 @@ class Client:
             await asyncio.sleep(self._typing_interval)
             await self._request(wire.Typing(order, True), PONG, wait=False)
 
-    async def _request(self, frame: Any, expect: str, wait: bool = True) -> Any:
+    async def _request(self, frame: Any, expect: str, wait: bool = True, resume: bool = False) -> Any:
         if self._closed:
             raise self._fatal or ClientClosed("the client is closed")
-        if isinstance(frame, (wire.Send, wire.SetStatus, wire.Dispute)) and len(wire.encode(frame)) > self._max_frame:
+        size = len(_encode(frame))  # a frame that cannot go out must not wait in the table
+        if isinstance(frame, (wire.Send, wire.SetStatus, wire.Dispute)) and size > self._max_frame:
             raise TooLarge(f"the frame is larger than {self._max_frame} bytes", ref=frame.client_id)
         waiter = asyncio.get_running_loop().create_future() if wait else None
         # Typing is only worth sending now; everything else is written again after a reconnect.
         req = Request(frame, expect, waiter, resend=not isinstance(frame, wire.Typing))
+        req.resume = resume
         try:
             async with self._wlock:
                 if not self._open and not req.resend:
@@ -361,7 +375,7 @@ class Client:
         req.sent_on = self._conn_no
         try:
             for f in req.frames():
-                await ws.send(wire.encode(f), text=True)
+                await ws.send(_encode(f), text=True)
         except websockets.ConnectionClosed:
             pass
 
@@ -422,7 +436,8 @@ class Client:
                 room = self._rooms.get(frame.order)
                 if room is None or room.overflow:
                     return  # an overflowed room's rejoin replays it
-                if room.buffer is None and self._events.qsize() >= self._max_queued:
+                waiting = self._events.qsize() if room.buffer is None else len(room.buffer)
+                if waiting >= self._max_queued:  # the same bound while a gap is being filled
                     room.overflow = True
                     self._overflowed.add(room.order)
                     self._drained.clear()
@@ -435,7 +450,7 @@ class Client:
                 if room is not None:
                     since = req.frame.since if req is not None else None
                     self._stop_fill(frame.order)
-                    if room.joined(frame, since):
+                    if room.joined(frame, since, resume=req is not None and req.resume):
                         self._fills[frame.order] = asyncio.create_task(self._fill(room))
                     self._emit(frame)
             case wire.Left():
@@ -453,7 +468,7 @@ class Client:
     def _reply(self, frame: Any) -> Request | None:
         found = self._requests.match(frame)
         if found is None:
-            if isinstance(frame, wire.ErrorFrame):
+            if isinstance(frame, wire.ErrorFrame) and not self._requests.holds(frame):
                 log.warning("error from chatd: %s: %s (ref %s)", frame.code, frame.message, frame.ref)
             return None
         req, outcome = found
@@ -470,9 +485,11 @@ class Client:
     def _rejoin_overflowed(self) -> None:
         """The application caught up: rejoin each overflowed room from the last
         message it was given (on a new socket `_resume` does that anyway)."""
-        orders, self._overflowed = self._overflowed, set()
         if not self._open:
+            self._overflowed = set()
             return
+        orders = {o for o in self._overflowed if o not in self._fills}  # those rejoin once filled
+        self._overflowed -= orders
         for order in orders:
             room = self._rooms.get(order)
             if room is not None and room.overflow:
@@ -529,11 +546,13 @@ class Client:
                     break
         except ChatdError as exc:
             log.warning("could not fill the gap in %s from history: %s", order, exc)
+        if self._fills.get(order) is asyncio.current_task():
+            del self._fills[order]
         if self._rooms.get(order) is room:
             for m in room.fill_done():
                 self._emit(m)
-        if self._fills.get(order) is asyncio.current_task():
-            del self._fills[order]
+            if room.overflow and self._events.qsize() <= self._max_queued // 2:
+                self._rejoin_overflowed()  # the reader is not behind: nothing else would
 
     # --- the connection ---------------------------------------------------------
 
@@ -578,6 +597,7 @@ class Client:
                 joined = self._rooms.get(r.order)
                 if joined is not None and joined.delivered and r.frame.since is None:
                     r.frame = wire.Join(r.order, joined.resume_since(), r.frame.limit)  # no gap after the outage
+                    r.resume = True
             for req in todo + old:
                 self._requests.add(req)
                 await self._write(req)
@@ -607,7 +627,9 @@ class Client:
                 self._emit(wire.Left(order, "removed"))
 
         fut.add_done_callback(done)
-        return Request(frame, expect, fut)
+        req = Request(frame, expect, fut)
+        req.resume = isinstance(frame, wire.Join)
+        return req
 
     def _start_pacer(self) -> None:
         if self._open and not any(t.get_name() == "chatd-client-pacer" for t in self._rejoins):
@@ -677,10 +699,26 @@ class Client:
         code = ws.close_code
         if code == UNAUTHORIZED_CLOSE:
             self._token_stale = True
+        if ws.protocol.close_rcvd_then_sent and code == TOO_BIG_CLOSE:
+            self._fail_too_big()
         if time.monotonic() - self._opened_at >= STABLE_S:
             self._attempt = 0
         if not self._closed:
             log.info("disconnected from %s (close code %s); reconnecting", self.url, code)
+
+    def _fail_too_big(self) -> None:
+        """The server closed 1009 over a frame past its `max_frame_bytes`: fail
+        that request rather than write it again on every new socket. The
+        largest unanswered frame written on the socket is at least as large
+        as the one the server refused."""
+        sent = [r for r in self._requests.items if r.sent_on == self._conn_no]
+        if not sent:
+            return
+        req = max(sent, key=lambda r: len(_encode(r.frame)))
+        self._requests.remove(req)
+        if req.waiter is not None and not req.waiter.done():
+            msg = f"the server closed the connection over a {type(req.frame).__name__} frame too large for it (1009)"
+            req.waiter.set_exception(TooLarge(msg, ref=req.client_id or req.order))
 
     async def _reconnect_loop(self) -> tuple[ClientConnection, wire.Ready]:
         """Connect again with exponential backoff and jitter, until it works,
@@ -700,6 +738,16 @@ class Client:
                 continue
             log.info("reconnected to %s", self.url)
             return ws, ready
+
+
+def _encode(frame: Any) -> bytes:
+    """The frame as it goes out, or `BadRequest` for one that cannot (a lone
+    surrogate in a string, an integer past 64 bits)."""
+    try:
+        return wire.encode(frame)
+    except (ValueError, OverflowError, TypeError, msgspec.EncodeError) as exc:
+        ref = getattr(frame, "client_id", None) or getattr(frame, "order", None)
+        raise BadRequest(f"cannot encode the {type(frame).__name__} frame: {exc}", ref=ref) from exc
 
 
 def connect(url: str, token: TokenSource, **options: Any) -> Client:

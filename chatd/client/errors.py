@@ -94,11 +94,15 @@ class Unavailable(ChatdError):
 
 
 class ConnectionFailed(Unavailable):
-    """The server could not be reached: refused, unknown host, timeout, not chatd."""
+    """The server could not be reached: refused, unknown host, timeout, not chatd,
+    or it closed the socket during auth (`close_code`, `close_reason`: e.g. 4429
+    "too many connections")."""
 
-    def __init__(self, message: str, url: str) -> None:
+    def __init__(self, message: str, url: str, close_code: int | None = None, close_reason: str | None = None) -> None:
         super().__init__(message)
         self.url = url
+        self.close_code = close_code
+        self.close_reason = close_reason
 
 
 class ClientClosed(Unavailable):

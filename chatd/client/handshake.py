@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 import msgspec
 import websockets
@@ -21,6 +22,7 @@ from chatd import wire
 from chatd.client.errors import ConnectionFailed, InvalidSignature, Unauthorized
 
 UNAUTHORIZED_CLOSE = 4401
+TOO_BIG_CLOSE = 1009  # the server's answer to a frame over its `max_frame_bytes`
 SIGNED_ELSEWHERE_REASON = "token signed with another secret"  # the server's close reason with 4401
 MAX_INBOUND_BYTES = 2**24  # a full history page of long messages fits
 
@@ -36,6 +38,31 @@ def token_exp(token: str | None) -> float | None:
         return float(exp) if isinstance(exp, (int, float)) else None
     except (AttributeError, IndexError, ValueError):
         return None
+
+
+async def _authenticate(ws: ClientConnection, url: str, token: str, timeout_s: float) -> Any:
+    """Send `auth` and read the first frame; a close instead becomes the server's reason."""
+    try:
+        await ws.send(wire.encode(wire.Auth(token)), text=True)
+        async with asyncio.timeout(timeout_s):
+            return wire.server_decoder.decode(await ws.recv())
+    except websockets.ConnectionClosed as exc:
+        rcvd = exc.rcvd
+        if rcvd is not None and rcvd.code == UNAUTHORIZED_CLOSE:
+            if rcvd.reason == SIGNED_ELSEWHERE_REASON:
+                return InvalidSignature(rcvd.reason)
+            return Unauthorized(rcvd.reason or "unauthorized")
+        why = f": {rcvd.reason or 'no reason given'} (close {rcvd.code})" if rcvd is not None else ""
+        raise ConnectionFailed(
+            f"{url} closed the connection during auth{why}",
+            url,
+            close_code=rcvd.code if rcvd is not None else None,
+            close_reason=rcvd.reason if rcvd is not None else None,
+        ) from exc
+    except TimeoutError as exc:
+        raise ConnectionFailed(f"{url} did not answer auth", url) from exc
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConnectionFailed(f"{url} does not speak the chatd protocol", url) from exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -58,24 +85,18 @@ async def handshake(url: str, token: str, timeout_s: float) -> tuple[ClientConne
     except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
         raise ConnectionFailed(f"cannot connect to {url}: {_describe(exc)}", url) from exc
     try:
-        await ws.send(wire.encode(wire.Auth(token)), text=True)
-        async with asyncio.timeout(timeout_s):
-            frame = wire.server_decoder.decode(await ws.recv())
-    except websockets.ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code == UNAUTHORIZED_CLOSE:
-            if exc.rcvd.reason == SIGNED_ELSEWHERE_REASON:
-                return InvalidSignature(exc.rcvd.reason)
-            return Unauthorized(exc.rcvd.reason or "unauthorized")
-        raise ConnectionFailed(f"{url} closed the connection during auth", url) from exc
-    except TimeoutError as exc:
+        frame = await _authenticate(ws, url, token, timeout_s)
+    except asyncio.CancelledError:
+        ws.transport.abort()  # aclose() during a reconnect: no close handshake to wait for
+        raise
+    except BaseException:
         await ws.close()
-        raise ConnectionFailed(f"{url} did not answer auth", url) from exc
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        await ws.close()
-        raise ConnectionFailed(f"{url} does not speak the chatd protocol", url) from exc
+        raise
     if isinstance(frame, wire.Ready):
         return ws, frame
     await ws.close()
+    if isinstance(frame, Unauthorized):
+        return frame
     if isinstance(frame, wire.ErrorFrame) and frame.code in ("unauthorized", "invalid_signature"):
         return InvalidSignature(frame.message) if frame.code == "invalid_signature" else Unauthorized(frame.message)
     raise ConnectionFailed(f"{url} answered auth with {type(frame).__name__}", url)

@@ -3,7 +3,8 @@
 A credential is the api key (server to server) or a connection token; both
 go in `Authorization: Bearer`. Failures come back as the same `ChatdError`
 tree as the socket's: a JSON error body becomes the class of its code, an
-unreachable server `ConnectionFailed`.
+unreachable server (or one that drops the connection mid-answer)
+`ConnectionFailed`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from chatd import wire
 from chatd.client.errors import ConnectionFailed, error_for
@@ -28,7 +30,9 @@ _CODE_OF_STATUS = {
     409: "conflict",
     413: "too_large",
     429: "rate_limited",
+    502: "unavailable",  # a proxy in front of chatd: chatd is down or restarting
     503: "unavailable",
+    504: "unavailable",
 }
 
 
@@ -38,7 +42,7 @@ async def _raise_for(resp: aiohttp.ClientResponse) -> None:
     body = await resp.read()
     try:
         err = msgspec.json.decode(body)["error"]
-        raise error_for(err["code"], err["message"])
+        raise error_for(err["code"], err["message"], err.get("ref"))
     except (msgspec.DecodeError, KeyError, TypeError):
         pass
     code = _CODE_OF_STATUS.get(resp.status, "internal")
@@ -66,8 +70,10 @@ class Rest:
             raise RuntimeError("Rest is used as `async with Rest(url, credential) as api`")
         return self._session
 
-    def _url(self, order: str, tail: str = "") -> str:
-        return f"{self.base}/api/v1/orders/{quote(order, safe='')}{tail}"
+    def _url(self, order: str, tail: str = "") -> URL:
+        """Already encoded, so that aiohttp does not decode `%2E` back into a dot segment."""
+        segment = "%2E" * len(order) if order and not order.strip(".") else quote(order, safe="")
+        return URL(f"{self.base}/api/v1/orders/{segment}{tail}", encoded=True)
 
     async def export_lines(self, order: str) -> AsyncIterator[bytes]:
         """The order's history up to its newest message, as NDJSON lines (one message each,
@@ -80,6 +86,8 @@ class Rest:
                         yield line.rstrip(b"\r\n")
         except aiohttp.ClientConnectionError as exc:
             raise ConnectionFailed(f"cannot connect to {self.base}: {_describe(exc)}", self.base) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise ConnectionFailed(f"{self.base} broke off the export: {exc}", self.base) from exc
 
     async def export(self, order: str) -> AsyncIterator[wire.Message]:
         """The order's history up to its newest message as `Message`s, ascending seq."""
@@ -95,6 +103,8 @@ class Rest:
                 return msgspec.json.decode(await resp.read(), type=wire.Ack)
         except aiohttp.ClientConnectionError as exc:
             raise ConnectionFailed(f"cannot connect to {self.base}: {_describe(exc)}", self.base) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise ConnectionFailed(f"{self.base} broke off its answer: {exc}", self.base) from exc
 
 
 def _describe(exc: aiohttp.ClientConnectionError) -> str:

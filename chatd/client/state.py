@@ -39,7 +39,7 @@ class Request:
     came on the old one (sends are: that is how exactly-once works).
     """
 
-    __slots__ = ("frame", "expect", "order", "client_id", "waiter", "error", "resend", "sent_on", "quiet")
+    __slots__ = ("frame", "expect", "order", "client_id", "waiter", "error", "resend", "sent_on", "quiet", "resume")
 
     def __init__(self, frame: Any, expect: str, waiter: Any = None, resend: bool = True) -> None:
         self.frame = frame
@@ -51,6 +51,7 @@ class Request:
         self.resend = resend
         self.sent_on = 0  # the connection number it was last written on; 0: not yet
         self.quiet = expect == PONG and not isinstance(frame, wire.Ping)
+        self.resume = False  # a join whose `since` the client chose: what was handed out stays handed out
 
     def frames(self) -> list[Any]:
         return [self.frame, wire.Ping()] if self.quiet else [self.frame]
@@ -126,6 +127,14 @@ class Requests:
         self.items.remove(req)
         return req, err
 
+    def holds(self, frame: wire.ErrorFrame) -> bool:
+        """Whether a request waits for its pong with this error (its caller gets it then)."""
+        return any(
+            r.error is not None
+            and (r.error.code, r.error.message, r.error.ref) == (frame.code, frame.message, frame.ref)
+            for r in self.items
+        )
+
     def take_all(self) -> list[Request]:
         items, self.items = self.items, []
         return items
@@ -140,9 +149,10 @@ class Room:
     being completed from history and live messages wait there. While
     `overflow` is set, the application had too many events waiting: the
     room's messages are dropped until a rejoin from `delivered` replays them.
+    `synced` says a `joined` came, so `resume_since` means something.
     """
 
-    __slots__ = ("order", "delivered", "floor", "buffer", "overflow")
+    __slots__ = ("order", "delivered", "floor", "buffer", "overflow", "synced")
 
     def __init__(self, order: str) -> None:
         self.order = order
@@ -150,19 +160,23 @@ class Room:
         self.floor = 0
         self.buffer: list[wire.Message] | None = None
         self.overflow = False
+        self.synced = False
 
     def resume_since(self) -> int:
         return self.delivered if self.delivered else self.floor
 
-    def joined(self, frame: wire.Joined, since: int | None) -> bool:
+    def joined(self, frame: wire.Joined, since: int | None, resume: bool = False) -> bool:
         """A `joined` for this room arrived; True if history must fill a gap first.
 
-        With `since`, what follows starts right after it (a rejoin, or a
-        replay asked for on purpose); without, the replay is recent context
-        and is deduplicated against what was already handed out.
+        With `since`, what follows starts right after it (a replay asked for
+        on purpose), or, on a `resume`, right after what was handed out (which
+        may have grown while the join was on its way); without, the replay is
+        recent context and is deduplicated against what was already handed out.
         """
+        self.synced = True
         if since is not None:
-            self.floor = self.delivered = since
+            self.floor = since
+            self.delivered = max(self.delivered, since) if resume else since
         else:
             self.floor = frame.last_seq
         self.buffer = None

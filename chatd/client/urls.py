@@ -22,9 +22,15 @@ def _split(url: str) -> SplitResult:
 
 
 def ws_url(url: str) -> str:
-    """The WebSocket endpoint: `/ws` unless the URL names another path."""
+    """The WebSocket endpoint: an http(s) base gets `/ws` after its path prefix (as
+    the widget does: `https://example.com/chat` is `wss://example.com/chat/ws`); a
+    ws(s) URL names the endpoint itself (`/ws` when it has no path)."""
     p = _split(url)
-    path = p.path if p.path not in ("", "/") else "/ws"
+    if p.scheme in ("http", "https"):
+        path = p.path.rstrip("/")
+        path = path if path.endswith("/ws") else path + "/ws"
+    else:
+        path = p.path if p.path not in ("", "/") else "/ws"
     return urlunsplit((_WS[p.scheme], p.netloc, path, p.query, ""))
 
 

@@ -262,3 +262,17 @@ async def test_a_reader_that_falls_behind_is_bounded_and_misses_nothing(chatd_pr
         await bot.send(order, "live")
         (m,) = await messages(reader, 1)
         assert (m.seq, m.text) == (701, "live")
+
+
+async def test_refusals_the_caller_gets_are_not_also_logged(chatd_proc, api, caplog):
+    """A refused `read` or `typing` raises in the caller; it is not a stray error worth a warning."""
+    order = await api.order()
+    async with client.connect(chatd_proc.base, token("supplier1", "supplier")) as c:
+        with caplog.at_level("WARNING", logger="chatd.client"):
+            with pytest.raises(client.BadRequest):
+                async with c.typing(order):
+                    pass
+            with pytest.raises(client.NotFound):
+                await c.read(f"no-such-{order}", 1)
+            await c.ping()
+    assert [r.getMessage() for r in caplog.records if r.name == "chatd.client"] == []

@@ -105,3 +105,11 @@ def test_unknown_codes_keep_their_code():
     err = errors.error_for("brand_new", "something new", "o")
     assert type(err) is errors.ChatdError and err.code == "brand_new" and str(err) == "brand_new: something new"
     assert isinstance(errors.error_for("unavailable", "x"), errors.Unavailable)
+
+
+def test_a_base_url_with_a_path_prefix_gets_ws_after_it():
+    """As the widget does: the prefix is kept, `/ws` follows it; an endpoint stays as given."""
+    assert ws_url("https://example.com/chat") == "wss://example.com/chat/ws"
+    assert ws_url("https://example.com/chat/") == "wss://example.com/chat/ws"
+    assert ws_url("https://example.com/chat/ws") == "wss://example.com/chat/ws"
+    assert http_url("https://example.com/chat") == "https://example.com/chat"
