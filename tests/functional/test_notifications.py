@@ -326,6 +326,30 @@ async def test_staff_hear_at_once_of_a_help_request_and_an_sla_breach(server, re
 
 
 @pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_staff_answer_takes_the_staff_notification_a_staff_dispute_keeps_its_own(server, receiver, smtp):
+    """A staff member writing in the order has seen it for staff as a whole, as a staff
+    read: the pending staff notification of the buyer's dispute goes. A dispute staff open
+    themselves still tells staff as a whole."""
+    inject(server)
+    notifier = server.app[NOTIFIER]
+    await server.api("PUT", "/api/v1/orders/N-9", ORDER)
+    await server.api("PUT", "/api/v1/orders/N-10", ORDER)
+    buyer, stella = await server.client("buyer1", "buyer"), await server.client("stella", "staff")
+    r = await request(
+        buyer, {"type": "dispute", "order": "N-9", "action": "open", "client_id": "d1", "reason": "broken"}, "ack"
+    )
+    assert r["type"] == "ack", r
+    await say(stella, "N-9", "We are on it, sorry about that.")  # before the notifier's round
+    r = await request(
+        stella, {"type": "dispute", "order": "N-10", "action": "open", "client_id": "d2", "reason": "fraud check"}, "ack"
+    )
+    assert r["type"] == "ack", r
+    await notifier.deliver_due()
+    await settle(server)
+    assert [(n["order"], n["reason"]) for n in notifications(receiver, None)] == [("N-10", "dispute")]
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
 async def test_a_slow_mail_server_gets_each_notification_once_from_two_instances(server, receiver, smtp):
     """Each e-mail takes 50 s (within SEND_S), SENDS at once: three rounds outlast one
     lease. The other instance must not claim (and e-mail) the one being sent: a

@@ -15,6 +15,7 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, Internal
+from chatd.notifications import STAFF
 from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.postgres import attachments as links
 from chatd.store.postgres import attention as staff
@@ -161,6 +162,9 @@ class Messages(StoreMixin):
         # batch's messages); only one who had unread messages may have one
         if own_read and self.notifications_for is not None and rows[0][0]:
             await batch.write(db, notifications.ON_READS, [(sender.id, order.id, seq)], key=0)
+        if sender.role == "staff" and self.notifications_for is not None:  # moved the shared staff marker
+            # as a staff read; what this message raises itself (a dispute) stays
+            await batch.write(db, notifications.ON_READS, [(STAFF, order.id, seq - 1)], key=0)
         if attachments:
             await links.link(db, msg)
         moved |= overdue and not (order.waiting is not None and order.waiting.escalated)  # an SLA breach answered

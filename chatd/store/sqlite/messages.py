@@ -13,6 +13,7 @@ import msgspec
 
 from chatd.auth import permissions
 from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, Internal
+from chatd.notifications import STAFF
 from chatd.store.base import ExportRule, PostRule, StatusRule
 from chatd.store.records import OrderRecord, Posted, UnreadChange
 from chatd.store.rows import MSG_COLS, ORDER_COLS, Actor, message_from_row, now_ms, order_from_row
@@ -116,6 +117,8 @@ class Messages(StoreMixin):
         unread.sort(key=lambda u: u.user == sender.id)  # the sender's own change last
         if had and had[0] and self.notifications_for is not None:  # a read: their pending notification goes
             notifications.on_read(db, sender.id, order.id, seq)
+        if sender.role == "staff" and self.notifications_for is not None:  # moved the shared staff marker
+            notifications.on_read(db, STAFF, order.id, seq - 1)  # as a staff read; what this one raises stays
         msg = Message(order.id, seq, ts, kind, sender, text, client_id, attachments or [], status, forced)
         if attachments:
             links.link(db, msg)
