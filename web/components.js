@@ -33,6 +33,9 @@
   var BELL_ITEMS = 8;
   var BACKOFF_BASE_MS = 500;
   var BACKOFF_CAP_MS = 15000;
+  var HEARTBEAT_MS = 5000;   // liveness as the chat's session: a socket can die without a close frame
+  var PING_AFTER_MS = 20000; // nothing heard for this long: send `ping`
+  var DEAD_AFTER_MS = 35000; // ... and still nothing: reconnect
 
   /**
    * @typedef {import('./session.js').Message} Message
@@ -91,6 +94,8 @@
       this.cursor = null;
       /** pages past the first are loaded: a reload of the first page keeps them */
       this.deep = false;
+      /** reconnected: the entries kept from older pages are as old as the outage */
+      this.resync = false;
       /** an older page is on its way */
       this.paging = false;
       /** older pages still to fetch, one after the other */
@@ -102,6 +107,13 @@
       this.asked = [];
       /** @type {Set<string>} order ids asked for directly (a search for one id) */
       this.looked = new Set();
+      /** when the socket last said anything */
+      this.lastRx = 0;
+      /** @type {any} */
+      this.beat = null;
+      var self = this;
+      // the network is back: reconnect now rather than after the backoff
+      global.addEventListener('online', function () { self._reconnectNow(); });
     }
 
     /** Sends an `inbox` frame, remembered until its answer. @param {'first' | 'next' | 'only'} kind @param {Record<string, any>} frame */
@@ -172,6 +184,7 @@
       var self = this;
       this.listeners.add(fn);
       if (!this.ws && !this.timer && !this.fatal && !this.connecting) this._connect();
+      if (!this.beat) this._heartbeat();
       if (this.loaded || this.fatal) fn();
       return function () {
         self.listeners.delete(fn);
@@ -212,8 +225,10 @@
         self.connecting = false;
         if (!self.listeners.size || self.ws) return;
         var ws = self.ws = new WebSocket(self.wsUrl);
+        self.lastRx = Date.now();
         ws.onopen = function () { ws.send(JSON.stringify({ type: 'auth', token: token })); };
         ws.onmessage = function (ev) {
+          if (self.ws === ws) self.lastRx = Date.now();
           var f;
           try { f = JSON.parse(String(ev.data)); } catch (e) { return; }
           if (f && typeof f === 'object') self._onFrame(f);
@@ -240,6 +255,31 @@
       this._retry();
     }
 
+    _heartbeat() {
+      var self = this;
+      this.beat = setTimeout(function () { self._checkAlive(); self._heartbeat(); }, HEARTBEAT_MS);
+    }
+
+    _checkAlive() {
+      var ws = this.ws;
+      if (!ws) return;
+      var idle = Date.now() - this.lastRx;
+      if (idle > DEAD_AFTER_MS) {
+        ws.onclose = null; // a half-open socket may never say it closed: give it up now
+        try { ws.close(4000, 'no answer'); } catch (e) { /* already closing */ }
+        this._onClose(4000);
+      } else if (idle > PING_AFTER_MS && ws.readyState === 1) {
+        ws.send(JSON.stringify({ type: 'ping' }));
+      }
+    }
+
+    _reconnectNow() {
+      if (this.ws || this.connecting || this.fatal || !this.listeners.size) return;
+      clearTimeout(this.timer);
+      this.attempt = 0;
+      this._connect();
+    }
+
     _retry() {
       if (!this.listeners.size || this.fatal) return;
       var self = this;
@@ -251,6 +291,8 @@
     _stop() {
       clearTimeout(this.timer);
       this.timer = null;
+      clearTimeout(this.beat);
+      this.beat = null;
       if (this.ws) { var ws = this.ws; this.ws = null; ws.onclose = null; ws.close(1000); }
       this._unasked();
     }
@@ -270,6 +312,7 @@
           this.authError = null;
           this.authRetried = false;
           this.role = f.user && typeof f.user.role === 'string' ? f.user.role : null;
+          this.resync = this.loaded;
           this._ask('first', { type: 'inbox', limit: INBOX_LIMIT });
           return;
         case 'inbox': return this._onInbox(f);
@@ -318,13 +361,17 @@
           awaiting_reply: o.awaiting_reply && typeof o.awaiting_reply.since === 'number' ? o.awaiting_reply : null
         });
       });
+      /** @type {string[]} */
+      var kept = [];
       if (kind === 'first') {
         var entries = new Map();
         page.forEach(function (e) { entries.set(e.order, e); });
         var edge = page[page.length - 1];
         if (this.deep && f.next_cursor && edge) {
           // older pages stay loaded (and the cursor past them): what is older than this page is theirs
-          this.entries.forEach(function (e) { if (!entries.has(e.order) && ts(e) <= ts(edge)) entries.set(e.order, e); });
+          this.entries.forEach(function (e) {
+            if (!entries.has(e.order) && ts(e) <= ts(edge)) { entries.set(e.order, e); kept.push(e.order); }
+          });
         } else {
           this.cursor = f.next_cursor || null;
           this.deep = false;
@@ -344,7 +391,13 @@
       this.more = !!this.cursor;
       this.total = f.total_unread | 0;
       this._changed();
-      if (kind === 'first') this._askMissing();
+      if (kind === 'first') {
+        if (this.resync) {
+          this.resync = false;
+          for (var j = 0; j < kept.length; j += INBOX_ONLY) this._ask('only', { type: 'inbox', only: kept.slice(j, j + INBOX_ONLY) });
+        }
+        this._askMissing();
+      }
       if (kind === 'next') this._nextPage();
     }
 
@@ -455,6 +508,11 @@
     var unwant = feed.want(order);
     var release = feed.use(function () {
       var e = feed.entries.get(order), n = e ? e.unread : 0;
+      if (feed.fatal) { // stopped for good: a count that no longer follows the server is not shown
+        host.removeAttribute('data-unread');
+        b.hidden = true;
+        return;
+      }
       host.setAttribute('data-unread', String(n));
       b.hidden = n === 0;
       b.textContent = countText(n);
@@ -505,12 +563,13 @@
 
     var release = feed.use(function () {
       var n = feed.total;
-      count.hidden = n === 0;
+      count.hidden = n === 0 || !!feed.fatal;
       count.textContent = countText(n);
       btn.setAttribute('aria-label', feed.fatal ? 'Messages: ' + feed.fatal : 'Messages, ' + countText(n) + ' unread');
-      host.setAttribute('data-unread', String(n));
+      if (feed.fatal) host.removeAttribute('data-unread'); else host.setAttribute('data-unread', String(n));
       list.textContent = '';
-      var news = feed.list().filter(function (e) { return e.unread > 0 || e.dispute_open; }).slice(0, BELL_ITEMS);
+      // stopped for good: the panel says so instead of counts that no longer follow the server
+      var news = feed.fatal ? [] : feed.list().filter(function (e) { return e.unread > 0 || e.dispute_open; }).slice(0, BELL_ITEMS);
       if (!news.length) list.appendChild(el('li', 'chatd-bell-empty', feed.fatal || 'No unread messages'));
       news.forEach(function (e) {
         var li = el('li');
@@ -578,6 +637,7 @@
       chips[f[0]] = b;
       filters.appendChild(b);
     });
+    var stopped = el('p', 'chatd-notice chatd-inbox-stopped', null, { role: 'alert', hidden: '' });
     var rows = el('ul', 'chatd-inbox-rows', null, { 'aria-label': 'Orders' });
     var empty = el('p', 'chatd-inbox-empty', 'Loading…', { role: 'status' });
     // while older pages are not loaded: says so, and fetches them
@@ -586,7 +646,7 @@
     var moreBtn = /** @type {HTMLButtonElement} */ (el('button', 'chatd-action', null, { type: 'button' }));
     more.appendChild(moreNote);
     more.appendChild(moreBtn);
-    [head, searchLabel, search, filters, rows, empty, more].forEach(function (n) { listPane.appendChild(n); });
+    [head, stopped, searchLabel, search, filters, rows, empty, more].forEach(function (n) { listPane.appendChild(n); });
 
     var chatPane = el('div', 'chatd-inbox-chat');
     var back = el('button', 'chatd-action chatd-inbox-back', null, { type: 'button' });
@@ -656,7 +716,11 @@
       var onlyDispute = chips.dispute.getAttribute('aria-pressed') === 'true';
       var onlyAwaiting = chips.awaiting.getAttribute('aria-pressed') === 'true';
       chips.awaiting.hidden = !feed.role || feed.role === 'buyer'; // buyers never see the reply clock
-      total.hidden = feed.total === 0;
+      // stopped for good: said above the rows, whose counts no longer follow the server
+      var stale = !!feed.fatal;
+      stopped.hidden = !stale;
+      stopped.textContent = feed.fatal || '';
+      total.hidden = feed.total === 0 || stale;
       total.textContent = countText(feed.total);
       total.setAttribute('aria-label', countText(feed.total) + ' unread');
       var list = feed.list().filter(function (e) {
@@ -666,7 +730,8 @@
       rows.textContent = '';
       list.forEach(function (e) {
         var li = el('li');
-        var b = el('button', 'chatd-inbox-row' + (e.unread ? ' chatd-inbox-row--unread' : ''), null, {
+        var unread = stale ? 0 : e.unread;
+        var b = el('button', 'chatd-inbox-row' + (unread ? ' chatd-inbox-row--unread' : ''), null, {
           type: 'button', 'data-order': e.order, 'aria-current': String(e.order === current)
         });
         var top = el('span', 'chatd-inbox-top');
@@ -685,7 +750,7 @@
         b.appendChild(top);
         var bottom = el('span', 'chatd-inbox-bottom');
         bottom.appendChild(el('span', 'chatd-inbox-text', snippet(e.last_message)));
-        if (e.unread) bottom.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': countText(e.unread) + ' unread' }));
+        if (unread) bottom.appendChild(el('span', 'chatd-cbadge', countText(unread), { 'aria-label': countText(unread) + ' unread' }));
         b.appendChild(bottom);
         b.addEventListener('click', function () { open(e.order); });
         li.appendChild(b);
@@ -694,8 +759,8 @@
       // older orders not loaded yet: never let the list pass for all of them
       var partial = feed.loaded && !feed.fatal && !!feed.cursor;
       var among = 'the ' + feed.entries.size + ' orders loaded';
-      empty.hidden = !!list.length;
-      empty.textContent = feed.fatal ? feed.fatal : !feed.loaded ? 'Loading…'
+      empty.hidden = !!list.length || stale;
+      empty.textContent = !feed.loaded ? 'Loading…'
         : partial && list.length === 0 ? 'No order matches among ' + among + '.'
           : feed.entries.size ? 'No order matches.' : 'No conversations yet.';
       more.hidden = !partial && !feed.pageError;

@@ -216,7 +216,8 @@ var ChatdSession = (function () {
       this.msgs = new Map();
       /** @type {Map<string, OutboxItem>} unacknowledged sends, by client_id */
       this.outbox = new Map();
-      this.outboxLoaded = false;
+      /** @type {Set<string>} client_ids this tab saw stored (or gave up): kept out of the shared Storage */
+      this.settledIds = new Set();
       /** @type {number | null} */
       this.oldestSeq = null;
       this.newestSeq = 0;
@@ -322,7 +323,10 @@ var ChatdSession = (function () {
       this.outbox.set(item.client_id, item);
       this._saveOutbox();
       this._emit('outbox', { item: item, added: true });
-      this._transmit(item);
+      // an older one waiting for its retry (rate_limited) goes first: this one goes with it
+      var behind = false;
+      this.outbox.forEach(function (it) { if (it !== item && it.state === 'queued') behind = true; });
+      if (!behind) this._transmit(item);
       return item.client_id;
     }
 
@@ -970,34 +974,50 @@ var ChatdSession = (function () {
       return this.me ? 'chatd:outbox:v1:' + this.url + ':' + this.order + ':' + this.me.id : null;
     }
 
+    /** What the Storage holds under our key (every tab of this user in this order shares it). @param {string} key */
+    _readStored(key) {
+      /** @type {any} */
+      var items = [];
+      try { items = JSON.parse(/** @type {StorageLike} */ (this.storage).getItem(key) || '[]'); } catch (e) { items = []; }
+      return Array.isArray(items) ? items.filter(function (/** @type {any} */ it) {
+        return it && typeof it.client_id === 'string' && typeof it.text === 'string';
+      }) : [];
+    }
+
     _saveOutbox() {
       var key = this._storageKey();
       if (!key || !this.storage) return;
-      /** @type {Array<Partial<OutboxItem>>} */
-      var items = [];
+      var self = this;
+      // Another tab's queued messages stay (merged by client_id); ours replace our copies, and
+      // what this tab settled or holds as failed goes.
+      /** @type {Map<string, any>} */
+      var byId = new Map();
+      this._readStored(key).forEach(function (it) {
+        if (!self.outbox.has(it.client_id) && !self.settledIds.has(it.client_id)) byId.set(it.client_id, it);
+      });
       this.outbox.forEach(function (it) {
         if (it.state !== 'failed') {
-          items.push({ client_id: it.client_id, text: it.text, kind: it.kind, created: it.created, attachments: it.attachments || [] });
+          byId.set(it.client_id, { client_id: it.client_id, text: it.text, kind: it.kind, created: it.created, attachments: it.attachments || [] });
         }
       });
+      var items = Array.from(byId.values()).sort(function (a, b) { return (+a.created || 0) - (+b.created || 0); });
       try {
         if (items.length) this.storage.setItem(key, JSON.stringify(items));
         else this.storage.removeItem(key);
       } catch (e) { /* storage full or disabled: the in-memory queue still works */ }
     }
 
-    /** Messages typed in an earlier visit that never got their ack (same client_id: no doubles). */
+    /**
+     * Messages typed in an earlier visit, or in another tab, that never got their ack (same
+     * client_id: the server stores each once). Read on every `ready`: a tab closed while
+     * offline leaves its queue to the tabs still open.
+     */
     _loadOutbox() {
       var key = this._storageKey();
-      if (!key || !this.storage || this.outboxLoaded) return;
-      this.outboxLoaded = true;
-      /** @type {any} */
-      var items = [];
-      try { items = JSON.parse(this.storage.getItem(key) || '[]'); } catch (e) { items = []; }
-      if (!Array.isArray(items)) return;
-      var self = this;
-      items.forEach(function (it) {
-        if (!it || typeof it.client_id !== 'string' || typeof it.text !== 'string' || self.outbox.has(it.client_id)) return;
+      if (!key || !this.storage) return;
+      var self = this, added = false;
+      this._readStored(key).forEach(function (/** @type {any} */ it) {
+        if (self.outbox.has(it.client_id) || self.settledIds.has(it.client_id)) return;
         var atts = Array.isArray(it.attachments) ? it.attachments.filter(function (/** @type {any} */ a) {
           return a && typeof a.id === 'string' && typeof a.name === 'string';
         }) : [];
@@ -1005,9 +1025,15 @@ var ChatdSession = (function () {
         var item = { client_id: it.client_id, text: it.text, kind: it.kind === 'note' ? 'note' : 'text',
                      created: +it.created || self.clock.now(), state: 'queued', attachments: atts };
         self.outbox.set(item.client_id, item);
+        added = true;
         self._emit('outbox', { item: item, added: true });
       });
-      if (this.outbox.size) this._saveOutbox();
+      if (added) { // sent in the order typed, whichever tab typed it
+        var all = Array.from(this.outbox.values()).sort(function (a, b) { return a.created - b.created; });
+        this.outbox.clear();
+        all.forEach(function (it) { self.outbox.set(it.client_id, it); });
+      }
+      if (this.outbox.size) this._saveOutbox(); // what was typed before `ready` told us who we are
     }
 
     /** @param {OutboxItem} item */
@@ -1030,6 +1056,7 @@ var ChatdSession = (function () {
       var item = this.outbox.get(clientId);
       if (!item) return;
       this.outbox.delete(clientId);
+      this.settledIds.add(clientId);
       this._saveOutbox();
       this._emit('settled', { item: item });
     }

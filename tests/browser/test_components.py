@@ -6,8 +6,10 @@ Screenshots land in artifacts/browser/ (gitignored): look at them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import expect
 
@@ -308,3 +310,156 @@ async def test_an_expired_token_is_replaced_once_by_the_pages_token_function(ser
     await expect(stale_bell).to_have_attribute("aria-label", re.compile("session has expired"))
     assert await stale.page.evaluate("() => window.tokenCalls") == 2  # one retry, then no more
     assert len(stale.sockets) == 2, stale.sockets
+
+
+async def test_a_silently_dead_connection_is_noticed_and_the_network_coming_back_reconnects(server, open_chat):
+    """The components' WebSocket goes quiet without a close frame (a Wi-Fi or NAT drop): after
+    35 s without a frame, despite a `ping`, it reconnects and the counts catch up. A close
+    while the network is gone waits for no backoff once the browser says it is online."""
+    await put_order(server.base, "o-quiet")
+    links: list[dict] = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+        link = {"dead": False, "ws": ws, "upstream": upstream, "pings": 0}
+        links.append(link)
+
+        def to_server(raw):
+            if json.loads(raw).get("type") == "ping":
+                link["pings"] += 1
+            if not link["dead"]:
+                upstream.send(raw)
+
+        def to_page(raw):
+            if not link["dead"]:
+                ws.send(raw)
+
+        ws.on_message(to_server)
+        upstream.on_message(to_page)
+        upstream.on_close(
+            lambda code, reason: None if link["dead"] else asyncio.ensure_future(ws.close(code=code, reason=reason))
+        )
+        ws.on_close(lambda code, reason: asyncio.ensure_future(upstream.close(code=code, reason=reason)))
+
+    async def setup(ctx):
+        await ctx.clock.install()
+        await ctx.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    orders = await open_chat(server.base, "o-quiet", BEA, path="/components", setup=setup)
+    page, clock = orders.page, orders.context.clock
+    card = page.locator(".card[data-order=o-quiet] button")
+    await expect(page.locator("#bell")).to_have_attribute("data-unread", "0")
+    sam = await server.client("sam", "supplier", name="Sam Supplier")
+
+    links[0]["dead"] = True  # half-open: nothing gets through, and no close comes
+    assert (await sam.post("o-quiet", "Sent while the socket was silent"))["type"] == "ack"
+    await clock.run_for(30_000)
+    assert links[0]["pings"] >= 1  # asked, after 20 s of silence
+    await expect(card).to_have_attribute("data-unread", "0")
+    await clock.run_for(11_000)  # 35 s without an answer: dead; the reconnect's backoff is under a second
+    await expect(card).to_have_attribute("data-unread", "1")
+    await expect(page.locator("#bell")).to_have_attribute("data-unread", "1")
+    assert len(links) == 2
+
+    await links[1]["ws"].close(code=4000, reason="network gone")  # the clock is held: the backoff never ends
+    await expect(page.locator("#bell")).to_have_attribute("data-unread", "1")
+    assert (await sam.post("o-quiet", "Sent while offline"))["type"] == "ack"
+    await page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await expect(card).to_have_attribute("data-unread", "2")
+    assert len(links) == 3
+    assert not console_errors(orders)
+
+
+async def test_older_inbox_pages_catch_up_after_a_reconnect(server, open_chat):
+    """130 orders, all loaded with "Show older orders". While the page is offline Bea reads
+    two of the oldest on her phone: after the reconnect their rows, their badge and the
+    bell say what the server says, not what they said before the outage."""
+    bot = await server.client("bot1", "bot", name="Delivery Bot", orders="*")
+    for i in range(130):
+        await put_order(server.base, f"o-d{i:03d}")
+        assert (await bot.post(f"o-d{i:03d}", f"Update {i}"))["type"] == "ack"
+    net = {"up": True}
+    links: list = []
+
+    def route(ws):
+        if not net["up"]:
+            asyncio.ensure_future(ws.close(code=1006))
+            return
+        links.append(ws)
+        ws.connect_to_server()
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    orders = await open_chat(server.base, "o-d000", BEA, path="/components", width=1200, height=900, setup=setup)
+    page, inbox = orders.page, orders.page.locator("#inbox")
+    rows = inbox.locator(".chatd-inbox-row")
+    bell = page.locator("#bell")
+    await expect(bell).to_have_attribute("data-unread", "130")
+    await inbox.get_by_role("button", name="Show older orders").click()
+    await expect(rows).to_have_count(130)
+
+    net["up"] = False
+    for ws in links:
+        await ws.close(code=4000, reason="network gone")
+    phone = await server.client("bea", "buyer", name="Bea Buyer")
+    for order in ("o-d000", "o-d001"):
+        joined = await phone.join(order)
+        await phone.send({"type": "read", "order": order, "seq": joined["last_seq"]})
+    await phone.send({"type": "inbox", "only": ["o-d000", "o-d001"]})
+    assert (await phone.expect("inbox"))["total_unread"] == 128
+
+    net["up"] = True
+    await page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await expect(bell).to_have_attribute("data-unread", "128", timeout=30_000)
+    for order in ("o-d000", "o-d001"):
+        await expect(inbox.locator(f".chatd-inbox-row[data-order={order}] .chatd-cbadge")).to_have_count(0)
+    await expect(page.locator(".card[data-order=o-d000] button")).to_have_attribute("data-unread", "0")
+    await expect(rows).to_have_count(130)
+    counts = await inbox.locator(".chatd-inbox-row .chatd-cbadge").all_inner_texts()
+    assert sum(int(n) for n in counts) == 128
+    assert not console_errors(orders)
+
+
+async def test_a_final_expiry_says_so_everywhere_and_shows_no_stale_counts(server, open_chat):
+    """The token expires for good (4401, and no token function for a fresh one) with unread
+    orders on screen: the inbox says so above its rows, the bell in its name and panel, and
+    no badge, bell or row keeps a count that no longer follows the server."""
+    sam = await server.client("sam", "supplier", name="Sam Supplier")
+    for order in ("o-x1", "o-x2"):
+        await put_order(server.base, order)
+        assert (await sam.post(order, f"News on {order}"))["type"] == "ack"
+    links: list = []
+
+    def route(ws):
+        links.append(ws)
+        ws.connect_to_server()
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    orders = await open_chat(server.base, "o-x1,o-x2", BEA, path="/components", setup=setup)
+    page, inbox = orders.page, orders.page.locator("#inbox")
+    card = page.locator(".card[data-order=o-x1] button")
+    bell = page.get_by_role("button", name=re.compile("^Messages"))
+    await expect(page.locator("#bell")).to_have_attribute("data-unread", "2")
+    await expect(card.locator(".chatd-cbadge")).to_have_text("1")
+    await expect(inbox.locator(".chatd-inbox-row .chatd-cbadge")).to_have_count(2)
+
+    await links[0].close(code=4401, reason="token expired")  # as chatd does at the token's deadline
+    expired = "Your session has expired. Reload the page."
+    await expect(inbox.get_by_role("alert")).to_have_text(expired)
+    await expect(inbox.locator(".chatd-inbox-row")).to_have_count(2)  # still listed, without counts
+    await expect(inbox.locator(".chatd-inbox-row .chatd-cbadge")).to_have_count(0)
+    await expect(inbox.locator(".chatd-inbox-head .chatd-cbadge")).to_be_hidden()
+    await expect(bell).to_have_attribute("aria-label", "Messages: " + expired)
+    await expect(bell.locator(".chatd-cbadge")).to_be_hidden()
+    await expect(page.locator("#bell")).not_to_have_attribute("data-unread", re.compile(".*"))
+    await bell.click()
+    await expect(page.locator(".chatd-bell-list li")).to_have_text([expired])
+    await expect(card.locator(".chatd-cbadge")).to_be_hidden()
+    await expect(card).not_to_have_attribute("data-unread", re.compile(".*"))
+    await orders.screenshot("components-expired.png")
+    assert len(links) == 1  # no reconnect
+    assert not console_errors(orders)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.conftest import api, put_order
+from tests.browser.conftest import ChatPage, api, put_order
 from tests.browser.test_chat import BEA, RITA, SAM
 from tests.support.procs import ServerProc
 from tests.support.wait import wait_for
@@ -322,3 +323,102 @@ async def test_a_resume_in_a_background_tab_brings_new_messages_not_read_ones(se
     c = await server.client("bea", "buyer", name="Bea Buyer")
     joined = await c.join(order)
     assert joined["unread"] == unread and joined["read_seq"] == 50 - unread
+
+
+async def test_two_tabs_offline_keep_both_queued_messages_and_send_each_once(server, browser, host_site):
+    """Bea has one order open in two tabs when the network goes; she types in each. The
+    tabs share one stored queue: tab A closed while offline leaves its message to tab B,
+    which sends both when back; a tab opened later sends nothing again."""
+    order = "o-two-tabs"
+    await put_order(server.base, order)
+    net = {"up": True}
+    links: list = []
+
+    def route(ws):
+        if not net["up"]:
+            asyncio.ensure_future(ws.close(code=1006))
+            return
+        links.append((ws, ws.connect_to_server()))
+
+    ctx = await browser.new_context()
+    try:
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+        url = f"{host_site}/host?{urlencode({'chatd': server.base, 'order': order, 'token': BEA})}"
+        errors: list[str] = []
+
+        async def tab() -> ChatPage:
+            page = await ctx.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(url)
+            chat = ChatPage(ctx, page)
+            await chat.online()
+            return chat
+
+        a, b = await tab(), await tab()
+        net["up"] = False
+        for ws, upstream in links:
+            await upstream.close()
+            await ws.close(code=4000, reason="network gone")
+        for chat in (a, b):
+            await expect(chat.conn).to_be_visible()
+        await a.say("Typed in tab A")
+        await expect(a.pending).to_have_count(1)
+        await b.say("Typed in tab B")
+        await expect(b.pending).to_have_count(1)
+        await a.page.close()  # before the network is back
+
+        net["up"] = True
+        await b.page.evaluate("() => window.dispatchEvent(new Event('online'))")
+        await expect(b.message("Typed in tab A")).to_have_attribute("data-seq", "1", timeout=RESTART_WAIT_MS)
+        await expect(b.message("Typed in tab B")).to_have_attribute("data-seq", "2")
+        await expect(b.pending).to_have_count(0)
+        assert await stored_texts(server.base, order) == ["Typed in tab A", "Typed in tab B"]
+
+        later = await tab()  # nothing left queued: nothing sent twice
+        await expect(later.messages).to_have_count(2)
+        await expect(later.pending).to_have_count(0)
+        queued = await later.page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('chatd:'))")
+        assert queued == []
+        assert await stored_texts(server.base, order) == ["Typed in tab A", "Typed in tab B"]
+        assert not errors, errors
+    finally:
+        await ctx.close()
+
+
+async def test_a_message_typed_while_an_older_one_waits_for_its_retry_goes_after_it(server, open_chat):
+    """chatd refuses a send for a passing reason (rate_limited: more than its burst): that
+    message is sent again 3 s later, and one typed meanwhile waits behind it, so the chat
+    keeps the order they were typed in."""
+    await put_order(server.base, "o-burst")
+    refused = asyncio.Event()
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def to_server(raw):
+            frame = json.loads(raw)
+            if frame.get("type") == "send" and frame.get("text") == "Third" and not refused.is_set():
+                refused.set()  # as past the send burst
+                error = {"type": "error", "code": "rate_limited", "message": "slow down", "ref": frame["client_id"]}
+                ws.send(json.dumps(error))
+                return
+            upstream.send(raw)
+
+        ws.on_message(to_server)
+
+    async def setup(ctx):
+        await ctx.clock.install()
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    buyer = await open_chat(server.base, "o-burst", BEA, setup=setup)
+    await buyer.page.evaluate("() => ['First', 'Second', 'Third'].forEach(t => window.widget.send(t))")
+    await asyncio.wait_for(refused.wait(), 10)
+    await expect(buyer.messages).to_have_count(2)
+    await buyer.say("Fourth")
+    await expect(buyer.pending).to_have_count(2)
+    await buyer.context.clock.fast_forward(3_000)  # the retry
+    await expect(buyer.messages).to_have_count(4)
+    await expect(buyer.pending).to_have_count(0)
+    want = ["First", "Second", "Third", "Fourth"]
+    assert await buyer.texts() == want
+    assert await stored_texts(server.base, "o-burst") == want
