@@ -338,6 +338,8 @@ class Chat:
     def _order_plan(self, old: OrderRecord | None, status: str | None, name: str | None, force: bool) -> OrderPlan:
         """What a registration does to workflow, status and close time (run in the store's write)."""
         now = self._now_ms()
+        if status is not None:
+            workflow.check_status(status)
         if old is None:
             wf = self.workflows.pick(name)
             st = wf.initial if status is None else status
@@ -711,6 +713,7 @@ class Chat:
     async def set_status(self, actor: Actor, order_id: str, status: str, client_id: str, text: str | None) -> Ack:
         if not status or len(status) > STATUS_CHARS:
             raise BadRequest(f"status must be 1 to {STATUS_CHARS} characters", ref=client_id)
+        workflow.check_status(status, client_id)
         if text is not None:
             self._check_text(text, client_id, allow_empty=True)
         # the status value shows in the order's state and in "Status changed to ..."

@@ -12,16 +12,25 @@ a dispute is open (the buyer can always complain). Staff and bots are never clos
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from chatd.auth import permissions
+from chatd.blank import is_blank
 from chatd.config import WorkflowConfig, WorkflowDefConfig
 from chatd.errors import BadRequest, Conflict, Forbidden
 from chatd.store.records import OrderRecord
 
 TONES = ("neutral", "info", "progress", "success", "danger")
+
+
+def check_status(status: str, ref: str | None = None) -> None:
+    """A status is one line of visible text: it shows as a badge, in "Status changed to
+    ...", and in an e-mail's subject. A free workflow takes any such text."""
+    if is_blank(status) or any(unicodedata.category(c) == "Cc" for c in status):
+        raise BadRequest("status must be one line of visible text (no line breaks or control characters)", ref=ref)
 FREE = "free"
 FREE_INITIAL = "open"  # a free order's status when it is registered without one
 

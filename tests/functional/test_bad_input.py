@@ -105,6 +105,8 @@ async def test_deep_nesting_as_first_frame_closes_4401(server, tracebacks):
         ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a"] * 101}, "attachments"),
         ({"type": "send", "order": "o1", "client_id": "c", "text": "hi", "attachments": ["a" * 65]}, "attachments"),
         ({"type": "set_status", "order": "o1", "client_id": "c", "status": "s" * 65}, "status"),
+        ({"type": "set_status", "order": "o1", "client_id": "c", "status": "shipped\r\nBcc: x"}, "status"),
+        ({"type": "set_status", "order": "o1", "client_id": "c", "status": "\u200b "}, "status"),
         ({"type": "set_status", "order": "o1", "client_id": "", "status": "paid"}, "client_id"),
         ({"type": "dispute", "order": "o1", "client_id": "", "action": "open"}, "client_id"),
         ({"type": "inbox", "cursor": "1:" + "o" * 300}, "cursor"),
@@ -166,6 +168,8 @@ async def test_rest_status_and_people_are_bounded(server, tracebacks):
     for body in (
         {"status": "s" * 65},
         {"status": ""},
+        {"status": "paid\n"},
+        {"status": "\t"},
         {"buyer": {"id": "b" * 201, "name": "B"}},
         {"buyer": {"id": "b", "name": "n" * 201}},
     ):
