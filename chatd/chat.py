@@ -188,7 +188,12 @@ class Chat:
     # --- the relay's handler --------------------------------------------------
 
     async def read_gap(self, order_id: str, after: int, before: int) -> list[RoomEvent]:
-        """Stored messages with after < seq < before, as room events (gap filling)."""
+        """Stored messages with after < seq < before, as room events (gap filling). The
+        order is read first and members whose role changed leave: the gap may hold what
+        another instance wrote after a removal whose `left` pub/sub did not carry."""
+        order = await self.store.get_order(order_id)
+        if order is not None:
+            self._cut_off_stale(order)
         out: list[RoomEvent] = []
         while True:
             msgs, more = await self.store.history(order_id, True, None, after, min(before - after - 1, 500))

@@ -215,6 +215,33 @@ async def test_a_supplier_replaced_while_redis_is_down_is_cut_off(cluster_factor
     await asyncio.to_thread(redis_proc.start)
 
 
+async def test_a_gap_filled_after_a_removal_while_redis_is_down_reaches_only_who_may_see_it(
+    cluster_factory, redis_proc
+):
+    """Redis down, the supplier replaced on A, a note posted there: the next post on B
+    opens a gap that B fills from the store. The fill must not hand the note (nor what
+    comes after) to the old supplier still in B's room; it cuts them off first."""
+    c = await cluster_factory(2)
+    await c.api(0, "PUT", "/api/v1/orders/o-gap", ORDER)
+    old = await c.client(1, "supplier1", "supplier")
+    rep = await c.client(1, "rep1", "sales_rep")
+    await old.join("o-gap")
+    await rep.join("o-gap")
+    await asyncio.to_thread(redis_proc.kill)
+    for node in c.nodes:
+        await wait_for(lambda node=node: health(node.base).get("relay") == "degraded", what="degraded relay")
+    st, body = await c.api(0, "PUT", "/api/v1/orders/o-gap", {**ORDER, "supplier": {"id": "s2", "name": "New"}})
+    assert st == 200, body
+    new = await c.client(0, "s2", "supplier")
+    assert (await new.post("o-gap", "for the new supplier side only", kind="note"))["type"] == "ack"
+    assert (await rep.post("o-gap", "the rep, on B"))["type"] == "ack"
+    await rep.expect("message", text="for the new supplier side only", timeout=20)
+    await old.expect("left", order="o-gap", reason="removed", timeout=20)
+    got = [f.get("text") for f in old.frames if f.get("type") == "message"]
+    assert got == [], got  # neither the note nor the rep's message after it
+    await asyncio.to_thread(redis_proc.start)
+
+
 def online_in(joined: dict) -> dict[str, bool]:
     return {p["id"]: p["online"] for p in joined["participants"]}
 
