@@ -198,6 +198,7 @@
 
     /** The shared staff count: live from the connection when the order is in the queue. @param {Thread} t */
     var unreadOf = function (t) {
+      if (feed.fatal) return 0; // stopped for good: no count that no longer follows the server
       var e = feed.entries.get(t.order);
       if (e && e.reasons && e.reasons.length) return e.unread;
       return t.staff_unread || 0;
@@ -287,7 +288,8 @@
     };
 
     var render = function () {
-      total.hidden = feed.total === 0;
+      if (feed.fatal) fail(feed.fatal); // said above the threads, which stay listed without counts
+      total.hidden = feed.total === 0 || !!feed.fatal;
       total.textContent = C.countText(feed.total);
       total.setAttribute('aria-label', C.countText(feed.total) + ' unread');
       threads.forEach(function (t) { if (t.status) statuses.add(t.status); });
@@ -324,7 +326,7 @@
         b.appendChild(top);
         var bottom = el('span', 'chatd-inbox-bottom');
         bottom.appendChild(el('span', 'chatd-inbox-text', C.snippet(t.last_message)));
-        if (n) bottom.appendChild(el('span', 'chatd-cbadge', C.countText(n), { 'aria-label': n + ' unread' }));
+        if (n) bottom.appendChild(el('span', 'chatd-cbadge', C.countText(n), { 'aria-label': C.countText(n) + ' unread' }));
         b.appendChild(bottom);
         var tags = el('span', 'chatd-console-tags');
         var sla = slaChip(t.awaiting_reply);

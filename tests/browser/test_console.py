@@ -61,10 +61,12 @@ async def admin_site(aiohttp_server):
 async def open_page(browser):
     opened: list[ChatPage] = []
 
-    async def open_(url: str, width: int, height: int) -> ChatPage:
+    async def open_(url: str, width: int, height: int, setup=None) -> ChatPage:
         ctx = await browser.new_context(
             viewport={"width": width, "height": height}, locale="en-GB", timezone_id="Europe/Berlin"
         )
+        if setup is not None:  # e.g. routes, before the page opens its sockets
+            await setup(ctx)
         page = await ctx.new_page()
         chat = ChatPage(ctx, page)
         chat.axed = False
@@ -299,6 +301,37 @@ async def test_console_says_how_long_a_buyer_waits_where_no_reply_is_due(server,
     await chip(staff, "All threads").click()
     await expect(row(staff, "o-wait")).to_have_attribute("data-sla", "waiting")
     await expect(row(staff, "o-wait").locator(".chatd-console-sla")).to_have_text(re.compile("^Waiting since "))
+    assert console_errors(staff) == []
+
+
+async def test_console_says_the_session_expired_and_shows_no_stale_counts(server, open_page):
+    """The staff token expires for good (4401, no fresh token): the console says so above
+    its threads, which stay listed, and no count that stopped following the server is shown."""
+    await put_order(server.base, "o-exp")
+    bea = await server.client("bea", "buyer", name="Bea Buyer")
+    await bea.join("o-exp")
+    opened = {"type": "dispute", "order": "o-exp", "action": "open", "client_id": "d1", "reason": "Broken"}
+    await bea.send(opened)
+    await bea.expect("ack", client_id="d1")  # in the staff queue, one unread
+    links: list = []
+
+    def route(ws):
+        links.append(ws)
+        ws.connect_to_server()
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    staff = await open_page(f"{server.base}/console", **DESKTOP, setup=setup)
+    await staff.page.get_by_label("Staff token").fill(STAFF)
+    await staff.page.get_by_role("button", name="Open the console").click()
+    await expect(row(staff, "o-exp").locator(".chatd-cbadge")).to_have_text("1")
+    await links[0].close(code=4401, reason="token expired")  # as chatd does at the token's deadline
+    expired = "Your session has expired. Reload the page."
+    await expect(staff.page.locator(".chatd-console-alert")).to_have_text(expired)
+    await expect(row(staff, "o-exp")).to_be_visible()
+    await expect(row(staff, "o-exp").locator(".chatd-cbadge")).to_have_count(0)
+    assert len(links) == 1  # no reconnect
     assert console_errors(staff) == []
 
 
