@@ -31,6 +31,8 @@ def check_status(status: str, ref: str | None = None) -> None:
     ...", and in an e-mail's subject. A free workflow takes any such text."""
     if is_blank(status) or any(unicodedata.category(c) == "Cc" for c in status):
         raise BadRequest("status must be one line of visible text (no line breaks or control characters)", ref=ref)
+
+
 FREE = "free"
 FREE_INITIAL = "open"  # a free order's status when it is registered without one
 
