@@ -34,6 +34,7 @@ from chatd.errors import (
     Unavailable,
 )
 from chatd.relay.base import Relay
+from chatd.rooms import frames
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
 from chatd.rooms.expiry import Expiries
 from chatd.rooms.hub import Conn, Hub
@@ -158,8 +159,8 @@ class Chat:
         self.workflows = workflows or Workflows()  # [workflow], [workflows.*]: status pipelines
         self.close_clock = close_clock  # wall-clock seconds: when chats close (tests inject one)
         self.reply_within_ms = int(reply_within_s * 1000)  # [sla]: when a waiting buyer's reply is due
-        self.deliver_room = hub.deliver_room
         self.deliver_staff = hub.deliver_staff
+        hub.on_caught_up = self._caught_up
 
     async def start(self, catch_up_s: float = 0.0) -> None:
         self._sweeper = asyncio.create_task(self._sweep_typing(), name="chatd-typing")
@@ -205,6 +206,25 @@ class Chat:
                 return out
             after = msgs[-1].seq
 
+    def deliver_room(self, ev: RoomEvent) -> None:
+        if ev.origin and ev.typing is not None and not self._remote_typing(ev):
+            return
+        self.hub.deliver_room(ev)
+
+    def _remote_typing(self, ev: RoomEvent) -> bool:
+        """Another instance's typist: shown here until its next event, or until no
+        refresh came for `typing_ttl_s` (plus the interval a refresh may wait to be
+        forwarded), or its instance left: its stop can be lost with Redis, or die with it."""
+        room = self.hub.rooms.get(ev.order)
+        if room is None:
+            return False
+        limits = self.limits
+        deadline = self.clock() + limits.typing_ttl_s + 1.0 / limits.typing_per_s
+        forward = room.remote_typing(ev, deadline)
+        if ev.typing:
+            self._typing_rooms.add(ev.order)  # the sweeper ends it
+        return forward
+
     def deliver_user(self, ev: UserEvent) -> None:
         if not ev.removed:
             self.hub.deliver_user(ev)
@@ -234,6 +254,32 @@ class Chat:
                     self.hub.catch_up(order_id, order.last_seq)
         except ChatError as exc:  # store trouble: the next catch-up tries again
             log.warning("catch-up: %s", exc.message)
+
+    def _caught_up(self, order_id: str, missed: list[RoomEvent]) -> None:
+        task = asyncio.get_running_loop().create_task(self._recount(order_id, missed))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _recount(self, order_id: str, missed: list[RoomEvent]) -> None:
+        """A catch-up delivered messages from the store: their `unread` and `notify`
+        went by pub/sub too and are lost, so each reader connected here who may see
+        one of them gets their count now (one read for the order), and `notify` of
+        the newest one from someone else. The staff queue's counts are not redone."""
+        try:
+            readers = await self.store.readers(order_id)
+        except ChatError as exc:  # store trouble: the next message brings the counts
+            log.warning("recount of %s: %s", order_id, exc.message)
+            return
+        for ch, sees_notes in readers:
+            if ch.user not in self.hub.users:
+                continue
+            seen = [ev for ev in missed if sees_notes or not ev.notes]
+            if not seen:
+                continue  # none of it changed their count
+            news = next((ev for ev in reversed(seen) if frames.sender_of(ev) != ch.user), None)
+            notify = frames.notify_of(order_id, news) if news is not None else b""
+            data = encode_frame(Unread(order_id, ch.count, ch.total))
+            self.hub.deliver_user(UserEvent(ch.user, data, order_id, notify, side=ch.side, hidden=ch.hidden))
 
     def _cut_off_stale(self, order: OrderRecord) -> None:
         """Members whose role on `order`, as just read, is not the one they joined in
@@ -899,7 +945,7 @@ class Chat:
         """`note`: about an internal note, so to note readers only (never a buyer)."""
         role = room_role or ident.role
         ev = TypingEvent(order_id, UserRef(ident.id, actor_of(ident).name_as(role), role), active)
-        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id, notes=note))
+        self.relay.publish_room(RoomEvent(order_id, encode_frame(ev), skip_user=ident.id, notes=note, typing=active))
 
     async def _role_now(self, ident: Identity, order_id: str) -> str | None:
         """The identity's role on the order as stored now (None: no access)."""
@@ -914,7 +960,8 @@ class Chat:
 
     async def _sweep_typing(self) -> None:
         """Send typing changes held back to the end of their interval, and
-        `active: false` for typists whose refresh did not come in time."""
+        `active: false` for typists whose refresh did not come in time (here
+        only, for those shown here from another instance)."""
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
@@ -928,7 +975,9 @@ class Chat:
                     found = self._ident_in_room(room, user)
                     if found is not None:
                         self._publish_typing(found[0], order_id, active, found[1], room.typing_note(user))
-                if not room.typing:
+                for shown in room.remote_due(now, self.relay.departed):
+                    self.hub.deliver_room(frames.typing_stopped(shown))
+                if not room.typing and not room.remote:
                     self._typing_rooms.discard(order_id)
 
     @staticmethod

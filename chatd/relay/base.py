@@ -57,6 +57,10 @@ class PubSub(Protocol):
     def watch_staff(self, on: bool) -> None:
         """This instance has (no longer) a staff connection."""
 
+    def departed(self, instance: str) -> bool:
+        """Whether `instance` (a received event's `origin`) has left since: stopped,
+        or taken for dead. What it showed here will not be ended by it."""
+
     async def start(self, handler: Handler) -> None: ...
 
     async def aclose(self) -> None: ...

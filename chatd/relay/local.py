@@ -61,5 +61,8 @@ class LocalRelay:
     def watch_staff(self, on: bool) -> None:
         pass
 
+    def departed(self, instance: str) -> bool:
+        return False  # no other instance
+
     async def aclose(self) -> None:
         self._handler = None

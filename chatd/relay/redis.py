@@ -42,6 +42,7 @@ log = logging.getLogger("chatd.relay")
 ROOM, USER, PRESENCE, STAFF = 0, 1, 2, 3
 _MAX_BACKLOG = 100_000  # publishes queued while Redis is slow or down; oldest dropped
 _REPLY_TIMEOUT_S = 5.0  # a PUBLISH batch unanswered this long: the connection is given up
+_DEPARTED_KEPT = 256  # instances remembered as gone (each restart makes a new one)
 _ROOM = b"chatd:room:"
 _USER = b"chatd:user:"
 STAFF_CHANNEL = "chatd:staff"  # every instance with a staff connection
@@ -148,6 +149,8 @@ class RedisRelay:
         # land after a newer one (that would let another instance admit past the limit).
         self._counting = asyncio.Lock()
         self._synced = False  # our holdings were put in Redis since we (re)connected
+        self._peers: set[str] | None = None  # the other registered instances at the last heartbeat
+        self._departed: dict[str, None] = {}  # instances seen leaving, oldest first
         self.dropped = 0
 
     @property
@@ -367,6 +370,7 @@ class RedisRelay:
         if not registered and self._synced:
             await self._sync_presence()  # taken for dead while cut off: put our holdings back
         others = [i.decode() for i in instances if i.decode() != self.instance]
+        self._note_peers(set(others))
         if not others:
             return
         pipe = self._client.pipeline(transaction=False)
@@ -374,7 +378,26 @@ class RedisRelay:
             pipe.exists(rp.alive_key(i))
         for inst, alive in zip(others, await pipe.execute(), strict=True):  # one answer per command
             if not alive:
+                self._depart(inst)
                 await self._reap_instance(inst)
+            else:  # one taken for dead while cut off is back (it put its holdings back)
+                self._departed.pop(inst, None)
+
+    def departed(self, instance: str) -> bool:
+        return instance in self._departed
+
+    def _note_peers(self, registered: set[str]) -> None:
+        """Instances that left the registry since the last heartbeat have left: one
+        stopped, or another instance reaped it (only the reaper hears of that)."""
+        if self._peers is not None:
+            for inst in self._peers - registered:
+                self._depart(inst)
+        self._peers = registered
+
+    def _depart(self, inst: str) -> None:
+        self._departed[inst] = None
+        if len(self._departed) > _DEPARTED_KEPT:
+            del self._departed[next(iter(self._departed))]
 
     async def _reap_instance(self, inst: str, deliver: bool = True) -> None:
         gone = await self._reap(keys=[rp.REGISTRY, rp.owned_key(inst), rp.owned_conns_key(inst)], args=[inst])
@@ -567,6 +590,8 @@ class RedisRelay:
         # each kind carries its own fields; one without them is a bad message (_on_push logs it)
         if env.kind == ROOM:
             assert env.room is not None
+            if env.room.typing is not None:
+                env.room.origin = env.origin  # its typist is shown only while that instance lives
             self._live_handler.deliver_room(env.room)
         elif env.kind == USER:
             assert env.user is not None
@@ -602,3 +627,4 @@ class RedisRelay:
             log.warning("relay down: %s", why)
         self._connected = False
         self.healthy = False
+        self._peers = None  # Redis may come back empty: a registry not refilled yet says nobody left

@@ -18,6 +18,11 @@ class RoomEvent(msgspec.Struct, array_like=True):
     `skip_user` is not sent to that user's connections (a typing event is
     not echoed to the typist); `role`, when set, only to members of that role
     on the order (an `order` frame says what each role may do next).
+
+    `typing` is set on a `typing` frame (its `active`; `skip_user` is the
+    typist), so an instance that gets it from another can end it itself when
+    that instance goes quiet; `origin` is that other instance, set by the
+    relay that received the event (empty: published here).
     """
 
     order: str
@@ -27,6 +32,8 @@ class RoomEvent(msgspec.Struct, array_like=True):
     skip_user: str | None = None
     plain: bool = False
     role: str = ""
+    typing: bool | None = None
+    origin: str = ""
 
 
 class UserEvent(msgspec.Struct, array_like=True):

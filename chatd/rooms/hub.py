@@ -25,6 +25,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.errors import CloseCode, Unavailable
 from chatd.rooms.events import RoomEvent, StaffEvent, UserEvent
+from chatd.rooms.frames import payload
 from chatd.rooms.room import Member, Room
 from chatd.wire import Unread, encode_frame
 
@@ -36,6 +37,7 @@ log = logging.getLogger("chatd.hub")
 IdleCallback = Callable[[str, bool], None]  # (key, on)
 GapReader = Callable[[str, int, int], Awaitable[list[RoomEvent]]]  # (order, after, before)
 TotalReader = Callable[[Identity], Awaitable[int]]
+CaughtUp = Callable[[str, list[RoomEvent]], None]  # (order, the message events delivered from the store)
 
 
 class Conn:
@@ -133,6 +135,8 @@ class Hub:
         self.total_reader = total_reader or _no_total
         self._tasks: set[asyncio.Task[None]] = set()  # gap fills and re-totalled unreads in flight
         self._totalling: dict[Conn, list[tuple[bytes, bytes]]] = {}  # (unread, notify) waiting for a total
+        # a catch-up delivered messages pub/sub never brought: their unread and notify were lost too
+        self.on_caught_up: CaughtUp = lambda order, missed: None
 
     # --- connections -----------------------------------------------------
 
@@ -244,11 +248,12 @@ class Hub:
         room = self.rooms.get(order)
         if room is not None and room.held is None and 0 <= room.seq < last_seq:
             room.held = []
-            self._spawn(self._fill(room, room.seq, last_seq + 1))
+            self._spawn(self._fill(room, room.seq, last_seq + 1, self.on_caught_up))
 
-    async def _fill(self, room: Room, after: int, before: int) -> None:
+    async def _fill(self, room: Room, after: int, before: int, then: CaughtUp | None = None) -> None:
         """Read the stored messages after < seq < before, deliver them, then what
-        the room held meanwhile (which may reveal the next gap)."""
+        the room held meanwhile (which may reveal the next gap). `then` gets the
+        messages delivered from the store (none: pub/sub brought them meanwhile)."""
         try:
             missed = await self.gap_reader(room.order, after, before)
         except Unavailable as exc:  # the database is away (said in /healthz): no traceback
@@ -257,12 +262,16 @@ class Hub:
         except Exception:  # noqa: BLE001 - the store failed: go on with the gap (clients resume with since)
             log.exception("gap fill of %s failed", room.order)
             missed = None
+        delivered = []
         for ev in missed or ():
             if ev.seq > room.seq:
                 self._deliver_all(room, ev)
+                delivered.append(ev)
         held, room.held = room.held or [], None
         if self.rooms.get(room.order) is not room:
             return  # everyone left meanwhile (a new room starts from its own join)
+        if then is not None and delivered:
+            then(room.order, delivered)
         for i, ev in enumerate(held):
             if missed is None and ev.seq > room.seq:
                 room.seq = ev.seq - 1  # skip the gap that could not be read
@@ -457,8 +466,7 @@ async def _no_total(ident: Identity) -> int:
 
 
 def _unread_of(data: bytes) -> Unread:
-    n = data[1] & 0x7F  # the payload after the header `wire.frame` wrote
-    return msgspec.json.decode(data[2 if n < 126 else 4 if n == 126 else 10 :], type=Unread)
+    return msgspec.json.decode(payload(data), type=Unread)
 
 
 def _retotal(data: bytes, total: int) -> bytes:

@@ -5,6 +5,7 @@ Plain values in, plain values out, no await: the clock is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,8 +43,20 @@ class Typist:
         self.note = False  # an internal note is being written: only note readers are told
 
 
+class Remote:
+    """A typist on another instance, as shown here: the event that showed them,
+    until when without a refresh, and the instance it came from."""
+
+    __slots__ = ("event", "deadline", "origin")
+
+    def __init__(self, event: RoomEvent, deadline: float) -> None:
+        self.event = event
+        self.deadline = deadline
+        self.origin = event.origin
+
+
 class Room:
-    __slots__ = ("order", "seq", "members", "online", "typing", "held")
+    __slots__ = ("order", "seq", "members", "online", "typing", "held", "remote")
 
     def __init__(self, order: str) -> None:
         self.order = order
@@ -52,6 +65,7 @@ class Room:
         self.online: dict[str, int] = {}  # user id -> joined connections here
         self.typing: dict[str, Typist] = {}  # user id -> typing state (monotonic s)
         self.held: list[RoomEvent] | None = None  # events waiting while a gap is read from the store
+        self.remote: dict[str, Remote] = {}  # user id -> typing shown here for another instance
 
     def add(self, conn: Conn, user: str, member: Member) -> bool:
         """Add a membership; True if it is the user's first here."""
@@ -142,6 +156,22 @@ class Room:
         else whether it was a note (the stop goes to note readers only)."""
         t = self.typing.pop(user, None)
         return t.note if t is not None and t.shown else None
+
+    def remote_typing(self, ev: RoomEvent, deadline: float) -> bool:
+        """Another instance's typing event: whether to forward it to the members here.
+        A start or refresh is forwarded and kept until `deadline`; a stop only if
+        the typist is shown here (`remote_due` may have ended it already)."""
+        user = ev.skip_user or ""
+        if ev.typing:
+            self.remote[user] = Remote(ev, deadline)
+            return True
+        return self.remote.pop(user, None) is not None
+
+    def remote_due(self, now: float, departed: Callable[[str], bool]) -> list[RoomEvent]:
+        """Other instances' typists to stop here: no refresh came by their deadline,
+        or their instance left. The events that showed them, forgotten."""
+        due = [u for u, r in self.remote.items() if r.deadline <= now or departed(r.origin)]
+        return [self.remote.pop(u).event for u in due]
 
     def empty(self) -> bool:
         return not self.members

@@ -59,6 +59,7 @@ from chatd.store.records import (
     StaffView,
     ThreadFilter,
     ThreadPage,
+    UnreadChange,
     Waiting,
 )
 from chatd.store.rows import Actor
@@ -212,6 +213,11 @@ class Markers(Protocol):
         """The other participants' read markers on the order, as (user, seq) with seq > 0, as
         `receipt` frames carry them: for a reader who does not see notes, the newest
         non-note message up to each marker."""
+
+    async def readers(self, order_id: str) -> list[tuple[UnreadChange, bool]]:
+        """Every marker on the order as an `unread` frame tells it (its count and its
+        user's totals), with whether its user sees notes, in one read: messages that
+        came without their pub/sub events are recounted per order, not per user."""
 
     async def total_unread(self, user_id: str) -> int: ...
 

@@ -16,7 +16,7 @@ from chatd.store.base import InboxRow
 from chatd.store.postgres import attention as staff
 from chatd.store.postgres import batch, messages, notifications
 from chatd.store.postgres.engine import StoreMixin, keep_locked, pooled_read
-from chatd.store.records import OrderRecord, ReadMarker
+from chatd.store.records import OrderRecord, ReadMarker, UnreadChange
 from chatd.store.rows import Actor
 
 if TYPE_CHECKING:
@@ -92,6 +92,16 @@ class Markers(StoreMixin):
             user_id,
         )
         return [(r[0], r[1]) for r in rows if r[1] > 0]
+
+    @pooled_read
+    async def readers(self, db: asyncpg.Connection, order_id: str) -> list[tuple[UnreadChange, bool]]:
+        rows = await db.fetch(
+            "SELECT m.user_id, m.unread, COALESCE(s.unread_total, 0), m.side, COALESCE(s.side_unread, 0), "
+            "m.sees_notes FROM read_markers m LEFT JOIN user_stats s ON s.user_id = m.user_id "
+            "WHERE m.order_id = $1 ORDER BY m.user_id",
+            order_id,
+        )
+        return [(UnreadChange(r[0], r[1], r[2], bool(r[3]), r[4]), bool(r[5])) for r in rows]
 
     @pooled_read
     async def total_unread(self, db: asyncpg.Connection, user_id: str) -> int:

@@ -17,7 +17,7 @@ from chatd.auth import permissions
 from chatd.auth.tokens import Identity
 from chatd.errors import BadRequest, NotFound
 from chatd.store.base import InboxRow
-from chatd.store.records import OrderRecord, ReadMarker
+from chatd.store.records import OrderRecord, ReadMarker, UnreadChange
 from chatd.store.rows import Actor
 from chatd.store.sqlite import attention as staff
 from chatd.store.sqlite import messages, notifications
@@ -58,6 +58,16 @@ class Markers(StoreMixin):
             (order_id, user_id),
         ).fetchall()
         return [(u, s) for u, s in rows if s > 0]
+
+    @inline_read
+    async def readers(self, order_id: str) -> list[tuple[UnreadChange, bool]]:
+        rows = self.reader.execute(
+            "SELECT m.user_id, m.unread, COALESCE(s.unread_total, 0), m.side, COALESCE(s.side_unread, 0), "
+            "m.sees_notes FROM read_markers m LEFT JOIN user_stats s ON s.user_id = m.user_id "
+            "WHERE m.order_id = ? ORDER BY m.user_id",
+            (order_id,),
+        ).fetchall()
+        return [(UnreadChange(u, n, t, bool(side), hidden), bool(sees)) for u, n, t, side, hidden, sees in rows]
 
     @inline_read
     async def total_unread(self, user_id: str) -> int:
