@@ -94,6 +94,7 @@ class StateFields(TypedDict):
     status_label: str
     status_tone: str
     next_statuses: list[NextStatus]
+    statuses: list[NextStatus]
     closed: bool
     closed_reason: str | None
     closes_at: int | None
@@ -408,7 +409,9 @@ class Chat:
         refusal = wf.refusal(old.status, status, "bot")  # the api key moves an order on as a bot would
         if refusal is not None and not force:
             raise refusal
-        return OrderPlan(wf.name, status, workflow.closes_at(wf, status, now), post=True, forced=refusal is not None)
+        text = workflow.changed_text(wf, status)
+        closes = workflow.closes_at(wf, status, now)
+        return OrderPlan(wf.name, status, closes, post=True, forced=refusal is not None, text=text)
 
     # --- what each user may do next, and whether the chat is closed ------------------
 
@@ -431,6 +434,7 @@ class Chat:
             "status_label": label,
             "status_tone": tone,
             "next_statuses": [NextStatus(s.name, s.label, s.tone) for s in wf.next_for(order.status, role)],
+            "statuses": [NextStatus(s.name, s.label, s.tone) for s in wf.statuses],
             "closed": closed,
             "closed_reason": order.status if closed else None,
             "closes_at": order.closes_at,
@@ -771,6 +775,8 @@ class Chat:
         screened, text = await self._screen(actor, order_id, "status", client_id, status, text)
         assert screened is not None  # a text screened stays a text
         status = screened
+        if not text and (known := await self.store.get_order(order_id)) is not None:
+            text = workflow.changed_text(self.workflows.get(known.workflow), status)  # the label, not the id
         present = await self.online_now(order_id)
 
         def rule(order: OrderRecord, role: str) -> int | None:

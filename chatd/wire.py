@@ -258,7 +258,8 @@ class Ready(Struct, tag="ready"):
 
 
 class NextStatus(Struct):
-    """A status the receiving user may move the order to (its workflow's label and tone)."""
+    """A status of the order's workflow, with its label and tone: one the receiving user
+    may move the order to (`next_statuses`), or any of the pipeline (`statuses`)."""
 
     status: str
     label: str
@@ -303,6 +304,7 @@ class Joined(Struct, tag="joined"):
     status_label: str = ""
     status_tone: str = "neutral"
     next_statuses: list[NextStatus] = []  # for the receiving user's role
+    statuses: list[NextStatus] = []  # the whole pipeline, in order: how past statuses show (free: none)
     closed: bool = False  # participants may read but not post, upload or type
     closed_reason: str | None = None  # the terminal status that closed it
     closes_at: int | None = None  # ms: when the chat closes (or closed)
@@ -357,6 +359,7 @@ class OrderState(Struct, tag="order"):
     status_label: str = ""
     status_tone: str = "neutral"
     next_statuses: list[NextStatus] = []  # for the receiving user's role
+    statuses: list[NextStatus] = []  # the whole pipeline, in order: how past statuses show (free: none)
     closed: bool = False
     closed_reason: str | None = None
     closes_at: int | None = None

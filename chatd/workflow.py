@@ -33,6 +33,12 @@ def check_status(status: str, ref: str | None = None) -> None:
         raise BadRequest("status must be one line of visible text (no line breaks or control characters)", ref=ref)
 
 
+def changed_text(wf: Workflow, status: str) -> str:
+    """The status message's text when none is given: the status as the workflow labels it
+    ("Status changed to In production", not "in_production")."""
+    return f"Status changed to {wf.describe(status)[0]}"
+
+
 FREE = "free"
 FREE_INITIAL = "open"  # a free order's status when it is registered without one
 

@@ -136,6 +136,7 @@ class OrderPlan(msgspec.Struct, frozen=True):
     closes_at: int | None
     post: bool = False  # an existing order's status changes: post a status message
     forced: bool = False  # ... outside its workflow (the api key forced it)
+    text: str = ""  # ... saying so ("Status changed to <label>"); "": with the status itself
 
 
 class ReadMarker(msgspec.Struct):

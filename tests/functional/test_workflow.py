@@ -95,6 +95,8 @@ def next_of(pipeline: dict, statuses: list[str], current: str, role: str) -> lis
 def check_state(frame: dict, pipeline: dict, statuses: list[str], status: str, role: str, closed: bool = False):
     assert frame["status"] == status and (frame["status_label"], frame["status_tone"]) == LABELS[status]
     assert frame["next_statuses"] == next_of(pipeline, statuses, status, role), (role, status)
+    # the whole pipeline, to every role: how a past status of the history shows after a reload
+    assert frame["statuses"] == [{"status": s, "label": LABELS[s][0], "tone": LABELS[s][1]} for s in statuses]
     assert frame["closed"] is closed and frame["closed_reason"] == (status if closed else None)
 
 
@@ -129,6 +131,7 @@ async def walk(server, order: str, pipeline: dict, statuses: list[str], path: li
         for role, c in clients.items():
             m = await c.expect("message", order=order, seq=ack["seq"])
             assert m["kind"] == "status" and m["status"] == target and "forced" not in m
+            assert m["text"] == f"Status changed to {LABELS[target][0]}"  # no text given: the label says it
             check_state(
                 await c.expect("order", order=order, status=target), pipeline, statuses, target, role, closed=terminal
             )
@@ -196,7 +199,7 @@ async def test_rest_status_changes_post_to_the_chat_and_the_api_key_may_force(se
         "status",
         "in_progress",
         "system",
-        "Status changed to in_progress",
+        "Status changed to In Progress",  # the workflow's label, not the id
     )
     assert "forced" not in m
     state = await buyer.expect("order", order="R-3", status="in_progress")

@@ -261,7 +261,7 @@ class Orders(StoreMixin):
                 new,
                 UserRef(SYSTEM.id, SYSTEM.name, "bot"),
                 "status",
-                f"Status changed to {new.status}",
+                plan.text or f"Status changed to {new.status}",
                 None,
                 status=new.status,
                 present=present,
