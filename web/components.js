@@ -577,7 +577,7 @@
           ? el('a', 'chatd-bell-item', null, { href: opts.link(e.order) })
           : el('button', 'chatd-bell-item', null, { type: 'button' });
         var top = el('span', 'chatd-bell-top');
-        top.appendChild(el('strong', 'chatd-bell-order', e.order));
+        top.appendChild(el('strong', 'chatd-bell-order', e.order, { title: e.order }));
         if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
         if (e.unread) top.appendChild(el('span', 'chatd-cbadge', countText(e.unread), { 'aria-label': countText(e.unread) + ' unread' }));
         item.appendChild(top);
@@ -735,7 +735,7 @@
           type: 'button', 'data-order': e.order, 'aria-current': String(e.order === current)
         });
         var top = el('span', 'chatd-inbox-top');
-        top.appendChild(el('strong', 'chatd-inbox-order', e.order));
+        top.appendChild(el('strong', 'chatd-inbox-order', e.order, { title: e.order }));
         if (e.status) top.appendChild(el('span', 'chatd-status', D.humanize(e.status), { 'data-tone': 'neutral' }));
         if (e.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
         if (e.awaiting_reply) {

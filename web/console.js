@@ -34,8 +34,39 @@
    * @typedef {import('./session.js').Message} Message
    * @typedef {{seq: number, since: number, due_at: number | null, overdue: boolean}} Awaiting
    * @typedef {{order: string, status: string, dispute_open: boolean, participants: {id: string, name: string, role: string}[],
-   *   last_message: Message | null, activity_ts: number, awaiting_reply: Awaiting | null, reasons?: string[], staff_unread?: number}} Thread
+   *   last_message: Message | null, activity_ts: number, awaiting_reply: Awaiting | null, reasons?: string[], staff_unread?: number,
+   *   matches?: Message[]}} Thread
    */
+
+  /** A word folded as the search folds it (case, Latin diacritics). @param {string} w */
+  var fold = function (w) { return w.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase(); };
+  /** The words of a search, as the server takes them (letters and digits). @param {string} q */
+  var searchWords = function (q) { return (q.match(/[\p{L}\p{N}]+/gu) || []).map(fold); };
+
+  /**
+   * A matching message's snippet, its words found by the search marked: <mark> with
+   * textContent, the rest text nodes (a message is data, never markup).
+   * @param {HTMLElement} into @param {Message} m @param {string[]} words
+   */
+  var markedSnippet = function (into, m, words) {
+    var text = String(m.text || ''), hits = [], hit;
+    var re = /[\p{L}\p{N}]+/gu;
+    while ((hit = re.exec(text))) {
+      var w = fold(hit[0]);
+      // as on the server: a word or its prefix, a one-letter word only itself
+      if (words.some(function (q) { return q.length > 1 ? w.indexOf(q) === 0 : w === q; })) hits.push(hit);
+    }
+    // a match deep in a long message: start shortly before it, or the row's ellipsis would hide it
+    var at = hits.length && hits[0].index > 40 ? text.lastIndexOf(' ', hits[0].index - 20) + 1 : 0;
+    var who = m.sender && m.sender.id !== 'system' ? m.sender.name + ': ' : '';
+    into.appendChild(document.createTextNode(who + (at ? '…' : '')));
+    hits.forEach(function (h) {
+      into.appendChild(document.createTextNode(text.slice(at, h.index)));
+      into.appendChild(el('mark', null, h[0]));
+      at = h.index + h[0].length;
+    });
+    into.appendChild(document.createTextNode(text.slice(at)));
+  };
 
   /**
    * The staff console. Events: `chatd:open` ({order}), as the inbox.
@@ -137,6 +168,8 @@
     /** @type {any} */
     var widget = null;
     var generation = 0;
+    /** @type {string[]} the words of the search the rows answer (none: no search) */
+    var searched = [];
     /** @type {any} */
     var timer = null;
     var destroyed = false;
@@ -177,12 +210,13 @@
     var reload = function (ms) {
       clearTimeout(timer);
       timer = setTimeout(function () {
-        var gen = ++generation;
+        var gen = ++generation, words = searchWords(search.value.trim());
         // as many rows as are shown (pages loaded with "Load more"), up to the route's cap
         var limit = Math.min(PAGE_MAX, Math.max(page, threads.length));
         call('/api/v1/threads?' + query(limit, null)).then(function (/** @type {any} */ data) {
           if (gen !== generation || destroyed) return;
           threads = Array.isArray(data.threads) ? data.threads : [];
+          searched = words;
           nextCursor = typeof data.next_cursor === 'string' ? data.next_cursor : null;
           loaded = true;
           fail('');
@@ -317,21 +351,26 @@
           type: 'button', 'data-order': t.order, 'aria-current': String(t.order === current)
         });
         var top = el('span', 'chatd-inbox-top');
-        top.appendChild(el('strong', 'chatd-inbox-order', t.order));
+        top.appendChild(el('strong', 'chatd-inbox-order', t.order, { title: t.order }));
         if (t.status) top.appendChild(el('span', 'chatd-status', D.humanize(t.status), { 'data-tone': 'neutral' }));
-        if (t.dispute_open) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute'));
+        // an open dispute is said once: the red mark stands for the queue reason too
+        var queued = reasons.indexOf('dispute') >= 0;
+        if (t.dispute_open || queued) top.appendChild(el('span', 'chatd-dispute-mark', 'Dispute', queued ? { 'data-reason': 'dispute' } : undefined));
         if (t.last_message) {
           top.appendChild(el('time', 'chatd-time', fmt.short(t.last_message.ts), { datetime: new Date(t.last_message.ts).toISOString() }));
         }
         b.appendChild(top);
         var bottom = el('span', 'chatd-inbox-bottom');
-        bottom.appendChild(el('span', 'chatd-inbox-text', C.snippet(t.last_message)));
+        // while searching, the message that matched (the newest of them), not the newest message
+        var hit = searched.length && t.matches && t.matches.length ? t.matches[0] : null;
+        var text = bottom.appendChild(el('span', 'chatd-inbox-text', hit ? null : C.snippet(t.last_message)));
+        if (hit) markedSnippet(text, hit, searched);
         if (n) bottom.appendChild(el('span', 'chatd-cbadge', C.countText(n), { 'aria-label': C.countText(n) + ' unread' }));
         b.appendChild(bottom);
         var tags = el('span', 'chatd-console-tags');
         var sla = slaChip(t.awaiting_reply);
         if (sla) tags.appendChild(sla);
-        reasons.filter(function (/** @type {string} */ r) { return r !== 'followed'; }).forEach(function (/** @type {string} */ r) {
+        reasons.filter(function (/** @type {string} */ r) { return r !== 'followed' && r !== 'dispute'; }).forEach(function (/** @type {string} */ r) {
           tags.appendChild(el('span', 'chatd-console-reason', REASONS[r] || r, { 'data-reason': r }));
         });
         if (tags.childNodes.length) b.appendChild(tags);

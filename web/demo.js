@@ -53,20 +53,22 @@
   // The demo bot exists only under `chatd demo`, and posts as the shop's side: not offered to the buyer.
   if (claims.role === 'buyer') return;
   var auth = { Authorization: 'Bearer ' + token };
+  // the order shown: the page is the same for every demo order
+  var botUrl = '/demo/bot?' + new URLSearchParams({ order: order }).toString();
   /** @param {string} next */
   var label = function (next) { $('bot-post').textContent = 'Post “' + humanize(next) + '” as the demo bot'; };
   var refreshBot = function () {
-    fetch('/demo/bot', { headers: auth }).then(function (r) { return r.ok ? r.json() : null; })
+    fetch(botUrl, { headers: auth }).then(function (r) { return r.ok ? r.json() : null; })
       .then(function (i) { if (i) label(i.next); }).catch(function () {});
   };
-  fetch('/demo/bot', { headers: auth }).then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
+  fetch(botUrl, { headers: auth }).then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
     if (!info) return;
     $('bot').hidden = false;
     label(info.next);
     $('bot-post').addEventListener('click', function () {
       var btn = /** @type {HTMLButtonElement} */ (this);
       btn.disabled = true;
-      fetch('/demo/bot', { method: 'POST', headers: auth })
+      fetch(botUrl, { method: 'POST', headers: auth })
         .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
         .then(function (res) {
           $('bot-result').textContent = res.ok ? 'Posted: ' + humanize(res.body.status) : 'Failed: ' + (res.body.error && res.body.error.message);

@@ -390,8 +390,9 @@ var ChatdSession = (function () {
       return !this.closed || CLOSED_WRITERS.indexOf(String(this.role)) >= 0;
     }
 
+    /** Not bound to mayPost(): the buyer may always open a dispute, and it reopens a closed chat. */
     mayOpenDispute() {
-      return DISPUTE_OPENERS.indexOf(String(this.role)) >= 0 && !(this.dispute && this.dispute.open) && this.mayPost();
+      return DISPUTE_OPENERS.indexOf(String(this.role)) >= 0 && !(this.dispute && this.dispute.open);
     }
 
     mayCloseDispute() {

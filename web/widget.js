@@ -710,8 +710,11 @@
         b.appendChild(el('span', null, n.label));
         b.addEventListener('click', function () {
           self._toggleMenu(false);
-          self._ask({ title: 'Update status', text: 'Move this order to “' + n.label + '”? Everyone in the chat sees it.', confirm: n.label })
-            .then(function (ok) { if (ok !== null) self.setStatus(n.status); });
+          // the optional text replaces the status message's default text (a tracking number, a reason)
+          self._ask({
+            title: 'Update status', text: 'Move this order to “' + n.label + '”? Everyone in the chat sees it.', confirm: n.label,
+            reason: true, label: 'Message to the buyer (optional)', placeholder: 'Tracking number, reason…'
+          }).then(function (text) { if (text !== null) self.setStatus(n.status, text || undefined); });
         });
         li.appendChild(b);
         $.statusMenu.appendChild(li);
@@ -770,7 +773,8 @@
 
     /**
      * The dialog: resolves to the reason ('' without one) on confirm, null on cancel.
-     * @param {{title: string, text: string, confirm: string, reason?: boolean, required?: boolean}} o
+     * `label`, `placeholder`: the text field's, instead of a reason's.
+     * @param {{title: string, text: string, confirm: string, reason?: boolean, required?: boolean, label?: string, placeholder?: string}} o
      * @returns {Promise<string | null>}
      */
     _ask(o) {
@@ -778,7 +782,8 @@
       $.dtitle.textContent = o.title;
       $.dtext.textContent = o.text;
       $.dlabel.hidden = $.dreason.hidden = !o.reason;
-      $.dlabel.textContent = o.required ? 'Reason' : 'Reason (optional)';
+      $.dlabel.textContent = o.label || (o.required ? 'Reason' : 'Reason (optional)');
+      $.dreason.placeholder = o.placeholder || '';
       $.dreason.value = '';
       // checked on confirm (below), not by the form: Cancel must close the dialog with the field empty
       if (o.required) $.dreason.setAttribute('aria-required', 'true'); else $.dreason.removeAttribute('aria-required');

@@ -29,27 +29,30 @@ def _next_step(status: str | None) -> tuple[str, str]:
 
 
 def add_demo_bot(app: web.Application, order_id: str) -> None:
-    """GET /demo/bot: what the bot would post next; POST: post it as a status update.
+    """GET /demo/bot?order=…: what the bot would post next; POST: post it as a status update.
 
-    Any participant of the demo order may ask (their connection token as Bearer).
+    The order is the page's (`order`, default `order_id`): the button is on every
+    demo order page. Only a caller with access to that order may ask (their
+    connection token as Bearer); anyone else gets what a missing order answers.
     """
 
-    async def check(request: web.Request) -> OrderRecord:
+    async def check(request: web.Request) -> tuple[str, OrderRecord]:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization: Bearer <token> is required")
-        return await request.app[CHAT].order_for(verify(token, request.app[CONFIG].auth.secret), order_id)
+        oid = request.query.get("order") or order_id
+        return oid, await request.app[CHAT].order_for(verify(token, request.app[CONFIG].auth.secret), oid)
 
     async def get(request: web.Request) -> web.Response:
-        order = await check(request)
+        oid, order = await check(request)
         status, _ = _next_step(order.status)
-        return web.json_response({"bot": BOT.name, "order": order_id, "status": order.status, "next": status})
+        return web.json_response({"bot": BOT.name, "order": oid, "status": order.status, "next": status})
 
     async def post(request: web.Request) -> web.Response:
-        order = await check(request)
+        oid, order = await check(request)
         status, text = _next_step(order.status)
-        ack = await request.app[CHAT].set_status(BOT, order_id, status, str(uuid.uuid4()), text)
-        return web.json_response({"status": status, "seq": ack.seq}, status=201)
+        ack = await request.app[CHAT].set_status(BOT, oid, status, str(uuid.uuid4()), text)
+        return web.json_response({"order": oid, "status": status, "seq": ack.seq}, status=201)
 
     app.router.add_get("/demo/bot", get)
     app.router.add_post("/demo/bot", post)

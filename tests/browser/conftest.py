@@ -156,6 +156,20 @@ async def axe_check(page: Page, name: str, within: list[str] | None = None) -> N
     assert not bad, f"{name}: accessibility violations: {bad}"
 
 
+ORDER_ID_LAYOUT_JS = """els => els.map(n => {
+  const range = document.createRange();
+  range.selectNodeContents(n);
+  const lines = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top))).size;
+  const box = n.getBoundingClientRect(), row = n.closest('button, a').getBoundingClientRect();
+  return {id: n.textContent, lines, inside: box.left >= row.left - 0.5 && box.right <= row.right + 0.5};
+})"""
+
+
+async def order_id_layout(locator) -> list[dict]:
+    """Each order id of `locator` (rows' id elements): how many lines it takes, and whether it stays in its row."""
+    return await locator.evaluate_all(ORDER_ID_LAYOUT_JS)
+
+
 def chromium_executable() -> str | None:
     """Debian's chromium if on PATH; None lets Playwright use its own browser."""
     return shutil.which("chromium") or shutil.which("chromium-browser")

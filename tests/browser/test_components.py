@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import axe_check, put_order
+from tests.browser.conftest import axe_check, order_id_layout, put_order
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -192,6 +192,36 @@ async def test_bell_and_badges_on_a_phone(server, open_chat):
     await orders.page.keyboard.press("Escape")
     await expect(panel).to_be_hidden()
     assert not console_errors(orders, sam)
+
+
+async def test_inbox_and_bell_keep_an_order_id_on_one_line_on_a_phone(server, open_chat):
+    """Status, dispute and waiting chips share the row with the id: they wrap, the id does not."""
+    long_id = "LONG-" + "9" * 120
+    ids = ("PO-2024-000123-DE", long_id)
+    for order in ids:
+        await put_order(server.base, order, status="shipped")
+        c = await server.client("bea", "buyer", name="Bea Buyer")
+        await c.join(order)
+        await c.post(order, "Two boxes arrived damaged")
+        await c.send({"type": "dispute", "order": order, "action": "open", "client_id": "d-" + order[:8]})
+        await c.expect("ack")
+        await c.close()
+    orders = await open_chat(server.base, ",".join(ids), SAM, path="/components", **PHONE)
+    rows = orders.page.locator(".chatd-inbox-row")
+    await expect(rows).to_have_count(2)
+    await expect(rows.locator(".chatd-dispute-mark")).to_have_count(2)
+    await expect(rows.locator(".chatd-awaiting")).to_have_count(2)
+    await orders.page.locator("#inbox").scroll_into_view_if_needed()
+    await orders.screenshot("components-inbox-long-ids-phone.png")
+    layout = await order_id_layout(rows.locator(".chatd-inbox-order"))
+    assert sorted(x["id"] for x in layout) == sorted(ids), layout
+    assert all(x["lines"] == 1 and x["inside"] for x in layout), layout
+    await orders.page.get_by_role("button", name=re.compile("^Messages, ")).click()
+    items = orders.page.locator(".chatd-bell-item")
+    await expect(items).to_have_count(2)
+    layout = await order_id_layout(items.locator(".chatd-bell-order"))
+    assert all(x["lines"] == 1 and x["inside"] for x in layout), layout
+    assert not console_errors(orders)
 
 
 async def test_inbox_lists_searches_filters_and_opens_the_chat(server, open_chat):

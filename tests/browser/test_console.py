@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import expect
 
-from tests.browser.conftest import ChatPage, api, axe_check, put_order
+from tests.browser.conftest import ChatPage, api, axe_check, order_id_layout, put_order
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -141,6 +141,8 @@ async def test_console_embedded_live_queue_follow_and_bulk_read(server, admin_si
     buyer2 = await open_chat(server.base, "o-c2", BEA)
     await buyer2.page.evaluate("() => window.widget.openDispute('Two boxes damaged')")
     await expect(row(staff, "o-c2").locator(".chatd-dispute-mark")).to_have_text("Dispute")
+    await expect(row(staff, "o-c2").get_by_text("Dispute", exact=True)).to_have_count(1)  # said once, not twice
+    await expect(row(staff, "o-c2").locator(".chatd-dispute-mark")).to_have_attribute("data-reason", "dispute")
     await expect(rows(staff)).to_have_count(2)
     await staff.screenshot("console-queue-desktop.png")
     await axe_check(staff.page, "console queue")
@@ -288,6 +290,59 @@ async def test_console_page_phone_filters_search_and_sla(server, open_page):
     await staff.page.get_by_role("button", name="All threads").last.click()
     await expect(staff.page.locator(".chatd-inbox-list")).to_be_visible()
     assert console_errors(staff) == []
+
+
+async def test_console_rows_keep_an_order_id_on_one_line_on_a_phone(server, admin_site, open_page):
+    """Chips share the row with the id: they wrap, the id does not (a very long one is cut)."""
+    long_id = "LONG-" + "9" * 120
+    for order in ("PO-2024-000123-DE", long_id):
+        await put_order(server.base, order, status="shipped")
+        c = await server.client("bea", "buyer", name="Bea Buyer")
+        await c.join(order)
+        await c.post(order, "Two boxes arrived damaged")
+        await c.send({"type": "dispute", "order": order, "action": "open", "client_id": "d-" + order[:8]})
+        await c.expect("ack")
+        await c.close()
+    staff = await open_page(f"{admin_site}/admin?{urlencode({'chatd': server.base, 'token': STAFF})}", **PHONE)
+    await expect(rows(staff)).to_have_count(2)
+    for order in ("PO-2024-000123-DE", long_id):
+        await expect(row(staff, order).locator(".chatd-dispute-mark")).to_be_visible()
+    await staff.screenshot("console-long-ids-phone.png")
+    layout = await order_id_layout(rows(staff).locator(".chatd-inbox-order"))
+    assert sorted(x["id"] for x in layout) == sorted(("PO-2024-000123-DE", long_id)), layout
+    assert all(x["lines"] == 1 and x["inside"] for x in layout), layout
+    assert await row(staff, long_id).locator(".chatd-inbox-order").get_attribute("title") == long_id
+    assert console_errors(staff) == []
+
+
+async def test_a_search_shows_the_message_that_matched(server, admin_site, open_page):
+    await put_order(server.base, "o-find")
+    c = await server.client("bea", "buyer", name="Bea Buyer")
+    await c.join("o-find")
+    await c.post("o-find", "Two <b>pallets</b> arrived crushed")
+    await c.post("o-find", "The driver said " + "the warehouse was busy all day and " * 4 + "the forklift broke")
+    await c.post("o-find", "Any news?")  # the newest: what the row shows without a search
+    await c.close()
+    staff = await open_page(f"{admin_site}/admin?{urlencode({'chatd': server.base, 'token': STAFF})}", **DESKTOP)
+    # the scope, not the phone's "All threads" back button (visible until the shadow root's CSS is in)
+    await staff.page.get_by_role("group", name="Threads").get_by_role("button", name="All threads").click()
+    text = row(staff, "o-find").locator(".chatd-inbox-text")
+    await expect(text).to_have_text("Bea Buyer: Any news?")
+    await staff.page.get_by_label("Search threads").fill("PALLET crush")
+    await expect(text).to_have_text("Bea Buyer: Two <b>pallets</b> arrived crushed")  # as text, never markup
+    await expect(text.locator("mark")).to_have_text(["pallets", "crushed"])
+    await expect(text.locator("b")).to_have_count(0)
+    await staff.screenshot("console-search-match-desktop.png")
+    await axe(staff, "console search")
+    # a match deep in a long message: the snippet starts shortly before it
+    await staff.page.get_by_label("Search threads").fill("forklift")
+    await expect(text).to_have_text(re.compile(r"^Bea Buyer: …\S.{0,40}forklift"))
+    await expect(text.locator("mark")).to_have_text("forklift")
+    await staff.page.get_by_label("Search threads").fill("o-find")  # the order id matched: no message did
+    await expect(text).to_have_text("Bea Buyer: Any news?")
+    await expect(text.locator("mark")).to_have_count(0)
+    await staff.page.get_by_label("Search threads").fill("")
+    await expect(text).to_have_text("Bea Buyer: Any news?")
 
 
 @pytest.mark.parametrize("sections", [{"sla": {"reply_within_s": 0.0}}])

@@ -113,6 +113,37 @@ async def test_status_receipt_and_dispute_controls_live(server, open_chat):
     assert not console_errors(buyer, supplier)
 
 
+async def test_a_status_change_may_carry_a_message(server, open_chat):
+    await put_order(server.base, "o-ship", workflow="retail", status="in_progress", force=True)
+    supplier = await open_chat(server.base, "o-ship", SAM, **PHONE)
+    buyer = await open_chat(server.base, "o-ship", BEA)
+    await button(supplier, "Update status").click()
+    await supplier.page.locator(".chatd-menu-item").filter(has_text="Shipped").click()
+    dialog = supplier.page.locator(".chatd-dialog")
+    field = dialog.get_by_label("Message to the buyer (optional)")
+    await expect(field).to_be_visible()
+    await expect(field).to_have_attribute("maxlength", "4000")
+    await supplier.screenshot("controls-status-message-phone.png")
+    await axe_check(supplier.page, "status dialog", [".chatd-host", ".chatd-dialog"])
+    text = "Tracking <b>1Z999</b> <img src=x onerror=window.pwned=1>"
+    await field.fill(text)
+    await dialog.get_by_role("button", name="Shipped", exact=True).click()
+    await expect(dialog).to_be_hidden()
+    card = buyer.page.locator(".chatd-event--status").last
+    await expect(card).to_contain_text(text)  # the text as written, never markup
+    await expect(card.locator("b, img")).to_have_count(0)
+    await expect(buyer.page.locator(".chatd-status")).to_have_text("Order status: Shipped")
+    assert not await buyer.page.evaluate("() => window.pwned")
+    # without a message the server's default text stays
+    await button(supplier, "Update status").click()
+    await supplier.page.locator(".chatd-menu-item").filter(has_text="Completed").click()
+    await expect(field).to_have_value("")
+    await dialog.get_by_role("button", name="Completed", exact=True).click()
+    default = re.compile("Status changed to completed", re.IGNORECASE)  # the server's words, name or label
+    await expect(buyer.page.locator(".chatd-event--status").last).to_contain_text(default)
+    assert not console_errors(buyer, supplier)
+
+
 async def test_no_reply_needed_for_the_supplier_side_only(server, open_chat):
     await put_order(server.base, "o-noreply", workflow="factory")
     supplier = await open_chat(server.base, "o-noreply", SAM, **PHONE)
@@ -142,13 +173,41 @@ async def test_a_closed_chat_says_why_and_has_no_field(server, open_chat):
     note = buyer.page.locator(".chatd-closed-note")
     await expect(note).to_have_text("This chat is closed: the order is Cancelled. You can still read the conversation.")
     await expect(buyer.input).to_be_hidden()
-    await expect(button(buyer, "Open dispute")).to_be_hidden()
+    await expect(button(buyer, "Open dispute")).to_be_visible()  # a buyer may always open one
+    await expect(button(buyer, "Ask support")).to_be_hidden()
     await expect(buyer.page.locator(".chatd-status")).to_have_attribute("data-tone", "danger")
     await expect(buyer.page.locator(".chatd-event--status").last).to_have_attribute("data-tone", "danger")
     await expect(staff.input).to_be_visible()  # staff still write
     await buyer.screenshot("controls-closed-phone.png")
     await axe_check(buyer.page, "closed chat")
     assert not console_errors(buyer, staff)
+
+
+async def test_a_dispute_reopens_a_closed_chat_for_the_buyer(server, open_chat):
+    await put_order(server.base, "o-complete", workflow="retail")
+    buyer = await open_chat(server.base, "o-complete", BEA, **PHONE)
+    supplier = await open_chat(server.base, "o-complete", SAM)
+    status, data = await api(server.base, "PUT", "/api/v1/orders/o-complete", {"status": "completed", "force": True})
+    assert status == 200, data
+    await expect(buyer.page.locator(".chatd-closed-note")).to_contain_text("the order is Completed")
+    await expect(buyer.input).to_be_hidden()
+    # closed: the buyer keeps "Open dispute" and nothing else; the supplier gets none
+    await expect(buyer.page.locator(".chatd-actions button:visible")).to_have_count(1)
+    await expect(button(supplier, "Open dispute")).to_be_hidden()
+    await expect(supplier.page.locator(".chatd-actions")).to_be_hidden()
+    await buyer.screenshot("controls-closed-dispute-phone.png")
+    await axe_check(buyer.page, "closed chat, open dispute")
+    await button(buyer, "Open dispute").click()
+    await confirm(buyer, "Open dispute", "The parcel was empty")
+    # the dispute reopens the chat: the field is back for both, the closed note gone
+    for chat in (buyer, supplier):
+        await expect(chat.page.locator(".chatd-dispute")).to_contain_text("The parcel was empty")
+        await expect(chat.page.locator(".chatd-closed-note")).to_be_hidden()
+        await expect(chat.input).to_be_visible()
+    await expect(button(buyer, "Close dispute")).to_be_visible()
+    await buyer.say("Photos follow")
+    await expect(supplier.message("Photos follow")).to_be_visible()
+    assert not console_errors(buyer, supplier)
 
 
 async def test_host_css_cannot_reach_the_widget(server, open_chat):

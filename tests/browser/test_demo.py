@@ -57,6 +57,23 @@ async def test_demo_page_and_bot_status_update(demo, open_chat):
         assert not [m for m in page.console if "Content Security Policy" in m], page.console
 
 
+async def test_the_demo_bot_posts_to_the_order_shown(demo, open_chat):
+    other = DEMO_ORDERS[1]
+    supplier = await open_chat(demo, other, SAM, path="/demo")
+    first = await open_chat(demo, DEMO_ORDER, SAM, path="/demo")
+    bot = supplier.page.get_by_role("button", name=re.compile("as the demo bot"))
+    await expect(bot).to_have_text("Post “Confirmed” as the demo bot")
+    await bot.click()
+    await expect(supplier.page.locator(".chatd-event--status")).to_contain_text("Order confirmed")
+    await expect(supplier.page.locator("#order-status")).to_have_text("Confirmed")
+    await expect(bot).to_have_text("Post “Packed” as the demo bot")
+    # the first demo order is untouched
+    await expect(first.page.locator("#order-status")).to_have_text("Open")
+    await expect(first.page.locator(".chatd-event--status")).to_have_count(0)
+    st, data = await api(demo, "GET", f"/api/v1/orders/{DEMO_ORDER}")
+    assert st == 200 and data["status"] == "open", data
+
+
 async def test_demo_on_a_phone_and_image_previews_under_its_csp(demo, open_chat, tmp_path):
     """A phone: the composer is on screen at once and the message list is the only
     scroll area; an image's preview shows under the page's CSP (img-src 'self' data:)."""
@@ -138,6 +155,8 @@ async def test_demo_endpoints(demo):
     assert (await get("/demo/bot", BEA))[0] == 200
     st, data = await api(demo, "POST", "/demo/bot", auth=outsider)
     assert st == 404, data
+    st, data = await api(demo, "POST", f"/demo/bot?order={DEMO_ORDERS[2]}", auth=outsider)
+    assert st == 404, data  # another demo order: as closed to an outsider
 
 
 async def test_screenshots_of_buyer_and_supplier(demo, open_chat):

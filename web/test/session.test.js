@@ -590,6 +590,8 @@ test('order state: labels, tones, next statuses, closed and what the role may do
   assert.equal(session.mayCloseDispute(), true, 'the opener closes');
   ws.receive({ type: 'order', order: ORDER, status: 'completed', dispute: null, closed: true, closed_reason: 'completed' });
   assert.equal(session.mayPost(), false);
+  assert.equal(session.mayOpenDispute(), true, 'a buyer may always open a dispute: it reopens the chat');
+  assert.equal(session.mayAskHelp(), false);
   assert.equal(session.closedReason, 'completed');
   assert.deepEqual(session.nextStatuses, []);
   session.destroy();
