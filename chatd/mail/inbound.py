@@ -6,7 +6,8 @@ as a socket's `send`: the token and the user's slot now (chatd.mail.addresses), 
 posting bucket per user (`[limits] rate_per_s` / `rate_burst`), the text's length,
 blankness and the contact filter (`Chat.check_send`), each file screened as an
 upload (`Attachments.upload`: type sniffing, size, the upload budgets, a closed
-chat), then `Chat.send`, which stores it once per `client_id` and publishes it.
+chat), then `Chat.send`, which stores it once per `client_id` and publishes it. A
+repeat (the same `client_id`, stored already) is answered before all of these.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class Inbound:
             raise BadRequest("the message could not be read as MIME") from exc
         if mail.automatic is not None:
             return Delivered(None, f"{mail.automatic}: not posted")
+        # a repeat is answered before any check or upload: its files are stored already, and
+        # uploading them again would leave orphans, spend the upload budgets, or meet a chat closed since
+        original = await self.chat.store.sent(rcpt.order_id, rcpt.user_id, mail.client_id)
+        if original is not None:
+            ack = Ack(rcpt.order_id, mail.client_id, original.seq, original.ts, True)
+            return Delivered(ack, f"already posted to the order chat as message {ack.seq}")
         text = quotes.strip(mail.text)
         files = [f for f in mail.files if f.data]
         if files and self.attachments is None:
@@ -101,7 +108,7 @@ class Inbound:
                     raise
                 ids.append(ref.id)
         ack = await self.chat.send(actor, rcpt.order_id, mail.client_id, text, "text", ids or None)
-        done = "already posted" if ack.duplicate else "posted"
+        done = "already posted" if ack.duplicate else "posted"  # a repeat delivered at the same time
         return Delivered(ack, f"{done} to the order chat as message {ack.seq}")
 
     def _take_token(self, user: str) -> None:

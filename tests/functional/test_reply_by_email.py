@@ -16,7 +16,7 @@ import aiosmtplib
 import pytest
 
 from chatd.app import create_app
-from chatd.edge.keys import REPLIES
+from chatd.edge.keys import ATTACHMENTS, REPLIES
 from chatd.mail.addresses import ReplyAddresses
 from tests.support import samples
 from tests.support.client import SECRET, request, token
@@ -39,11 +39,18 @@ def email_section():
 
 
 @pytest.fixture
-def sections(inbound_port, email_section):
+def attachments_section():
+    """Override (parametrize) to change `[attachments]`."""
+    return {}
+
+
+@pytest.fixture
+def sections(inbound_port, email_section, attachments_section):
     # the filter as shipped (tests elsewhere turn it off)
     return {
         "email": {"reply_domain": DOMAIN, "inbound_port": inbound_port, **email_section},
         "filter": {"mode": "block"},
+        "attachments": attachments_section,
     }
 
 
@@ -135,6 +142,50 @@ async def test_a_reply_delivered_twice_is_stored_once(server):
     assert (await deliver(server, bare))[1].endswith("posted to the order chat as message 2")
     assert (await deliver(server, bare))[1].endswith("already posted to the order chat as message 2")
     assert [m["text"] for m in await history(server)] == ["Please deliver to the back door.", "Ring twice."]
+
+
+async def orphans(server) -> int:
+    """Uploads no message carries (removed by this count, as the clean-up would)."""
+    deleted, _ = await server.app[ATTACHMENTS].store.delete_unreferenced(2**62)
+    return deleted
+
+
+@pytest.mark.parametrize("attachments_section", [{"uploads_per_minute": 3}])
+async def test_a_reply_with_files_delivered_again_uploads_nothing(server):
+    """A repeat is answered before its files are uploaded again: no orphaned copies, and
+    the user's upload budget (3 a minute, spent by the first delivery's 2 files and one
+    more) is not what answers the sending server's retries."""
+    await server.order(ORDER)
+    to = await address(server, "buyer1")
+    files = (("a.png", "image/png", samples.png(3, 2)), ("b.pdf", "application/pdf", samples.pdf(300)))
+    msg = mail(to, "Two photos of the pallet.", files=files)
+    assert await deliver(server, msg) == (250, "2.0.0 posted to the order chat as message 1")
+    for _ in range(3):
+        assert await deliver(server, msg) == (250, "2.0.0 already posted to the order chat as message 1")
+    assert await orphans(server) == 0
+    (posted,) = await history(server)
+    assert [a["name"] for a in posted["attachments"]] == ["a.png", "b.pdf"]
+    # the budget is untouched by the repeats: one more upload is still allowed
+    one = mail(to, "And the label.", files=(("label.png", "image/png", samples.png(2, 2)),))
+    assert await deliver(server, one) == (250, "2.0.0 posted to the order chat as message 2")
+
+
+async def test_a_reply_delivered_again_after_the_chat_closed_is_already_posted(server):
+    """A retry is answered as before even when the chat has closed since, with or
+    without files; a new reply to the closed chat is still refused."""
+    body = {"buyer": {"id": "buyer1", "name": "B"}, "supplier": {"id": "supplier1", "name": "S"}, "workflow": "retail"}
+    assert (await server.api("PUT", f"/api/v1/orders/{ORDER}", body))[0] == 201
+    to = await address(server, "buyer1")
+    with_file = mail(to, "Photo attached.", files=(("photo.png", "image/png", samples.png(3, 2)),))
+    text_only = mail(to, "Text before the close.")
+    assert await deliver(server, with_file) == (250, "2.0.0 posted to the order chat as message 1")
+    assert await deliver(server, text_only) == (250, "2.0.0 posted to the order chat as message 2")
+    assert (await server.api("PUT", f"/api/v1/orders/{ORDER}", {"status": "cancelled"}))[0] == 200
+    assert await deliver(server, with_file) == (250, "2.0.0 already posted to the order chat as message 1")
+    assert await deliver(server, text_only) == (250, "2.0.0 already posted to the order chat as message 2")
+    assert await deliver(server, mail(to, "A new one.")) == (550, "5.7.1 the chat is closed: the order is cancelled")
+    assert await orphans(server) == 0
+    assert [m["kind"] for m in await history(server)] == ["text", "text", "status"]
 
 
 async def test_quoted_history_and_signatures_are_not_posted(server):
