@@ -18,7 +18,9 @@ someone who left the order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -47,6 +49,16 @@ SENDS = 8  # deliveries under way at once, per instance (each one SMTP connectio
 RETRY_MS = (30_000, 120_000, 600_000, 3_600_000)  # after a failed e-mail, then every hour
 
 ReplyAddress = Callable[[str, str], Awaitable[str | None]]  # (user, order) -> a Reply-To address
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    """A delivery the background loop started: nobody awaits it, so its failure is logged here."""
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    if isinstance(exc, ChatError):  # the store is away: the notification is claimed again after its lease
+        log.warning("notification delivery: %s", exc)
+    else:
+        log.error("notification delivery failed", exc_info=exc)
 
 
 def headline(reason: str, order: OrderRecord, count: int) -> str:
@@ -84,6 +96,9 @@ class Notifier:
         self.clock = clock  # wall-clock seconds (tests inject one)
         self.send_s = min(send_s, SEND_S)  # the bound of one e-mail (tests shorten it), never past the lease
         self._task: asyncio.Task[None] | None = None
+        self._places = asyncio.Semaphore(SENDS)  # shared by the background loop and `deliver_due`
+        self._under_way: set[asyncio.Task[int]] = set()
+        self._freed = asyncio.Event()  # a delivery ended: its place may take the next one due
         self.sent = 0
         self._busy: dict[str, int] = {}  # recipient -> their deliveries under way here (for the day's cap)
         self.backlog = (0, 0)  # (pending, due) as of the last round, for /metrics
@@ -93,38 +108,59 @@ class Notifier:
         self._task = asyncio.create_task(self._run(), name="chatd-notifier")
 
     async def aclose(self) -> None:
-        await stop(self._task)
+        await stop(self._task)  # first: a delivery cancelled below wakes no loop
+        await stop(*self._under_way)
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
 
     async def _run(self) -> None:
+        """Every poll_s, and as soon as a place frees while every place was taken, fill the
+        free places with due notifications. Never waits for the deliveries themselves: one
+        stalled e-mail keeps its own place, and what falls due meanwhile takes another."""
+        tidied = -math.inf
         while True:
+            self._freed.clear()  # a delivery ending from here on wakes the wait below
+            full = False
             try:
-                await self.deliver_due()
-                await self.store.prune_notifications(self._now() - 2 * DAY_MS)
-                self.backlog = await self.store.notification_backlog(self._now())
+                full = await self._fill()
+                if time.monotonic() - tidied >= self.cfg.poll_s:  # once a poll, not for every place freed
+                    await self.store.prune_notifications(self._now() - 2 * DAY_MS)
+                    self.backlog = await self.store.notification_backlog(self._now())
+                    tidied = time.monotonic()
             except ChatError as exc:  # the store is away: the next round catches up
                 log.warning("notifications: %s", exc)
             except Exception:  # a defect: logged, and the next round runs all the same
                 log.exception("notifications: delivery round failed")
-            await asyncio.sleep(self.cfg.poll_s)
+            if full:  # more may be due: claim again once a place frees (or after poll_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes as the
+                # event is set, and the loop would run on
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.cfg.poll_s):
+                        await self._freed.wait()
+            else:
+                await asyncio.sleep(self.cfg.poll_s)
+
+    async def _fill(self) -> bool:
+        """Claim due notifications into the places free now, each delivered in the
+        background; True: stopped because every place is taken."""
+        while not self._places.locked():
+            task = await self._claim()
+            if task is None:
+                return False
+            task.add_done_callback(_log_failure)
+        return True
 
     async def deliver_due(self) -> int:
-        """Deliver (or postpone) every notification due now, up to SENDS at once; how many
-        went out. Each is claimed when a place is free, right before its delivery: claimed
-        in a batch, the later ones' leases ran out while the earlier ones were e-mailed,
-        and another instance sent them too."""
-        places = asyncio.Semaphore(SENDS)
+        """Deliver (or postpone) every notification due now, up to SENDS at once (places
+        shared with the background loop); how many of those it claimed went out, once all of
+        them have ended. Each is claimed when a place is free, right before its delivery:
+        claimed in a batch, the later ones' leases ran out while the earlier ones were
+        e-mailed, and another instance sent them too."""
         tasks: list[asyncio.Task[int]] = []
         try:
-            while True:
-                await places.acquire()
-                now = self._now()
-                due = await self.store.claim_notifications(now, now + LEASE_MS, 1)
-                if not due:
-                    break
-                tasks.append(asyncio.create_task(self._deliver_in(places, due[0], now)))
+            while (task := await self._claim()) is not None:
+                tasks.append(task)
         except asyncio.CancelledError:  # stopping: so do the deliveries under way
             for task in tasks:
                 task.cancel()
@@ -136,11 +172,30 @@ class Notifier:
                 raise outcome
         return sum(o for o in outcomes if isinstance(o, int))
 
-    async def _deliver_in(self, places: asyncio.Semaphore, row: NotificationRow, now: int) -> int:
+    async def _claim(self) -> asyncio.Task[int] | None:
+        """Wait for a free place, claim one due notification into it and start its
+        delivery; None (the place given back) when nothing is due."""
+        await self._places.acquire()
+        try:
+            now = self._now()
+            due = await self.store.claim_notifications(now, now + LEASE_MS, 1)
+        except BaseException:
+            self._places.release()
+            raise
+        if not due:
+            self._places.release()
+            return None
+        task = asyncio.create_task(self._deliver_in(due[0], now))
+        self._under_way.add(task)
+        task.add_done_callback(self._under_way.discard)
+        return task
+
+    async def _deliver_in(self, row: NotificationRow, now: int) -> int:
         try:
             sent = await self._deliver(row, now)
         finally:
-            places.release()
+            self._places.release()
+            self._freed.set()
         self.sent += sent
         return sent
 

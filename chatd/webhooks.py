@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -171,6 +172,7 @@ class Webhooks:
         self._counted = -COUNT_S  # time.monotonic() of that count
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()  # one per slot taken (`concurrency`)
         self._session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
@@ -189,7 +191,8 @@ class Webhooks:
 
     async def aclose(self) -> None:
         """Stop delivering; events in flight stay in the outbox and go out after a restart."""
-        await stop(self._task)
+        await stop(self._task)  # first: a delivery cancelled below wakes no loop
+        await stop(*self._in_flight)
         self._task = None
         if self._session:
             await self._session.close()
@@ -208,13 +211,15 @@ class Webhooks:
                 log.exception("webhook delivery round failed")
                 delay = 1.0
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that comes as the
+                # event is set (a delivery ending while aclose stops the loop), and the loop runs on
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def _round(self) -> float:
-        """Deliver what is due; return how long to wait before the next round."""
+        """Start what is due in the free slots; return how long to wait before the next
+        round (a delivery ending wakes the loop sooner, to fill its slot)."""
         try:
             return await self._deliver_due()
         finally:
@@ -232,23 +237,38 @@ class Webhooks:
         return int(self.clock() * 1000)
 
     async def _deliver_due(self) -> float:
+        free = max(1, self.cfg.concurrency) - len(self._in_flight)
+        if free <= 0:  # every slot taken: the first to end wakes the loop
+            return 1.0
         now = self._now()
         nxt = await self.store.next_event_ts()
         if nxt is None or nxt > now:
             return 1.0 if nxt is None else min(1.0, max(0.01, (nxt - now) / 1000))
         lease = now + int((self.cfg.timeout_s + 2) * 1000)  # a crash mid-attempt: retried after this
         # leased, so another instance on the same file (or a retry round) leaves them alone. Only
-        # what is sent at once is claimed: every attempt ends within timeout_s, inside its lease;
-        # one claimed to wait for a free slot could outlast it and be sent by another instance too.
-        rows = await self.store.claim_events(now, lease, max(1, self.cfg.concurrency))
-        if not rows:
-            return 0.0
-        errors = await asyncio.gather(*(self._deliver(row) for row in rows))
-        done = [row.id for row, err in zip(rows, errors, strict=True) if err is None]
+        # what is sent at once is claimed, into the slots free now: every attempt ends within
+        # timeout_s, inside its lease; one claimed to wait for a slot could outlast it and be sent
+        # by another instance too. Each slot is filled again as soon as its attempt ends, so one
+        # stalled receiver request holds up its own slot only, not the others'.
+        rows = await self.store.claim_events(now, lease, free)
+        for row in rows:
+            task = asyncio.create_task(self._attempt(row))
+            self._in_flight.add(task)
+            task.add_done_callback(self._ended)
+        return 0.0
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # its slot is free: the loop claims the next one due
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the store is away, most likely: the event stays leased and is retried after its lease
+            log.error("webhook delivery failed", exc_info=exc)
+
+    async def _attempt(self, row: OutboxEvent) -> None:
+        """One attempt at one event, and its outcome written: deleted, or due again later."""
+        err = await self._deliver(row)
         failed = []
-        for row, err in zip(rows, errors, strict=True):
-            if err is None:
-                continue
+        if err is not None:
             attempts = row.attempts + 1
             dead = attempts >= self.cfg.max_attempts
             delay = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempts - 1))
@@ -263,15 +283,14 @@ class Webhooks:
                 err,
                 "; giving up" if dead else "",
             )
-        await self.store.settle_events(done, failed)
+        await self.store.settle_events([] if failed else [row.id], failed)
         # before the counters, so a scrape sees both; exact when it matters (a failure, or
-        # the backlog sent), at most once a COUNT_S while a backlog goes out
-        await self._count(now=bool(failed) or len(rows) < self.cfg.concurrency)
+        # the last in flight: the backlog sent), at most once a COUNT_S while a backlog goes out
+        await self._count(now=bool(failed) or len(self._in_flight) <= 1)
         for f in failed:
             metrics.WEBHOOK_DELIVERIES.labels("dead" if f.dead else "failed").inc()
-        if done:
-            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc(len(done))
-        return 0.0
+        if not failed:
+            metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
 
     async def _deliver(self, row: OutboxEvent) -> str | None:
         """POST one event; None on a 2xx, else what went wrong. A redirect is not

@@ -341,7 +341,9 @@ async def test_a_staff_answer_takes_the_staff_notification_a_staff_dispute_keeps
     assert r["type"] == "ack", r
     await say(stella, "N-9", "We are on it, sorry about that.")  # before the notifier's round
     r = await request(
-        stella, {"type": "dispute", "order": "N-10", "action": "open", "client_id": "d2", "reason": "fraud check"}, "ack"
+        stella,
+        {"type": "dispute", "order": "N-10", "action": "open", "client_id": "d2", "reason": "fraud check"},
+        "ack",
     )
     assert r["type"] == "ack", r
     await notifier.deliver_due()
@@ -568,3 +570,45 @@ async def test_the_days_cap_counts_an_e_mail_under_way(server, receiver, smtp):
     assert await notifier.deliver_due() == 0  # now the day's cap holds it back as usual
     (capped,) = await notifier.store.pending_notifications("buyer1")
     assert capped.due_ts > int(clock.t * 1000) + 23 * 3600 * 1000
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+async def test_a_notification_due_while_an_e_mail_stalls_goes_out_meanwhile(server, receiver, smtp):
+    """The background loop keeps claiming into the free places while a delivery is under
+    way: one that falls due after a stalled e-mail began does not wait for that e-mail to
+    end (up to SEND_S) and poll_s more."""
+    import msgspec
+
+    from chatd.notifier import Notifier
+
+    clock = inject(server)
+    one = server.app[NOTIFIER]  # polls once an hour: this test's own instance delivers
+    cfg = msgspec.structs.replace(one.cfg, poll_s=0.05)
+    mine = Notifier(one.store, cfg, mailer=one.mailer, webhooks=one.webhooks, clock=clock)
+    supplier = await server.client("supplier1", "supplier")
+    for order, buyer in (("L-1", ORDER["buyer"]), ("L-2", {"id": "buyer2", "name": "Ben"})):  # Ben: no e-mail
+        st, _ = await server.api("PUT", f"/api/v1/orders/{order}", {"buyer": buyer, "supplier": ORDER["supplier"]})
+        assert st == 201
+        await supplier.join(order)
+    await say(supplier, "L-1", "news")  # due in 5 min
+    clock.t += 4 * MIN
+    await say(supplier, "L-2", "more news")  # due in 5 min, at 9
+    clock.t += 4 * MIN
+    smtp.hold()
+    await mine.start()
+    try:
+        await smtp.wait_held(1)  # L-1's e-mail, unanswered
+        clock.t += 1 * MIN  # L-2's buyer is due now, after the e-mail began (within its 2 min lease)
+        await receiver.wait_for(
+            lambda rs: any(r["json"]["type"] == "notification" and r["json"]["order"] == "L-2" for r in rs),
+            timeout=seconds(10),
+        )
+        assert smtp.held == 1 and smtp.mails == []  # still stalled
+        smtp.open()
+        (mail,) = await smtp.wait_for(1)
+        assert mail["To"] == "bea@buyer.example"
+        await delivered(server, receiver, 2)
+    finally:
+        await mine.aclose()
+    assert mine.sent == 2
+    assert [n["order"] for n in notifications(receiver, "*")] == ["L-2", "L-1"]

@@ -297,6 +297,58 @@ async def test_a_slow_receiver_gets_each_event_once_from_two_instances(server, r
     assert receiver.attempts == 6
 
 
+class StallFirst(Receiver):
+    """A receiver that leaves the first request it gets unanswered until `go` is set
+    (well within `timeout_s`) and answers every other one at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = asyncio.Event()  # the first request is being held
+        self.go = asyncio.Event()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await self.go.wait()
+        return await super()._handle(request)
+
+
+@pytest.mark.single_only("the clocks are injected into the in-process server")
+@pytest.mark.parametrize("webhooks_extra", [{"concurrency": 2, "timeout_s": 60.0}], ids=["c2"])
+async def test_a_stalled_request_holds_up_its_own_slot_only(server, receiver):
+    """Each slot takes the next event as soon as its attempt ends: while one request
+    hangs (up to `timeout_s`), the other slot delivers every other event due."""
+    import msgspec
+
+    from chatd.edge.keys import WEBHOOKS
+    from chatd.webhooks import Webhooks
+    from tests.support.clock import Clock
+
+    one = server.app[WEBHOOKS]
+    one.clock = Clock(time.time() - 3600)  # the app's own delivery finds nothing due: this test's instance sends
+    stalling = await StallFirst().start()
+    mine = Webhooks(one.store, msgspec.structs.replace(one.cfg, url=stalling.url))
+    await mine.start()
+    try:
+        await server.order("W-7")
+        for text in ("packed", "shipped"):  # six events: buyer, supplier and rep for each
+            st, _ = await server.api("POST", "/api/v1/orders/W-7/messages", {"client_id": text, "text": text})
+            assert st == 201
+        mine.wake()
+        await asyncio.wait_for(stalling.stalled.wait(), seconds(10))
+        await stalling.wait_for(lambda rs: len(rs) == 5, timeout=seconds(10))  # all but the stalled one
+        assert stalling.attempts == 5  # the stalled one is counted once it is answered
+        stalling.go.set()
+        await settle(server, receiver)
+    finally:
+        stalling.go.set()  # nothing left hanging on the receiver's shutdown
+        await mine.aclose()
+        await stalling.stop()
+    ids = collections.Counter(r["headers"]["webhook-id"] for r in stalling.requests)
+    assert len(ids) == 6 and stalling.attempts == 6, ids
+    assert stalling.unverified == []
+
+
 async def test_delivered_after_a_restart(tmp_path):
     """The event is queued while the receiver is down, the server is killed (-9), the
     receiver comes up, the server restarts: the event arrives, signed, exactly as queued."""
