@@ -133,9 +133,9 @@ async def test_read_waits_until_scrolled_into_view(server, open_chat):
     await expect(supplier.page.locator(".chatd-divider + [role=listitem]")).to_contain_text("Line 01")
     await expect(supplier.message("Line 01")).to_be_in_viewport()
     await expect(supplier.message("Line 40")).not_to_be_in_viewport()
-    await expect(supplier.badge).to_have_text(re.compile(r"^[1-3]\d$"))
+    await expect(supplier.badge).to_have_text(re.compile(r"^\d+$"))
     unread = int(await supplier.badge.inner_text())
-    assert 0 < unread < 40
+    assert 0 < unread < 40  # some read (what the screen showed), not all
     jump = supplier.page.locator(".chatd-jump")
     await expect(jump).to_have_text(f"{unread} new")
     await jump.click()  # to the newest: now everything was on screen
