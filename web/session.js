@@ -90,6 +90,15 @@
  */
 
 var ChatdSession = (function () {
+  /** Statuses as `joined` and `order` list them (`next_statuses`, `statuses`). @param {any} list */
+  function statusList(list) {
+    return Array.isArray(list) ? list.filter(function (/** @type {any} */ n) {
+      return n && typeof n.status === 'string';
+    }).map(function (/** @type {any} */ n) {
+      return { status: n.status, label: String(n.label || n.status), tone: String(n.tone || 'neutral') };
+    }) : [];
+  }
+
   'use strict';
 
   var NOTE_WRITERS = ['supplier', 'sales_rep', 'staff', 'bot'];
@@ -199,6 +208,8 @@ var ChatdSession = (function () {
       this.statusTone = 'neutral';
       /** @type {NextStatus[]} what this user's role may move the order to now */
       this.nextStatuses = [];
+      /** @type {Array<{status: string, label: string, tone: string}>} */
+      this.statuses = [];
       this.closed = false;
       /** @type {string | null} */
       this.closedReason = null;
@@ -915,11 +926,8 @@ var ChatdSession = (function () {
       this.workflow = f.workflow || 'free';
       this.statusLabel = f.status_label || status;
       this.statusTone = f.status_tone || 'neutral';
-      this.nextStatuses = Array.isArray(f.next_statuses) ? f.next_statuses.filter(function (/** @type {any} */ n) {
-        return n && typeof n.status === 'string';
-      }).map(function (/** @type {any} */ n) {
-        return { status: n.status, label: String(n.label || n.status), tone: String(n.tone || 'neutral') };
-      }) : [];
+      this.nextStatuses = statusList(f.next_statuses);
+      this.statuses = statusList(f.statuses); // the whole pipeline: how past statuses of the history show
       this.closed = !!f.closed;
       this.closedReason = f.closed_reason || null;
       if ('awaiting_reply' in f) this.awaitingReply = f.awaiting_reply || null;

@@ -656,8 +656,8 @@
     _renderOrder() {
       var $ = this.$, s = this.session, status = s.status;
       var tones = this.tones, labels = this.labels;
+      s.statuses.concat(s.nextStatuses).forEach(function (n) { tones.set(n.status, n.tone); labels.set(n.status, n.label); });
       if (status) { tones.set(status, s.statusTone); labels.set(status, s.statusLabel || status); }
-      s.nextStatuses.forEach(function (n) { tones.set(n.status, n.tone); labels.set(n.status, n.label); });
       $.status.hidden = !status;
       $.status.textContent = '';
       if (status) {

@@ -257,3 +257,19 @@ async def test_ask_support_puts_the_order_in_the_staff_queue(server, open_chat):
     st, page = await api(server.base, "GET", "/api/v1/threads?attention=true")
     assert st == 200 and [(t["order"], "help" in t["reasons"]) for t in page["threads"]] == [("o-help", True)]
     assert console_errors(buyer, supplier, staff) == []
+
+
+async def test_past_statuses_keep_their_label_and_tone_after_a_reload(server, open_chat):
+    """The history's status cards show each status as its workflow does (`statuses` of
+    `joined`), not only the current one and those that may come next."""
+    await put_order(server.base, "o-hist", workflow="factory")
+    for status in ("in_production", "quality_check", "shipped"):
+        st, body = await api(server.base, "PUT", "/api/v1/orders/o-hist", {"status": status})
+        assert st == 200, body
+    buyer = await open_chat(server.base, "o-hist", BEA)  # opened after the moves: none seen live
+    cards = buyer.page.locator(".chatd-event--status[data-status=in_production]")
+    await expect(cards).to_have_attribute("data-tone", "info")
+    await expect(cards).to_contain_text("In Production")
+    await expect(buyer.page.locator(".chatd-event--status[data-status=quality_check]")).to_have_attribute(
+        "data-tone", "info"
+    )
