@@ -9,6 +9,7 @@ Every wait is a DOM condition (`expect`), never a sleep.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlencode
@@ -320,3 +321,21 @@ async def open_chat(browser, host_site):
         await chat.context.close()
     errors = [e for chat in opened for e in chat.errors]
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def socket_route(links: list, net: dict | None = None):
+    """A context `setup` routing the page's chatd WebSockets on to the server, each route
+    kept in `links` (a test closes one as the server would); with `net`, a socket opened
+    while `net["up"]` is false is refused (the network is down)."""
+
+    def route(ws):
+        if net is not None and not net["up"]:
+            asyncio.ensure_future(ws.close(code=1006))
+            return
+        links.append(ws)
+        ws.connect_to_server()
+
+    async def setup(ctx):
+        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+
+    return setup

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import expect
 
-from tests.browser.conftest import axe_check, order_id_layout, put_order
+from tests.browser.conftest import axe_check, order_id_layout, put_order, socket_route
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -412,15 +412,7 @@ async def test_older_inbox_pages_catch_up_after_a_reconnect(server, open_chat):
     net = {"up": True}
     links: list = []
 
-    def route(ws):
-        if not net["up"]:
-            asyncio.ensure_future(ws.close(code=1006))
-            return
-        links.append(ws)
-        ws.connect_to_server()
-
-    async def setup(ctx):
-        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+    setup = socket_route(links, net)
 
     orders = await open_chat(server.base, "o-d000", BEA, path="/components", width=1200, height=900, setup=setup)
     page, inbox = orders.page, orders.page.locator("#inbox")
@@ -462,12 +454,7 @@ async def test_a_final_expiry_says_so_everywhere_and_shows_no_stale_counts(serve
         assert (await sam.post(order, f"News on {order}"))["type"] == "ack"
     links: list = []
 
-    def route(ws):
-        links.append(ws)
-        ws.connect_to_server()
-
-    async def setup(ctx):
-        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+    setup = socket_route(links)
 
     orders = await open_chat(server.base, "o-x1,o-x2", BEA, path="/components", setup=setup)
     page, inbox = orders.page, orders.page.locator("#inbox")

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import expect
 
-from tests.browser.conftest import ChatPage, api, axe_check, order_id_layout, put_order
+from tests.browser.conftest import ChatPage, api, axe_check, order_id_layout, put_order, socket_route
 from tests.support.client import token
 
 BEA = token("bea", "buyer", "Bea Buyer")
@@ -370,12 +370,7 @@ async def test_console_says_the_session_expired_and_shows_no_stale_counts(server
     await bea.expect("ack", client_id="d1")  # in the staff queue, one unread
     links: list = []
 
-    def route(ws):
-        links.append(ws)
-        ws.connect_to_server()
-
-    async def setup(ctx):
-        await ctx.route_web_socket(re.compile(r"/ws$"), route)
+    setup = socket_route(links)
 
     staff = await open_page(f"{server.base}/console", **DESKTOP, setup=setup)
     await staff.page.get_by_label("Staff token").fill(STAFF)
